@@ -137,12 +137,13 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
     Examples
     --------
-    >>> import gzip, tempfile, os
+    >>> import gzip, os, tempfile
     >>> raw = bytes([0, 0, 8, 1]) + (3).to_bytes(4, "big") + bytes([7, 8, 9])
-    >>> path = os.path.join(tempfile.mkdtemp(), "x-idx1-ubyte.gz")
-    >>> with gzip.open(path, "wb") as fh:
-    ...     _ = fh.write(raw)
-    >>> read_idx(path).tolist()
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "x-idx1-ubyte.gz")
+    ...     with gzip.open(path, "wb") as fh:
+    ...         _ = fh.write(raw)
+    ...     read_idx(path).tolist()
     [7, 8, 9]
     """
     opener: Callable[..., Any] = gzip.open if str(path).endswith(".gz") else open
