@@ -56,6 +56,47 @@ def test_adult_repr(adult):
     )
 
 
+def test_adult_prebuilt_arrays_match_the_pandas_path():
+    from fairpriv_lab.data import tabular
+
+    frame = tabular._read_adult_frame()
+    for group in ("sex", "race", "race5"):
+        fast = tabular._load_adult_prebuilt(group, "adult")
+        assert fast is not None, "adult_preprocessed.npz is missing or stale: run python -m fairpriv_lab.data._build_adult"
+        slow = tabular.load_adult(group=group, frame=frame)
+        np.testing.assert_array_equal(fast.X, slow.X)
+        np.testing.assert_array_equal(fast.y, slow.y)
+        np.testing.assert_array_equal(fast.g, slow.g)
+        assert (fast.feature_names, fast.group_names, fast.class_names, fast.provenance) == (
+            slow.feature_names, slow.group_names, slow.class_names, slow.provenance)
+
+
+def test_stale_prebuilt_file_falls_back_to_pandas(monkeypatch, tmp_path):
+    from fairpriv_lab.data import _build_adult, tabular
+
+    stale = tmp_path / "adult_preprocessed.npz"
+    _build_adult.build(stale)
+    with np.load(stale) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["csv_sha256"] = np.asarray("0" * 64)
+    np.savez(stale, **arrays)
+    monkeypatch.setattr(tabular, "ADULT_PREBUILT", str(stale))  # absolute path: joinpath keeps it
+    assert tabular._load_adult_prebuilt("sex", "adult") is None
+    assert fl.load_dataset("adult").group_sizes == {"Male": 30527, "Female": 14695}
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fairpriv_lab as fl; fl.load_dataset('adult');"
+        "print(sorted(m for m in ('torch', 'sklearn', 'scipy', 'pandas', 'opacus', 'altair') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 # --------------------------------------------------------------------------- digits
 def test_digits(digits):
     assert digits.n_samples == 1797 and digits.n_groups == 10 and digits.n_classes == 10
