@@ -60,7 +60,9 @@ class RemoteFile:
     filename : str
         Name of the file in the dataset's cache folder (no path separators).
     urls : tuple of str
-        Official URL first, then mirrors; tried in order.
+        Where to fetch the file, tried in order: the official URL, or a dependable mirror
+        first where the original host refuses scripted downloads (MNIST); the first one is
+        the one named in the "place the file by hand" advice.
     sha256 : str or None
         Expected hex digest; None when it could not be pinned (trust on first use).
     note : str

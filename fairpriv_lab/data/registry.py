@@ -17,7 +17,26 @@ __all__ = ["DatasetInfo", "load_dataset", "list_datasets", "register_dataset"]
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a dataset offers: its group attributes (default first) and whether it is offline."""
+    """What a dataset offers: its group attributes (default first) and whether it is offline.
+
+    Attributes
+    ----------
+    name : str
+        Name for :func:`load_dataset`.
+    groups : tuple of str
+        Group attributes the loader accepts as ``group=``; the first is the default.
+    offline : bool
+        True when no download is needed (bundled, scikit-learn or generated).
+    description : str
+        One line shown by :func:`list_datasets` users.
+    loader : callable
+        ``loader(group=..., **kwargs) -> GroupedDataset``.
+    modality : {'tabular', 'image'}
+        Image datasets set ``image_shape`` on the result.
+    takes_seed : bool
+        The loader accepts ``seed=`` (generation or subsampling); :func:`load_dataset`
+        passes its own ``seed`` unless one is given in ``kwargs``.
+    """
 
     name: str
     groups: tuple[str, ...]
