@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -93,7 +94,8 @@ def test_import_is_light():
         "import sys, fairpriv_lab as fl; fl.load_dataset('adult');"
         "print(sorted(m for m in ('torch', 'sklearn', 'scipy', 'pandas', 'opacus', 'altair') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "[]"
 
 
