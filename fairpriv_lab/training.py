@@ -40,7 +40,7 @@ from .privacy import DPStep, as_method, calibrate_noise, epsilon_of, group_contr
 
 __all__ = ["EnsembleResult", "train_ensemble", "poisson_batches", "evaluate"]
 
-_MAX_TELEMETRY_STEPS = 200
+_MAX_TELEMETRY_STEPS = 100
 _CPU_BUDGET = 1 << 30  # bytes of activations per chunk on a CPU
 
 

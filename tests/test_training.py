@@ -111,6 +111,27 @@ def test_cnn_and_generic_module_train_with_chunk_invariance():
     assert c.losses.shape == (3, 120) and c.model == "factory"
 
 
+def test_mean_direction_chunk_invariance(data):
+    ds, member = data
+    kw = dict(model="lr", method=DPSGDS(statistic="mean_direction"), noise_multiplier=1.0, seed=2, **KW)
+    assert _same(train_ensemble(ds, member, memory_budget=1, **kw), train_ensemble(ds, member, **kw))
+
+
+def test_dpsgds_gives_the_atypical_group_a_smaller_bound():
+    # Group 1 is mostly far-out records (large losses, large gradients): with DP-SGD-S its
+    # bound C_1 must fall below the majority's C_0; with flat DP-SGD both stay at C.
+    ds = make_synthetic(600, group_sizes=(0.7, 0.3), outlier_rate=(0.0, 0.6), separation=(3.0, 0.5),
+                        n_features=5, seed=0)
+    member = np.ones((2, ds.n_samples), dtype=bool)
+    res = train_ensemble(ds, member, model="lr", method=DPSGDS(tau=3.0), noise_multiplier=1.0,
+                         clip=0.5, epochs=3, batch_size=60, device="cpu", seed=0)
+    bounds = res.telemetry.groupby("group")["clip_bound"].mean()
+    assert bounds["g1"] < bounds["g0"]
+    assert res.telemetry["clip_bound"].max() <= 3.0 * 0.5 + 1e-6
+    grc = res.telemetry.groupby("group")["grc"].mean()
+    assert grc["g1"] > grc["g0"]
+
+
 def test_leak_a_model_never_trains_on_an_out_record(data):
     # Change one record's features to something huge: models where it is out must be
     # bitwise unchanged (sampling does not depend on features); models where it is in change.
