@@ -91,7 +91,7 @@ def require_frame(
     if missing:
         raise fail(
             name,
-            f"a DataFrame with columns {list(map(str, frame.columns))}",
+            "a DataFrame with columns " + ", ".join(map(str, frame.columns)),
             f"to have columns {expected}",
             hint="Missing: " + ", ".join(missing),
         )

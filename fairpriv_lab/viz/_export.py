@@ -84,8 +84,10 @@ def static_image(chart: Any, *, scale: float = 2.0) -> Any:
     return Image(data=to_png_bytes(chart, scale=scale), format="png")
 
 
-def save_chart(chart: Any, path: str | os.PathLike, *, scale: float = 2.0) -> Path:
-    """Save a chart as .png, .svg or .html (self-contained, scripts bundled) via vl-convert.
+def save_chart(
+    chart: Any, path: str | os.PathLike, *, scale: float = 2.0, offline: bool = True
+) -> Path:
+    """Save a chart as .png, .svg or .html via vl-convert.
 
     Parameters
     ----------
@@ -95,6 +97,9 @@ def save_chart(chart: Any, path: str | os.PathLike, *, scale: float = 2.0) -> Pa
         Target file; the suffix picks the format. Parent folders are created.
     scale : float
         Pixel density of PNG output.
+    offline : bool
+        For .html: inline the Vega JavaScript so the page works without internet (about
+        1 MB; the first call in a process takes a few seconds), or load it from a CDN.
 
     Returns
     -------
@@ -110,17 +115,25 @@ def save_chart(chart: Any, path: str | os.PathLike, *, scale: float = 2.0) -> Pa
     elif suffix == ".svg":
         path.write_text(to_svg(spec), encoding="utf-8")
     else:
-        html = vl_convert().vegalite_to_html(spec, bundle=True, **_kwargs())
+        html = vl_convert().vegalite_to_html(spec, bundle=bool(offline), **_kwargs())
         path.write_text(html, encoding="utf-8")
     return path
 
 
-def _both_renderer(spec: dict, **metadata: Any) -> dict:
-    """Interactive HTML plus a PNG fallback in one output bundle."""
+def _both_renderer(spec: dict, **metadata: Any) -> tuple[dict, dict]:
+    """Return interactive HTML plus a PNG fallback (and its size metadata) in one bundle."""
+    from altair.utils.mimebundle import spec_to_mimebundle
+
     alt = altair()
-    bundle = dict(alt.renderers.get("html")(spec, **metadata))
-    bundle.update(alt.renderers.get("png")(spec, **metadata))
-    return bundle
+    versions = {
+        "mode": "vega-lite",
+        "vega_version": alt.VEGA_VERSION,
+        "vegaembed_version": alt.VEGAEMBED_VERSION,
+        "vegalite_version": alt.VEGALITE_VERSION,
+    }
+    html = spec_to_mimebundle(spec, format="html", **versions, **metadata)
+    png, png_meta = spec_to_mimebundle(spec, format="png", **versions)
+    return {**html, **png}, dict(png_meta)
 
 
 def enable_notebook_rendering(
