@@ -191,6 +191,15 @@ def test_gpr_chart_dataframe_with_method_column_and_no_floor():
     assert "tick" not in mark_types(spec)
 
 
+def test_gpr_chart_nan_ci_small_group_renders():
+    table = by_group((2.0, 1.0, 0.5), ("a", "b", "tiny"))
+    table.loc[2, ["ci_low", "ci_high"]] = np.nan
+    chart = viz.gpr_chart(table)
+    data = rows_with(chart.to_dict(), "group", "ci_low").set_index("group")
+    assert data.loc["tiny", "ci_low"] is None or np.isnan(data.loc["tiny", "ci_low"])
+    assert_png(chart)
+
+
 def test_gpr_chart_missing_columns_message():
     bad = by_group().drop(columns=["ci_low", "ci_high"])
     with pytest.raises(ConfigError) as err:
@@ -336,6 +345,8 @@ def test_roc_by_group_from_scores_log_axes_and_auc():
     assert line["x"]["scale"]["type"] == "log" and line["y"]["scale"]["type"] == "log"
     assert line["x"]["title"] == "False positive rate (log scale)"
     assert max(n_rows(spec)) <= 2 * 150
+    # Default axis start: the power of ten below the smallest positive rate (~1/12,500 here).
+    assert line["x"]["scale"]["domain"] == [1e-5, 1.0]
     text, sub = title_of(spec)
     auc = [roc_auc_score(labels[groups == g], scores[groups == g]) for g in (0, 1)]
     assert sub[0] == f"AUC: F {auc[0]:.3f}, M {auc[1]:.3f}"
@@ -642,6 +653,8 @@ def test_enable_notebook_rendering(restore_renderer, monkeypatch):
     monkeypatch.delenv(viz._export.RENDER_ENV, raising=False)
     assert viz.enable_notebook_rendering("static") == "static"
     assert alt.renderers.active == "png"
+    png, _ = alt.renderers.get()(viz.gpr_chart(by_group()).to_dict())
+    assert png["image/png"][:8] == PNG
     assert viz.enable_notebook_rendering("interactive") == "interactive"
     assert alt.renderers.active == "default"
     assert viz.enable_notebook_rendering("both") == "both"

@@ -36,6 +36,12 @@ def _thin_roc(fpr: np.ndarray, tpr: np.ndarray, max_points: int, fpr_min: float)
     return np.unique(np.concatenate([[0, fpr.size - 1], idx]))
 
 
+def _positive_min(values: np.ndarray) -> float:
+    """Return the smallest positive value (1e-6 if none)."""
+    pos = values[values > 0]
+    return float(pos.min()) if pos.size else 1e-6
+
+
 def roc_curves(
     scores: Any,
     labels_: Any,
@@ -95,8 +101,7 @@ def roc_curves(
             )
         fpr, tpr, _ = roc_curve(yk, sk)
         auc = float(np.trapezoid(tpr, fpr))
-        pos = fpr[fpr > 0]
-        keep = _thin_roc(fpr, tpr, max_points, float(pos.min()) if pos.size else 1e-6)
+        keep = _thin_roc(fpr, tpr, max_points, _positive_min(fpr))
         parts.append(pd.DataFrame({"group": name, "fpr": fpr[keep], "tpr": tpr[keep], "auc": auc}))
     return pd.concat(parts, ignore_index=True)
 
@@ -108,7 +113,7 @@ def roc_by_group(
     *,
     group_names: Sequence[str] | None = None,
     max_points: int = 200,
-    fpr_min: float = 1e-4,
+    fpr_min: float | None = None,
     group_order: Sequence[str] | None = None,
     title: str | None = None,
 ) -> alt.LayerChart:
@@ -129,8 +134,10 @@ def roc_by_group(
         Names of integer group ids.
     max_points : int
         Points kept per group (log-spaced in FPR).
-    fpr_min : float
-        Left end of the log axes; points with FPR or TPR of 0 (or below it) are not drawn.
+    fpr_min : float, optional
+        Left (and bottom) end of the log axes; points with FPR or TPR below it (e.g. 0) are
+        not drawn. Default: the power of ten at or below the smallest positive FPR or TPR
+        (at least 1e-6), i.e. the resolution the number of scores allows.
     group_order : sequence of str, optional
         Group order for colours (see :func:`gpr_chart`).
     title : str, optional
@@ -142,7 +149,8 @@ def roc_by_group(
         Lines x = FPR, y = TPR (log scales) coloured by group; AUC per group in the subtitle.
     """
     alt = altair()
-    fpr_min = number("fpr_min", fpr_min, 0.0, 1.0, low_open=True, high_open=True)
+    if fpr_min is not None:
+        fpr_min = number("fpr_min", fpr_min, 0.0, 1.0, low_open=True, high_open=True)
     if labels_ is not None or groups is not None:
         if labels_ is None or groups is None:
             raise fail("groups", groups, "to be given together with labels_ (scores mode)")
@@ -159,7 +167,7 @@ def roc_by_group(
                 )
             order = np.argsort(fpr, kind="stable")
             auc = float(np.trapezoid(tpr[order], fpr[order]))
-            keep = _thin_roc(fpr[order], tpr[order], max_points, fpr_min)
+            keep = _thin_roc(fpr[order], tpr[order], max_points, _positive_min(fpr))
             parts.append(
                 pd.DataFrame(
                     {
@@ -180,9 +188,13 @@ def roc_by_group(
         thinned = []
         for _, part in frame.groupby("group", sort=False, observed=True):
             part = part.sort_values(["fpr", "tpr"], kind="stable")
-            keep = _thin_roc(part["fpr"].to_numpy(), part["tpr"].to_numpy(), max_points, fpr_min)
+            fpr = part["fpr"].to_numpy()
+            keep = _thin_roc(fpr, part["tpr"].to_numpy(), max_points, _positive_min(fpr))
             thinned.append(part.iloc[keep])
         frame = pd.concat(thinned, ignore_index=True)
+    if fpr_min is None:
+        low = min(_positive_min(frame["fpr"].to_numpy()), _positive_min(frame["tpr"].to_numpy()))
+        fpr_min = max(1e-6, 10.0 ** np.floor(np.log10(low)))
     gdom = domain(frame["group"], group_order)
     auc_text = None
     if "auc" in frame:

@@ -63,7 +63,6 @@ def _grouped_gpr(
     gdom = domain(frame["group"], group_order)
     sdom = domain(frame[series], None, canonical)
     multi = len(sdom) > 1
-    frame["group"] = pd.Categorical(frame["group"], categories=gdom).astype(str)
 
     tooltip = [alt.Tooltip("group:N", title="Group")]
     if multi or series == "auditor":

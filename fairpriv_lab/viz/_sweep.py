@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +32,7 @@ SWEEP_OPTIONAL = ("gprp_ci_low", "gprp_ci_high", "accuracy")
 
 
 def _sweep_input(results: Any, required: Sequence[str]) -> pd.DataFrame:
-    if not isinstance(results, pd.DataFrame) and isinstance(results, list | tuple):
+    if not isinstance(results, pd.DataFrame | str) and isinstance(results, Iterable):
         results = sweep_frame(results)
     optional = [c for c in (*SWEEP_COLUMNS, *SWEEP_OPTIONAL) if c not in required]
     frame = require_frame(results, "results", required, optional)
@@ -42,10 +42,6 @@ def _sweep_input(results: Any, required: Sequence[str]) -> pd.DataFrame:
     frame["method"] = frame["method"].astype(str)
     if (frame["epsilon"] <= 0).any() or frame["epsilon"].isna().any():
         raise fail("results['epsilon']", "values <= 0 or NaN", "to be in (0, inf] (inf for SGD)")
-    has_ci = "gprp_ci_low" in frame and "gprp_ci_high" in frame
-    if has_ci:
-        # Table rows without a CI get none drawn (NaN -> null -> no error bar).
-        frame["has_ci"] = frame["gprp_ci_low"].notna() & frame["gprp_ci_high"].notna()
     frame["eps_label"] = np.where(
         np.isinf(frame["epsilon"]), "ε = ∞", frame["epsilon"].map(lambda e: f"ε = {e:g}")
     )
@@ -216,7 +212,7 @@ def clip_bounds_over_training(
     group_order: Sequence[str] | None = None,
     max_rows: int = 2000,
     title: str | None = None,
-) -> alt.Chart | alt.FacetChart | alt.LayerChart:
+) -> alt.LayerChart | alt.FacetChart:
     """Per-group clipping bounds C_k over training steps (DP-SGD-S, DP-SGD-F).
 
     DP-SGD-S sets C_k = C min(tau, r_bar / r_k) each step (DESIGN.md 4.6): groups that pull
