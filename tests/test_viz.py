@@ -191,6 +191,17 @@ def test_gpr_chart_dataframe_with_method_column_and_no_floor():
     assert "tick" not in mark_types(spec)
 
 
+def test_gpr_chart_accepts_group_index_and_checks_group_ids():
+    spec = viz.gpr_chart(by_group().set_index("group")).to_dict()
+    assert list(color_scale(spec)) == ["Female", "Male"]
+    with pytest.raises(
+        ConfigError, match=r"Expected group='ids up to 2' to be < len\(group_names\)=2"
+    ):
+        viz.ipr_distribution(
+            SimpleNamespace(groups=np.array([0, 2]), ipr=[0.1, 0.2]), group_names=["a", "b"]
+        )
+
+
 def test_gpr_chart_nan_ci_small_group_renders():
     table = by_group((2.0, 1.0, 0.5), ("a", "b", "tiny"))
     table.loc[2, ["ci_low", "ci_high"]] = np.nan

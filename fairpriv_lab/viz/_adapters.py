@@ -40,6 +40,12 @@ def by_group_frame(risk: Any, *, name: str = "risk") -> pd.DataFrame:
     frame = risk
     if not isinstance(risk, pd.DataFrame) and hasattr(risk, "by_group"):
         frame = risk.by_group() if callable(risk.by_group) else risk.by_group
+    if (
+        isinstance(frame, pd.DataFrame)
+        and "group" not in frame.columns
+        and frame.index.name == "group"
+    ):
+        frame = frame.reset_index()  # fairlearn's MetricFrame keeps groups in the index
     frame = require_frame(frame, name, GPR_COLUMNS, GPR_OPTIONAL)
     frame["group"] = labels(frame["group"])
     return frame

@@ -184,7 +184,7 @@ def accuracy_gprp_frontier(
         base.mark_line(point=alt.OverlayMarkDef(filled=True, size=60)).encode(
             y=alt.Y("gprp:Q", title=y_title), order="eps_rank:Q"
         ),
-        base.mark_text(align="left", dx=6, dy=-6, fontSize=10).encode(
+        base.mark_text(align="left", dx=7, dy=-11, fontSize=10).encode(
             y="gprp:Q", text="eps_label:N"
         ),
     ]
