@@ -36,6 +36,11 @@ def _thin_roc(fpr: np.ndarray, tpr: np.ndarray, max_points: int, fpr_min: float)
     return np.unique(np.concatenate([[0, fpr.size - 1], idx]))
 
 
+def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
+    """Return the trapezoid-rule area (np.trapezoid exists only from numpy 2)."""
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
+
+
 def _positive_min(values: np.ndarray) -> float:
     """Return the smallest positive value (1e-6 if none)."""
     pos = values[values > 0]
@@ -100,7 +105,7 @@ def roc_curves(
                 "to hold members and non-members in every group",
             )
         fpr, tpr, _ = roc_curve(yk, sk)
-        auc = float(np.trapezoid(tpr, fpr))
+        auc = float(_trapezoid(tpr, fpr))
         keep = _thin_roc(fpr, tpr, max_points, _positive_min(fpr))
         parts.append(pd.DataFrame({"group": name, "fpr": fpr[keep], "tpr": tpr[keep], "auc": auc}))
     return pd.concat(parts, ignore_index=True)
@@ -166,7 +171,7 @@ def roc_by_group(
                     "to be (fpr, tpr) 1-D arrays of equal length",
                 )
             order = np.argsort(fpr, kind="stable")
-            auc = float(np.trapezoid(tpr[order], fpr[order]))
+            auc = float(_trapezoid(tpr[order], fpr[order]))
             keep = _thin_roc(fpr[order], tpr[order], max_points, _positive_min(fpr))
             parts.append(
                 pd.DataFrame(
