@@ -112,6 +112,17 @@ def test_cnn_and_generic_module_train_with_chunk_invariance():
     assert c.losses.shape == (3, 120) and c.model == "factory"
 
 
+def test_telemetry_grc_over_first_models_is_chunk_invariant(data):
+    ds, _ = data
+    member = np.random.default_rng(5).random((18, ds.n_samples)) < 0.5
+    kw = dict(model="lr", method="dpsgd", noise_multiplier=1.0, seed=1, epochs=1, batch_size=16, device="cpu")
+    a = train_ensemble(ds, member, memory_budget=1, **kw)
+    b = train_ensemble(ds, member, **kw)
+    assert _same(a, b)
+    pd.testing.assert_frame_equal(a.telemetry, b.telemetry, rtol=1e-5)
+    assert a.telemetry["grc"].notna().all()
+
+
 def test_mean_direction_chunk_invariance(data):
     ds, member = data
     kw = dict(model="lr", method=DPSGDS(statistic="mean_direction"), noise_multiplier=1.0, seed=2, **KW)
