@@ -460,7 +460,7 @@ def train_ensemble(
             noise = [torch.randn((n_models, *s), generator=gen, device=dev) for s in shapes]
         pnoise = policy.draw_noise(n_models, K, shapes, gen, dev) if policy.private else {}
         record = step % stride == 0
-        update = [torch.empty_like(p) for p in params]
+        update = [torch.empty_like(p) for p in params] if model_chunk < n_models else []
         bounds = torch.empty((n_models, K), device=dev)
         frac = torch.empty((n_models, K), device=dev)
         grc = torch.full((n_models, K), torch.nan, device=dev) if record else None
@@ -474,8 +474,11 @@ def train_ensemble(
                 policy_noise=_slice(pnoise, lo, hi),
                 state=None if state is None else state[lo:hi],
             )
-            for u, o in zip(update, out.update):
-                u[lo:hi] = o
+            if hi - lo == n_models:
+                update = out.update  # one chunk: no copy
+            else:
+                for u, o in zip(update, out.update):
+                    u[lo:hi] = o
             bounds[lo:hi], frac[lo:hi] = out.group_bounds, out.frac_clipped
             if new_state is not None:
                 new_state[lo:hi] = out.state
