@@ -242,39 +242,38 @@ def _record_block(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy and floor accuracy of records whose K pairs give scores s_in, s_out (mb, K).
 
-    ``fold`` (mb, K) bool marks fold A of the cross-fit (None: in-sample); ``swap`` (mb, K)
-    bool marks the pairs whose in/out labels the floor exchanges. float32 scores take the
-    packed-key path, others the generic argsort path; both give identical results.
+    ``fold`` (K,) bool marks the pairs of fold A of the cross-fit (None: in-sample); ``swap``
+    (mb, K) bool marks the pairs whose in/out labels the floor exchanges. float32 scores take
+    the packed-key path, others the generic argsort path; both give identical results.
     """
     if s_in.dtype == np.float32 and s_out.dtype == np.float32:
         return _record_block_packed(s_in, s_out, fold, swap)
     return _record_block_sorted(s_in, s_out, fold, swap)
 
 
+def _sorted_fold(x_in, x_out, swap):
+    """Sort the 2k scores of each row; return sorted scores, labels and floor labels."""
+    k = x_in.shape[1]
+    X = np.concatenate([x_in, x_out], axis=1)
+    order = np.argsort(X, axis=1)
+    lab = order < k  # the first k columns hold the in-model scores
+    lab_floor = lab ^ np.take_along_axis(swap, order % k, axis=1)
+    return np.take_along_axis(X, order, axis=1), lab, lab_floor
+
+
 def _record_block_sorted(
     s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the generic kernel of :func:`_record_block` (argsort + gathers; any float dtype)."""
-    mb, K = s_in.shape
-    X = np.concatenate([s_in, s_out], axis=1)
-    order = np.argsort(X, axis=1)
-    xs = np.take_along_axis(X, order, axis=1)
-    pair = order % K
-    lab = order < K  # the first K columns hold the in-model scores
-    lab_floor = lab ^ np.take_along_axis(swap, pair, axis=1)
+    K = s_in.shape[1]
     if fold is None:
-        n = 2 * K
-        acc = _cut_correct(xs, lab).max(axis=1) / n
-        acc_floor = _cut_correct(xs, lab_floor).max(axis=1) / n
-        return acc, acc_floor
-    in_a = np.take_along_axis(fold, pair, axis=1)
-    ka = int(2 * fold[0].sum()) if mb else 0
-    kb = 2 * K - ka
-    xa, xb = xs[in_a].reshape(mb, ka), xs[~in_a].reshape(mb, kb)
+        xs, lab, lab_floor = _sorted_fold(s_in, s_out, swap)
+        return tuple(_cut_correct(xs, lb).max(axis=1) / (2 * K) for lb in (lab, lab_floor))
+    xa, la, fa = _sorted_fold(s_in[:, fold], s_out[:, fold], swap[:, fold])
+    xb, lb, fb = _sorted_fold(s_in[:, ~fold], s_out[:, ~fold], swap[:, ~fold])
     out = []
-    for lb in (lab, lab_floor):
-        la, lbb = lb[in_a].reshape(mb, ka), lb[~in_a].reshape(mb, kb)
-        correct = _score(xb, lbb, _fit_taus(xa, la)) + _score(xa, la, _fit_taus(xb, lbb))
+    for a, b in ((la, lb), (fa, fb)):
+        correct = _score(xb, b, _fit_taus(xa, a)) + _score(xa, a, _fit_taus(xb, b))
         out.append(correct / (2 * K))
     return out[0], out[1]
 
@@ -357,33 +356,34 @@ def _packed_threshold(us: np.ndarray, kstar: np.ndarray) -> np.ndarray:
     return np.where(kstar == 0, 0, np.where(kstar == n, 1 << 32, ut))
 
 
+def _packed_fold(x_in, x_out, swap):
+    """Packed-key sort of the 2k scores of each row: uint32 keys, labels, floor labels."""
+    k = x_in.shape[1]
+    key = _u32(np.concatenate([x_in, x_out], axis=1)).astype(np.uint64) << np.uint64(_SHIFT)
+    sw = swap.astype(np.uint64)  # bit 0: the floor swaps this pair's labels
+    key[:, :k] |= sw | np.uint64(2)  # bit 1: in-model score
+    key[:, k:] |= sw
+    key.sort(axis=1)
+    lab = (key & np.uint64(2)).astype(bool)
+    lab_floor = lab ^ (key & np.uint64(1)).astype(bool)
+    return (key >> np.uint64(_SHIFT)).astype(np.uint32), lab, lab_floor
+
+
 def _record_block_packed(
     s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Packed-key kernel of :func:`_record_block` for float32 scores."""
-    mb, K = s_in.shape
-    key = _u32(np.concatenate([s_in, s_out], axis=1)).astype(np.uint64) << np.uint64(_SHIFT)
-    per_pair = swap.astype(np.uint64)  # bit 0: the floor swaps this pair's labels
-    if fold is not None:
-        per_pair |= fold.astype(np.uint64) << np.uint64(_TOP)  # fold A sorts after fold B
-    key[:, :K] |= per_pair | np.uint64(2)  # bit 1: in-model score
-    key[:, K:] |= per_pair
-    key.sort(axis=1)
-    us = (key >> np.uint64(_SHIFT)).astype(np.uint32)
-    lab = (key & np.uint64(2)).astype(bool)
-    lab_floor = lab ^ (key & np.uint64(1)).astype(bool)
-    del key
+    K = s_in.shape[1]
     if fold is None:
-        n = 2 * K
-        return tuple(_packed_correct(us, lb).max(axis=1) / n for lb in (lab, lab_floor))
-    kb = 2 * (K - int(fold[0].sum())) if mb else 0
-    ub, ua = us[:, :kb], us[:, kb:]
+        us, lab, lab_floor = _packed_fold(s_in, s_out, swap)
+        return tuple(_packed_correct(us, lb).max(axis=1) / (2 * K) for lb in (lab, lab_floor))
+    ua, la, fa = _packed_fold(s_in[:, fold], s_out[:, fold], swap[:, fold])
+    ub, lb, fb = _packed_fold(s_in[:, ~fold], s_out[:, ~fold], swap[:, ~fold])
     out = []
-    for lb in (lab, lab_floor):
-        lbb, la = lb[:, :kb], lb[:, kb:]
-        ta = _packed_threshold(ua, np.argmax(_packed_correct(ua, la), axis=1))
-        tb = _packed_threshold(ub, np.argmax(_packed_correct(ub, lbb), axis=1))
-        correct = ((ub >= ta[:, None]) == lbb).sum(axis=1) + ((ua >= tb[:, None]) == la).sum(axis=1)
+    for a, b in ((la, lb), (fa, fb)):
+        ta = _packed_threshold(ua, np.argmax(_packed_correct(ua, a), axis=1))
+        tb = _packed_threshold(ub, np.argmax(_packed_correct(ub, b), axis=1))
+        correct = ((ub >= ta[:, None]) == b).sum(axis=1) + ((ua >= tb[:, None]) == a).sum(axis=1)
         out.append(correct / (2 * K))
     return out[0], out[1]
 
@@ -516,20 +516,37 @@ def _informative(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
 
 
 def _pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
-    """Yield (columns, s_in, s_out) with s_in/s_out (mb, K) for records sharing the same K."""
-    in_even = mem[0::2]
-    s_in_all = np.where(in_even, scores[0::2], scores[1::2])
-    s_out_all = np.where(in_even, scores[1::2], scores[0::2])
+    """Yield (columns, K, chunks) for the records sharing the same number K of pairs.
+
+    ``chunks`` iterates over (row slice, s_in, s_out) with s_in/s_out of shape (rows, K): the
+    scores of each record's in-model and out-model in its K auditing pairs, built a block of
+    records at a time so that the transposition stays in cache.
+    """
     K = inf.sum(axis=0)
     if np.all(inf):
-        yield np.arange(scores.shape[1]), s_in_all.T.copy(), s_out_all.T.copy()
-        return
-    for k in np.unique(K):  # loop over distinct pair counts (1 for every game built here)
+        ks = [int(inf.shape[0])]
+    else:
+        ks = [int(k) for k in np.unique(K)]  # distinct pair counts (1 for every game here)
+    for k in ks:
         cols = np.flatnonzero(K == k)
-        pick = np.argsort(~inf[:, cols], axis=0, kind="stable")[:k]
-        s_in = np.take_along_axis(s_in_all[:, cols], pick, axis=0).T.copy()
-        s_out = np.take_along_axis(s_out_all[:, cols], pick, axis=0).T.copy()
-        yield cols, s_in, s_out
+        yield cols, k, _pair_chunks(scores, mem, inf, cols, k)
+
+
+def _pair_chunks(scores, mem, inf, cols, k):
+    step = max(1, _CHUNK_ELEMENTS // (2 * k))
+    full = cols.size == scores.shape[1]
+    for lo in range(0, cols.size, step):
+        r = slice(lo, lo + step)
+        c = slice(lo, min(lo + step, cols.size)) if full else cols[r]
+        in_even = mem[0::2, c]
+        even, odd = scores[0::2, c], scores[1::2, c]
+        s_in = np.where(in_even, even, odd)
+        s_out = np.where(in_even, odd, even)
+        if k < inf.shape[0]:
+            pick = np.argsort(~inf[:, c], axis=0, kind="stable")[:k]
+            s_in = np.take_along_axis(s_in, pick, axis=0)
+            s_out = np.take_along_axis(s_out, pick, axis=0)
+        yield r, np.ascontiguousarray(s_in.T), np.ascontiguousarray(s_out.T)
 
 
 # --------------------------------------------------------------------------- public API
@@ -606,17 +623,16 @@ def record_risk(
     rng = as_generator(seed)
     acc = np.empty(rec.size)
     acc_floor = np.empty(rec.size)
-    for cols, s_in, s_out in _pair_blocks(_as_f32(scores), mem, inf):
-        mb, k = s_in.shape
-        swap = rng.random((mb, k)) < 0.5
+    for cols, k, chunks in _pair_blocks(_as_f32(scores), mem, inf):
+        # The pairs are exchangeable (independent trainings), so one seeded split of the pair
+        # positions serves every record of the block.
         fold = None
         if estimator == "cross_fit":
-            fold = rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (mb, k)), axis=1)
-        step = max(1, _CHUNK_ELEMENTS // (2 * k))
-        for lo in range(0, mb, step):  # blocks of records keep the temporaries in cache
-            r = slice(lo, lo + step)
-            fr = None if fold is None else fold[r]
-            acc[cols[r]], acc_floor[cols[r]] = _record_block(s_in[r], s_out[r], fr, swap[r])
+            fold = np.zeros(k, dtype=bool)
+            fold[rng.permutation(k)[: k // 2]] = True
+        swap = rng.random((cols.size, k)) < 0.5
+        for r, s_in, s_out in chunks:  # blocks of records keep the temporaries in cache
+            acc[cols[r]], acc_floor[cols[r]] = _record_block(s_in, s_out, fold, swap[r])
     auditor = "PA-ALOOA" if np.all(inf) else "PA-LOOA"
     return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * acc_floor - 1, auditor, estimator, K, signal)
 

@@ -274,10 +274,10 @@ def empirical_epsilon(
     rng = as_generator(seed)
     fp = np.zeros(rec.size, np.int64)
     fn = np.zeros(rec.size, np.int64)
-    for cols, s_in, s_out in _pair_blocks(scores, mem, inf):
-        mb, k = s_in.shape
-        fold = rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (mb, k)), axis=1)
-        fp[cols], fn[cols] = _heldout_counts(s_in, s_out, fold, level)
+    for cols, k, chunks in _pair_blocks(scores, mem, inf):
+        fold = rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (cols.size, k)), axis=1)
+        for r, s_in, s_out in chunks:
+            fp[cols[r]], fn[cols[r]] = _heldout_counts(s_in, s_out, fold[r], level)
     mu, fpr, fnr = _mu(fp, fn, K, K, level)
     eps = gdp_epsilon(mu, delta)
     cap_mu, _, _ = _mu(np.zeros(1), np.zeros(1), K.min(keepdims=True), K.min(keepdims=True), level)
