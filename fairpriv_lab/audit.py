@@ -16,7 +16,7 @@ attack accuracy is ``acc(x)`` and the individual privacy risk is ``IPR(x) = 2 ac
 ``"cross_fit"`` (default)
     the pairs are split at random into two folds; tau is chosen on one fold and scored on the
     other, both ways; acc = (correct on fold A + correct on fold B) / 2R. With no leakage its
-    expectation is exactly 0.5.
+    expectation is exactly 0.5 (tau never sees the trials it is scored on).
 
 Thresholds are taken between distinct observed scores (the midpoint), so equal scores always
 fall on the same side of a cut; among equally good cuts the lowest threshold is used. The
@@ -342,18 +342,21 @@ def _packed_cut(us: np.ndarray, correct: np.ndarray) -> np.ndarray:
     return correct
 
 
+_NONE = np.uint32(0xFFFFFFFF)  # above the key of every finite float32: nobody is "member"
+
+
 def _packed_threshold(us: np.ndarray, kstar: np.ndarray) -> np.ndarray:
-    """uint32-key threshold (int64) of cut kstar: member iff key >= it; midpoint rule."""
+    """uint32-key threshold of cut kstar: member iff key >= it; midpoint rule."""
     mb, n = us.shape
     if n == 0:
-        return np.zeros(mb, np.int64)
+        return np.zeros(mb, np.uint32)
     lo = _f32(np.take_along_axis(us, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]).astype(np.float64)
     hi = _f32(np.take_along_axis(us, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]).astype(np.float64)
     mid = lo / 2 + hi / 2  # exact in float64 and strictly between two float32 values
     t = mid.astype(np.float32)
     t = np.where(t.astype(np.float64) < mid, np.nextafter(t, np.float32(np.inf)), t)
-    ut = _u32(t.astype(np.float32)).astype(np.int64)
-    return np.where(kstar == 0, 0, np.where(kstar == n, 1 << 32, ut))
+    ut = _u32(t.astype(np.float32))
+    return np.where(kstar == 0, np.uint32(0), np.where(kstar == n, _NONE, ut)).astype(np.uint32)
 
 
 def _packed_fold(x_in, x_out, swap):
@@ -429,17 +432,19 @@ def _global_chunk(scores, labels, floor_labels, trial, cell, partner) -> np.ndar
     """Correct-prediction counts per record, shape (2, m), for a block of models (packed)."""
     n_models, m = scores.shape
     u = _u32(scores)
-    key = (cell.astype(np.uint64) << np.uint64(_TOP))[None, :] | (u.astype(np.uint64) << np.uint64(_SHIFT))
-    key |= labels.astype(np.uint64) << np.uint64(2)
-    key |= floor_labels.astype(np.uint64) << np.uint64(1)
-    key |= trial.astype(np.uint64)
+    bits = (labels.view(np.uint8) << np.uint8(2)) | (floor_labels.view(np.uint8) << np.uint8(1))
+    bits |= trial.view(np.uint8)
+    key = u.astype(np.uint64) << np.uint64(_SHIFT)
+    key |= bits
+    if cell.any():
+        key |= (cell.astype(np.uint64) << np.uint64(_TOP))[None, :]
     key.sort(axis=1)
     us = (key >> np.uint64(_SHIFT)).astype(np.uint32)
     all_trials = bool(trial.all())
     sizes = np.bincount(cell)
     starts = np.concatenate([[0], np.cumsum(sizes)])
     n_cells = int(max(cell.max(), partner.max())) + 1
-    thr = np.zeros((2, n_models, n_cells), np.int64)
+    thr = np.zeros((2, n_models, n_cells), np.uint32)
     dt = np.int32
     for c in np.flatnonzero(sizes):  # loop over cells (groups x halves), never over records
         blk = slice(starts[c], starts[c + 1])
@@ -458,9 +463,13 @@ def _global_chunk(scores, labels, floor_labels, trial, cell, partner) -> np.ndar
             thr[j, :, c] = _packed_threshold(ub, np.argmax(_packed_cut(ub, correct), axis=1))
     del key, us
     out = np.empty((2, m), np.int64)
+    single = n_cells == 1
     for j, lb in enumerate((labels, floor_labels)):
-        pred = u >= thr[j][:, partner]
-        out[j] = ((pred == lb) & trial).sum(axis=0)
+        pred = u >= (thr[j][:, :1] if single else thr[j][:, partner])
+        hit = pred == lb
+        if not all_trials:
+            hit &= trial
+        out[j] = hit.sum(axis=0)
     return out
 
 
@@ -489,7 +498,16 @@ def _inputs(losses, membership, records, groups, signal, confidences):
     if rec.min() < 0 or rec.max() >= n:
         raise V.fail("records", f"ids in [{rec.min()}, {rec.max()}]", f"to lie in [0, {n - 1}]")
     grp = np.zeros(n, dtype=np.int64) if groups is None else V.group_ids("groups", groups, n=n)
+    if rec.size == n and np.array_equal(rec, np.arange(n)):
+        return scores, mem, rec, grp  # every record audited (half-split game): no copies
     return scores[:, rec], mem[:, rec], rec, grp[rec]
+
+
+def _coins(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Fair coin flips as a bool array (8 per random byte)."""
+    n = int(np.prod(shape))
+    bits = np.unpackbits(rng.integers(0, 256, size=(n + 7) // 8, dtype=np.uint8))[:n]
+    return bits.view(bool).reshape(shape)
 
 
 def _as_f32(scores: np.ndarray) -> np.ndarray:
@@ -571,7 +589,8 @@ def record_risk(
     * ``"in_sample"``: ``acc = max_tau (1/2K) sum_j 1[(s_j >= tau) == in_j]`` (the paper's).
     * ``"cross_fit"``: the K pairs are split at random into folds A (``K // 2`` pairs) and B;
       ``acc = (correct_B(tau_A) + correct_A(tau_B)) / 2K`` where tau_F maximises the accuracy
-      on fold F. Needs K >= 2.
+      on fold F. Needs K >= 2. The pairs are exchangeable (independent trainings), so one
+      seeded split of the pair positions is shared by all records of a call.
 
     Each record's 2K scores are sorted once; the accuracy at every cut comes from cumulative
     counts (no loop over records or thresholds). The floor re-draws which model of each pair
@@ -630,7 +649,7 @@ def record_risk(
         if estimator == "cross_fit":
             fold = np.zeros(k, dtype=bool)
             fold[rng.permutation(k)[: k // 2]] = True
-        swap = rng.random((cols.size, k)) < 0.5
+        swap = _coins(rng, (cols.size, k))
         for r, s_in, s_out in chunks:  # blocks of records keep the temporaries in cache
             acc[cols[r]], acc_floor[cols[r]] = _record_block(s_in, s_out, fold, swap[r])
     auditor = "PA-ALOOA" if np.all(inf) else "PA-LOOA"
@@ -707,7 +726,7 @@ def global_risk(
     m = rec.size
     rng = as_generator(seed)
     trial = np.repeat(inf, 2, axis=0)  # (n_models, m): the (model, record) trials
-    swap = np.repeat(rng.random(inf.shape) < 0.5, 2, axis=0) & trial
+    swap = np.repeat(_coins(rng, inf.shape) & inf, 2, axis=0)
     cell = grp.copy() if by_group else np.zeros(m, np.int64)
     if estimator == "cross_fit":
         half = np.zeros(m, dtype=bool)
