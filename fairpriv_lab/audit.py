@@ -335,13 +335,6 @@ def _f32(u: np.ndarray) -> np.ndarray:
     return i.view(np.float32)
 
 
-def _packed_cut(us: np.ndarray, correct: np.ndarray) -> np.ndarray:
-    """Mark cuts inside runs of equal keys invalid (-1) in place; return correct."""
-    if us.shape[1] > 1:
-        correct[:, 1:-1][us[:, :-1] == us[:, 1:]] = -1
-    return correct
-
-
 _NONE = np.uint32(0xFFFFFFFF)  # above the key of every finite float32: nobody is "member"
 
 
@@ -379,26 +372,41 @@ def _record_block_packed(
     K = s_in.shape[1]
     if fold is None:
         us, lab, lab_floor = _packed_fold(s_in, s_out, swap)
-        return tuple(_packed_correct(us, lb).max(axis=1) / (2 * K) for lb in (lab, lab_floor))
+        ties = _ties(us)
+        return tuple(_packed_correct(lb, ties).max(axis=1) / (2 * K) for lb in (lab, lab_floor))
     ua, la, fa = _packed_fold(s_in[:, fold], s_out[:, fold], swap[:, fold])
     ub, lb, fb = _packed_fold(s_in[:, ~fold], s_out[:, ~fold], swap[:, ~fold])
+    ties_a, ties_b = _ties(ua), _ties(ub)
     out = []
     for a, b in ((la, lb), (fa, fb)):
-        ta = _packed_threshold(ua, np.argmax(_packed_correct(ua, a), axis=1))
-        tb = _packed_threshold(ub, np.argmax(_packed_correct(ub, b), axis=1))
+        ta = _packed_threshold(ua, np.argmax(_packed_correct(a, ties_a), axis=1))
+        tb = _packed_threshold(ub, np.argmax(_packed_correct(b, ties_b), axis=1))
         correct = ((ub >= ta[:, None]) == b).sum(axis=1) + ((ua >= tb[:, None]) == a).sum(axis=1)
         out.append(correct / (2 * K))
     return out[0], out[1]
 
 
-def _packed_correct(us: np.ndarray, lab: np.ndarray) -> np.ndarray:
-    """Correct predictions at every cut of sorted keys (as :func:`_cut_correct`)."""
+def _ties(us: np.ndarray) -> np.ndarray:
+    """Bool (rows, n + 1): cuts that would split a run of equal sorted keys."""
     mb, n = us.shape
+    ties = np.zeros((mb, n + 1), dtype=bool)
+    if n > 1:
+        np.equal(us[:, :-1], us[:, 1:], out=ties[:, 1:-1])
+    return ties
+
+
+def _packed_correct(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """Correct predictions at every cut of sorted rows (as :func:`_cut_correct`), in place."""
+    mb, n = lab.shape
     dt = np.int16 if n < 16000 else np.int32
     cum = np.zeros((mb, n + 1), dtype=dt)
     np.cumsum(lab, axis=1, dtype=dt, out=cum[:, 1:])
-    correct = np.arange(n + 1, dtype=dt)[None, :] - 2 * cum + cum[:, -1:]
-    return _packed_cut(us, correct)
+    n_in = cum[:, -1:].copy()
+    cum *= -2  # correct(k) = k - 2 cum_in(k) + n_in
+    cum += np.arange(n + 1, dtype=dt)
+    cum += n_in
+    np.putmask(cum, ties, -1)
+    return cum
 
 
 def _global_block(
@@ -450,6 +458,7 @@ def _global_chunk(scores, labels, floor_labels, trial, cell, partner) -> np.ndar
         blk = slice(starts[c], starts[c + 1])
         kb, ub = key[:, blk], us[:, blk]
         n = ub.shape[1]
+        ties = _ties(ub)
         ctrial = np.zeros((n_models, n + 1), dt)
         if all_trials:
             ctrial[:] = np.arange(n + 1, dtype=dt)
@@ -460,7 +469,8 @@ def _global_chunk(scores, labels, floor_labels, trial, cell, partner) -> np.ndar
             cin = np.zeros((n_models, n + 1), dt)
             np.cumsum(lab, axis=1, dtype=dt, out=cin[:, 1:])
             correct = ctrial - 2 * cin + cin[:, -1:]  # out below the cut + in at or above it
-            thr[j, :, c] = _packed_threshold(ub, np.argmax(_packed_cut(ub, correct), axis=1))
+            np.putmask(correct, ties, -1)
+            thr[j, :, c] = _packed_threshold(ub, np.argmax(correct, axis=1))
     del key, us
     out = np.empty((2, m), np.int64)
     single = n_cells == 1
