@@ -155,7 +155,8 @@ def test_leak_a_model_never_trains_on_an_out_record(data):
     X[r] = 1e3
     wild = GroupedDataset(X, ds.y, ds.g, group_names=ds.group_names)
     keep = np.arange(ds.n_samples) != r
-    for method, extra in (("sgd", {}), ("dpsgd", {"noise_multiplier": 1.0})):
+    for method, extra in (("sgd", {}), ("dpsgd", {"noise_multiplier": 1.0}),
+                          (DPSGDS(), {"noise_multiplier": 1.0})):
         a = train_ensemble(ds, member, model="mlp", method=method, seed=0, **extra, **KW)
         b = train_ensemble(wild, member, model="mlp", method=method, seed=0, **extra, **KW)
         for m in (1, 3):
