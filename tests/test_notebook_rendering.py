@@ -14,6 +14,8 @@ import re
 
 import pytest
 
+pytestmark = pytest.mark.slow  # vl-convert renders the PNG half of each bundle (seconds)
+
 alt = pytest.importorskip("altair")
 viz = pytest.importorskip("fairpriv_lab.viz")
 
