@@ -455,6 +455,8 @@ class ExperimentConfig:
                     changes["options"] = tuple(sorted(changes["options"].items()))
                 if section == "train":
                     changes = _train_changes(current, changes)
+                if section == "game":
+                    changes = _game_changes(current, changes)
                 kwargs[section] = dataclasses.replace(current, **changes)
         return dataclasses.replace(self, **kwargs)
 
@@ -496,6 +498,19 @@ def _train_changes(current: TrainConfig, changes: dict[str, Any]) -> dict[str, A
         changes.setdefault("noise_multiplier", None)
     if "noise_multiplier" in changes and changes["noise_multiplier"] is not None:
         changes.setdefault("epsilon", None)
+    return changes
+
+
+def _game_changes(current: GameConfig, changes: dict[str, Any]) -> dict[str, Any]:
+    """Switching the game kind fills in or drops m and targets unless they are given."""
+    changes = dict(changes)
+    kind = changes.get("kind", current.kind)
+    if kind in ("half", "loo"):
+        changes.setdefault("m", None)
+    elif "m" not in changes and current.m is None:
+        changes["m"] = GameConfig.m
+    if kind != "loo":
+        changes.setdefault("targets", None)
     return changes
 
 

@@ -154,7 +154,7 @@ class Cache:
         return folder / f"{item}.npz", folder / f"{item}.json"
 
     def has(self, key: str, item: str) -> bool:
-        """True when the item's metadata file exists (not verified; :meth:`load` verifies)."""
+        """Return True when the item's metadata file exists (unverified; :meth:`load` verifies)."""
         return self._paths(key, item)[1].exists()
 
     # ------------------------------------------------------------------ save / load
