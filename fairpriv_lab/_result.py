@@ -176,7 +176,6 @@ class AuditResult:
 
     def table(self) -> str:
         """The GPR table as text: per auditor, GPR by group with CIs, floor, and GPRP."""
-        t = self.config.train
         eps = "inf" if math.isinf(self.epsilon) else f"{self.epsilon:.3g}"
         lines = [
             f"{self.config.label}: {self.n_models} models, {len(self.empirical_record)} audited "
@@ -191,12 +190,15 @@ class AuditResult:
             for r in part.itertuples():
                 lines.append(
                     f"    {str(r.group):<{width}} n={r.n:<6d} GPR {r.gpr:6.2f} "
-                    f"[{r.ci_low:6.2f}, {r.ci_high:6.2f}]  floor {r.floor:5.2f}  "
-                    f"emp. eps >= {r.empirical_epsilon:.2f}"
+                    f"[{r.ci_low:6.2f}, {r.ci_high:6.2f}]  floor {r.floor:5.2f}"
                 )
             r0 = part.iloc[0]
             lines.append(f"    GPRP {r0.gprp:.2f} [{r0.gprp_ci_low:.2f}, {r0.gprp_ci_high:.2f}]")
-        del t
+        emp = ", ".join(f"{g} {e:.2f}" for g, e in zip(self.empirical_epsilon["group"],
+                                                     self.empirical_epsilon["epsilon"]))
+        lines.append(f"Empirical eps lower bounds (alpha = {self.config.audit.alpha:g}): {emp}; "
+                     f"at most {self.max_certifiable_epsilon:.2f} is certifiable with "
+                     f"{self.n_models} models")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ export
@@ -301,9 +303,10 @@ def format_comparison(results: Sequence[AuditResult]) -> str:
     if df.empty:
         return "(no results)"
     groups = [c[4:-1] for c in df.columns if c.startswith("gpr[")]
+    level = f"{round(results[0].config.audit.ci * 100):g}% CI"
     head = (f"{'method':<7} {'auditor':<9} {'acc':>6} {'eps':>5}  "
-            + "  ".join(f"{'GPR ' + g + ' [95% CI]':<22}" for g in groups)
-            + f"  {'GPRP [95% CI]':<22} {'floor':>6}")
+            + "  ".join(f"{'GPR ' + g + ' [' + level + ']':<22}" for g in groups)
+            + f"  {'GPRP [' + level + ']':<22} {'floor':>6}")
     lines = [head, "-" * len(head)]
     for r in df.to_dict("records"):
         eps = "inf" if math.isinf(r["epsilon"]) else f"{r['epsilon']:.3g}"
