@@ -168,8 +168,10 @@ class TrainConfig(_Section):
     Exactly one of ``epsilon`` (a target ε; σ is calibrated by bisection on the accountant)
     and ``noise_multiplier`` is set for the DP methods; neither for ``"sgd"``.
     ``delta=None`` means ``min(1e-5, 1 / (10 n))`` with n the number of training records.
-    ``tau``, ``statistic`` and ``stat_noise_ratio`` tune DP-SGD-S (DESIGN.md 4.6) and are
-    ignored (normalised away) by the other methods.
+    ``tau``, ``statistic``, ``stat_noise_ratio``, ``smoothing``, ``clip_floor`` and
+    ``stat_clip`` tune DP-SGD-S (:class:`fairpriv_lab.privacy.DPSGDS`, DESIGN.md 4.6) and
+    ``count_noise`` (the noisy group counts' multiplier relative to σ) DP-SGD-S and DP-SGD-F;
+    the methods that ignore a field have it normalised away from the cache key.
     """
 
     model: Literal["lr", "mlp", "cnn"] = "mlp"
@@ -186,7 +188,11 @@ class TrainConfig(_Section):
     accountant: Literal["rdp", "prv"] = "rdp"
     tau: float = 2.0
     statistic: Literal["norm", "mean_direction"] = "norm"
-    stat_noise_ratio: float = 1.0
+    stat_noise_ratio: float = 5.0
+    count_noise: float = 5.0
+    smoothing: float = 0.0
+    clip_floor: float = 0.0
+    stat_clip: float | None = None
 
     def __post_init__(self) -> None:
         V.choice("train.model", self.model, MODELS)
@@ -205,6 +211,10 @@ class TrainConfig(_Section):
         V.number("train.tau", self.tau, 1.0, math.inf, high_open=True)
         V.choice("train.statistic", self.statistic, STATISTICS)
         V.positive("train.stat_noise_ratio", self.stat_noise_ratio)
+        V.positive("train.count_noise", self.count_noise)
+        V.number("train.smoothing", self.smoothing, 0.0, 1.0, high_open=True)
+        V.number("train.clip_floor", self.clip_floor, 0.0, self.tau)
+        _opt_pos("train.stat_clip", self.stat_clip)
         if self.method == "sgd":
             for name in ("epsilon", "noise_multiplier"):
                 if getattr(self, name) is not None:
@@ -235,8 +245,10 @@ class TrainConfig(_Section):
             for k in ("clip", "accountant"):
                 d[k] = None
         if self.method != "dpsgds":
-            for k in ("tau", "statistic", "stat_noise_ratio"):
+            for k in ("tau", "statistic", "stat_noise_ratio", "smoothing", "clip_floor", "stat_clip"):
                 d[k] = None
+        if self.method not in ("dpsgds", "dpsgdf"):
+            d["count_noise"] = None
         return d
 
 

@@ -55,8 +55,9 @@ class AuditResult:
         Per audited record, its empirical ε lower bound.
     max_certifiable_epsilon : float
         The largest ε the number of models can certify at all (DESIGN.md 4.7).
-    outcome : DataFrame
-        Outcome fairness of the audited models on the test split (fairlearn metrics).
+    outcome : OutcomeFairness
+        Outcome fairness of the audited models on the test split (fairlearn metrics; every
+        model's predictions pooled, which equals the mean over models of each group's rates).
     test_accuracy : ndarray of shape (n_models,)
     group_accuracy : dict of str to float
         Mean over models of the test accuracy within each group.
@@ -90,7 +91,7 @@ class AuditResult:
     empirical_epsilon: pd.DataFrame
     empirical_record: np.ndarray
     max_certifiable_epsilon: float
-    outcome: pd.DataFrame
+    outcome: Any
     test_accuracy: np.ndarray
     group_accuracy: dict[str, float]
     epsilon: float
@@ -221,6 +222,8 @@ class AuditResult:
             "noise_multiplier": _json_float(self.noise_multiplier),
             "max_certifiable_epsilon": _json_float(self.max_certifiable_epsilon),
             "gprp": {a: _json_float(self.gprp(a)) for a in self.auditors},
+            "outcome_fairness": {r["metric"]: _json_float(r["value"])
+                                 for r in self.outcome.to_frame().to_dict("records")},
             "summary": [
                 {k: (_json_float(v) if isinstance(v, float) else v) for k, v in row.items()}
                 for row in self.summary().to_dict("records")
@@ -256,7 +259,10 @@ class AuditResult:
         self.summary().to_csv(paths["summary"], index=False)
         self.records().to_csv(paths["records"], index=False)
         self.telemetry.to_csv(paths["telemetry"], index=False)
-        self.outcome.to_csv(paths["outcome"], index=True)
+        outcome = self.outcome.by_group.copy()
+        for k, v in zip(self.outcome.to_frame()["metric"], self.outcome.to_frame()["value"]):
+            outcome[k] = v
+        outcome.to_csv(paths["outcome"], index=False)
         self.empirical_epsilon.to_csv(paths["empirical_epsilon"], index=False)
         paths["json"].write_text(self.to_json())
         return paths
@@ -285,7 +291,7 @@ def compare(results: Sequence[AuditResult], *, auditor: str | None = None) -> pd
                 "method": res.config.train.method, "auditor": name, "accuracy": res.accuracy,
                 "epsilon": res.epsilon, "gprp": float(gr.difference()),
                 "gprp_ci_low": float(lo), "gprp_ci_high": float(hi),
-                "floor_gprp": float(np.nanmax(by["floor"]) - np.nanmin(by["floor"])),
+                "floor_gprp": float(gr.difference_floor()),
                 "floor_mean": float(np.nanmean(by["floor"])),
             }
             for rec in by.to_dict("records"):

@@ -222,7 +222,13 @@ def _method_spec(t: TrainConfig):
     if t.method == "dpsgds":
         from .privacy import DPSGDS
 
-        return DPSGDS(tau=t.tau, statistic=t.statistic, stat_noise_ratio=t.stat_noise_ratio)
+        return DPSGDS(tau=t.tau, statistic=t.statistic, stat_noise_ratio=t.stat_noise_ratio,
+                      count_noise=t.count_noise, smoothing=t.smoothing, floor=t.clip_floor,
+                      stat_clip=t.stat_clip)
+    if t.method == "dpsgdf":
+        from .privacy import DPSGDF
+
+        return DPSGDF(count_noise=t.count_noise)
     return t.method
 
 
@@ -306,7 +312,7 @@ def _frame_to_arrays(df: pd.DataFrame, prefix: str) -> dict[str, np.ndarray]:
     out = {}
     for col in df.columns:
         values = df[col].to_numpy()
-        if values.dtype.hasobject or not np.issubdtype(values.dtype, np.number) and values.dtype != np.bool_:
+        if values.dtype.hasobject or not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
             values = values.astype(str)
         out[f"{prefix}{col}"] = values
     return out
@@ -378,45 +384,55 @@ def _weighted_telemetry(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- audit
+_RR_ARRAYS = ("records", "groups", "accuracy", "ipr", "floor", "n_pairs")
+_OUTCOME_SCALARS = ("accuracy_difference", "demographic_parity_difference",
+                    "equal_opportunity_difference", "equalized_odds_difference")
+
+
 def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str, Any]:
     from .audit import RecordRisk, global_risk, record_risk
-    from .risk import GroupRisk
+    from .risk import GroupRisk, OutcomeFairness
 
     a = cfg.audit
-    records = np.asarray(game.targets if game.kind == "loo" else game.audit_idx, dtype=np.int64)
-    groups = train.g[records]
+    records = np.asarray(game.audit_idx, dtype=np.int64)
     seed = _seed(cfg, _AUDIT_STREAM)
-    losses = trained["losses"] if a.signal == "loss" else trained["confidences"]
     names = tuple(train.group_names)
+    # the audit takes confidences only for the confidence signal (else it derives nothing)
+    signal = {"losses": trained["losses"], "signal": a.signal,
+              "confidences": trained["confidences"] if a.signal == "confidence" else None}
     rrs: dict[str, Any] = {}
     if cached is not None:
-        arr = cached.arrays
-        for auditor in cached.meta["auditors"]:
+        arr, meta = cached.arrays, cached.meta
+        for auditor in meta["auditors"]:
             rrs[auditor] = RecordRisk(
-                records=np.array(arr[f"{auditor}.records"]), groups=np.array(arr[f"{auditor}.groups"]),
-                accuracy=np.array(arr[f"{auditor}.accuracy"]), ipr=np.array(arr[f"{auditor}.ipr"]),
-                floor=np.array(arr[f"{auditor}.floor"]), auditor=auditor, estimator=a.estimator,
+                **{f: np.array(arr[f"{auditor}.{f}"]) for f in _RR_ARRAYS},
+                auditor=auditor, estimator=a.estimator, signal=a.signal,
             )
-        emp = _frame_from_arrays(arr, "empirical.", cached.meta["empirical_columns"])
+        emp = _frame_from_arrays(arr, "empirical.", meta["empirical_columns"])
         emp_record = np.array(arr["empirical_record"])
-        max_cert = float(cached.meta["max_certifiable"])
-        outcome = _frame_from_arrays(arr, "outcome.", cached.meta["outcome_columns"]).set_index("metric")
+        max_cert = float(meta["max_certifiable"])
+        outcome = OutcomeFairness(
+            by_group=_frame_from_arrays(arr, "outcome.", meta["outcome_columns"]),
+            multiclass=bool(meta["outcome_multiclass"]),
+            **{k: _float_from_json(meta["outcome"][k]) for k in _OUTCOME_SCALARS},
+        )
     else:
         for i, auditor in enumerate(a.auditors):
             if auditor in ("PA-ALOOA", "PA-LOOA"):
-                rr = record_risk(losses, game.membership, records=records, groups=groups,
-                                 estimator=a.estimator, signal=a.signal, seed=seed)
+                rr = record_risk(signal["losses"], game.membership, records=records, groups=train.g,
+                                 estimator=a.estimator, signal=a.signal,
+                                 confidences=signal["confidences"], seed=seed)
             else:
-                rr = global_risk(losses, game.membership, records=records, groups=groups,
-                                 by_group=auditor == "PA-GBA", seed=seed)
+                rr = global_risk(signal["losses"], game.membership, records=records, groups=train.g,
+                                 by_group=auditor == "PA-GBA", estimator=a.estimator, signal=a.signal,
+                                 confidences=signal["confidences"], seed=seed)
             if rr.auditor != auditor:
-                import dataclasses
-
-                rr = dataclasses.replace(rr, auditor=auditor)
+                raise ConfigError(f"Expected auditor {auditor!r} to apply to game.kind={game.kind!r}; "
+                                  f"the game gives {rr.auditor!r}.")
             rrs[auditor] = rr
             if progress is not None:
                 progress("audit", float(i + 1), float(len(a.auditors) + 1))
-        emp, emp_record, max_cert = _empirical(losses, game.membership, records, groups, names, delta, a, seed)
+        emp, emp_record, max_cert = _empirical(signal, game.membership, records, train.g, names, delta, a, seed)
         outcome = _outcome(test, trained["test_predictions"], names)
     grs = {name: GroupRisk(rr, names, n_boot=a.n_boot, ci=a.ci, min_group_size=a.min_group_size,
                            seed=seed) for name, rr in rrs.items()}
@@ -424,23 +440,34 @@ def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str
         progress("audit", float(len(a.auditors) + 1), float(len(a.auditors) + 1))
     arrays: dict[str, np.ndarray] = {}
     for name, rr in rrs.items():
-        for f in ("records", "groups", "accuracy", "ipr", "floor"):
+        for f in _RR_ARRAYS:
             arrays[f"{name}.{f}"] = np.asarray(getattr(rr, f))
     arrays.update(_frame_to_arrays(emp, "empirical."))
     arrays["empirical_record"] = np.asarray(emp_record, dtype=np.float64)
-    out_df = outcome.reset_index().rename(columns={outcome.index.name or "index": "metric"})
-    arrays.update(_frame_to_arrays(out_df, "outcome."))
+    arrays.update(_frame_to_arrays(outcome.by_group, "outcome."))
     meta = {"auditors": list(rrs), "empirical_columns": list(emp.columns),
-            "outcome_columns": list(out_df.columns), "max_certifiable": max_cert}
+            "outcome_columns": list(outcome.by_group.columns), "max_certifiable": _float_to_json(max_cert),
+            "outcome": {k: _float_to_json(getattr(outcome, k)) for k in _OUTCOME_SCALARS},
+            "outcome_multiclass": bool(outcome.multiclass)}
     return {"record_risk": rrs, "group_risk": grs, "empirical": emp, "empirical_record": emp_record,
             "max_certifiable": max_cert, "outcome": outcome, "arrays": arrays, "meta": meta}
 
 
-def _empirical(losses, membership, records, groups, names, delta, a: AuditConfig, seed):
+def _float_to_json(x: float) -> float | str:
+    x = float(x)
+    return "nan" if math.isnan(x) else ("inf" if x == math.inf else ("-inf" if x == -math.inf else x))
+
+
+def _float_from_json(x: float | str) -> float:
+    return float(x)
+
+
+def _empirical(signal, membership, records, groups, names, delta, a: AuditConfig, seed):
+    """Empirical ε per record and per group (group records pooled), as a tidy frame."""
     from .empirical import empirical_epsilon
 
-    res = empirical_epsilon(losses, membership, records=records, groups=groups, delta=delta,
-                            alpha=a.alpha, seed=seed)
+    res = empirical_epsilon(signal["losses"], membership, records=records, groups=groups,
+                            delta=delta, alpha=a.alpha, seed=seed)
     per_group = res.per_group
     if isinstance(per_group, Mapping):
         df = pd.DataFrame({"group": [names[int(k)] if not isinstance(k, str) else k for k in per_group],
@@ -450,8 +477,12 @@ def _empirical(losses, membership, records, groups, names, delta, a: AuditConfig
     return df, np.asarray(res.per_record, dtype=np.float64), float(res.max_certifiable)
 
 
-def _outcome(test, predictions, names) -> pd.DataFrame:
-    """Outcome fairness of the ensemble: every model's predictions pooled (equal test sets)."""
+def _outcome(test, predictions, names):
+    """Outcome fairness of the ensemble: every model's predictions pooled (equal test sets).
+
+    With the same test set for every model, the pooled per-group rates (accuracy, selection
+    rate, TPR, FPR) equal the means over models of each model's rates.
+    """
     from .risk import outcome_fairness
 
     n_models = predictions.shape[0]
