@@ -467,13 +467,10 @@ def _empirical(signal, membership, records, groups, names, delta, a: AuditConfig
     from .empirical import empirical_epsilon
 
     res = empirical_epsilon(signal["losses"], membership, records=records, groups=groups,
-                            delta=delta, alpha=a.alpha, seed=seed)
-    per_group = res.per_group
-    if isinstance(per_group, Mapping):
-        df = pd.DataFrame({"group": [names[int(k)] if not isinstance(k, str) else k for k in per_group],
-                           "epsilon": [float(v) for v in per_group.values()]})
-    else:
-        df = pd.DataFrame(per_group).copy()
+                            group_names=names, delta=delta, alpha=a.alpha, signal=signal["signal"],
+                            confidences=signal["confidences"], seed=seed)
+    df = pd.DataFrame(res.per_group).reset_index(drop=True)
+    df["group"] = df["group"].astype(str)
     return df, np.asarray(res.per_record, dtype=np.float64), float(res.max_certifiable)
 
 
