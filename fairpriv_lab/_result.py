@@ -123,6 +123,16 @@ class AuditResult:
         """The auditors run, in the configured order."""
         return tuple(self.group_risk)
 
+    @property
+    def reference_epsilon(self) -> float:
+        """The ε an empirical lower bound of this game is compared with (``inf`` for SGD).
+
+        ALOOA and half-split games swap the target for another record (substitution), which
+        add/remove DP at ε bounds only at 2ε (group privacy of size 2); exact LOO is an
+        add/remove game, bounded by ε itself (docs/ARCHITECTURE.md).
+        """
+        return self.epsilon if self.game.kind == "loo" else 2.0 * self.epsilon
+
     def gprp(self, auditor: str | None = None) -> float:
         """GPRP (max - min GPR, percentage points) of one auditor (the first by default)."""
         return float(self.group_risk[auditor or self.auditors[0]].difference())
@@ -200,6 +210,10 @@ class AuditResult:
         lines.append(f"Empirical eps lower bounds (alpha = {self.config.audit.alpha:g}): {emp}; "
                      f"at most {self.max_certifiable_epsilon:.2f} is certifiable with "
                      f"{self.n_models} models")
+        if math.isfinite(self.epsilon):
+            kind = "add/remove game: compare with eps" if self.game.kind == "loo" else \
+                "substitution game: compare with 2 eps"
+            lines.append(f"  ({kind} = {self.reference_epsilon:.3g})")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ export
@@ -218,6 +232,7 @@ class AuditResult:
             "accuracy": _json_float(self.accuracy),
             "group_accuracy": {k: _json_float(v) for k, v in self.group_accuracy.items()},
             "epsilon": _json_float(self.epsilon),
+            "reference_epsilon": _json_float(self.reference_epsilon),
             "delta": _json_float(self.delta),
             "noise_multiplier": _json_float(self.noise_multiplier),
             "max_certifiable_epsilon": _json_float(self.max_certifiable_epsilon),

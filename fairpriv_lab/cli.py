@@ -169,6 +169,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--recompute", action="store_true", help="ignore cached results and overwrite them")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--html", type=Path, help="also write an HTML report (needs fairpriv_lab.report)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads for this command (default: torch's choice); "
+                        "1 is fastest when other jobs compete for the cores")
 
 
 def config_from_args(args: argparse.Namespace) -> C.ExperimentConfig:
@@ -226,10 +229,23 @@ def _report_module():
     return importlib.import_module("fairpriv_lab.report")
 
 
+def _set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` (an explicit choice of the person running the command)."""
+    if threads is None:
+        return
+    from . import _validate as V
+
+    V.integer("--threads", threads, 1)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from .experiment import run
 
     cfg = config_from_args(args)
+    _set_threads(args.threads)
     report = _report_module() if args.html is not None else None
     callback, close = _progress_bar(args.no_progress, cfg.label)
     try:
@@ -252,6 +268,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     C.ExperimentConfig(device=args.device)  # validates --device before any work
+    _set_threads(args.threads)
     report = _report_module() if args.html is not None else None
     callback, close = _progress_bar(args.no_progress, "demo")
     try:

@@ -36,6 +36,7 @@ def test_help_lists_subcommands(capsys):
         (["cache", "clear", "--key", "xyz!"], "Expected key='xyz!' to be a hex key"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["demo", "--device", "tpu"], "Expected --device='tpu' to be one of"),
+        (["demo", "--threads", "0"], "Expected --threads=0 to be an integer in [1, inf]"),
     ],
 )
 def test_bad_options_exit_2_with_message(argv, message, capsys, tmp_path, monkeypatch):
@@ -114,3 +115,43 @@ def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "fairpriv_lab", "--version"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("fairpriv-lab ")
+
+
+@pytest.mark.slow
+def test_audit_end_to_end_writes_outputs(tmp_path, capsys):
+    argv = ["audit", "--dataset", "synthetic", "--n", "200", "--model", "lr", "--epochs", "2",
+            "--batch-size", "40", "--n-models", "4", "--m", "40", "--n-boot", "50",
+            "--min-group-size", "5", "--device", "cpu", "--chunk-models", "2", "--no-progress",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "synthetic/group lr sgd: 4 models, 40 audited records" in out
+    assert out.count("GPRP") == 3 and "chunks trained 2, from cache 0" in out
+    assert (tmp_path / "out" / "summary.csv").exists() and (tmp_path / "out" / "result.json").exists()
+    assert main(argv) == 0  # second time from the cache
+    assert "chunks trained 0, from cache 2" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_plumbing_with_tiny_settings(tmp_path, capsys, monkeypatch):
+    from fairpriv_lab import demo
+
+    monkeypatch.setitem(demo._CPU, "n", 300)
+    monkeypatch.setitem(demo._CPU, "hidden", 8)
+    monkeypatch.setitem(demo._CPU, "n_models", 4)
+    monkeypatch.setitem(demo._CPU, "m", 60)
+    monkeypatch.setitem(demo._CPU, "epochs", 1)
+    monkeypatch.setitem(demo._CPU, "chunk_models", 4)
+    monkeypatch.setitem(demo._CPU, "batch_size", 32)
+    monkeypatch.setattr(demo, "_AUDIT", {"n_boot": 50, "min_group_size": 5})
+    assert main(["demo", "--out", str(tmp_path / "d"), "--device", "cpu", "--no-cache", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    for method in ("sgd", "dpsgd", "dpsgds"):
+        assert f"\n{method} " in out
+        assert (tmp_path / "d" / f"{method}_summary.csv").exists()
+    assert "GPR Male" in out and "GPRP" in out
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "d" / "comparison.csv")
+    assert list(table["method"]) == ["sgd"] * 3 + ["dpsgd"] * 3 + ["dpsgds"] * 3
+    assert (table.loc[table.method != "sgd", "epsilon"] <= 10.0 + 1e-6).all()
