@@ -34,6 +34,7 @@ GAMES = ("aloo", "half", "loo")
 ESTIMATORS = ("cross_fit", "in_sample")
 SIGNALS = ("loss", "confidence")
 AUDITORS = ("PA-ALOOA", "PA-LOOA", "PA-GA", "PA-GBA")
+BOOTSTRAPS = ("records", "pairs")
 _DEVICE_HINT = "to be one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"
 
 
@@ -306,7 +307,10 @@ class AuditConfig(_Section):
     """How the trained models are audited (DESIGN.md 4.3-4.7).
 
     ``estimator`` is ``"cross_fit"`` (unbiased, default) or ``"in_sample"`` (the paper's);
-    ``n_boot`` bootstrap resamples give CIs at level ``ci``; ``alpha`` is the Clopper-Pearson
+    ``n_boot`` bootstrap resamples give CIs at level ``ci``: ``bootstrap="records"`` resamples
+    audited records within groups (models held fixed), ``"pairs"`` also resamples model
+    pairs and recomputes the IPRs (:func:`fairpriv_lab.risk.pair_bootstrap`; PA-ALOOA and
+    PA-LOOA only, slower, wider and more honest intervals). ``alpha`` is the Clopper-Pearson
     level of the empirical ε lower bounds.
     """
 
@@ -317,6 +321,7 @@ class AuditConfig(_Section):
     alpha: float = 0.05
     auditors: tuple[str, ...] = ("PA-ALOOA", "PA-GA", "PA-GBA")
     min_group_size: int = 30
+    bootstrap: Literal["records", "pairs"] = "records"
 
     def __post_init__(self) -> None:
         V.choice("audit.estimator", self.estimator, ESTIMATORS)
@@ -325,6 +330,7 @@ class AuditConfig(_Section):
         V.number("audit.ci", self.ci, 0.0, 1.0, low_open=True, high_open=True)
         V.number("audit.alpha", self.alpha, 0.0, 1.0, low_open=True, high_open=True)
         V.integer("audit.min_group_size", self.min_group_size, 1)
+        V.choice("audit.bootstrap", self.bootstrap, BOOTSTRAPS)
         auditors = (self.auditors,) if isinstance(self.auditors, str) else tuple(self.auditors)
         if not auditors:
             raise V.fail("audit.auditors", auditors, "to name at least one of " + ", ".join(AUDITORS))

@@ -107,6 +107,8 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], Sequence[str] | None, str]]
     ("audit.auditors", "--auditors", _auditor_list, None,
      "comma-separated auditors among " + ", ".join(C.AUDITORS)),
     ("audit.min_group_size", "--min-group-size", int, None, "warn for groups below this size"),
+    ("audit.bootstrap", "--bootstrap", str, C.BOOTSTRAPS,
+     "CIs over records, or over model pairs and records (PA-ALOOA/PA-LOOA)"),
     ("seed", "--seed", int, None, "experiment seed (game, training, audit)"),
     ("device", "--device", str, None, "auto, cpu, cuda, cuda:N or mps"),
     ("chunk_models", "--chunk-models", int, None, "models per cached chunk (even)"),
@@ -282,7 +284,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from .data import list_datasets, load_dataset
+    from .data import list_datasets
 
     infos = {i.name: i for i in list_datasets()}
     if args.action == "list":
@@ -295,8 +297,10 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     if info.offline:
         print(f"{info.name} is available offline ({info.description}); nothing to download.")
         return 0
-    ds = load_dataset(info.name)
-    print(f"{info.name}: {ds.n_samples:,} records ready, checksum {ds.checksum[:16]}")
+    from .data import download_dataset
+
+    for path in download_dataset(info.name):
+        print(f"{info.name}: {path} (sha256 verified)")
     return 0
 
 

@@ -434,14 +434,17 @@ def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str
                 progress("audit", float(i + 1), float(len(a.auditors) + 1))
         emp, emp_record, max_cert = _empirical(signal, game.membership, records, train.g, names, delta, a, seed)
         outcome = _outcome(test, trained["test_predictions"], names)
+    replicates = _replicates(a, signal, game, records, train, cached, seed, rrs)
     grs = {name: GroupRisk(rr, names, n_boot=a.n_boot, ci=a.ci, min_group_size=a.min_group_size,
-                           seed=seed) for name, rr in rrs.items()}
+                           seed=seed, replicates=replicates.get(name)) for name, rr in rrs.items()}
     if progress is not None:
         progress("audit", float(len(a.auditors) + 1), float(len(a.auditors) + 1))
     arrays: dict[str, np.ndarray] = {}
     for name, rr in rrs.items():
         for f in _RR_ARRAYS:
             arrays[f"{name}.{f}"] = np.asarray(getattr(rr, f))
+    for name, rep in replicates.items():
+        arrays[f"{name}.replicates"] = rep
     arrays.update(_frame_to_arrays(emp, "empirical."))
     arrays["empirical_record"] = np.asarray(emp_record, dtype=np.float64)
     arrays.update(_frame_to_arrays(outcome.by_group, "outcome."))
@@ -451,6 +454,23 @@ def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str
             "outcome_multiclass": bool(outcome.multiclass)}
     return {"record_risk": rrs, "group_risk": grs, "empirical": emp, "empirical_record": emp_record,
             "max_certifiable": max_cert, "outcome": outcome, "arrays": arrays, "meta": meta}
+
+
+def _replicates(a: AuditConfig, signal, game, records, train, cached, seed, rrs) -> dict[str, np.ndarray]:
+    """Two-way (model pairs + records) bootstrap replicates of the per-record auditors' GPRs."""
+    if a.bootstrap != "pairs" or a.n_boot == 0:
+        return {}
+    if cached is not None:
+        return {n: np.array(cached.arrays[f"{n}.replicates"]) for n in rrs if f"{n}.replicates" in cached.arrays}
+    from .risk import pair_bootstrap
+
+    out = {}
+    for name in rrs:
+        if name in ("PA-ALOOA", "PA-LOOA"):
+            out[name] = pair_bootstrap(signal["losses"], game.membership, records=records, groups=train.g,
+                                       n_groups=train.n_groups, estimator=a.estimator,
+                                       signal=a.signal, n_boot=a.n_boot, seed=seed)
+    return out
 
 
 def _float_to_json(x: float) -> float | str:

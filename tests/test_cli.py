@@ -92,6 +92,33 @@ def test_datasets_download_offline(capsys):
     assert "available offline" in capsys.readouterr().out
 
 
+def test_datasets_download_remote_uses_the_verified_downloader(capsys, monkeypatch, tmp_path):
+    import fairpriv_lab.data as data
+
+    calls = []
+
+    def fake_download(name, **kw):
+        calls.append(name)
+        return [tmp_path / f"{name}.csv"]
+
+    monkeypatch.setattr(data, "download_dataset", fake_download)
+    assert main(["datasets", "download", "law"]) == 0
+    assert calls == ["law"]
+    assert f"law: {tmp_path / 'law.csv'} (sha256 verified)" in capsys.readouterr().out
+
+
+def test_datasets_download_failure_exits_1(capsys, monkeypatch):
+    import fairpriv_lab.data as data
+    from fairpriv_lab.exceptions import DownloadError
+
+    def failing(name, **kw):
+        raise DownloadError("Could not download law.csv (offline)")
+
+    monkeypatch.setattr(data, "download_dataset", failing)
+    assert main(["datasets", "download", "law"]) == 1
+    assert "fairpriv-lab datasets: error: Could not download law.csv" in capsys.readouterr().err
+
+
 def test_cache_list_and_clear(tmp_path, capsys):
     cache = Cache(tmp_path / "c")
     key = cache.key({"x": 1}, dataset_checksum="0")

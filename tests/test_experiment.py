@@ -94,6 +94,7 @@ def test_hash_normalises_irrelevant_fields():
         ({"game": {"kind": "loo", "m": None, "targets": (1,), "n_models": 4}},
          r"not to include 'PA-ALOOA' with game.kind='loo'"),
         ({"audit": {"ci": 95}}, r"audit.ci=95 in \(0, 1\)"),
+        ({"audit": {"bootstrap": "models"}}, r"Expected audit.bootstrap=.models. to be one of .records., .pairs."),
         ({"chunk_models": 3}, r"Expected chunk_models=3 to be even"),
         ({"device": "gpu"}, r"Expected device='gpu' to be one of 'auto', 'cpu'"),
         ({"seed": -1}, r"Expected seed=-1 to be an integer in \[0, inf\]"),

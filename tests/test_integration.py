@@ -65,6 +65,13 @@ def test_run_end_to_end_and_cached_rerun(tmp_path):
     other = run(cfg.replace(n_boot=50, estimator="in_sample"), cache=tmp_path)
     assert other.chunks_loaded == 2 and other.chunks_trained == 0 and not other.from_cache
     np.testing.assert_array_equal(other.losses, res.losses)
+    # two-way bootstrap (model pairs + records) for PA-ALOOA, cached with its replicates
+    pairs = run(cfg.replace(bootstrap="pairs"), cache=tmp_path)
+    assert pairs.group_risk["PA-ALOOA"].bootstrap == "supplied"
+    assert pairs.group_risk["PA-GA"].bootstrap == "records"
+    assert pairs.summary()["gpr"].equals(res.summary()["gpr"])
+    assert not pairs.summary()["ci_low"].equals(res.summary()["ci_low"])
+    assert run(cfg.replace(bootstrap="pairs"), cache=tmp_path).summary().equals(pairs.summary())
     # files
     paths = res.save(tmp_path / "out")
     assert {p.name for p in paths.values()} >= {"summary.csv", "records.csv", "result.json"}
