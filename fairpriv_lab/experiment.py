@@ -33,6 +33,7 @@ from ._config import (
     ExperimentConfig,
     GameConfig,
     TrainConfig,
+    digest,
 )
 from ._result import AuditResult, compare, format_comparison
 from .cache import Cache
@@ -137,8 +138,7 @@ def run(
     delta = cfg.train.delta if cfg.train.delta is not None else min(1e-5, 1.0 / (10 * train.n_samples))
 
     key = Cache.key(cfg.training_key_payload(), dataset_checksum=checksum) if store else None
-    audit_item = "audit-" + hashlib.sha256(
-        repr((cfg.audit.to_dict(), delta)).encode()).hexdigest()[:20]
+    audit_item = "audit-" + digest({"audit": cfg.audit.to_dict(), "delta": delta})[:20]
     game = _build_game(cfg, train)
     if store is not None:
         store.save(key, "entry", None, {"label": cfg.label, "config": cfg.to_dict(),
@@ -149,7 +149,10 @@ def run(
     timings["train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    cached_audit = None if (store is None or recompute) else store.load(key, audit_item)
+    # a chunk trained by this call (e.g. after corruption, maybe on another device) gets a
+    # fresh audit: the cached one describes the losses it was computed from
+    fresh = store is None or recompute or trained["chunks_trained"] > 0
+    cached_audit = None if fresh else store.load(key, audit_item)
     audit = _audit(cfg, train, test, game, trained, delta, cached_audit, progress)
     if store is not None and cached_audit is None:
         store.save(key, audit_item, audit["arrays"], audit["meta"])
