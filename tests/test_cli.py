@@ -145,7 +145,7 @@ def test_python_dash_m_entry_point():
 
 
 @pytest.mark.slow
-def test_audit_end_to_end_writes_outputs(tmp_path, capsys):
+def test_audit_end_to_end_writes_outputs(tmp_path, capsys, torch_one_thread):
     argv = ["audit", "--dataset", "synthetic", "--n", "200", "--model", "lr", "--epochs", "2",
             "--batch-size", "40", "--n-models", "4", "--m", "40", "--n-boot", "50",
             "--min-group-size", "5", "--device", "cpu", "--chunk-models", "2", "--no-progress",
@@ -160,7 +160,7 @@ def test_audit_end_to_end_writes_outputs(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_plumbing_with_tiny_settings(tmp_path, capsys, monkeypatch):
+def test_demo_plumbing_with_tiny_settings(tmp_path, capsys, monkeypatch, torch_one_thread):
     from fairpriv_lab import demo
 
     monkeypatch.setitem(demo._CPU, "n", 300)
