@@ -31,6 +31,7 @@ import importlib
 import inspect
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -382,9 +383,13 @@ class AuditPanel:
         key = (dataset, group)
         if key not in self._group_counts:
             from .data import load_dataset
+            from .exceptions import DataWarning
 
             try:
-                ds = load_dataset(dataset, group=group, seed=0)
+                with warnings.catch_warnings():
+                    # A single group is reported in the panel, not as a warning.
+                    warnings.simplefilter("ignore", DataWarning)
+                    ds = load_dataset(dataset, group=group, seed=0)
                 self._group_counts[key] = int((ds.group_counts > 0).sum())
             except (FairPrivError, OSError):
                 self._group_counts[key] = 2  # cannot tell before download; the run will explain
