@@ -100,8 +100,12 @@ class PanelSettings:
         Target ε (> 0), noise multiplier σ (> 0), clipping bound C (> 0).
     tau, stat_noise_ratio : float
         DP-SGD-S's cap τ (>= 1) and the ratio σ₁/σ of its released statistic.
-    epochs, n_models : int
-        Training epochs; models in the game (even, >= 4).
+    epochs, batch_size : int
+        Training epochs and expected (Poisson) batch size.
+    lr : float
+        Learning rate of SGD.
+    n_models : int
+        Models in the game (even, >= 4).
     n, m : int
         Records drawn from the dataset (None: all) and records audited (<= training records).
     seed : int
@@ -128,6 +132,8 @@ class PanelSettings:
     tau: float = 2.0
     stat_noise_ratio: float = 1.0
     epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.3
     n_models: int = 16
     n: int | None = 2000
     m: int = 200
@@ -145,6 +151,8 @@ class PanelSettings:
         V.number("tau", self.tau, 1.0, math.inf, high_open=True)
         V.positive("stat_noise_ratio", self.stat_noise_ratio)
         V.integer("epochs", self.epochs, 1)
+        V.integer("batch_size", self.batch_size, 1)
+        V.positive("lr", self.lr)
         nm = V.integer("n_models", self.n_models, 4)
         if nm % 2:
             raise V.fail("n_models", nm, "to be even", "Models come in complementary pairs")
@@ -171,6 +179,7 @@ class PanelSettings:
 
         train: dict[str, Any] = {
             "model": self.model, "method": self.base_method, "epochs": self.epochs,
+            "batch_size": self.batch_size, "lr": self.lr,
         }
         if self.base_method != "sgd":
             train["clip"] = self.clip
@@ -301,6 +310,10 @@ class AuditPanel:
         self.epochs = W.IntSlider(value=s.epochs, min=1, max=60, description="Epochs", style=style, layout=lay)
         self.n_models = W.IntSlider(value=s.n_models, min=4, max=max(256, s.n_models), step=2,
                                     description="Models (pairs × 2)", style=style, layout=lay)
+        self.batch_size = W.BoundedIntText(value=s.batch_size, min=1, max=10**6, description="Batch size",
+                                           style=style, layout=lay)
+        self.lr = W.BoundedFloatText(value=s.lr, min=1e-5, max=100.0, step=0.05, description="Learning rate",
+                                     style=style, layout=lay)
         self.n = W.BoundedIntText(value=s.n or 0, min=0, max=10**7, description="Records (0 = all)", style=style, layout=lay)
         self.m = W.BoundedIntText(value=s.m, min=2, max=10**6, description="Audited records m", style=style, layout=lay)
         self.seed = W.BoundedIntText(value=s.seed, min=0, max=2**31 - 1, description="Seed", style=style, layout=lay)
@@ -316,7 +329,8 @@ class AuditPanel:
             self.dataset, self.group, self.model, self.method, self.privacy, self.epsilon, self.sigma,
             self.privacy_note, self.clip, self.tau, self.stat_noise_ratio, self.epochs, self.n_models,
         ])
-        sizes = W.Accordion(children=[W.VBox([self.n, self.m, self.seed])], titles=("Sizes and seed",))
+        sizes = W.Accordion(children=[W.VBox([self.batch_size, self.lr, self.n, self.m, self.seed])],
+                            titles=("Training, sizes and seed",))
         sizes.selected_index = None
         left = W.VBox([controls, sizes, W.HBox([self.run_button, self.progress]), self.message])
         right = W.VBox([self.table, self.charts])
@@ -335,7 +349,8 @@ class AuditPanel:
 
     def _controls(self) -> list[Any]:
         return [self.dataset, self.group, self.model, self.method, self.privacy, self.epsilon, self.sigma,
-                self.clip, self.tau, self.stat_noise_ratio, self.epochs, self.n_models, self.n, self.m, self.seed]
+                self.clip, self.tau, self.stat_noise_ratio, self.epochs, self.n_models, self.batch_size, self.lr,
+                self.n, self.m, self.seed]
 
     # ------------------------------------------------------------ settings <-> widgets
     @property
@@ -345,7 +360,8 @@ class AuditPanel:
             dataset=self.dataset.value, group=self.group.value, model=self.model.value, method=self.method.value,
             privacy=self.privacy.value, epsilon=float(self.epsilon.value), sigma=float(self.sigma.value),
             clip=float(self.clip.value), tau=float(self.tau.value), stat_noise_ratio=float(self.stat_noise_ratio.value),
-            epochs=int(self.epochs.value), n_models=int(self.n_models.value), n=int(self.n.value) or None,
+            epochs=int(self.epochs.value), batch_size=int(self.batch_size.value), lr=float(self.lr.value),
+            n_models=int(self.n_models.value), n=int(self.n.value) or None,
             m=int(self.m.value), seed=int(self.seed.value), device=self._device,
             chunk_models=self._chunk_models,
         )
