@@ -53,13 +53,16 @@ KERNEL_NAME = "fairpriv-lab-current-env"
 #: Parameters per notebook (file stem) that make the whole set run in a few minutes on
 #: 2 CPU cores; the test suite executes every notebook with these.
 SMALL_PARAMETERS: dict[str, dict[str, Any]] = {
-    "00_start_here": {"n": 1000, "n_models": 8, "m": 120, "epochs": 8},
-    "01_membership_inference": {"n": 1000, "n_models": 8, "m": 120, "epochs": 8},
-    "02_worst_case_looa_vs_alooa": {"n": 400, "n_models": 8, "m": 60, "n_targets": 3, "epochs": 8},
-    "03_group_privacy_risk": {"n": 1000, "n_models": 8, "m": 120, "epochs": 8, "n_boot": 200},
-    "04_dp_sgd": {"n": 1000, "n_models": 8, "m": 120, "epochs": 6, "epsilons": [1.0, 8.0]},
-    "05_why_groups_differ": {"n": 1000, "n_models": 8, "m": 120, "epochs": 6},
-    "06_dpsgd_s_and_f": {"n": 1000, "n_models": 8, "m": 120, "epochs": 6, "epsilons": [2.0, 8.0]},
+    "00_start_here": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64},
+    "01_membership_inference": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64},
+    "02_worst_case_looa_vs_alooa": {"n": 400, "n_models": 8, "m": 60, "n_targets": 3, "epochs": 40,
+                                    "batch_size": 64},
+    "03_group_privacy_risk": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64,
+                              "n_boot": 200},
+    "04_dp_sgd": {"n": 600, "n_models": 8, "m": 100, "epochs": 20, "batch_size": 64, "epsilons": [1.0, 8.0]},
+    "05_why_groups_differ": {"n": 600, "n_models": 8, "m": 100, "epochs": 20, "batch_size": 64},
+    "06_dpsgd_s_and_f": {"n": 600, "n_models": 8, "m": 100, "epochs": 20, "batch_size": 64,
+                         "epsilons": [2.0, 8.0]},
 }
 
 
@@ -142,7 +145,8 @@ def check_parameters(**params: Any) -> dict[str, Any]:
     Known names: ``dataset``, ``group`` (checked against the dataset), ``model``
     (``"cnn"`` needs an image dataset), ``method``/``methods``, ``epsilon``/``epsilons``
     (positive; ``inf`` means no privacy), ``n`` (records, or None for all), ``m`` (audited
-    records, at most ``n``), ``n_models`` (even, >= 4), ``n_targets``, ``epochs``, ``n_boot``,
+    records, at most ``n``), ``n_models`` (even, >= 4), ``n_targets``, ``epochs``, ``batch_size``,
+    ``lr``, ``n_boot``,
     ``model_index`` (< ``n_models``), ``clip``, ``tau`` (>= 1), ``stat_noise_ratio``, ``seed``,
     ``device``. Other names pass
     through unchecked.
@@ -195,7 +199,7 @@ def check_parameters(**params: Any) -> dict[str, Any]:
         V.integer("n", p["n"], 100)
     if "m" in p:
         V.integer("m", p["m"], 2, p.get("n"))
-    for name, low in (("epochs", 1), ("n_targets", 1), ("n_boot", 50), ("seed", 0)):
+    for name, low in (("epochs", 1), ("batch_size", 1), ("n_targets", 1), ("n_boot", 50), ("seed", 0)):
         if name in p:
             V.integer(name, p[name], low)
     for name in ("clip", "stat_noise_ratio", "lr"):

@@ -324,7 +324,7 @@ class AuditPanel:
         self.table = W.HTML()
         self.charts = W.Output()
 
-        self._sync_choices(initial=s)
+        notes = self._sync_choices(initial=s)
         controls = W.VBox([
             self.dataset, self.group, self.model, self.method, self.privacy, self.epsilon, self.sigma,
             self.privacy_note, self.clip, self.tau, self.stat_noise_ratio, self.epochs, self.n_models,
@@ -340,6 +340,8 @@ class AuditPanel:
         for w in self._controls():
             w.observe(self._on_change, names="value")
         self._refresh_state()
+        self._say("warn" if notes else "info",
+                  "".join(f"{_esc(n)}<br>" for n in notes) + "Press <b>Run audit</b> to start.")
 
     # ------------------------------------------------------------ display
     def _ipython_display_(self) -> None:
@@ -382,7 +384,7 @@ class AuditPanel:
             if isinstance(w.options if hasattr(w, "options") else None, tuple | list):
                 allowed = [o[1] if isinstance(o, tuple) else o for o in w.options]
                 if value not in allowed:
-                    self._say("warn", self._why_not_offered(name, value))
+                    self._say("warn", _esc(self._why_not_offered(name, value)))
                     continue
             w.value = value
 
@@ -411,8 +413,9 @@ class AuditPanel:
                 self._group_counts[key] = 2  # cannot tell before download; the run will explain
         return self._group_counts[key]
 
-    def _sync_choices(self, initial: PanelSettings | None = None) -> None:
-        """Offer only the groups, models and methods that make sense for the dataset."""
+    def _sync_choices(self, initial: PanelSettings | None = None) -> list[str]:
+        """Offer only the groups, models and methods that make sense; return what was switched and why."""
+        notes: list[str] = []
         self._syncing = True
         try:
             info = self._infos[self.dataset.value]
@@ -428,7 +431,7 @@ class AuditPanel:
                 self.model.value = want_model
             else:
                 self.model.value = "mlp"
-                self._say("warn", self._why_not_offered("model", want_model) + " Switched to the MLP.")
+                notes.append(self._why_not_offered("model", want_model) + " Switched to the MLP.")
 
             single = self._n_groups(self.dataset.value, self.group.value) < 2
             methods = [c for c in METHOD_CHOICES if not (single and c[1] in _GROUP_METHODS)]
@@ -438,9 +441,10 @@ class AuditPanel:
                 self.method.value = want_method
             else:
                 self.method.value = "dpsgd"
-                self._say("warn", self._why_not_offered("method", want_method) + " Switched to DP-SGD.")
+                notes.append(self._why_not_offered("method", want_method) + " Switched to DP-SGD.")
         finally:
             self._syncing = False
+        return notes
 
     def _refresh_state(self) -> None:
         """Enable exactly the controls the chosen method uses, and say why others are off."""
@@ -462,20 +466,20 @@ class AuditPanel:
     def _on_change(self, change: dict[str, Any]) -> None:
         if self._syncing:
             return
-        if change["owner"] in (self.dataset, self.group):
-            self._sync_choices()
+        notes = self._sync_choices() if change["owner"] in (self.dataset, self.group) else []
         self._refresh_state()
+        prefix = "".join(f"{_esc(n)}<br>" for n in notes)
         try:
             config = self.settings.to_config()
         except FairPrivError as err:
-            self._say("error", f"These settings cannot run: {err}")
+            self._say("error", prefix + f"These settings cannot run: {_esc(str(err))}")
             return
         hit = self._memo.get(config.digest)
         if hit is not None:
-            self._show(hit, source="memo", seconds=0.0)
-            self._say("ok", "Shown from memory (these settings were run before).")
+            self._show(hit[0], source="memo", seconds=0.0)
+            self._say("ok", prefix + "Shown from memory (these settings were run before)." + hit[1])
         elif not self._busy:
-            self._say("info", "Settings changed: press <b>Run audit</b> to update.")
+            self._say("warn" if notes else "info", prefix + "Settings changed: press <b>Run audit</b> to update.")
 
     # ------------------------------------------------------------ running
     def run(self) -> bool:
@@ -491,12 +495,12 @@ class AuditPanel:
         try:
             config = self.settings.to_config()
         except FairPrivError as err:
-            self._say("error", f"These settings cannot run: {err}")
+            self._say("error", f"These settings cannot run: {_esc(str(err))}")
             return False
         hit = self._memo.get(config.digest)
         if hit is not None:
-            self._show(hit, source="memo", seconds=time.perf_counter() - t0)
-            self._say("ok", "Shown from memory (these settings were run before).")
+            self._show(hit[0], source="memo", seconds=time.perf_counter() - t0)
+            self._say("ok", "Shown from memory (these settings were run before)." + hit[1])
             return True
         self._busy = True
         self.run_button.disabled = True
@@ -504,22 +508,26 @@ class AuditPanel:
         self.progress.bar_style = "info"
         self._say("info", f"Running {html.escape(config.label)} …")
         try:
-            result = self._call_runner(config)
+            with warnings.catch_warnings(record=True) as caught:
+                # Data and privacy warnings (small groups, delta >= 1/n) belong in the panel.
+                warnings.simplefilter("always", UserWarning)
+                result = self._call_runner(config)
         except Exception as err:  # noqa: BLE001 - shown in the panel, never as a traceback
             self.last_error = err
             self.progress.bar_style = "danger"
             kind = "" if isinstance(err, FairPrivError) else f"{type(err).__name__}: "
-            self._say("error", f"The run failed and the previous result is kept. {kind}{err}")
+            self._say("error", f"The run failed and the previous result is kept. {_esc(kind + str(err))}")
             return False
         finally:
             self._busy = False
             self.run_button.disabled = False
-        self._memo[config.digest] = result
+        notes = _warning_notes(caught)
+        self._memo[config.digest] = (result, notes)
         self.progress.value = 1.0
         self.progress.bar_style = "success"
         seconds = time.perf_counter() - t0
         self._show(result, source="computed", seconds=seconds)
-        self._say("ok", f"Done in {seconds:.1f} s.")
+        self._say("ok", f"Done in {seconds:.1f} s." + notes)
         return True
 
     def _call_runner(self, config: Any) -> Any:
@@ -591,6 +599,19 @@ def _progress_fraction(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float |
     if stage == "audit":
         return 0.9 + 0.1 * frac
     return 0.9 * frac
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def _warning_notes(caught: list[Any]) -> str:
+    """HTML lines for the distinct user warnings of a run (e.g. SmallGroupWarning)."""
+    seen: dict[str, str] = {}
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            seen.setdefault(f"{w.category.__name__}: {w.message}", "")
+    return "".join(f"<br>⚠ {_esc(text)}" for text in seen)
 
 
 def _has_risk(result: Any, auditor: str) -> bool:

@@ -81,6 +81,8 @@ def test_run_updates_table_chart_and_progress(panel):
     assert "Male" in panel.table.value and "Female" in panel.table.value
     assert panel.progress.value == pytest.approx(1.0)
     assert panel.last_source == "computed"
+    # 27 and 13 audited records: the audit's small-group warning is shown in the panel.
+    assert "SmallGroupWarning" in panel.message.value
     assert len(panel.charts.outputs) >= 1
     assert all(o["output_type"] == "display_data" for o in panel.charts.outputs)
     spec = panel.last_chart_spec
