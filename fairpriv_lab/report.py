@@ -9,9 +9,11 @@ opens offline, in a mail attachment, or on a course website. Used by
 
 from __future__ import annotations
 
+import argparse
 import base64
 import datetime as _dt
 import html
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -20,7 +22,7 @@ from typing import Any, Literal
 
 from . import _validate as V
 
-__all__ = ["report_html", "write_report"]
+__all__ = ["report_html", "write_report", "load_results", "add_report_parser", "cmd_report"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;
@@ -125,13 +127,28 @@ def _result_section(label: str, result: Any, *, auditor: str | None, images: str
     emp = getattr(result, "empirical_epsilon", None)
     if emp is not None and len(emp):
         parts += ["<h3>Empirical ε lower bounds per group</h3>", _table(emp)]
-    outcome = getattr(result, "outcome", None)
-    if outcome is not None and len(outcome):
-        parts += ["<h3>Outcome fairness on the test split</h3>",
-                  outcome.to_html(classes="fp", border=0, float_format=lambda v: f"{v:.3f}")]
+    parts += _outcome_html(getattr(result, "outcome", None))
     parts.append("<details><summary>Configuration</summary><pre>"
                  + html.escape(_pretty(cfg.to_dict())) + "</pre></details>")
     return "\n".join(parts)
+
+
+def _outcome_html(outcome: Any) -> list[str]:
+    """Outcome fairness tables: an OutcomeFairness (by group + differences) or a DataFrame."""
+    import pandas as pd
+
+    if outcome is None:
+        return []
+    tables = []
+    if isinstance(getattr(outcome, "by_group", None), pd.DataFrame):
+        tables.append(outcome.by_group)
+        if hasattr(outcome, "to_frame"):
+            tables.append(outcome.to_frame())
+    elif isinstance(outcome, pd.DataFrame) and len(outcome):
+        tables.append(outcome.reset_index() if outcome.index.name else outcome)
+    if not tables:
+        return []
+    return ["<h3>Outcome fairness on the test split (fractions)</h3>"] + [_table(t, digits=3) for t in tables]
 
 
 def _pretty(d: Any) -> str:
@@ -257,3 +274,75 @@ def write_report(
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out)
     return out
+
+
+# ---------------------------------------------------------------- from the cache or a folder
+def load_results(source: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> list[Any]:
+    """Return the audit results named by a cache key (or a unique prefix of one) or a folder.
+
+    A folder is either one written by ``fairpriv-lab audit --out`` (its ``*result.json``
+    files hold the configurations) or a cache entry folder ``<cache>/<key>``. Each
+    configuration is re-run through :func:`fairpriv_lab.experiment.run` with the cache, so
+    cached results return at once (anything missing is recomputed, never guessed).
+
+    Parameters
+    ----------
+    source : str or path
+        Cache key, key prefix (at least 6 characters), or folder.
+    cache_dir : path, optional
+        The cache folder (default ``$FAIRPRIV_LAB_CACHE`` or ``~/.cache/fairpriv-lab/results``).
+    """
+    from .cache import Cache
+    from .experiment import ExperimentConfig, run
+
+    path = Path(source)
+    configs: list[dict[str, Any]] = []
+    store = Cache(cache_dir) if cache_dir is not None else Cache()
+    if path.is_dir():
+        found = sorted(path.glob("*result.json"))
+        if found:
+            configs = [json.loads(f.read_text(encoding="utf-8"))["config"] for f in found]
+        else:
+            store = Cache(path.parent)
+            item = store.load(path.name, "entry") if _looks_like_key(path.name) else None
+            if item is None:
+                raise V.fail("source", str(source), "to be a cache key, an `audit --out` folder with "
+                             "result.json, or a cache entry folder")
+            configs = [item.meta["config"]]
+    else:
+        text = str(source)
+        if len(text) < 6 or not all(c in "0123456789abcdef" for c in text):
+            raise V.fail("source", text, "to be an existing folder or a cache key (>= 6 hex characters)")
+        keys = [e.key for e in store.list() if e.key.startswith(text)]
+        if len(keys) != 1:
+            hint = "no entry has it" if not keys else f"{len(keys)} entries share it"
+            raise V.fail("source", text, f"to name exactly one entry of the cache {store.root}", hint)
+        item = store.load(keys[0], "entry")
+        if item is None:
+            raise V.fail("source", text, "to name a cache entry with its configuration",
+                         "The entry has no metadata; run the audit again")
+        configs = [item.meta["config"]]
+    return [run(ExperimentConfig.from_dict(c), cache=store) for c in configs]
+
+
+def _looks_like_key(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``fairpriv-lab report SOURCE [-o FILE] [--cache-dir DIR]`` to a CLI's subparsers."""
+    p = subparsers.add_parser("report", help="write a self-contained HTML report of cached results")
+    p.add_argument("source", help="a cache key (or unique prefix), an `audit --out` folder, or a cache entry folder")
+    p.add_argument("-o", "--output", type=Path, default=Path("report.html"), help="HTML file (default report.html)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="cache folder (default $FAIRPRIV_LAB_CACHE or ~/.cache)")
+    p.add_argument("--title", default=None)
+    p.add_argument("--images", choices=("svg", "png"), default="svg")
+    return p
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Run the ``report`` subcommand parsed by :func:`add_report_parser`; return the exit status."""
+    results = load_results(args.source, cache_dir=args.cache_dir)
+    path = write_report(results, args.output, title=args.title, images=args.images)
+    print(f"wrote {path} ({len(results)} result{'s' if len(results) != 1 else ''})")
+    return 0

@@ -21,7 +21,7 @@ def results(tmp_path_factory):
         data={"name": "adult", "group": "sex", "n": 400},
         train={"epochs": 2, "batch_size": 64},
         game={"n_models": 4, "m": 40},
-        audit={"n_boot": 100},
+        audit={"n_boot": 100, "min_group_size": 10},
         device="cpu",
     )
     sgd = run(base, cache=cache)
@@ -70,3 +70,33 @@ def test_bad_inputs_have_clear_messages(results, tmp_path):
         report_html(results[0], images="jpg")
     with pytest.raises(ConfigError, match=r"^Expected auditor='PA-LOOA' to be one of"):
         report_html(results[0], auditor="PA-LOOA")
+
+
+def test_report_command_from_cache_key_and_out_folder(tmp_path, capsys):
+    import argparse
+
+    from fairpriv_lab.experiment import ExperimentConfig, run
+    from fairpriv_lab.report import add_report_parser, cmd_report, load_results
+
+    cache = tmp_path / "cache"
+    cfg = ExperimentConfig(data={"name": "adult", "group": "sex", "n": 400}, train={"epochs": 1, "batch_size": 64},
+                           game={"n_models": 4, "m": 40}, audit={"n_boot": 100, "min_group_size": 10}, device="cpu")
+    result = run(cfg, cache=cache)
+    parser = argparse.ArgumentParser()
+    add_report_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["report", result.cache_key[:10], "--cache-dir", str(cache),
+                              "-o", str(tmp_path / "r.html")])
+    assert cmd_report(args) == 0
+    assert "wrote" in capsys.readouterr().out
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert cfg.label in page and "<svg" in page
+    # The same from the cache entry folder and from an `audit --out` folder.
+    again = load_results(cache / result.cache_key)
+    assert again[0].from_cache and again[0].config.digest == cfg.digest
+    result.save(tmp_path / "out")
+    from_out = load_results(tmp_path / "out", cache_dir=cache)
+    assert from_out[0].from_cache
+    with pytest.raises(ConfigError, match=r"^Expected source='abcdef' to name exactly one entry"):
+        load_results("abcdef", cache_dir=cache)
+    with pytest.raises(ConfigError, match=r"^Expected source='nope' to be an existing folder or a cache key"):
+        load_results("nope", cache_dir=cache)
