@@ -76,6 +76,7 @@ def test_report_command_from_cache_key_and_out_folder(tmp_path, capsys):
     import argparse
 
     from fairpriv_lab.experiment import ExperimentConfig, run
+
     from fairpriv_lab.report import add_report_parser, cmd_report, load_results
 
     cache = tmp_path / "cache"
