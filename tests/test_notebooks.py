@@ -123,6 +123,12 @@ def test_small_parameters_lookup(tmp_path):
 
 
 # ---------------------------------------------------------------- executions
+@pytest.fixture(scope="session")
+def nb_cache(tmp_path_factory):
+    """One result cache for the papermill runs and the nbval run: the second run reuses models."""
+    return tmp_path_factory.mktemp("notebook-cache")
+
+
 @pytest.mark.notebooks
 def test_execute_reports_the_failing_cell(tmp_path):
     nb = _tiny_notebook(tmp_path / "01_fail.ipynb", "y = x + 1\nassert y == 2, 'y is not two'")
@@ -163,8 +169,8 @@ def test_refresh_cli_stores_outputs_without_timing_metadata(tmp_path, capsys):
 @pytest.mark.notebooks
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_notebook_runs_with_small_parameters(path, tmp_path, monkeypatch):
-    monkeypatch.setenv("FAIRPRIV_LAB_CACHE", str(tmp_path / "cache"))
+def test_notebook_runs_with_small_parameters(path, tmp_path, monkeypatch, nb_cache):
+    monkeypatch.setenv("FAIRPRIV_LAB_CACHE", str(nb_cache))
     out = tmp_path / path.name
     run = execute_notebook(path, out, parameters=small_parameters(path), timeout=300)
     executed = nbformat.read(out, as_version=4)
@@ -176,8 +182,12 @@ def test_notebook_runs_with_small_parameters(path, tmp_path, monkeypatch):
 
 @pytest.mark.notebooks
 @pytest.mark.slow
-def test_nbval_lax_runs_every_notebook(tmp_path):
-    """``pytest --nbval-lax`` on the notebooks, prepared with the small parameters by papermill."""
+def test_nbval_lax_runs_every_notebook(tmp_path, nb_cache):
+    """``pytest --nbval-lax`` on the notebooks, prepared with the small parameters by papermill.
+
+    It shares the result cache of the papermill runs above, so it re-executes every cell but
+    trains (almost) nothing again.
+    """
     pytest.importorskip("nbval")
     import papermill as pm
 
@@ -187,7 +197,7 @@ def test_nbval_lax_runs_every_notebook(tmp_path):
         pm.execute_notebook(str(path), str(prepared / path.name), parameters=small_parameters(path),
                             prepare_only=True, language="python", progress_bar=False)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               FAIRPRIV_CHART_RENDERER="static", FAIRPRIV_LAB_CACHE=str(tmp_path / "cache"))
+               FAIRPRIV_CHART_RENDERER="static", FAIRPRIV_LAB_CACHE=str(nb_cache))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-q", "-p", "no:cacheprovider",
          "--rootdir", str(prepared), "-o", "addopts=", "-W", "ignore::DeprecationWarning",
