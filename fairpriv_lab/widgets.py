@@ -278,6 +278,7 @@ class AuditPanel:
         self.auditor = V.choice("auditor", auditor, _AUDITORS)
         self._runner = runner
         self._memo: dict[str, Any] = {}
+        self._rendered: dict[int, Any] = {}
         self._group_counts: dict[tuple[str, str], int] = {}
         self._busy = False
         self._syncing = False
@@ -552,20 +553,31 @@ class AuditPanel:
         self.message.value = f'<div style="color:{colours[level]}; max-width:420px">{text}</div>'
 
     def _show(self, result: Any, *, source: str, seconds: float) -> None:
-        from . import viz
-
         self.result = result
         self.last_source = source
         self.last_seconds = seconds
+        key = id(result)
+        if key not in self._rendered:
+            self._rendered[key] = self._render(result)
+        table, specs, outputs = self._rendered[key]
+        self.table.value = table
+        self.last_chart_specs = specs
+        self.last_chart_spec = specs["gpr"]
+        self.charts.outputs = outputs
+
+    def _render(self, result: Any) -> tuple[str, dict[str, dict[str, Any]], tuple[dict[str, Any], ...]]:
+        """Table HTML, chart specs and Output entries of a result (memoised with it)."""
+        from . import viz
+
+        order = list(getattr(result, "group_names", ())) or None
         risk = _risk_of(result, self.auditor)
-        self.table.value = result_table_html(result, auditor=self.auditor)
-        charts = {"gpr": viz.gpr_chart(risk)}
+        charts = {"gpr": viz.gpr_chart(risk, group_order=order)}
         others = {a: _risk_of(result, a) for a in _AUDITORS if _has_risk(result, a)}
         if len(others) > 1:
-            charts["auditors"] = viz.auditors_side_by_side(others)
-        self.last_chart_specs = {k: c.to_dict() for k, c in charts.items()}
-        self.last_chart_spec = self.last_chart_specs["gpr"]
-        self.charts.outputs = tuple(_display_output(c) for c in charts.values())
+            charts["auditors"] = viz.auditors_side_by_side(others, group_order=order)
+        specs = {k: c.to_dict() for k, c in charts.items()}
+        outputs = tuple(_display_output(c) for c in charts.values())
+        return result_table_html(result, auditor=self.auditor), specs, outputs
 
 
 def build_panel(**defaults: Any) -> AuditPanel:
