@@ -55,13 +55,13 @@ KERNEL_NAME = "fairpriv-lab-current-env"
 SMALL_PARAMETERS: dict[str, dict[str, Any]] = {
     "00_start_here": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64},
     "01_membership_inference": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64},
-    "02_worst_case_looa_vs_alooa": {"n": 400, "n_models": 8, "m": 60, "n_targets": 3, "epochs": 40,
+    "02_worst_case_looa_vs_alooa": {"n": 400, "n_models": 8, "m": 60, "n_targets": 3, "epochs": 30,
                                     "batch_size": 64},
     "03_group_privacy_risk": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64,
                               "n_boot": 200},
-    "04_dp_sgd": {"n": 600, "n_models": 8, "m": 100, "epochs": 20, "batch_size": 64, "epsilons": [1.0, 8.0]},
-    "05_why_groups_differ": {"n": 600, "n_models": 8, "m": 100, "epochs": 20, "batch_size": 64},
-    "06_dpsgd_s_and_f": {"n": 600, "n_models": 8, "m": 100, "epochs": 20, "batch_size": 64,
+    "04_dp_sgd": {"n": 600, "n_models": 8, "m": 100, "epochs": 10, "batch_size": 64, "epsilons": [1.0, 8.0]},
+    "05_why_groups_differ": {"n": 600, "n_models": 8, "m": 100, "epochs": 10, "batch_size": 64},
+    "06_dpsgd_s_and_f": {"n": 600, "n_models": 8, "m": 100, "epochs": 10, "batch_size": 64,
                          "epsilons": [2.0, 8.0]},
 }
 
