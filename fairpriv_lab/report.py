@@ -203,7 +203,7 @@ def report_html(
     results : AuditResult, sequence of AuditResult, or mapping of str to AuditResult
         What to report; a mapping gives each run its own heading.
     title : str, optional
-        Page title (default: the single run's label, or "fairpriv-lab audit report").
+        Page title (default "fairpriv-lab audit report"); each run has its own heading.
     auditor : str, optional
         Whose GPR leads each section (default: each result's first auditor).
     images : {'svg', 'png'}
@@ -216,7 +216,7 @@ def report_html(
     """
     V.choice("images", images, ("svg", "png"))
     items = _as_results(results)
-    title = title or (items[0][0] if len(items) == 1 else "fairpriv-lab audit report")
+    title = title or "fairpriv-lab audit report"
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [f"<h1>{html.escape(title)}</h1>", f'<p class="meta">Generated {stamp} by fairpriv-lab.</p>',
             f'<p class="note">{html.escape(_NOTE)}</p>']
