@@ -76,7 +76,6 @@ def test_report_command_from_cache_key_and_out_folder(tmp_path, capsys):
     import argparse
 
     from fairpriv_lab.experiment import ExperimentConfig, run
-
     from fairpriv_lab.report import add_report_parser, cmd_report, load_results
 
     cache = tmp_path / "cache"
@@ -101,3 +100,22 @@ def test_report_command_from_cache_key_and_out_folder(tmp_path, capsys):
         load_results("abcdef", cache_dir=cache)
     with pytest.raises(ConfigError, match=r"^Expected source='nope' to be an existing folder or a cache key"):
         load_results("nope", cache_dir=cache)
+
+
+def test_cli_audit_html_and_report(tmp_path, monkeypatch, capsys):
+    from fairpriv_lab.cli import main
+
+    monkeypatch.setenv("FAIRPRIV_LAB_CACHE", str(tmp_path / "cache"))
+    page = tmp_path / "audit.html"
+    rc = main(["audit", "--dataset", "adult", "--n", "400", "--n-models", "4", "--m", "40", "--epochs", "1",
+               "--batch-size", "64", "--min-group-size", "10", "--n-boot", "100", "--device", "cpu",
+               "--no-progress", "--html", str(page)])
+    assert rc == 0 and "<svg" in page.read_text(encoding="utf-8")
+    from fairpriv_lab.cache import Cache
+
+    key = Cache().list()[0].key
+    out = tmp_path / "again.html"
+    assert main(["report", key[:8], "-o", str(out)]) == 0
+    assert "adult/sex mlp sgd" in out.read_text(encoding="utf-8")
+    assert main(["report", "0123456789"]) == 2
+    assert "to name exactly one entry of the cache" in capsys.readouterr().err
