@@ -6,7 +6,7 @@ Three checks, from cheap to expensive:
    binder/environment.yml agree with what ipywidgets itself requires, and in this environment
    the JupyterLab extension that renders the widgets is the one jupyterlab_widgets shipped —
    the mismatch that makes JupyterLab say "Error displaying widget: model not found".
-2. *Resolution + imports* (slow, about a minute): pip resolves Binder's requirements from
+2. *Resolution + imports* (slow, 1-2.5 minutes here): pip resolves Binder's requirements from
    scratch (``pip install --dry-run --ignore-installed --report``: the conda part, which uses
    the same names and version specifiers as PyPI for these packages, plus the pip part and
    postBuild's ``-e ".[ui]"``), with CPU-only torch and no CUDA libraries; then every module
