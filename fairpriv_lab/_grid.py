@@ -1,0 +1,205 @@
+"""Grid files for sweeps: parse, flatten, type-check and expand before anything runs.
+
+A grid file has up to three sections (every other top-level key is an error)::
+
+    base:   {key: value, ...}        # fixed settings of every point
+    grid:   {key: [v1, v2, ...]}     # the Cartesian product of these lists
+    points: [{key: value}, ...]      # explicit extra points, each on top of base
+
+Keys are the fields of a config dataclass (the *schema*), nested dataclasses written with dots
+(``training.epochs``) or as nested mappings. Without a schema any key is accepted (notebook
+parameters are checked against the notebook instead).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import types
+import typing
+from collections.abc import Mapping
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from .exceptions import ConfigError
+
+SECTIONS = ("base", "grid", "points")
+_FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_ANY = object()  # annotation we cannot check here; the config's own validation judges it
+
+
+def schema_of(cls: type) -> dict[str, Any]:
+    """Map every leaf field of a (possibly nested) dataclass to its annotation, dotted keys."""
+    out: dict[str, Any] = {}
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # unresolvable forward references: fall back to no type checks
+        hints = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        ann = hints.get(f.name, _ANY)
+        if isinstance(ann, type) and dataclasses.is_dataclass(ann):
+            for sub, sub_ann in schema_of(ann).items():
+                out[f"{f.name}.{sub}"] = sub_ann
+        else:
+            out[f.name] = ann
+    return out
+
+
+def flatten(mapping: Mapping[str, Any], schema: Mapping[str, Any] | None, where: str) -> dict:
+    """Flatten nested mappings into dotted keys where the schema has nested fields."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"Expected every key of {where} to be a string, got {key!r}")
+        nested = schema is not None and key not in schema and any(k.startswith(key + ".") for k in schema)
+        if nested and isinstance(value, Mapping):
+            for sub, sub_value in flatten(value, None, where).items():
+                out[f"{key}.{sub}"] = sub_value
+        else:
+            out[key] = value
+    return out
+
+
+def unflatten(point: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn dotted keys back into nested dicts: {'a.b': 1} -> {'a': {'b': 1}}."""
+    out: dict[str, Any] = {}
+    for key, value in point.items():
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def check_key(key: str, schema: Mapping[str, Any] | None, where: str) -> None:
+    """Raise a ConfigError naming the key and listing the valid ones when it is unknown."""
+    if schema is not None and key not in schema:
+        raise ConfigError(
+            f"Unknown key {key!r} in {where}; valid keys are: {', '.join(sorted(schema))}"
+        )
+
+
+def coerce(key: str, value: Any, annotation: Any, where: str) -> Any:
+    """Return value converted to the annotation (lists to tuples, '1e-5' to float) or raise."""
+    ok, converted = _match(value, annotation)
+    if not ok:
+        raise ConfigError(
+            f"Expected {key}={value!r} in {where} to be {_describe(annotation)}, "
+            f"got {type(value).__name__}"
+        )
+    return converted
+
+
+def _match(value: Any, ann: Any) -> tuple[bool, Any]:
+    if ann is _ANY or ann is Any or ann is object:
+        return True, _freeze(value)
+    origin = typing.get_origin(ann)
+    if origin is typing.Literal:
+        return (value in typing.get_args(ann) and not _bool_mismatch(value, typing.get_args(ann))), value
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(ann):
+            ok, conv = _match(value, arm)
+            if ok:
+                return True, conv
+        return False, value
+    if ann is type(None):
+        return value is None, value
+    if ann is bool:
+        return isinstance(value, bool), value
+    if ann is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if ann is float:
+        if isinstance(value, bool):
+            return False, value
+        if isinstance(value, int | float):
+            return True, float(value)
+        # PyYAML reads 1e-5 (no dot) as a string; accept numeric text for float fields.
+        if isinstance(value, str) and (_FLOAT_TEXT.match(value.strip()) or value.strip() in ("inf", "nan")):
+            return True, float(value)
+        return False, value
+    if ann is str:
+        return isinstance(value, str), value
+    if origin in (tuple, list) or ann in (tuple, list):
+        if not isinstance(value, list | tuple):
+            return False, value
+        args = [a for a in typing.get_args(ann) if a is not Ellipsis]
+        if len(args) == 1:
+            items = [_match(v, args[0]) for v in value]
+            if not all(ok for ok, _ in items):
+                return False, value
+            return True, tuple(conv for _, conv in items)
+        return True, _freeze(value)
+    if origin in (dict, Mapping) or ann in (dict, Mapping):
+        return isinstance(value, Mapping), value
+    return True, _freeze(value)  # a type we do not know: leave it to the config's validation
+
+
+def _bool_mismatch(value: Any, options: tuple) -> bool:
+    # Literal[1] would otherwise accept True (True == 1).
+    return isinstance(value, bool) and not any(isinstance(o, bool) for o in options)
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(_freeze(v) for v in value) if isinstance(value, list) else value
+
+
+def _describe(ann: Any) -> str:
+    origin = typing.get_origin(ann)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(ann))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(ann))
+    if ann is type(None):
+        return "null"
+    if ann in (int, float, str, bool):
+        return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[ann]
+    if origin in (tuple, list) or ann in (tuple, list):
+        return "a list"
+    return getattr(ann, "__name__", str(ann))
+
+
+def point_key(point: Mapping[str, Any]) -> str:
+    """Stable 16-hex-digit key of a point: a hash of its sorted JSON form."""
+    text = json.dumps(point, sort_keys=True, default=_json_default, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, tuple | set | frozenset):
+        return list(obj)
+    return repr(obj)
+
+
+def load_yaml(source: str | Path | Mapping[str, Any], *, allow_list: bool = False) -> tuple[Any, str]:
+    """Read a grid from a mapping, a YAML file path or YAML text; return it and its origin."""
+    if isinstance(source, Mapping):
+        return dict(source), "grid"
+    import yaml
+
+    text = str(Path(source)) if isinstance(source, PathLike) else str(source)
+    looks_like_path = isinstance(source, PathLike) or (
+        "\n" not in text and (text.strip().endswith((".yaml", ".yml", ".json")) or Path(text).is_file())
+    )
+    if looks_like_path:
+        if not Path(source).is_file():
+            raise ConfigError(f"Expected file {text!r} to exist")
+        text, where = Path(source).read_text(), str(source)
+    else:
+        where = "YAML text"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"Cannot parse {where} as YAML: {err}") from err
+    if data is None:
+        data = {}
+    if allow_list and isinstance(data, list):
+        return data, where
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"Expected {where} to hold a mapping with sections {', '.join(SECTIONS)}")
+    return dict(data), where

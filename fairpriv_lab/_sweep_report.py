@@ -1,0 +1,168 @@
+"""Sweep outputs: tidy rows per point, failure tables, files (CSV, Parquet, HTML), progress bar."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._executor import Progress, TaskFailure
+from .exceptions import ConfigError
+
+
+def point_rows(value: Any) -> pd.DataFrame:
+    """Normalise a point function's result (DataFrame, mapping, list of mappings) to a frame."""
+    if isinstance(value, pd.DataFrame):
+        return value.reset_index(drop=True)
+    if isinstance(value, Mapping):
+        return pd.DataFrame([dict(value)])
+    if isinstance(value, Sequence) and not isinstance(value, str) and all(isinstance(v, Mapping) for v in value):
+        return pd.DataFrame([dict(v) for v in value])
+    summary = getattr(value, "summary", None)
+    if callable(summary):
+        return point_rows(summary())
+    raise ConfigError(
+        f"Expected the point function to return a DataFrame, a mapping or a list of mappings, "
+        f"got {type(value).__name__}"
+    )
+
+
+def failures_frame(
+    points: Sequence[Mapping[str, Any]], keys: Sequence[str], failed: Mapping[int, TaskFailure]
+) -> pd.DataFrame:
+    """One row per failed point: point, point_key, its settings, error_type, message, traceback."""
+    rows = []
+    for i in sorted(failed):
+        f = failed[i]
+        settings = {k: list(v) if isinstance(v, tuple) else v for k, v in points[i].items()}
+        rows.append({"point": i, "point_key": keys[i], **settings, "error_type": f.error_type,
+                     "message": f.message, "traceback": f.traceback})
+    if not rows:
+        return pd.DataFrame(columns=["point", "point_key", "error_type", "message", "traceback"])
+    return pd.DataFrame(rows)
+
+
+def notebook_failure_line(failure: TaskFailure, notebook: Path) -> str:
+    """One line naming the failing cell of a notebook run and where its output is."""
+    return f"FAILED: {failure.error_type}: {failure.message} (see {notebook})"
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to a temporary file beside path and rename it over path (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, default=_json_default, allow_nan=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray | tuple | set):
+        return list(obj)
+    if isinstance(obj, pd.Timestamp):
+        return obj.isoformat()
+    return str(obj)
+
+
+def write_table(table: pd.DataFrame, stem: Path) -> dict[str, Path]:
+    """Write stem.csv, and stem.parquet when pyarrow (or fastparquet) is installed."""
+    files = {"csv": stem.with_suffix(".csv")}
+    table.to_csv(files["csv"], index=False)
+    try:
+        table.to_parquet(stem.with_suffix(".parquet"), index=False)
+        files["parquet"] = stem.with_suffix(".parquet")
+    except ImportError:
+        pass
+    return files
+
+
+def tqdm_progress(total: int, resumed: int):
+    """A progress callback drawing a tqdm bar (a widget in notebooks) and its closer."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=resumed, unit="point", dynamic_ncols=True)
+    state = {"n": resumed}
+
+    def update(p: Progress) -> None:
+        finished = p.done + p.failed
+        if finished > state["n"]:
+            bar.update(finished - state["n"])
+            state["n"] = finished
+        bar.set_postfix_str(f"done {p.done}, running {p.running}, failed {p.failed}", refresh=True)
+
+    return update, bar.close
+
+
+def summary_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per point (and auditor): the grid settings with GPRP, accuracy and epsilon."""
+    if table.empty:
+        return table
+    wanted = [c for c in ("gprp", "gprp_ci_low", "gprp_ci_high", "accuracy", "test_accuracy",
+                          "epsilon", "seconds") if c in table.columns]
+    keys = [c for c in table.columns if c not in wanted and table.groupby("point")[c].nunique(dropna=False).max() <= 1
+            and c not in ("host", "worker", "point_key")]
+    return table[keys + wanted].drop_duplicates(subset=keys).reset_index(drop=True)
+
+
+def write_summary_html(
+    table: pd.DataFrame, failures: pd.DataFrame, path: Path, *, title: str
+) -> Path:
+    """Write a self-contained page: charts (when fairpriv_lab.viz has them), points, failures."""
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f"<p>{table['point'].nunique() if not table.empty else 0} points finished, "
+             f"{len(failures)} failed.</p>"]
+    parts += _charts_html(table)
+    parts.append("<h2>Points</h2>")
+    parts.append(summary_frame(table).to_html(index=False, na_rep="", float_format=_fmt))
+    if not failures.empty:
+        parts.append("<h2>Failures</h2>")
+        parts.append(failures.drop(columns=["traceback"]).to_html(index=False))
+    parts.append("<h2>Full table</h2>")
+    parts.append(table.to_html(index=False, na_rep="", float_format=_fmt))
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+            + "\n".join(parts) + "</body></html>")
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _charts_html(table: pd.DataFrame) -> list[str]:
+    """Charts from fairpriv_lab.viz (GPRP vs epsilon per method, accuracy-GPRP frontier)."""
+    try:
+        from . import viz
+    except ImportError:
+        return []
+    out = []
+    for name, heading in (("sweep_gprp_vs_epsilon", "GPRP against ε per method"),
+                          ("sweep_frontier", "Accuracy–GPRP frontier")):
+        builder = getattr(viz, name, None)
+        if builder is None or table.empty:
+            continue
+        try:
+            chart = builder(table)
+        except (ValueError, KeyError):
+            continue  # the table lacks the columns this chart needs (e.g. no DP points)
+        out.append(f"<h2>{heading}</h2>" + chart.to_html())
+    return out
+
+
+def _fmt(x: float) -> str:
+    return "inf" if x == math.inf else f"{x:.4g}"
+
+
+_CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:90%}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}th{background:#eee}")
