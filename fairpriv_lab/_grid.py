@@ -160,7 +160,8 @@ def _describe(ann: Any) -> str:
     if ann in (int, float, str, bool):
         return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[ann]
     if origin in (tuple, list) or ann in (tuple, list):
-        return "a list"
+        args = [a for a in typing.get_args(ann) if a is not Ellipsis]
+        return f"a list whose items are each {_describe(args[0])}" if len(args) == 1 else "a list"
     return getattr(ann, "__name__", str(ann))
 
 

@@ -1,0 +1,280 @@
+"""Sweeps: grid parsing and validation, Dask runs with a killed worker, failures, resume, notebooks."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import pytest
+
+from fairpriv_lab._executor import local_cluster
+from fairpriv_lab.exceptions import ConfigError
+from fairpriv_lab.sweep import Grid, run_notebooks, run_sweep, sweep_command
+
+DATA = Path(__file__).parent / "data"
+VOLATILE = ["seconds", "host", "worker", "pid"]
+
+
+# -- a small config schema standing in for ExperimentConfig in the parsing tests ------------
+
+
+@dataclass(frozen=True)
+class ToyTraining:
+    epochs: int = 2
+    lr: float = 0.1
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    dataset: Literal["adult", "digits"] = "adult"
+    method: Literal["sgd", "dpsgd"] = "sgd"
+    target_epsilon: float | None = None
+    seed: int = 0
+    layers: tuple[int, ...] = (256,)
+    training: ToyTraining = field(default_factory=ToyTraining)
+
+    @classmethod
+    def from_dict(cls, d):
+        training = ToyTraining(**d.pop("training", {}))
+        cfg = cls(**d, training=training)
+        if cfg.method == "sgd" and cfg.target_epsilon is not None:
+            raise ConfigError(f"Expected target_epsilon={cfg.target_epsilon!r} to be None for method='sgd'")
+        return cfg
+
+
+def parse(text: str) -> Grid:
+    return Grid.from_yaml(text, config_class=ToyConfig)
+
+
+def test_grid_product_extra_points_and_nested_keys():
+    g = parse(
+        """
+base:
+  dataset: digits
+  training: {epochs: 3}
+grid:
+  method: [dpsgd]
+  target_epsilon: [1, 1e-1]
+  seed: [0, 1]
+points:
+  - {method: sgd, training.lr: 0.5}
+  - {method: dpsgd, target_epsilon: 1.0, seed: 0}   # a duplicate of the first grid point
+"""
+    )
+    pts = g.points()
+    assert len(pts) == len(g) == 5
+    assert pts[0] == {"dataset": "digits", "training.epochs": 3, "method": "dpsgd",
+                      "target_epsilon": 1.0, "seed": 0}
+    assert [p["seed"] for p in pts[:4]] == [0, 1, 0, 1]  # first axis varies slowest
+    assert [p["target_epsilon"] for p in pts[:4]] == [1.0, 1.0, 0.1, 0.1]  # "1e-1" read as float
+    assert isinstance(pts[0]["target_epsilon"], float)
+    assert pts[4] == {"dataset": "digits", "training.epochs": 3, "method": "sgd", "training.lr": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("grid: {methd: [sgd]}", "Unknown key 'methd' in YAML text: grid; valid keys are: dataset, "
+                                 "layers, method, seed, target_epsilon, training.epochs, training.lr"),
+        ("grid: {method: []}", "Expected grid.method in YAML text to be a non-empty list"),
+        ("grid: {method: sgd}", "Expected grid.method='sgd' in YAML text to be a list of values"),
+        ("grid: {seed: [0, 1.5]}", "Expected seed=1.5 in YAML text: grid to be an integer, got float"),
+        ("grid: {seed: [true]}", "Expected seed=True in YAML text: grid to be an integer, got bool"),
+        ("grid: {method: [sgd, adam]}", "Expected method='adam' in YAML text: grid to be one of 'sgd', 'dpsgd'"),
+        ("base: {training: {epochs: two}}\ngrid: {seed: [0]}",
+         "Expected training.epochs='two' in YAML text: base to be an integer, got str"),
+        ("grid: {target_epsilon: [abc]}",
+         "Expected target_epsilon='abc' in YAML text: grid to be a number or null, got str"),
+        ("grid: {layers: [[64, x]]}",
+         "Expected layers=[64, 'x'] in YAML text: grid to be a list whose items are each an integer"),
+        ("grid: {seed: [0]}\nsweep: {}", "Unknown section(s) sweep in YAML text; valid sections are: base, grid, points"),
+        ("base: {seed: 1}\ngrid: {seed: [0]}", "Key 'seed' is in both base and grid of YAML text"),
+        ("base: {seed: 1}", "YAML text defines no points"),
+        ("points: [3]", "Expected points[0]=3 in YAML text to be a mapping"),
+        ("grid: {method: [sgd]}\nbase: {target_epsilon: 1.0}",
+         "Point 0 {'target_epsilon': 1.0, 'method': 'sgd'} of YAML text is not a valid config: "
+         "Expected target_epsilon=1.0 to be None for method='sgd'"),
+        ("grid: [1, 2", "Cannot parse YAML text as YAML"),
+    ],
+)
+def test_bad_grids_fail_before_running_with_the_key_named(text, message):
+    with pytest.raises(ConfigError) as info:
+        parse(text)
+    assert message in str(info.value)
+
+
+def test_grid_file_and_missing_file(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text("grid:\n  seed: [3, 4]\n  layers: [[32, 16]]\n")
+    g = Grid.from_yaml(path, config_class=ToyConfig)
+    assert g.points() == [{"seed": 3, "layers": (32, 16)}, {"seed": 4, "layers": (32, 16)}]
+    with pytest.raises(ConfigError, match="Expected file '.*nope.yaml' to exist"):
+        Grid.from_yaml(tmp_path / "nope.yaml", config_class=ToyConfig)
+
+
+def test_example_grid_file_is_valid():
+    pytest.importorskip("fairpriv_lab.experiment")
+    g = Grid.from_yaml(Path(__file__).parents[1] / "examples" / "grid_small.yaml")
+    assert 2 <= len(g) <= 12
+
+
+def test_cli_reports_bad_grid_with_exit_code_2(tmp_path, capsys):
+    pytest.importorskip("fairpriv_lab.experiment")
+    path = tmp_path / "bad.yaml"
+    path.write_text("grid: {seed: []}\n")
+    assert sweep_command([str(path), "--no-progress", "--out", str(tmp_path / "o")]) == 2
+    assert "non-empty list" in capsys.readouterr().err
+
+
+# -- point functions run on the workers (module level: importable there) --------------------
+
+
+def cheap_point(point, *, marker=None, kill_at=None):
+    """Rows a deterministic function of the point; optionally kill our own worker once."""
+    time.sleep(0.15)
+    a = point["a"]
+    if a == kill_at and marker is not None and not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)  # the worker dies mid-point
+    if point.get("b") == "bad":
+        raise ConfigError(f"Expected b='bad' for a={a} allowed never")
+    return pd.DataFrame({"group": ["g0", "g1"], "gpr": [a * 1.5, a * 0.5 + len(point.get("b", ""))],
+                         "gprp": [a * 1.0, a * 1.0], "pid": [os.getpid()] * 2})
+
+
+def counting_point(point, *, calls):
+    Path(calls, f"{point['a']}-{point['b']}-{time.time_ns()}").touch()
+    return cheap_point(point)
+
+
+GRID = {"grid": {"a": [1, 2, 3, 4], "b": ["x", "yy"]}}
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client
+
+    cluster = local_cluster(2)
+    with Client(cluster, set_as_default=False) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def sequential():
+    return run_sweep(GRID, scheduler="sequential", point_fn=cheap_point, progress=None)
+
+
+def test_sequential_table_is_tidy_and_in_point_order(sequential):
+    t = sequential.table
+    assert list(t.columns) == ["point", "point_key", "a", "b", "group", "gpr", "gprp", "pid", *VOLATILE[:3]]
+    assert len(t) == 16 and t["point"].tolist() == [i // 2 for i in range(16)]
+    assert t.loc[t["point"] == 5, "gpr"].tolist() == [4.5, 3.5]  # a=3, b="yy"
+    assert sequential.ok and sequential.n_resumed == 0
+
+
+@pytest.mark.slow
+def test_killed_worker_is_retried_and_table_equals_sequential(tmp_path, sequential):
+    """A LocalCluster on 127.0.0.1, 2 workers; one is SIGKILLed mid-point during the sweep."""
+    marker = tmp_path / "killed"
+    fn = functools.partial(cheap_point, marker=str(marker), kill_at=3)
+    seen = []
+    res = run_sweep(GRID, scheduler=None, n_workers=2, point_fn=fn, out=tmp_path / "o", progress=seen.append)
+    assert marker.exists(), "the point function did not kill its worker"
+    killed_pid = int(marker.read_text())
+    redone = res.table.loc[res.table["a"] == 3, "pid"]
+    assert killed_pid not in set(redone)  # both a=3 points finished on a live process
+    assert res.ok, res.failures
+    pd.testing.assert_frame_equal(res.table.drop(columns=VOLATILE), sequential.table.drop(columns=VOLATILE))
+    assert res.table["worker"].str.startswith("tcp://127.0.0.1:").all()
+    last = seen[-1]
+    assert (last.total, last.done, last.failed, last.running) == (8, 8, 0, 0)
+    assert any(p.running > 0 for p in seen)
+    csv = pd.read_csv(tmp_path / "o" / "results.csv")
+    assert len(csv) == 16 and set(csv.columns) >= {"point", "a", "b", "gpr", "seconds", "host"}
+    page = (tmp_path / "o" / "summary.html").read_text()
+    assert "<h2>Points</h2>" in page and "8 points finished, 0 failed" in page
+    assert len(list((tmp_path / "o" / "points").glob("*.json"))) == 8
+
+
+def test_failing_points_are_reported_and_do_not_block(client, tmp_path):
+    grid = {"grid": {"a": [1, 2, 3], "b": ["x", "bad"]}}
+    res = run_sweep(grid, scheduler=client, point_fn=cheap_point, out=tmp_path, progress=None)
+    assert not res.ok
+    assert res.failures["point"].tolist() == [1, 3, 5]
+    assert res.failures["error_type"].unique().tolist() == ["ConfigError"]
+    assert res.failures["message"].iloc[0] == "Expected b='bad' for a=1 allowed never"
+    assert "raise ConfigError" in res.failures["traceback"].iloc[0]
+    assert sorted(res.table["point"].unique()) == [0, 2, 4]
+    assert len(pd.read_csv(tmp_path / "failures.csv")) == 3
+    assert "point 1 failed: ConfigError: Expected b='bad'" in str(res)
+
+
+def test_interrupted_sweep_resumes_without_recomputing(client, tmp_path, sequential):
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    fn = functools.partial(counting_point, calls=str(calls))
+
+    def interrupt(p):
+        if p.done >= 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(GRID, scheduler="sequential", point_fn=fn, out=tmp_path / "o", progress=interrupt)
+    first = len(list(calls.iterdir()))
+    assert first == 3
+    res = run_sweep(GRID, scheduler=client, point_fn=fn, out=tmp_path / "o", progress=None)
+    assert res.n_resumed == 3
+    assert len(list(calls.iterdir())) == 8  # the 5 missing points only
+    pd.testing.assert_frame_equal(res.table.drop(columns=VOLATILE), sequential.table.drop(columns=VOLATILE))
+    again = run_sweep(GRID, scheduler="sequential", point_fn=fn, out=tmp_path / "o", progress=None)
+    assert again.n_resumed == 8 and len(list(calls.iterdir())) == 8
+
+
+def test_corrupt_point_file_is_recomputed(tmp_path):
+    grid = {"grid": {"a": [1, 2], "b": ["x"]}}
+    first = run_sweep(grid, scheduler="sequential", point_fn=cheap_point, out=tmp_path, progress=None)
+    victim = sorted((tmp_path / "points").glob("*.json"))[0]
+    victim.write_text(victim.read_text()[:20])  # cut short, as by a crash mid-write
+    res = run_sweep(grid, scheduler="sequential", point_fn=cheap_point, out=tmp_path, progress=None)
+    assert res.n_resumed == 1
+    pd.testing.assert_frame_equal(res.table.drop(columns=VOLATILE), first.table.drop(columns=VOLATILE))
+
+
+def test_bad_options_raise():
+    with pytest.raises(ConfigError, match="Expected n_workers=0 to be an integer >= 1"):
+        run_sweep(GRID, point_fn=cheap_point, n_workers=0)
+    with pytest.raises(ConfigError, match="Expected progress='bar'"):
+        run_sweep(GRID, scheduler="sequential", point_fn=cheap_point, progress="bar")
+
+
+# -- notebooks ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_notebook_parameter_sweep_reports_failing_cell(client, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("- {x: 1}\n- {x: 2, fail: true}\n- {x: 3}\n")
+    res = run_notebooks(DATA / "tiny_params.ipynb", params, scheduler=client, out=tmp_path / "runs",
+                        progress=None)
+    assert [r.ok for r in res.runs] == [True, False, True]
+    bad = res.runs[1]
+    assert bad.failure.details["cell_index"] == 4  # the injected parameters cell shifts by one
+    assert bad.failure.details["ename"] == "ValueError"
+    assert "asked to fail with x=2" in bad.failure.message
+    for r in res.runs:
+        assert r.notebook.is_file() and r.html is not None and r.html.is_file()
+    assert "y = 6" in res.runs[2].notebook.read_text()
+    assert res.table["status"].tolist() == ["ok", "failed", "ok"]
+
+
+def test_notebook_unknown_parameter_fails_before_running(tmp_path):
+    with pytest.raises(ConfigError, match=r"Unknown parameter\(s\) 'z' in parameter set 1; "
+                                          r"tiny_params.ipynb defines: fail, x"):
+        run_notebooks(DATA / "tiny_params.ipynb", [{"x": 1}, {"z": 2}], out=tmp_path, progress=None)
