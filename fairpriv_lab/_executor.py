@@ -13,9 +13,11 @@ The engine under :func:`fairpriv_lab.sweep.run_sweep` and
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -66,13 +68,18 @@ class TaskFailure:
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """What one task gave: its value or failure, wall seconds, host and worker that ran it."""
+    """What one task gave: its value or failure, wall seconds, and where it ran.
+
+    ``gpu`` is the CUDA device name the task's process saw ("none" without one), ``worker``
+    the Dask worker address (``local-PID`` when run in this process).
+    """
 
     key: str
     value: Any
     failure: TaskFailure | None
     seconds: float
     host: str
+    gpu: str
     worker: str
 
     @property
@@ -95,7 +102,19 @@ def call_task(
         failure = TaskFailure(
             type(err).__name__, str(err), traceback.format_exc(), dict(getattr(err, "details", {}) or {})
         )
-    return TaskOutcome("", value, failure, time.perf_counter() - start, socket.gethostname(), worker)
+    seconds = time.perf_counter() - start
+    return TaskOutcome("", value, failure, seconds, socket.gethostname(), _gpu_name(), worker)
+
+
+def _gpu_name() -> str:
+    """The CUDA device torch uses in this process, if torch is loaded (tasks that train load it)."""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available():
+            return str(torch.cuda.get_device_name(torch.cuda.current_device()))
+    except Exception:
+        pass
+    return "none"
 
 
 def _worker_name() -> str:
@@ -281,8 +300,8 @@ def _running(client: Any, pending: set[str]) -> int:
 def _failed_outcome(err: BaseException) -> TaskOutcome:
     tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
     failure = TaskFailure(type(err).__name__, str(err), tb)
-    return TaskOutcome("", None, failure, float("nan"), "", "")
+    return TaskOutcome("", None, failure, float("nan"), "", "", "")
 
 
 def _with_key(outcome: TaskOutcome, key: str) -> TaskOutcome:
-    return TaskOutcome(key, outcome.value, outcome.failure, outcome.seconds, outcome.host, outcome.worker)
+    return dataclasses.replace(outcome, key=key)

@@ -21,6 +21,7 @@ The command line faces are :func:`sweep_command` and :func:`notebooks_command`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import itertools
 import json
@@ -63,7 +64,7 @@ __all__ = [
 ]
 
 ProgressOption = Literal["auto", "none"] | Callable[[Progress], None] | None
-_TIMING_COLUMNS = ("seconds", "host", "worker")
+_TIMING_COLUMNS = ("seconds", "host", "gpu", "worker")
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,9 @@ class SweepResult:
     table : pandas.DataFrame
         One row per point and row of the point function's result (for experiments: per
         auditor and group), in point order; columns ``point``, ``point_key``, the grid keys,
-        the result's columns, then ``seconds``, ``host``, ``worker``.
+        the result's columns, then ``seconds`` (wall time of the point on its worker, ~0 for
+        a point the experiment cache already held), ``host``, ``gpu`` (CUDA device name or
+        "none") and ``worker`` (Dask address).
     failures : pandas.DataFrame
         One row per failed point: ``point``, ``point_key``, the grid keys, ``error_type``,
         ``message``, ``traceback``.
@@ -352,11 +355,11 @@ def run_sweep(
             failed[i] = outcome.failure
             return
         rows = point_rows(outcome.value)
-        outcome = TaskOutcome(outcome.key, rows, None, outcome.seconds, outcome.host, outcome.worker)
+        outcome = dataclasses.replace(outcome, value=rows)
         done[i] = outcome
         if out_dir is not None:
             record = {"key": keys[i], "point": points[i], "rows": rows.to_dict("records"),
-                      "seconds": outcome.seconds, "host": outcome.host, "worker": outcome.worker}
+                      **{c: getattr(outcome, c) for c in _TIMING_COLUMNS}}
             write_json_atomic(out_dir / "points" / f"{keys[i]}.json", record)
 
     reporter, close = _progress_reporter(progress, len(points), n_resumed)
@@ -383,7 +386,7 @@ def _run(fn, points, keys, todo, client, retries, on_result, reporter, n_resumed
     resources = None
     if client is not None and cluster_has_gpus(client):
         # One training at a time per GPU; points pinned to the CPU need no GPU slot.
-        resources = [None if str(points[i].get("device", "auto")) == "cpu" else {"GPU": 1} for i in todo]
+        resources = [None if _device_of(points[i]) == "cpu" else {"GPU": 1} for i in todo]
     run_tasks(
         fn,
         [points[i] for i in todo],
@@ -397,6 +400,14 @@ def _run(fn, points, keys, todo, client, retries, on_result, reporter, n_resumed
     )
 
 
+def _device_of(point: Mapping[str, Any]) -> str:
+    """Return the point's device setting (key ``device`` or ``*.device``), "auto" when unset."""
+    for key, value in point.items():
+        if key == "device" or key.endswith(".device"):
+            return str(value)
+    return "auto"
+
+
 def _load_finished(out_dir: Path, keys: Sequence[str]) -> dict[int, TaskOutcome]:
     found: dict[int, TaskOutcome] = {}
     for i, key in enumerate(keys):
@@ -408,8 +419,8 @@ def _load_finished(out_dir: Path, keys: Sequence[str]) -> dict[int, TaskOutcome]
             rows = pd.DataFrame.from_records(record["rows"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # unreadable (e.g. cut short by a crash): run the point again
-        found[i] = TaskOutcome(key, rows, None, record.get("seconds", math.nan),
-                               record.get("host", ""), record.get("worker", ""))
+        found[i] = TaskOutcome(key, rows, None, record.get("seconds", math.nan), record.get("host", ""),
+                               record.get("gpu", ""), record.get("worker", ""))
     return found
 
 
@@ -422,9 +433,8 @@ def _table(points: Sequence[Mapping], keys: Sequence[str], done: Mapping[int, Ta
         front.update({k: _cell(v) for k, v in points[i].items() if k not in rows.columns})
         for pos, (name, value) in enumerate(front.items()):
             rows.insert(pos, name, [value] * len(rows))
-        rows["seconds"] = outcome.seconds
-        rows["host"] = outcome.host
-        rows["worker"] = outcome.worker
+        for name in _TIMING_COLUMNS:
+            rows[name] = getattr(outcome, name)
         frames.append(rows)
     if not frames:
         return pd.DataFrame(columns=["point", "point_key", *_TIMING_COLUMNS])
@@ -532,6 +542,7 @@ def _execute_notebook(job: Mapping[str, Any]) -> dict[str, Any]:
     import papermill as pm
 
     error = None
+    restore = _kernel_sees_this_package()
     try:
         pm.execute_notebook(
             job["input"], job["output"], parameters=dict(job["parameters"]), progress_bar=False,
@@ -540,6 +551,8 @@ def _execute_notebook(job: Mapping[str, Any]) -> dict[str, Any]:
         )
     except pm.PapermillExecutionError as err:
         error = err
+    finally:
+        restore()
     html = _export_html(job["output"]) if job["html"] else None
     if error is not None:
         details = {"cell_index": error.cell_index, "exec_count": error.exec_count,
@@ -548,6 +561,28 @@ def _execute_notebook(job: Mapping[str, Any]) -> dict[str, Any]:
             f"cell {error.cell_index} (execution count {error.exec_count}) raised "
             f"{error.ename}: {error.evalue}", details=details)
     return {"html": html}
+
+
+def _kernel_sees_this_package() -> Callable[[], None]:
+    """Put this fairpriv_lab's parent folder on the kernel's PYTHONPATH; return the undo.
+
+    The kernel is a new process: without this, a notebook run from a source checkout would
+    import another installed copy of the package, or none. One thread per worker, so the
+    environment change is not shared with another task.
+    """
+    root = str(Path(__file__).resolve().parents[1])
+    old = os.environ.get("PYTHONPATH")
+    parts = [p for p in (old or "").split(os.pathsep) if p]
+    if root not in parts:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *parts])
+
+    def restore() -> None:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+    return restore
 
 
 def _export_html(notebook: str) -> str:

@@ -18,7 +18,7 @@ from fairpriv_lab.exceptions import ConfigError
 from fairpriv_lab.sweep import Grid, run_notebooks, run_sweep, sweep_command
 
 DATA = Path(__file__).parent / "data"
-VOLATILE = ["seconds", "host", "worker", "pid"]
+VOLATILE = ["seconds", "host", "gpu", "worker", "pid"]
 
 
 # -- a small config schema standing in for ExperimentConfig in the parsing tests ------------
@@ -148,6 +148,10 @@ def cheap_point(point, *, marker=None, kill_at=None):
                          "gprp": [a * 1.0, a * 1.0], "pid": [os.getpid()] * 2})
 
 
+def env_point(point):
+    return {"visible": os.environ.get("CUDA_VISIBLE_DEVICES", "unset")}
+
+
 def counting_point(point, *, calls):
     Path(calls, f"{point['a']}-{point['b']}-{time.time_ns()}").touch()
     return cheap_point(point)
@@ -173,7 +177,7 @@ def sequential():
 
 def test_sequential_table_is_tidy_and_in_point_order(sequential):
     t = sequential.table
-    assert list(t.columns) == ["point", "point_key", "a", "b", "group", "gpr", "gprp", "pid", *VOLATILE[:3]]
+    assert list(t.columns) == ["point", "point_key", "a", "b", "group", "gpr", "gprp", "pid", *VOLATILE[:4]]
     assert len(t) == 16 and t["point"].tolist() == [i // 2 for i in range(16)]
     assert t.loc[t["point"] == 5, "gpr"].tolist() == [4.5, 3.5]  # a=3, b="yy"
     assert sequential.ok and sequential.n_resumed == 0
@@ -205,7 +209,8 @@ def test_killed_worker_is_retried_and_table_equals_sequential(tmp_path, sequenti
 
 def test_failing_points_are_reported_and_do_not_block(client, tmp_path):
     grid = {"grid": {"a": [1, 2, 3], "b": ["x", "bad"]}}
-    res = run_sweep(grid, scheduler=client, point_fn=cheap_point, out=tmp_path, progress=None)
+    address = client.scheduler.address  # the path a real cluster takes: a scheduler address
+    res = run_sweep(grid, scheduler=address, point_fn=cheap_point, out=tmp_path, progress=None)
     assert not res.ok
     assert res.failures["point"].tolist() == [1, 3, 5]
     assert res.failures["error_type"].unique().tolist() == ["ConfigError"]
@@ -254,6 +259,20 @@ def test_bad_options_raise():
         run_sweep(GRID, scheduler="sequential", point_fn=cheap_point, progress="bar")
 
 
+@pytest.mark.slow
+def test_gpu_workers_pinned_and_one_training_per_gpu(monkeypatch):
+    """With (pretended) 1 GPU and 2 workers: worker 0 sees GPU 0 and holds the GPU resource."""
+    import fairpriv_lab._executor as ex
+
+    monkeypatch.setattr(ex, "gpu_count", lambda: 1)
+    grid = {"grid": {"a": [1, 2, 3, 4, 5, 6]}, "points": [{"a": 7, "device": "cpu"}]}
+    res = run_sweep(grid, n_workers=2, point_fn=env_point, progress=None)
+    auto = res.table[res.table["a"] <= 6]
+    assert auto["visible"].tolist() == ["0"] * 6  # GPU points only on the GPU worker
+    assert auto["worker"].nunique() == 1
+    assert res.table["visible"].iloc[-1] in ("0", "")  # a CPU point may run anywhere
+
+
 # -- notebooks ------------------------------------------------------------------------------
 
 
@@ -270,7 +289,10 @@ def test_notebook_parameter_sweep_reports_failing_cell(client, tmp_path):
     assert "asked to fail with x=2" in bad.failure.message
     for r in res.runs:
         assert r.notebook.is_file() and r.html is not None and r.html.is_file()
-    assert "y = 6" in res.runs[2].notebook.read_text()
+    text = res.runs[2].notebook.read_text()
+    assert "y = 6" in text
+    # the kernel imported this checkout's package (PYTHONPATH set for it; not pip-installed)
+    assert str(Path(__file__).resolve().parents[1] / "fairpriv_lab" / "__init__.py") in text
     assert res.table["status"].tolist() == ["ok", "failed", "ok"]
 
 
