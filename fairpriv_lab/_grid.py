@@ -17,9 +17,11 @@ import dataclasses
 import hashlib
 import json
 import re
+import sys
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,59 @@ _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _ANY = object()  # annotation we cannot check here; the config's own validation judges it
 
 
-def schema_of(cls: type) -> dict[str, Any]:
-    """Map every leaf field of a (possibly nested) dataclass to its annotation, dotted keys."""
+@dataclass(frozen=True)
+class Schema:
+    """Valid keys of a config: dotted leaf fields with their annotations, and aliases.
+
+    A key may also be written as its last part when that is unique (``epsilon`` for
+    ``train.epsilon``), or as an alias the config declares (``dataset`` for ``data.name``).
+    """
+
+    fields: Mapping[str, Any]
+    aliases: Mapping[str, str]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.fields
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+    def __iter__(self):
+        return iter(self.fields)
+
+    def canonical(self, key: str, where: str) -> str:
+        """Return the dotted field a key names; raise ConfigError listing the valid keys."""
+        if key in self.fields:
+            return key
+        if key in self.aliases and self.aliases[key] in self.fields:
+            return self.aliases[key]
+        owners = [k for k in self.fields if k.rsplit(".", 1)[-1] == key]
+        if len(owners) == 1:
+            return owners[0]
+        if len(owners) > 1:
+            raise ConfigError(f"Key {key!r} in {where} is ambiguous; write one of {', '.join(owners)}")
+        raise ConfigError(
+            f"Unknown key {key!r} in {where}; valid keys are: {', '.join(self.fields)}"
+            + (f" (or a unique last part such as {self._short_example()})" if "." in "".join(self.fields) else "")
+        )
+
+    def _short_example(self) -> str:
+        return next((repr(k.rsplit(".", 1)[-1]) for k in self.fields if "." in k), "")
+
+
+def schema_of(cls: type) -> Schema:
+    """The Schema of a (possibly nested) config dataclass; aliases from ``cls.KEY_ALIASES``.
+
+    Without that attribute, the module-level ``_ALIASES`` mapping of the class's module is used
+    (how :mod:`fairpriv_lab.experiment`'s configs declare ``dataset`` -> ``data.name``).
+    """
+    aliases = getattr(cls, "KEY_ALIASES", None)
+    if aliases is None:
+        aliases = getattr(sys.modules.get(cls.__module__), "_ALIASES", {})
+    return Schema(_fields_of(cls), dict(aliases) if isinstance(aliases, Mapping) else {})
+
+
+def _fields_of(cls: type) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         hints = typing.get_type_hints(cls)
@@ -43,14 +96,14 @@ def schema_of(cls: type) -> dict[str, Any]:
             continue
         ann = hints.get(f.name, _ANY)
         if isinstance(ann, type) and dataclasses.is_dataclass(ann):
-            for sub, sub_ann in schema_of(ann).items():
+            for sub, sub_ann in _fields_of(ann).items():
                 out[f"{f.name}.{sub}"] = sub_ann
         else:
             out[f.name] = ann
     return out
 
 
-def flatten(mapping: Mapping[str, Any], schema: Mapping[str, Any] | None, where: str) -> dict:
+def flatten(mapping: Mapping[str, Any], schema: Schema | None, where: str) -> dict:
     """Flatten nested mappings into dotted keys where the schema has nested fields."""
     out: dict[str, Any] = {}
     for key, value in mapping.items():
@@ -77,12 +130,9 @@ def unflatten(point: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_key(key: str, schema: Mapping[str, Any] | None, where: str) -> None:
-    """Raise a ConfigError naming the key and listing the valid ones when it is unknown."""
-    if schema is not None and key not in schema:
-        raise ConfigError(
-            f"Unknown key {key!r} in {where}; valid keys are: {', '.join(sorted(schema))}"
-        )
+def canonical_key(key: str, schema: Schema | None, where: str) -> str:
+    """Return the schema's dotted name for key (any key when there is no schema)."""
+    return key if schema is None else schema.canonical(key, where)
 
 
 def coerce(key: str, value: Any, annotation: Any, where: str) -> Any:
@@ -126,9 +176,14 @@ def _match(value: Any, ann: Any) -> tuple[bool, Any]:
     if ann is str:
         return isinstance(value, str), value
     if origin in (tuple, list) or ann in (tuple, list):
-        if not isinstance(value, list | tuple):
-            return False, value
         args = [a for a in typing.get_args(ann) if a is not Ellipsis]
+        if isinstance(value, Mapping) and len(args) == 1 and typing.get_origin(args[0]) is tuple:
+            return True, tuple(sorted((k, _freeze(v)) for k, v in value.items()))  # pairs
+        if not isinstance(value, list | tuple):
+            if len(args) == 1 and not isinstance(value, Mapping):
+                ok, conv = _match(value, args[0])  # one value for a list field: a 1-tuple
+                return ok, (conv,)
+            return False, value
         if len(args) == 1:
             items = [_match(v, args[0]) for v in value]
             if not all(ok for ok, _ in items):

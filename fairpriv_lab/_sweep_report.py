@@ -107,27 +107,39 @@ def tqdm_progress(total: int, resumed: int):
     return update, bar.close
 
 
-def summary_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per point (and auditor): the grid settings with GPRP, accuracy and epsilon."""
+_RUN_COLUMNS = ("gprp", "gprp_ci_low", "gprp_ci_high", "accuracy", "epsilon", "seconds")
+_NOT_SETTINGS = ("point_key", "host", "gpu", "worker")
+
+
+def settings_columns(table: pd.DataFrame) -> list[str]:
+    """Columns constant within every point (the settings and run-level numbers)."""
+    if table.empty:
+        return []
+    per_point = table.groupby("point").nunique(dropna=False).max()
+    return [c for c in table.columns if c == "point" or (per_point.get(c, 2) <= 1 and c not in _NOT_SETTINGS)]
+
+
+def runs_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per point and auditor: the settings with GPRP (CI), accuracy, ε and seconds."""
     if table.empty:
         return table
-    wanted = [c for c in ("gprp", "gprp_ci_low", "gprp_ci_high", "accuracy", "test_accuracy",
-                          "epsilon", "seconds") if c in table.columns]
-    keys = [c for c in table.columns if c not in wanted and table.groupby("point")[c].nunique(dropna=False).max() <= 1
-            and c not in ("host", "worker", "point_key")]
+    keys = settings_columns(table)
+    if "auditor" in table.columns:
+        keys.append("auditor")
+    wanted = [c for c in _RUN_COLUMNS if c in table.columns and c not in keys]
     return table[keys + wanted].drop_duplicates(subset=keys).reset_index(drop=True)
 
 
 def write_summary_html(
-    table: pd.DataFrame, failures: pd.DataFrame, path: Path, *, title: str
+    table: pd.DataFrame, failures: pd.DataFrame, path: Path, *, title: str, settings: Sequence[str] = ()
 ) -> Path:
     """Write a self-contained page: charts (when fairpriv_lab.viz has them), points, failures."""
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>{table['point'].nunique() if not table.empty else 0} points finished, "
              f"{len(failures)} failed.</p>"]
-    parts += _charts_html(table)
+    parts += _charts_html(table, settings)
     parts.append("<h2>Points</h2>")
-    parts.append(summary_frame(table).to_html(index=False, na_rep="", float_format=_fmt))
+    parts.append(runs_frame(table).to_html(index=False, na_rep="", float_format=_fmt))
     if not failures.empty:
         parts.append("<h2>Failures</h2>")
         parts.append(failures.drop(columns=["traceback"]).to_html(index=False))
@@ -140,23 +152,59 @@ def write_summary_html(
     return path
 
 
-def _charts_html(table: pd.DataFrame) -> list[str]:
-    """Charts from fairpriv_lab.viz (GPRP vs epsilon per method, accuracy-GPRP frontier)."""
+def chart_frames(table: pd.DataFrame, settings: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+    """Per combination of the other varying settings: (label, rows for the sweep charts).
+
+    ``settings`` are the grid's keys; those that vary and are not fixed by (method, ε) and
+    are not seeds make one pair of charts per combination of their values.
+
+    Rows are one per (method, ε) of the first auditor (PA-ALOOA when present): GPRP with
+    its CI and the mean test accuracy. Points differing only by seed are averaged (their CIs
+    dropped, since a mean of CIs is not a CI).
+    """
+    runs = runs_frame(table)
+    needed = {"method", "epsilon", "gprp"}
+    if runs.empty or not needed <= set(runs.columns):
+        return []
+    if "auditor" in runs.columns:
+        first = "PA-ALOOA" if "PA-ALOOA" in set(runs["auditor"]) else runs["auditor"].iloc[0]
+        runs = runs[runs["auditor"] == first]
+    cells = runs.groupby(["method", "epsilon"], dropna=False)
+    facets = [
+        c for c in settings if c in runs.columns and not c.rsplit(".", 1)[-1].endswith("seed")
+        and runs[c].astype(str).nunique() > 1  # varies ...
+        and cells[c].nunique(dropna=False).max() > 1  # ... and is not fixed by (method, epsilon)
+    ]
+    out = []
+    groups = runs.groupby([runs[c].astype(str) for c in facets], sort=False) if facets else [((), runs)]
+    for values, part in list(groups)[:8]:
+        values = values if isinstance(values, tuple) else (values,)
+        label = ", ".join(f"{c}={v}" for c, v in zip(facets, values))
+        cols = [c for c in ("gprp", "gprp_ci_low", "gprp_ci_high", "accuracy") if c in part.columns]
+        agg = part.groupby(["method", "epsilon"], sort=False)[cols]
+        frame = agg.mean().reset_index()
+        if (agg.size() > 1).any():
+            frame = frame.drop(columns=[c for c in ("gprp_ci_low", "gprp_ci_high") if c in frame.columns])
+        out.append((label, frame))
+    return out
+
+
+def _charts_html(table: pd.DataFrame, settings: Sequence[str]) -> list[str]:
+    """Inline SVG charts from fairpriv_lab.viz: GPRP against ε per method, accuracy-GPRP frontier."""
     try:
         from . import viz
     except ImportError:
         return []
     out = []
-    for name, heading in (("sweep_gprp_vs_epsilon", "GPRP against ε per method"),
-                          ("sweep_frontier", "Accuracy–GPRP frontier")):
-        builder = getattr(viz, name, None)
-        if builder is None or table.empty:
-            continue
-        try:
-            chart = builder(table)
-        except (ValueError, KeyError):
-            continue  # the table lacks the columns this chart needs (e.g. no DP points)
-        out.append(f"<h2>{heading}</h2>" + chart.to_html())
+    for label, frame in chart_frames(table, settings):
+        for builder, heading in ((viz.gprp_vs_epsilon, "GPRP against ε per method"),
+                                 (viz.accuracy_gprp_frontier, "Accuracy–GPRP frontier")):
+            try:
+                svg = viz.to_svg(builder(frame))
+            except (ValueError, KeyError):
+                continue  # e.g. no finite ε (SGD only) or no accuracy column: no such chart
+            sub = f" ({html.escape(label)})" if label else ""
+            out.append(f"<h2>{heading}{sub}</h2><div class='chart'>{svg}</div>")
     return out
 
 

@@ -149,8 +149,10 @@ class Grid:
         base = _checked(_grid.flatten(base, schema, f"{where}: base"), schema, f"{where}: base")
         axes_in = _section_mapping(data.get("grid"), "grid", where)
         axes: dict[str, tuple] = {}
-        for key, values in _grid.flatten(axes_in, schema, f"{where}: grid").items():
-            _grid.check_key(key, schema, f"{where}: grid")
+        for name, values in _grid.flatten(axes_in, schema, f"{where}: grid").items():
+            key = _grid.canonical_key(name, schema, f"{where}: grid")
+            if key in axes:
+                raise ConfigError(f"Key {key!r} is given twice in the grid of {where}")
             if not isinstance(values, list):
                 raise ConfigError(
                     f"Expected grid.{key}={values!r} in {where} to be a list of values "
@@ -174,10 +176,10 @@ class Grid:
         if not axes and not extra:
             raise ConfigError(f"{where} defines no points: give a 'grid' section, 'points', or both")
         grid = cls(base=base, axes=axes, extra=tuple(extra))
-        if klass is not None and hasattr(klass, "from_dict"):
+        if klass is not None:
             for i, point in enumerate(grid.points()):
                 try:
-                    klass.from_dict(_grid.unflatten(point))
+                    _build_config(klass, point)
                 except (FairPrivError, TypeError) as err:
                     raise ConfigError(f"Point {i} {point} of {where} is not a valid config: {err}") from err
         return grid
@@ -189,6 +191,15 @@ class Grid:
             "grid": {k: list(v) for k, v in self.axes.items()},
             "points": [dict(p) for p in self.extra],
         }
+
+
+def _build_config(klass: type, point: Mapping[str, Any]) -> Any:
+    """Build the config of a point: ``klass().replace(**point)``, else ``from_dict``."""
+    if hasattr(klass, "replace"):
+        return klass().replace(**point)
+    if hasattr(klass, "from_dict"):
+        return klass.from_dict(_grid.unflatten(point))
+    return klass(**_grid.unflatten(point))
 
 
 def _config_class(config_class: Any) -> type | None:
@@ -211,10 +222,12 @@ def _section_mapping(value: Any, name: str, where: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _checked(mapping: dict[str, Any], schema: Mapping[str, Any] | None, where: str) -> dict:
-    out = {}
-    for key, value in mapping.items():
-        _grid.check_key(key, schema, where)
+def _checked(mapping: dict[str, Any], schema: _grid.Schema | None, where: str) -> dict:
+    out: dict[str, Any] = {}
+    for name, value in mapping.items():
+        key = _grid.canonical_key(name, schema, where)
+        if key in out:
+            raise ConfigError(f"Key {key!r} is given twice in {where}")
         out[key] = _grid.coerce(key, value, schema[key] if schema is not None else _grid._ANY, where)
     return out
 
@@ -223,15 +236,30 @@ def run_point(point: Mapping[str, Any], *, cache: str | os.PathLike | None = Non
     """Run one experiment point through the experiment cache; return its tidy summary.
 
     The default point function of :func:`run_sweep`: builds
-    ``ExperimentConfig.from_dict(point)`` (dotted keys nested), calls
-    ``experiment.run(config, cache=cache)`` (a cached point returns at once) and returns
-    ``AuditResult.summary()``, one row per auditor and group.
+    ``ExperimentConfig().replace(**point)`` (dotted keys such as ``train.epsilon``), calls
+    ``experiment.run(config, cache=cache)`` (a point already cached returns at once; ``None``
+    means the default cache folder) and returns ``AuditResult.summary()`` (one row per
+    auditor and group: GPR with CI, floor, GPRP with CI, empirical ε, the group's test
+    accuracy, method, ε, δ) with the run-level columns ``accuracy`` (mean test accuracy over
+    the models, a fraction), ``noise_multiplier``, ``n_models``, ``device``, ``from_cache``,
+    ``chunks_trained``, ``time_load``, ``time_train``, ``time_audit``, ``time_total``
+    (seconds) and ``version``.
     """
     from . import experiment
 
-    config = experiment.ExperimentConfig.from_dict(_grid.unflatten(point))
-    result = experiment.run(config, cache=cache)
-    return result.summary()
+    config = _build_config(experiment.ExperimentConfig, point)
+    result = experiment.run(config, cache=True if cache is None else cache)
+    table = result.summary()
+    table["accuracy"] = result.accuracy
+    table["noise_multiplier"] = result.noise_multiplier
+    table["n_models"] = result.n_models
+    table["device"] = result.device
+    table["from_cache"] = result.from_cache
+    table["chunks_trained"] = result.chunks_trained
+    for name, seconds in result.timings.items():
+        table[f"time_{name}"] = seconds
+    table["version"] = result.version
+    return table
 
 
 @dataclass(frozen=True)
@@ -378,7 +406,9 @@ def run_sweep(
         files.update(write_table(table, out_dir / "results"))
         failures.to_csv(out_dir / "failures.csv", index=False)
         files["failures"] = out_dir / "failures.csv"
-        files["html"] = write_summary_html(table, failures, out_dir / "summary.html", title=title)
+        settings = list(dict.fromkeys(k for p in points for k in p))
+        files["html"] = write_summary_html(table, failures, out_dir / "summary.html", title=title,
+                                           settings=settings)
     return SweepResult(table, failures, len(points), n_resumed, files)
 
 

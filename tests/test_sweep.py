@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import signal
 import time
@@ -28,6 +29,13 @@ VOLATILE = ["seconds", "host", "gpu", "worker", "pid"]
 class ToyTraining:
     epochs: int = 2
     lr: float = 0.1
+    n: int = 4
+
+
+@dataclass(frozen=True)
+class ToyData:
+    n: int | None = None
+    options: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -38,11 +46,14 @@ class ToyConfig:
     seed: int = 0
     layers: tuple[int, ...] = (256,)
     training: ToyTraining = field(default_factory=ToyTraining)
+    data: ToyData = field(default_factory=ToyData)
+    KEY_ALIASES = {"data_size": "data.n"}
 
     @classmethod
     def from_dict(cls, d):
         training = ToyTraining(**d.pop("training", {}))
-        cfg = cls(**d, training=training)
+        data = ToyData(**d.pop("data", {}))
+        cfg = cls(**d, training=training, data=data)
         if cfg.method == "sgd" and cfg.target_epsilon is not None:
             raise ConfigError(f"Expected target_epsilon={cfg.target_epsilon!r} to be None for method='sgd'")
         return cfg
@@ -81,7 +92,8 @@ points:
     ("text", "message"),
     [
         ("grid: {methd: [sgd]}", "Unknown key 'methd' in YAML text: grid; valid keys are: dataset, "
-                                 "layers, method, seed, target_epsilon, training.epochs, training.lr"),
+                                 "method, target_epsilon, seed, layers, training.epochs, training.lr, "
+                                 "training.n, data.n, data.options (or a unique last part such as 'epochs')"),
         ("grid: {method: []}", "Expected grid.method in YAML text to be a non-empty list"),
         ("grid: {method: sgd}", "Expected grid.method='sgd' in YAML text to be a list of values"),
         ("grid: {seed: [0, 1.5]}", "Expected seed=1.5 in YAML text: grid to be an integer, got float"),
@@ -107,6 +119,17 @@ def test_bad_grids_fail_before_running_with_the_key_named(text, message):
     with pytest.raises(ConfigError) as info:
         parse(text)
     assert message in str(info.value)
+
+
+def test_short_names_aliases_and_conversions():
+    g = parse("base: {lr: 0.5, data_size: 100, data.options: {k: [1, 2]}}\ngrid: {layers: [64]}")
+    assert g.points() == [{"training.lr": 0.5, "data.n": 100, "data.options": (("k", (1, 2)),),
+                           "layers": (64,)}]  # a single value for a list field is a 1-tuple
+    with pytest.raises(ConfigError, match="Key 'n' in YAML text: grid is ambiguous; "
+                                          "write one of training.n, data.n"):
+        parse("grid: {n: [1]}")
+    with pytest.raises(ConfigError, match="Key 'training.lr' is given twice in YAML text: base"):
+        parse("base: {lr: 0.5, training.lr: 0.1}\ngrid: {seed: [0]}")
 
 
 def test_grid_file_and_missing_file(tmp_path):
@@ -271,6 +294,38 @@ def test_gpu_workers_pinned_and_one_training_per_gpu(monkeypatch):
     assert auto["visible"].tolist() == ["0"] * 6  # GPU points only on the GPU worker
     assert auto["worker"].nunique() == 1
     assert res.table["visible"].iloc[-1] in ("0", "")  # a CPU point may run anywhere
+
+
+def summary_point(point):
+    """Rows shaped like AuditResult.summary(): per auditor and group, GPRP repeated."""
+    eps, method, seed = point["eps"], point["method"], point["seed"]
+    rows = []
+    for auditor in ("PA-ALOOA", "PA-GA"):
+        gprp = (10.0 if method == "sgd" else 2.0 + eps) + seed + (auditor == "PA-GA")
+        for g in ("a", "b"):
+            rows.append({"auditor": auditor, "group": g, "gpr": gprp * (g == "a"), "gprp": gprp,
+                         "gprp_ci_low": gprp - 1, "gprp_ci_high": gprp + 1, "method": method,
+                         "epsilon": float("inf") if method == "sgd" else float(eps),
+                         "accuracy": 0.8 - 0.01 * eps + 0.001 * seed})
+    return rows
+
+
+def test_chart_frames_average_seeds_per_method_and_epsilon(tmp_path):
+    from fairpriv_lab._sweep_report import chart_frames
+
+    grid = {"grid": {"method": ["dpsgd", "dpsgds"], "eps": [1, 4], "seed": [0, 1], "data": ["u", "v"]},
+            "points": [{"method": "sgd", "eps": 0, "seed": 0, "data": "u"}]}
+    res = run_sweep(grid, scheduler="sequential", point_fn=summary_point, out=tmp_path, progress=None)
+    frames = chart_frames(res.table, ["method", "eps", "seed", "data"])
+    assert [label for label, _ in frames] == ["data=u", "data=v"]
+    u = frames[0][1]
+    assert list(u.columns) == ["method", "epsilon", "gprp", "accuracy"]  # CIs dropped: 2 seeds
+    row = u[(u["method"] == "dpsgd") & (u["epsilon"] == 4)]
+    assert row["gprp"].item() == pytest.approx(6.5)  # PA-ALOOA, mean of seeds 0 and 1
+    assert u[u["method"] == "sgd"]["gprp"].item() == 10.0
+    page = (tmp_path / "summary.html").read_text()
+    if importlib.util.find_spec("fairpriv_lab.viz") is not None:
+        assert page.count("<svg") >= 4 and "GPRP against ε per method (data=u)" in page
 
 
 # -- notebooks ------------------------------------------------------------------------------
