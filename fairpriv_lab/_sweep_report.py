@@ -91,18 +91,26 @@ def write_table(table: pd.DataFrame, stem: Path) -> dict[str, Path]:
 
 
 def tqdm_progress(total: int, resumed: int):
-    """A progress callback drawing a tqdm bar (a widget in notebooks) and its closer."""
+    """A progress callback drawing a tqdm bar (a widget in notebooks) and its closer.
+
+    The bar counts finished points (done or failed; resumed ones from the start) and shows
+    tqdm's rate and ETA; the postfix says done / running / failed and is redrawn only when a
+    count changes, so a log file gets one line per change, not one per poll.
+    """
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, initial=resumed, unit="point", dynamic_ncols=True)
-    state = {"n": resumed}
+    state: dict[str, Any] = {"n": resumed, "text": None}
 
     def update(p: Progress) -> None:
         finished = p.done + p.failed
+        text = f"done {p.done}, running {p.running}, failed {p.failed}"
+        if text != state["text"]:
+            state["text"] = text
+            bar.set_postfix_str(text, refresh=finished == state["n"])
         if finished > state["n"]:
             bar.update(finished - state["n"])
             state["n"] = finished
-        bar.set_postfix_str(f"done {p.done}, running {p.running}, failed {p.failed}", refresh=True)
 
     return update, bar.close
 

@@ -275,6 +275,13 @@ def test_corrupt_point_file_is_recomputed(tmp_path):
     pd.testing.assert_frame_equal(res.table.drop(columns=VOLATILE), first.table.drop(columns=VOLATILE))
 
 
+def test_terminal_progress_bar_counts_points(capsys):
+    grid = {"grid": {"a": [1, 2, 3], "b": ["x", "bad"]}}
+    run_sweep(grid, scheduler="sequential", point_fn=cheap_point, progress="auto")
+    err = capsys.readouterr().err
+    assert "6/6" in err and "done 3, running 0, failed 3" in err
+
+
 def test_bad_options_raise():
     with pytest.raises(ConfigError, match="Expected n_workers=0 to be an integer >= 1"):
         run_sweep(GRID, point_fn=cheap_point, n_workers=0)
