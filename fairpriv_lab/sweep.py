@@ -797,4 +797,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Re-import under the package name: functions sent to the workers must be importable
+    # there as fairpriv_lab.sweep.*, not pickled by value from __main__.
+    from fairpriv_lab.sweep import main as _main
+
+    sys.exit(_main())

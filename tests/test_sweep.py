@@ -16,7 +16,7 @@ import pytest
 
 from fairpriv_lab._executor import local_cluster
 from fairpriv_lab.exceptions import ConfigError
-from fairpriv_lab.sweep import Grid, run_notebooks, run_sweep, sweep_command
+from fairpriv_lab.sweep import Grid, notebooks_command, run_notebooks, run_sweep, sweep_command
 
 DATA = Path(__file__).parent / "data"
 VOLATILE = ["seconds", "host", "gpu", "worker", "pid"]
@@ -356,6 +356,21 @@ def test_notebook_parameter_sweep_reports_failing_cell(client, tmp_path):
     # the kernel imported this checkout's package (PYTHONPATH set for it; not pip-installed)
     assert str(Path(__file__).resolve().parents[1] / "fairpriv_lab" / "__init__.py") in text
     assert res.table["status"].tolist() == ["ok", "failed", "ok"]
+
+
+@pytest.mark.slow
+def test_notebooks_command_exit_status_and_failing_cell(client, tmp_path, capsys):
+    params = tmp_path / "p.yaml"
+    params.write_text("grid: {x: [5]}\npoints: [{x: 6, fail: true}]\n")  # grid sections work too
+    code = notebooks_command(["run", str(DATA / "tiny_params.ipynb"), "--params", str(params),
+                              "--scheduler", client.scheduler.address, "--out", str(tmp_path / "o"),
+                              "--no-html", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "2 runs: 1 ok, 1 failed" in out
+    assert "run 1 {'x': 6, 'fail': True}: FAILED: NotebookRunError: cell 4 (execution count 4) raised " \
+           "ValueError: asked to fail with x=6" in out
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["tiny_params-00.ipynb", "tiny_params-01.ipynb"]
 
 
 def test_notebook_unknown_parameter_fails_before_running(tmp_path):
