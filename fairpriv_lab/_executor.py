@@ -14,6 +14,7 @@ The engine under :func:`fairpriv_lab.sweep.run_sweep` and
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import socket
@@ -160,7 +161,15 @@ def open_client(scheduler: Any, n_workers: int, *, dashboard: bool = False) -> I
         with Client(cluster, set_as_default=False) as client:
             yield client
     finally:
-        cluster.close()
+        # A worker that imported torch can take longer to exit than the nanny waits (4 s);
+        # the nanny then kills it, which is fine at shutdown: do not log it as a warning.
+        nanny_log = logging.getLogger("distributed.nanny")
+        level = nanny_log.level
+        nanny_log.setLevel(logging.ERROR)
+        try:
+            cluster.close()
+        finally:
+            nanny_log.setLevel(level)
 
 
 def local_cluster(n_workers: int, *, dashboard: bool = False) -> Any:
@@ -169,6 +178,10 @@ def local_cluster(n_workers: int, *, dashboard: bool = False) -> Any:
 
     dash = "127.0.0.1:0"  # a free port on loopback only, and only when asked for
     n_gpus = gpu_count()
+    # Dask's nanny sets OMP_NUM_THREADS=1 in workers; give each worker its share of the cores
+    # instead, so that torch's CPU kernels use the machine without oversubscribing it.
+    threads = str(max(1, (os.cpu_count() or 1) // max(n_workers, 1)))
+    env = {name: threads for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     if n_gpus == 0:
         return LocalCluster(
             n_workers=n_workers,
@@ -177,6 +190,7 @@ def local_cluster(n_workers: int, *, dashboard: bool = False) -> Any:
             host="127.0.0.1",
             dashboard_address=dash,
             scheduler_kwargs={"dashboard": dashboard},
+            env=env,
         )
     workers = {}
     for i in range(max(n_workers, 1)):
@@ -186,7 +200,7 @@ def local_cluster(n_workers: int, *, dashboard: bool = False) -> Any:
             "options": {
                 "nthreads": 1,
                 "host": "127.0.0.1",
-                "env": {"CUDA_VISIBLE_DEVICES": str(i) if gpu else ""},
+                "env": {**env, "CUDA_VISIBLE_DEVICES": str(i) if gpu else ""},
                 "resources": {"GPU": 1} if gpu else {},
             },
         }

@@ -216,6 +216,22 @@ def _charts_html(table: pd.DataFrame, settings: Sequence[str]) -> list[str]:
     return out
 
 
+def write_runs_index(runs: pd.DataFrame, path: Path, *, title: str) -> Path:
+    """Write an HTML index of notebook runs: status, parameters, failing cell, error, links."""
+    table = runs.copy()
+    for col in ("notebook", "html"):
+        table[col] = [
+            f"<a href='{html.escape(Path(p).name)}'>{html.escape(Path(p).name)}</a>" if isinstance(p, str) else ""
+            for p in table[col]
+        ]
+    body = table.to_html(index=False, escape=False, na_rep="", float_format=_fmt,
+                         formatters={"error": lambda e: html.escape(str(e)) if isinstance(e, str) else ""})
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
 def _fmt(x: float) -> str:
     return "inf" if x == math.inf else f"{x:.4g}"
 

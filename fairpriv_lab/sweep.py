@@ -43,6 +43,7 @@ from ._sweep_report import (
     point_rows,
     tqdm_progress,
     write_json_atomic,
+    write_runs_index,
     write_summary_html,
     write_table,
 )
@@ -652,8 +653,9 @@ def run_notebooks(
     scheduler, n_workers, progress, retries
         As in :func:`run_sweep`.
     out : path
-        Folder for the executed notebooks ``NAME-NN.ipynb`` and their ``NAME-NN.html``; on a
-        real cluster it must be reachable from the workers.
+        Folder for the executed notebooks ``NAME-NN.ipynb`` and their ``NAME-NN.html``, plus
+        ``runs.csv`` and ``index.html`` (one row per run: status, parameters, failing cell,
+        error, links); on a real cluster it must be reachable from the workers.
     html : bool
         Export every executed notebook (failed ones too) to HTML with nbconvert.
     kernel_name : str, optional
@@ -711,7 +713,10 @@ def run_notebooks(
         html_path = (o.value or {}).get("html") if o.ok else (o.failure.details.get("html") if o.failure else None)
         runs.append(NotebookRun(i, sets[i], Path(job["output"]), Path(html_path) if html_path else None,
                                 o.failure, o.seconds))
-    return NotebookSweepResult(tuple(runs))
+    result = NotebookSweepResult(tuple(runs))
+    result.table.to_csv(out_dir / "runs.csv", index=False)
+    write_runs_index(result.table, out_dir / "index.html", title=f"{nb_path.name}: {len(runs)} runs")
+    return result
 
 
 # ---------------------------------------------------------------------------------------------

@@ -175,6 +175,16 @@ def env_point(point):
     return {"visible": os.environ.get("CUDA_VISIBLE_DEVICES", "unset")}
 
 
+def flaky_point(point, *, marker_dir):
+    """Raise RuntimeError on the first call of point a=1; always for a=2; else fine."""
+    marker = Path(marker_dir, f"tried-{point['a']}")
+    tries = int(marker.read_text()) + 1 if marker.exists() else 1
+    marker.write_text(str(tries))
+    if (point["a"] == 1 and tries == 1) or point["a"] == 2:
+        raise RuntimeError(f"transient failure {tries} of a={point['a']}")
+    return {"a_squared": point["a"] ** 2}
+
+
 def counting_point(point, *, calls):
     Path(calls, f"{point['a']}-{point['b']}-{time.time_ns()}").touch()
     return cheap_point(point)
@@ -242,6 +252,16 @@ def test_failing_points_are_reported_and_do_not_block(client, tmp_path):
     assert sorted(res.table["point"].unique()) == [0, 2, 4]
     assert len(pd.read_csv(tmp_path / "failures.csv")) == 3
     assert "point 1 failed: ConfigError: Expected b='bad'" in str(res)
+
+
+def test_other_errors_are_retried_then_reported(client, tmp_path):
+    fn = functools.partial(flaky_point, marker_dir=str(tmp_path))
+    res = run_sweep({"grid": {"a": [1, 2, 3]}}, scheduler=client, point_fn=fn, retries=2, progress=None)
+    assert res.table["a_squared"].tolist() == [1, 9]  # a=1 succeeded on its second try
+    assert (tmp_path / "tried-1").read_text() == "2"
+    assert (tmp_path / "tried-2").read_text() == "3"  # first try + 2 retries
+    assert res.failures["point"].tolist() == [1]
+    assert res.failures["message"].item() == "transient failure 3 of a=2"
 
 
 def test_interrupted_sweep_resumes_without_recomputing(client, tmp_path, sequential):
@@ -356,6 +376,9 @@ def test_notebook_parameter_sweep_reports_failing_cell(client, tmp_path):
     # the kernel imported this checkout's package (PYTHONPATH set for it; not pip-installed)
     assert str(Path(__file__).resolve().parents[1] / "fairpriv_lab" / "__init__.py") in text
     assert res.table["status"].tolist() == ["ok", "failed", "ok"]
+    index = (tmp_path / "runs" / "index.html").read_text()
+    assert "<a href='tiny_params-01.html'>" in index and "asked to fail with x=2" in index
+    assert pd.read_csv(tmp_path / "runs" / "runs.csv")["failed_cell"].tolist()[1] == 4
 
 
 @pytest.mark.slow
@@ -370,7 +393,8 @@ def test_notebooks_command_exit_status_and_failing_cell(client, tmp_path, capsys
     assert "2 runs: 1 ok, 1 failed" in out
     assert "run 1 {'x': 6, 'fail': True}: FAILED: NotebookRunError: cell 4 (execution count 4) raised " \
            "ValueError: asked to fail with x=6" in out
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["tiny_params-00.ipynb", "tiny_params-01.ipynb"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "index.html", "runs.csv", "tiny_params-00.ipynb", "tiny_params-01.ipynb"]
 
 
 def test_notebook_unknown_parameter_fails_before_running(tmp_path):
