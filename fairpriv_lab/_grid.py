@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
+import os
 import re
 import sys
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from .exceptions import ConfigError
+from .exceptions import ConfigError, FairPrivError
 
 SECTIONS = ("base", "grid", "points")
 _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -259,3 +261,168 @@ def load_yaml(source: str | Path | Mapping[str, Any], *, allow_list: bool = Fals
     if not isinstance(data, Mapping):
         raise ConfigError(f"Expected {where} to hold a mapping with sections {', '.join(SECTIONS)}")
     return dict(data), where
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A validated grid of points: ``base`` settings, the product of ``axes``, plus ``extra``.
+
+    Points are ``base | combination`` for every combination of the axes' values (the first
+    axis varies slowest), then ``base | e`` for every explicit extra point; a point equal to
+    an earlier one is dropped. Keys are the config's fields, nested ones dotted
+    (``training.epochs``).
+
+    Build it with :meth:`from_yaml` (file path, YAML text or a mapping), which validates every
+    key and value before anything runs.
+
+    Examples
+    --------
+    >>> g = Grid.from_yaml({"base": {"n": 2}, "grid": {"a": [1, 2], "b": ["x"]},
+    ...                     "points": [{"a": 9}]}, config_class=None)
+    >>> g.points()
+    [{'n': 2, 'a': 1, 'b': 'x'}, {'n': 2, 'a': 2, 'b': 'x'}, {'n': 2, 'a': 9}]
+    """
+
+    base: Mapping[str, Any] = field(default_factory=dict)
+    axes: Mapping[str, tuple] = field(default_factory=dict)
+    extra: tuple[Mapping[str, Any], ...] = ()
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every point in order: the product of the axes, then the extra points, deduplicated."""
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        names = list(self.axes)
+        combos = itertools.product(*(self.axes[k] for k in names)) if names else iter(())
+        candidates = [dict(self.base, **dict(zip(names, c))) for c in combos]
+        candidates += [dict(self.base, **e) for e in self.extra]
+        for point in candidates:
+            key = point_key(point)
+            if key not in seen:
+                seen.add(key)
+                out.append(point)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.points())
+
+    @classmethod
+    def from_yaml(
+        cls,
+        source: str | os.PathLike | Mapping[str, Any],
+        *,
+        config_class: type | None | Literal["experiment"] = "experiment",
+    ) -> Grid:
+        """Read and validate a grid from a YAML file, YAML text or a mapping.
+
+        Parameters
+        ----------
+        source : str, path or mapping
+            A ``.yaml``/``.yml`` file, YAML text, or the parsed mapping, with sections
+            ``base`` (fixed settings), ``grid`` (lists whose product is taken) and ``points``
+            (a list of explicit extra points).
+        config_class : dataclass type, None or "experiment"
+            The config whose fields are the valid keys and whose annotations give the types;
+            ``"experiment"`` is :class:`fairpriv_lab.experiment.ExperimentConfig`. Each point
+            is also built with ``config_class.from_dict`` when it has one, so that values the
+            config rejects fail here, naming the point. None accepts any key.
+
+        Raises
+        ------
+        ConfigError
+            Unknown sections or keys (the valid ones listed), empty or non-list grid axes,
+            values of the wrong type (naming the key), or a point the config rejects.
+        """
+        data, where = load_yaml(source)
+        klass = _config_class(config_class)
+        schema = schema_of(klass) if klass is not None else None
+        unknown = set(data) - set(SECTIONS)
+        if unknown:
+            raise ConfigError(
+                f"Unknown section(s) {', '.join(sorted(map(str, unknown)))} in {where}; "
+                f"valid sections are: {', '.join(SECTIONS)}"
+            )
+        base = _section_mapping(data.get("base"), "base", where)
+        base = _checked(flatten(base, schema, f"{where}: base"), schema, f"{where}: base")
+        axes_in = _section_mapping(data.get("grid"), "grid", where)
+        axes: dict[str, tuple] = {}
+        for name, values in flatten(axes_in, schema, f"{where}: grid").items():
+            key = canonical_key(name, schema, f"{where}: grid")
+            if key in axes:
+                raise ConfigError(f"Key {key!r} is given twice in the grid of {where}")
+            if not isinstance(values, list):
+                raise ConfigError(
+                    f"Expected grid.{key}={values!r} in {where} to be a list of values "
+                    f"(write [{values!r}] for one value, or move it to base)"
+                )
+            if not values:
+                raise ConfigError(f"Expected grid.{key} in {where} to be a non-empty list")
+            if key in base:
+                raise ConfigError(f"Key {key!r} is in both base and grid of {where}; keep one")
+            ann = schema[key] if schema is not None else _ANY
+            axes[key] = tuple(coerce(key, v, ann, f"{where}: grid") for v in values)
+        raw_points = data.get("points") or []
+        if not isinstance(raw_points, list):
+            raise ConfigError(f"Expected points in {where} to be a list of mappings")
+        extra = []
+        for i, p in enumerate(raw_points):
+            if not isinstance(p, Mapping):
+                raise ConfigError(f"Expected points[{i}]={p!r} in {where} to be a mapping")
+            w = f"{where}: points[{i}]"
+            extra.append(_checked(flatten(p, schema, w), schema, w))
+        if not axes and not extra:
+            raise ConfigError(f"{where} defines no points: give a 'grid' section, 'points', or both")
+        grid = cls(base=base, axes=axes, extra=tuple(extra))
+        if klass is not None:
+            for i, point in enumerate(grid.points()):
+                try:
+                    build_config(klass, point)
+                except (FairPrivError, TypeError) as err:
+                    raise ConfigError(f"Point {i} {point} of {where} is not a valid config: {err}") from err
+        return grid
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the grid as a mapping of the YAML sections (lists, not tuples)."""
+        return {
+            "base": dict(self.base),
+            "grid": {k: list(v) for k, v in self.axes.items()},
+            "points": [dict(p) for p in self.extra],
+        }
+
+
+def build_config(klass: type, point: Mapping[str, Any]) -> Any:
+    """Build the config of a point: ``klass().replace(**point)``, else ``from_dict``."""
+    if hasattr(klass, "replace"):
+        return klass().replace(**point)
+    if hasattr(klass, "from_dict"):
+        return klass.from_dict(unflatten(point))
+    return klass(**unflatten(point))
+
+
+def _config_class(config_class: Any) -> type | None:
+    if config_class != "experiment":
+        return config_class
+    try:
+        from .experiment import ExperimentConfig
+    except ImportError as err:  # pragma: no cover - only before the experiment module exists
+        raise ConfigError(
+            "The experiment module is not available; pass config_class=None to accept any key"
+        ) from err
+    return ExperimentConfig
+
+
+def _section_mapping(value: Any, name: str, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"Expected section {name} in {where} to be a mapping of key: value")
+    return dict(value)
+
+
+def _checked(mapping: dict[str, Any], schema: Schema | None, where: str) -> dict:
+    out: dict[str, Any] = {}
+    for name, value in mapping.items():
+        key = canonical_key(name, schema, where)
+        if key in out:
+            raise ConfigError(f"Key {key!r} is given twice in {where}")
+        out[key] = coerce(key, value, schema[key] if schema is not None else _ANY, where)
+    return out

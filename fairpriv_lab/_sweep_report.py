@@ -7,9 +7,9 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -88,6 +88,20 @@ def write_table(table: pd.DataFrame, stem: Path) -> dict[str, Path]:
     except ImportError:
         pass
     return files
+
+
+ProgressOption = Literal["auto", "none"] | Callable[[Progress], None] | None
+
+
+def progress_reporter(progress: ProgressOption, total: int, resumed: int):
+    """Return (callback, closer) for a progress option: a tqdm bar, a callable, or nothing."""
+    if progress is None or progress == "none":
+        return None, lambda: None
+    if progress == "auto":
+        return tqdm_progress(total, resumed)
+    if callable(progress):
+        return progress, lambda: None
+    raise ConfigError(f"Expected progress={progress!r} to be one of 'auto', 'none', None or a callable")
 
 
 def tqdm_progress(total: int, resumed: int):

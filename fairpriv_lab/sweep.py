@@ -23,31 +23,37 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import itertools
 import json
 import math
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
 from . import _grid
 from ._executor import Progress, TaskFailure, TaskOutcome, cluster_has_gpus, open_client, run_tasks
+from ._grid import Grid, build_config
+from ._notebook_runs import (
+    NotebookRun,
+    NotebookRunError,
+    NotebookSweepResult,
+    load_parameter_sets,
+    run_notebooks,
+)
 from ._sweep_report import (
+    ProgressOption,
     failures_frame,
-    notebook_failure_line,
     point_rows,
-    tqdm_progress,
+    progress_reporter,
     write_json_atomic,
-    write_runs_index,
     write_summary_html,
     write_table,
 )
-from .exceptions import ConfigError, FairPrivError
+from .exceptions import ConfigError
 
 __all__ = [
     "Grid",
@@ -57,6 +63,7 @@ __all__ = [
     "Progress",
     "SweepResult",
     "TaskFailure",
+    "load_parameter_sets",
     "notebooks_command",
     "run_notebooks",
     "run_point",
@@ -64,173 +71,7 @@ __all__ = [
     "sweep_command",
 ]
 
-ProgressOption = Literal["auto", "none"] | Callable[[Progress], None] | None
 _TIMING_COLUMNS = ("seconds", "host", "gpu", "worker")
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A validated grid of points: ``base`` settings, the product of ``axes``, plus ``extra``.
-
-    Points are ``base | combination`` for every combination of the axes' values (the first
-    axis varies slowest), then ``base | e`` for every explicit extra point; a point equal to
-    an earlier one is dropped. Keys are the config's fields, nested ones dotted
-    (``training.epochs``).
-
-    Build it with :meth:`from_yaml` (file path, YAML text or a mapping), which validates every
-    key and value before anything runs.
-
-    Examples
-    --------
-    >>> g = Grid.from_yaml({"base": {"n": 2}, "grid": {"a": [1, 2], "b": ["x"]},
-    ...                     "points": [{"a": 9}]}, config_class=None)
-    >>> g.points()
-    [{'n': 2, 'a': 1, 'b': 'x'}, {'n': 2, 'a': 2, 'b': 'x'}, {'n': 2, 'a': 9}]
-    """
-
-    base: Mapping[str, Any] = field(default_factory=dict)
-    axes: Mapping[str, tuple] = field(default_factory=dict)
-    extra: tuple[Mapping[str, Any], ...] = ()
-
-    def points(self) -> list[dict[str, Any]]:
-        """Every point in order: the product of the axes, then the extra points, deduplicated."""
-        out: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        names = list(self.axes)
-        combos = itertools.product(*(self.axes[k] for k in names)) if names else iter(())
-        candidates = [dict(self.base, **dict(zip(names, c))) for c in combos]
-        candidates += [dict(self.base, **e) for e in self.extra]
-        for point in candidates:
-            key = _grid.point_key(point)
-            if key not in seen:
-                seen.add(key)
-                out.append(point)
-        return out
-
-    def __len__(self) -> int:
-        return len(self.points())
-
-    @classmethod
-    def from_yaml(
-        cls,
-        source: str | os.PathLike | Mapping[str, Any],
-        *,
-        config_class: type | None | Literal["experiment"] = "experiment",
-    ) -> Grid:
-        """Read and validate a grid from a YAML file, YAML text or a mapping.
-
-        Parameters
-        ----------
-        source : str, path or mapping
-            A ``.yaml``/``.yml`` file, YAML text, or the parsed mapping, with sections
-            ``base`` (fixed settings), ``grid`` (lists whose product is taken) and ``points``
-            (a list of explicit extra points).
-        config_class : dataclass type, None or "experiment"
-            The config whose fields are the valid keys and whose annotations give the types;
-            ``"experiment"`` is :class:`fairpriv_lab.experiment.ExperimentConfig`. Each point
-            is also built with ``config_class.from_dict`` when it has one, so that values the
-            config rejects fail here, naming the point. None accepts any key.
-
-        Raises
-        ------
-        ConfigError
-            Unknown sections or keys (the valid ones listed), empty or non-list grid axes,
-            values of the wrong type (naming the key), or a point the config rejects.
-        """
-        data, where = _grid.load_yaml(source)
-        klass = _config_class(config_class)
-        schema = _grid.schema_of(klass) if klass is not None else None
-        unknown = set(data) - set(_grid.SECTIONS)
-        if unknown:
-            raise ConfigError(
-                f"Unknown section(s) {', '.join(sorted(map(str, unknown)))} in {where}; "
-                f"valid sections are: {', '.join(_grid.SECTIONS)}"
-            )
-        base = _section_mapping(data.get("base"), "base", where)
-        base = _checked(_grid.flatten(base, schema, f"{where}: base"), schema, f"{where}: base")
-        axes_in = _section_mapping(data.get("grid"), "grid", where)
-        axes: dict[str, tuple] = {}
-        for name, values in _grid.flatten(axes_in, schema, f"{where}: grid").items():
-            key = _grid.canonical_key(name, schema, f"{where}: grid")
-            if key in axes:
-                raise ConfigError(f"Key {key!r} is given twice in the grid of {where}")
-            if not isinstance(values, list):
-                raise ConfigError(
-                    f"Expected grid.{key}={values!r} in {where} to be a list of values "
-                    f"(write [{values!r}] for one value, or move it to base)"
-                )
-            if not values:
-                raise ConfigError(f"Expected grid.{key} in {where} to be a non-empty list")
-            if key in base:
-                raise ConfigError(f"Key {key!r} is in both base and grid of {where}; keep one")
-            ann = schema[key] if schema is not None else _grid._ANY
-            axes[key] = tuple(_grid.coerce(key, v, ann, f"{where}: grid") for v in values)
-        raw_points = data.get("points") or []
-        if not isinstance(raw_points, list):
-            raise ConfigError(f"Expected points in {where} to be a list of mappings")
-        extra = []
-        for i, p in enumerate(raw_points):
-            if not isinstance(p, Mapping):
-                raise ConfigError(f"Expected points[{i}]={p!r} in {where} to be a mapping")
-            w = f"{where}: points[{i}]"
-            extra.append(_checked(_grid.flatten(p, schema, w), schema, w))
-        if not axes and not extra:
-            raise ConfigError(f"{where} defines no points: give a 'grid' section, 'points', or both")
-        grid = cls(base=base, axes=axes, extra=tuple(extra))
-        if klass is not None:
-            for i, point in enumerate(grid.points()):
-                try:
-                    _build_config(klass, point)
-                except (FairPrivError, TypeError) as err:
-                    raise ConfigError(f"Point {i} {point} of {where} is not a valid config: {err}") from err
-        return grid
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the grid as a mapping of the YAML sections (lists, not tuples)."""
-        return {
-            "base": dict(self.base),
-            "grid": {k: list(v) for k, v in self.axes.items()},
-            "points": [dict(p) for p in self.extra],
-        }
-
-
-def _build_config(klass: type, point: Mapping[str, Any]) -> Any:
-    """Build the config of a point: ``klass().replace(**point)``, else ``from_dict``."""
-    if hasattr(klass, "replace"):
-        return klass().replace(**point)
-    if hasattr(klass, "from_dict"):
-        return klass.from_dict(_grid.unflatten(point))
-    return klass(**_grid.unflatten(point))
-
-
-def _config_class(config_class: Any) -> type | None:
-    if config_class != "experiment":
-        return config_class
-    try:
-        from .experiment import ExperimentConfig
-    except ImportError as err:  # pragma: no cover - only before the experiment module exists
-        raise ConfigError(
-            "The experiment module is not available; pass config_class=None to accept any key"
-        ) from err
-    return ExperimentConfig
-
-
-def _section_mapping(value: Any, name: str, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"Expected section {name} in {where} to be a mapping of key: value")
-    return dict(value)
-
-
-def _checked(mapping: dict[str, Any], schema: _grid.Schema | None, where: str) -> dict:
-    out: dict[str, Any] = {}
-    for name, value in mapping.items():
-        key = _grid.canonical_key(name, schema, where)
-        if key in out:
-            raise ConfigError(f"Key {key!r} is given twice in {where}")
-        out[key] = _grid.coerce(key, value, schema[key] if schema is not None else _grid._ANY, where)
-    return out
 
 
 def run_point(point: Mapping[str, Any], *, cache: str | os.PathLike | None = None) -> pd.DataFrame:
@@ -248,7 +89,7 @@ def run_point(point: Mapping[str, Any], *, cache: str | os.PathLike | None = Non
     """
     from . import experiment
 
-    config = _build_config(experiment.ExperimentConfig, point)
+    config = build_config(experiment.ExperimentConfig, point)
     result = experiment.run(config, cache=True if cache is None else cache)
     table = result.summary()
     table["accuracy"] = result.accuracy
@@ -391,7 +232,7 @@ def run_sweep(
                       **{c: getattr(outcome, c) for c in _TIMING_COLUMNS}}
             write_json_atomic(out_dir / "points" / f"{keys[i]}.json", record)
 
-    reporter, close = _progress_reporter(progress, len(points), n_resumed)
+    reporter, close = progress_reporter(progress, len(points), n_resumed)
     try:
         if scheduler == "sequential":
             _run(fn, points, keys, todo, None, retries, on_result, reporter, n_resumed)
@@ -474,249 +315,6 @@ def _table(points: Sequence[Mapping], keys: Sequence[str], done: Mapping[int, Ta
 
 def _cell(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
-
-
-def _progress_reporter(progress: ProgressOption, total: int, resumed: int):
-    if progress is None or progress == "none":
-        return None, lambda: None
-    if progress == "auto":
-        return tqdm_progress(total, resumed)
-    if callable(progress):
-        return progress, lambda: None
-    raise ConfigError(f"Expected progress={progress!r} to be one of 'auto', 'none', None or a callable")
-
-
-# ---------------------------------------------------------------------------------------------
-# Notebooks
-
-
-class NotebookRunError(FairPrivError):
-    """A notebook cell raised; ``details`` holds cell_index, exec_count, ename, evalue."""
-
-    def __init__(self, message: str, *, details: Mapping[str, Any]):
-        super().__init__(message)
-        self.details = dict(details)
-
-
-@dataclass(frozen=True)
-class NotebookRun:
-    """One executed notebook: its parameters, output paths, and failure (None when it ran)."""
-
-    index: int
-    parameters: Mapping[str, Any]
-    notebook: Path
-    html: Path | None
-    failure: TaskFailure | None
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        """True when every cell ran."""
-        return self.failure is None
-
-
-@dataclass(frozen=True)
-class NotebookSweepResult:
-    """All runs of a notebook sweep, in parameter-set order, and a tidy table of them."""
-
-    runs: tuple[NotebookRun, ...]
-
-    @property
-    def ok(self) -> bool:
-        """True when every run succeeded."""
-        return all(r.ok for r in self.runs)
-
-    @property
-    def table(self) -> pd.DataFrame:
-        """One row per run: index, status, the parameters, failing cell, message, paths, seconds."""
-        rows = []
-        for r in self.runs:
-            d = r.failure.details if r.failure is not None else {}
-            rows.append({"run": r.index, "status": "ok" if r.ok else "failed", **dict(r.parameters),
-                         "failed_cell": d.get("cell_index"), "error": None if r.ok else r.failure.message,
-                         "notebook": str(r.notebook), "html": str(r.html) if r.html else None,
-                         "seconds": r.seconds})
-        return pd.DataFrame(rows)
-
-    def __str__(self) -> str:
-        n_bad = sum(not r.ok for r in self.runs)
-        lines = [f"{len(self.runs)} runs: {len(self.runs) - n_bad} ok, {n_bad} failed"]
-        for r in self.runs:
-            lines.append(f"  run {r.index} {dict(r.parameters)}: " + (
-                f"ok -> {r.notebook}" if r.ok else notebook_failure_line(r.failure, r.notebook)))
-        return "\n".join(lines)
-
-
-def load_parameter_sets(source: str | os.PathLike | Sequence[Mapping] | Mapping) -> list[dict]:
-    """Read parameter sets: a YAML list of mappings, or grid sections (base / grid / points)."""
-    if isinstance(source, Mapping):
-        return Grid.from_yaml(source, config_class=None).points()
-    if isinstance(source, Sequence) and not isinstance(source, str):
-        data: Any = list(source)
-        where = "parameter sets"
-    else:
-        data, where = _grid.load_yaml(source, allow_list=True)
-    if isinstance(data, Mapping):
-        return Grid.from_yaml(data, config_class=None).points()
-    sets = []
-    for i, p in enumerate(data):
-        if not isinstance(p, Mapping):
-            raise ConfigError(f"Expected parameter set {i}={p!r} in {where} to be a mapping")
-        sets.append(dict(p))
-    if not sets:
-        raise ConfigError(f"{where} holds no parameter sets")
-    return sets
-
-
-def _execute_notebook(job: Mapping[str, Any]) -> dict[str, Any]:
-    """Papermill one notebook (on a worker); export HTML; raise NotebookRunError on a cell error."""
-    import papermill as pm
-
-    error = None
-    restore = _kernel_sees_this_package()
-    try:
-        pm.execute_notebook(
-            job["input"], job["output"], parameters=dict(job["parameters"]), progress_bar=False,
-            kernel_name=job["kernel_name"], cwd=job["cwd"], execution_timeout=job["timeout"],
-            log_output=False,
-        )
-    except pm.PapermillExecutionError as err:
-        error = err
-    finally:
-        restore()
-    html = _export_html(job["output"]) if job["html"] else None
-    if error is not None:
-        details = {"cell_index": error.cell_index, "exec_count": error.exec_count,
-                   "ename": error.ename, "evalue": error.evalue, "html": html}
-        raise NotebookRunError(
-            f"cell {error.cell_index} (execution count {error.exec_count}) raised "
-            f"{error.ename}: {error.evalue}", details=details)
-    return {"html": html}
-
-
-def _kernel_sees_this_package() -> Callable[[], None]:
-    """Put this fairpriv_lab's parent folder on the kernel's PYTHONPATH; return the undo.
-
-    The kernel is a new process: without this, a notebook run from a source checkout would
-    import another installed copy of the package, or none. One thread per worker, so the
-    environment change is not shared with another task.
-    """
-    root = str(Path(__file__).resolve().parents[1])
-    old = os.environ.get("PYTHONPATH")
-    parts = [p for p in (old or "").split(os.pathsep) if p]
-    if root not in parts:
-        os.environ["PYTHONPATH"] = os.pathsep.join([root, *parts])
-
-    def restore() -> None:
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
-
-    return restore
-
-
-def _export_html(notebook: str) -> str:
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    nb = nbformat.read(notebook, as_version=4)
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    path = str(Path(notebook).with_suffix(".html"))
-    Path(path).write_text(body, encoding="utf-8")
-    return path
-
-
-def run_notebooks(
-    notebook: str | os.PathLike,
-    parameters: str | os.PathLike | Sequence[Mapping[str, Any]] | Mapping[str, Any],
-    *,
-    scheduler: Any = None,
-    n_workers: int = 2,
-    out: str | os.PathLike = "notebook_runs",
-    progress: ProgressOption = "auto",
-    html: bool = True,
-    kernel_name: str | None = None,
-    timeout: float | None = None,
-    retries: int = 1,
-) -> NotebookSweepResult:
-    """Execute a notebook once per parameter set with papermill, in parallel on Dask.
-
-    Parameters
-    ----------
-    notebook : path
-        The notebook; its ``parameters``-tagged cell names the parameters it accepts.
-    parameters : path, YAML text, list of mappings or grid mapping
-        A YAML list of parameter sets, or grid sections (base / grid / points) whose points
-        are the sets. Names the notebook's parameters cell does not define are an error
-        before anything runs.
-    scheduler, n_workers, progress, retries
-        As in :func:`run_sweep`.
-    out : path
-        Folder for the executed notebooks ``NAME-NN.ipynb`` and their ``NAME-NN.html``, plus
-        ``runs.csv`` and ``index.html`` (one row per run: status, parameters, failing cell,
-        error, links); on a real cluster it must be reachable from the workers.
-    html : bool
-        Export every executed notebook (failed ones too) to HTML with nbconvert.
-    kernel_name : str, optional
-        Kernel to run; the notebook's own kernelspec when None.
-    timeout : float, optional
-        Seconds allowed per cell.
-
-    Returns
-    -------
-    NotebookSweepResult
-        One :class:`NotebookRun` per set; failed runs carry the failing cell and message.
-    """
-    import papermill as pm
-
-    nb_path = Path(notebook)
-    if not nb_path.is_file():
-        raise ConfigError(f"Expected notebook {str(notebook)!r} to exist")
-    sets = load_parameter_sets(parameters)
-    declared = pm.inspect_notebook(str(nb_path))
-    if not declared:
-        raise ConfigError(f"Notebook {str(nb_path)!r} has no cell tagged 'parameters'")
-    for i, s in enumerate(sets):
-        unknown = sorted(set(s) - set(declared))
-        if unknown:
-            raise ConfigError(
-                f"Unknown parameter(s) {', '.join(map(repr, unknown))} in parameter set {i}; "
-                f"{nb_path.name} defines: {', '.join(sorted(declared))}")
-    out_dir = Path(out).absolute()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = []
-    for i, s in enumerate(sets):
-        output = out_dir / f"{nb_path.stem}-{i:02d}.ipynb"
-        jobs.append({"input": str(nb_path.absolute()), "output": str(output), "parameters": s,
-                     "kernel_name": kernel_name, "cwd": str(nb_path.absolute().parent),
-                     "timeout": timeout, "html": html})
-    keys = [f"notebook-{nb_path.stem}-{i:02d}-{_grid.point_key(s)}" for i, s in enumerate(sets)]
-    outcomes: dict[int, TaskOutcome] = {}
-    reporter, close = _progress_reporter(progress, len(sets), 0)
-    try:
-        def on_result(i: int, outcome: TaskOutcome) -> None:
-            outcomes[i] = outcome
-
-        if scheduler == "sequential":
-            run_tasks(_execute_notebook, jobs, keys, client=None, retries=retries,
-                      on_result=on_result, progress=reporter)
-        else:
-            with open_client(scheduler, n_workers) as client:
-                run_tasks(_execute_notebook, jobs, keys, client=client, retries=retries,
-                          on_result=on_result, progress=reporter)
-    finally:
-        close()
-    runs = []
-    for i, job in enumerate(jobs):
-        o = outcomes[i]
-        html_path = (o.value or {}).get("html") if o.ok else (o.failure.details.get("html") if o.failure else None)
-        runs.append(NotebookRun(i, sets[i], Path(job["output"]), Path(html_path) if html_path else None,
-                                o.failure, o.seconds))
-    result = NotebookSweepResult(tuple(runs))
-    result.table.to_csv(out_dir / "runs.csv", index=False)
-    write_runs_index(result.table, out_dir / "index.html", title=f"{nb_path.name}: {len(runs)} runs")
-    return result
 
 
 # ---------------------------------------------------------------------------------------------
