@@ -16,7 +16,14 @@ import pytest
 
 from fairpriv_lab._executor import local_cluster
 from fairpriv_lab.exceptions import ConfigError
-from fairpriv_lab.sweep import Grid, notebooks_command, run_notebooks, run_sweep, sweep_command
+from fairpriv_lab.sweep import (
+    Grid,
+    main,
+    notebooks_command,
+    run_notebooks,
+    run_sweep,
+    sweep_command,
+)
 
 DATA = Path(__file__).parent / "data"
 VOLATILE = ["seconds", "host", "gpu", "worker", "pid"]
@@ -152,7 +159,8 @@ def test_cli_reports_bad_grid_with_exit_code_2(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("grid: {seed: []}\n")
     assert sweep_command([str(path), "--no-progress", "--out", str(tmp_path / "o")]) == 2
-    assert "non-empty list" in capsys.readouterr().err
+    assert "fairpriv-lab sweep: error: Expected grid.seed in" in capsys.readouterr().err
+    assert sweep_command([str(path), "--workers", "x"]) == 2  # argparse's own exit status
 
 
 # -- point functions run on the workers (module level: importable there) --------------------
@@ -393,6 +401,8 @@ def test_notebooks_command_exit_status_and_failing_cell(client, tmp_path, capsys
     assert "2 runs: 1 ok, 1 failed" in out
     assert "run 1 {'x': 6, 'fail': True}: FAILED: NotebookRunError: cell 4 (execution count 4) raised " \
            "ValueError: asked to fail with x=6" in out
+    assert main(["notebooks", "run", "nope.ipynb", "--params", str(params)]) == 2
+    assert "Expected notebook 'nope.ipynb' to exist" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
         "index.html", "runs.csv", "tiny_params-00.ipynb", "tiny_params-01.ipynb"]
 
