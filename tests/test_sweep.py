@@ -363,6 +363,42 @@ def test_chart_frames_average_seeds_per_method_and_epsilon(tmp_path):
         assert page.count("<svg") >= 4 and "GPRP against ε per method (data=u)" in page
 
 
+TINY_GRID = """
+base: {dataset: adult, data.n: 400, model: lr, epochs: 2, n_models: 4, m: 40, n_boot: 50,
+       chunk_models: 4}
+grid: {method: [dpsgd], epsilon: [1.0, 8.0]}
+points: [{method: sgd}]
+"""
+
+
+@pytest.mark.slow
+def test_real_experiments_through_the_cli_and_the_cache(client, tmp_path, capsys):
+    pytest.importorskip("fairpriv_lab.experiment")
+    grid, out, cache = tmp_path / "g.yaml", tmp_path / "out", tmp_path / "cache"
+    grid.write_text(TINY_GRID)
+    argv = [str(grid), "--scheduler", client.scheduler.address, "--out", str(out),
+            "--cache", str(cache), "--no-progress"]
+    assert sweep_command(argv) == 0, capsys.readouterr()
+    first = pd.read_csv(out / "results.csv")
+    assert set(first.columns) >= {"point", "train.method", "train.epsilon", "auditor", "group", "gpr",
+                                  "ci_low", "ci_high", "gprp", "gprp_ci_low", "gprp_ci_high", "accuracy",
+                                  "epsilon", "time_train", "seconds", "host", "gpu", "worker"}
+    assert sorted(first["point"].unique()) == [0, 1, 2]
+    assert first.groupby("point")["group"].nunique().tolist() == [2, 2, 2]  # adult, sex
+    eps = first.groupby("point")["epsilon"].first()
+    assert eps[0] <= 1.0 + 1e-6 and eps[1] <= 8.0 + 1e-6 and eps[2] == float("inf")
+    assert not first["from_cache"].any()
+    # Lose the sweep's own record of finished points: the experiment cache still has them.
+    for f in (out / "points").iterdir():
+        f.unlink()
+    assert sweep_command(argv) == 0
+    second = pd.read_csv(out / "results.csv")
+    assert second["from_cache"].all()
+    same = [c for c in first.columns if c not in VOLATILE and c != "from_cache" and not c.startswith("time_")]
+    pd.testing.assert_frame_equal(second[same], first[same])
+    assert "<svg" in (out / "summary.html").read_text()
+
+
 # -- notebooks ------------------------------------------------------------------------------
 
 
