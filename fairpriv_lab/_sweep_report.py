@@ -129,25 +129,23 @@ def tqdm_progress(total: int, resumed: int):
     return update, bar.close
 
 
-_RUN_COLUMNS = ("gprp", "gprp_ci_low", "gprp_ci_high", "accuracy", "epsilon", "seconds")
-_NOT_SETTINGS = ("point_key", "host", "gpu", "worker")
+# Run-level columns shown per point (and auditor) in the summary page, when present.
+_RUN_COLUMNS = ("gprp", "gprp_ci_low", "gprp_ci_high", "floor_gap", "accuracy", "epsilon", "from_cache",
+                "device", "seconds")
 
 
-def settings_columns(table: pd.DataFrame) -> list[str]:
-    """Columns constant within every point (the settings and run-level numbers)."""
-    if table.empty:
-        return []
-    per_point = table.groupby("point").nunique(dropna=False).max()
-    return [c for c in table.columns if c == "point" or (per_point.get(c, 2) <= 1 and c not in _NOT_SETTINGS)]
+def runs_frame(table: pd.DataFrame, settings: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per point (and auditor): point, the grid settings, GPRP with CI, accuracy, ε, ...
 
-
-def runs_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per point and auditor: the settings with GPRP (CI), accuracy, ε and seconds."""
+    ``method`` and ``epsilon`` (the accounted ε, inf for SGD) come from the result when the
+    point function reports them, so the charts work whatever the grid's keys are called.
+    """
     if table.empty:
         return table
-    keys = settings_columns(table)
-    if "auditor" in table.columns:
-        keys.append("auditor")
+    keys = ["point", *[c for c in settings if c in table.columns and c != "point"]]
+    for extra in ("method", "auditor"):
+        if extra in table.columns and extra not in keys:
+            keys.append(extra)
     wanted = [c for c in _RUN_COLUMNS if c in table.columns and c not in keys]
     return table[keys + wanted].drop_duplicates(subset=keys).reset_index(drop=True)
 
@@ -160,8 +158,14 @@ def write_summary_html(
              f"<p>{table['point'].nunique() if not table.empty else 0} points finished, "
              f"{len(failures)} failed.</p>"]
     parts += _charts_html(table, settings)
+    present = [c for c in settings if c in table.columns]
+    fixed = [c for c in present if table[c].astype(str).nunique() == 1]
+    varying = [c for c in present if c not in fixed]
     parts.append("<h2>Points</h2>")
-    parts.append(runs_frame(table).to_html(index=False, na_rep="", float_format=_fmt))
+    if fixed:
+        parts.append("<p>Same for every point: " + ", ".join(
+            f"<code>{html.escape(c)}={html.escape(str(table[c].iloc[0]))}</code>" for c in fixed) + "</p>")
+    parts.append(runs_frame(table, varying).to_html(index=False, na_rep="", float_format=_fmt))
     if not failures.empty:
         parts.append("<h2>Failures</h2>")
         parts.append(failures.drop(columns=["traceback"]).to_html(index=False))
@@ -184,7 +188,7 @@ def chart_frames(table: pd.DataFrame, settings: Sequence[str]) -> list[tuple[str
     its CI and the mean test accuracy. Points differing only by seed are averaged (their CIs
     dropped, since a mean of CIs is not a CI).
     """
-    runs = runs_frame(table)
+    runs = runs_frame(table, settings)
     needed = {"method", "epsilon", "gprp"}
     if runs.empty or not needed <= set(runs.columns):
         return []

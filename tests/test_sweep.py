@@ -394,7 +394,9 @@ def test_real_experiments_through_the_cli_and_the_cache(client, tmp_path, capsys
     assert sweep_command(argv) == 0
     second = pd.read_csv(out / "results.csv")
     assert second["from_cache"].all()
-    same = [c for c in first.columns if c not in VOLATILE and c != "from_cache" and not c.startswith("time_")]
+    assert (first["chunks_trained"] == 1).all() and (second["chunks_trained"] == 0).all()
+    run_facts = ("from_cache", "chunks_trained")
+    same = [c for c in first.columns if c not in VOLATILE + list(run_facts) and not c.startswith("time_")]
     pd.testing.assert_frame_equal(second[same], first[same])
     assert "<svg" in (out / "summary.html").read_text()
 
