@@ -235,7 +235,7 @@ def run_sweep(
 
     reporter, close = progress_reporter(progress, len(points), n_resumed)
     try:
-        if scheduler == "sequential":
+        if scheduler == "sequential" or not todo:  # nothing left to run: no cluster either
             _run(fn, points, keys, todo, None, retries, on_result, reporter, n_resumed)
         else:
             with open_client(scheduler, n_workers) as client:
