@@ -445,6 +445,17 @@ def test_notebooks_command_exit_status_and_failing_cell(client, tmp_path, capsys
         "index.html", "runs.csv", "tiny_params-00.ipynb", "tiny_params-01.ipynb"]
 
 
+def test_parameter_sets_from_lists_and_grids():
+    from fairpriv_lab.sweep import load_parameter_sets
+
+    assert load_parameter_sets("- {x: 1}\n- {x: 2, fail: true}\n") == [{"x": 1}, {"x": 2, "fail": True}]
+    assert load_parameter_sets({"base": {"n": 5}, "grid": {"x": [1, 2]}}) == [{"n": 5, "x": 1}, {"n": 5, "x": 2}]
+    with pytest.raises(ConfigError, match="Expected parameter set 1=3 in YAML text to be a mapping"):
+        load_parameter_sets("- {x: 1}\n- 3\n")
+    with pytest.raises(ConfigError, match="YAML text holds no parameter sets"):
+        load_parameter_sets("[]")
+
+
 def test_notebook_unknown_parameter_fails_before_running(tmp_path):
     with pytest.raises(ConfigError, match=r"Unknown parameter\(s\) 'z' in parameter set 1; "
                                           r"tiny_params.ipynb defines: fail, x"):
