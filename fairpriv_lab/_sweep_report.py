@@ -129,6 +129,8 @@ def tqdm_progress(total: int, resumed: int):
     return update, bar.close
 
 
+MAX_HTML_ROWS = 2000
+
 # Run-level columns shown per point (and auditor) in the summary page, when present.
 _RUN_COLUMNS = ("gprp", "gprp_ci_low", "gprp_ci_high", "floor_gap", "accuracy", "epsilon", "from_cache",
                 "device", "seconds")
@@ -170,7 +172,9 @@ def write_summary_html(
         parts.append("<h2>Failures</h2>")
         parts.append(failures.drop(columns=["traceback"]).to_html(index=False))
     parts.append("<h2>Full table</h2>")
-    parts.append(table.to_html(index=False, na_rep="", float_format=_fmt))
+    if len(table) > MAX_HTML_ROWS:  # keep the page light; the CSV has everything
+        parts.append(f"<p>First {MAX_HTML_ROWS} of {len(table)} rows; all are in results.csv.</p>")
+    parts.append(table.head(MAX_HTML_ROWS).to_html(index=False, na_rep="", float_format=_fmt))
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
             + "\n".join(parts) + "</body></html>")
