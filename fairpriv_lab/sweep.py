@@ -75,23 +75,29 @@ __all__ = [
 _TIMING_COLUMNS = ("seconds", "host", "gpu", "worker")
 
 
-def run_point(point: Mapping[str, Any], *, cache: str | os.PathLike | None = None) -> pd.DataFrame:
+def run_point(
+    point: Mapping[str, Any],
+    *,
+    cache: str | os.PathLike | None = None,
+    progress: Callable[[str, float, float], None] | None = None,
+) -> pd.DataFrame:
     """Run one experiment point through the experiment cache; return its tidy summary.
 
     The default point function of :func:`run_sweep`: builds
     ``ExperimentConfig().replace(**point)`` (dotted keys such as ``train.epsilon``), calls
-    ``experiment.run(config, cache=cache)`` (a point already cached returns at once; ``None``
-    means the default cache folder) and returns ``AuditResult.summary()`` (one row per
-    auditor and group: GPR with CI, floor, GPRP with CI, empirical ε, the group's test
-    accuracy, method, ε, δ) with the run-level columns ``accuracy`` (mean test accuracy over
-    the models, a fraction), ``noise_multiplier``, ``n_models``, ``device``, ``from_cache``,
-    ``chunks_trained``, ``time_load``, ``time_train``, ``time_audit``, ``time_total``
-    (seconds) and ``version``.
+    ``experiment.run(config, cache=cache, progress=progress)`` (a point already cached
+    returns at once, a point cut off mid-training resumes from its last cached chunk of
+    models; ``cache=None`` means the default cache folder) and returns
+    ``AuditResult.summary()`` (one row per auditor and group: GPR with CI, floor, GPRP with
+    CI, empirical ε, the group's test accuracy, method, ε, δ) with the run-level columns
+    ``accuracy`` (mean test accuracy over the models, a fraction), ``noise_multiplier``,
+    ``n_models``, ``device``, ``from_cache``, ``chunks_trained``, ``chunks_loaded``,
+    ``time_load``, ``time_train``, ``time_audit``, ``time_total`` (seconds) and ``version``.
     """
     from . import experiment
 
     config = build_config(experiment.ExperimentConfig, point)
-    result = experiment.run(config, cache=True if cache is None else cache)
+    result = experiment.run(config, cache=True if cache is None else cache, progress=progress)
     table = result.summary()
     table["accuracy"] = result.accuracy
     table["noise_multiplier"] = result.noise_multiplier
@@ -99,6 +105,7 @@ def run_point(point: Mapping[str, Any], *, cache: str | os.PathLike | None = Non
     table["device"] = result.device
     table["from_cache"] = result.from_cache
     table["chunks_trained"] = result.chunks_trained
+    table["chunks_loaded"] = result.chunks_loaded
     for name, seconds in result.timings.items():
         table[f"time_{name}"] = seconds
     table["version"] = result.version
