@@ -35,7 +35,8 @@ _LAZY: dict[str, str] = {
     # training (imports torch)
     "train_ensemble": ".training", "EnsembleResult": ".training",
     "SGD": ".privacy", "DPSGD": ".privacy", "DPSGDS": ".privacy", "DPSGDF": ".privacy",
-    "epsilon_of": ".privacy", "calibrate_noise": ".privacy",
+    "epsilon_of": ".privacy", "calibrate_noise": ".privacy", "as_method": ".privacy",
+    "GroupDPOptimizer": ".opacus_compat",
     # audit
     "RecordRisk": ".audit", "record_risk": ".audit", "global_risk": ".audit",
     "attack_scores": ".audit", "agreement": ".audit",

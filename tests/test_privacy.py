@@ -217,6 +217,7 @@ def test_calibration_within_one_percent(method, target):
     assert target * 0.99 <= eps <= target * 1.0000001
 
 
+@pytest.mark.slow
 def test_calibration_prv_within_one_percent():
     kw = dict(sample_rate=0.02, steps=200, delta=1e-5, accountant="prv")
     eps = epsilon_of(calibrate_noise(2.0, **kw), **kw)
