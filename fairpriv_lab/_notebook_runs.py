@@ -26,7 +26,7 @@ from ._sweep_report import (
 )
 from .exceptions import ConfigError, FairPrivError
 
-__all__ = ["NotebookRun", "NotebookRunError", "NotebookSweepResult", "load_parameter_sets", "run_notebooks"]
+__all__ = ["NotebookSweepRun", "NotebookRunError", "NotebookSweepResult", "load_parameter_sets", "run_notebooks"]
 
 
 class NotebookRunError(FairPrivError):
@@ -38,7 +38,7 @@ class NotebookRunError(FairPrivError):
 
 
 @dataclass(frozen=True)
-class NotebookRun:
+class NotebookSweepRun:
     """One executed notebook: its parameters, output paths, and failure (None when it ran)."""
 
     index: int
@@ -58,7 +58,7 @@ class NotebookRun:
 class NotebookSweepResult:
     """All runs of a notebook sweep, in parameter-set order, and a tidy table of them."""
 
-    runs: tuple[NotebookRun, ...]
+    runs: tuple[NotebookSweepRun, ...]
 
     @property
     def ok(self) -> bool:
@@ -205,7 +205,7 @@ def run_notebooks(
     Returns
     -------
     NotebookSweepResult
-        One :class:`NotebookRun` per set; failed runs carry the failing cell and message.
+        One :class:`NotebookSweepRun` per set; failed runs carry the failing cell and message.
     """
     import papermill as pm
 
@@ -250,7 +250,7 @@ def run_notebooks(
     for i, job in enumerate(jobs):
         o = outcomes[i]
         html_path = (o.value or {}).get("html") if o.ok else (o.failure.details.get("html") if o.failure else None)
-        runs.append(NotebookRun(i, sets[i], Path(job["output"]), Path(html_path) if html_path else None,
+        runs.append(NotebookSweepRun(i, sets[i], Path(job["output"]), Path(html_path) if html_path else None,
                                 o.failure, o.seconds))
     result = NotebookSweepResult(tuple(runs))
     result.table.to_csv(out_dir / "runs.csv", index=False)

@@ -38,9 +38,9 @@ from . import _grid
 from ._executor import Progress, TaskFailure, TaskOutcome, cluster_has_gpus, open_client, run_tasks
 from ._grid import Grid, build_config
 from ._notebook_runs import (
-    NotebookRun,
     NotebookRunError,
     NotebookSweepResult,
+    NotebookSweepRun,
     load_parameter_sets,
     run_notebooks,
 )
@@ -58,9 +58,9 @@ from .exceptions import ConfigError
 __all__ = [
     "Grid",
     "add_sweep_commands",
-    "NotebookRun",
     "NotebookRunError",
     "NotebookSweepResult",
+    "NotebookSweepRun",
     "Progress",
     "SweepResult",
     "TaskFailure",
