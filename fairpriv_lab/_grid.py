@@ -66,13 +66,14 @@ class Schema:
             return owners[0]
         if len(owners) > 1:
             raise ConfigError(f"Key {key!r} in {where} is ambiguous; write one of {', '.join(owners)}")
-        raise ConfigError(
-            f"Unknown key {key!r} in {where}; valid keys are: {', '.join(self.fields)}"
-            + (f" (or a unique last part such as {self._short_example()})" if "." in "".join(self.fields) else "")
-        )
+        raise ConfigError(f"Unknown key {key!r} in {where}; valid keys are: {', '.join(self.fields)}{self._hints()}")
 
-    def _short_example(self) -> str:
-        return next((repr(k.rsplit(".", 1)[-1]) for k in self.fields if "." in k), "")
+    def _hints(self) -> str:
+        leaves = [k.rsplit(".", 1)[-1] for k in self.fields]
+        short = next((k for k, leaf in zip(self.fields, leaves) if "." in k and leaves.count(leaf) == 1), None)
+        hints = [f"a unique last part such as {short.rsplit('.', 1)[-1]!r} for {short!r}"] if short else []
+        hints += [f"{alias!r} for {target!r}" for alias, target in self.aliases.items() if target in self.fields]
+        return f" (or {', '.join(hints)})" if hints else ""
 
 
 def schema_of(cls: type) -> Schema:

@@ -101,7 +101,8 @@ points:
     [
         ("grid: {methd: [sgd]}", "Unknown key 'methd' in YAML text: grid; valid keys are: dataset, "
                                  "method, target_epsilon, seed, layers, training.epochs, training.lr, "
-                                 "training.n, data.n, data.options (or a unique last part such as 'epochs')"),
+                                 "training.n, data.n, data.options (or a unique last part such as 'epochs' for "
+                                 "'training.epochs', 'data_size' for 'data.n')"),
         ("grid: {method: []}", "Expected grid.method in YAML text to be a non-empty list"),
         ("grid: {method: sgd}", "Expected grid.method='sgd' in YAML text to be a list of values"),
         ("grid: {seed: [0, 1.5]}", "Expected seed=1.5 in YAML text: grid to be an integer, got float"),
