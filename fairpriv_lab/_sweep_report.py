@@ -6,6 +6,7 @@ import html
 import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -94,14 +95,43 @@ ProgressOption = Literal["auto", "none"] | Callable[[Progress], None] | None
 
 
 def progress_reporter(progress: ProgressOption, total: int, resumed: int):
-    """Return (callback, closer) for a progress option: a tqdm bar, a callable, or nothing."""
+    """Return (callback, closer) for a progress option: a bar or log lines, a callable, or nothing.
+
+    "auto" draws a tqdm bar in a notebook or on a terminal; when stderr is not a terminal (a
+    log file, CI) it prints one plain line each time a point finishes instead of a bar
+    redrawn with carriage returns.
+    """
     if progress is None or progress == "none":
         return None, lambda: None
     if progress == "auto":
-        return tqdm_progress(total, resumed)
+        if _in_notebook() or sys.stderr.isatty():
+            return tqdm_progress(total, resumed)
+        return line_progress(), lambda: None
     if callable(progress):
         return progress, lambda: None
     raise ConfigError(f"Expected progress={progress!r} to be one of 'auto', 'none', None or a callable")
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def line_progress():
+    """A progress callback printing one line to stderr whenever a point finishes."""
+    state = {"finished": None}
+
+    def update(p: Progress) -> None:
+        finished = p.done + p.failed
+        if finished != state["finished"]:
+            state["finished"] = finished
+            print(f"sweep: {p}", file=sys.stderr, flush=True)
+
+    return update
 
 
 def tqdm_progress(total: int, resumed: int):

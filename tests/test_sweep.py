@@ -305,11 +305,18 @@ def test_corrupt_point_file_is_recomputed(tmp_path):
     pd.testing.assert_frame_equal(res.table.drop(columns=VOLATILE), first.table.drop(columns=VOLATILE))
 
 
-def test_terminal_progress_bar_counts_points(capsys):
+def test_progress_bar_on_a_terminal_and_lines_in_a_log(capsys, monkeypatch):
     grid = {"grid": {"a": [1, 2, 3], "b": ["x", "bad"]}}
     run_sweep(grid, scheduler="sequential", point_fn=cheap_point, progress="auto")
+    log = capsys.readouterr().err.splitlines()  # captured: not a terminal
+    assert log[0].startswith("sweep: 0/6 finished (done 0, failed 0, running 0, resumed 0)")
+    assert len(log) == 7 and log[-1].startswith("sweep: 6/6 finished (done 3, failed 3, running 0")
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    run_sweep(grid, scheduler="sequential", point_fn=cheap_point, progress="auto")
     err = capsys.readouterr().err
-    assert "6/6" in err and "done 3, running 0, failed 3" in err
+    assert "6/6" in err and "done 3, running 0, failed 3" in err and "point/s" in err
 
 
 def test_bad_options_raise():
