@@ -8,7 +8,7 @@ reported with the failing cell; the other runs still complete.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,51 +108,27 @@ def load_parameter_sets(source: str | os.PathLike | Sequence[Mapping] | Mapping)
 
 
 def _execute_notebook(job: Mapping[str, Any]) -> dict[str, Any]:
-    """Papermill one notebook (on a worker); export HTML; raise NotebookRunError on a cell error."""
-    import papermill as pm
+    """Execute one notebook on a worker; export HTML; raise NotebookRunError on a cell error.
+
+    Execution goes through :func:`fairpriv_lab.notebook_tools.execute_notebook`: the kernel
+    runs this interpreter with this copy of the package, and charts are stored as static
+    images, so the HTML exports show them.
+    """
+    from .notebook_tools import NotebookError, execute_notebook
 
     error = None
-    restore = _kernel_sees_this_package()
     try:
-        pm.execute_notebook(
-            job["input"], job["output"], parameters=dict(job["parameters"]), progress_bar=False,
-            kernel_name=job["kernel_name"], cwd=job["cwd"], execution_timeout=job["timeout"],
-            log_output=False,
-        )
-    except pm.PapermillExecutionError as err:
+        execute_notebook(job["input"], job["output"], parameters=dict(job["parameters"]),
+                         cwd=job["cwd"], timeout=job["timeout"])
+    except NotebookError as err:
         error = err
-    finally:
-        restore()
-    html = _export_html(job["output"]) if job["html"] else None
+    html = _export_html(job["output"]) if job["html"] and Path(job["output"]).is_file() else None
     if error is not None:
-        details = {"cell_index": error.cell_index, "exec_count": error.exec_count,
-                   "ename": error.ename, "evalue": error.evalue, "html": html}
-        raise NotebookRunError(
-            f"cell {error.cell_index} (execution count {error.exec_count}) raised "
-            f"{error.ename}: {error.evalue}", details=details)
+        details = {"cell_index": error.cell_index, "ename": error.ename, "evalue": error.evalue,
+                   "source": error.source, "html": html}
+        where = "the kernel died" if error.cell_index is None else f"cell {error.cell_index}"
+        raise NotebookRunError(f"{where} raised {error.ename}: {error.evalue}", details=details)
     return {"html": html}
-
-
-def _kernel_sees_this_package() -> Callable[[], None]:
-    """Put this fairpriv_lab's parent folder on the kernel's PYTHONPATH; return the undo.
-
-    The kernel is a new process: without this, a notebook run from a source checkout would
-    import another installed copy of the package, or none. One thread per worker, so the
-    environment change is not shared with another task.
-    """
-    root = str(Path(__file__).resolve().parents[1])
-    old = os.environ.get("PYTHONPATH")
-    parts = [p for p in (old or "").split(os.pathsep) if p]
-    if root not in parts:
-        os.environ["PYTHONPATH"] = os.pathsep.join([root, *parts])
-
-    def restore() -> None:
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
-
-    return restore
 
 
 def _export_html(notebook: str) -> str:
@@ -175,8 +151,7 @@ def run_notebooks(
     out: str | os.PathLike = "notebook_runs",
     progress: ProgressOption = "auto",
     html: bool = True,
-    kernel_name: str | None = None,
-    timeout: float | None = None,
+    timeout: float = 600.0,
     retries: int = 1,
 ) -> NotebookSweepResult:
     """Execute a notebook once per parameter set with papermill, in parallel on Dask.
@@ -197,9 +172,7 @@ def run_notebooks(
         error, links); on a real cluster it must be reachable from the workers.
     html : bool
         Export every executed notebook (failed ones too) to HTML with nbconvert.
-    kernel_name : str, optional
-        Kernel to run; the notebook's own kernelspec when None.
-    timeout : float, optional
+    timeout : float
         Seconds allowed per cell.
 
     Returns
@@ -228,7 +201,7 @@ def run_notebooks(
     for i, s in enumerate(sets):
         output = out_dir / f"{nb_path.stem}-{i:02d}.ipynb"
         jobs.append({"input": str(nb_path.absolute()), "output": str(output), "parameters": s,
-                     "kernel_name": kernel_name, "cwd": str(nb_path.absolute().parent),
+                     "cwd": str(nb_path.absolute().parent),
                      "timeout": timeout, "html": html})
     keys = [f"notebook-{nb_path.stem}-{i:02d}-{_grid.point_key(s)}" for i, s in enumerate(sets)]
     outcomes: dict[int, TaskOutcome] = {}

@@ -376,8 +376,7 @@ def notebooks_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     run.add_argument("--params", required=True, help="YAML: a list of parameter sets, or base / grid / points")
     _common_options(run, "notebook_runs")
     run.add_argument("--no-html", action="store_true", help="skip the HTML exports")
-    run.add_argument("--timeout", type=float, default=None, help="seconds allowed per cell")
-    run.add_argument("--kernel", default=None, help="kernel name (default: the notebook's)")
+    run.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per cell (default 600)")
     run.set_defaults(run=_notebooks_from_args)
     return parser
 
@@ -408,8 +407,7 @@ def _notebooks_from_args(args: argparse.Namespace) -> int:
         result = run_notebooks(args.notebook, args.params, scheduler=args.scheduler,
                                n_workers=args.workers, out=args.out,
                                progress="none" if args.no_progress else "auto",
-                               html=not args.no_html, kernel_name=args.kernel,
-                               timeout=args.timeout, retries=args.retries)
+                               html=not args.no_html, timeout=args.timeout, retries=args.retries)
     except ConfigError as err:
         print(f"fairpriv-lab notebooks: error: {err}", file=sys.stderr)
         return 2
