@@ -432,44 +432,49 @@ def test_real_experiments_survive_a_killed_worker_and_the_cli_serves_them_from_c
 
 
 @pytest.mark.slow
-def test_notebook_parameter_sweep_reports_failing_cell(client, tmp_path):
+@pytest.mark.notebooks
+def test_teaching_notebook_with_three_parameter_sets(client, tmp_path):
+    """notebooks/00 with small parameters; the third set is invalid and stops at its check cell."""
     params = tmp_path / "params.yaml"
-    params.write_text("- {x: 1}\n- {x: 2, fail: true}\n- {x: 3}\n")
-    res = run_notebooks(DATA / "tiny_params.ipynb", params, scheduler=client, out=tmp_path / "runs",
-                        progress=None)
-    assert [r.ok for r in res.runs] == [True, False, True]
-    bad = res.runs[1]
-    assert bad.failure.details["cell_index"] == 4  # the injected parameters cell shifts by one
-    assert bad.failure.details["ename"] == "ValueError"
-    assert "asked to fail with x=2" in bad.failure.message
-    for r in res.runs:
-        assert r.notebook.is_file() and r.html is not None and r.html.is_file()
-    text = res.runs[2].notebook.read_text()
-    assert "y = 6" in text
-    # the kernel imported this checkout's package (PYTHONPATH set for it; not pip-installed)
-    assert str(Path(__file__).resolve().parents[1] / "fairpriv_lab" / "__init__.py") in text
-    assert res.table["status"].tolist() == ["ok", "failed", "ok"]
-    index = (tmp_path / "runs" / "index.html").read_text()
-    assert "<a href='tiny_params-01.html'>" in index and "asked to fail with x=2" in index
-    assert pd.read_csv(tmp_path / "runs" / "runs.csv")["failed_cell"].tolist()[1] == 4
+    params.write_text("base: {n: 400, m: 40, epochs: 2}\n"
+                      "points: [{n_models: 4}, {n_models: 4, group: race}, {n_models: 7}]\n")
+    notebook = Path(__file__).parents[1] / "notebooks" / "00_start_here.ipynb"
+    res = run_notebooks(notebook, params, scheduler=client, out=tmp_path / "runs", html=False, progress=None)
+    assert [r.ok for r in res.runs] == [True, True, False]
+    bad = res.runs[2].failure
+    assert bad.details["ename"] == "ConfigError" and "check_parameters" in bad.details["source"]
+    assert bad.message.endswith("raised ConfigError: Expected n_models=7 to be an even integer >= 4 "
+                                "(models come in complementary pairs)")
+    assert "'race'" in res.runs[1].notebook.read_text()  # the injected parameters cell
+    assert res.table["status"].tolist() == ["ok", "ok", "failed"]
 
 
 @pytest.mark.slow
-def test_notebooks_command_exit_status_and_failing_cell(client, tmp_path, capsys):
+def test_notebooks_command_reports_failing_cell_and_exports_html(client, tmp_path, capsys):
     params = tmp_path / "p.yaml"
     params.write_text("grid: {x: [5]}\npoints: [{x: 6, fail: true}]\n")  # grid sections work too
+    out = tmp_path / "o"
     code = notebooks_command(["run", str(DATA / "tiny_params.ipynb"), "--params", str(params),
-                              "--scheduler", client.scheduler.address, "--out", str(tmp_path / "o"),
-                              "--no-html", "--no-progress"])
-    out = capsys.readouterr().out
+                              "--scheduler", client.scheduler.address, "--out", str(out), "--no-progress"])
+    text = capsys.readouterr().out
     assert code == 1
-    assert "2 runs: 1 ok, 1 failed" in out
+    assert "2 runs: 1 ok, 1 failed" in text
     assert "run 1 {'x': 6, 'fail': True}: FAILED: NotebookRunError: cell 4 raised " \
-           "ValueError: asked to fail with x=6" in out
+           "ValueError: asked to fail with x=6" in text  # cell 4: papermill injects one cell
+    assert sorted(p.name for p in out.iterdir()) == [
+        "index.html", "runs.csv", "tiny_params-00.html", "tiny_params-00.ipynb",
+        "tiny_params-01.html", "tiny_params-01.ipynb"]
+    assert "asked to fail with x=6" in (out / "tiny_params-01.html").read_text()  # the traceback
+    index = (out / "index.html").read_text()
+    assert "<a href='tiny_params-01.html'>" in index and "asked to fail with x=6" in index
+    runs = pd.read_csv(out / "runs.csv")
+    assert runs["status"].tolist() == ["ok", "failed"]
+    assert pd.isna(runs["failed_cell"].iloc[0]) and runs["failed_cell"].iloc[1] == 4
+    # the kernel imported this checkout's package (not pip-installed here)
+    nb = (out / "tiny_params-00.ipynb").read_text()
+    assert "y = 10" in nb and str(Path(__file__).resolve().parents[1] / "fairpriv_lab" / "__init__.py") in nb
     assert main(["notebooks", "run", "nope.ipynb", "--params", str(params)]) == 2
     assert "Expected notebook 'nope.ipynb' to exist" in capsys.readouterr().err
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
-        "index.html", "runs.csv", "tiny_params-00.ipynb", "tiny_params-01.ipynb"]
 
 
 def test_parameter_sets_from_lists_and_grids():
