@@ -156,6 +156,17 @@ def test_example_grid_file_is_valid():
     assert 2 <= len(g) <= 12
 
 
+def test_example_parameter_sets_fit_notebook_00():
+    import papermill as pm
+
+    from fairpriv_lab.sweep import load_parameter_sets
+
+    root = Path(__file__).parents[1]
+    sets = load_parameter_sets(root / "examples" / "params_small.yaml")
+    declared = pm.inspect_notebook(str(root / "notebooks" / "00_start_here.ipynb"))
+    assert len(sets) == 3 and all(set(s) <= set(declared) for s in sets)
+
+
 def test_cli_reports_bad_grid_with_exit_code_2(tmp_path, capsys):
     pytest.importorskip("fairpriv_lab.experiment")
     path = tmp_path / "bad.yaml"
