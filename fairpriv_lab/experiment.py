@@ -472,7 +472,8 @@ def _replicates(a: AuditConfig, signal, game, records, train, cached, seed, rrs)
         if name in ("PA-ALOOA", "PA-LOOA"):
             out[name] = pair_bootstrap(signal["losses"], game.membership, records=records, groups=train.g,
                                        n_groups=train.n_groups, estimator=a.estimator,
-                                       signal=a.signal, n_boot=a.n_boot, seed=seed)
+                                       signal=a.signal, confidences=signal["confidences"],
+                                       n_boot=a.n_boot, seed=seed)
     return out
 
 

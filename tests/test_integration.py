@@ -84,6 +84,48 @@ def test_run_end_to_end_and_cached_rerun(tmp_path):
     assert "PA-ALOOA" in res.table() and "GPRP" in res.table()
 
 
+def test_confidence_signal_end_to_end(tmp_path):
+    """audit.signal='confidence' reaches every auditor, the pair bootstrap and empirical ε.
+
+    Each stage must score the engine's logit-scaled confidences (not losses, and not
+    confidences re-derived from float32 losses): the run equals the audit functions called
+    directly on ``res.confidences`` with the run's audit seed, and a cached re-run equals it.
+    """
+    from fairpriv_lab.audit import global_risk, record_risk
+    from fairpriv_lab.empirical import empirical_epsilon
+    from fairpriv_lab.experiment import _AUDIT_STREAM, _seed, load_experiment_data
+    from fairpriv_lab.risk import pair_bootstrap
+
+    cfg = tiny(signal="confidence", bootstrap="pairs", n_boot=20)
+    res = run(cfg, cache=tmp_path)
+    seed = _seed(cfg, _AUDIT_STREAM)
+    game = res.game
+    _, train, _ = load_experiment_data(cfg.data)
+    groups = train.g
+    kw = dict(records=game.audit_idx, groups=groups, signal="confidence", confidences=res.confidences)
+    # a scrambled confidence array gives different results, so the comparison has power
+    wrong = np.ascontiguousarray(res.confidences[:, ::-1])
+    want = record_risk(res.losses, game.membership, seed=seed, **kw)
+    got = res.record_risk["PA-ALOOA"]
+    assert got.signal == "confidence"
+    np.testing.assert_array_equal(got.accuracy, want.accuracy)
+    np.testing.assert_array_equal(got.floor, want.floor)
+    other = record_risk(res.losses, game.membership, seed=seed, **{**kw, "confidences": wrong})
+    assert not np.array_equal(other.accuracy, want.accuracy)
+    for auditor in ("PA-GA", "PA-GBA"):
+        want = global_risk(res.losses, game.membership, by_group=auditor == "PA-GBA",
+                           estimator=cfg.audit.estimator, seed=seed, **kw)
+        np.testing.assert_array_equal(res.record_risk[auditor].accuracy, want.accuracy)
+    reps = pair_bootstrap(res.losses, game.membership, n_groups=2, n_boot=20, seed=seed, **kw)
+    np.testing.assert_array_equal(res.group_risk["PA-ALOOA"].boot, reps)
+    emp = empirical_epsilon(res.losses, game.membership, delta=res.delta, seed=seed,
+                            group_names=("g0", "g1"), **kw)
+    np.testing.assert_array_equal(res.empirical_record, emp.per_record)
+    again = run(cfg, cache=tmp_path)
+    assert again.from_cache and again.summary().equals(res.summary())
+    assert again.record_risk["PA-ALOOA"].signal == "confidence"
+
+
 @pytest.mark.slow
 def test_resume_equals_uninterrupted_in_process(tmp_path):
     cfg = tiny(n_models=6)
