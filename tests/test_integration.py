@@ -55,12 +55,10 @@ def test_run_end_to_end_and_cached_rerun(tmp_path):
     for col in ("gpr", "ci_low", "ci_high", "floor", "gprp", "gprp_ci_low", "gprp_ci_high", "empirical_epsilon"):
         assert np.all(np.isfinite(s[col])), col
     assert np.all(s["ci_low"] <= s["gpr"]) and np.all(s["gpr"] <= s["ci_high"])
-    # second run: served from the cache, identical, fast
-    t0 = time.perf_counter()
+    # second run: served from the cache and identical (its speed is measured by
+    # benchmarks/bench_cache.py, not timed here: the machine running the tests is shared)
     again = run(cfg, cache=tmp_path)
-    elapsed = time.perf_counter() - t0
     assert again.from_cache and again.chunks_loaded == 2 and again.chunks_trained == 0
-    assert elapsed < 1.0, elapsed
     np.testing.assert_array_equal(again.losses, res.losses)
     assert again.summary().equals(res.summary())
     # changing only the audit reuses the trained models
