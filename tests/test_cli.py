@@ -182,3 +182,30 @@ def test_demo_plumbing_with_tiny_settings(tmp_path, capsys, monkeypatch, torch_o
     table = pd.read_csv(tmp_path / "d" / "comparison.csv")
     assert list(table["method"]) == ["sgd"] * 3 + ["dpsgd"] * 3 + ["dpsgds"] * 3
     assert (table.loc[table.method != "sgd", "epsilon"] <= 10.0 + 1e-6).all()
+
+
+@pytest.mark.parametrize(
+    "error, code, message",
+    [
+        ("diverged", 1, "fairpriv-lab audit: error: Model 3 diverged (NaN or infinite loss) in epoch 1"),
+        ("config", 2, "fairpriv-lab audit: error: Expected --batch-size=512 to be <= the smallest"),
+        ("interrupt", 130, "interrupted; finished chunks are cached and a re-run resumes from them"),
+    ],
+)
+def test_audit_run_time_errors_exit_codes(error, code, message, capsys, monkeypatch, tmp_path):
+    """Errors raised while running (not parsing) map to exit 1 (run failed), 2 (bad setting), 130."""
+    import fairpriv_lab.experiment as experiment
+    from fairpriv_lab.exceptions import ConfigError, TrainingDivergedError
+
+    def failing(cfg, **kw):
+        if error == "diverged":
+            raise TrainingDivergedError("Model 3 diverged (NaN or infinite loss) in epoch 1", model=3, epoch=1)
+        if error == "config":
+            raise ConfigError("Expected train.batch_size=512 to be <= the smallest training set (400 records)")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "run", failing)
+    argv = ["audit", "--no-progress", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "out")]
+    assert main(argv) == code
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
