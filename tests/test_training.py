@@ -50,6 +50,20 @@ def test_result_shapes_and_fields(data):
     assert res.epochs_completed == 2 and "dpsgd" in repr(res)
 
 
+def test_telemetry_is_downsampled_to_about_100_steps(data):
+    # About 140 training records, batch 2, 2 epochs: about 140 steps; telemetry keeps every
+    # ceil(steps / 100)-th step, one row per group.
+    ds, member = data
+    res = train_ensemble(ds, member[:2], model="lr", method="sgd", epochs=2, batch_size=2,
+                         device="cpu", seed=0)
+    steps = sorted(res.telemetry["step"].unique())
+    assert res.steps > 100 and len(steps) <= 100
+    stride = math.ceil(res.steps / 100)
+    assert steps == list(range(0, res.steps, stride))
+    assert (res.telemetry.groupby("step").size() == ds.n_groups).all()
+    assert res.telemetry["epoch"].tolist() == sorted(res.telemetry["epoch"]) and res.telemetry["epoch"].max() == 1
+
+
 def test_confidence_is_logit_of_true_class(data):
     ds, member = data
     res = train_ensemble(ds, member, model="lr", seed=0, **KW)
