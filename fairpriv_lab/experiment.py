@@ -140,6 +140,7 @@ def run(
     key = Cache.key(cfg.training_key_payload(), dataset_checksum=checksum) if store else None
     audit_item = "audit-" + digest({"audit": cfg.audit.to_dict(), "delta": delta})[:20]
     game = _build_game(cfg, train)
+    _check_batch_size(cfg, game)
     if store is not None:
         store.save(key, "entry", None, {"label": cfg.label, "config": cfg.to_dict(),
                                         "dataset_checksum": checksum})
@@ -204,6 +205,15 @@ def _check_against_data(cfg: ExperimentConfig, train) -> None:
                      "ALOOA stratifies the audited records so that every group has some")
     if cfg.game.targets is not None and max(cfg.game.targets) >= train.n_samples:
         raise V.fail("game.targets", cfg.game.targets, f"to index the {train.n_samples} training records")
+
+
+def _check_batch_size(cfg: ExperimentConfig, game) -> None:
+    """Name the config field (and so the CLI option) before any work when a batch cannot fit."""
+    smallest = int(game.membership.sum(axis=1).min())
+    if cfg.train.batch_size > smallest:
+        raise V.fail("train.batch_size", cfg.train.batch_size,
+                     f"to be <= the smallest training set of the {game.kind!r} game ({smallest} records)",
+                     "Lower train.batch_size or use more data (data.n)")
 
 
 def _build_game(cfg: ExperimentConfig, train):

@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -165,13 +166,18 @@ def test_corrupted_chunk_is_detected_reported_and_recomputed(tmp_path):
     assert not third.from_cache and third.summary().equals(first.summary())
 
 
-def test_run_time_config_errors():
+def test_run_time_config_errors(tmp_path):
     one_group = {"group_sizes": [1.0], "separation": 2.0, "outlier_rate": 0.0}
     with pytest.raises(ConfigError, match=r"train.method='dpsgds' on data with at least two groups"), \
             pytest.warns(DataWarning, match="single group"):
         run(tiny(method="dpsgds", epsilon=5.0, **{"data.options": one_group}), cache=False)
     with pytest.raises(ConfigError, match=r"game.targets=\(500,\) to index the 160 training"):
         run(tiny(kind="loo", targets=(500,), n_models=2, auditors=("PA-LOOA",)), cache=False)
+    # 160 training records, 40 audited: each model trains on 120 + 20 = 140; nothing is cached
+    with pytest.raises(ConfigError, match=re.escape(
+            "Expected train.batch_size=141 to be <= the smallest training set of the 'aloo' game (140 records)")):
+        run(tiny(batch_size=141), cache=tmp_path)
+    assert Cache(tmp_path).list() == []
 
 
 _KILL_SCRIPT = textwrap.dedent(
