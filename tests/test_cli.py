@@ -134,6 +134,13 @@ def test_cache_list_and_clear(tmp_path, capsys):
     assert cache.list() == []
     assert main(["cache", "list", "--cache-dir", str(cache.root)]) == 0
     assert "no cached results" in capsys.readouterr().out
+    # a prefix that matches nothing exits 2 naming the count; `cache clear` alone clears all
+    for i in range(2):
+        cache.save(cache.key({"x": i}, dataset_checksum="0"), "entry", None, {"label": f"run {i}"})
+    assert main(["cache", "clear", "--cache-dir", str(cache.root), "--key", "0000000000"]) == 2
+    assert "Expected key='0000000000' to match exactly one cache entry (it matches 0)" in capsys.readouterr().err
+    assert main(["cache", "clear", "--cache-dir", str(cache.root)]) == 0
+    assert "freed" in capsys.readouterr().out and cache.list() == []
 
 
 def test_python_dash_m_entry_point():
