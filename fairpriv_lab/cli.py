@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     dl.add_argument("name", choices=[i.name for i in list_datasets()])
 
+    from .report import add_report_parser
+
+    add_report_parser(sub)
     c = sub.add_parser("cache", help="list or clear cached results")
     csub = c.add_subparsers(dest="action", required=True, parser_class=argparse.ArgumentParser)
     for name, help_ in (("list", "list cached results"), ("clear", "remove cached results")):
@@ -352,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_audit(args)
         if args.command == "demo":
             return _cmd_demo(args)
+        if args.command == "report":
+            from .report import cmd_report
+
+            return cmd_report(args)
         if args.command == "datasets":
             return _cmd_datasets(args)
         return _cmd_cache(args)
