@@ -37,7 +37,7 @@ from ._config import (
 )
 from ._result import AuditResult, compare, format_comparison
 from .cache import Cache
-from .exceptions import ConfigError
+from .exceptions import ConfigError, TrainingDivergedError
 
 __all__ = [
     "DataConfig",
@@ -294,13 +294,23 @@ def _train_one_chunk(cfg, train, test, rows, delta, seed, progress, offset, tota
         def inner(done, tot):  # engine reports (done, total) steps of this chunk
             progress("train", offset + n_rows * float(done) / max(float(tot), 1.0), float(total))
 
-    res = train_ensemble(
-        train, rows, model=t.model, method=_method_spec(t), epochs=t.epochs,
-        batch_size=t.batch_size, lr=t.lr, optimizer=t.optimizer, clip=t.clip,
-        noise_multiplier=t.noise_multiplier, target_epsilon=t.epsilon, delta=delta,
-        accountant=t.accountant, hidden=t.hidden, device=cfg.device, seed=seed,
-        progress=inner, test=test,
-    )
+    try:
+        res = train_ensemble(
+            train, rows, model=t.model, method=_method_spec(t), epochs=t.epochs,
+            batch_size=t.batch_size, lr=t.lr, optimizer=t.optimizer, clip=t.clip,
+            noise_multiplier=t.noise_multiplier, target_epsilon=t.epsilon, delta=delta,
+            accountant=t.accountant, hidden=t.hidden, device=cfg.device, seed=seed,
+            progress=inner, test=test,
+        )
+    except TrainingDivergedError as err:
+        # the engine counts models within the chunk: name the model of the game instead
+        model = offset + err.model
+        chunk = offset // cfg.chunk_models
+        raise TrainingDivergedError(
+            f"Model {model} of the game (chunk {chunk}) diverged (NaN or infinite loss) in epoch "
+            f"{err.epoch}; lower train.lr (now {t.lr:g}) or train.clip. Chunks before {chunk} "
+            "are cached and a re-run resumes from them; .partial holds this chunk after its "
+            "finished epochs.", model=model, epoch=err.epoch, partial=err.partial) from err
     return {
         "losses": np.asarray(res.losses, dtype=np.float32),
         "confidences": np.asarray(res.confidences, dtype=np.float32),

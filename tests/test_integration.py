@@ -180,6 +180,34 @@ def test_run_time_config_errors(tmp_path):
     assert Cache(tmp_path).list() == []
 
 
+def test_divergence_names_the_model_of_the_game_and_keeps_finished_chunks(tmp_path, monkeypatch):
+    """A chunk that diverges is reported with the game's model index; earlier chunks stay cached."""
+    import fairpriv_lab.training as training
+    from fairpriv_lab.exceptions import TrainingDivergedError
+
+    real = training.train_ensemble
+    calls = []
+
+    def second_chunk_diverges(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise TrainingDivergedError("Model 1 diverged (NaN or infinite loss) in epoch 1", model=1, epoch=1,
+                                        partial="partial of chunk 1")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_ensemble", second_chunk_diverges)
+    cache = Cache(tmp_path)
+    with pytest.raises(TrainingDivergedError, match=re.escape(
+            "Model 3 of the game (chunk 1) diverged (NaN or infinite loss) in epoch 1; lower train.lr "
+            "(now 0.2)")) as err:
+        run(tiny(), cache=cache)  # chunk_models=2: models 2 and 3 form chunk 1
+    assert (err.value.model, err.value.epoch, err.value.partial) == (3, 1, "partial of chunk 1")
+    assert [e.items for e in cache.list()] == [("chunk-00000",)]
+    monkeypatch.undo()
+    resumed = run(tiny(), cache=cache)
+    assert (resumed.chunks_loaded, resumed.chunks_trained) == (1, 1)
+
+
 _KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
