@@ -140,6 +140,7 @@ def run(
     key = Cache.key(cfg.training_key_payload(), dataset_checksum=checksum) if store else None
     audit_item = "audit-" + digest({"audit": cfg.audit.to_dict(), "delta": delta})[:20]
     game = _build_game(cfg, train)
+    _check_pairs(cfg)
     _check_batch_size(cfg, game)
     if store is not None:
         store.save(key, "entry", None, {"label": cfg.label, "config": cfg.to_dict(),
@@ -205,6 +206,23 @@ def _check_against_data(cfg: ExperimentConfig, train) -> None:
                      "ALOOA stratifies the audited records so that every group has some")
     if cfg.game.targets is not None and max(cfg.game.targets) >= train.n_samples:
         raise V.fail("game.targets", cfg.game.targets, f"to index the {train.n_samples} training records")
+
+
+def _check_pairs(cfg: ExperimentConfig) -> None:
+    """Every audited record needs >= 2 model pairs: fail before training, naming game.n_models.
+
+    The empirical ε (always computed) and the cross_fit estimator choose a threshold on one
+    fold of a record's pairs and score it on the other.
+    """
+    g = cfg.game
+    per_record = g.n_models // (2 * len(g.targets)) if g.kind == "loo" else g.n_models // 2
+    if per_record < 2:
+        need = 4 * len(g.targets) if g.kind == "loo" else 4
+        raise V.fail("game.n_models", g.n_models,
+                     f"to give every audited record at least 2 model pairs (game.n_models >= {need} "
+                     f"for kind={g.kind!r})",
+                     "The empirical epsilon bound and the cross_fit estimator choose a threshold on "
+                     "one fold of pairs and test it on the other")
 
 
 def _check_batch_size(cfg: ExperimentConfig, game) -> None:

@@ -32,6 +32,8 @@ def test_help_lists_subcommands(capsys):
         (["audit", "--n", "100", "--m", "90"], "Expected --m=90 to be at most the 80 training records (--n=100"),
         (["audit", "--device", "gpu"], "Expected --device='gpu' to be one of 'auto', 'cpu'"),
         (["audit", "--data-option", "novalue"], "expected KEY=VALUE"),
+        (["audit", "--dataset", "synthetic", "--n", "200", "--m", "40", "--n-models", "2"],
+         "Expected --n-models=2 to give every audited record at least 2 model pairs (--n-models >= 4"),
         (["audit", "--dataset", "synthetic", "--n", "200", "--m", "40", "--batch-size", "141"],
          "Expected --batch-size=141 to be <= the smallest training set of the 'aloo' game (140 records)"),
         (["datasets", "download", "nope"], "argument name: invalid choice: 'nope'"),

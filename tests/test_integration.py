@@ -178,6 +178,14 @@ def test_run_time_config_errors(tmp_path):
             "Expected train.batch_size=141 to be <= the smallest training set of the 'aloo' game (140 records)")):
         run(tiny(batch_size=141), cache=tmp_path)
     assert Cache(tmp_path).list() == []
+    # one model pair per audited record: refused before any training, for every game kind
+    for kw, need in ((dict(n_models=2), 4), (dict(n_models=2, estimator="in_sample"), 4),
+                     (dict(kind="loo", targets=(1, 5), n_models=4, auditors=("PA-LOOA",)), 8)):
+        with pytest.raises(ConfigError, match=re.escape(
+                f"Expected game.n_models={kw['n_models']} to give every audited record at least 2 "
+                f"model pairs (game.n_models >= {need} for kind='{kw.get('kind', 'aloo')}')")):
+            run(tiny(**kw), cache=tmp_path)
+    assert Cache(tmp_path).list() == []
 
 
 def test_divergence_names_the_model_of_the_game_and_keeps_finished_chunks(tmp_path, monkeypatch):
