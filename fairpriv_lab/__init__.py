@@ -50,6 +50,8 @@ _LAZY: dict[str, str] = {
     "run": ".experiment", "compare": ".experiment", "format_comparison": ".experiment",
     "Cache": ".cache", "CacheWarning": ".cache", "default_cache_dir": ".cache",
     "demo_configs": ".demo", "run_demo": ".demo",
+    # sweeps
+    "Grid": ".sweep", "run_sweep": ".sweep", "run_notebooks": ".sweep", "SweepResult": ".sweep",
 }
 
 __all__ = [
