@@ -44,6 +44,12 @@ _LAZY: dict[str, str] = {
     # risk
     "GroupRisk": ".risk", "pair_bootstrap": ".risk", "outcome_fairness": ".risk",
     "OutcomeFairness": ".risk",
+    # experiments, cache, demo
+    "ExperimentConfig": ".experiment", "DataConfig": ".experiment", "TrainConfig": ".experiment",
+    "GameConfig": ".experiment", "AuditConfig": ".experiment", "AuditResult": ".experiment",
+    "run": ".experiment", "compare": ".experiment", "format_comparison": ".experiment",
+    "Cache": ".cache", "CacheWarning": ".cache", "default_cache_dir": ".cache",
+    "demo_configs": ".demo", "run_demo": ".demo",
 }
 
 __all__ = [

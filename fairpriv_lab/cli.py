@@ -201,7 +201,9 @@ def _progress_bar(disable: bool, desc: str):
     """Return (callback, close) driving one tqdm bar over models then audit."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=1.0, disable=disable, desc=desc, unit="model", leave=False, file=sys.stderr,
+    # A bar redrawn with carriage returns turns a log file (CI, nohup) into noise: draw it only
+    # on a terminal; the per-run "done in" lines report progress elsewhere.
+    bar = tqdm(total=1.0, disable=disable or not sys.stderr.isatty(), desc=desc, unit="model", leave=False, file=sys.stderr,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
     state = {"stage": ""}
 
