@@ -16,6 +16,7 @@ noise multiplier; :func:`epsilon_of` composes them with Opacus's RDP or PRV acco
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -536,7 +537,15 @@ def calibrate_noise(
     target = V.positive("target_epsilon", target_epsilon)
     if not policy.private:
         raise V.fail("method", method, "to be private when target_epsilon is given")
+    V.choice("accountant", accountant, ["rdp", "prv"])
+    # Calibration costs seconds (dozens of accountant calls); a panel that changes C or tau
+    # but not epsilon asks the same question again, so answers are memoised.
+    return _calibrate(target, float(sample_rate), int(steps), float(delta), policy, accountant, float(rtol))
 
+
+@functools.lru_cache(maxsize=512)
+def _calibrate(target: float, sample_rate: float, steps: int, delta: float, policy: Any,
+               accountant: str, rtol: float) -> float:
     def eps(s: float) -> float:
         return epsilon_of(s, sample_rate=sample_rate, steps=steps, delta=delta,
                           method=policy, accountant=accountant)
