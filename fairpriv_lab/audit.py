@@ -285,6 +285,7 @@ def _global_acc(
     cell: np.ndarray,
     partner: np.ndarray,
     order: np.ndarray | None = None,
+    balanced: bool = False,
 ) -> np.ndarray:
     """Per-record accuracy of per-(model, cell) thresholds; records scored by their partner's.
 
@@ -305,7 +306,7 @@ def _global_acc(
         mc = int(sel[0].sum())
         xc = xs[sel].reshape(-1, mc)
         lc, tc = ls[sel].reshape(-1, mc), tr[sel].reshape(-1, mc)
-        tau[:, c] = _weighted_taus(xc, lc, tc)
+        tau[:, c] = _weighted_taus(xc, lc, tc, balanced)
     pred = scores >= tau[:, partner]
     return ((pred == labels) & trial).sum(axis=0) / trial.sum(axis=0)
 
@@ -416,13 +417,14 @@ def _global_block(
     trial: np.ndarray,
     cell: np.ndarray,
     partner: np.ndarray,
+    balanced: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy and floor accuracy of PA-GA/PA-GBA (floor labels = labels ^ swap)."""
     if scores.dtype != np.float32:
         order = np.argsort(scores, axis=1)
         return (
-            _global_acc(scores, labels, trial, cell, partner, order),
-            _global_acc(scores, labels ^ swap, trial, cell, partner, order),
+            _global_acc(scores, labels, trial, cell, partner, order, balanced),
+            _global_acc(scores, labels ^ swap, trial, cell, partner, order, balanced),
         )
     n_models, m = scores.shape
     floor_labels = labels ^ swap
@@ -432,11 +434,24 @@ def _global_block(
     for lo in range(0, n_models, step):  # blocks of models keep the temporaries in cache
         rows = slice(lo, lo + step)
         args = (scores[rows], labels[rows], floor_labels[rows], trial[rows])
-        ok += _global_chunk(*args, cell, partner)
+        ok += _global_chunk(*args, cell, partner, balanced)
     return ok[0] / n_trials, ok[1] / n_trials
 
 
-def _global_chunk(scores, labels, floor_labels, trial, cell, partner) -> np.ndarray:
+def _balanced(ctrial: np.ndarray, cin: np.ndarray) -> np.ndarray:
+    """Balanced accuracy at every cut: (out below)/n_out + (in at or above)/n_in (times 1/2 dropped).
+
+    Cross-fitted global thresholds must not learn the base rate: in a model's fitting half the
+    share of members is anti-correlated with the scoring half's (a model holds a fixed number
+    of audited members), so an accuracy-maximising threshold with no signal would score below
+    chance on the other half. Balanced accuracy has no base rate to learn.
+    """
+    n_in = cin[:, -1:].astype(np.float64)
+    n_out = ctrial[:, -1:] - n_in
+    return (ctrial - cin) / np.maximum(n_out, 1.0) + (n_in - cin) / np.maximum(n_in, 1.0)
+
+
+def _global_chunk(scores, labels, floor_labels, trial, cell, partner, balanced=False) -> np.ndarray:
     """Correct-prediction counts per record, shape (2, m), for a block of models (packed)."""
     n_models, m = scores.shape
     u = _u32(scores)
@@ -469,6 +484,8 @@ def _global_chunk(scores, labels, floor_labels, trial, cell, partner) -> np.ndar
             cin = np.zeros((n_models, n + 1), dt)
             np.cumsum(lab, axis=1, dtype=dt, out=cin[:, 1:])
             correct = ctrial - 2 * cin + cin[:, -1:]  # out below the cut + in at or above it
+            if balanced:
+                correct = _balanced(ctrial, cin)
             np.putmask(correct, ties, -1)
             thr[j, :, c] = _packed_threshold(ub, np.argmax(correct, axis=1))
     del key, us
@@ -689,7 +706,10 @@ def global_risk(
     ``estimator="in_sample"`` is the paper's definition (thresholds fitted on all audit
     records, including the one being scored). ``"cross_fit"`` splits the records at random into
     two halves (within each group) and scores each half with the thresholds fitted on the other;
-    a half with no records gives the threshold -inf (everything "member").
+    a half with no records gives the threshold -inf (everything "member"). Cross-fitted
+    thresholds maximise *balanced* accuracy, so that they cannot learn a fitting half's share of
+    members, which is anti-correlated with the scoring half's (each model holds a fixed number
+    of audited members): with plain accuracy a leak-free audit would read below zero.
 
     Each model's scores are sorted once (no loop over records, models or thresholds; the
     thresholds loop over the few cells = groups x halves). The floor permutes labels within
@@ -747,13 +767,14 @@ def global_risk(
         partner = cell ^ 1
     else:
         partner = cell
-    acc, acc_floor = _global_block(_as_f32(scores), mem, swap, trial, cell, partner)
+    acc, acc_floor = _global_block(_as_f32(scores), mem, swap, trial, cell, partner,
+                                   balanced=estimator == "cross_fit")
     auditor = "PA-GBA" if by_group else "PA-GA"
     K = inf.sum(axis=0).astype(np.int64)
     return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * acc_floor - 1, auditor, estimator, K, signal)
 
 
-def _weighted_taus(xs: np.ndarray, lab: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _weighted_taus(xs: np.ndarray, lab: np.ndarray, w: np.ndarray, balanced: bool = False) -> np.ndarray:
     """Lowest accuracy-maximising threshold per sorted row, counting only entries with w."""
     mb, n = xs.shape
     cin = np.zeros((mb, n + 1), dtype=np.int64)
@@ -761,6 +782,8 @@ def _weighted_taus(xs: np.ndarray, lab: np.ndarray, w: np.ndarray) -> np.ndarray
     np.cumsum(lab & w, axis=1, out=cin[:, 1:])
     np.cumsum(~lab & w, axis=1, out=cout[:, 1:])
     correct = cout + cin[:, -1:] - cin
+    if balanced:
+        correct = _balanced(cout + cin, cin)
     if n > 1:
         correct[:, 1:-1][xs[:, :-1] >= xs[:, 1:]] = -1
     return _taus(xs, np.argmax(correct, axis=1))

@@ -16,7 +16,9 @@ noise multiplier; :func:`epsilon_of` composes them with Opacus's RDP or PRV acco
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -471,7 +473,12 @@ def _composed_epsilon(mechs, sample_rate, steps, delta, accountant) -> float:
     # Opacus keeps (noise_multiplier, sample_rate, steps) per mechanism and composes the list
     # (RDP: sums the curves; PRV: convolves the privacy-loss distributions).
     acc.history = [(float(m.noise_multiplier), float(sample_rate), int(steps)) for m in mechs]
-    return float(acc.get_epsilon(delta=delta))
+    with warnings.catch_warnings():
+        # Opacus warns when the best RDP order is at the edge of its grid (tiny sigma, huge
+        # epsilon, as bisection brackets visit). The bound is then loose, never optimistic,
+        # so the warning is noise for users of calibrated runs.
+        warnings.filterwarnings("ignore", message="Optimal order is the", category=UserWarning)
+        return float(acc.get_epsilon(delta=delta))
 
 
 def epsilon_of(
@@ -536,7 +543,15 @@ def calibrate_noise(
     target = V.positive("target_epsilon", target_epsilon)
     if not policy.private:
         raise V.fail("method", method, "to be private when target_epsilon is given")
+    V.choice("accountant", accountant, ["rdp", "prv"])
+    # Calibration costs seconds (dozens of accountant calls); a panel that changes C or tau
+    # but not epsilon asks the same question again, so answers are memoised.
+    return _calibrate(target, float(sample_rate), int(steps), float(delta), policy, accountant, float(rtol))
 
+
+@functools.lru_cache(maxsize=512)
+def _calibrate(target: float, sample_rate: float, steps: int, delta: float, policy: Any,
+               accountant: str, rtol: float) -> float:
     def eps(s: float) -> float:
         return epsilon_of(s, sample_rate=sample_rate, steps=steps, delta=delta,
                           method=policy, accountant=accountant)
