@@ -334,8 +334,11 @@ class AuditPanel:
         sizes = W.Accordion(children=[W.VBox([self.batch_size, self.lr, self.n, self.m, self.seed])],
                             titles=("Training, sizes and seed",))
         sizes.selected_index = None
-        left = W.VBox([controls, sizes, W.HBox([self.run_button, self.progress]), self.message])
-        right = W.VBox([self.table, self.charts])
+        # Fixed-width controls, flexible results: without these flex settings Voila gives the
+        # controls zero width beside an Output widget (voila-dashboards/voila#1529).
+        left = W.VBox([controls, sizes, W.HBox([self.run_button, self.progress]), self.message],
+                      layout=W.Layout(flex="0 0 auto"))
+        right = W.VBox([self.table, self.charts], layout=W.Layout(flex="1 1 auto", min_width="0"))
         self.widget = W.HBox([left, right])
 
         self.run_button.on_click(lambda _b: self.run())

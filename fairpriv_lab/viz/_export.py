@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any, Literal
 
@@ -131,7 +132,11 @@ def _both_renderer(spec: dict, **metadata: Any) -> tuple[dict, dict]:
         "vegaembed_version": alt.VEGAEMBED_VERSION,
         "vegalite_version": alt.VEGALITE_VERSION,
     }
-    html = spec_to_mimebundle(spec, format="html", **versions, **metadata)
+    # altair's own notebook HTML renderer: a fragment (not a full page, whose inline script
+    # would run before its <script src> tags load in JupyterLab and Voila) that loads vega on
+    # demand, in a div of its own (two charts in one output must not share id "vis").
+    html = spec_to_mimebundle(spec, format="html", template="universal",
+                              output_div=f"altair-viz-{uuid.uuid4().hex}", **versions, **metadata)
     png, png_meta = spec_to_mimebundle(spec, format="png", **versions)
     return {**html, **png}, dict(png_meta)
 
