@@ -219,6 +219,16 @@ def default_settings(device: str = "auto", **overrides: Any) -> PanelSettings:
 
 
 # ---------------------------------------------------------------- the panel
+EPSILON_STEPS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 10.0, 16.0, 20.0, 32.0, 50.0, 100.0)
+RATIO_STEPS = (0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 10.0)
+
+
+def _grid(steps: tuple[float, ...], value: float) -> list[tuple[str, float]]:
+    """Slider options (label, value) over steps, with value itself included."""
+    values = sorted(set(steps) | {float(value)})
+    return [(f"{v:g}", v) for v in values]
+
+
 class AuditPanel:
     """A widget panel that runs an audit and shows GPR by group as a table and charts.
 
@@ -299,16 +309,19 @@ class AuditPanel:
         self.method = W.Dropdown(options=list(METHOD_CHOICES), value=s.method, description="Method", style=style, layout=lay)
         self.privacy = W.ToggleButtons(options=[("target ε", "epsilon"), ("noise σ", "sigma")], value=s.privacy,
                                        description="Privacy by", style=style)
-        self.epsilon = W.FloatLogSlider(value=s.epsilon, base=10, min=-1, max=2, step=0.05, description="ε (target)",
-                                        style=style, layout=lay, readout_format=".2f")
+        # Choice sliders, not log sliders: a log slider snaps 8.0 to 7.94, so the first run's
+        # settings (and cache key) silently differed from the ones the panel was given.
+        self.epsilon = W.SelectionSlider(options=_grid(EPSILON_STEPS, s.epsilon), value=s.epsilon,
+                                         description="ε (target)", style=style, layout=lay)
         self.sigma = W.FloatSlider(value=s.sigma, min=0.2, max=5.0, step=0.05, description="σ (noise multiplier)",
                                    style=style, layout=lay)
         self.clip = W.FloatLogSlider(value=s.clip, base=10, min=-2, max=1, step=0.05, description="C (clipping bound)",
                                      style=style, layout=lay, readout_format=".3f")
         self.tau = W.FloatSlider(value=s.tau, min=1.0, max=5.0, step=0.1, description="τ (DP-SGD-S cap)",
                                  style=style, layout=lay)
-        self.stat_noise_ratio = W.FloatLogSlider(value=s.stat_noise_ratio, base=10, min=-1, max=1, step=0.05,
-                                                 description="statistic noise σ₁/σ", style=style, layout=lay)
+        self.stat_noise_ratio = W.SelectionSlider(options=_grid(RATIO_STEPS, s.stat_noise_ratio),
+                                                  value=s.stat_noise_ratio, description="statistic noise σ₁/σ",
+                                                  style=style, layout=lay)
         self.epochs = W.IntSlider(value=s.epochs, min=1, max=max(200, s.epochs), description="Epochs", style=style, layout=lay)
         self.n_models = W.IntSlider(value=s.n_models, min=4, max=max(256, s.n_models), step=2,
                                     description="Models (pairs × 2)", style=style, layout=lay)
@@ -386,6 +399,10 @@ class AuditPanel:
             w = getattr(self, name)
             if name == "n":
                 value = value or 0
+            if name in ("epsilon", "stat_noise_ratio"):  # any positive value joins the choices
+                value = V.positive(name, value)
+                if value not in [o[1] for o in w.options]:
+                    w.options = _grid(tuple(o[1] for o in w.options), value)
             if isinstance(w.options if hasattr(w, "options") else None, tuple | list):
                 allowed = [o[1] if isinstance(o, tuple) else o for o in w.options]
                 if value not in allowed:

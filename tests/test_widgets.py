@@ -194,3 +194,15 @@ def test_build_panel_applies_defaults():
     assert p.group.value == "race" and p.method.value == "dpsgd"
     assert np.isclose(p.epsilon.value, 2.0)
     assert p.settings.n == 400
+
+
+def test_epsilon_slider_keeps_exact_values():
+    """A log slider snapped 8.0 to 7.94; the choice slider keeps what it is given."""
+    panel = AuditPanel(PanelSettings(**TINY))
+    assert panel.settings.epsilon == PanelSettings(**TINY).epsilon
+    panel.set(method="dpsgd", epsilon=7.0)
+    assert panel.settings.epsilon == 7.0
+    panel.set(epsilon=8.0)
+    assert panel.settings.epsilon == 8.0
+    with pytest.raises(ConfigError, match="epsilon"):
+        panel.set(epsilon=-1.0)
