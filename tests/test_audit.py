@@ -385,3 +385,19 @@ def test_cross_fit_global_attack_is_unbiased_without_leakage(by_group):
         means.append(rr.ipr.mean())
     # Plain-accuracy thresholds read -5.5 pp (PA-GA) and -4.3 pp (PA-GBA) here.
     assert abs(np.mean(means)) < 0.012, np.mean(means)
+
+
+def test_results_do_not_depend_on_the_number_of_threads(monkeypatch):
+    from fairpriv_lab.games import aloo_game
+
+    groups = np.repeat([0, 1], [3000, 1000])
+    game = aloo_game(groups, n_models=32, m=3000, seed=1)
+    losses = np.random.default_rng(1).exponential(size=game.membership.shape).astype(np.float32)
+    out = {}
+    for threads in ("1", "3"):
+        monkeypatch.setenv("FAIRPRIV_LAB_THREADS", threads)
+        a = record_risk(losses, game.membership, records=game.audit_idx, groups=groups, seed=0)
+        b = global_risk(losses, game.membership, records=game.audit_idx, groups=groups, by_group=True, seed=0)
+        out[threads] = (a.accuracy, a.floor, b.accuracy, b.floor)
+    for x, y in zip(out["1"], out["3"]):
+        np.testing.assert_array_equal(x, y)
