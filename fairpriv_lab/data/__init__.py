@@ -2,7 +2,16 @@
 
 from .builtin import load_digits, make_synthetic
 from .dataset import GroupedDataset
+from .download import RemoteFile, download_dataset, get_data_home
 from .registry import DatasetInfo, list_datasets, load_dataset, register_dataset
+from .remote import (
+    load_adult_full,
+    load_bank,
+    load_credit,
+    load_law,
+    load_mnist,
+    load_utkface,
+)
 from .tabular import from_pandas, load_adult
 
 __all__ = [
@@ -15,4 +24,13 @@ __all__ = [
     "load_digits",
     "make_synthetic",
     "from_pandas",
+    "load_mnist",
+    "load_law",
+    "load_utkface",
+    "load_bank",
+    "load_credit",
+    "load_adult_full",
+    "download_dataset",
+    "get_data_home",
+    "RemoteFile",
 ]

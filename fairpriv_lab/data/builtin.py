@@ -47,8 +47,8 @@ def make_synthetic(
     n: int = 2000,
     *,
     group_sizes: Sequence[float] = (0.8, 0.2),
-    separation: float | Sequence[float] = (2.0, 1.0),
-    outlier_rate: float | Sequence[float] = (0.0, 0.1),
+    separation: float | Sequence[float] | None = None,
+    outlier_rate: float | Sequence[float] | None = None,
     label_noise: float | Sequence[float] = 0.0,
     n_features: int = 10,
     seed: SeedLike = None,
@@ -68,7 +68,9 @@ def make_synthetic(
     group_sizes : sequence of float
         Relative sizes (normalised to sum to 1); one entry per group.
     separation, outlier_rate, label_noise : float or sequence of float
-        Per-group values (a scalar applies to every group).
+        Per-group values (a scalar applies to every group). By default the first group is
+        well separated without outliers (separation 2, outlier rate 0) and every other group
+        is harder (separation 1, outlier rate 0.1).
     n_features : int
     seed : int, Generator or None
 
@@ -84,6 +86,10 @@ def make_synthetic(
     if sizes.ndim != 1 or sizes.size < 1 or np.any(sizes <= 0) or not np.all(np.isfinite(sizes)):
         raise V.fail("group_sizes", tuple(group_sizes), "to be positive numbers, one per group")
     G = sizes.size
+    if separation is None:
+        separation = (2.0,) + (1.0,) * (G - 1)
+    if outlier_rate is None:
+        outlier_rate = (0.0,) + (0.1,) * (G - 1)
     sep = _per_group("separation", separation, G, 0.0, np.inf)
     out = _per_group("outlier_rate", outlier_rate, G, 0.0, 1.0)
     flip = _per_group("label_noise", label_noise, G, 0.0, 0.5)

@@ -17,7 +17,26 @@ __all__ = ["DatasetInfo", "load_dataset", "list_datasets", "register_dataset"]
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a dataset offers: its group attributes (default first) and whether it is offline."""
+    """What a dataset offers: its group attributes (default first) and whether it is offline.
+
+    Attributes
+    ----------
+    name : str
+        Name for :func:`load_dataset`.
+    groups : tuple of str
+        Group attributes the loader accepts as ``group=``; the first is the default.
+    offline : bool
+        True when no download is needed (bundled, scikit-learn or generated).
+    description : str
+        One line shown by :func:`list_datasets` users.
+    loader : callable
+        ``loader(group=..., **kwargs) -> GroupedDataset``.
+    modality : {'tabular', 'image'}
+        Image datasets set ``image_shape`` on the result.
+    takes_seed : bool
+        The loader accepts ``seed=`` (generation or subsampling); :func:`load_dataset`
+        passes its own ``seed`` unless one is given in ``kwargs``.
+    """
 
     name: str
     groups: tuple[str, ...]
@@ -25,6 +44,8 @@ class DatasetInfo:
     description: str
     loader: Callable[..., GroupedDataset]
     modality: str = "tabular"  # "tabular" or "image"
+    #: The loader takes ``seed`` (generation or subsampling); load_dataset passes its own.
+    takes_seed: bool = False
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}
@@ -54,7 +75,9 @@ def load_dataset(
     Parameters
     ----------
     name : str
-        One of :func:`list_datasets` (``adult``, ``digits``, ``synthetic`` offline).
+        One of :func:`list_datasets`: ``adult``, ``digits``, ``synthetic`` (offline) or
+        ``mnist``, ``law``, ``utkface``, ``bank``, ``credit``, ``adult-full`` (downloaded
+        into the cache, see :mod:`fairpriv_lab.data.download`; pass ``data_home=``).
     group : str, optional
         The group attribute; the dataset's default when None.
     n : int, optional
@@ -73,7 +96,7 @@ def load_dataset(
     info = _REGISTRY[name]
     group = info.groups[0] if group is None else group
     V.choice("group", group, info.groups)
-    if name == "synthetic":
+    if info.takes_seed:
         kwargs.setdefault("seed", seed)
     ds = info.loader(group=group, **kwargs)
     if n is not None:
@@ -94,5 +117,8 @@ register_dataset(DatasetInfo(
 register_dataset(DatasetInfo(
     "synthetic", ("group",), True,
     "generated binary task with controllable group sizes, separability and outliers",
-    lambda group, **kw: make_synthetic(**kw),
+    lambda group, **kw: make_synthetic(**kw), takes_seed=True,
 ))
+
+# The downloadable datasets register themselves (after the offline ones, which list first).
+from . import remote as _remote  # noqa: E402,F401

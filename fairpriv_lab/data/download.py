@@ -1,0 +1,344 @@
+"""Fetch dataset files into a local cache, verified by sha256 and written atomically.
+
+Cache layout: ``<data home>/<dataset>/<filename>``. The data home is, in order of precedence,
+the ``data_home=`` argument, the environment variable ``FAIRPRIV_LAB_DATA``, or
+``~/.cache/fairpriv-lab``.
+
+Guarantees:
+
+- A download streams into a temporary file inside the dataset's cache folder, is checked
+  (length announced by the server, sha256) and only then renamed into place with
+  :func:`os.replace` (atomic on one file system). A failed, truncated or corrupted download
+  leaves nothing in the cache.
+- A file already in the cache is verified again on every use; one that fails is removed
+  (with a :class:`~fairpriv_lab.exceptions.DataWarning`) and fetched again.
+- When every URL fails (offline, HTTP error) a
+  :class:`~fairpriv_lab.exceptions.DownloadError` names each URL tried and the exact path
+  where the file can be placed by hand, with the sha256 it must have.
+- Files whose sha256 could not be pinned when this package was written (``sha256=None``)
+  are trusted on first use: the sha256 of the first download is recorded in
+  ``<dataset>/SHA256SUMS`` beside the file (with a warning that says so) and checked on
+  every later use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import _validate as V
+from ..exceptions import DataWarning, DownloadError
+
+__all__ = [
+    "ENV_VAR",
+    "RemoteFile",
+    "get_data_home",
+    "dataset_dir",
+    "fetch_file",
+    "download_dataset",
+    "sha256_of",
+]
+
+#: Environment variable that overrides the default cache folder.
+ENV_VAR = "FAIRPRIV_LAB_DATA"
+_DEFAULT_HOME = Path("~") / ".cache" / "fairpriv-lab"
+_SUMS = "SHA256SUMS"
+_CHUNK = 1 << 20
+_USER_AGENT = "fairpriv-lab (https://pypi.org/project/fairpriv-lab)"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a dataset: where to fetch it and the sha256 it must have.
+
+    Parameters
+    ----------
+    filename : str
+        Name of the file in the dataset's cache folder (no path separators).
+    urls : tuple of str
+        Where to fetch the file, tried in order: the official URL, or a dependable mirror
+        first where the original host refuses scripted downloads (MNIST); the first one is
+        the one named in the "place the file by hand" advice.
+    sha256 : str or None
+        Expected hex digest; None when it could not be pinned (trust on first use).
+    note : str
+        Where the checksum comes from, or why there is none.
+
+    Examples
+    --------
+    >>> RemoteFile("a.csv", ("https://example.org/a.csv",), None).filename
+    'a.csv'
+    """
+
+    filename: str
+    urls: tuple[str, ...]
+    sha256: str | None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        name = self.filename
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+            raise V.fail("filename", name, "to be a plain file name (no folders, not hidden)")
+        urls = (self.urls,) if isinstance(self.urls, str) else tuple(self.urls)
+        if not urls or not all(isinstance(u, str) and "://" in u for u in urls):
+            raise V.fail("urls", self.urls, "to be one or more absolute URLs")
+        object.__setattr__(self, "urls", urls)
+        if self.sha256 is not None:
+            digest = str(self.sha256).lower()
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise V.fail("sha256", self.sha256, "to be 64 hex digits or None")
+            object.__setattr__(self, "sha256", digest)
+
+
+def get_data_home(data_home: str | os.PathLike[str] | None = None) -> Path:
+    """Return the cache folder: ``data_home``, else ``$FAIRPRIV_LAB_DATA``, else ``~/.cache/fairpriv-lab``.
+
+    The folder is not created here (a download creates it).
+
+    Examples
+    --------
+    >>> str(get_data_home("/tmp/fpl-data"))
+    '/tmp/fpl-data'
+    """
+    if data_home is not None:
+        if not isinstance(data_home, str | os.PathLike):
+            raise V.fail("data_home", data_home, "to be a path (str or os.PathLike) or None")
+        return Path(data_home).expanduser()
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return _DEFAULT_HOME.expanduser()
+
+
+def dataset_dir(dataset: str, data_home: str | os.PathLike[str] | None = None) -> Path:
+    """Return ``<data home>/<dataset>``, the cache folder of one dataset."""
+    if not isinstance(dataset, str) or not dataset or "/" in dataset or dataset.startswith("."):
+        raise V.fail("dataset", dataset, "to be a plain dataset name")
+    return get_data_home(data_home) / dataset
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """Return the hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_file(
+    remote: RemoteFile,
+    *,
+    dataset: str,
+    data_home: str | os.PathLike[str] | None = None,
+    timeout: float = 60.0,
+) -> Path:
+    """Return the path of a verified local copy of ``remote``, downloading it if needed.
+
+    Parameters
+    ----------
+    remote : RemoteFile
+    dataset : str
+        Cache sub-folder (the dataset's name).
+    data_home : path, optional
+        Overrides ``$FAIRPRIV_LAB_DATA`` and the default ``~/.cache/fairpriv-lab``.
+    timeout : float
+        Seconds to wait for the server on each network operation.
+
+    Raises
+    ------
+    DownloadError
+        Every URL failed (the message lists each URL with its error, and says where to put
+        the file by hand and which sha256 it must have), or the downloaded bytes do not
+        match the expected sha256. Nothing is left in the cache in either case.
+    """
+    if not isinstance(remote, RemoteFile):
+        raise V.fail("remote", type(remote).__name__, "to be a RemoteFile")
+    timeout = V.positive("timeout", timeout)
+    folder = dataset_dir(dataset, data_home)
+    target = folder / remote.filename
+    expected = remote.sha256 or _recorded_sha256(folder, remote.filename)
+    if target.is_file():
+        actual = sha256_of(target)
+        if expected is None:
+            # Placed by hand before any download recorded a checksum: record it now.
+            _record_sha256(folder, remote.filename, actual)
+            _warn_unpinned(remote, target, actual)
+            return target
+        if actual == expected:
+            return target
+        warnings.warn(
+            f"Cached file {target} has sha256 {actual}, expected {expected}; it was removed "
+            "and will be downloaded again.",
+            DataWarning,
+            stacklevel=2,
+        )
+        target.unlink()
+    errors: list[str] = []
+    for url in remote.urls:
+        try:
+            actual = _download(url, target, expected, timeout)
+        except _ChecksumMismatch as exc:
+            raise DownloadError(
+                f"Downloaded {url} but its sha256 is {exc.actual}, expected {exc.expected}; "
+                f"nothing was cached. The file may have changed upstream or been corrupted in "
+                f"transit. {_manual_hint(remote, target, expected)}"
+            ) from None
+        except _FetchFailed as exc:
+            errors.append(f"{url}: {exc}")
+            continue
+        if expected is None:
+            _record_sha256(folder, remote.filename, actual)
+            _warn_unpinned(remote, target, actual)
+        return target
+    tried = "; ".join(errors)
+    raise DownloadError(
+        f"Could not download {remote.filename} for dataset {dataset!r} (tried {tried}). "
+        f"If this machine is offline: {_manual_hint(remote, target, expected)}"
+    )
+
+
+def download_dataset(
+    name: str, *, data_home: str | os.PathLike[str] | None = None, timeout: float = 60.0
+) -> list[Path]:
+    """Fetch (or verify in the cache) every file of a downloadable dataset.
+
+    Parameters
+    ----------
+    name : str
+        A dataset with remote files: ``mnist``, ``law``, ``utkface``, ``bank``, ``credit``,
+        ``adult-full``.
+
+    Returns
+    -------
+    list of Path
+        The verified local files, in the order of the dataset's file table.
+    """
+    from .remote import REMOTE_FILES
+
+    V.choice("name", name, list(REMOTE_FILES))
+    return [fetch_file(f, dataset=name, data_home=data_home, timeout=timeout) for f in REMOTE_FILES[name]]
+
+
+# --------------------------------------------------------------------------- internals
+class _FetchFailed(Exception):
+    """Network or HTTP failure of one URL (the next mirror may still work)."""
+
+
+class _ChecksumMismatch(Exception):
+    def __init__(self, actual: str, expected: str):
+        super().__init__(actual)
+        self.actual = actual
+        self.expected = expected
+
+
+def _open_url(url: str, timeout: float):
+    """Open url for reading (one place, so tests can check that no real host is contacted)."""
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    return urllib.request.urlopen(request, timeout=timeout)
+
+
+def _download(url: str, target: Path, expected: str | None, timeout: float) -> str:
+    """Stream url into a temporary file beside target, verify, rename; return the sha256."""
+    import http.client
+    import urllib.error
+
+    if not url.lower().startswith(("http://", "https://")):
+        raise _FetchFailed("only http(s) URLs are fetched")
+    folder = target.parent
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        h = hashlib.sha256()
+        received = 0
+        try:
+            with os.fdopen(fd, "wb") as out, _open_url(url, timeout) as response:
+                announced = response.headers.get("Content-Length")
+                while True:
+                    block = response.read(_CHUNK)
+                    if not block:
+                        break
+                    out.write(block)
+                    h.update(block)
+                    received += len(block)
+        except urllib.error.HTTPError as exc:
+            raise _FetchFailed(f"HTTP {exc.code} {exc.reason}") from None
+        except urllib.error.URLError as exc:
+            raise _FetchFailed(f"{exc.reason}") from None
+        except http.client.IncompleteRead as exc:
+            raise _FetchFailed(
+                f"truncated download ({len(exc.partial) + received} bytes received"
+                + (f", {exc.expected} more expected)" if exc.expected is not None else ")")
+            ) from None
+        except (http.client.HTTPException, OSError) as exc:
+            raise _FetchFailed(f"{type(exc).__name__}: {exc}") from None
+        if announced is not None and announced.isdigit() and int(announced) != received:
+            raise _FetchFailed(f"truncated download ({received} of {int(announced)} bytes received)")
+        actual = h.hexdigest()
+        if expected is not None and actual != expected:
+            raise _ChecksumMismatch(actual, expected)
+        os.replace(tmp, target)
+        return actual
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        if created:
+            _remove_if_empty(folder)
+        raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _manual_hint(remote: RemoteFile, target: Path, expected: str | None) -> str:
+    if expected is not None:
+        check = f"with sha256 {expected}"
+    else:
+        check = "(no sha256 is pinned for it: its sha256 will be recorded on first use)"
+    return (
+        f"Place the file by hand at {target} {check}; download it from {remote.urls[0]} on a "
+        f"machine with internet access. Set {ENV_VAR} or data_home= to use another cache folder."
+    )
+
+
+def _recorded_sha256(folder: Path, filename: str) -> str | None:
+    sums = folder / _SUMS
+    if not sums.is_file():
+        return None
+    for line in sums.read_text().splitlines():
+        digest, _, name = line.strip().partition("  ")
+        if name == filename:
+            return digest
+    return None
+
+
+def _record_sha256(folder: Path, filename: str, digest: str) -> None:
+    sums = folder / _SUMS
+    lines = sums.read_text().splitlines() if sums.is_file() else []
+    lines = [ln for ln in lines if ln.partition("  ")[2] != filename]
+    lines.append(f"{digest}  {filename}")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{_SUMS}.", suffix=".part")
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.replace(tmp, sums)
+
+
+def _warn_unpinned(remote: RemoteFile, target: Path, digest: str) -> None:
+    warnings.warn(
+        f"No sha256 is pinned for {remote.filename} in fairpriv-lab; recorded the sha256 of "
+        f"this copy ({digest}) in {target.parent / _SUMS} and will check later uses against it "
+        "(trust on first use).",
+        DataWarning,
+        stacklevel=3,
+    )
