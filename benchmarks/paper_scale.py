@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere without installing the package
     sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 #: Method codes of the command line -> TrainConfig overrides.
@@ -86,6 +87,9 @@ class Preset:
     auditors: tuple[str, ...] = ("PA-ALOOA", "PA-GA", "PA-GBA")
     n_boot: int = 1000
     gpu: bool = False
+    kind: str = "audit"  # "audit" (the paper's table), "loo" (study b) or "utility" (study c)
+    n_targets: int = 10
+    utility_epsilons: tuple[float, ...] = (1.0, 2.0, 4.0, 10.0)
 
 
 _PAPER = {"n_models": 400, "m": 600, "epochs": 20, "batch_size": 256, "lr": 0.1, "delta": 1e-5, "tau": 2.0}
@@ -113,6 +117,14 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "needs the MNIST files)", "mnist", None, "mlp", n=10000, gpu=True, chunk_models=200),
     Preset("mnist-cnn", "MNIST (1,000 per class), CNN, half-split, eps=10 (GPU; needs the MNIST files)",
            "mnist", None, "cnn", n=10000, gpu=True, chunk_models=200),
+    Preset("digits-loo", "Study (b): PA-ALOOA vs exact PA-LOOA per record on digits (LR), "
+           "R = 2..32 pairs, 10 targets (CPU, minutes)",
+           "digits", None, "lr", games=("aloo",), methods=("sgd",), n_models=64, m=300, epochs=10,
+           chunk_models=64, kind="loo", estimators=("in_sample",), auditors=("PA-ALOOA",)),
+    Preset("adult-utility", "Study (c): matched utility on Adult (LR, half-split game, 64 models): "
+           "DP-SGD at eps 0.5..10 and DP-SGD-S at eps=10",
+           "adult", "sex", "lr", methods=("dpsgd", "dpsgds"), n_models=64, chunk_models=64,
+           kind="utility", estimators=("cross_fit",), utility_epsilons=(0.5, 1.0, 2.0, 4.0, 10.0)),
     Preset("smoke", "Adult subsample, LR, 8 models x 2 epochs: checks the whole pipeline in seconds",
            "adult", "sex", "lr", n=2000, n_models=8, m=200, epochs=2, chunk_models=8, n_boot=100),
 ]}
@@ -235,9 +247,35 @@ class Progress:
 
 
 # ---------------------------------------------------------------------------- run
+def _header(p: Preset, device: str) -> dict[str, Any]:
+    machine = machine_info(device)
+    print(f"machine: {machine['cpu_model']} x {machine['cpu_count']} cores, torch {machine['torch']} "
+          f"({machine['torch_threads']} threads), device {machine['device']}"
+          f"{' ' + machine['gpu'] if machine['gpu'] else ''}; load {machine['loadavg_start']}", flush=True)
+    if p.gpu and machine["device"] == "cpu":
+        print(f"note: {p.name} is a GPU preset; on this CPU it will be slow", flush=True)
+    return machine
+
+
+def _finish(machine: dict[str, Any], t_all: float) -> None:
+    machine["loadavg_end"] = _loadavg()
+    machine["total_seconds"] = round(time.perf_counter() - t_all, 1)
+    machine["command"] = " ".join(["paper_scale.py", *sys.argv[1:]]) if sys.argv else ""
+
+
 def run_preset(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict[str, Any],
                recompute: bool = False) -> dict[str, Any]:
-    """Run every configuration of a preset (both estimators) and write the tables."""
+    """Run a preset (its kind decides what) and write its tables into out."""
+    if p.kind == "loo":
+        return run_loo(p, out=out, device=device, cache=cache, overrides=overrides)
+    if p.kind == "utility":
+        return run_utility(p, out=out, device=device, cache=cache, overrides=overrides)
+    return run_audit(p, out=out, device=device, cache=cache, overrides=overrides, recompute=recompute)
+
+
+def run_audit(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict[str, Any],
+              recompute: bool = False) -> dict[str, Any]:
+    """Run every configuration of a preset (both estimators), the side studies, write the tables."""
     from fairpriv_lab.experiment import run
 
     from fairpriv_lab import studies
@@ -249,12 +287,7 @@ def run_preset(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict
     if not datasets:
         print(f"preset {p.name}: no dataset available here; nothing to do", flush=True)
         return {}
-    machine = machine_info(device)
-    print(f"machine: {machine['cpu_model']} x {machine['cpu_count']} cores, torch {machine['torch']} "
-          f"({machine['torch_threads']} threads), device {machine['device']}"
-          f"{' ' + machine['gpu'] if machine['gpu'] else ''}; load {machine['loadavg_start']}", flush=True)
-    if p.gpu and machine["device"] == "cpu":
-        print(f"note: {p.name} is a GPU preset; on this CPU it will be slow", flush=True)
+    machine = _header(p, device)
     configs = build_configs(p, device=device, datasets=datasets, overrides=overrides)
     results, timings = [], []
     t_all = time.perf_counter()
@@ -284,21 +317,111 @@ def run_preset(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict
             print(f"    done {est}: accuracy {res.accuracy:.4f}, eps {res.epsilon:.3g}, "
                   f"GPRP(PA-ALOOA) {res.gprp('PA-ALOOA'):.3f} pp, {wall:.1f} s "
                   f"({res.chunks_trained} chunks trained, {res.chunks_loaded} from cache)", flush=True)
-    total = time.perf_counter() - t_all
-    machine["loadavg_end"] = _loadavg()
-    machine["total_seconds"] = round(total, 1)
-    machine["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""
-    gprp = studies.gprp_table(results).assign(preset=p.name)
-    gpr = studies.gpr_table(results).assign(preset=p.name)
-    tim = pd.DataFrame(timings)
+    _finish(machine, t_all)
+    tables = {
+        "gprp": studies.gprp_table(results).assign(preset=p.name),
+        "gpr": studies.gpr_table(results).assign(preset=p.name),
+        "timings": pd.DataFrame(timings),
+    }
+    tables.update(side_studies(p, results))
+    write(p, out, tables, machine)
+    return {**tables, "machine": machine, "results": results}
+
+
+def side_studies(p: Preset, results: list[Any]) -> dict[str, pd.DataFrame]:
+    """Studies computed from the runs themselves: floor vs models (a), GRC vs GPR (d), soundness (e)."""
+    from fairpriv_lab import studies
+
+    first = [r for r in results if r.config.audit.estimator == p.estimators[0]]
+    floors = []
+    for r in first:
+        if r.config.train.method != "sgd":
+            continue
+        total = r.n_models
+        sizes = sorted({k for k in (4, 8, 16, 32, 64, 128, 256, total) if 4 <= k <= total and k % 2 == 0})
+        _, train, _ = _data(r.config)
+        print(f"  study (a): floor vs models on {r.config.data.name} {r.config.game.kind} SGD losses, "
+              f"sizes {sizes}", flush=True)
+        floors.append(studies.floor_vs_models(
+            r.losses, r.game.membership, records=r.game.audit_idx, groups=train.g, n_models=sizes,
+            source=f"{r.config.data.name} {r.config.train.model} {r.config.game.kind} SGD",
+            seed=r.config.seed).assign(seed=r.config.seed, game=r.config.game.kind))
+        null = studies.null_game(min(r.game.m, 5000), n_models=total, seed=r.config.seed)
+        floors.append(studies.floor_vs_models(
+            null.losses, null.membership, groups=null.groups, n_models=sizes, source="simulated null",
+            seed=r.config.seed).assign(seed=r.config.seed, game="half"))
+    named = {f"{r.config.game.kind} {studies.method_label(r.config.train.method, r.config.train.statistic)} "
+             f"eps={r.epsilon:.3g} seed={r.config.seed}": r for r in first}
+    out = {"soundness": studies.soundness(named), "grc": studies.grc_gpr(named)}
+    if floors:
+        out["floor"] = pd.concat(floors, ignore_index=True)
+    return out
+
+
+def _data(cfg: Any):
+    from fairpriv_lab.experiment import load_experiment_data
+
+    return load_experiment_data(cfg.data)
+
+
+def run_loo(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Study (b): ALOOA vs exact LOO agreement against the number of pairs."""
+    from fairpriv_lab import studies
+
+    machine = _header(p, device)
+    t_all = time.perf_counter()
+    (_, base), *_ = build_configs(p, device=device, overrides=overrides)
+    R = overrides.get("n_models", p.n_models) // 2
+    pairs = sorted({r for r in (2, 4, 8, 16, 32, 64, 128, 200) if r <= R} | {R})
+    print(f"study (b): ALOOA ({2 * R} models) and LOO ({2 * R} models x {p.n_targets} targets) on "
+          f"{base.data.name} {base.train.model}; R in {pairs}", flush=True)
+    df = studies.loo_agreement_study(base, n_targets=p.n_targets, n_pairs=pairs,
+                                     estimator=p.estimators[0], cache=cache,
+                                     progress=Progress("loo"), seed=base.seed)
+    _finish(machine, t_all)
+    print(df.round(3).to_string(index=False), flush=True)
+    tables = {"loo_agreement": df, "timings": pd.DataFrame([{
+        "preset": p.name, "wall_seconds": machine["total_seconds"], "n_models": 2 * R * (1 + p.n_targets)}])}
+    write(p, out, tables, machine)
+    return {**tables, "machine": machine}
+
+
+def run_utility(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Study (c): DP-SGD across eps against DP-SGD-S at eps = 10, compared at equal accuracy."""
+    from fairpriv_lab import studies
+
+    machine = _header(p, device)
+    t_all = time.perf_counter()
+    (_, base), *_ = build_configs(p, device=device, overrides={**overrides, "methods": ("dpsgd",)})
+    eps_grid = overrides.get("epsilons", p.utility_epsilons)
+    sweeps = []
+    for code in overrides.get("methods", p.methods):
+        grid = eps_grid if code == "dpsgd" else (10.0,)
+        for eps in grid:
+            print(f"  {code} eps={eps:g}", flush=True)
+            cfg = base.replace(**METHODS[code], epsilon=float(eps),
+                               clip=PAPER_CLIP.get(float(eps), 10.0))
+            sweeps.append(studies.utility_sweep(cfg, methods=({**METHODS[code]},), epsilons=(float(eps),),
+                                                cache=cache, progress=Progress(f"{code} eps={eps:g}")))
+    sweep = pd.concat(sweeps, ignore_index=True)
+    matched = studies.matched_utility(sweep, candidate="DP-SGD-S", reference="DP-SGD", candidate_epsilon=10.0)
+    _finish(machine, t_all)
+    print(sweep.round(4).to_string(index=False), "\n", matched.round(4).to_string(index=False), flush=True)
+    tables = {"sweep": sweep, "matched": matched, "timings": pd.DataFrame([{
+        "preset": p.name, "wall_seconds": machine["total_seconds"], "runs": len(sweep)}])}
+    write(p, out, tables, machine)
+    return {**tables, "machine": machine}
+
+
+def write(p: Preset, out: Path, tables: dict[str, pd.DataFrame], machine: dict[str, Any]) -> None:
+    """Write every table as out/P_<name>.csv, the machine as JSON and the markdown summary."""
     out.mkdir(parents=True, exist_ok=True)
-    gprp.to_csv(out / f"{p.name}_gprp.csv", index=False)
-    gpr.to_csv(out / f"{p.name}_gpr.csv", index=False)
-    tim.to_csv(out / f"{p.name}_timings.csv", index=False)
+    for name, df in tables.items():
+        df.to_csv(out / f"{p.name}_{name}.csv", index=False)
     (out / f"{p.name}_machine.json").write_text(json.dumps(machine, indent=2) + "\n")
-    (out / f"{p.name}.md").write_text(markdown(p, gprp, gpr, tim, machine))
-    print(f"wrote {out}/{p.name}_*.csv, {p.name}_machine.json and {p.name}.md in {total:.1f} s", flush=True)
-    return {"gprp": gprp, "gpr": gpr, "timings": tim, "machine": machine}
+    (out / f"{p.name}.md").write_text(markdown(p, tables, machine))
+    print(f"wrote {', '.join(f'{p.name}_{n}.csv' for n in tables)}, {p.name}_machine.json and "
+          f"{p.name}.md to {out} ({machine['total_seconds']} s)", flush=True)
 
 
 # ---------------------------------------------------------------------------- markdown
@@ -310,9 +433,24 @@ def _eps(e: float) -> str:
     return "inf" if not math.isfinite(e) else f"{e:.3g}"
 
 
-def markdown(p: Preset, gprp: pd.DataFrame, gpr: pd.DataFrame, tim: pd.DataFrame,
-             machine: dict[str, Any]) -> str:
-    """The preset's tables in markdown: GPR per group and GPRP with CIs, paper values, timings."""
+def _md_table(df: pd.DataFrame, digits: int = 3) -> list[str]:
+    """A DataFrame as a markdown table (floats rounded)."""
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for rec in df.to_dict("records"):
+        cells = []
+        for c in cols:
+            v = rec[c]
+            if isinstance(v, float):
+                cells.append("inf" if v == math.inf else ("" if v != v else f"{v:.{digits}f}"))
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def markdown(p: Preset, tables: dict[str, pd.DataFrame], machine: dict[str, Any]) -> str:
+    """The preset's tables in markdown: GPR per group and GPRP with CIs, paper values, studies, timings."""
     from fairpriv_lab import studies
 
     lines = [f"# Paper-scale run: `{p.name}`", "", p.description, "",
@@ -321,46 +459,72 @@ def markdown(p: Preset, gprp: pd.DataFrame, gpr: pd.DataFrame, tim: pd.DataFrame
              f"({machine['torch_threads']} threads), device `{machine['device']}`"
              f"{' (' + machine['gpu'] + ')' if machine.get('gpu') else ''}; load average at start "
              f"{machine['loadavg_start']}, at end {machine.get('loadavg_end')}; total "
-             f"{machine.get('total_seconds')} s; {machine['date_utc']}.", "",
-             "GPR, GPRP, CIs and floors in percentage points (95% bootstrap CIs over records); "
-             "floor = the same estimator on membership labels permuted within each record "
-             "(what it reads with zero leakage); accuracy = mean test accuracy over the models.", ""]
-    keys = ["dataset", "model", "game", "seed", "estimator"]
-    for (dataset, model, game, seed, est), part in gprp.groupby(keys, sort=False):
-        lines += [f"## {dataset} / {model} / {game} game / seed {seed} / {est} estimator", ""]
-        g = gpr[(gpr.dataset == dataset) & (gpr.model == model) & (gpr.game == game)
-                & (gpr.seed == seed) & (gpr.estimator == est)]
-        groups = list(dict.fromkeys(g["group"]))
-        head = ["method", "eps", "accuracy", "auditor", *[f"GPR {x}" for x in groups], "GPRP", "floor (mean)"]
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for r in part.itertuples():
-            cells = [r.method, _eps(r.epsilon), f"{r.accuracy:.4f}", r.auditor]
-            for x in groups:
-                row = g[(g.method == r.method) & (g.auditor == r.auditor) & (g.group == x)
-                        & (g.target_epsilon == r.target_epsilon)]
-                cells.append(_ci(*row[["gpr", "ci_low", "ci_high"]].iloc[0]) if len(row) else "")
-            cells += [_ci(r.gprp, r.gprp_ci_low, r.gprp_ci_high), f"{r.floor_mean:.2f}"]
-            lines.append("| " + " | ".join(cells) + " |")
+             f"{machine.get('total_seconds')} s; {machine['date_utc']}.", ""]
+    gprp, gpr = tables.get("gprp"), tables.get("gpr")
+    if gprp is not None and len(gprp):
+        lines += ["GPR, GPRP, CIs and floors in percentage points (95% bootstrap CIs over records); "
+                  "floor = the same estimator on membership labels permuted within each record "
+                  "(what it reads with zero leakage); accuracy = mean test accuracy over the models.", ""]
+        keys = ["dataset", "model", "game", "seed", "estimator"]
+        for (dataset, model, game, seed, est), part in gprp.groupby(keys, sort=False):
+            lines += [f"## {dataset} / {model} / {game} game / seed {seed} / {est} estimator", ""]
+            g = gpr[(gpr.dataset == dataset) & (gpr.model == model) & (gpr.game == game)
+                    & (gpr.seed == seed) & (gpr.estimator == est)]
+            groups = list(dict.fromkeys(g["group"]))
+            head = ["method", "eps", "accuracy", "auditor", *[f"GPR {x}" for x in groups], "GPRP",
+                    "floor (mean)", "max emp. eps"]
+            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for r in part.itertuples():
+                cells = [r.method, _eps(r.epsilon), f"{r.accuracy:.4f}", r.auditor]
+                for x in groups:
+                    row = g[(g.method == r.method) & (g.auditor == r.auditor) & (g.group == x)
+                            & (g.target_epsilon == r.target_epsilon)]
+                    cells.append(_ci(*row[["gpr", "ci_low", "ci_high"]].iloc[0]) if len(row) else "")
+                cells += [_ci(r.gprp, r.gprp_ci_low, r.gprp_ci_high), f"{r.floor_mean:.2f}",
+                          f"{r.empirical_epsilon_max:.2f}"]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        cmp = studies.compare_with_paper(gprp)
+        if len(cmp):
+            lines += ["## Beside the paper's Table 2 (PA-ALOOA, eps = 10)", "",
+                      "| dataset | game | method | estimator | paper GPRP | measured GPRP [95% CI] | floor | "
+                      "measured / SGD | paper / SGD |", "|---|---|---|---|---|---|---|---|---|"]
+            for r in cmp.itertuples():
+                lines.append(f"| {r.dataset} | {r.game} | {r.method} | {r.estimator} | {r.paper:.2f} | "
+                             f"{_ci(r.measured, r.ci_low, r.ci_high)} | {r.floor_mean:.2f} | "
+                             f"{r.measured_ratio_to_sgd:.2f} | {r.paper_ratio_to_sgd:.2f} |")
+            lines.append("")
+    if "floor" in tables:
+        f = tables["floor"]
+        f = f[f.group == -1].groupby(["source", "n_models", "estimator"], as_index=False)[
+            ["ipr", "floor", "floor_se"]].mean()
+        lines += ["## Study (a): mean IPR and zero-leakage floor (pp) against the number of models", ""]
+        lines += _md_table(f, 2)
+    if "soundness" in tables:
+        snd = tables["soundness"]
+        dp = snd[np.isfinite(snd["epsilon"])]
+        lines += ["## Study (e): empirical eps lower bounds against accounted eps", "",
+                  f"{int(dp['sound'].sum())} of {len(dp)} (DP run, group) bounds lie at or below the "
+                  f"accounted eps; largest ratio {dp['ratio'].max() if len(dp) else float('nan'):.3f}.", ""]
+        lines += _md_table(snd[["run", "group", "n", "epsilon", "epsilon_lower", "max_certifiable", "sound"]], 3)
+    if "grc" in tables:
+        lines += ["## Study (d): gradient contribution (GRC) and GPR per group", ""]
+        lines += _md_table(tables["grc"][["run", "group", "grc", "gpr", "ci_low", "ci_high"]], 3)
+    for name in ("loo_agreement", "sweep", "matched"):
+        if name in tables:
+            lines += [f"## {name.replace('_', ' ')}", ""] + _md_table(tables[name], 4)
+    tim = tables.get("timings")
+    if tim is not None and "train_seconds" in tim:
+        lines += ["## Timings", "", "| dataset | game | method | eps | estimator | models | epochs | train s | "
+                  "audit s | wall s | chunks trained / cached | load before / after |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in tim.itertuples():
+            eps = r.epsilon if r.epsilon is not None and r.epsilon == r.epsilon else math.inf
+            lines.append(f"| {r.dataset} | {r.game} | {r.method} | {_eps(eps)} | "
+                         f"{r.estimator} | {r.n_models} | {r.epochs} | {r.train_seconds:.1f} | {r.audit_seconds:.1f} | "
+                         f"{r.wall_seconds:.1f} | {r.chunks_trained} / {r.chunks_loaded} | "
+                         f"{r.loadavg_before} / {r.loadavg_after} |")
         lines.append("")
-    cmp = studies.compare_with_paper(gprp)
-    if len(cmp):
-        lines += ["## Beside the paper's Table 2 (PA-ALOOA, eps = 10)", "",
-                  "| dataset | game | method | estimator | paper GPRP | measured GPRP [95% CI] | floor | "
-                  "measured / SGD | paper / SGD |", "|---|---|---|---|---|---|---|---|---|"]
-        for r in cmp.itertuples():
-            lines.append(f"| {r.dataset} | {r.game} | {r.method} | {r.estimator} | {r.paper:.2f} | "
-                         f"{_ci(r.measured, r.ci_low, r.ci_high)} | {r.floor_mean:.2f} | "
-                         f"{r.measured_ratio_to_sgd:.2f} | {r.paper_ratio_to_sgd:.2f} |")
-        lines.append("")
-    lines += ["## Timings", "", "| dataset | game | method | eps | estimator | models | epochs | train s | "
-              "audit s | wall s | chunks trained / cached | load before / after |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in tim.itertuples():
-        lines.append(f"| {r.dataset} | {r.game} | {r.method} | {_eps(r.epsilon if r.epsilon == r.epsilon and r.epsilon is not None else math.inf)} | "
-                     f"{r.estimator} | {r.n_models} | {r.epochs} | {r.train_seconds:.1f} | {r.audit_seconds:.1f} | "
-                     f"{r.wall_seconds:.1f} | {r.chunks_trained} / {r.chunks_loaded} | "
-                     f"{r.loadavg_before} / {r.loadavg_after} |")
-    lines.append("")
     return "\n".join(lines)
 
 
@@ -386,6 +550,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, help="training epochs (the paper: 20)")
     ap.add_argument("--chunk-models", type=int, help="models per cached chunk (even)")
     ap.add_argument("--n-boot", type=int, help="bootstrap resamples of the CIs")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1: the LR/MLP steps are small, and on a "
+                         "shared 2-core machine 2 threads measured 6x slower; 0 keeps torch's default)")
     ap.add_argument("--dry-run", action="store_true", help="print the configurations and exit")
     args = ap.parse_args(argv)
     if not args.list and not args.preset:
@@ -409,6 +576,10 @@ def main(argv: list[str] | None = None) -> int:
         for labels, cfg in build_configs(p, device=args.device, overrides=overrides):
             print(labels, json.dumps(cfg.to_dict()))
         return 0
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)  # this process only (a benchmark), never the package
     cache: Any = True
     if args.cache is not None:
         cache = False if args.cache.lower() == "none" else args.cache
