@@ -1,0 +1,224 @@
+"""Shared pieces of the chart builders: the lazy altair import, palettes, input checks."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._validate import fail
+
+#: The one message shown when the optional chart dependencies are missing.
+MISSING_UI_MESSAGE = (
+    "Charts need the optional packages altair and vl-convert-python: pip install fairpriv-lab[ui]"
+)
+
+#: Vega-Lite embeds at most this many rows before altair refuses (``MaxRowsError``); every
+#: builder aggregates or thins its input below it, so no chart ever carries raw big data.
+MAX_ROWS = 5000
+
+#: Colour-blind-safe categorical palette: Okabe & Ito (2008) without the yellow (too light on
+#: white), followed by four colours of Paul Tol's "muted" scheme for up to 12 groups.
+GROUP_PALETTE: tuple[str, ...] = (
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#D55E00",  # vermillion
+    "#CC79A7",  # reddish purple
+    "#56B4E9",  # sky blue
+    "#000000",  # black
+    "#882255",  # wine
+    "#44AA99",  # teal
+    "#999933",  # olive
+    "#AA4499",  # purple
+    "#888888",  # grey
+)
+
+#: Fixed colours for the training methods and auditors, so that "DP-SGD-S" has the same colour
+#: in every chart of every notebook; unknown names take the remaining palette in order.
+SERIES_COLORS: dict[str, str] = {
+    "SGD": "#555555",
+    "DP-SGD": "#0072B2",
+    "DP-SGD-S": "#D55E00",
+    "DP-SGD-F": "#009E73",
+    "PA-GA": "#E69F00",
+    "PA-GBA": "#56B4E9",
+    "PA-ALOOA": "#CC79A7",
+    "PA-LOOA": "#000000",
+}
+
+#: Canonical order of the auditors (average case first, then worst case).
+AUDITOR_ORDER = ("PA-GA", "PA-GBA", "PA-ALOOA", "PA-LOOA")
+#: Canonical order of the training methods.
+METHOD_ORDER = ("SGD", "DP-SGD", "DP-SGD-S", "DP-SGD-F")
+
+WIDTH = 380
+HEIGHT = 260
+
+
+def altair() -> Any:
+    """Import altair on first use, or raise ImportError with :data:`MISSING_UI_MESSAGE`."""
+    try:
+        return importlib.import_module("altair")
+    except ImportError as exc:  # pragma: no cover - the test environment has altair
+        raise ImportError(MISSING_UI_MESSAGE) from exc
+
+
+def vl_convert() -> Any:
+    """Import vl_convert on first use, or raise ImportError with :data:`MISSING_UI_MESSAGE`."""
+    try:
+        return importlib.import_module("vl_convert")
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError(MISSING_UI_MESSAGE) from exc
+
+
+def require_frame(
+    frame: Any,
+    name: str,
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Return a copy of frame after checking it is a non-empty DataFrame holding `required`."""
+    expected = ", ".join(required)
+    if optional:
+        expected += " (optional: " + ", ".join(optional) + ")"
+    if not isinstance(frame, pd.DataFrame):
+        raise fail(name, type(frame).__name__, f"to be a pandas DataFrame with columns {expected}")
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise fail(
+            name,
+            "a DataFrame with columns " + ", ".join(map(str, frame.columns)),
+            f"to have columns {expected}",
+            hint="Missing: " + ", ".join(missing),
+        )
+    if len(frame) == 0:
+        raise fail(name, "an empty DataFrame", f"to have at least one row with columns {expected}")
+    return frame.copy()
+
+
+def numeric(frame: pd.DataFrame, name: str, columns: Iterable[str]) -> pd.DataFrame:
+    """Convert the given columns to float64 in place, raising ConfigError naming a bad column."""
+    for col in columns:
+        if col not in frame.columns:
+            continue
+        try:
+            frame[col] = pd.to_numeric(frame[col], errors="raise").astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise fail(f"{name}[{col!r}]", "a non-numeric column", "to hold numbers") from exc
+    return frame
+
+
+def labels(values: Any, group_names: Sequence[str] | None = None) -> pd.Series:
+    """Return group labels as strings, mapping integer ids through group_names when given."""
+    s = pd.Series(values)
+    if group_names is not None and s.dtype.kind in "iu":
+        names = list(group_names)
+        if len(s) and (s.min() < 0 or s.max() >= len(names)):
+            raise fail("group", f"ids up to {s.max()}", f"to be < len(group_names)={len(names)}")
+        return pd.Series([str(names[i]) for i in s], index=s.index, dtype=object)
+    return s.astype(str).astype(object)
+
+
+def domain(
+    present: Iterable[str], order: Sequence[str] | None, canonical: Sequence[str] = ()
+) -> list[str]:
+    """Return the colour domain: `order` (then unseen present values), else canonical-then-sorted."""
+    seen = list(dict.fromkeys(str(v) for v in present))
+    if order is not None:
+        first = [str(v) for v in order]
+        return first + [v for v in seen if v not in first]
+    known = [v for v in canonical if v in seen]
+    return known + sorted(v for v in seen if v not in known)
+
+
+def group_palette(groups: Sequence[str]) -> dict[str, str]:
+    """Map each group (in the given order) to a colour of :data:`GROUP_PALETTE`.
+
+    Parameters
+    ----------
+    groups : sequence of str
+        Group names in a fixed order, e.g. ``dataset.group_names``. Passing the same order as
+        ``group_order=`` to every builder keeps a group's colour identical in every chart.
+
+    Returns
+    -------
+    dict
+        Group name to hex colour; colours repeat after 12 groups.
+
+    Examples
+    --------
+    >>> group_palette(["Female", "Male"])
+    {'Female': '#0072B2', 'Male': '#E69F00'}
+    """
+    return {str(g): GROUP_PALETTE[i % len(GROUP_PALETTE)] for i, g in enumerate(groups)}
+
+
+def series_palette(names: Sequence[str]) -> list[str]:
+    """Colours for methods/auditors: fixed ones from SERIES_COLORS, others from the palette."""
+    spare = [c for c in GROUP_PALETTE if c not in SERIES_COLORS.values()]
+    out = []
+    for name in names:
+        if name in SERIES_COLORS:
+            out.append(SERIES_COLORS[name])
+        else:
+            out.append(spare[len([n for n in out if n in spare]) % len(spare)])
+    return out
+
+
+def group_color(alt: Any, dom: list[str], *, title: str = "Group", legend: bool = True) -> Any:
+    """Colour encoding of the group column with the fixed palette over `dom`."""
+    pal = group_palette(dom)
+    return alt.Color(
+        "group:N",
+        title=title,
+        scale=alt.Scale(domain=dom, range=[pal[g] for g in dom]),
+        legend=alt.Legend() if legend else None,
+    )
+
+
+def series_color(alt: Any, field: str, dom: list[str], title: str) -> Any:
+    """Colour encoding of a method/auditor column with its fixed colours."""
+    return alt.Color(
+        f"{field}:N",
+        title=title,
+        scale=alt.Scale(domain=dom, range=series_palette(dom)),
+        sort=dom,
+    )
+
+
+def title_params(alt: Any, text: str, subtitle: str | Sequence[str] | None = None) -> Any:
+    """Title with an optional subtitle line (or lines)."""
+    if subtitle is None:
+        return alt.TitleParams(text=text, anchor="start")
+    return alt.TitleParams(text=text, subtitle=subtitle, anchor="start", subtitleColor="#444444")
+
+
+def fmt_pp(x: float) -> str:
+    """Format a percentage-point value with two decimals."""
+    return "n/a" if not np.isfinite(x) else f"{x:.2f} pp"
+
+
+def thin_steps(
+    frame: pd.DataFrame, key: str, by: Sequence[str], value_cols: Sequence[str], max_rows: int
+) -> pd.DataFrame:
+    """Average consecutive `key` values into bins so that the frame has at most max_rows rows."""
+    n_series = max(1, frame.groupby(list(by), sort=False, observed=True).ngroups) if by else 1
+    n_keys = frame[key].nunique()
+    max_keys = max(2, max_rows // n_series)
+    if n_keys * n_series <= max_rows or n_keys <= max_keys:
+        return frame
+    uniq = np.sort(frame[key].unique())
+    edges = np.linspace(0, len(uniq), max_keys + 1).astype(int)
+    bin_of_key = np.empty(len(uniq), dtype=np.int64)
+    for b in range(max_keys):
+        bin_of_key[edges[b] : edges[b + 1]] = b
+    pos = np.searchsorted(uniq, frame[key].to_numpy())
+    frame = frame.assign(_bin=bin_of_key[pos])
+    agg = {c: "mean" for c in value_cols}
+    agg[key] = "mean"
+    out = frame.groupby([*by, "_bin"], sort=True, observed=True).agg(agg).reset_index()
+    return out.drop(columns="_bin")

@@ -1,0 +1,287 @@
+"""Charts across runs and over training: GPRP vs epsilon, accuracy-GPRP frontier, C_k over steps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .._validate import fail, integer, positive
+from ._adapters import sweep_frame, telemetry_frame
+from ._core import (
+    HEIGHT,
+    METHOD_ORDER,
+    WIDTH,
+    altair,
+    domain,
+    group_color,
+    numeric,
+    require_frame,
+    series_color,
+    thin_steps,
+    title_params,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import altair as alt
+
+SWEEP_COLUMNS = ("method", "epsilon", "gprp")
+SWEEP_OPTIONAL = ("gprp_ci_low", "gprp_ci_high", "accuracy")
+
+
+def _sweep_input(results: Any, required: Sequence[str]) -> pd.DataFrame:
+    if not isinstance(results, pd.DataFrame | str) and isinstance(results, Iterable):
+        results = sweep_frame(results)
+    optional = [c for c in (*SWEEP_COLUMNS, *SWEEP_OPTIONAL) if c not in required]
+    frame = require_frame(results, "results", required, optional)
+    frame = numeric(
+        frame, "results", ("epsilon", "gprp", "gprp_ci_low", "gprp_ci_high", "accuracy")
+    )
+    frame["method"] = frame["method"].astype(str)
+    if (frame["epsilon"] <= 0).any() or frame["epsilon"].isna().any():
+        raise fail("results['epsilon']", "values <= 0 or NaN", "to be in (0, inf] (inf for SGD)")
+    frame["eps_label"] = np.where(
+        np.isinf(frame["epsilon"]), "ε = ∞", frame["epsilon"].map(lambda e: f"ε = {e:g}")
+    )
+    return frame
+
+
+def _ci_tooltips(alt: Any, frame: pd.DataFrame) -> list[Any]:
+    tip = [
+        alt.Tooltip("method:N", title="Method"),
+        alt.Tooltip("eps_label:N", title="ε"),
+        alt.Tooltip("gprp:Q", title="GPRP (pp)", format=".2f"),
+    ]
+    if "gprp_ci_low" in frame and "gprp_ci_high" in frame:
+        tip += [
+            alt.Tooltip("gprp_ci_low:Q", title="CI low (pp)", format=".2f"),
+            alt.Tooltip("gprp_ci_high:Q", title="CI high (pp)", format=".2f"),
+        ]
+    if "accuracy_pct" in frame:
+        tip.append(alt.Tooltip("accuracy_pct:Q", title="Test accuracy (%)", format=".2f"))
+    return tip
+
+
+def gprp_vs_epsilon(
+    results: Any,
+    *,
+    title: str | None = None,
+) -> alt.LayerChart:
+    """GPRP (with CI) against the privacy budget epsilon for several methods, log x axis.
+
+    GPRP = max_g GPR(g) - min_g GPR(g) in percentage points. Runs with epsilon = inf (SGD)
+    cannot sit on a log axis: each is a horizontal dashed rule (its CI a light band) labelled
+    "<method> (ε = ∞)". Taught in notebooks 4 and 6.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame or list
+        One row per run with columns ``method, epsilon, gprp`` (optional ``gprp_ci_low,
+        gprp_ci_high``; GPRP in percentage points, epsilon in (0, inf]); or a list of entries
+        accepted by :func:`sweep_frame`.
+    title : str, optional
+        Chart title.
+
+    Returns
+    -------
+    altair.LayerChart
+        Lines and points per method (colour), error bars for the CI, rules for epsilon = inf.
+    """
+    alt = altair()
+    frame = _sweep_input(results, SWEEP_COLUMNS)
+    finite = frame[np.isfinite(frame["epsilon"])].sort_values(["method", "epsilon"])
+    infinite = frame[np.isinf(frame["epsilon"])]
+    if len(finite) == 0:
+        raise fail("results", "only runs with epsilon=inf", "to hold at least one finite epsilon")
+    mdom = domain(frame["method"], None, METHOD_ORDER)
+    color = series_color(alt, "method", mdom, "Method")
+    y_title = "GPRP (percentage points)"
+    tip = _ci_tooltips(alt, frame)
+    base = alt.Chart(finite).encode(
+        x=alt.X("epsilon:Q", title="Privacy budget ε (log scale)", scale=alt.Scale(type="log")),
+        color=color,
+        tooltip=tip,
+    )
+    layers = [
+        base.mark_line(point=alt.OverlayMarkDef(filled=True, size=60)).encode(
+            y=alt.Y("gprp:Q", title=y_title)
+        )
+    ]
+    has_ci = "gprp_ci_low" in frame and "gprp_ci_high" in frame
+    if has_ci:
+        layers.append(
+            base.mark_errorbar(ticks=True).encode(
+                y=alt.Y("gprp_ci_low:Q", title=y_title), y2="gprp_ci_high:Q"
+            )
+        )
+    if len(infinite):
+        inf = infinite.assign(label=infinite["method"] + " (ε = ∞)")
+        ib = alt.Chart(inf).encode(color=color, tooltip=tip)
+        layers.append(ib.mark_rule(strokeDash=[6, 4], size=2).encode(y="gprp:Q"))
+        if has_ci:
+            layers.append(ib.mark_rect(opacity=0.12).encode(y="gprp_ci_low:Q", y2="gprp_ci_high:Q"))
+        layers.append(
+            ib.mark_text(align="right", baseline="bottom", dy=-3, x="width").encode(
+                y="gprp:Q", text="label:N"
+            )
+        )
+    text = title or "Group privacy risk parity (GPRP) against ε"
+    sub = "lower is fairer; error bars: bootstrap CI; dashed: ε = ∞ (no DP)"
+    return alt.layer(*layers).properties(
+        width=WIDTH,
+        height=HEIGHT,
+        title=title_params(alt, text, sub),
+        description=f"{text}. {sub}",
+    )
+
+
+def accuracy_gprp_frontier(
+    results: Any,
+    *,
+    title: str | None = None,
+) -> alt.LayerChart:
+    """Test accuracy against GPRP across epsilon, one connected line per method.
+
+    The matched-utility comparison of DESIGN.md section 2, item 4: a method is better only if
+    its line lies below another's at the same accuracy (lower GPRP for equal utility), not
+    merely at the same epsilon. Taught in notebook 6.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame or list
+        One row per run with columns ``method, epsilon, accuracy, gprp`` (accuracy a fraction,
+        GPRP in percentage points; optional ``gprp_ci_low, gprp_ci_high``); or a list of
+        entries accepted by :func:`sweep_frame`.
+    title : str, optional
+        Chart title.
+
+    Returns
+    -------
+    altair.LayerChart
+        x = test accuracy (%), y = GPRP (pp); points labelled with epsilon, lines in epsilon order.
+    """
+    alt = altair()
+    frame = _sweep_input(results, ("method", "epsilon", "accuracy", "gprp"))
+    frame = frame[frame["accuracy"].notna()]
+    if len(frame) == 0:
+        raise fail("results['accuracy']", "all NaN", "to hold the test accuracy of each run")
+    frame["accuracy_pct"] = 100.0 * frame["accuracy"]
+    # inf sorts last, so SGD ends each method's line at the no-privacy end.
+    frame["eps_rank"] = frame.groupby("method")["epsilon"].rank(method="first")
+    mdom = domain(frame["method"], None, METHOD_ORDER)
+    color = series_color(alt, "method", mdom, "Method")
+    y_title = "GPRP (percentage points)"
+    base = alt.Chart(frame).encode(
+        x=alt.X(
+            "accuracy_pct:Q", title="Test accuracy (%)", scale=alt.Scale(zero=False, padding=30)
+        ),
+        color=color,
+        tooltip=_ci_tooltips(alt, frame),
+    )
+    layers = [
+        base.mark_line(point=alt.OverlayMarkDef(filled=True, size=60)).encode(
+            y=alt.Y("gprp:Q", title=y_title), order="eps_rank:Q"
+        ),
+        base.mark_text(align="left", dx=7, dy=-11, fontSize=10).encode(
+            y="gprp:Q", text="eps_label:N"
+        ),
+    ]
+    if "gprp_ci_low" in frame and "gprp_ci_high" in frame:
+        layers.append(
+            base.mark_errorbar(ticks=True).encode(
+                y=alt.Y("gprp_ci_low:Q", title=y_title), y2="gprp_ci_high:Q"
+            )
+        )
+    text = title or "Accuracy against GPRP (matched-utility comparison)"
+    sub = "better: bottom right (more accurate, fairer); compare methods at equal accuracy"
+    return alt.layer(*layers).properties(
+        width=WIDTH,
+        height=HEIGHT,
+        title=title_params(alt, text, sub),
+        description=f"{text}. {sub}",
+    )
+
+
+def clip_bounds_over_training(
+    telemetry: Any,
+    *,
+    clip: float | None = None,
+    group_names: Sequence[str] | None = None,
+    group_order: Sequence[str] | None = None,
+    max_rows: int = 2000,
+    title: str | None = None,
+) -> alt.LayerChart | alt.FacetChart:
+    """Per-group clipping bounds C_k over training steps (DP-SGD-S, DP-SGD-F).
+
+    DP-SGD-S sets C_k = C min(tau, r_bar / r_k) each step (DESIGN.md 4.6): groups that pull
+    the update harder get a stricter bound. Taught in notebook 6.
+
+    Parameters
+    ----------
+    telemetry : pandas.DataFrame or EnsembleResult-like
+        Tidy telemetry with columns ``step, group, clip_bound`` (optional ``method``; several
+        methods give one panel each), or an object with ``.telemetry`` (and ``.method``).
+        Rows with a missing clip bound (e.g. SGD) are dropped.
+    clip : float, optional
+        The base bound C, drawn as a dashed rule.
+    group_names : sequence of str, optional
+        Names of integer group ids.
+    group_order : sequence of str, optional
+        Group order for colours (see :func:`gpr_chart`).
+    max_rows : int
+        Above this many rows consecutive steps are averaged into bins (in pandas).
+    title : str, optional
+        Chart title.
+
+    Returns
+    -------
+    altair.LayerChart or altair.FacetChart
+        Lines x = step, y = C_k, colour = group.
+    """
+    alt = altair()
+    max_rows = integer("max_rows", max_rows, 10)
+    if clip is not None:
+        clip = positive("clip", clip)
+    frame = telemetry_frame(telemetry, group_names=group_names)
+    frame = require_frame(frame, "telemetry", ("step", "group", "clip_bound"), ("method",))
+    frame = numeric(frame, "telemetry", ("step", "clip_bound"))
+    frame = frame[frame["clip_bound"].notna()]
+    if len(frame) == 0:
+        raise fail(
+            "telemetry['clip_bound']", "all missing", "to hold clip bounds (a DP run, not SGD)"
+        )
+    by = ["method", "group"] if "method" in frame else ["group"]
+    frame = thin_steps(frame[[*by, "step", "clip_bound"]], "step", by, ["clip_bound"], max_rows)
+    gdom = domain(frame["group"], group_order)
+    tip = [
+        alt.Tooltip("group:N", title="Group"),
+        alt.Tooltip("step:Q", title="Step", format=",.0f"),
+        alt.Tooltip("clip_bound:Q", title="C_k", format=".3f"),
+    ]
+    lines = (
+        alt.Chart()
+        .mark_line(strokeWidth=2)
+        .encode(
+            x=alt.X("step:Q", title="Training step"),
+            y=alt.Y("clip_bound:Q", title="Clipping bound C_k (gradient norm)"),
+            color=group_color(alt, gdom),
+            tooltip=tip,
+        )
+    )
+    layers = [lines]
+    if clip is not None:
+        layers.append(
+            alt.Chart().mark_rule(strokeDash=[4, 3], color="#555555").encode(y=alt.datum(clip))
+        )
+    text = title or "Per-group clipping bounds over training"
+    sub = "dashed: base bound C" if clip is not None else "one line per group"
+    multi = "method" in frame and frame["method"].nunique() > 1
+    chart = alt.layer(*layers, data=frame).properties(
+        width=WIDTH if not multi else 260, height=HEIGHT
+    )
+    if multi:
+        mdom = domain(frame["method"], None, METHOD_ORDER)
+        chart = chart.facet(column=alt.Column("method:N", title="Method", sort=mdom))
+    return chart.properties(title=title_params(alt, text, sub), description=f"{text}. {sub}")
