@@ -120,6 +120,29 @@ def paper_table2() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _empirical(res: Any) -> pd.DataFrame:
+    """A run's per-group empirical ε as ``group`` (name), ``n``, ``epsilon``, ``max_certifiable``.
+
+    Accepts group ids or names and ``n`` or ``n_records`` (the empirical module and the
+    experiment layer have used both).
+    """
+    emp = res.empirical_epsilon
+    names = list(res.group_names)
+    if emp is None or len(emp) == 0:
+        return pd.DataFrame(columns=["group", "n", "epsilon", "max_certifiable"])
+    g = emp["group"]
+    if pd.api.types.is_numeric_dtype(g.dtype):
+        group = [names[int(v)] if 0 <= int(v) < len(names) else str(v) for v in g]
+    else:
+        group = g.astype(str).tolist()
+    ncol = "n" if "n" in emp else ("n_records" if "n_records" in emp else None)
+    n = emp[ncol].astype(int).tolist() if ncol else [-1] * len(emp)
+    cap = (emp["max_certifiable"].astype(float).tolist() if "max_certifiable" in emp
+           else [float(res.max_certifiable_epsilon)] * len(emp))
+    return pd.DataFrame({"group": group, "n": n, "epsilon": emp["epsilon"].astype(float).to_numpy(),
+                         "max_certifiable": cap})
+
+
 # ---------------------------------------------------------------------------- result tables
 def run_info(res: Any) -> dict[str, Any]:
     """Return the settings of one run as flat columns: data, model, game, method, budget, accuracy.
@@ -174,8 +197,8 @@ def gprp_table(results: Iterable[Any]) -> pd.DataFrame:
     rows = []
     for res in results:
         info = run_info(res)
-        emp = res.empirical_epsilon
-        emp_groups = emp[emp["group"].astype(str) != "overall"]["epsilon"] if len(emp) else pd.Series(dtype=float)
+        emp = _empirical(res)
+        emp_groups = emp[emp["group"] != "overall"]["epsilon"]
         for auditor, gr in res.group_risk.items():
             by = gr.by_group
             lo, hi = gr.difference_ci()
@@ -208,7 +231,8 @@ def gpr_table(results: Iterable[Any]) -> pd.DataFrame:
     rows = []
     for res in results:
         info = run_info(res)
-        emp = dict(zip(res.empirical_epsilon["group"].astype(str), res.empirical_epsilon["epsilon"]))
+        e = _empirical(res)
+        emp = dict(zip(e["group"], e["epsilon"]))
         for auditor, gr in res.group_risk.items():
             for rec in gr.by_group.to_dict("records"):
                 g = str(rec["group"])
@@ -753,7 +777,7 @@ def grc_gpr(results: Mapping[str, Any] | Iterable[Any], *, auditor: str = "PA-AL
         grc: dict[str, float] = {}
         if tel is not None and len(tel) and {"group", "grc"} <= set(tel.columns):
             g = tel["group"]
-            if np.issubdtype(g.dtype, np.number):
+            if pd.api.types.is_numeric_dtype(g.dtype):
                 ok = g.to_numpy() >= 0
                 tel = tel[ok]
                 keys = [names[int(v)] for v in tel["group"].to_numpy()]
@@ -823,26 +847,23 @@ def soundness(results: Mapping[str, Any] | Iterable[Any]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per (run, group incl. "overall"): ``run, method, group, n, epsilon``
-        (accounted), ``epsilon_lower, ratio`` (lower / accounted), ``max_certifiable``
-        (the largest ε the number of models could certify), ``sound``.
+        One row per (run, group, and "overall" where the run reports it): ``run, method,
+        group, n, epsilon`` (accounted), ``epsilon_lower, ratio`` (lower / accounted),
+        ``max_certifiable`` (the largest ε the trial count could certify), ``sound``.
     """
     items = results.items() if isinstance(results, Mapping) else ((None, r) for r in results)
     rows = []
     for name, res in items:
         t = res.config.train
         label = name if name is not None else f"{method_label(t.method, t.statistic)} eps={res.epsilon:.3g}"
-        emp = res.empirical_epsilon
-        for rec in emp.to_dict("records"):
+        for rec in _empirical(res).to_dict("records"):
             lower = float(rec["epsilon"])
             acc = float(res.epsilon)
             rows.append({
-                "run": label, "method": method_label(t.method, t.statistic), "group": str(rec["group"]),
-                "n": int(rec["n"]) if "n" in rec and rec["n"] == rec["n"] else -1,
-                "epsilon": acc, "epsilon_lower": lower,
+                "run": label, "method": method_label(t.method, t.statistic), "group": rec["group"],
+                "n": int(rec["n"]), "epsilon": acc, "epsilon_lower": lower,
                 "ratio": lower / acc if math.isfinite(acc) else 0.0,
-                "max_certifiable": float(res.max_certifiable_epsilon),
-                "sound": bool(lower <= acc),
+                "max_certifiable": float(rec["max_certifiable"]), "sound": bool(lower <= acc),
             })
     return pd.DataFrame(rows)
 
