@@ -175,6 +175,14 @@ def test_matched_utility_interpolates_on_log_epsilon():
     assert out.loc["candidate"].gprp == 0.20
 
 
+def test_matched_utility_uses_target_budgets_when_given():
+    sweep = _sweep()
+    sweep["target_epsilon"] = sweep["epsilon"]
+    sweep["epsilon"] = sweep["epsilon"] * np.r_[0.999, 0.998, 0.997, 0.9975, 0.998]  # accounted, below target
+    eq = S.matched_utility(sweep).set_index("role").loc["reference at equal eps"]
+    assert eq.how == "measured" and eq.gprp == pytest.approx(0.40)
+
+
 def test_matched_utility_rerun_and_outside_grid():
     calls = []
 
@@ -259,11 +267,15 @@ def test_compare_with_paper_ratios():
         "gprp": [0.8, 0.4, 0.2, 0.1], "gprp_ci_low": 0.0, "gprp_ci_high": 1.0, "floor_mean": 0.0,
         "accuracy": 0.8,
     })
-    out = S.compare_with_paper(table).set_index("method")
+    cmp = S.compare_with_paper(table)
+    out = cmp.set_index("method")
     assert out.loc["DP-SGD", "measured"] == 0.4  # the eps = 1 row is not Table 2's
     assert out.loc["DP-SGD-S", "paper"] == 0.16
     assert out.loc["DP-SGD-S", "measured_ratio_to_sgd"] == pytest.approx(0.25)
     assert out.loc["DP-SGD-S", "paper_ratio_to_sgd"] == pytest.approx(0.16 / 0.42)
+    pytest.importorskip("altair")
+    spec = S.paper_comparison_chart(cmp).to_dict()
+    assert "Table 2" in str(spec["title"]) and len(spec["layer"]) == 3
 
 
 # ---------------------------------------------------------------------------- figures
