@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import math
 import sys
 from pathlib import Path
@@ -211,11 +212,9 @@ def test_matched_utility_bad_input():
 
 # ---------------------------------------------------------------------------- (d) GRC vs GPR
 def _fake_result(method="dpsgd", eps=10.0, gpr=(3.0, 1.0, 2.0), grc=(1.5, 0.5, 1.0), lower=(0.5, 0.2, 0.4)):
-    from fairpriv_lab.experiment import ExperimentConfig
-
     names = ("a", "b", "c")
-    cfg = ExperimentConfig(data={"name": "digits"}, train={"method": method, "epsilon": eps if method != "sgd" else None},
-                           game={"n_models": 8, "m": 30})
+    cfg = SimpleNamespace(train=SimpleNamespace(method=method, statistic="norm",
+                                                epsilon=eps if method != "sgd" else None))
     by = pd.DataFrame({"group": names, "n": [10, 10, 10], "gpr": gpr, "ci_low": np.subtract(gpr, 1),
                        "ci_high": np.add(gpr, 1), "floor": [0.1, 0.0, -0.1]})
     risk = SimpleNamespace(by_group=by, difference=lambda: max(gpr) - min(gpr), difference_ci=lambda: (0.5, 3.0))
@@ -319,3 +318,30 @@ def test_paper_scale_presets_follow_the_paper(capsys):
     assert "adult-lr" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         ps.parse_args([])
+
+
+@pytest.mark.slow
+def test_paper_scale_smoke_preset_writes_every_table(tmp_path, monkeypatch):
+    ps = _load_script()
+    monkeypatch.setenv("FAIRPRIV_LAB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "results"
+    assert ps.main(["--preset", "smoke", "--out", str(out), "--n-boot", "50", "--threads", "0"]) == 0
+    for name in ("gprp", "gpr", "timings", "soundness", "grc", "floor"):
+        assert (out / f"smoke_{name}.csv").is_file(), name
+    gprp = pd.read_csv(out / "smoke_gprp.csv")
+    assert set(gprp.method) == {"SGD", "DP-SGD", "DP-SGD-S"} and set(gprp.estimator) == {"in_sample", "cross_fit"}
+    assert set(gprp.auditor) == {"PA-ALOOA", "PA-GA", "PA-GBA"} and len(gprp) == 18
+    dp = gprp[np.isfinite(gprp.epsilon)]
+    assert (dp.epsilon <= 10.0 * 1.001).all() and (gprp.gprp >= 0).all()
+    assert pd.read_csv(out / "smoke_soundness.csv").sound.all()
+    text = (out / "smoke.md").read_text()
+    assert "Beside the paper's Table 2" in text and "| adult | half | DP-SGD-S |" in text
+    machine = json.loads((out / "smoke_machine.json").read_text())
+    assert machine["torch_threads"] >= 1 and machine["cpu_count"] >= 1  # --threads 0: torch untouched
+    timings = pd.read_csv(out / "smoke_timings.csv")
+    assert (timings.chunks_trained.iloc[::2] == 1).all() and (timings.chunks_loaded.iloc[1::2] == 1).all()
+    # A second invocation is served from the cache (resumable) and gives the same table.
+    assert ps.main(["--preset", "smoke", "--out", str(out), "--n-boot", "50", "--threads", "0"]) == 0
+    again = pd.read_csv(out / "smoke_gprp.csv")
+    pd.testing.assert_series_equal(again.gprp, gprp.gprp)
+    assert pd.read_csv(out / "smoke_timings.csv").chunks_trained.sum() == 0
