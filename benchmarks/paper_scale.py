@@ -120,7 +120,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("digits-loo", "Study (b): PA-ALOOA vs exact PA-LOOA per record on digits (LR), "
            "R = 2..32 pairs, 10 targets (CPU, minutes)",
            "digits", None, "lr", games=("aloo",), methods=("sgd",), n_models=64, m=300, epochs=10,
-           chunk_models=64, kind="loo", estimators=("in_sample",), auditors=("PA-ALOOA",)),
+           chunk_models=64, kind="loo", estimators=("in_sample", "cross_fit"), auditors=("PA-ALOOA",)),
     Preset("adult-utility", "Study (c): matched utility on Adult (LR, half-split game, 64 models): "
            "DP-SGD at eps 0.5..10 and DP-SGD-S at eps=10",
            "adult", "sex", "lr", methods=("dpsgd", "dpsgds"), n_models=64, chunk_models=64,
@@ -375,9 +375,10 @@ def run_loo(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict[st
     pairs = sorted({r for r in (2, 4, 8, 16, 32, 64, 128, 200) if r <= R} | {R})
     print(f"study (b): ALOOA ({2 * R} models) and LOO ({2 * R} models x {p.n_targets} targets) on "
           f"{base.data.name} {base.train.model}; R in {pairs}", flush=True)
-    df = studies.loo_agreement_study(base, n_targets=p.n_targets, n_pairs=pairs,
-                                     estimator=p.estimators[0], cache=cache,
-                                     progress=Progress("loo"), seed=base.seed)
+    df = pd.concat([studies.loo_agreement_study(base, n_targets=p.n_targets, n_pairs=pairs,
+                                                estimator=est, cache=cache,
+                                                progress=Progress(f"loo {est}"), seed=base.seed)
+                    for est in p.estimators], ignore_index=True)
     _finish(machine, t_all)
     print(df.round(3).to_string(index=False), flush=True)
     tables = {"loo_agreement": df, "timings": pd.DataFrame([{
