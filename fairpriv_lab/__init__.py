@@ -29,7 +29,21 @@ from .exceptions import (
 __version__ = "0.1.0"
 
 # Public names served lazily from their module (torch is imported only when needed).
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    # games
+    "Game": ".games", "aloo_game": ".games", "half_split_game": ".games", "loo_game": ".games",
+    # training (imports torch)
+    "train_ensemble": ".training", "EnsembleResult": ".training",
+    "SGD": ".privacy", "DPSGD": ".privacy", "DPSGDS": ".privacy", "DPSGDF": ".privacy",
+    "epsilon_of": ".privacy", "calibrate_noise": ".privacy",
+    # audit
+    "RecordRisk": ".audit", "record_risk": ".audit", "global_risk": ".audit",
+    "attack_scores": ".audit", "agreement": ".audit",
+    "EmpiricalEpsilon": ".empirical", "empirical_epsilon": ".empirical", "gdp_epsilon": ".empirical",
+    # risk
+    "GroupRisk": ".risk", "pair_bootstrap": ".risk", "outcome_fairness": ".risk",
+    "OutcomeFairness": ".risk",
+}
 
 __all__ = [
     "__version__",

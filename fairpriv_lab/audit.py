@@ -16,7 +16,7 @@ attack accuracy is ``acc(x)`` and the individual privacy risk is ``IPR(x) = 2 ac
 ``"cross_fit"`` (default)
     the pairs are split at random into two folds; tau is chosen on one fold and scored on the
     other, both ways; acc = (correct on fold A + correct on fold B) / 2R. With no leakage its
-    expectation is exactly 0.5.
+    expectation is exactly 0.5 (tau never sees the trials it is scored on).
 
 Thresholds are taken between distinct observed scores (the midpoint), so equal scores always
 fall on the same side of a cut; among equally good cuts the lowest threshold is used. The
@@ -242,29 +242,38 @@ def _record_block(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy and floor accuracy of records whose K pairs give scores s_in, s_out (mb, K).
 
-    ``fold`` (mb, K) bool marks fold A of the cross-fit (None: in-sample); ``swap`` (mb, K)
-    bool marks the pairs whose in/out labels the floor exchanges.
+    ``fold`` (K,) bool marks the pairs of fold A of the cross-fit (None: in-sample); ``swap``
+    (mb, K) bool marks the pairs whose in/out labels the floor exchanges. float32 scores take
+    the packed-key path, others the generic argsort path; both give identical results.
     """
-    mb, K = s_in.shape
-    X = np.concatenate([s_in, s_out], axis=1)
+    if s_in.dtype == np.float32 and s_out.dtype == np.float32:
+        return _record_block_packed(s_in, s_out, fold, swap)
+    return _record_block_sorted(s_in, s_out, fold, swap)
+
+
+def _sorted_fold(x_in, x_out, swap):
+    """Sort the 2k scores of each row; return sorted scores, labels and floor labels."""
+    k = x_in.shape[1]
+    X = np.concatenate([x_in, x_out], axis=1)
     order = np.argsort(X, axis=1)
-    xs = np.take_along_axis(X, order, axis=1)
-    pair = order % K
-    lab = order < K  # the first K columns hold the in-model scores
-    lab_floor = lab ^ np.take_along_axis(swap, pair, axis=1)
+    lab = order < k  # the first k columns hold the in-model scores
+    lab_floor = lab ^ np.take_along_axis(swap, order % k, axis=1)
+    return np.take_along_axis(X, order, axis=1), lab, lab_floor
+
+
+def _record_block_sorted(
+    s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the generic kernel of :func:`_record_block` (argsort + gathers; any float dtype)."""
+    K = s_in.shape[1]
     if fold is None:
-        n = 2 * K
-        acc = _cut_correct(xs, lab).max(axis=1) / n
-        acc_floor = _cut_correct(xs, lab_floor).max(axis=1) / n
-        return acc, acc_floor
-    in_a = np.take_along_axis(fold, pair, axis=1)
-    ka = int(2 * fold[0].sum()) if mb else 0
-    kb = 2 * K - ka
-    xa, xb = xs[in_a].reshape(mb, ka), xs[~in_a].reshape(mb, kb)
+        xs, lab, lab_floor = _sorted_fold(s_in, s_out, swap)
+        return tuple(_cut_correct(xs, lb).max(axis=1) / (2 * K) for lb in (lab, lab_floor))
+    xa, la, fa = _sorted_fold(s_in[:, fold], s_out[:, fold], swap[:, fold])
+    xb, lb, fb = _sorted_fold(s_in[:, ~fold], s_out[:, ~fold], swap[:, ~fold])
     out = []
-    for lb in (lab, lab_floor):
-        la, lbb = lb[in_a].reshape(mb, ka), lb[~in_a].reshape(mb, kb)
-        correct = _score(xb, lbb, _fit_taus(xa, la)) + _score(xa, la, _fit_taus(xb, lbb))
+    for a, b in ((la, lb), (fa, fb)):
+        correct = _score(xb, b, _fit_taus(xa, a)) + _score(xa, a, _fit_taus(xb, b))
         out.append(correct / (2 * K))
     return out[0], out[1]
 
@@ -301,6 +310,179 @@ def _global_acc(
     return ((pred == labels) & trial).sum(axis=0) / trial.sum(axis=0)
 
 
+# --------------------------------------------------------------------------- packed kernels
+# For float32 scores the sort is done on uint64 keys that pack the order-preserving uint32 image
+# of the score with the few bits each entry needs (fold or cell above it, labels below it):
+# np.sort on integers is several times faster than argsort followed by gathers, and the
+# sorted keys carry everything the cumulative counts need.
+_SHIFT = 8  # score bits start here; bits 0-7 hold labels
+_TOP = 40  # fold / cell bits start here
+_CHUNK_ELEMENTS = 1 << 19  # rows per block so that a block's keys take about 4 MB
+
+
+def _u32(x: np.ndarray) -> np.ndarray:
+    """Order-preserving map float32 -> uint32 (-0.0 and 0.0 map to the same key)."""
+    i = (x + np.float32(0)).view(np.int32)  # + 0 turns -0.0 into 0.0
+    # negative floats: flip the magnitude bits (two's-complement order); then sign -> offset
+    i = i ^ ((i >> 31) & np.int32(0x7FFFFFFF))
+    return (i ^ np.int32(-(2**31))).view(np.uint32)
+
+
+def _f32(u: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_u32`."""
+    i = np.ascontiguousarray(u, dtype=np.uint32).view(np.int32) ^ np.int32(-(2**31))
+    i = i ^ ((i >> 31) & np.int32(0x7FFFFFFF))
+    return i.view(np.float32)
+
+
+_NONE = np.uint32(0xFFFFFFFF)  # above the key of every finite float32: nobody is "member"
+
+
+def _packed_threshold(us: np.ndarray, kstar: np.ndarray) -> np.ndarray:
+    """uint32-key threshold of cut kstar: member iff key >= it; midpoint rule."""
+    mb, n = us.shape
+    if n == 0:
+        return np.zeros(mb, np.uint32)
+    lo = _f32(np.take_along_axis(us, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]).astype(np.float64)
+    hi = _f32(np.take_along_axis(us, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]).astype(np.float64)
+    mid = lo / 2 + hi / 2  # exact in float64 and strictly between two float32 values
+    t = mid.astype(np.float32)
+    t = np.where(t.astype(np.float64) < mid, np.nextafter(t, np.float32(np.inf)), t)
+    ut = _u32(t.astype(np.float32))
+    return np.where(kstar == 0, np.uint32(0), np.where(kstar == n, _NONE, ut)).astype(np.uint32)
+
+
+def _packed_fold(x_in, x_out, swap):
+    """Packed-key sort of the 2k scores of each row: uint32 keys, labels, floor labels."""
+    k = x_in.shape[1]
+    key = _u32(np.concatenate([x_in, x_out], axis=1)).astype(np.uint64) << np.uint64(_SHIFT)
+    sw = swap.astype(np.uint64)  # bit 0: the floor swaps this pair's labels
+    key[:, :k] |= sw | np.uint64(2)  # bit 1: in-model score
+    key[:, k:] |= sw
+    key.sort(axis=1)
+    lab = (key & np.uint64(2)).astype(bool)
+    lab_floor = lab ^ (key & np.uint64(1)).astype(bool)
+    return (key >> np.uint64(_SHIFT)).astype(np.uint32), lab, lab_floor
+
+
+def _record_block_packed(
+    s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Packed-key kernel of :func:`_record_block` for float32 scores."""
+    K = s_in.shape[1]
+    if fold is None:
+        us, lab, lab_floor = _packed_fold(s_in, s_out, swap)
+        ties = _ties(us)
+        return tuple(_packed_correct(lb, ties).max(axis=1) / (2 * K) for lb in (lab, lab_floor))
+    ua, la, fa = _packed_fold(s_in[:, fold], s_out[:, fold], swap[:, fold])
+    ub, lb, fb = _packed_fold(s_in[:, ~fold], s_out[:, ~fold], swap[:, ~fold])
+    ties_a, ties_b = _ties(ua), _ties(ub)
+    out = []
+    for a, b in ((la, lb), (fa, fb)):
+        ta = _packed_threshold(ua, np.argmax(_packed_correct(a, ties_a), axis=1))
+        tb = _packed_threshold(ub, np.argmax(_packed_correct(b, ties_b), axis=1))
+        correct = ((ub >= ta[:, None]) == b).sum(axis=1) + ((ua >= tb[:, None]) == a).sum(axis=1)
+        out.append(correct / (2 * K))
+    return out[0], out[1]
+
+
+def _ties(us: np.ndarray) -> np.ndarray:
+    """Bool (rows, n + 1): cuts that would split a run of equal sorted keys."""
+    mb, n = us.shape
+    ties = np.zeros((mb, n + 1), dtype=bool)
+    if n > 1:
+        np.equal(us[:, :-1], us[:, 1:], out=ties[:, 1:-1])
+    return ties
+
+
+def _packed_correct(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """Correct predictions at every cut of sorted rows (as :func:`_cut_correct`), in place."""
+    mb, n = lab.shape
+    dt = np.int16 if n < 16000 else np.int32
+    cum = np.zeros((mb, n + 1), dtype=dt)
+    np.cumsum(lab, axis=1, dtype=dt, out=cum[:, 1:])
+    n_in = cum[:, -1:].copy()
+    cum *= -2  # correct(k) = k - 2 cum_in(k) + n_in
+    cum += np.arange(n + 1, dtype=dt)
+    cum += n_in
+    np.putmask(cum, ties, -1)
+    return cum
+
+
+def _global_block(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    swap: np.ndarray,
+    trial: np.ndarray,
+    cell: np.ndarray,
+    partner: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and floor accuracy of PA-GA/PA-GBA (floor labels = labels ^ swap)."""
+    if scores.dtype != np.float32:
+        order = np.argsort(scores, axis=1)
+        return (
+            _global_acc(scores, labels, trial, cell, partner, order),
+            _global_acc(scores, labels ^ swap, trial, cell, partner, order),
+        )
+    n_models, m = scores.shape
+    floor_labels = labels ^ swap
+    n_trials = trial.sum(axis=0)
+    ok = np.zeros((2, m), np.int64)
+    step = max(1, _CHUNK_ELEMENTS // max(m, 1))
+    for lo in range(0, n_models, step):  # blocks of models keep the temporaries in cache
+        rows = slice(lo, lo + step)
+        args = (scores[rows], labels[rows], floor_labels[rows], trial[rows])
+        ok += _global_chunk(*args, cell, partner)
+    return ok[0] / n_trials, ok[1] / n_trials
+
+
+def _global_chunk(scores, labels, floor_labels, trial, cell, partner) -> np.ndarray:
+    """Correct-prediction counts per record, shape (2, m), for a block of models (packed)."""
+    n_models, m = scores.shape
+    u = _u32(scores)
+    bits = (labels.view(np.uint8) << np.uint8(2)) | (floor_labels.view(np.uint8) << np.uint8(1))
+    bits |= trial.view(np.uint8)
+    key = u.astype(np.uint64) << np.uint64(_SHIFT)
+    key |= bits
+    if cell.any():
+        key |= (cell.astype(np.uint64) << np.uint64(_TOP))[None, :]
+    key.sort(axis=1)
+    us = (key >> np.uint64(_SHIFT)).astype(np.uint32)
+    all_trials = bool(trial.all())
+    sizes = np.bincount(cell)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    n_cells = int(max(cell.max(), partner.max())) + 1
+    thr = np.zeros((2, n_models, n_cells), np.uint32)
+    dt = np.int32
+    for c in np.flatnonzero(sizes):  # loop over cells (groups x halves), never over records
+        blk = slice(starts[c], starts[c + 1])
+        kb, ub = key[:, blk], us[:, blk]
+        n = ub.shape[1]
+        ties = _ties(ub)
+        ctrial = np.zeros((n_models, n + 1), dt)
+        if all_trials:
+            ctrial[:] = np.arange(n + 1, dtype=dt)
+        else:
+            np.cumsum((kb & np.uint64(1)).astype(bool), axis=1, dtype=dt, out=ctrial[:, 1:])
+        for j, bit in enumerate((4, 2)):
+            lab = (kb & np.uint64(bit | 1)) == np.uint64(bit | 1)
+            cin = np.zeros((n_models, n + 1), dt)
+            np.cumsum(lab, axis=1, dtype=dt, out=cin[:, 1:])
+            correct = ctrial - 2 * cin + cin[:, -1:]  # out below the cut + in at or above it
+            np.putmask(correct, ties, -1)
+            thr[j, :, c] = _packed_threshold(ub, np.argmax(correct, axis=1))
+    del key, us
+    out = np.empty((2, m), np.int64)
+    single = n_cells == 1
+    for j, lb in enumerate((labels, floor_labels)):
+        pred = u >= (thr[j][:, :1] if single else thr[j][:, partner])
+        hit = pred == lb
+        if not all_trials:
+            hit &= trial
+        out[j] = hit.sum(axis=0)
+    return out
+
+
 # --------------------------------------------------------------------------- validation
 def _inputs(losses, membership, records, groups, signal, confidences):
     """Validate and return (scores (n_models, m), membership (n_models, m), records, groups_rec)."""
@@ -326,7 +508,24 @@ def _inputs(losses, membership, records, groups, signal, confidences):
     if rec.min() < 0 or rec.max() >= n:
         raise V.fail("records", f"ids in [{rec.min()}, {rec.max()}]", f"to lie in [0, {n - 1}]")
     grp = np.zeros(n, dtype=np.int64) if groups is None else V.group_ids("groups", groups, n=n)
+    if rec.size == n and np.array_equal(rec, np.arange(n)):
+        return scores, mem, rec, grp  # every record audited (half-split game): no copies
     return scores[:, rec], mem[:, rec], rec, grp[rec]
+
+
+def _coins(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Fair coin flips as a bool array (8 per random byte)."""
+    n = int(np.prod(shape))
+    bits = np.unpackbits(rng.integers(0, 256, size=(n + 7) // 8, dtype=np.uint8))[:n]
+    return bits.view(bool).reshape(shape)
+
+
+def _as_f32(scores: np.ndarray) -> np.ndarray:
+    """Scores as float32 when that loses nothing (the packed kernels), else unchanged."""
+    if scores.dtype == np.float32:
+        return scores
+    f = scores.astype(np.float32)
+    return f if np.array_equal(f, scores) else scores
 
 
 def _informative(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
@@ -345,20 +544,37 @@ def _informative(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
 
 
 def _pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
-    """Yield (columns, s_in, s_out) with s_in/s_out (mb, K) for records sharing the same K."""
-    in_even = mem[0::2]
-    s_in_all = np.where(in_even, scores[0::2], scores[1::2])
-    s_out_all = np.where(in_even, scores[1::2], scores[0::2])
+    """Yield (columns, K, chunks) for the records sharing the same number K of pairs.
+
+    ``chunks`` iterates over (row slice, s_in, s_out) with s_in/s_out of shape (rows, K): the
+    scores of each record's in-model and out-model in its K auditing pairs, built a block of
+    records at a time so that the transposition stays in cache.
+    """
     K = inf.sum(axis=0)
     if np.all(inf):
-        yield np.arange(scores.shape[1]), s_in_all.T.copy(), s_out_all.T.copy()
-        return
-    for k in np.unique(K):  # loop over distinct pair counts (1 for every game built here)
+        ks = [int(inf.shape[0])]
+    else:
+        ks = [int(k) for k in np.unique(K)]  # distinct pair counts (1 for every game here)
+    for k in ks:
         cols = np.flatnonzero(K == k)
-        pick = np.argsort(~inf[:, cols], axis=0, kind="stable")[:k]
-        s_in = np.take_along_axis(s_in_all[:, cols], pick, axis=0).T.copy()
-        s_out = np.take_along_axis(s_out_all[:, cols], pick, axis=0).T.copy()
-        yield cols, s_in, s_out
+        yield cols, k, _pair_chunks(scores, mem, inf, cols, k)
+
+
+def _pair_chunks(scores, mem, inf, cols, k):
+    step = max(1, _CHUNK_ELEMENTS // (2 * k))
+    full = cols.size == scores.shape[1]
+    for lo in range(0, cols.size, step):
+        r = slice(lo, lo + step)
+        c = slice(lo, min(lo + step, cols.size)) if full else cols[r]
+        in_even = mem[0::2, c]
+        even, odd = scores[0::2, c], scores[1::2, c]
+        s_in = np.where(in_even, even, odd)
+        s_out = np.where(in_even, odd, even)
+        if k < inf.shape[0]:
+            pick = np.argsort(~inf[:, c], axis=0, kind="stable")[:k]
+            s_in = np.take_along_axis(s_in, pick, axis=0)
+            s_out = np.take_along_axis(s_out, pick, axis=0)
+        yield r, np.ascontiguousarray(s_in.T), np.ascontiguousarray(s_out.T)
 
 
 # --------------------------------------------------------------------------- public API
@@ -383,7 +599,8 @@ def record_risk(
     * ``"in_sample"``: ``acc = max_tau (1/2K) sum_j 1[(s_j >= tau) == in_j]`` (the paper's).
     * ``"cross_fit"``: the K pairs are split at random into folds A (``K // 2`` pairs) and B;
       ``acc = (correct_B(tau_A) + correct_A(tau_B)) / 2K`` where tau_F maximises the accuracy
-      on fold F. Needs K >= 2.
+      on fold F. Needs K >= 2. The pairs are exchangeable (independent trainings), so one
+      seeded split of the pair positions is shared by all records of a call.
 
     Each record's 2K scores are sorted once; the accuracy at every cut comes from cumulative
     counts (no loop over records or thresholds). The floor re-draws which model of each pair
@@ -435,13 +652,16 @@ def record_risk(
     rng = as_generator(seed)
     acc = np.empty(rec.size)
     acc_floor = np.empty(rec.size)
-    for cols, s_in, s_out in _pair_blocks(scores, mem, inf):
-        mb, k = s_in.shape
-        swap = rng.random((mb, k)) < 0.5
+    for cols, k, chunks in _pair_blocks(_as_f32(scores), mem, inf):
+        # The pairs are exchangeable (independent trainings), so one seeded split of the pair
+        # positions serves every record of the block.
         fold = None
         if estimator == "cross_fit":
-            fold = rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (mb, k)), axis=1)
-        acc[cols], acc_floor[cols] = _record_block(s_in, s_out, fold, swap)
+            fold = np.zeros(k, dtype=bool)
+            fold[rng.permutation(k)[: k // 2]] = True
+        swap = _coins(rng, (cols.size, k))
+        for r, s_in, s_out in chunks:  # blocks of records keep the temporaries in cache
+            acc[cols[r]], acc_floor[cols[r]] = _record_block(s_in, s_out, fold, swap[r])
     auditor = "PA-ALOOA" if np.all(inf) else "PA-LOOA"
     return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * acc_floor - 1, auditor, estimator, K, signal)
 
@@ -516,7 +736,7 @@ def global_risk(
     m = rec.size
     rng = as_generator(seed)
     trial = np.repeat(inf, 2, axis=0)  # (n_models, m): the (model, record) trials
-    swap = np.repeat(rng.random(inf.shape) < 0.5, 2, axis=0) & trial
+    swap = np.repeat(_coins(rng, inf.shape) & inf, 2, axis=0)
     cell = grp.copy() if by_group else np.zeros(m, np.int64)
     if estimator == "cross_fit":
         half = np.zeros(m, dtype=bool)
@@ -527,9 +747,7 @@ def global_risk(
         partner = cell ^ 1
     else:
         partner = cell
-    order = np.argsort(scores, axis=1)
-    acc = _global_acc(scores, mem, trial, cell, partner, order)
-    acc_floor = _global_acc(scores, mem ^ swap, trial, cell, partner, order)
+    acc, acc_floor = _global_block(_as_f32(scores), mem, swap, trial, cell, partner)
     auditor = "PA-GBA" if by_group else "PA-GA"
     K = inf.sum(axis=0).astype(np.int64)
     return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * acc_floor - 1, auditor, estimator, K, signal)

@@ -145,3 +145,34 @@ def test_outcome_fairness_multiclass_and_errors():
         outcome_fairness(y, p[:3], np.zeros(6, int), ["a"])
     with pytest.raises(ConfigError, match="groups"):
         outcome_fairness(y, p, np.full(6, 3), ["a", "b"])
+
+
+def test_pair_bootstrap_null_and_group_risk_replicates():
+    from fairpriv_lab.audit import record_risk
+    from fairpriv_lab.games import half_split_game, loo_game
+    from fairpriv_lab.risk import pair_bootstrap
+
+    rng = np.random.default_rng(0)
+    n, M = 400, 40
+    game = half_split_game(n, n_models=M, seed=0)
+    groups = np.arange(n) % 2
+    # model-level noise shared by all records of a model: only the pair bootstrap sees it
+    losses = rng.exponential(size=(M, n)) + rng.normal(0, 0.5, (M, 1))
+    reps = pair_bootstrap(losses, game.membership, records=game.audit_idx, groups=groups, n_groups=2, n_boot=40, seed=1)
+    assert reps.shape == (40, 2) and np.all(np.isfinite(reps))
+    assert abs(reps.mean()) < 1.5  # cross-fit stays unbiased under pair resampling
+    again = pair_bootstrap(losses, game.membership, records=game.audit_idx, groups=groups, n_groups=2, n_boot=40, seed=1)
+    np.testing.assert_array_equal(reps, again)
+    rr = record_risk(losses, game.membership, groups=groups, seed=0)
+    gr = GroupRisk(rr, ["a", "b"], replicates=reps, min_group_size=0)
+    assert gr.n_boot == 40 and gr.bootstrap == "supplied"
+    np.testing.assert_allclose(gr.by_group["ci_low"], np.quantile(reps, 0.025, axis=0))
+    with pytest.raises(ConfigError, match=r"to have shape \(n_rep, 2\)"):
+        GroupRisk(rr, ["a", "b"], replicates=reps[:, :1])
+    loo = loo_game(10, [1, 2], n_pairs=3, seed=0)
+    L = rng.exponential(size=(loo.n_models, 10))
+    with pytest.raises(ConfigError, match="to be 'in_sample' unless every pair"):
+        pair_bootstrap(L, loo.membership, records=loo.audit_idx, groups=np.zeros(10, int), n_groups=1)
+    r2 = pair_bootstrap(L, loo.membership, records=loo.audit_idx, groups=np.zeros(10, int), n_groups=1,
+                        estimator="in_sample", n_boot=5, seed=0)
+    assert r2.shape == (5, 1)
