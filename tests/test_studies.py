@@ -211,10 +211,12 @@ def test_matched_utility_bad_input():
 
 
 # ---------------------------------------------------------------------------- (d) GRC vs GPR
-def _fake_result(method="dpsgd", eps=10.0, gpr=(3.0, 1.0, 2.0), grc=(1.5, 0.5, 1.0), lower=(0.5, 0.2, 0.4)):
+def _fake_result(method="dpsgd", eps=10.0, gpr=(3.0, 1.0, 2.0), grc=(1.5, 0.5, 1.0), lower=(0.5, 0.2, 0.4),
+                 kind="loo"):
     names = ("a", "b", "c")
     cfg = SimpleNamespace(train=SimpleNamespace(method=method, statistic="norm",
-                                                epsilon=eps if method != "sgd" else None))
+                                                epsilon=eps if method != "sgd" else None),
+                          game=SimpleNamespace(kind=kind))
     by = pd.DataFrame({"group": names, "n": [10, 10, 10], "gpr": gpr, "ci_low": np.subtract(gpr, 1),
                        "ci_high": np.add(gpr, 1), "floor": [0.1, 0.0, -0.1]})
     risk = SimpleNamespace(by_group=by, difference=lambda: max(gpr) - min(gpr), difference_ci=lambda: (0.5, 3.0))
@@ -251,11 +253,17 @@ def test_soundness_flags_a_bound_above_the_budget():
     ok = _fake_result(eps=1.0, lower=(0.5, 0.2, 0.4))
     bad = _fake_result(eps=1.0, lower=(1.5, 0.2, 0.4))
     sgd = _fake_result(method="sgd", lower=(5.0, 1.0, 2.0))
-    f = S.soundness({"ok": ok, "bad": bad, "sgd": sgd})
-    assert f[f.run == "ok"].sound.all() and f[f.run == "sgd"].sound.all()
+    # Substitution games (half-split, ALOOA) are held to 2 eps: 1.5 is within 2 x 1.0.
+    subst = _fake_result(eps=1.0, lower=(1.5, 0.2, 0.4), kind="half")
+    worse = _fake_result(eps=1.0, lower=(2.5, 0.2, 0.4), kind="aloo")
+    f = S.soundness({"ok": ok, "bad": bad, "sgd": sgd, "subst": subst, "worse": worse})
+    assert f[f.run == "ok"].sound.all() and f[f.run == "sgd"].sound.all() and f[f.run == "subst"].sound.all()
     flagged = f[(f.run == "bad") & ~f.sound]
     assert set(flagged.group) == {"a", "overall"}
+    assert set(f[(f.run == "worse") & ~f.sound].group) == {"a", "overall"}
     assert f[(f.run == "ok") & (f.group == "a")].ratio.item() == pytest.approx(0.5)
+    assert f[(f.run == "subst") & (f.group == "a")].ratio.item() == pytest.approx(0.75)
+    assert set(f[f.run == "subst"].epsilon_bound) == {2.0}
 
 
 # ---------------------------------------------------------------------------- tables
