@@ -212,16 +212,26 @@ def build_configs(p: Preset, *, device: str, datasets: list[tuple[str, str | Non
 
 
 def _available(dataset: str) -> bool:
-    """True when the dataset is registered and loads without a download."""
-    from fairpriv_lab import list_datasets, load_dataset
+    """True when the dataset is offline or all its files are already in the data cache.
 
-    names = {d.name for d in list_datasets()}
-    if dataset not in names:
+    Never downloads: on a machine without internet a download would only fail (slowly).
+    """
+    from fairpriv_lab import list_datasets
+
+    infos = {d.name: d for d in list_datasets()}
+    if dataset not in infos:
+        print(f"  skipping {dataset}: not a registered dataset", flush=True)
         return False
-    try:
-        load_dataset(dataset)
-    except (ValueError, OSError) as err:  # DatasetError/DownloadError are ValueError/OSError
-        print(f"  skipping {dataset}: {str(err).splitlines()[0]}", flush=True)
+    if infos[dataset].offline:
+        return True
+    from fairpriv_lab.data.download import dataset_dir
+    from fairpriv_lab.data.remote import REMOTE_FILES
+
+    folder = dataset_dir(dataset)
+    missing = [f.filename for f in REMOTE_FILES.get(dataset, ()) if not (folder / f.filename).is_file()]
+    if missing:
+        print(f"  skipping {dataset}: {', '.join(missing)} not in {folder} (fetch them with "
+              f"fairpriv_lab.data.download.download_dataset({dataset!r}) where there is internet)", flush=True)
         return False
     return True
 
