@@ -35,7 +35,8 @@ _LAZY: dict[str, str] = {
     # training (imports torch)
     "train_ensemble": ".training", "EnsembleResult": ".training",
     "SGD": ".privacy", "DPSGD": ".privacy", "DPSGDS": ".privacy", "DPSGDF": ".privacy",
-    "epsilon_of": ".privacy", "calibrate_noise": ".privacy",
+    "epsilon_of": ".privacy", "calibrate_noise": ".privacy", "as_method": ".privacy",
+    "GroupDPOptimizer": ".opacus_compat",
     # audit
     "RecordRisk": ".audit", "record_risk": ".audit", "global_risk": ".audit",
     "attack_scores": ".audit", "agreement": ".audit",
@@ -43,6 +44,12 @@ _LAZY: dict[str, str] = {
     # risk
     "GroupRisk": ".risk", "pair_bootstrap": ".risk", "outcome_fairness": ".risk",
     "OutcomeFairness": ".risk",
+    # experiments, cache, demo
+    "ExperimentConfig": ".experiment", "DataConfig": ".experiment", "TrainConfig": ".experiment",
+    "GameConfig": ".experiment", "AuditConfig": ".experiment", "AuditResult": ".experiment",
+    "run": ".experiment", "compare": ".experiment", "format_comparison": ".experiment",
+    "Cache": ".cache", "CacheWarning": ".cache", "default_cache_dir": ".cache",
+    "demo_configs": ".demo", "run_demo": ".demo",
 }
 
 __all__ = [

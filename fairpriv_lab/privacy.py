@@ -184,7 +184,7 @@ class DPSGDS(ClippingPolicy):
 
     * ``"norm"`` (default, our variant): ``r_k = (sum_{i in B, k} min(||g_i||, C_s) +
       N(0, sigma_1^2 C_s^2)) / max(n~_k, 1)`` and ``rbar`` the same over the batch (from the sums
-      of the released group statistics), with ``C_s = stat_clip`` (default ``C``).
+      of the released group statistics), with ``C_s = stat_clip`` (default ``tau * C``).
     * ``"mean_direction"`` (the paper's rule): unit-clip every ``g_i``, release noisy group sums
       ``S_k = sum unit(g_i) + N(0, sigma_1^2 I)``; ``u = sum_k S_k / sum_k n~_k``,
       ``u_k = S_k / max(n~_k, 1)`` and the ratio is ``||u|| / ||u_k||``.
@@ -208,7 +208,9 @@ class DPSGDS(ClippingPolicy):
     floor : float
         Lower cap of the ratio, in ``[0, tau]``.
     stat_clip : float or None
-        ``C_s`` of the norm statistic; ``None`` uses the clip bound ``C``.
+        ``C_s`` of the norm statistic; ``None`` uses ``tau * C``. (With ``C_s = C`` the
+        statistic saturates whenever most gradients are clipped, as is usual in DP-SGD, and
+        every ratio reads 1.)
 
     Examples
     --------
@@ -266,7 +268,7 @@ class DPSGDS(ClippingPolicy):
         sigma1 = self.stat_noise_ratio * ctx.sigma
         noisy_n = ctx.counts + self.count_noise * ctx.sigma * ctx.noise["counts"]
         if self.statistic == "norm":
-            cs = ctx.clip if self.stat_clip is None else self.stat_clip
+            cs = self.tau * ctx.clip if self.stat_clip is None else self.stat_clip
             stat = torch.einsum("mb,mbk->mk", ctx.norms.clamp(max=cs), ctx.onehot)
             stat = stat + sigma1 * cs * ctx.noise["stat"]
             r_k = stat / noisy_n.clamp(min=1.0)
@@ -452,9 +454,9 @@ def group_contribution(grads: Any, onehot: Tensor, mask: Tensor) -> Tensor:
     """
     counts = onehot.sum(1)
     sums = grads.weighted_sum(onehot)  # (M, K, *shape)
-    total = grads.weighted_sum(mask)  # (M, *shape)
+    # Every batch sample is in exactly one group, so the batch sum is the sum of group sums.
     group_sq = sum(s.flatten(2).square().sum(2) for s in sums)
-    total_sq = sum(t.flatten(1).square().sum(1) for t in total)
+    total_sq = sum(s.sum(1).flatten(1).square().sum(1) for s in sums)
     n = mask.sum(1).clamp(min=1.0)
     mean_norm = total_sq.sqrt() / n
     group_norm = group_sq.sqrt() / counts.where(counts > 0, torch.nan)

@@ -8,14 +8,7 @@ from torch import nn
 from fairpriv_lab.exceptions import ConfigError, UnsupportedModelError
 from fairpriv_lab.models import CNN, FuncStack, LinearStack, build_model, check_supported
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 

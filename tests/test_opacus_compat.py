@@ -10,16 +10,10 @@ from fairpriv_lab.exceptions import ConfigError
 from fairpriv_lab.models import LinearStack
 from fairpriv_lab.privacy import DPSGDF, DPSGDS, DPStep, as_method, epsilon_of
 
-pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning"),
+    pytest.mark.usefixtures("torch_one_thread"),
+]
 
 
 def _setup():

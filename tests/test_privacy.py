@@ -21,14 +21,7 @@ from fairpriv_lab.privacy import (
     group_contribution,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 
@@ -217,6 +210,7 @@ def test_calibration_within_one_percent(method, target):
     assert target * 0.99 <= eps <= target * 1.0000001
 
 
+@pytest.mark.slow
 def test_calibration_prv_within_one_percent():
     kw = dict(sample_rate=0.02, steps=200, delta=1e-5, accountant="prv")
     eps = epsilon_of(calibrate_noise(2.0, **kw), **kw)

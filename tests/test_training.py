@@ -12,14 +12,7 @@ from fairpriv_lab.exceptions import ConfigError, PrivacyWarning, TrainingDiverge
 from fairpriv_lab.privacy import DPSGDF, DPSGDS, epsilon_of
 from fairpriv_lab.training import EnsembleResult, poisson_batches, train_ensemble
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 
@@ -71,6 +64,7 @@ def test_sgd_reports_infinite_epsilon(data):
     assert res.telemetry["clip_bound"].isna().all()
 
 
+@pytest.mark.slow
 def test_sgd_learns(data):
     ds, member = data
     res = train_ensemble(ds, member, model="mlp", seed=0, epochs=20, batch_size=16, lr=0.2,
@@ -111,6 +105,38 @@ def test_cnn_and_generic_module_train_with_chunk_invariance():
     assert c.losses.shape == (3, 120) and c.model == "factory"
 
 
+def test_telemetry_grc_over_first_models_is_chunk_invariant(data):
+    ds, _ = data
+    member = np.random.default_rng(5).random((18, ds.n_samples)) < 0.5
+    kw = dict(model="lr", method="dpsgd", noise_multiplier=1.0, seed=1, epochs=1, batch_size=16, device="cpu")
+    a = train_ensemble(ds, member, memory_budget=1, **kw)
+    b = train_ensemble(ds, member, **kw)
+    assert _same(a, b)
+    pd.testing.assert_frame_equal(a.telemetry, b.telemetry, rtol=1e-5)
+    assert a.telemetry["grc"].notna().all()
+
+
+def test_mean_direction_chunk_invariance(data):
+    ds, member = data
+    kw = dict(model="lr", method=DPSGDS(statistic="mean_direction"), noise_multiplier=1.0, seed=2, **KW)
+    assert _same(train_ensemble(ds, member, memory_budget=1, **kw), train_ensemble(ds, member, **kw))
+
+
+def test_dpsgds_gives_the_atypical_group_a_smaller_bound():
+    # Group 1 is mostly far-out records (large losses, large gradients): with DP-SGD-S its
+    # bound C_1 must fall below the majority's C_0; with flat DP-SGD both stay at C.
+    ds = make_synthetic(600, group_sizes=(0.7, 0.3), outlier_rate=(0.0, 0.6), separation=(3.0, 0.5),
+                        n_features=5, seed=0)
+    member = np.ones((2, ds.n_samples), dtype=bool)
+    res = train_ensemble(ds, member, model="lr", method=DPSGDS(tau=3.0), noise_multiplier=1.0,
+                         clip=0.5, epochs=3, batch_size=60, device="cpu", seed=0)
+    bounds = res.telemetry.groupby("group")["clip_bound"].mean()
+    assert bounds["g1"] < bounds["g0"]
+    assert res.telemetry["clip_bound"].max() <= 3.0 * 0.5 + 1e-6
+    grc = res.telemetry.groupby("group")["grc"].mean()
+    assert grc["g1"] > grc["g0"]
+
+
 def test_leak_a_model_never_trains_on_an_out_record(data):
     # Change one record's features to something huge: models where it is out must be
     # bitwise unchanged (sampling does not depend on features); models where it is in change.
@@ -122,7 +148,8 @@ def test_leak_a_model_never_trains_on_an_out_record(data):
     X[r] = 1e3
     wild = GroupedDataset(X, ds.y, ds.g, group_names=ds.group_names)
     keep = np.arange(ds.n_samples) != r
-    for method, extra in (("sgd", {}), ("dpsgd", {"noise_multiplier": 1.0})):
+    for method, extra in (("sgd", {}), ("dpsgd", {"noise_multiplier": 1.0}),
+                          (DPSGDS(), {"noise_multiplier": 1.0})):
         a = train_ensemble(ds, member, model="mlp", method=method, seed=0, **extra, **KW)
         b = train_ensemble(wild, member, model="mlp", method=method, seed=0, **extra, **KW)
         for m in (1, 3):
@@ -131,46 +158,43 @@ def test_leak_a_model_never_trains_on_an_out_record(data):
             assert not np.array_equal(a.losses[m, keep], b.losses[m, keep])
 
 
-def test_poisson_rate_matches_q():
-    gen = torch.Generator().manual_seed(0)
-    n_train = torch.tensor([50, 200])
-    q = torch.tensor([0.1, 0.05])
-    counts = torch.zeros(2, 200)
+def _draws(n_train, q, T, seed=0):
+    """Inclusion counts (n_models, n_max) and batch sizes (T, n_models) of T Poisson draws."""
+    gen = torch.Generator().manual_seed(seed)
+    counts = torch.zeros(len(n_train), int(max(n_train)))
     sizes = []
-    T = 4000
     for _ in range(T):
-        idx, mask = poisson_batches(n_train, q, gen)
-        for m in range(2):
-            sel = idx[m][mask[m]]
-            assert sel.unique().numel() == sel.numel()  # no duplicates
-            assert (sel < n_train[m]).all()
-            counts[m, sel] += 1
+        idx, mask = poisson_batches(torch.tensor(n_train), torch.tensor(q), gen)
+        rows = torch.arange(len(n_train)).unsqueeze(1).expand_as(idx)
+        hits = torch.zeros_like(counts).index_put_((rows[mask], idx[mask]), torch.ones(int(mask.sum())),
+                                                   accumulate=True)
+        assert hits.max() <= 1  # no record twice in one batch
+        counts += hits
         sizes.append(mask.sum(1))
-    sizes = torch.stack(sizes).double()
-    for m, (n, qq) in enumerate(((50, 0.1), (200, 0.05))):
-        # Batch size ~ Binomial(n, q): mean and variance within 5 standard errors.
+    return counts, torch.stack(sizes).double()
+
+
+def test_poisson_rate_matches_q():
+    T = 3000
+    n_train, q = [50, 200], [0.1, 0.05]
+    counts, sizes = _draws(n_train, q, T)
+    for m, (n, qq) in enumerate(zip(n_train, q)):
+        # Batch size ~ Binomial(n, q): mean within 5 standard errors, variance within 10 %.
         assert abs(sizes[:, m].mean() - n * qq) < 5 * math.sqrt(n * qq * (1 - qq) / T)
         assert sizes[:, m].var() == pytest.approx(n * qq * (1 - qq), rel=0.1)
-        # Each record's inclusion rate ~ q, with padded positions never chosen.
+        # Each record's inclusion rate ~ q, and padded positions are never chosen.
         rate = counts[m, :n] / T
         assert (rate - qq).abs().max() < 5 * math.sqrt(qq * (1 - qq) / T)
         assert counts[m, n:].sum() == 0
 
 
 def test_poisson_high_rate_path():
-    gen = torch.Generator().manual_seed(0)
-    n_train = torch.tensor([10, 6])
-    q = torch.tensor([0.5, 0.9])
-    hits = torch.zeros(2, 10)
-    T = 3000
-    for _ in range(T):
-        idx, mask = poisson_batches(n_train, q, gen)
-        for m in range(2):
-            sel = idx[m][mask[m]]
-            assert sel.unique().numel() == sel.numel()
-            hits[m, sel] += 1
-    assert (hits[0] / T - 0.5).abs().max() < 0.05
-    assert (hits[1, :6] / T - 0.9).abs().max() < 0.05 and hits[1, 6:].sum() == 0
+    T = 2000
+    counts, sizes = _draws([10, 6], [0.5, 0.9], T)
+    assert (counts[0] / T - 0.5).abs().max() < 5 * math.sqrt(0.25 / T)
+    assert (counts[1, :6] / T - 0.9).abs().max() < 5 * math.sqrt(0.09 / T)
+    assert counts[1, 6:].sum() == 0
+    assert sizes[:, 1].mean() == pytest.approx(5.4, abs=5 * math.sqrt(6 * 0.09 / T))
 
 
 def test_target_epsilon_is_met(data):
