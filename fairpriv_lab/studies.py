@@ -946,22 +946,24 @@ def floor_chart(frame: pd.DataFrame, *, title: str | None = None):
     agg["low"] = agg["floor"] - 2 * agg["se"]
     agg["high"] = agg["floor"] + 2 * agg["se"]
     dom = sorted(agg["estimator"].unique())
+    enc: dict[str, Any] = {}
+    several = "source" in agg and agg["source"].nunique() > 1
+    if several:  # one line style per source (simulated null, real losses), colour per estimator
+        enc["strokeDash"] = alt.StrokeDash("source:N", title="Losses")
+        enc["shape"] = alt.Shape("source:N", title="Losses")
     base = alt.Chart(agg).encode(
         x=alt.X("n_models:Q", title="Number of models (2R, log scale)", scale=alt.Scale(type="log")),
         color=series_color(alt, "estimator", dom, "Estimator"),
         tooltip=[alt.Tooltip(c) for c in [*cols, "floor"]],
+        **enc,
     )
     y = alt.Y("floor:Q", title="Zero-leakage floor of mean IPR (pp)")
     layers = [base.mark_line(point=True).encode(y=y),
               base.mark_errorbar().encode(y=alt.Y("low:Q", title="Zero-leakage floor of mean IPR (pp)"), y2="high:Q"),
               alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(strokeDash=[4, 3], color="#777777").encode(y="y:Q")]
-    chart = alt.layer(*layers)
-    if "source" in agg and agg["source"].nunique() > 1:
-        chart = chart.facet(column=alt.Column("source:N", title=None))
-        return chart.properties(title=title_params(alt, title or "What the IPR estimators read with no leakage"))
-    return chart.properties(width=WIDTH, height=HEIGHT, title=title_params(
-        alt, title or "What the IPR estimators read with no leakage",
-        "in-sample (paper) is biased upwards, most with few models; cross-fit stays at 0"))
+    sub = "in-sample (paper) is biased upwards, most with few models; cross-fit stays at 0"
+    return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title_params(
+        alt, title or "What the IPR estimators read with no leakage", sub))
 
 
 def agreement_chart(frame: pd.DataFrame, *, title: str | None = None):
