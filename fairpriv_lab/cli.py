@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     dl.add_argument("name", choices=[i.name for i in list_datasets()])
 
+    from .report import add_report_parser
+
+    add_report_parser(sub)
     c = sub.add_parser("cache", help="list or clear cached results")
     csub = c.add_subparsers(dest="action", required=True, parser_class=argparse.ArgumentParser)
     for name, help_ in (("list", "list cached results"), ("clear", "remove cached results")):
@@ -198,7 +201,9 @@ def _progress_bar(disable: bool, desc: str):
     """Return (callback, close) driving one tqdm bar over models then audit."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=1.0, disable=disable, desc=desc, unit="model", leave=False, file=sys.stderr,
+    # A bar redrawn with carriage returns turns a log file (CI, nohup) into noise: draw it only
+    # on a terminal; the per-run "done in" lines report progress elsewhere.
+    bar = tqdm(total=1.0, disable=disable or not sys.stderr.isatty(), desc=desc, unit="model", leave=False, file=sys.stderr,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
     state = {"stage": ""}
 
@@ -350,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_audit(args)
         if args.command == "demo":
             return _cmd_demo(args)
+        if args.command == "report":
+            from .report import cmd_report
+
+            return cmd_report(args)
         if args.command == "datasets":
             return _cmd_datasets(args)
         return _cmd_cache(args)
