@@ -33,6 +33,7 @@ notebooks-refresh: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_audit.py
+	$(PY) benchmarks/bench_cache.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache demo_out

@@ -50,6 +50,11 @@ _LAZY: dict[str, str] = {
     "run": ".experiment", "compare": ".experiment", "format_comparison": ".experiment",
     "Cache": ".cache", "CacheWarning": ".cache", "default_cache_dir": ".cache",
     "demo_configs": ".demo", "run_demo": ".demo",
+    # teaching layer (needs the ui extra)
+    "AuditPanel": ".widgets", "build_panel": ".widgets", "PanelSettings": ".widgets",
+    "write_report": ".report",
+    # sweeps
+    "Grid": ".sweep", "run_sweep": ".sweep", "run_notebooks": ".sweep", "SweepResult": ".sweep",
 }
 
 __all__ = [

@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
         cp.add_argument("--cache-dir", type=Path, help="cache folder (default $FAIRPRIV_LAB_CACHE or ~/.cache)")
         if name == "clear":
             cp.add_argument("--key", help="remove only the entry with this key (or unique prefix)")
+    # sweep and notebooks run: Dask and papermill (docs/sweeps.md)
+    from .sweep import add_sweep_commands
+
+    add_sweep_commands(sub)
     return p
 
 
@@ -351,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on bad options, 0 on --help
         return int(exc.code or 0)
     try:
+        if args.command in ("sweep", "notebooks"):
+            return args.run(args)
         if args.command == "audit":
             return _cmd_audit(args)
         if args.command == "demo":

@@ -37,7 +37,7 @@ from ._config import (
 )
 from ._result import AuditResult, compare, format_comparison
 from .cache import Cache
-from .exceptions import ConfigError
+from .exceptions import ConfigError, TrainingDivergedError
 
 __all__ = [
     "DataConfig",
@@ -140,6 +140,8 @@ def run(
     key = Cache.key(cfg.training_key_payload(), dataset_checksum=checksum) if store else None
     audit_item = "audit-" + digest({"audit": cfg.audit.to_dict(), "delta": delta})[:20]
     game = _build_game(cfg, train)
+    _check_pairs(cfg)
+    _check_batch_size(cfg, game)
     if store is not None:
         store.save(key, "entry", None, {"label": cfg.label, "config": cfg.to_dict(),
                                         "dataset_checksum": checksum})
@@ -204,6 +206,32 @@ def _check_against_data(cfg: ExperimentConfig, train) -> None:
                      "ALOOA stratifies the audited records so that every group has some")
     if cfg.game.targets is not None and max(cfg.game.targets) >= train.n_samples:
         raise V.fail("game.targets", cfg.game.targets, f"to index the {train.n_samples} training records")
+
+
+def _check_pairs(cfg: ExperimentConfig) -> None:
+    """Every audited record needs >= 2 model pairs: fail before training, naming game.n_models.
+
+    The empirical ε (always computed) and the cross_fit estimator choose a threshold on one
+    fold of a record's pairs and score it on the other.
+    """
+    g = cfg.game
+    per_record = g.n_models // (2 * len(g.targets)) if g.kind == "loo" else g.n_models // 2
+    if per_record < 2:
+        need = 4 * len(g.targets) if g.kind == "loo" else 4
+        raise V.fail("game.n_models", g.n_models,
+                     f"to give every audited record at least 2 model pairs (game.n_models >= {need} "
+                     f"for kind={g.kind!r})",
+                     "The empirical epsilon bound and the cross_fit estimator choose a threshold on "
+                     "one fold of pairs and test it on the other")
+
+
+def _check_batch_size(cfg: ExperimentConfig, game) -> None:
+    """Name the config field (and so the CLI option) before any work when a batch cannot fit."""
+    smallest = int(game.membership.sum(axis=1).min())
+    if cfg.train.batch_size > smallest:
+        raise V.fail("train.batch_size", cfg.train.batch_size,
+                     f"to be <= the smallest training set of the {game.kind!r} game ({smallest} records)",
+                     "Lower train.batch_size or use more data (data.n)")
 
 
 def _build_game(cfg: ExperimentConfig, train):
@@ -284,13 +312,23 @@ def _train_one_chunk(cfg, train, test, rows, delta, seed, progress, offset, tota
         def inner(done, tot):  # engine reports (done, total) steps of this chunk
             progress("train", offset + n_rows * float(done) / max(float(tot), 1.0), float(total))
 
-    res = train_ensemble(
-        train, rows, model=t.model, method=_method_spec(t), epochs=t.epochs,
-        batch_size=t.batch_size, lr=t.lr, optimizer=t.optimizer, clip=t.clip,
-        noise_multiplier=t.noise_multiplier, target_epsilon=t.epsilon, delta=delta,
-        accountant=t.accountant, hidden=t.hidden, device=cfg.device, seed=seed,
-        progress=inner, test=test,
-    )
+    try:
+        res = train_ensemble(
+            train, rows, model=t.model, method=_method_spec(t), epochs=t.epochs,
+            batch_size=t.batch_size, lr=t.lr, optimizer=t.optimizer, clip=t.clip,
+            noise_multiplier=t.noise_multiplier, target_epsilon=t.epsilon, delta=delta,
+            accountant=t.accountant, hidden=t.hidden, device=cfg.device, seed=seed,
+            progress=inner, test=test,
+        )
+    except TrainingDivergedError as err:
+        # the engine counts models within the chunk: name the model of the game instead
+        model = offset + err.model
+        chunk = offset // cfg.chunk_models
+        raise TrainingDivergedError(
+            f"Model {model} of the game (chunk {chunk}) diverged (NaN or infinite loss) in epoch "
+            f"{err.epoch}; lower train.lr (now {t.lr:g}) or train.clip. Chunks before {chunk} "
+            "are cached and a re-run resumes from them; .partial holds this chunk after its "
+            "finished epochs.", model=model, epoch=err.epoch, partial=err.partial) from err
     return {
         "losses": np.asarray(res.losses, dtype=np.float32),
         "confidences": np.asarray(res.confidences, dtype=np.float32),
@@ -472,7 +510,8 @@ def _replicates(a: AuditConfig, signal, game, records, train, cached, seed, rrs)
         if name in ("PA-ALOOA", "PA-LOOA"):
             out[name] = pair_bootstrap(signal["losses"], game.membership, records=records, groups=train.g,
                                        n_groups=train.n_groups, estimator=a.estimator,
-                                       signal=a.signal, n_boot=a.n_boot, seed=seed)
+                                       signal=a.signal, confidences=signal["confidences"],
+                                       n_boot=a.n_boot, seed=seed)
     return out
 
 

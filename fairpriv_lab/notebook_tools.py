@@ -278,6 +278,7 @@ def execute_notebook(
     timeout: float = 600.0,
     progress_bar: bool = False,
     renderer: str = "static",
+    env: Mapping[str, str] | None = None,
 ) -> NotebookRun:
     """Execute a notebook with papermill in the current interpreter and save the result.
 
@@ -300,6 +301,9 @@ def execute_notebook(
         Chart rendering in the kernel (``FAIRPRIV_CHART_RENDERER``, read by
         ``viz.enable_notebook_rendering``): ``static`` stores PNGs, which show anywhere and
         keep files small.
+    env : mapping, optional
+        Extra environment variables of the kernel (e.g. ``{"OMP_NUM_THREADS": "1"}``, which
+        the test suite uses so that a busy machine does not stall torch's thread barrier).
 
     Returns
     -------
@@ -326,7 +330,7 @@ def execute_notebook(
         else:
             out = Path(output)
             out.parent.mkdir(parents=True, exist_ok=True)
-        kernel = stack.enter_context(current_env_kernel({"FAIRPRIV_CHART_RENDERER": renderer}))
+        kernel = stack.enter_context(current_env_kernel({"FAIRPRIV_CHART_RENDERER": renderer, **(env or {})}))
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(

@@ -318,6 +318,7 @@ def pair_bootstrap(
     n_groups: int,
     estimator: Estimator = "cross_fit",
     signal: Signal = "loss",
+    confidences: np.ndarray | None = None,
     n_boot: int = 200,
     seed: SeedLike = None,
 ) -> np.ndarray:
@@ -345,6 +346,10 @@ def pair_bootstrap(
         Number of groups (columns of the result).
     estimator : {"cross_fit", "in_sample"}
     signal : {"loss", "confidence"}
+    confidences : ndarray of float, shape (n_models, n_samples), optional
+        Logit-scaled confidences for ``signal="confidence"`` (computed from losses if absent),
+        as in :func:`~fairpriv_lab.audit.record_risk`; pass the same array as there so the
+        replicates resample the signal the point estimate used.
     n_boot : int
         Replicates, >= 1.
     seed : int, numpy Generator or None
@@ -369,7 +374,7 @@ def pair_bootstrap(
     V.choice("estimator", estimator, _ESTIMATORS)
     n_boot = V.integer("n_boot", n_boot, low=1)
     n_groups = V.integer("n_groups", n_groups, low=1)
-    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, None)
+    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
     if grp.size and grp.max() >= n_groups:
         raise V.fail("n_groups", n_groups, f"to exceed every group id (found {int(grp.max())})")
     inf = _informative(mem, rec)

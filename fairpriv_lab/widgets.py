@@ -131,7 +131,7 @@ class PanelSettings:
     clip: float = 1.0
     tau: float = 2.0
     stat_noise_ratio: float = 1.0
-    epochs: int = 25
+    epochs: int = 15
     batch_size: int = 256
     lr: float = 0.3
     n_models: int = 16
@@ -203,7 +203,7 @@ class PanelSettings:
 def default_settings(device: str = "auto", **overrides: Any) -> PanelSettings:
     """Return settings that give an updated chart in seconds, scaled up on a GPU.
 
-    On a CPU: 2,000 Adult records, 16 models, 200 audited records, 25 epochs of batches of
+    On a CPU: 2,000 Adult records, 16 models, 200 audited records, 15 epochs of batches of
     256 (about 6 s of single-core CPU time for DP-SGD; ``benchmarks/bench_widgets.py``). On a
     CUDA GPU: all 45,222 records, 128 models, 1,000 audited records, batches of 512 (still
     seconds, since every model of the game trains at once).

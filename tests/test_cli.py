@@ -32,6 +32,10 @@ def test_help_lists_subcommands(capsys):
         (["audit", "--n", "100", "--m", "90"], "Expected --m=90 to be at most the 80 training records (--n=100"),
         (["audit", "--device", "gpu"], "Expected --device='gpu' to be one of 'auto', 'cpu'"),
         (["audit", "--data-option", "novalue"], "expected KEY=VALUE"),
+        (["audit", "--dataset", "synthetic", "--n", "200", "--m", "40", "--n-models", "2"],
+         "Expected --n-models=2 to give every audited record at least 2 model pairs (--n-models >= 4"),
+        (["audit", "--dataset", "synthetic", "--n", "200", "--m", "40", "--batch-size", "141"],
+         "Expected --batch-size=141 to be <= the smallest training set of the 'aloo' game (140 records)"),
         (["datasets", "download", "nope"], "argument name: invalid choice: 'nope'"),
         (["cache", "clear", "--key", "xyz!"], "Expected key='xyz!' to be a hex key"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
@@ -132,6 +136,13 @@ def test_cache_list_and_clear(tmp_path, capsys):
     assert cache.list() == []
     assert main(["cache", "list", "--cache-dir", str(cache.root)]) == 0
     assert "no cached results" in capsys.readouterr().out
+    # a prefix that matches nothing exits 2 naming the count; `cache clear` alone clears all
+    for i in range(2):
+        cache.save(cache.key({"x": i}, dataset_checksum="0"), "entry", None, {"label": f"run {i}"})
+    assert main(["cache", "clear", "--cache-dir", str(cache.root), "--key", "0000000000"]) == 2
+    assert "Expected key='0000000000' to match exactly one cache entry (it matches 0)" in capsys.readouterr().err
+    assert main(["cache", "clear", "--cache-dir", str(cache.root)]) == 0
+    assert "freed" in capsys.readouterr().out and cache.list() == []
 
 
 def test_python_dash_m_entry_point():
@@ -182,3 +193,30 @@ def test_demo_plumbing_with_tiny_settings(tmp_path, capsys, monkeypatch, torch_o
     table = pd.read_csv(tmp_path / "d" / "comparison.csv")
     assert list(table["method"]) == ["sgd"] * 3 + ["dpsgd"] * 3 + ["dpsgds"] * 3
     assert (table.loc[table.method != "sgd", "epsilon"] <= 10.0 + 1e-6).all()
+
+
+@pytest.mark.parametrize(
+    "error, code, message",
+    [
+        ("diverged", 1, "fairpriv-lab audit: error: Model 3 diverged (NaN or infinite loss) in epoch 1"),
+        ("config", 2, "fairpriv-lab audit: error: Expected --batch-size=512 to be <= the smallest"),
+        ("interrupt", 130, "interrupted; finished chunks are cached and a re-run resumes from them"),
+    ],
+)
+def test_audit_run_time_errors_exit_codes(error, code, message, capsys, monkeypatch, tmp_path):
+    """Errors raised while running (not parsing) map to exit 1 (run failed), 2 (bad setting), 130."""
+    import fairpriv_lab.experiment as experiment
+    from fairpriv_lab.exceptions import ConfigError, TrainingDivergedError
+
+    def failing(cfg, **kw):
+        if error == "diverged":
+            raise TrainingDivergedError("Model 3 diverged (NaN or infinite loss) in epoch 1", model=3, epoch=1)
+        if error == "config":
+            raise ConfigError("Expected train.batch_size=512 to be <= the smallest training set (400 records)")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "run", failing)
+    argv = ["audit", "--no-progress", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "out")]
+    assert main(argv) == code
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

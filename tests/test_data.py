@@ -99,6 +99,18 @@ def test_import_is_light():
     assert out.stdout.strip() == "[]"
 
 
+def test_acceptance_command_prints_rows_and_group_sizes():
+    """Issue 2's acceptance command, verbatim, in a fresh interpreter (its speed: benchmarks/check_load_time.py)."""
+    import subprocess
+    import sys
+
+    code = "import fairpriv_lab as fl; print(fl.load_dataset('adult', group='sex'))"
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert "n_samples=45,222" in out.stdout and "groups by 'sex': Male 30,527, Female 14,695" in out.stdout
+    assert out.stderr == ""
+
+
 # --------------------------------------------------------------------------- digits
 def test_digits(digits):
     assert digits.n_samples == 1797 and digits.n_groups == 10 and digits.n_classes == 10

@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,10 +16,6 @@ import pytest
 from fairpriv_lab.cache import Cache, CacheWarning
 from fairpriv_lab.exceptions import ConfigError, DataWarning
 from fairpriv_lab.experiment import ExperimentConfig, compare, format_comparison, run
-
-# Until the engine and audit branches are merged these modules are absent; skip, do not fail.
-for _name in ("games", "training", "audit", "risk", "empirical"):
-    pytest.importorskip(f"fairpriv_lab.{_name}")
 
 ROOT = Path(__file__).resolve().parents[1]
 # tiny tensors: one intra-op thread avoids OpenMP stalls on the shared 2-core machine
@@ -55,12 +52,10 @@ def test_run_end_to_end_and_cached_rerun(tmp_path):
     for col in ("gpr", "ci_low", "ci_high", "floor", "gprp", "gprp_ci_low", "gprp_ci_high", "empirical_epsilon"):
         assert np.all(np.isfinite(s[col])), col
     assert np.all(s["ci_low"] <= s["gpr"]) and np.all(s["gpr"] <= s["ci_high"])
-    # second run: served from the cache, identical, fast
-    t0 = time.perf_counter()
+    # second run: served from the cache and identical (its speed is measured by
+    # benchmarks/bench_cache.py, not timed here: the machine running the tests is shared)
     again = run(cfg, cache=tmp_path)
-    elapsed = time.perf_counter() - t0
     assert again.from_cache and again.chunks_loaded == 2 and again.chunks_trained == 0
-    assert elapsed < 1.0, elapsed
     np.testing.assert_array_equal(again.losses, res.losses)
     assert again.summary().equals(res.summary())
     # changing only the audit reuses the trained models
@@ -82,6 +77,48 @@ def test_run_end_to_end_and_cached_rerun(tmp_path):
     d = json.loads(paths["json"].read_text())
     assert d["epsilon"] == "inf" and d["config"] == cfg.to_dict()
     assert "PA-ALOOA" in res.table() and "GPRP" in res.table()
+
+
+def test_confidence_signal_end_to_end(tmp_path):
+    """audit.signal='confidence' reaches every auditor, the pair bootstrap and empirical ε.
+
+    Each stage must score the engine's logit-scaled confidences (not losses, and not
+    confidences re-derived from float32 losses): the run equals the audit functions called
+    directly on ``res.confidences`` with the run's audit seed, and a cached re-run equals it.
+    """
+    from fairpriv_lab.audit import global_risk, record_risk
+    from fairpriv_lab.empirical import empirical_epsilon
+    from fairpriv_lab.experiment import _AUDIT_STREAM, _seed, load_experiment_data
+    from fairpriv_lab.risk import pair_bootstrap
+
+    cfg = tiny(signal="confidence", bootstrap="pairs", n_boot=20)
+    res = run(cfg, cache=tmp_path)
+    seed = _seed(cfg, _AUDIT_STREAM)
+    game = res.game
+    _, train, _ = load_experiment_data(cfg.data)
+    groups = train.g
+    kw = dict(records=game.audit_idx, groups=groups, signal="confidence", confidences=res.confidences)
+    # a scrambled confidence array gives different results, so the comparison has power
+    wrong = np.ascontiguousarray(res.confidences[:, ::-1])
+    want = record_risk(res.losses, game.membership, seed=seed, **kw)
+    got = res.record_risk["PA-ALOOA"]
+    assert got.signal == "confidence"
+    np.testing.assert_array_equal(got.accuracy, want.accuracy)
+    np.testing.assert_array_equal(got.floor, want.floor)
+    other = record_risk(res.losses, game.membership, seed=seed, **{**kw, "confidences": wrong})
+    assert not np.array_equal(other.accuracy, want.accuracy)
+    for auditor in ("PA-GA", "PA-GBA"):
+        want = global_risk(res.losses, game.membership, by_group=auditor == "PA-GBA",
+                           estimator=cfg.audit.estimator, seed=seed, **kw)
+        np.testing.assert_array_equal(res.record_risk[auditor].accuracy, want.accuracy)
+    reps = pair_bootstrap(res.losses, game.membership, n_groups=2, n_boot=20, seed=seed, **kw)
+    np.testing.assert_array_equal(res.group_risk["PA-ALOOA"].boot, reps)
+    emp = empirical_epsilon(res.losses, game.membership, delta=res.delta, seed=seed,
+                            group_names=("g0", "g1"), **kw)
+    np.testing.assert_array_equal(res.empirical_record, emp.per_record)
+    again = run(cfg, cache=tmp_path)
+    assert again.from_cache and again.summary().equals(res.summary())
+    assert again.record_risk["PA-ALOOA"].signal == "confidence"
 
 
 @pytest.mark.slow
@@ -129,13 +166,54 @@ def test_corrupted_chunk_is_detected_reported_and_recomputed(tmp_path):
     assert not third.from_cache and third.summary().equals(first.summary())
 
 
-def test_run_time_config_errors():
+def test_run_time_config_errors(tmp_path):
     one_group = {"group_sizes": [1.0], "separation": 2.0, "outlier_rate": 0.0}
     with pytest.raises(ConfigError, match=r"train.method='dpsgds' on data with at least two groups"), \
             pytest.warns(DataWarning, match="single group"):
         run(tiny(method="dpsgds", epsilon=5.0, **{"data.options": one_group}), cache=False)
     with pytest.raises(ConfigError, match=r"game.targets=\(500,\) to index the 160 training"):
         run(tiny(kind="loo", targets=(500,), n_models=2, auditors=("PA-LOOA",)), cache=False)
+    # 160 training records, 40 audited: each model trains on 120 + 20 = 140; nothing is cached
+    with pytest.raises(ConfigError, match=re.escape(
+            "Expected train.batch_size=141 to be <= the smallest training set of the 'aloo' game (140 records)")):
+        run(tiny(batch_size=141), cache=tmp_path)
+    assert Cache(tmp_path).list() == []
+    # one model pair per audited record: refused before any training, for every game kind
+    for kw, need in ((dict(n_models=2), 4), (dict(n_models=2, estimator="in_sample"), 4),
+                     (dict(kind="loo", targets=(1, 5), n_models=4, auditors=("PA-LOOA",)), 8)):
+        with pytest.raises(ConfigError, match=re.escape(
+                f"Expected game.n_models={kw['n_models']} to give every audited record at least 2 "
+                f"model pairs (game.n_models >= {need} for kind='{kw.get('kind', 'aloo')}')")):
+            run(tiny(**kw), cache=tmp_path)
+    assert Cache(tmp_path).list() == []
+
+
+def test_divergence_names_the_model_of_the_game_and_keeps_finished_chunks(tmp_path, monkeypatch):
+    """A chunk that diverges is reported with the game's model index; earlier chunks stay cached."""
+    import fairpriv_lab.training as training
+    from fairpriv_lab.exceptions import TrainingDivergedError
+
+    real = training.train_ensemble
+    calls = []
+
+    def second_chunk_diverges(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise TrainingDivergedError("Model 1 diverged (NaN or infinite loss) in epoch 1", model=1, epoch=1,
+                                        partial="partial of chunk 1")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_ensemble", second_chunk_diverges)
+    cache = Cache(tmp_path)
+    with pytest.raises(TrainingDivergedError, match=re.escape(
+            "Model 3 of the game (chunk 1) diverged (NaN or infinite loss) in epoch 1; lower train.lr "
+            "(now 0.2)")) as err:
+        run(tiny(), cache=cache)  # chunk_models=2: models 2 and 3 form chunk 1
+    assert (err.value.model, err.value.epoch, err.value.partial) == (3, 1, "partial of chunk 1")
+    assert [e.items for e in cache.list()] == [("chunk-00000",)]
+    monkeypatch.undo()
+    resumed = run(tiny(), cache=cache)
+    assert (resumed.chunks_loaded, resumed.chunks_trained) == (1, 1)
 
 
 _KILL_SCRIPT = textwrap.dedent(

@@ -28,6 +28,9 @@ from fairpriv_lab.notebook_tools import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+# One torch thread per kernel: small models gain little from two, and on a busy machine a
+# two-thread barrier stalls (measured: notebook 00 in 41 s with one thread, 110 s with two).
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = list_notebooks(NB_DIR)
 IDS = [p.stem for p in NOTEBOOKS]
@@ -172,7 +175,7 @@ def test_refresh_cli_stores_outputs_without_timing_metadata(tmp_path, capsys):
 def test_notebook_runs_with_small_parameters(path, tmp_path, monkeypatch, nb_cache):
     monkeypatch.setenv("FAIRPRIV_LAB_CACHE", str(nb_cache))
     out = tmp_path / path.name
-    run = execute_notebook(path, out, parameters=small_parameters(path), timeout=300)
+    run = execute_notebook(path, out, parameters=small_parameters(path), timeout=300, env=ONE_THREAD)
     executed = nbformat.read(out, as_version=4)
     images = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
@@ -197,7 +200,7 @@ def test_nbval_lax_runs_every_notebook(tmp_path, nb_cache):
         pm.execute_notebook(str(path), str(prepared / path.name), parameters=small_parameters(path),
                             prepare_only=True, language="python", progress_bar=False)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               FAIRPRIV_CHART_RENDERER="static", FAIRPRIV_LAB_CACHE=str(nb_cache))
+               FAIRPRIV_CHART_RENDERER="static", FAIRPRIV_LAB_CACHE=str(nb_cache), **ONE_THREAD)
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-q", "-p", "no:cacheprovider",
          "--rootdir", str(prepared), "-o", "addopts=", "-W", "ignore::DeprecationWarning",

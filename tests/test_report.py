@@ -10,6 +10,7 @@ from fairpriv_lab import ConfigError
 from fairpriv_lab.report import report_html, write_report
 
 pytest.importorskip("vl_convert")
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

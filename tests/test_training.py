@@ -50,6 +50,20 @@ def test_result_shapes_and_fields(data):
     assert res.epochs_completed == 2 and "dpsgd" in repr(res)
 
 
+def test_telemetry_is_downsampled_to_about_100_steps(data):
+    # About 140 training records, batch 2, 2 epochs: about 140 steps; telemetry keeps every
+    # ceil(steps / 100)-th step, one row per group.
+    ds, member = data
+    res = train_ensemble(ds, member[:2], model="lr", method="sgd", epochs=2, batch_size=2,
+                         device="cpu", seed=0)
+    steps = sorted(res.telemetry["step"].unique())
+    assert res.steps > 100 and len(steps) <= 100
+    stride = math.ceil(res.steps / 100)
+    assert steps == list(range(0, res.steps, stride))
+    assert (res.telemetry.groupby("step").size() == ds.n_groups).all()
+    assert res.telemetry["epoch"].tolist() == sorted(res.telemetry["epoch"]) and res.telemetry["epoch"].max() == 1
+
+
 def test_confidence_is_logit_of_true_class(data):
     ds, member = data
     res = train_ensemble(ds, member, model="lr", seed=0, **KW)
@@ -212,6 +226,46 @@ def test_divergence_names_model_and_epoch():
         train_ensemble(ds, member, model="lr", lr=10.0, epochs=3, batch_size=16, device="cpu", seed=0)
     assert err.value.model == 0 and err.value.epoch == 0
     assert isinstance(err.value.partial, EnsembleResult) and err.value.partial.epochs_completed == 0
+
+
+def test_divergence_in_a_later_epoch_keeps_the_finished_epochs(monkeypatch):
+    # Model 1's loss turns NaN in the third epoch (injected after the engine's per-sample
+    # pass, so the parameters stay finite): the error names model 1 and epoch 2, and its
+    # .partial holds the models after the two finished epochs, bit for bit what a clean
+    # two-epoch run gives (64 records, batch 16: 4 steps per epoch whatever `epochs` is).
+    import fairpriv_lab.training as training
+
+    ds = make_synthetic(64, seed=0, n_features=3)
+    member = np.ones((3, 64), dtype=bool)
+    kw = dict(model="lr", method="dpsgd", noise_multiplier=1.0, batch_size=16, device="cpu", seed=0)
+    real = training.build_model
+    calls = {"n": 0}
+
+    def build_model(*args, **kwargs):
+        net = real(*args, **kwargs)
+        per_sample = net.per_sample
+
+        def poisoned(params, x, y):
+            grads = per_sample(params, x, y)
+            calls["n"] += 1
+            if calls["n"] > 8:  # steps 8.. are epoch 2
+                grads.losses[1] = float("nan")
+            return grads
+
+        net.per_sample = poisoned
+        return net
+
+    monkeypatch.setattr(training, "build_model", build_model)
+    with pytest.raises(TrainingDivergedError, match=r"Model 1 diverged \(NaN or infinite loss\) in epoch 2") as err:
+        train_ensemble(ds, member, epochs=3, **kw)
+    assert (err.value.model, err.value.epoch) == (1, 2)
+    partial = err.value.partial
+    assert partial.epochs_completed == 2 and np.isfinite(partial.losses).all()
+    monkeypatch.undo()
+    two = train_ensemble(ds, member, epochs=2, **kw)
+    np.testing.assert_array_equal(partial.losses, two.losses)
+    three = train_ensemble(ds, member, epochs=3, **kw)
+    assert not np.array_equal(partial.losses, three.losses)
 
 
 def test_delta_warning(data):

@@ -20,6 +20,7 @@ from fairpriv_lab.widgets import (
 )
 
 pytest.importorskip("ipywidgets")
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 # Tiny but real: 400 Adult records, 4 models, 40 audited records, 2 epochs (about a second).
 TINY = {"n": 400, "n_models": 4, "m": 40, "epochs": 2, "device": "cpu"}
