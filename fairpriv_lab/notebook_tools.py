@@ -63,6 +63,10 @@ SMALL_PARAMETERS: dict[str, dict[str, Any]] = {
     "05_why_groups_differ": {"n": 600, "n_models": 8, "m": 100, "epochs": 10, "batch_size": 64},
     "06_dpsgd_s_and_f": {"n": 600, "n_models": 8, "m": 100, "epochs": 10, "batch_size": 64,
                          "epsilons": [2.0, 8.0]},
+    # use_recorded=False: CI exercises the live path, not the tables in docs/results.
+    "07_reproduce_paper": {"use_recorded": False, "n": 2000, "n_models": 8, "epochs": 2, "n_boot": 100,
+                           "floor_sizes": [4, 8, 16], "floor_records": 1000, "loo_targets": 2,
+                           "loo_pairs": [2, 4], "utility_epsilons": [2.0, 10.0]},
 }
 
 

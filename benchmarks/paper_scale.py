@@ -1,0 +1,676 @@
+"""Reproduce the source paper's experiments at its own scale and record results and timings.
+
+The paper (Yang, Huang, Tang & Yao, arXiv 2510.09114) audits 400 models (200 complementary
+pairs) per setting: the half-split game (m = n) for its main table and ALOOA (m = 600),
+20 epochs, batch 256, SGD with learning rate 0.1, clipping bound C = 10 at eps = 10 (C = 5 at
+eps = 1), delta = 1e-5, tau = 2; LR on tabular data, MLP/CNN on images; SGD vs DP-SGD vs
+DP-SGD-S (and DP-SGD-F). Every run goes through ``fairpriv_lab.experiment.run``, so results
+are cached chunk by chunk: an interrupted invocation resumes where it stopped, and the second
+estimator re-audits the cached models without retraining.
+
+Outputs (in ``--out``, default ``docs/results``), for preset P:
+
+- ``P_gprp.csv``: one row per run x estimator x auditor (accuracy, eps, GPRP with CI, floor);
+- ``P_gpr.csv``: one row per run x estimator x auditor x group (GPR with CI, floor, group
+  accuracy, empirical eps);
+- ``P_timings.csv``: wall time per run (training, audit), chunks trained / loaded from cache,
+  load average before and after;
+- ``P_machine.json``: CPU model, cores, torch version, device, load averages;
+- ``P.md``: the tables in markdown, beside the paper's published values.
+
+Examples::
+
+    python benchmarks/paper_scale.py --list
+    python benchmarks/paper_scale.py --preset adult-lr                 # CPU, about 10 minutes
+    python benchmarks/paper_scale.py --preset adult-lr --seeds 0 1 2 3 4
+    python benchmarks/paper_scale.py --preset digits-cnn --device cuda  # GPU preset
+    python benchmarks/paper_scale.py --preset smoke --out /tmp/smoke    # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere without installing the package
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+#: Method codes of the command line -> TrainConfig overrides.
+METHODS: dict[str, dict[str, Any]] = {
+    "sgd": {"method": "sgd"},
+    "dpsgd": {"method": "dpsgd"},
+    "dpsgds": {"method": "dpsgds", "statistic": "norm"},
+    "dpsgds-md": {"method": "dpsgds", "statistic": "mean_direction"},
+    "dpsgdf": {"method": "dpsgdf"},
+}
+
+#: The paper's clipping bound per budget (C = 10 at eps = 10, C = 5 at eps = 1).
+PAPER_CLIP = {10.0: 10.0, 1.0: 5.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One paper setting: data, model, games, methods, budgets and sizes."""
+
+    name: str
+    description: str
+    dataset: str
+    group: str | None
+    model: str
+    games: tuple[str, ...] = ("half",)
+    methods: tuple[str, ...] = ("sgd", "dpsgd", "dpsgds")
+    epsilons: tuple[float, ...] = (10.0,)
+    seeds: tuple[int, ...] = (0,)
+    n_models: int = 400
+    m: int = 600
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 0.1
+    delta: float = 1e-5
+    tau: float = 2.0
+    n: int | None = None
+    hidden: int = 256
+    chunk_models: int = 100
+    estimators: tuple[str, ...] = ("in_sample", "cross_fit")
+    auditors: tuple[str, ...] = ("PA-ALOOA", "PA-GA", "PA-GBA")
+    n_boot: int = 1000
+    gpu: bool = False
+    kind: str = "audit"  # "audit" (the paper's table), "loo" (study b) or "utility" (study c)
+    n_targets: int = 10
+    utility_epsilons: tuple[float, ...] = (1.0, 2.0, 4.0, 10.0)
+
+
+_PAPER = {"n_models": 400, "m": 600, "epochs": 20, "batch_size": 256, "lr": 0.1, "delta": 1e-5, "tau": 2.0}
+
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset("adult-lr", "Adult (groups: sex), LR, half-split game, SGD / DP-SGD / DP-SGD-S at eps=10, "
+           "400 models x 20 epochs (the paper's Table 2 setting); fits a 2-core CPU",
+           "adult", "sex", "lr"),
+    Preset("adult-lr-aloo", "Adult (sex), LR, ALOOA game (m = 600), SGD / DP-SGD / DP-SGD-S at eps=10",
+           "adult", "sex", "lr", games=("aloo",)),
+    Preset("adult-lr-all", "Adult (sex), LR, both games, every method (both DP-SGD-S statistics, "
+           "DP-SGD-F), eps 1 and 10, 5 seeds (hours on a CPU)",
+           "adult", "sex", "lr", games=("half", "aloo"),
+           methods=("sgd", "dpsgd", "dpsgds", "dpsgds-md", "dpsgdf"), epsilons=(1.0, 10.0),
+           seeds=(0, 1, 2, 3, 4)),
+    Preset("tabular-lr", "LR on the other tabular datasets whose files are present "
+           "(law: race, bank: marital, credit: sex), half-split game, eps=10",
+           "law", None, "lr"),
+    Preset("digits-mlp", "digits (groups: digit), MLP-256, half-split game, SGD / DP-SGD / "
+           "DP-SGD-S at eps=10 (GPU preset; the offline stand-in for MNIST)",
+           "digits", None, "mlp", gpu=True, chunk_models=200),
+    Preset("digits-cnn", "digits, CNN, half-split game, SGD / DP-SGD / DP-SGD-S at eps=10 (GPU preset)",
+           "digits", None, "cnn", gpu=True, chunk_models=200),
+    Preset("mnist-mlp", "MNIST (1,000 per class, groups: digit), MLP-256, half-split, eps=10 (GPU; "
+           "needs the MNIST files)", "mnist", None, "mlp", n=10000, gpu=True, chunk_models=200),
+    Preset("mnist-cnn", "MNIST (1,000 per class), CNN, half-split, eps=10 (GPU; needs the MNIST files)",
+           "mnist", None, "cnn", n=10000, gpu=True, chunk_models=200),
+    Preset("digits-loo", "Study (b): PA-ALOOA vs exact PA-LOOA per record on digits (LR), "
+           "R = 2..32 pairs, 10 targets (CPU, minutes)",
+           "digits", None, "lr", games=("aloo",), methods=("sgd",), n_models=64, m=300, epochs=10,
+           chunk_models=64, kind="loo", estimators=("in_sample", "cross_fit"), auditors=("PA-ALOOA",)),
+    Preset("adult-utility", "Study (c): matched utility on Adult (LR, half-split game, 64 models): "
+           "DP-SGD at eps 0.5..10 and DP-SGD-S at eps=10",
+           "adult", "sex", "lr", methods=("dpsgd", "dpsgds"), n_models=64, chunk_models=64,
+           kind="utility", estimators=("cross_fit",), utility_epsilons=(0.5, 1.0, 2.0, 4.0, 10.0)),
+    Preset("smoke", "Adult subsample, LR, 8 models x 2 epochs: checks the whole pipeline in seconds",
+           "adult", "sex", "lr", n=2000, n_models=8, m=200, epochs=2, chunk_models=8, n_boot=100),
+]}
+
+#: Extra datasets of the ``tabular-lr`` preset (dataset, group) beside its own.
+TABULAR_EXTRA = (("bank", None), ("credit", None))
+
+
+# ---------------------------------------------------------------------------- machine
+def machine_info(device: str) -> dict[str, Any]:
+    """CPU model, cores, memory, torch version, resolved device and load average."""
+    import torch
+
+    from fairpriv_lab import __version__, resolve_device
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    dev = resolve_device(device)
+    info = {
+        "cpu_model": cpu, "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(), "platform": platform.platform(),
+        "device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "fairpriv_lab": __version__, "loadavg_start": _loadavg(),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        info["memory_gib"] = round(pages / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        info["memory_gib"] = None
+    return info
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------------------- fast outcome fairness
+def count_outcome_fairness(y_true, y_pred, groups, group_names):
+    """``fairpriv_lab.risk.outcome_fairness`` computed from per-group counts (same result).
+
+    The experiment layer pools the test predictions of every model (400 x 9,044 rows for
+    Adult); fairlearn's MetricFrame took about 200 CPU seconds per audit on that, more than
+    training the 400 models. Per-group counts give the same numbers: accuracy, selection rate
+    P(y_pred = 1), TPR = TP / (TP + FN) and FPR = FP / (FP + TN) (0 where undefined, as
+    fairlearn reports), the max - min differences, and equalized odds = max(TPR gap, FPR gap).
+    ``tests/test_studies.py`` checks equality with the fairlearn version.
+    """
+    from fairpriv_lab.risk import OutcomeFairness
+
+    yt, yp = np.asarray(y_true), np.asarray(y_pred)
+    names = tuple(str(g) for g in group_names)
+    grp = np.asarray(groups).astype(np.int64)
+    G = len(names)
+    labels = np.union1d(yt, yp)
+    multiclass = labels.size > 2 or not np.all(np.isin(labels, [0, 1]))
+    n = np.bincount(grp, minlength=G)
+    present = np.flatnonzero(n)
+
+    def count(mask):
+        return np.bincount(grp, weights=mask.astype(np.float64), minlength=G)[present]
+
+    m = n[present].astype(np.float64)
+    by = pd.DataFrame({"group": [names[k] for k in present], "n": n[present].astype(np.int64),
+                       "accuracy": count(yt == yp) / m})
+    if multiclass:
+        for col in ("selection_rate", "true_positive_rate", "false_positive_rate"):
+            by[col] = np.nan
+        dp = eo = eodds = math.nan
+    else:
+        pos, neg = count(yt == 1), count(yt == 0)
+        by["selection_rate"] = count(yp == 1) / m
+        by["true_positive_rate"] = np.where(pos > 0, count((yt == 1) & (yp == 1)) / np.maximum(pos, 1), 0.0)
+        by["false_positive_rate"] = np.where(neg > 0, count((yt == 0) & (yp == 1)) / np.maximum(neg, 1), 0.0)
+
+        def gap(col):
+            return float(by[col].max() - by[col].min())
+
+        dp, eo = gap("selection_rate"), gap("true_positive_rate")
+        eodds = max(eo, gap("false_positive_rate"))
+    acc_diff = float(by["accuracy"].max() - by["accuracy"].min())
+    return OutcomeFairness(by, acc_diff, dp, eo, eodds, bool(multiclass))
+
+
+def use_count_outcome_fairness() -> None:
+    """Make the experiment layer use :func:`count_outcome_fairness` in this process."""
+    import fairpriv_lab.risk as risk
+
+    risk.outcome_fairness = count_outcome_fairness
+
+
+# ---------------------------------------------------------------------------- configs
+def build_configs(p: Preset, *, device: str, datasets: list[tuple[str, str | None]] | None = None,
+                  overrides: dict[str, Any] | None = None) -> list[tuple[dict[str, Any], Any]]:
+    """Return [(labels, ExperimentConfig)] for every (dataset, game, method, eps, seed) of a preset."""
+    from fairpriv_lab.experiment import ExperimentConfig
+
+    o = overrides or {}
+    out = []
+    for dataset, group in datasets or [(p.dataset, p.group)]:
+        for seed in o.get("seeds", p.seeds):
+            for game in o.get("games", p.games):
+                for eps in o.get("epsilons", p.epsilons):
+                    for code in o.get("methods", p.methods):
+                        spec = dict(METHODS[code])
+                        private = spec["method"] != "sgd"
+                        train = {
+                            "model": p.model, "hidden": p.hidden, "epochs": o.get("epochs", p.epochs),
+                            "batch_size": p.batch_size, "lr": p.lr, "delta": p.delta, "tau": p.tau,
+                            "clip": PAPER_CLIP.get(float(eps), 10.0) if private else 1.0,
+                            "epsilon": float(eps) if private else None, **spec,
+                        }
+                        if not private and eps != o.get("epsilons", p.epsilons)[0]:
+                            continue  # SGD does not depend on eps: train it once
+                        n_models = o.get("n_models", p.n_models)
+                        cfg = ExperimentConfig(
+                            data={"name": dataset, "group": group, "n": o.get("n", p.n), "seed": 0},
+                            train=train,
+                            game={"kind": game, "n_models": n_models,
+                                  "m": o.get("m", p.m) if game == "aloo" else None},
+                            audit={"estimator": p.estimators[0], "auditors": p.auditors,
+                                   "n_boot": o.get("n_boot", p.n_boot)},
+                            seed=int(seed), device=device,
+                            chunk_models=min(o.get("chunk_models", p.chunk_models), n_models),
+                        )
+                        out.append(({"method_code": code, "game": game, "seed": seed}, cfg))
+    return out
+
+
+def _available(dataset: str) -> bool:
+    """True when the dataset is offline or all its files are already in the data cache.
+
+    Never downloads: on a machine without internet a download would only fail (slowly).
+    """
+    from fairpriv_lab import list_datasets
+
+    infos = {d.name: d for d in list_datasets()}
+    if dataset not in infos:
+        print(f"  skipping {dataset}: not a registered dataset", flush=True)
+        return False
+    if infos[dataset].offline:
+        return True
+    from fairpriv_lab.data.download import dataset_dir
+    from fairpriv_lab.data.remote import REMOTE_FILES
+
+    folder = dataset_dir(dataset)
+    missing = [f.filename for f in REMOTE_FILES.get(dataset, ()) if not (folder / f.filename).is_file()]
+    if missing:
+        print(f"  skipping {dataset}: {', '.join(missing)} not in {folder} (fetch them with "
+              f"fairpriv_lab.data.download.download_dataset({dataset!r}) where there is internet)", flush=True)
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------- progress
+class Progress:
+    """Print one line per 10 % of training and per audit stage, with elapsed time and load."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.t0 = time.perf_counter()
+        self.last = -1
+
+    def __call__(self, stage: str, done: float, total: float) -> None:
+        pct = int(100 * done / total) if total else 100
+        step = pct // 10
+        if stage == "train" and step == self.last:
+            return
+        self.last = step if stage == "train" else self.last
+        load = _loadavg()
+        print(f"    {self.label}: {stage} {pct:3d}%  {time.perf_counter() - self.t0:7.1f} s"
+              f"  load {load[0] if load else '?'}", flush=True)
+
+
+# ---------------------------------------------------------------------------- run
+def _header(p: Preset, device: str) -> dict[str, Any]:
+    machine = machine_info(device)
+    print(f"machine: {machine['cpu_model']} x {machine['cpu_count']} cores, torch {machine['torch']} "
+          f"({machine['torch_threads']} threads), device {machine['device']}"
+          f"{' ' + machine['gpu'] if machine['gpu'] else ''}; load {machine['loadavg_start']}", flush=True)
+    if p.gpu and machine["device"] == "cpu":
+        print(f"note: {p.name} is a GPU preset; on this CPU it will be slow", flush=True)
+    return machine
+
+
+def _finish(machine: dict[str, Any], t_all: float) -> None:
+    machine["loadavg_end"] = _loadavg()
+    machine["total_seconds"] = round(time.perf_counter() - t_all, 1)
+    machine["command"] = " ".join(["paper_scale.py", *sys.argv[1:]]) if sys.argv else ""
+
+
+def run_preset(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict[str, Any],
+               recompute: bool = False) -> dict[str, Any]:
+    """Run a preset (its kind decides what) and write its tables into out."""
+    if p.kind == "loo":
+        return run_loo(p, out=out, device=device, cache=cache, overrides=overrides)
+    if p.kind == "utility":
+        return run_utility(p, out=out, device=device, cache=cache, overrides=overrides)
+    return run_audit(p, out=out, device=device, cache=cache, overrides=overrides, recompute=recompute)
+
+
+def run_audit(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict[str, Any],
+              recompute: bool = False) -> dict[str, Any]:
+    """Run every configuration of a preset (both estimators), the side studies, write the tables."""
+    from fairpriv_lab import studies
+    from fairpriv_lab.experiment import run
+
+    datasets = [(p.dataset, p.group)]
+    if p.name == "tabular-lr":
+        datasets += list(TABULAR_EXTRA)
+    datasets = [(d, g) for d, g in datasets if _available(d)]
+    if not datasets:
+        print(f"preset {p.name}: no dataset available here; nothing to do", flush=True)
+        return {}
+    machine = _header(p, device)
+    configs = build_configs(p, device=device, datasets=datasets, overrides=overrides)
+    results, timings = [], []
+    t_all = time.perf_counter()
+    for i, (labels, cfg) in enumerate(configs):
+        tag = (f"[{i + 1}/{len(configs)}] {cfg.data.name} {cfg.train.model} {cfg.game.kind} "
+               f"{labels['method_code']} eps={cfg.train.epsilon or 'inf'} seed={cfg.seed}")
+        print(f"{tag}: {cfg.game.n_models} models x {cfg.train.epochs} epochs", flush=True)
+        for est in p.estimators:
+            c = cfg.replace(estimator=est)
+            load0 = _loadavg()
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = run(c, cache=cache, progress=Progress(f"{labels['method_code']} {est}"),
+                      recompute=recompute and est == p.estimators[0])
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            results.append(res)
+            timings.append({
+                "preset": p.name, "dataset": cfg.data.name, "model": cfg.train.model,
+                "game": cfg.game.kind, "method": labels["method_code"], "epsilon": cfg.train.epsilon,
+                "seed": cfg.seed, "estimator": est, "n_models": cfg.game.n_models,
+                "epochs": cfg.train.epochs, "wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
+                "train_seconds": round(res.timings.get("train", math.nan), 2),
+                "audit_seconds": round(res.timings.get("audit", math.nan), 2),
+                "chunks_trained": res.chunks_trained, "chunks_loaded": res.chunks_loaded,
+                "device": res.device, "loadavg_before": load0[0] if load0 else None,
+                "loadavg_after": (_loadavg() or [None])[0],
+            })
+            print(f"    done {est}: accuracy {res.accuracy:.4f}, eps {res.epsilon:.3g}, "
+                  f"GPRP(PA-ALOOA) {res.gprp('PA-ALOOA'):.3f} pp, {wall:.1f} s "
+                  f"({res.chunks_trained} chunks trained, {res.chunks_loaded} from cache)", flush=True)
+    _finish(machine, t_all)
+    tables = {
+        "gprp": studies.gprp_table(results).assign(preset=p.name),
+        "gpr": studies.gpr_table(results).assign(preset=p.name),
+        "timings": pd.DataFrame(timings),
+    }
+    tables.update(side_studies(p, results))
+    write(p, out, tables, machine)
+    return {**tables, "machine": machine, "results": results}
+
+
+def side_studies(p: Preset, results: list[Any]) -> dict[str, pd.DataFrame]:
+    """Studies computed from the runs themselves: floor vs models (a), GRC vs GPR (d), soundness (e)."""
+    from fairpriv_lab import studies
+
+    first = [r for r in results if r.config.audit.estimator == p.estimators[0]]
+    floors = []
+    for r in first:
+        if r.config.train.method != "sgd":
+            continue
+        total = r.n_models
+        sizes = sorted({k for k in (4, 8, 16, 32, 64, 128, 256, total) if 4 <= k <= total and k % 2 == 0})
+        _, train, _ = _data(r.config)
+        print(f"  study (a): floor vs models on {r.config.data.name} {r.config.game.kind} SGD losses, "
+              f"sizes {sizes}", flush=True)
+        floors.append(studies.floor_vs_models(
+            r.losses, r.game.membership, records=r.game.audit_idx, groups=train.g, n_models=sizes,
+            source=f"{r.config.data.name} {r.config.train.model} {r.config.game.kind} SGD",
+            seed=r.config.seed).assign(seed=r.config.seed, game=r.config.game.kind))
+        null = studies.null_game(min(r.game.m, 5000), n_models=total, seed=r.config.seed)
+        floors.append(studies.floor_vs_models(
+            null.losses, null.membership, groups=null.groups, n_models=sizes, source="simulated null",
+            seed=r.config.seed).assign(seed=r.config.seed, game="half"))
+    def names(runs):
+        return {f"{r.config.game.kind} {studies.method_label(r.config.train.method, r.config.train.statistic)} "
+                f"eps={r.epsilon:.3g} seed={r.config.seed}": r for r in runs}
+
+    # GRC against the cross-fit GPR when available: the in-sample GPR is mostly its own floor.
+    cross = [r for r in results if r.config.audit.estimator == "cross_fit"] or first
+    out = {"soundness": studies.soundness(names(first)),
+           "grc": studies.grc_gpr(names(cross)).assign(estimator=cross[0].config.audit.estimator)}
+    if floors:
+        out["floor"] = pd.concat(floors, ignore_index=True)
+    return out
+
+
+def _data(cfg: Any):
+    from fairpriv_lab.experiment import load_experiment_data
+
+    return load_experiment_data(cfg.data)
+
+
+def run_loo(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Study (b): ALOOA vs exact LOO agreement against the number of pairs."""
+    from fairpriv_lab import studies
+
+    machine = _header(p, device)
+    t_all, c_all = time.perf_counter(), time.process_time()
+    (_, base), *_ = build_configs(p, device=device, overrides=overrides)
+    R = overrides.get("n_models", p.n_models) // 2
+    pairs = sorted({r for r in (2, 4, 8, 16, 32, 64, 128, 200) if r <= R} | {R})
+    print(f"study (b): ALOOA ({2 * R} models) and LOO ({2 * R} models x {p.n_targets} targets) on "
+          f"{base.data.name} {base.train.model}; R in {pairs}", flush=True)
+    df = pd.concat([studies.loo_agreement_study(base, n_targets=p.n_targets, n_pairs=pairs,
+                                                estimator=est, cache=cache,
+                                                progress=Progress(f"loo {est}"), seed=base.seed)
+                    for est in p.estimators], ignore_index=True)
+    _finish(machine, t_all)
+    print(df.round(3).to_string(index=False), flush=True)
+    tables = {"loo_agreement": df, "timings": pd.DataFrame([{
+        "preset": p.name, "wall_seconds": machine["total_seconds"],
+        "cpu_seconds": round(time.process_time() - c_all, 1), "n_models": 2 * R * (1 + p.n_targets)}])}
+    write(p, out, tables, machine)
+    return {**tables, "machine": machine}
+
+
+def run_utility(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Study (c): DP-SGD across eps against DP-SGD-S at eps = 10, compared at equal accuracy."""
+    from fairpriv_lab import studies
+
+    machine = _header(p, device)
+    t_all, c_all = time.perf_counter(), time.process_time()
+    (_, base), *_ = build_configs(p, device=device, overrides={**overrides, "methods": ("dpsgd",)})
+    eps_grid = overrides.get("epsilons", p.utility_epsilons)
+    sweeps = []
+    for code in overrides.get("methods", p.methods):
+        grid = eps_grid if code == "dpsgd" else (10.0,)
+        for eps in grid:
+            print(f"  {code} eps={eps:g}", flush=True)
+            cfg = base.replace(**METHODS[code], epsilon=float(eps),
+                               clip=PAPER_CLIP.get(float(eps), 10.0))
+            sweeps.append(studies.utility_sweep(cfg, methods=({**METHODS[code]},), epsilons=(float(eps),),
+                                                cache=cache, progress=Progress(f"{code} eps={eps:g}")))
+    sweep = pd.concat(sweeps, ignore_index=True)
+    matched = studies.matched_utility(sweep, candidate="DP-SGD-S", reference="DP-SGD", candidate_epsilon=10.0)
+    _finish(machine, t_all)
+    print(sweep.round(4).to_string(index=False), "\n", matched.round(4).to_string(index=False), flush=True)
+    tables = {"sweep": sweep, "matched": matched, "timings": pd.DataFrame([{
+        "preset": p.name, "wall_seconds": machine["total_seconds"],
+        "cpu_seconds": round(time.process_time() - c_all, 1), "runs": len(sweep)}])}
+    write(p, out, tables, machine)
+    return {**tables, "machine": machine}
+
+
+def write(p: Preset, out: Path, tables: dict[str, pd.DataFrame], machine: dict[str, Any]) -> None:
+    """Write every table as out/P_<name>.csv, the machine as JSON and the markdown summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        df.to_csv(out / f"{p.name}_{name}.csv", index=False)
+    (out / f"{p.name}_machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+    (out / f"{p.name}.md").write_text(markdown(p, tables, machine))
+    print(f"wrote {', '.join(f'{p.name}_{n}.csv' for n in tables)}, {p.name}_machine.json and "
+          f"{p.name}.md to {out} ({machine['total_seconds']} s)", flush=True)
+
+
+# ---------------------------------------------------------------------------- markdown
+def _ci(v: float, lo: float, hi: float, digits: int = 2) -> str:
+    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _eps(e: float) -> str:
+    return "inf" if not math.isfinite(e) else f"{e:.3g}"
+
+
+def _md_table(df: pd.DataFrame, digits: int = 3) -> list[str]:
+    """A DataFrame as a markdown table (floats rounded)."""
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for rec in df.to_dict("records"):
+        cells = []
+        for c in cols:
+            v = rec[c]
+            if isinstance(v, float):
+                cells.append("inf" if v == math.inf else ("" if v != v else f"{v:.{digits}f}"))
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def markdown(p: Preset, tables: dict[str, pd.DataFrame], machine: dict[str, Any]) -> str:
+    """The preset's tables in markdown: GPR per group and GPRP with CIs, paper values, studies, timings."""
+    from fairpriv_lab import studies
+
+    lines = [f"# Paper-scale run: `{p.name}`", "", p.description, "",
+             f"Command: `python benchmarks/{machine.get('command', '')}`", "",
+             f"Machine: {machine['cpu_model']}, {machine['cpu_count']} cores, torch {machine['torch']} "
+             f"({machine['torch_threads']} threads), device `{machine['device']}`"
+             f"{' (' + machine['gpu'] + ')' if machine.get('gpu') else ''}; load average at start "
+             f"{machine['loadavg_start']}, at end {machine.get('loadavg_end')}; total "
+             f"{machine.get('total_seconds')} s; {machine['date_utc']}.", ""]
+    gprp, gpr = tables.get("gprp"), tables.get("gpr")
+    if gprp is not None and len(gprp):
+        lines += ["GPR, GPRP, CIs and floors in percentage points (95% bootstrap CIs over records); "
+                  "floor = the same estimator on membership labels permuted within each record "
+                  "(what it reads with zero leakage); accuracy = mean test accuracy over the models.", ""]
+        keys = ["dataset", "model", "game", "seed", "estimator"]
+        for (dataset, model, game, seed, est), part in gprp.groupby(keys, sort=False):
+            lines += [f"## {dataset} / {model} / {game} game / seed {seed} / {est} estimator", ""]
+            g = gpr[(gpr.dataset == dataset) & (gpr.model == model) & (gpr.game == game)
+                    & (gpr.seed == seed) & (gpr.estimator == est)]
+            groups = list(dict.fromkeys(g["group"]))
+            head = ["method", "eps", "accuracy", "auditor", *[f"GPR {x}" for x in groups], "GPRP",
+                    "floor (mean)", "max emp. eps"]
+            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for r in part.itertuples():
+                cells = [r.method, _eps(r.epsilon), f"{r.accuracy:.4f}", r.auditor]
+                for x in groups:
+                    row = g[(g.method == r.method) & (g.auditor == r.auditor) & (g.group == x)
+                            & (g.target_epsilon == r.target_epsilon)]
+                    cells.append(_ci(*row[["gpr", "ci_low", "ci_high"]].iloc[0]) if len(row) else "")
+                cells += [_ci(r.gprp, r.gprp_ci_low, r.gprp_ci_high), f"{r.floor_mean:.2f}",
+                          f"{r.empirical_epsilon_max:.2f}"]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        cmp = studies.compare_with_paper(gprp)
+        if len(cmp):
+            lines += ["## Beside the paper's Table 2 (PA-ALOOA, eps = 10)", "",
+                      "| dataset | game | method | estimator | paper GPRP | measured GPRP [95% CI] | floor | "
+                      "measured / SGD | paper / SGD |", "|---|---|---|---|---|---|---|---|---|"]
+            for r in cmp.itertuples():
+                lines.append(f"| {r.dataset} | {r.game} | {r.method} | {r.estimator} | {r.paper:.2f} | "
+                             f"{_ci(r.measured, r.ci_low, r.ci_high)} | {r.floor_mean:.2f} | "
+                             f"{r.measured_ratio_to_sgd:.2f} | {r.paper_ratio_to_sgd:.2f} |")
+            lines.append("")
+    if "floor" in tables:
+        f = tables["floor"]
+        f = f[f.group == -1].groupby(["source", "n_models", "estimator"], as_index=False)[
+            ["ipr", "floor", "floor_se"]].mean()
+        lines += ["## Study (a): mean IPR and zero-leakage floor (pp) against the number of models", ""]
+        lines += _md_table(f, 2)
+    if "soundness" in tables:
+        snd = tables["soundness"]
+        dp = snd[np.isfinite(snd["epsilon"])]
+        lines += ["## Study (e): empirical eps lower bounds against the budget they must respect", "",
+                  "In the half-split and ALOOA games the out world substitutes the target for another "
+                  "record, so the bound is held to 2 eps (group privacy of size 2); exact LOO to eps.", "",
+                  f"{int(dp['sound'].sum())} of {len(dp)} (DP run, group) bounds lie at or below their "
+                  f"budget; largest lower/budget ratio {dp['ratio'].max() if len(dp) else float('nan'):.3f}.", ""]
+        cols = [c for c in ("run", "group", "n", "epsilon", "epsilon_bound", "epsilon_lower",
+                            "max_certifiable", "sound") if c in snd]
+        lines += _md_table(snd[cols], 3)
+    if "grc" in tables:
+        lines += ["## Study (d): gradient contribution (GRC) and GPR per group", ""]
+        lines += _md_table(tables["grc"][["run", "group", "grc", "gpr", "ci_low", "ci_high"]], 3)
+    for name in ("loo_agreement", "sweep", "matched"):
+        if name in tables:
+            lines += [f"## {name.replace('_', ' ')}", ""] + _md_table(tables[name], 4)
+    tim = tables.get("timings")
+    if tim is not None and "train_seconds" in tim:
+        lines += ["## Timings", "", "Seconds of wall time (train and audit as measured by `run`), and the CPU "
+                  "seconds of this process over the whole call: on a shared machine wall >> CPU means "
+                  "the cores were busy with other work.", "",
+                  "| dataset | game | method | eps | estimator | models | epochs | train s | "
+                  "audit s | wall s | CPU s | chunks trained / cached | load before / after |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in tim.itertuples():
+            eps = r.epsilon if r.epsilon is not None and r.epsilon == r.epsilon else math.inf
+            lines.append(f"| {r.dataset} | {r.game} | {r.method} | {_eps(eps)} | "
+                         f"{r.estimator} | {r.n_models} | {r.epochs} | {r.train_seconds:.1f} | {r.audit_seconds:.1f} | "
+                         f"{r.wall_seconds:.1f} | {getattr(r, 'cpu_seconds', float('nan')):.1f} | "
+                         f"{r.chunks_trained} / {r.chunks_loaded} | "
+                         f"{r.loadavg_before} / {r.loadavg_after} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- command line
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=sorted(PRESETS), help="the paper setting to run")
+    ap.add_argument("--list", action="store_true", help="list the presets and exit")
+    ap.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N or mps")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results", help="folder of the tables")
+    ap.add_argument("--cache", default=None,
+                    help="cache folder (default: $FAIRPRIV_LAB_CACHE or ~/.cache/fairpriv-lab/results); "
+                         "'none' to store nothing")
+    ap.add_argument("--recompute", action="store_true", help="ignore cached models and audits")
+    ap.add_argument("--seeds", type=int, nargs="+", help="experiment seeds (preset's by default)")
+    ap.add_argument("--methods", nargs="+", choices=sorted(METHODS), help="methods to run")
+    ap.add_argument("--games", nargs="+", choices=("half", "aloo"), help="games to run")
+    ap.add_argument("--epsilons", type=float, nargs="+", help="target budgets of the DP methods")
+    ap.add_argument("--n-models", type=int, help="models per game (even; the paper: 400)")
+    ap.add_argument("--m", type=int, help="audited records of the ALOOA game (the paper: 600)")
+    ap.add_argument("--n", type=int, help="subsample the dataset to n records")
+    ap.add_argument("--epochs", type=int, help="training epochs (the paper: 20)")
+    ap.add_argument("--chunk-models", type=int, help="models per cached chunk (even)")
+    ap.add_argument("--n-boot", type=int, help="bootstrap resamples of the CIs")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1: the LR/MLP steps are small, and on a "
+                         "shared 2-core machine 2 threads measured 6x slower; 0 keeps torch's default)")
+    ap.add_argument("--fairlearn-outcome", action="store_true",
+                    help="compute outcome fairness with fairlearn's MetricFrame (slow at 400 models) "
+                         "instead of the equal count-based version")
+    ap.add_argument("--dry-run", action="store_true", help="print the configurations and exit")
+    args = ap.parse_args(argv)
+    if not args.list and not args.preset:
+        ap.error("give --preset NAME (or --list)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for p in PRESETS.values():
+            print(f"{p.name:14s} {'[GPU] ' if p.gpu else ''}{p.description}")
+        return 0
+    p = PRESETS[args.preset]
+    overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in {
+        "seeds": args.seeds, "methods": args.methods, "games": args.games, "epsilons": args.epsilons,
+        "n_models": args.n_models, "m": args.m, "n": args.n, "epochs": args.epochs,
+        "chunk_models": args.chunk_models, "n_boot": args.n_boot,
+    }.items() if v is not None}
+    if args.dry_run:
+        for labels, cfg in build_configs(p, device=args.device, overrides=overrides):
+            print(labels, json.dumps(cfg.to_dict()))
+        return 0
+    if not args.fairlearn_outcome:
+        use_count_outcome_fairness()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)  # this process only (a benchmark), never the package
+    cache: Any = True
+    if args.cache is not None:
+        cache = False if args.cache.lower() == "none" else args.cache
+    run_preset(p, out=args.out, device=args.device, cache=cache, overrides=overrides,
+               recompute=args.recompute)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
