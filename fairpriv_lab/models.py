@@ -58,6 +58,17 @@ class PerSampleGrads(Protocol):
 
 
 # ----------------------------------------------------------------------------- fast path
+def _xt_y(x: Tensor, y: Tensor) -> Tensor:
+    """Batched ``x^T y`` for x (M, B, I), y (M, B, O): (M, I, O).
+
+    With few outputs (LR, a last layer) ``(y^T x)^T`` is about 3x faster on CPU at the
+    engine's shapes (measured: 400 x 256 x 103 x 2, 17 ms vs 5.4 ms), with many it is slower.
+    """
+    if y.shape[-1] < x.shape[-1]:
+        return torch.bmm(y.transpose(1, 2), x).transpose(1, 2)
+    return torch.bmm(x.transpose(1, 2), y)
+
+
 @dataclass
 class _LinearGrads:
     """Activations and back-propagated errors of a :class:`LinearStack` batch."""
@@ -78,13 +89,13 @@ class _LinearGrads:
         for h, d in zip(self.inputs, self.deltas):
             if factors.dim() == 2:
                 fd = d * factors.unsqueeze(-1)
-                out.append(torch.bmm(h.transpose(1, 2), fd))
+                out.append(_xt_y(h, fd))
                 out.append(fd.sum(1))
             else:
                 M, B, n_out = d.shape
                 K = factors.shape[-1]
                 fd = d.unsqueeze(2) * factors.unsqueeze(-1)  # (M, B, K, O)
-                dW = torch.bmm(h.transpose(1, 2), fd.reshape(M, B, K * n_out))
+                dW = _xt_y(h, fd.reshape(M, B, K * n_out))
                 out.append(dW.reshape(M, -1, K, n_out).permute(0, 2, 1, 3))
                 out.append(fd.sum(1))
         return out
