@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fairpriv-installed
 
-.PHONY: demo test install lint notebooks-refresh bench clean
+.PHONY: demo test install lint notebooks-refresh bench paper clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_audit.py
 	$(PY) benchmarks/bench_cache.py
+
+paper: $(STAMP)
+	$(PY) benchmarks/paper_scale.py --preset adult-lr
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache demo_out
