@@ -16,6 +16,7 @@ noise multiplier; :func:`epsilon_of` composes them with Opacus's RDP or PRV acco
 
 from __future__ import annotations
 
+import abc
 import functools
 import math
 import warnings
@@ -116,7 +117,7 @@ class _Context:
     clip: float
 
 
-class ClippingPolicy:
+class ClippingPolicy(abc.ABC):
     """Base of the clipping policies: how the bound of each sample is chosen in a step."""
 
     name: ClassVar[str] = "policy"
@@ -137,9 +138,9 @@ class ClippingPolicy:
         """State before the first step (``None`` for stateless policies)."""
         return None
 
-    def bounds(self, ctx: _Context) -> ClipDecision:  # pragma: no cover - abstract
-        """Return the bounds of this step."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def bounds(self, ctx: _Context) -> ClipDecision:
+        """Return the bounds of this step (the one stage a policy must define)."""
 
     def _flat(self, ctx: _Context, value: float) -> ClipDecision:
         M, B = ctx.norms.shape

@@ -74,11 +74,6 @@ def _ipywidgets() -> Any:
         raise ImportError(MISSING_UI_MESSAGE) from exc
 
 
-def _altair() -> Any:
-    try:
-        return importlib.import_module("altair")
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError(MISSING_UI_MESSAGE) from exc
 
 
 # ---------------------------------------------------------------- settings
@@ -276,8 +271,10 @@ class AuditPanel:
         runner: Any = None,
     ) -> None:
         W = _ipywidgets()
-        _altair()
         from .data import list_datasets
+        from .viz._core import altair as _viz_altair
+
+        _viz_altair()  # fail early, with the extra to install, if the charts cannot be drawn
 
         self._infos = {d.name: d for d in list_datasets()}
         offered = datasets or tuple(d.name for d in list_datasets() if d.offline)
