@@ -44,6 +44,7 @@ _LAZY: dict[str, str] = {
     # risk
     "GroupRisk": ".risk", "pair_bootstrap": ".risk", "outcome_fairness": ".risk",
     "OutcomeFairness": ".risk",
+    "precision": ".precision", "Precision": ".precision", "group_change": ".precision",
     # experiments, cache, demo
     "ExperimentConfig": ".experiment", "DataConfig": ".experiment", "TrainConfig": ".experiment",
     "GameConfig": ".experiment", "AuditConfig": ".experiment", "AuditResult": ".experiment",

@@ -22,8 +22,10 @@ from fairpriv_lab.widgets import (
 pytest.importorskip("ipywidgets")
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-# Tiny but real: 400 Adult records, 4 models, 40 audited records, 2 epochs (about a second).
-TINY = {"n": 400, "n_models": 4, "m": 40, "epochs": 2, "device": "cpu"}
+# Tiny but real: 400 Adult records, an MLP, 4 models of the ALOOA game, 40 audited records,
+# 2 epochs (about a second). The interactive default game (half-split) is tested below.
+TINY = {"n": 400, "n_models": 4, "m": 40, "epochs": 2, "device": "cpu", "model": "mlp", "game": "aloo",
+        "chunk_models": 4}
 
 
 @pytest.fixture(autouse=True)
@@ -63,10 +65,16 @@ def test_settings_to_config_passes_only_what_the_method_uses():
     assert s.train.epsilon is None
 
 
-def test_default_settings_on_cpu_are_small():
+def test_default_settings_on_cpu_audit_every_record_of_a_half_split_game():
+    # issue 16: the half-split game auditing every training record is the interactive default
     s = default_settings("cpu")
-    assert (s.n, s.n_models, s.m) == (2000, 16, 200)
+    cfg = s.to_config()
+    assert (cfg.game.kind, cfg.game.m, cfg.game.n_models) == ("half", None, 128)
+    assert (s.dataset, s.model, s.n, s.epochs) == ("adult", "lr", 4000, 10)
     assert default_settings("cpu", epochs=3).epochs == 3
+    # ALOOA stays available, with its m
+    aloo = default_settings("cpu", game="aloo", m=300).to_config()
+    assert (aloo.game.kind, aloo.game.m) == ("aloo", 300)
 
 
 def test_progress_fraction_reads_the_experiment_callback():
