@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -214,3 +215,99 @@ def test_epsilon_slider_keeps_exact_values():
     assert panel.settings.epsilon == 8.0
     with pytest.raises(ConfigError, match="epsilon"):
         panel.set(epsilon=-1.0)
+
+
+# ---------------------------------------------------------------- issue 16 / 18: the panel's behaviour
+HALF = {"dataset": "synthetic", "model": "lr", "n_models": 16, "chunk_models": 4, "epochs": 2, "device": "cpu",
+        "game": "half", "n": None}
+
+
+def test_half_split_run_draws_partials_then_the_result():
+    p = AuditPanel(PanelSettings(**HALF))
+    seen = []
+    p.table.observe(lambda ch: seen.append(ch["new"]), names="value")
+    assert p.run() is True
+    partials = [h for h in p.history if h.startswith("partial")]
+    assert partials == ["partial 4/16", "partial 8/16", "partial 12/16"]
+    assert any("4 of 16 models" in t for t in seen)  # a partial picture before the end
+    assert "of 16 models" not in p.table.value and "half-split" in p.table.value
+    assert p.result.game.kind == "half" and p.result.game.m == p.result.n_train
+    assert p.partial is None and p.last_source == "computed"
+
+
+def test_plan_is_shown_before_running_and_uses_a_pilot_after():
+    p = AuditPanel(PanelSettings(**HALF))
+    assert "you can detect differences between groups ≥" in p.plan.value and "at least" in p.plan.value
+    p.run()
+    p.set(n_models=32)
+    assert p.plan_result is not None and not p.plan_result.lower_bound
+    assert "at least" not in p.plan.value
+
+
+def test_change_is_a_signed_difference_with_ci_and_ghost_bars_on_fixed_axes():
+    p = AuditPanel(PanelSettings(**HALF))
+    p.run()
+    first_domain = p.last_chart_spec["layer"][0]["encoding"]["y"]["scale"]["domain"]
+    p.set(method="dpsgd", epsilon=1.0)
+    p.run()
+    df = p.change
+    assert list(df["group"]) == ["g0", "g1"] and df["paired"].all()
+    g1 = p.result.group_risk["PA-ALOOA"].by_group.gpr[1] - p.previous.group_risk["PA-ALOOA"].by_group.gpr[1]
+    assert df["change"].iloc[1] == pytest.approx(g1)
+    assert (df["ci_low"] <= df["change"]).all() and (df["change"] <= df["ci_high"]).all()
+    assert "Change since the previous result" in p.change_table.value and "synthetic" in p.change_table.value
+    spec = p.last_chart_spec
+    ghost = [lay for lay in spec["layer"] if lay.get("mark", {}).get("type") == "bar" and lay["mark"].get("strokeDash")]
+    assert len(ghost) == 1 and "previous run" in " ".join(spec["title"]["subtitle"])
+    domain = spec["layer"][0]["encoding"]["y"]["scale"]["domain"]
+    assert domain[0] <= first_domain[0] and domain[1] >= first_domain[1]  # the axis never shrinks
+    assert all(lay["encoding"]["y"]["scale"]["domain"] == domain for lay in spec["layer"] if "y" in lay.get("encoding", {}))
+    # GPRP always comes with its zero-leakage reference
+    assert "zero-leakage GPRP" in p.table.value
+
+
+def test_stale_results_are_greyed_and_labelled_and_done_in_is_kept():
+    p = AuditPanel(PanelSettings(**HALF))
+    p.run()
+    done = p.timing.value
+    assert "Done in" in done and "fairpriv-stale" not in p.results._dom_classes
+    p.set(clip=0.5, method="dpsgd")
+    assert "fairpriv-stale" in p.results._dom_classes
+    assert "other settings" in p.shown_label.value and "synthetic/group lr sgd" in p.shown_label.value
+    assert done.split(" s")[0] in p.timing.value  # the time of the result on screen stays
+    p.set(method="sgd")  # back to the settings on screen
+    assert "fairpriv-stale" not in p.results._dom_classes
+
+
+def test_dataset_change_resets_sizes_that_do_not_fit():
+    p = AuditPanel(PanelSettings(n=2000, n_models=4, m=1500, game="aloo", device="cpu"))
+    p.set(dataset="digits")
+    assert p.n.value == 0  # all 1,797 records
+    assert "1,797 records" in p.message.value and "Records reset from 2,000" in p.message.value
+    assert "Audited records m reset from 1,500" in p.message.value
+    assert p.settings.to_config().game.m <= 1438
+    p.set(dataset="adult")  # "all" of digits is 1,797 records of adult: small and fits
+    assert p.n.value == 1797
+
+
+def test_a_change_during_a_threaded_run_cancels_it_and_starts_the_new_one():
+    p = AuditPanel(PanelSettings(**{**HALF, "n_models": 64, "epochs": 3}))
+    started = threading.Event()
+    p.table.observe(lambda ch: started.set(), names="value")
+    job = p.start()
+    assert started.wait(60), p.history  # a partial picture appeared
+    p.set(clip=0.5, method="dpsgd")
+    assert p.wait(120), p.message.value
+    assert job.cancelled.is_set() and not job.ok
+    assert any(h.startswith("cancelled synthetic/group lr sgd") for h in p.history), p.history
+    assert p.result.config.train.method == "dpsgd" and p.result.config.train.clip == 0.5
+    assert "fairpriv-stale" not in p.results._dom_classes and "Done in" in p.timing.value
+
+
+def test_the_panel_opens_on_a_cached_result():
+    s = PanelSettings(**HALF)
+    first = AuditPanel(s)
+    assert first.result is None and first.run()
+    again = AuditPanel(s)
+    assert again.result is not None and again.result.from_cache
+    assert "Opened on a cached result" in again.message.value
