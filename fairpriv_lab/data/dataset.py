@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate as V
-from .._rng import SeedLike, as_generator
-from ..exceptions import DatasetError, DataWarning
+from .._core import validate as V
+from .._core.exceptions import DatasetError, DataWarning
+from .._core.rng import SeedLike, as_generator
 
 __all__ = ["GroupedDataset"]
 
@@ -214,7 +214,7 @@ class GroupedDataset:
         """Return (X, y, g) as torch tensors on device; images reshapes X to image_shape."""
         import torch
 
-        from .._device import resolve_device
+        from .._core.device import resolve_device
 
         dev = resolve_device(device)
         X = torch.from_numpy(np.array(self.X))
