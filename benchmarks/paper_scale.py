@@ -139,7 +139,7 @@ def machine_info(device: str) -> dict[str, Any]:
     import torch
 
     from fairpriv_lab import __version__
-    from fairpriv_lab._core.device import resolve_device
+    from fairpriv_lab.engine.device import resolve_device
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -183,7 +183,7 @@ def count_outcome_fairness(y_true, y_pred, groups, group_names):
     training the 400 models. Per-group counts give the same numbers: accuracy, selection rate
     P(y_pred = 1), TPR = TP / (TP + FN) and FPR = FP / (FP + TN) (0 where undefined, as
     fairlearn reports), the max - min differences, and equalized odds = max(TPR gap, FPR gap).
-    ``tests/test_studies.py`` checks equality with the fairlearn version.
+    ``tests/unit/studies/test_studies.py`` checks equality with the fairlearn version.
     """
     from fairpriv_lab.audit.risk import OutcomeFairness
 

@@ -10,9 +10,8 @@ that ``import fairpriv_lab`` stays fast and imports torch only when training is 
 import importlib as _importlib
 
 from ._core.exceptions import ConfigError, FairPrivError
+from ._core.version import __version__
 from .data import GroupedDataset, list_datasets, load_dataset
-
-__version__ = "0.1.0"
 
 # Public names served lazily from their module (torch is imported only when needed).
 _LAZY: dict[str, str] = {
@@ -28,6 +27,7 @@ _SUBPACKAGES = ("data", "games", "engine", "audit", "experiment", "studies", "vi
                 "sweep")
 
 __all__ = [
+    "__version__",
     "GroupedDataset",
     "load_dataset",
     "list_datasets",

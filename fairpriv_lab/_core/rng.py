@@ -23,12 +23,3 @@ def as_generator(seed: SeedLike) -> np.random.Generator:
 def spawn_seed(rng: np.random.Generator) -> int:
     """Draw a 63-bit integer seed from rng (for torch generators and sub-streams)."""
     return int(rng.integers(0, 2**63 - 1))
-
-
-def torch_generator(seed: int, device: object = "cpu"):
-    """Return a torch.Generator on device seeded with seed."""
-    import torch
-
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(seed))
-    return gen

@@ -118,7 +118,7 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], Sequence[str] | None, str]]
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``fairpriv-lab`` (for documentation and tests)."""
     p = argparse.ArgumentParser(prog="fairpriv-lab", description="Measure unequal membership-inference risk across groups.")
-    from .. import __version__
+    from .._core.version import __version__
 
     p.add_argument("--version", action="version", version=f"fairpriv-lab {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=argparse.ArgumentParser)
@@ -247,9 +247,9 @@ def _set_threads(threads: int | None) -> None:
     from .._core import validate as V
 
     V.integer("--threads", threads, 1)
-    import torch
+    from ..engine.device import set_num_threads
 
-    torch.set_num_threads(threads)
+    set_num_threads(threads)
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:

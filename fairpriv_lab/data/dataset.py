@@ -210,20 +210,6 @@ class GroupedDataset:
         mask[test_idx] = True
         return self.subset(~mask), self.subset(mask)
 
-    def to_torch(self, device: object = "cpu", *, images: bool = False):
-        """Return (X, y, g) as torch tensors on device; images reshapes X to image_shape."""
-        import torch
-
-        from .._core.device import resolve_device
-
-        dev = resolve_device(device)
-        X = torch.from_numpy(np.array(self.X))
-        if images:
-            if self.image_shape is None:
-                raise V.fail("images", True, "only for image data", f"{self.name!r} has no image_shape")
-            X = X.reshape(-1, *self.image_shape)
-        return X.to(dev), torch.from_numpy(np.array(self.y)).to(dev), torch.from_numpy(np.array(self.g)).to(dev)
-
     def to_pandas(self):
         """Return a DataFrame of the features with ``label`` and ``group`` columns."""
         import pandas as pd

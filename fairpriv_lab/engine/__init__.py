@@ -3,7 +3,7 @@
 The only layer that imports torch (``tests/unit/test_layers.py`` enforces it).
 """
 
-from .._core.device import resolve_device
+from .device import resolve_device
 from .models import build_model
 from .privacy import (
     DPSGD,

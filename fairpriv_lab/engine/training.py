@@ -31,10 +31,10 @@ import torch
 from torch import Tensor
 
 from .._core import validate as V
-from .._core.device import resolve_device
 from .._core.exceptions import PrivacyWarning, TrainingDivergedError
 from .._core.rng import SeedLike, as_generator, spawn_seed
 from ..data import GroupedDataset
+from .device import resolve_device
 from .models import FuncStack, LinearStack, _FuncGrads, _LinearGrads, build_model
 from .privacy import DPStep, as_method, calibrate_noise, epsilon_of, group_contribution
 

@@ -161,7 +161,7 @@ def run(
     timings["audit"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
 
-    from .. import __version__
+    from .._core.version import __version__
 
     return AuditResult(
         config=cfg, dataset_checksum=checksum, group_names=tuple(train.group_names),

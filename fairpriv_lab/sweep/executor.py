@@ -132,9 +132,9 @@ def gpu_count() -> int:
     if shutil.which("nvidia-smi") is None and not os.path.exists("/proc/driver/nvidia"):
         return 0
     try:
-        import torch
+        from ..engine.device import cuda_device_count
 
-        return int(torch.cuda.device_count())
+        return cuda_device_count()
     except Exception:
         return 0
 

@@ -215,7 +215,7 @@ def check_parameters(**params: Any) -> dict[str, Any]:
     if "tau" in p:
         V.number("tau", p["tau"], 1.0, math.inf)
     if "device" in p:
-        from .._core.device import resolve_device
+        from ..engine.device import resolve_device
 
         resolve_device(p["device"])
     return params

@@ -48,7 +48,7 @@ def demo_configs(*, device: str = "auto") -> list[ExperimentConfig]:
     >>> [c.train.method for c in demo_configs(device="cpu")]
     ['sgd', 'dpsgd', 'dpsgds']
     """
-    from .._core.device import resolve_device
+    from ..engine.device import resolve_device
 
     size = _GPU if resolve_device(device).type == "cuda" else _CPU
     base = ExperimentConfig(

@@ -203,7 +203,7 @@ def default_settings(device: str = "auto", **overrides: Any) -> PanelSettings:
     CUDA GPU: all 45,222 records, 128 models, 1,000 audited records, batches of 512 (still
     seconds, since every model of the game trains at once).
     """
-    from .._core.device import resolve_device
+    from ..engine.device import resolve_device
 
     dev = resolve_device(device)
     if dev.type == "cuda":

@@ -18,7 +18,7 @@ else:  # Python 3.10: the same parser from PyPI
 ROOT = Path(__file__).resolve().parents[2]
 CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
 # Binder alone also pins the widget front-end extensions (to ipywidgets' release line) and
-# serves the Voila explorer; tests/test_binder_env.py checks those pins.
+# serves the Voila explorer; tests/integration/test_binder_env.py checks those pins.
 BINDER_EXTRAS = {"jupyterlab-widgets", "widgetsnbextension", "voila"}
 
 

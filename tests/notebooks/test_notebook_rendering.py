@@ -4,7 +4,7 @@ JupyterLab and Voila insert an HTML output into the page and re-run its <script>
 script that loads from a URL runs later, an inline one at once. A full-page template (vega
 loaded by <script src> tags in <head>, then an inline call of ``vegaEmbed``) therefore fails
 with "vegaEmbed is not defined", and two charts in one output that both draw into
-``id="vis"`` overwrite each other. tests/test_browser.py sees this end to end; this is the fast
+``id="vis"`` overwrite each other. tests/browser/test_browser.py sees this end to end; this is the fast
 check of the bundle itself.
 """
 

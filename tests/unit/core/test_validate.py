@@ -9,7 +9,7 @@ import pytest
 
 from fairpriv_lab._core import validate as V
 from fairpriv_lab._core.exceptions import ConfigError, FairPrivError
-from fairpriv_lab._core.rng import as_generator, spawn_seed, torch_generator
+from fairpriv_lab._core.rng import as_generator, spawn_seed
 
 
 def _msg(fn, *args, **kwargs) -> str:
@@ -100,8 +100,3 @@ def test_rng_helpers():
     assert _msg(as_generator, True) == "Expected seed=True to be an int, a numpy Generator, a SeedSequence or None"
     s1, s2 = spawn_seed(as_generator(0)), spawn_seed(as_generator(0))
     assert s1 == s2 and 0 <= s1 < 2**63 - 1
-    import torch
-
-    t1 = torch.rand(3, generator=torch_generator(7))
-    t2 = torch.rand(3, generator=torch_generator(7))
-    assert torch.equal(t1, t2)

@@ -325,21 +325,6 @@ def test_train_test_split_stratifies_groups_and_labels(adult):
         tiny.train_test_split(test_size=0.01)
 
 
-def test_to_torch(digits):
-    import torch
-
-    X, y, g = digits.to_torch("cpu")
-    assert X.shape == (1797, 64) and X.dtype == torch.float32 and X.device.type == "cpu"
-    assert y.dtype == torch.int64 and g.dtype == torch.int64
-    Xi, _, _ = digits.to_torch("auto", images=True)
-    assert Xi.shape == (1797, 1, 8, 8)
-    np.testing.assert_array_equal(Xi.cpu().numpy().reshape(1797, -1), digits.X)
-    X.add_(1.0)  # a copy: the dataset stays untouched
-    assert digits.X.max() <= 1.0
-    with pytest.raises(ConfigError, match="Expected images=True only for image data. 'adult' has no image_shape"):
-        fl.load_dataset("adult").to_torch(images=True)
-
-
 def test_to_pandas_and_checksum(digits):
     df = digits.subset(np.arange(5)).to_pandas()
     assert list(df.columns[-2:]) == ["label", "group"] and len(df) == 5

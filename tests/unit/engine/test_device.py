@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fairpriv_lab._core.device import resolve_device
 from fairpriv_lab._core.exceptions import ConfigError
+from fairpriv_lab.engine.device import dataset_tensors, resolve_device
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
 ALLOWED = "to be one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"
@@ -61,3 +61,21 @@ def test_cuda_on_gpu_machine():
     n = torch.cuda.device_count()
     with pytest.raises(ConfigError, match=f"Expected device='cuda:{n}' to be below cuda:{n}"):
         resolve_device(f"cuda:{n}")
+
+
+def test_dataset_tensors():
+    import numpy as np
+
+    import fairpriv_lab as fl
+
+    digits = fl.load_dataset("digits")
+    X, y, g = dataset_tensors(digits, "cpu")
+    assert X.shape == (1797, 64) and X.dtype == torch.float32 and X.device.type == "cpu"
+    assert y.dtype == torch.int64 and g.dtype == torch.int64
+    Xi, _, _ = dataset_tensors(digits, "auto", images=True)
+    assert Xi.shape == (1797, 1, 8, 8)
+    np.testing.assert_array_equal(Xi.cpu().numpy().reshape(1797, -1), digits.X)
+    X.add_(1.0)  # a copy: the dataset stays untouched
+    assert digits.X.max() <= 1.0
+    with pytest.raises(ConfigError, match="Expected images=True only for image data. 'adult' has no image_shape"):
+        dataset_tensors(fl.load_dataset("adult"), images=True)

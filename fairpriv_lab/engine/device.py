@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from .validate import fail
+import numpy as np
+
+from .._core.validate import fail
 
 _PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -39,3 +42,34 @@ def resolve_device(device: object = "auto"):
         if mps is None or not mps.is_available():
             raise fail("device", device, "to name a present device", "MPS is not available; use 'cpu' or 'auto'")
     return torch.device(device)
+
+
+def cuda_device_count() -> int:
+    """Return the number of CUDA devices torch sees (imports torch)."""
+    import torch
+
+    return int(torch.cuda.device_count())
+
+
+def set_num_threads(threads: int) -> None:
+    """Set torch's intra-op thread count (an explicit choice of the person running a command)."""
+    import torch
+
+    torch.set_num_threads(int(threads))
+
+
+def dataset_tensors(dataset: Any, device: object = "cpu", *, images: bool = False):
+    """Return a dataset's ``(X, y, g)`` as torch tensors on ``device``.
+
+    ``images=True`` reshapes ``X`` to ``(n_samples, *dataset.image_shape)``.
+    """
+    import torch
+
+    dev = resolve_device(device)
+    X = torch.from_numpy(np.array(dataset.X))
+    if images:
+        if dataset.image_shape is None:
+            raise fail("images", True, "only for image data", f"{dataset.name!r} has no image_shape")
+        X = X.reshape(-1, *dataset.image_shape)
+    return (X.to(dev), torch.from_numpy(np.array(dataset.y)).to(dev),
+            torch.from_numpy(np.array(dataset.g)).to(dev))
