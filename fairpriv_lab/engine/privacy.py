@@ -546,8 +546,38 @@ def calibrate_noise(
         raise V.fail("method", method, "to be private when target_epsilon is given")
     V.choice("accountant", accountant, ["rdp", "prv"])
     # Calibration costs seconds (dozens of accountant calls); a panel that changes C or tau
-    # but not epsilon asks the same question again, so answers are memoised.
-    return _calibrate(target, float(sample_rate), int(steps), float(delta), policy, accountant, float(rtol))
+    # but not epsilon asks the same question again, so answers are memoised in memory and,
+    # through the store the experiment layer registers, on disk across sessions.
+    store = _CALIBRATION_STORE
+    question = None
+    if store is not None:
+        question = {"target_epsilon": target, "sample_rate": float(sample_rate), "steps": int(steps),
+                    "delta": float(delta), "accountant": accountant, "rtol": float(rtol),
+                    "mechanisms": [[m.name, float(m.noise_multiplier)] for m in policy.mechanisms(1.0)]}
+        known = store.get(question)
+        if known is not None:
+            return float(known)
+    sigma = _calibrate(target, float(sample_rate), int(steps), float(delta), policy, accountant, float(rtol))
+    if store is not None:
+        store.put(question, sigma)
+    return sigma
+
+
+#: Where calibrate_noise remembers answers across sessions (``get(question) -> float | None``,
+#: ``put(question, sigma)``, question a JSON-ready dict); set by the experiment layer, which
+#: owns the on-disk cache (:class:`fairpriv_lab.experiment.cache.CalibrationMemo`).
+_CALIBRATION_STORE: Any = None
+
+
+def set_calibration_store(store: Any) -> Any:
+    """Register the cross-session memo of :func:`calibrate_noise` (None: memory only); return the old one.
+
+    The answer depends only on the question (target ε, sampling rate, steps, δ, accountant,
+    tolerance and the mechanisms' noise multipliers per unit σ), so a stored σ is exact.
+    """
+    global _CALIBRATION_STORE
+    old, _CALIBRATION_STORE = _CALIBRATION_STORE, store
+    return old
 
 
 @functools.lru_cache(maxsize=512)

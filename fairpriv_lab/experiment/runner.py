@@ -26,7 +26,7 @@ import pandas as pd
 
 from .._core import validate as V
 from .._core.exceptions import ConfigError, TrainingDivergedError
-from .cache import Cache
+from .cache import Cache, CalibrationMemo
 from .config import (
     AUDITORS,
     METHODS,
@@ -407,8 +407,23 @@ def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute
     return _merge_chunks(parts, test, trained_n, loaded_n)
 
 
+#: The on-disk memo of noise calibrations, registered with the engine on first training.
+_CALIBRATION_MEMO = CalibrationMemo()
+
+
+def _use_calibration_memo() -> None:
+    """Register the disk memo of σ calibrations with the engine, unless the user set another."""
+    from ..engine.privacy import set_calibration_store
+
+    previous = set_calibration_store(_CALIBRATION_MEMO)
+    if previous is not None and previous is not _CALIBRATION_MEMO:
+        set_calibration_store(previous)
+
+
 def _train_one_chunk(cfg, train, test, rows, delta, seed, progress, offset, total) -> dict[str, Any]:
     from ..engine.training import train_ensemble
+
+    _use_calibration_memo()
 
     t = cfg.train
     inner = None
