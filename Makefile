@@ -29,6 +29,7 @@ lint: $(STAMP)
 
 notebooks-refresh: $(STAMP)
 	$(PY) -m fairpriv_lab.sweep.notebook_tools refresh notebooks
+	$(PY) -m fairpriv_lab.ui.panel warm
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_training.py

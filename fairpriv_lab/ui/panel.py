@@ -255,6 +255,76 @@ def default_settings(device: str = "auto", **overrides: Any) -> PanelSettings:
     return replace(base, **overrides)
 
 
+def fit_sizes(settings: PanelSettings, records: int, *, test_size: float = 0.2) -> tuple[PanelSettings, list[str]]:
+    """Return settings whose sizes fit a dataset of ``records`` records, and what was reset and why.
+
+    ``n`` above the dataset's size becomes all records; ``m`` (ALOOA) above the training
+    records becomes a quarter of them; a batch larger than the smallest training set of the
+    game becomes a power of two near a quarter of it.
+
+    Examples
+    --------
+    >>> s, notes = fit_sizes(PanelSettings(dataset="digits", n=4000), 1797)
+    >>> s.n is None, notes[0]
+    (True, "'digits' has 1,797 records: Records reset from 4,000 to all 1,797.")
+    """
+    notes: list[str] = []
+    n = settings.n
+    if n is not None and n > records:
+        notes.append(f"{settings.dataset!r} has {records:,} records: Records reset from {n:,} to all {records:,}.")
+        n = None
+    size = n or records
+    n_train = size - int(round(test_size * size))
+    m = settings.m
+    if settings.game == "aloo" and m > n_train:
+        m = max(2, n_train // 4)
+        notes.append(f"Audited records m reset from {settings.m:,} to {m:,} (at most the {n_train:,} training records).")
+    smallest = n_train // 2 if settings.game == "half" else n_train - m
+    batch = settings.batch_size
+    if batch > max(1, smallest):
+        batch = max(1, 2 ** int(math.log2(max(2, smallest // 4))))
+        notes.append(f"Batch size reset from {settings.batch_size} to {batch} "
+                     f"(each model trains on about {smallest:,} records).")
+    return replace(settings, n=n, m=m, batch_size=batch), notes
+
+
+def warm_configs(datasets: tuple[str, ...] = ("adult", "synthetic"), device: str = "auto") -> list[Any]:
+    """Return the experiment configs the panel's defaults and the notebooks' panel exercises reach.
+
+    Per dataset (sizes fitted to it): plain SGD, DP-SGD at the default ε and C, DP-SGD at
+    ε = 1 and DP-SGD with C = 0.1 ("what did moving C from 1 to 0.1 do?"). ``python -m
+    fairpriv_lab.ui.panel warm`` (run by ``make notebooks-refresh``) computes them into the
+    cache, so that a class opens the panel on cached results (σ calibrations included).
+    """
+    from ..data import load_dataset
+
+    configs = []
+    for ds in datasets:
+        base, _ = fit_sizes(default_settings(device, dataset=ds), load_dataset(ds).n_samples)
+        for change in ({"method": "sgd"}, {"method": "dpsgd"}, {"method": "dpsgd", "epsilon": 1.0},
+                       {"method": "dpsgd", "clip": 0.1}):
+            configs.append(replace(base, **change).to_config())
+    return configs
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m fairpriv_lab.ui.panel warm [--device D]``: compute :func:`warm_configs` into the cache."""
+    import argparse
+
+    from ..experiment.runner import run
+
+    parser = argparse.ArgumentParser(prog="python -m fairpriv_lab.ui.panel")
+    parser.add_argument("command", choices=["warm"])
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    for config in warm_configs(device=args.device):
+        t0 = time.perf_counter()
+        result = run(config)
+        print(f"{'cached' if result.from_cache else 'computed'} {config.label} "
+              f"({config.game.n_models} models) in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 # ---------------------------------------------------------------- the panel
 EPSILON_STEPS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 10.0, 16.0, 20.0, 32.0, 50.0, 100.0)
 RATIO_STEPS = (0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 10.0)
@@ -580,33 +650,21 @@ class AuditPanel:
 
     def _fit_sizes(self, old_dataset: str | None) -> list[str]:
         """After a dataset change, reset the sizes that no longer fit it; return what changed and why."""
-        notes: list[str] = []
-        ds = self.dataset.value
-        total = self._sizes_for(ds)
+        total = self._sizes_for(self.dataset.value)
         if not total:
-            return notes
+            return []
+        if int(self.n.value) == 0 and old_dataset is not None:  # "all" of the old dataset, in records
+            self._syncing = True
+            try:
+                self.n.value = self._sizes_for(old_dataset) or 0
+            finally:
+                self._syncing = False
+        fitted, notes = fit_sizes(self.settings, total)
         self._syncing = True
         try:
-            n = int(self.n.value)
-            if n == 0 and old_dataset is not None:  # "all" of the old dataset, in records
-                n = self._sizes_for(old_dataset) or 0
-            if n > total:
-                self.n.value = 0
-                notes.append(f"{ds!r} has {total:,} records: Records reset from {n:,} to all {total:,}.")
-                n = total
-            elif n and n != int(self.n.value):
-                self.n.value = n
-            n = n or total
-            n_train = n - int(round(0.2 * n))
-            if self.game.value == "aloo" and int(self.m.value) > n_train:
-                old, self.m.value = int(self.m.value), max(2, n_train // 4)
-                notes.append(f"Audited records m reset from {old:,} to {int(self.m.value):,} "
-                             f"(at most the {n_train:,} training records).")
-            smallest = n_train // 2 if self.game.value == "half" else n_train - int(self.m.value)
-            if int(self.batch_size.value) > max(1, smallest):
-                old, self.batch_size.value = int(self.batch_size.value), max(1, 2 ** int(math.log2(max(2, smallest // 4))))
-                notes.append(f"Batch size reset from {old} to {int(self.batch_size.value)} "
-                             f"(each model trains on about {smallest:,} records).")
+            for name in ("m", "batch_size"):
+                getattr(self, name).value = getattr(fitted, name)
+            self.n.value = fitted.n or 0
         finally:
             self._syncing = False
         return notes
@@ -1168,3 +1226,7 @@ def change_table_html(change: Any, *, previous_label: str = "") -> str:
             f"{''.join(crow)}</table></div>"
         )
     return out
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(_main())
