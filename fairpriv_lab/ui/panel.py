@@ -1023,8 +1023,10 @@ class AuditPanel:
         others = {a: _risk_of(result, a) for a in _AUDITORS if _has_risk(result, a)}
         if len(others) > 1:
             charts["auditors"] = viz.auditors_side_by_side(others, group_order=order)
-        specs = {k: c.to_dict() for k, c in charts.items()}
-        outputs = tuple(_display_output(c) for c in charts.values())
+        # One to_dict per chart (schema validation is most of a redraw's cost; a partial's
+        # chart is the final one's with other numbers, so only final charts are validated).
+        specs = {k: c.to_dict(validate=not partial) for k, c in charts.items()}
+        outputs = tuple(_display_output(spec) for spec in specs.values())
         table = result_table_html(result, auditor=self.auditor)
         changes = change_table_html(change, previous_label=_label_of(previous))
         return table, changes, specs, outputs
@@ -1145,9 +1147,11 @@ def _risk_of(result: Any, auditor: str) -> Any:
     return risks[auditor]
 
 
-def _display_output(chart: Any) -> dict[str, Any]:
-    """Return an Output-widget display entry for a chart, through altair's active renderer."""
-    bundle = chart._repr_mimebundle_(None, None)
+def _display_output(spec: dict[str, Any]) -> dict[str, Any]:
+    """Return an Output-widget display entry for a chart's spec, through altair's active renderer."""
+    from ..viz._core import altair
+
+    bundle = altair().renderers.get()(spec)
     data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
     data = dict(data)
     data.setdefault("text/plain", "<altair chart>")
