@@ -355,6 +355,7 @@ class _Job:
         self.t0 = time.perf_counter()
         self.done = threading.Event()
         self.ok = False
+        self.replaced: str | None = None  # label of the run this one cancelled
 
 
 class AuditPanel:
@@ -775,6 +776,7 @@ class AuditPanel:
             old = self._job
             if old is not None and not old.done.is_set():
                 old.cancelled.set()
+                job.replaced = old.config.label
                 self.history.append(f"cancel {old.config.label}")
             self._job = job
 
@@ -816,7 +818,6 @@ class AuditPanel:
                 job.ok = True
                 return True
             self.history.append(f"start {config.label}")
-            self.run_button.description = "Restart audit"
             self.progress.value = 0.0
             self.progress.bar_style = "info"
             self.progress_text.value = ""
@@ -849,12 +850,13 @@ class AuditPanel:
             self.progress.value = 1.0
             self.progress.bar_style = "success"
             self._show_final(entry, source="computed")
-            self._say("ok", f"Done in {seconds:.1f} s." + notes)
+            restarted = (f" (restarted after a change during the run of {_esc(job.replaced)}, "
+                         "which was cancelled)") if job.replaced else ""
+            self._say("ok", f"Done in {seconds:.1f} s{restarted}." + notes)
             self._update_plan()
             job.ok = True
             return True
         finally:
-            self.run_button.description = "Run audit"
             if self._job is job:
                 job.done.set()
 
