@@ -1,4 +1,4 @@
-"""Per-record membership-inference attacks and individual privacy risk (DESIGN.md 4.2-4.4).
+"""Per-record membership-inference attacks and individual privacy risk (docs/design.md 4.2-4.4).
 
 Convention, written once here: the inputs are per-model per-record cross-entropy **losses**
 (lower loss means member); :func:`attack_scores` converts them to a **score where higher

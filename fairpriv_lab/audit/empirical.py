@@ -1,4 +1,4 @@
-"""Empirical epsilon: statistically valid lower bounds on privacy loss (DESIGN.md 4.7).
+"""Empirical epsilon: statistically valid lower bounds on privacy loss (docs/design.md 4.7).
 
 For each audited record x, the model pairs that audit it are split at random into two folds.
 On each fold the attack "member iff score >= tau" gets the threshold that maximises the GDP

@@ -1,4 +1,4 @@
-"""Group privacy risk (GPR, GPRP) with bootstrap intervals, and outcome fairness (DESIGN.md 4.5).
+"""Group privacy risk (GPR, GPRP) with bootstrap intervals, and outcome fairness (docs/design.md 4.5).
 
 :class:`GroupRisk` is shaped like fairlearn's ``MetricFrame`` but for per-record risks, which
 MetricFrame cannot hold (it needs ``y_true``/``y_pred``). Everything it reports is in

@@ -1,4 +1,4 @@
-"""Datasets whose records carry a sensitive group id (DESIGN.md section 6)."""
+"""Datasets whose records carry a sensitive group id (docs/design.md section 6)."""
 
 from .builtin import load_digits, make_synthetic
 from .dataset import GroupedDataset

@@ -1,6 +1,6 @@
 """Stacked model ensembles: every parameter carries a leading ``n_models`` axis.
 
-Two engines compute per-sample gradients for many models at once (DESIGN.md section 5):
+Two engines compute per-sample gradients for many models at once (docs/design.md section 5):
 
 * :class:`LinearStack` (``"lr"``, ``"mlp"``): a fast path for stacks of linear layers with
   ``tanh`` between them. Back-propagation is written out by hand so that per-sample gradient

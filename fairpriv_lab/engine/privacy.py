@@ -1,6 +1,6 @@
 """The DP step as a pipeline of stages, clipping policies, and accounting through Opacus.
 
-One private step (DESIGN.md 4.6), for every model of a chunk at once::
+One private step (docs/design.md 4.6), for every model of a chunk at once::
 
     per-sample norms -> clip bounds (the policy) -> clip factors -> clipped sum -> noise -> scale
 
@@ -183,7 +183,7 @@ class DPSGD(ClippingPolicy):
 class DPSGDS(ClippingPolicy):
     """DP-SGD-S: group-scaled clip bounds ``C_k = C * clamp(rbar / r_k, floor, tau)``.
 
-    Two statistics of a group's contribution (DESIGN.md 4.6), both released with noise:
+    Two statistics of a group's contribution (docs/design.md 4.6), both released with noise:
 
     * ``"norm"`` (default, our variant): ``r_k = (sum_{i in B, k} min(||g_i||, C_s) +
       N(0, sigma_1^2 C_s^2)) / max(n~_k, 1)`` and ``rbar`` the same over the batch (from the sums
@@ -451,7 +451,7 @@ class DPStep:
 
 
 def group_contribution(grads: Any, onehot: Tensor, mask: Tensor) -> Tensor:
-    """GRC of DESIGN.md 4.8: ``||mean_{i in B, k} g_i|| / ||mean_{i in B} g_i||``, ``(M, K)``.
+    """GRC of docs/design.md 4.8: ``||mean_{i in B, k} g_i|| / ||mean_{i in B} g_i||``, ``(M, K)``.
 
     Raw (unclipped) gradients; NaN for groups absent from the batch. Telemetry, not private.
     """

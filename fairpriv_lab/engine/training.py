@@ -1,6 +1,6 @@
 """``train_ensemble``: train every model of a game at once with SGD, DP-SGD, DP-SGD-S or DP-SGD-F.
 
-The loop (DESIGN.md section 5), per step:
+The loop (docs/design.md section 5), per step:
 
 1. Poisson sampling for every model at once: model ``m`` includes each of its ``N_m``
    training records with probability ``q_m = batch_size / N_m`` (drawn as a binomial batch

@@ -260,7 +260,7 @@ class TrainConfig(_Section):
     and ``noise_multiplier`` is set for the DP methods; neither for ``"sgd"``.
     ``delta=None`` means ``min(1e-5, 1 / (10 n))`` with n the number of training records.
     ``tau``, ``statistic``, ``stat_noise_ratio``, ``smoothing``, ``clip_floor`` and
-    ``stat_clip`` tune DP-SGD-S (:class:`fairpriv_lab.engine.privacy.DPSGDS`, DESIGN.md 4.6) and
+    ``stat_clip`` tune DP-SGD-S (:class:`fairpriv_lab.engine.privacy.DPSGDS`, docs/design.md 4.6) and
     ``count_noise`` (the noisy group counts' multiplier relative to σ) DP-SGD-S and DP-SGD-F;
     the methods that ignore a field have it normalised away from the cache key.
     """
@@ -336,7 +336,7 @@ class TrainConfig(_Section):
 
 @dataclass(frozen=True)
 class GameConfig(_Section):
-    """The membership game: which models see which records (DESIGN.md 4.1).
+    """The membership game: which models see which records (docs/design.md 4.1).
 
     ``kind="aloo"`` audits ``m`` records (stratified by group) with ``n_models`` models in
     complementary pairs; ``"half"`` audits every training record (each model sees a random
@@ -383,7 +383,7 @@ class GameConfig(_Section):
 
 @dataclass(frozen=True)
 class AuditConfig(_Section):
-    """How the trained models are audited (DESIGN.md 4.3-4.7).
+    """How the trained models are audited (docs/design.md 4.3-4.7).
 
     ``estimator`` is ``"cross_fit"`` (unbiased, default) or ``"in_sample"`` (the paper's);
     ``n_boot`` bootstrap resamples give CIs at level ``ci``: ``bootstrap="records"`` resamples

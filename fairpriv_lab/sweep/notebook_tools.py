@@ -1,6 +1,6 @@
 """Run the teaching notebooks as programs: papermill execution, parameter checks, refresh.
 
-Every notebook in ``notebooks/`` follows one template (STYLE.md rule 14): a ``parameters``
+Every notebook in ``notebooks/`` follows one template (docs/design.md section 7): a ``parameters``
 cell (papermill), then a cell that calls :func:`check_parameters` so that a bad parameter
 stops the notebook at the top with the package's message ``Expected name=value allowed``.
 :data:`SMALL_PARAMETERS` holds, per notebook, the sizes the test suite uses.
