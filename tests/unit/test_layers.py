@@ -247,17 +247,8 @@ def test_imports_follow_the_layer_order(graph):
     assert violations(graph) == []
 
 
-#: Cycles inside ``data`` hidden by function-level imports (registration of the downloadable
-#: datasets as an import side effect; ``GroupedDataset.from_pandas``). Issue 11 removes them;
-#: the list may only shrink, and any new cycle fails.
-KNOWN_CYCLES = [
-    ["fairpriv_lab.data.dataset", "fairpriv_lab.data.tabular"],
-    ["fairpriv_lab.data.download", "fairpriv_lab.data.registry", "fairpriv_lab.data.remote"],
-]
-
-
 def test_no_import_cycles(graph):
-    assert cycles(graph) == KNOWN_CYCLES
+    assert cycles(graph) == []
 
 
 def test_importing_the_array_layers_does_not_load_torch():
