@@ -893,7 +893,7 @@ def paper_comparison_chart(comparison: pd.DataFrame, *, title: str | None = None
         x = method; filled points with error bars = measured (colour = estimator); black
         diamonds = the paper's published value (no CI was published).
     """
-    from .viz._core import HEIGHT, WIDTH, altair, title_params
+    from .viz import HEIGHT, WIDTH, altair, title_params
 
     alt = altair()
     f = _frame(comparison, ("method", "estimator", "measured", "ci_low", "ci_high", "paper"))
@@ -928,7 +928,7 @@ def floor_chart(frame: pd.DataFrame, *, title: str | None = None):
     -------
     altair.LayerChart
     """
-    from .viz._core import HEIGHT, WIDTH, altair, series_color, title_params
+    from .viz import HEIGHT, WIDTH, altair, series_color, title_params
 
     alt = altair()
     f = _frame(frame, ("n_models", "estimator", "floor", "floor_se", "group"))
@@ -970,7 +970,7 @@ def agreement_chart(frame: pd.DataFrame, *, title: str | None = None):
     -------
     altair.LayerChart
     """
-    from .viz._core import HEIGHT, WIDTH, altair, title_params
+    from .viz import HEIGHT, WIDTH, altair, title_params
 
     alt = altair()
     f = _frame(frame, ("n_models", "mean_abs_diff", "correlation"))

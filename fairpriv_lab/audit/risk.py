@@ -26,16 +26,16 @@ import pandas as pd
 from .._core import validate as V
 from .._core.exceptions import ConfigError, SmallGroupWarning
 from .._core.rng import SeedLike, as_generator
+from .._core.vocabulary import ESTIMATORS as _ESTIMATORS
 from .attacks import (
-    _ESTIMATORS,
     Estimator,
     RecordRisk,
     Signal,
-    _as_f32,
-    _informative,
-    _inputs,
-    _pair_blocks,
-    _record_block,
+    as_f32,
+    audit_inputs,
+    informative_pairs,
+    pair_blocks,
+    record_block,
 )
 
 __all__ = ["GroupRisk", "OutcomeFairness", "outcome_fairness", "pair_bootstrap"]
@@ -374,17 +374,17 @@ def pair_bootstrap(
     V.choice("estimator", estimator, _ESTIMATORS)
     n_boot = V.integer("n_boot", n_boot, low=1)
     n_groups = V.integer("n_groups", n_groups, low=1)
-    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
     if grp.size and grp.max() >= n_groups:
         raise V.fail("n_groups", n_groups, f"to exceed every group id (found {int(grp.max())})")
-    inf = _informative(mem, rec)
+    inf = informative_pairs(mem, rec)
     n_pairs = inf.shape[0]
     if estimator == "cross_fit" and (n_pairs < 2 or not inf.all()):
         raise V.fail(
             "estimator", estimator,
             "to be 'in_sample' unless every pair (>= 2) audits every record (ALOOA, half-split)",
         )
-    scores = _as_f32(scores)
+    scores = as_f32(scores)
     rng = as_generator(seed)
     out = np.full((n_boot, n_groups), np.nan)
     members = [np.flatnonzero(grp == g) for g in range(n_groups)]
@@ -399,12 +399,12 @@ def pair_bootstrap(
         models = np.stack([2 * pick, 2 * pick + 1], axis=1).ravel()
         s_b, m_b, inf_b = scores[models], mem[models], inf[pick]
         ipr = np.full(rec.size, np.nan)
-        for cols, k, chunks in _pair_blocks(s_b, m_b, inf_b):
+        for cols, k, chunks in pair_blocks(s_b, m_b, inf_b):
             if k == 0:  # LOO targets none of whose pairs were drawn
                 continue
             swap = np.zeros((cols.size, k), dtype=bool)
             for r, s_in, s_out in chunks:
-                acc, _ = _record_block(s_in, s_out, fold, swap[r])
+                acc, _ = record_block(s_in, s_out, fold, swap[r])
                 ipr[cols[r]] = 2 * acc - 1
         for g, idx in enumerate(members):
             vals = ipr[idx]

@@ -106,7 +106,7 @@ class StepOutput:
 
 
 @dataclass
-class _Context:
+class StepContext:
     norms: Tensor  # (M, B)
     onehot: Tensor  # (M, B, K) float, already multiplied by the mask
     counts: Tensor  # (M, K)
@@ -139,10 +139,10 @@ class ClippingPolicy(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Return the bounds of this step (the one stage a policy must define)."""
 
-    def _flat(self, ctx: _Context, value: float) -> ClipDecision:
+    def _flat(self, ctx: StepContext, value: float) -> ClipDecision:
         M, B = ctx.norms.shape
         K = ctx.counts.shape[1]
         return ClipDecision(
@@ -163,7 +163,7 @@ class SGD(ClippingPolicy):
         """SGD releases raw gradients: no mechanism bounds it."""
         return ()
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Infinite bounds (nothing is clipped)."""
         return self._flat(ctx, math.inf)
 
@@ -174,7 +174,7 @@ class DPSGD(ClippingPolicy):
 
     name: ClassVar[str] = "dpsgd"
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Return the flat bound ``C`` for every sample and group."""
         return self._flat(ctx, ctx.clip)
 
@@ -266,7 +266,7 @@ class DPSGDS(ClippingPolicy):
         """Previous bounds for smoothing: ``C`` for every group."""
         return torch.full((n_models, n_groups), float(clip), device=device)
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Group bounds from the noisy statistic, capped by ``tau`` and ``floor``."""
         sigma1 = self.stat_noise_ratio * ctx.sigma
         noisy_n = ctx.counts + self.count_noise * ctx.sigma * ctx.noise["counts"]
@@ -331,7 +331,7 @@ class DPSGDF(ClippingPolicy):
         """Count noise ``(M, K, 2)``."""
         return {"counts": torch.randn((n_models, n_groups, 2), generator=generator, device=device)}
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """``C_k = C_0 (1 + r_k / mean_j r_j)`` from the noisy above/below counts."""
         above = torch.einsum("mb,mbk->mk", (ctx.norms > ctx.clip).to(ctx.norms.dtype), ctx.onehot)
         below = ctx.counts - above
@@ -439,7 +439,7 @@ class DPStep:
         norms = self.per_sample_norms(grads)
         onehot = torch.nn.functional.one_hot(groups, self.n_groups).to(norms.dtype) * mask.unsqueeze(-1)
         counts = onehot.sum(1)
-        ctx = _Context(norms, onehot, counts, grads, policy_noise or {}, state,
+        ctx = StepContext(norms, onehot, counts, grads, policy_noise or {}, state,
                        self.noise_multiplier, self.clip)
         decision = self.policy.bounds(ctx)
         factors = self.clip_factors(norms, decision.sample_bounds, mask)
