@@ -542,3 +542,57 @@ def outcome_fairness(
             eo = float(equal_opportunity_difference(yt, yp, sensitive_features=sens))
             eodds = float(equalized_odds_difference(yt, yp, sensitive_features=sens))
     return OutcomeFairness(by, acc_diff, dp, eo, eodds, bool(multiclass))
+
+
+def outcome_fairness_counts(
+    y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, group_names: Sequence[str]
+) -> OutcomeFairness:
+    """:func:`outcome_fairness` computed from per-group counts: the same numbers, fast.
+
+    The experiment layer pools the test predictions of every model (400 x 9,044 rows for
+    Adult); fairlearn's MetricFrame took about 200 CPU seconds per audit on that, more than
+    training the 400 models. Per-group counts give the same numbers: accuracy, selection rate
+    P(y_pred = 1), TPR = TP / (TP + FN) and FPR = FP / (FP + TN) (0 where undefined, as
+    fairlearn reports), the max - min differences, and equalized odds = max(TPR gap, FPR gap).
+    :func:`outcome_fairness` (fairlearn) is the reference it is tested against.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> of = outcome_fairness_counts(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]),
+    ...                              np.array([0, 0, 1, 1]), ["a", "b"])
+    >>> of.by_group["accuracy"].tolist(), of.equal_opportunity_difference
+    ([1.0, 0.5], 1.0)
+    """
+    yt, yp = np.asarray(y_true), np.asarray(y_pred)
+    names = tuple(str(g) for g in group_names)
+    grp = np.asarray(groups).astype(np.int64)
+    G = len(names)
+    labels = np.union1d(yt, yp)
+    multiclass = labels.size > 2 or not np.all(np.isin(labels, [0, 1]))
+    n = np.bincount(grp, minlength=G)
+    present = np.flatnonzero(n)
+
+    def count(mask):
+        return np.bincount(grp, weights=mask.astype(np.float64), minlength=G)[present]
+
+    m = n[present].astype(np.float64)
+    by = pd.DataFrame({"group": [names[k] for k in present], "n": n[present].astype(np.int64),
+                       "accuracy": count(yt == yp) / m})
+    if multiclass:
+        for col in ("selection_rate", "true_positive_rate", "false_positive_rate"):
+            by[col] = np.nan
+        dp = eo = eodds = math.nan
+    else:
+        pos, neg = count(yt == 1), count(yt == 0)
+        by["selection_rate"] = count(yp == 1) / m
+        by["true_positive_rate"] = np.where(pos > 0, count((yt == 1) & (yp == 1)) / np.maximum(pos, 1), 0.0)
+        by["false_positive_rate"] = np.where(neg > 0, count((yt == 0) & (yp == 1)) / np.maximum(neg, 1), 0.0)
+
+        def gap(col):
+            return float(by[col].max() - by[col].min())
+
+        dp, eo = gap("selection_rate"), gap("true_positive_rate")
+        eodds = max(eo, gap("false_positive_rate"))
+    acc_diff = float(by["accuracy"].max() - by["accuracy"].min())
+    return OutcomeFairness(by, acc_diff, dp, eo, eodds, bool(multiclass))
