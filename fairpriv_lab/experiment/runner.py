@@ -543,8 +543,8 @@ def _outcome(test, predictions, names):
     With the same test set for every model, the pooled per-group rates (accuracy, selection
     rate, TPR, FPR) equal the means over models of each model's rates.
     """
-    from ..audit.risk import outcome_fairness
+    from ..audit.risk import outcome_fairness_counts
 
     n_models = predictions.shape[0]
-    return outcome_fairness(np.tile(test.y, n_models), predictions.reshape(-1),
+    return outcome_fairness_counts(np.tile(test.y, n_models), predictions.reshape(-1),
                             np.tile(test.g, n_models), names)

@@ -9,12 +9,12 @@ from fairpriv_lab.audit.attacks import (
     RecordRisk,
     _global_acc,
     _global_block,
-    _record_block,
     _record_block_packed,
     _record_block_sorted,
     agreement,
     attack_scores,
     global_risk,
+    record_block,
     record_risk,
 )
 from fairpriv_lab.games import aloo_game, half_split_game, loo_game
@@ -124,8 +124,8 @@ def test_record_kernel_hypothesis(K, mb, levels, seed):
     fold = rng.permutation(K) < K // 2
     lab = np.r_[np.ones(K, bool), np.zeros(K, bool)]
     for x_in, x_out in ((s_in, s_out), (s_in.astype(np.float64), s_out.astype(np.float64))):
-        acc, _ = _record_block(x_in, x_out, None, swap)
-        acc_cf, _ = _record_block(x_in, x_out, fold, swap)
+        acc, _ = record_block(x_in, x_out, None, swap)
+        acc_cf, _ = record_block(x_in, x_out, fold, swap)
         for r in range(mb):
             assert acc[r] == pytest.approx(ref_best_acc(np.r_[s_in[r], s_out[r]], lab))
             assert acc_cf[r] == pytest.approx(ref_cross_fit(s_in[r], s_out[r], fold))
