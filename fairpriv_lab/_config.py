@@ -173,6 +173,9 @@ class TrainConfig(_Section):
     ``stat_clip`` tune DP-SGD-S (:class:`fairpriv_lab.privacy.DPSGDS`, DESIGN.md 4.6) and
     ``count_noise`` (the noisy group counts' multiplier relative to σ) DP-SGD-S and DP-SGD-F;
     the methods that ignore a field have it normalised away from the cache key.
+    ``diagnostics`` turns on the un-noised telemetry (GRC, fraction clipped): it reads the
+    private batches without noise, so a DP run with it is marked not private (results say
+    so); ``None`` means off for the DP methods, on for SGD (docs/privacy.md).
     """
 
     model: Literal["lr", "mlp", "cnn"] = "mlp"
@@ -194,9 +197,12 @@ class TrainConfig(_Section):
     smoothing: float = 0.0
     clip_floor: float = 0.0
     stat_clip: float | None = None
+    diagnostics: bool | None = None
 
     def __post_init__(self) -> None:
         V.choice("train.model", self.model, MODELS)
+        if self.diagnostics is not None and not isinstance(self.diagnostics, bool):
+            raise V.fail("train.diagnostics", self.diagnostics, "to be True, False or None")
         V.integer("train.hidden", self.hidden, 1)
         V.choice("train.method", self.method, METHODS)
         V.integer("train.epochs", self.epochs, 1)
@@ -250,7 +256,18 @@ class TrainConfig(_Section):
                 d[k] = None
         if self.method not in ("dpsgds", "dpsgdf"):
             d["count_noise"] = None
+        d["diagnostics"] = self.resolved_diagnostics
         return d
+
+    @property
+    def resolved_diagnostics(self) -> bool:
+        """Whether un-noised telemetry is computed: ``diagnostics``, or by default SGD only."""
+        return (not self.is_private) if self.diagnostics is None else bool(self.diagnostics)
+
+    @property
+    def is_release_private(self) -> bool:
+        """True when everything the run hands out is covered by its accounted ε."""
+        return self.is_private and not self.resolved_diagnostics
 
 
 @dataclass(frozen=True)

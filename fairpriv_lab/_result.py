@@ -133,6 +133,25 @@ class AuditResult:
         """
         return self.epsilon if self.game.kind == "loo" else 2.0 * self.epsilon
 
+    @property
+    def private(self) -> bool:
+        """True when everything this result hands out is covered by the accounted ε.
+
+        False for SGD and for runs with ``train.diagnostics`` on: their telemetry (GRC,
+        fraction clipped) reads the private batches without noise (docs/privacy.md).
+        """
+        return bool(self.config.train.is_release_private)
+
+    @property
+    def privacy_note(self) -> str:
+        """One line saying what the accounted ε covers."""
+        if not self.config.train.is_private:
+            return "not private: plain SGD (eps = inf)"
+        if not self.private:
+            return ("NOT PRIVATE as released: un-noised diagnostics (GRC, fraction clipped) "
+                    "are outside eps; turn off train.diagnostics for a private release")
+        return "private release: everything returned is covered by eps"
+
     def gprp(self, auditor: str | None = None) -> float:
         """GPRP (max - min GPR, percentage points) of one auditor (the first by default)."""
         return float(self.group_risk[auditor or self.auditors[0]].difference())
@@ -167,6 +186,7 @@ class AuditResult:
         df["model"] = t.model
         df["epsilon"] = self.epsilon
         df["delta"] = self.delta
+        df["private"] = self.private
         df["dataset"] = self.config.data.name
         df["group_attribute"] = self.config.data.resolved_group
         return df
@@ -191,6 +211,7 @@ class AuditResult:
         lines = [
             f"{self.config.label}: {self.n_models} models, {len(self.empirical_record)} audited "
             f"records, test accuracy {self.accuracy:.3f}, eps = {eps} (delta = {self.delta:.2g})",
+            f"  {self.privacy_note}",
             f"GPR in percentage points ({self.config.audit.estimator} estimator, "
             f"{int(round(self.config.audit.ci * 100))}% bootstrap CI); floor = zero-leakage level",
         ]
@@ -232,6 +253,8 @@ class AuditResult:
             "accuracy": _json_float(self.accuracy),
             "group_accuracy": {k: _json_float(v) for k, v in self.group_accuracy.items()},
             "epsilon": _json_float(self.epsilon),
+            "private": self.private,
+            "privacy_note": self.privacy_note,
             "reference_epsilon": _json_float(self.reference_epsilon),
             "delta": _json_float(self.delta),
             "noise_multiplier": _json_float(self.noise_multiplier),

@@ -96,8 +96,9 @@ class StepOutput:
     update : list of Tensor
         ``(noisy clipped sum) / b`` per parameter, shapes ``(M, *shape)``.
     group_bounds : Tensor (M, K)
-    frac_clipped : Tensor (M, K)
-        Fraction of the group's batch samples whose norm exceeded their bound (NaN if absent).
+    frac_clipped : Tensor (M, K) or None
+        Fraction of the group's batch samples whose norm exceeded their bound (NaN if absent);
+        an un-noised diagnostic, computed only when the step's ``diagnostics`` is on.
     counts : Tensor (M, K)
         True (private) number of batch samples per group.
     state : Tensor or None
@@ -105,7 +106,7 @@ class StepOutput:
 
     update: list[Tensor]
     group_bounds: Tensor
-    frac_clipped: Tensor
+    frac_clipped: Tensor | None
     counts: Tensor
     state: Tensor | None
 
@@ -390,6 +391,8 @@ class DPStep:
     batch_size : float
         The expected batch size ``b``.
     n_groups : int
+    diagnostics : bool
+        Also return ``frac_clipped`` (raw, un-noised: a non-private diagnostic).
     """
 
     policy: ClippingPolicy
@@ -398,6 +401,7 @@ class DPStep:
     batch_size: float
     n_groups: int
     eps: float = field(default=_EPS)
+    diagnostics: bool = True
 
     # stage 1
     def per_sample_norms(self, grads: Any) -> Tensor:
@@ -450,8 +454,10 @@ class DPStep:
         factors = self.clip_factors(norms, decision.sample_bounds, mask)
         summed = self.clipped_sum(grads, factors)
         noised = self.add_noise(summed, decision.noise_bound, noise)
-        clipped = (norms > decision.sample_bounds).to(norms.dtype)
-        frac = torch.einsum("mb,mbk->mk", clipped, onehot) / counts.where(counts > 0, torch.nan)
+        frac = None
+        if self.diagnostics:
+            clipped = (norms > decision.sample_bounds).to(norms.dtype)
+            frac = torch.einsum("mb,mbk->mk", clipped, onehot) / counts.where(counts > 0, torch.nan)
         return StepOutput(self.scale(noised), decision.group_bounds, frac, counts, decision.state)
 
 

@@ -678,6 +678,8 @@ def result_table_html(result: Any, *, auditor: str = "PA-ALOOA") -> str:
     lo, hi = risk.difference_ci()
     eps = getattr(result, "epsilon", math.inf)
     eps_txt = "∞ (no privacy)" if not math.isfinite(eps) else f"{eps:.2f}"
+    if math.isfinite(eps) and getattr(result, "private", True) is False:
+        eps_txt += " — NOT PRIVATE as released (un-noised diagnostics on)"
     acc = getattr(result, "accuracy", math.nan)
     acc_txt = "n/a" if not math.isfinite(acc) else f"{100 * float(acc):.1f} %"
     head = ("<tr><th>group</th><th>n</th><th>GPR (pp)</th><th>95% CI</th>"
