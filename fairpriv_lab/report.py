@@ -108,7 +108,7 @@ def _result_section(label: str, result: Any, *, auditor: str | None, images: str
     summary = result.summary()
     cols = ["auditor", "group", "n", "gpr", "ci_low", "ci_high", "floor", "gprp", "gprp_ci_low",
             "gprp_ci_high", "gprp_floor", "minority_minus_majority", "mmm_ci_low", "mmm_ci_high",
-            "empirical_epsilon", "test_accuracy"]
+            "empirical_epsilon", "empirical_epsilon_dp", "test_accuracy"]
     summary = summary[[c for c in cols if c in summary.columns]]
     charts = [viz.gpr_chart(result.group_risk[main], group_order=order, title=f"{main}: GPR by group")]
     if len(auditors) > 1:
