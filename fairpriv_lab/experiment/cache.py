@@ -33,7 +33,7 @@ import numpy as np
 
 from .._core import validate as V
 from .._core.exceptions import CacheCorruptedError
-from .config import _canonical, digest
+from .config import canonical, digest
 
 __all__ = [
     "CACHE_FORMAT",
@@ -46,7 +46,9 @@ __all__ = [
 ]
 
 #: Bump when the layout or the meaning of cached arrays changes; old entries are then ignored.
-CACHE_FORMAT = 1
+#: 2: DP-SGD-S/F epsilon accounted jointly (sigma_eff), noise stream keyed by the data and
+#: settings, un-noised telemetry only with train.diagnostics (docs/privacy.md).
+CACHE_FORMAT = 2
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 _ITEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
 ENTRY_ITEM = "entry"
@@ -170,7 +172,7 @@ class Cache:
         npz_path, json_path = self._paths(key, item)
         npz_path.parent.mkdir(parents=True, exist_ok=True)
         record: dict[str, Any] = {"format": CACHE_FORMAT, "key": key, "item": item,
-                                  "written": time.time(), "meta": _canonical(dict(meta))}
+                                  "written": time.time(), "meta": canonical(dict(meta))}
         if arrays is not None:
             clean = {}
             for name, arr in arrays.items():
@@ -363,7 +365,7 @@ class CalibrationMemo:
         except (OSError, ValueError):
             return None
         sigma = data.get("sigma") if isinstance(data, dict) else None
-        if data.get("question") != _canonical(question) or not isinstance(sigma, int | float):
+        if data.get("question") != canonical(question) or not isinstance(sigma, int | float):
             return None
         return float(sigma) if math.isfinite(sigma) and sigma > 0 else None
 
@@ -372,6 +374,6 @@ class CalibrationMemo:
         path = self._path(question)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(path, json.dumps({"question": _canonical(question), "sigma": float(sigma)}).encode())
+            _atomic_write(path, json.dumps({"question": canonical(question), "sigma": float(sigma)}).encode())
         except OSError:
             return

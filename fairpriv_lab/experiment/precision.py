@@ -138,9 +138,11 @@ def _audited_counts(config: Any, train: Any) -> tuple[np.ndarray, int]:
     if g.kind == "half":
         return sizes, g.n_models // 2
     if g.kind == "aloo":
-        from ..games import _stratified_counts
+        from ..games import aloo_game
 
-        return _stratified_counts(sizes, int(g.m)), g.n_models // 2
+        # the game's own stratified draw (two models suffice to know who is audited)
+        audit = aloo_game(train.g, n_models=2, m=int(g.m), seed=0).audit_idx
+        return np.bincount(train.g[audit], minlength=train.n_groups), g.n_models // 2
     targets = np.asarray(g.targets, dtype=np.int64)
     counts = np.bincount(train.g[targets], minlength=train.n_groups)
     return counts, g.n_models // (2 * len(targets))

@@ -26,6 +26,7 @@ import pandas as pd
 
 from .._core import validate as V
 from .._core.exceptions import ConfigError, TrainingDivergedError
+from .._core.vocabulary import GROUP_METHODS, RECORD_AUDITORS, default_delta
 from .cache import Cache, CalibrationMemo
 from .config import (
     AUDITORS,
@@ -184,7 +185,7 @@ def run(
     checksum, train, test = load_experiment_data(cfg.data)
     timings["load"] = time.perf_counter() - t_start
     _check_against_data(cfg, train)
-    delta = cfg.train.delta if cfg.train.delta is not None else min(1e-5, 1.0 / (10 * train.n_samples))
+    delta = cfg.train.delta if cfg.train.delta is not None else default_delta(train.n_samples)
 
     key = Cache.key(cfg.training_key_payload(), dataset_checksum=checksum) if store else None
     audit_item = "audit-" + digest({"audit": cfg.audit.to_dict(), "delta": delta})[:20]
@@ -223,6 +224,8 @@ def run(
         test_accuracy=trained["test_accuracy"], group_accuracy=trained["group_accuracy"],
         epsilon=trained["epsilon"], delta=delta, noise_multiplier=trained["noise_multiplier"],
         telemetry=trained["telemetry"], timings=timings, version=__version__,
+        sample_rate=trained["sample_rate"], steps=trained["steps"],
+        substitution_epsilon=_substitution_budget(cfg, trained, delta),
         device=trained["device"], cache_key=key, chunks_trained=trained["chunks_trained"],
         chunks_loaded=trained["chunks_loaded"],
         from_cache=trained["chunks_trained"] == 0 and cached_audit is not None,
@@ -243,7 +246,7 @@ def _as_cache(cache: bool | Cache | str | os.PathLike) -> Cache | None:
 
 def _check_against_data(cfg: ExperimentConfig, train) -> None:
     present = int(np.count_nonzero(train.group_counts))
-    if cfg.train.method in ("dpsgds", "dpsgdf") and present < 2:
+    if cfg.train.method in GROUP_METHODS and present < 2:
         raise ConfigError(
             f"Expected train.method={cfg.train.method!r} on data with at least two groups; "
             f"{cfg.data.name!r} grouped by {cfg.data.resolved_group!r} has {present} in its "
@@ -420,6 +423,20 @@ def _use_calibration_memo() -> None:
         set_calibration_store(previous)
 
 
+def _substitution_budget(cfg: ExperimentConfig, trained: dict[str, Any], delta: float) -> float:
+    """Return the budget at delta of a substitution game's empirical bound (NaN: LOO, inf: SGD)."""
+    t = cfg.train
+    if not t.is_private:
+        return math.inf
+    if cfg.game.kind == "loo":
+        return math.nan
+    from ..engine.privacy import substitution_epsilon
+
+    return substitution_epsilon(trained["noise_multiplier"], sample_rate=trained["sample_rate"],
+                                steps=trained["steps"], delta=delta, method=_method_spec(t),
+                                accountant=t.accountant)
+
+
 def _train_one_chunk(cfg, train, test, rows, delta, seed, progress, offset, total) -> dict[str, Any]:
     from ..engine.training import train_ensemble
 
@@ -439,7 +456,7 @@ def _train_one_chunk(cfg, train, test, rows, delta, seed, progress, offset, tota
             batch_size=t.batch_size, lr=t.lr, optimizer=t.optimizer, clip=t.clip,
             noise_multiplier=t.noise_multiplier, target_epsilon=t.epsilon, delta=delta,
             accountant=t.accountant, hidden=t.hidden, device=cfg.device, seed=seed,
-            progress=inner, test=test,
+            progress=inner, test=test, diagnostics=t.resolved_diagnostics,
         )
     except TrainingDivergedError as err:
         # the engine counts models within the chunk: name the model of the game instead
@@ -522,6 +539,8 @@ def _merge_chunks(parts, test, trained_n, loaded_n) -> dict[str, Any]:
         "group_accuracy": {name: float(v) for name, v in zip(test.group_names, per_group)},
         "epsilon": max(p["epsilon"] for p in parts),
         "noise_multiplier": parts[0]["noise_multiplier"],
+        "sample_rate": float(max(np.max(p["sample_rate"]) for p in parts)),
+        "steps": int(max(int(p["steps"]) for p in parts)),
         "device": ",".join(sorted({p["device"] for p in parts})),
         "telemetry": telemetry,
         "chunks_trained": trained_n, "chunks_loaded": loaded_n,
@@ -580,7 +599,7 @@ def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str
         )
     else:
         for i, auditor in enumerate(a.auditors):
-            if auditor in ("PA-ALOOA", "PA-LOOA"):
+            if auditor in RECORD_AUDITORS:
                 rr = record_risk(signal["losses"], game.membership, records=records, groups=train.g,
                                  estimator=a.estimator, signal=a.signal,
                                  confidences=signal["confidences"], seed=seed)
@@ -628,7 +647,7 @@ def _replicates(a: AuditConfig, signal, game, records, train, cached, seed, rrs)
 
     out = {}
     for name in rrs:
-        if name in ("PA-ALOOA", "PA-LOOA"):
+        if name in RECORD_AUDITORS:
             out[name] = pair_bootstrap(signal["losses"], game.membership, records=records, groups=train.g,
                                        n_groups=train.n_groups, estimator=a.estimator,
                                        signal=a.signal, confidences=signal["confidences"],
@@ -663,8 +682,8 @@ def _outcome(test, predictions, names):
     With the same test set for every model, the pooled per-group rates (accuracy, selection
     rate, TPR, FPR) equal the means over models of each model's rates.
     """
-    from ..audit.risk import outcome_fairness
+    from ..audit.risk import outcome_fairness_counts
 
     n_models = predictions.shape[0]
-    return outcome_fairness(np.tile(test.y, n_models), predictions.reshape(-1),
+    return outcome_fairness_counts(np.tile(test.y, n_models), predictions.reshape(-1),
                             np.tile(test.g, n_models), names)

@@ -1,9 +1,10 @@
 """Run the teaching notebooks as programs: papermill execution, parameter checks, refresh.
 
-Every notebook in ``notebooks/`` follows one template (STYLE.md rule 14): a ``parameters``
+Every notebook in ``notebooks/`` follows one template (docs/design.md section 7): a ``parameters``
 cell (papermill), then a cell that calls :func:`check_parameters` so that a bad parameter
 stops the notebook at the top with the package's message ``Expected name=value allowed``.
-:data:`SMALL_PARAMETERS` holds, per notebook, the sizes the test suite uses.
+Each notebook carries its test sizes in ``metadata["fairpriv_lab"]["small_parameters"]``
+(read by :func:`small_parameters`), with the notebook, not in the library.
 
 The kernel always runs in the interpreter that calls these functions: :func:`execute_notebook`
 writes a temporary kernelspec whose ``argv`` starts with ``sys.executable``, so a notebook
@@ -35,7 +36,6 @@ from .._core import validate as V
 from .._core.exceptions import FairPrivError
 
 __all__ = [
-    "SMALL_PARAMETERS",
     "NotebookError",
     "NotebookRun",
     "check_parameters",
@@ -49,26 +49,6 @@ __all__ = [
 ]
 
 KERNEL_NAME = "fairpriv-lab-current-env"
-
-#: Parameters per notebook (file stem) that make the whole set run in a few minutes on
-#: 2 CPU cores; the test suite executes every notebook with these.
-SMALL_PARAMETERS: dict[str, dict[str, Any]] = {
-    "00_start_here": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64},
-    "01_membership_inference": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64},
-    "02_worst_case_looa_vs_alooa": {"n": 400, "n_models": 8, "m": 60, "n_targets": 3, "epochs": 30,
-                                    "batch_size": 64},
-    "03_group_privacy_risk": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64,
-                              "n_boot": 200},
-    "04_dp_sgd": {"n": 600, "n_models": 8, "m": 100, "epochs": 10, "batch_size": 64, "epsilons": [1.0, 8.0]},
-    "05_why_groups_differ": {"n": 600, "n_models": 8, "m": 100, "epochs": 10, "batch_size": 64},
-    "06_dpsgd_s_and_f": {"n": 600, "n_models": 8, "m": 100, "epochs": 10, "batch_size": 64,
-                         "epsilons": [2.0, 8.0]},
-    # use_recorded=False: CI exercises the live path, not the tables in docs/results.
-    "07_reproduce_paper": {"use_recorded": False, "n": 2000, "n_models": 8, "epochs": 2, "n_boot": 100,
-                           "floor_sizes": [4, 8, 16], "floor_records": 1000, "loo_targets": 2,
-                           "loo_pairs": [2, 4], "utility_epsilons": [2.0, 10.0]},
-}
-
 
 class NotebookError(FairPrivError, RuntimeError):
     """A notebook failed while executing; the message names the cell and the error.
@@ -115,14 +95,12 @@ def list_notebooks(directory: str | os.PathLike = "notebooks") -> list[Path]:
 
 
 def small_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
-    """Return the test-size parameters of a notebook.
+    """Return the test-size parameters of a notebook, from its metadata.
 
-    Looked up in :data:`SMALL_PARAMETERS` by file stem, else in the notebook's metadata
-    ``metadata["fairpriv_lab"]["small_parameters"]`` (so that a notebook can carry its own).
+    ``metadata["fairpriv_lab"]["small_parameters"]``: sizes that make the notebook run in
+    about a minute on 2 CPU cores (the test suite and ``--small`` use them).
     """
     path = Path(notebook)
-    if path.stem in SMALL_PARAMETERS:
-        return dict(SMALL_PARAMETERS[path.stem])
     if path.is_file():
         meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
         small = meta.get("fairpriv_lab", {}).get("small_parameters")
@@ -130,30 +108,32 @@ def small_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
             return dict(small)
     raise V.fail(
         "notebook", path.name, "to have small test parameters",
-        "Add an entry to fairpriv_lab.sweep.notebook_tools.SMALL_PARAMETERS or the notebook metadata "
-        "'fairpriv_lab': {'small_parameters': {...}}",
+        "Add them to the notebook metadata: 'fairpriv_lab': {'small_parameters': {...}}",
     )
 
 
-_MODELS = ("lr", "mlp", "cnn")
-_METHODS = ("sgd", "dpsgd", "dpsgds", "dpsgdf")
+#: The notebooks' parameter names that are experiment fields: checked by the field's schema
+#: entry (:func:`fairpriv_lab.experiment.config.schema`), so bounds cannot drift apart.
+NOTEBOOK_FIELDS: dict[str, str] = {
+    "model": "train.model", "method": "train.method", "epochs": "train.epochs",
+    "batch_size": "train.batch_size", "lr": "train.lr", "clip": "train.clip", "tau": "train.tau",
+    "stat_noise_ratio": "train.stat_noise_ratio", "n_models": "game.n_models", "n": "data.n",
+    "n_boot": "audit.n_boot", "seed": "seed", "device": "device",
+}
 
 
 def check_parameters(**params: Any) -> dict[str, Any]:
     """Validate the papermill parameters of a notebook and return them unchanged.
 
-    Each known name is checked with the package's validators, so a bad value stops the
-    notebook in its second code cell with a message such as
-    ``Expected n_models=7 to be an even integer >= 4 (models come in complementary pairs)``.
+    Each known name is checked against the experiment schema, so a bad value stops the
+    notebook in its second code cell with the message the configuration would give, e.g.
+    ``Expected n_models=7 to be even. Models come in complementary pairs (2p, 2p+1)``.
 
     Known names: ``dataset``, ``group`` (checked against the dataset), ``model``
     (``"cnn"`` needs an image dataset), ``method``/``methods``, ``epsilon``/``epsilons``
-    (positive; ``inf`` means no privacy), ``n`` (records, or None for all), ``m`` (audited
-    records, at most ``n``), ``n_models`` (even, >= 4), ``n_targets``, ``epochs``, ``batch_size``,
-    ``lr``, ``n_boot``,
-    ``model_index`` (< ``n_models``), ``clip``, ``tau`` (>= 1), ``stat_noise_ratio``, ``seed``,
-    ``device``. Other names pass
-    through unchecked.
+    (positive; ``inf`` means no privacy), ``m`` (audited records, at most ``n``),
+    ``n_targets``, ``model_index`` (< ``n_models``) and the experiment fields of
+    :data:`NOTEBOOK_FIELDS`. Other names pass through unchecked.
 
     Raises
     ------
@@ -167,53 +147,34 @@ def check_parameters(**params: Any) -> dict[str, Any]:
     >>> check_parameters(n_models=7)
     Traceback (most recent call last):
     ...
-    fairpriv_lab._core.exceptions.ConfigError: Expected n_models=7 to be an even integer >= 4...
+    fairpriv_lab._core.exceptions.ConfigError: Expected n_models=7 to be even...
     """
-    from ..data import list_datasets
+    from ..experiment.config import check_dataset, schema
 
-    infos = {d.name: d for d in list_datasets()}
+    fields = schema()
     p = dict(params)
     if "dataset" in p:
-        V.choice("dataset", p["dataset"], list(infos))
-        info = infos[p["dataset"]]
-        if p.get("group") is not None:
-            V.choice("group", p["group"], info.groups)
-        if p.get("model") == "cnn" and info.modality != "image":
-            raise V.fail("model", "cnn", f"only with image datasets; {p['dataset']!r} is tabular",
-                         "Use model='mlp' or 'lr', or dataset='digits'")
-    if "model" in p:
-        V.choice("model", p["model"], _MODELS)
-    if "method" in p:
-        V.choice("method", p["method"], _METHODS)
+        check_dataset(p["dataset"], p.get("group"), model=p.get("model"))
+    for name, key in NOTEBOOK_FIELDS.items():
+        if name in p:
+            fields[key].check(name, p[name])
     if "methods" in p:
         _nonempty_list("methods", p["methods"])
         for meth in p["methods"]:
-            V.choice("methods", meth, _METHODS)
+            fields["train.method"].check("methods", meth)
     if "epsilon" in p:
         _epsilon("epsilon", p["epsilon"])
     if "epsilons" in p:
         _nonempty_list("epsilons", p["epsilons"])
         for e in p["epsilons"]:
             _epsilon("epsilons", e)
-    if "n_models" in p:
-        nm = p["n_models"]
-        if isinstance(nm, bool) or not isinstance(nm, int) or nm < 4 or nm % 2:
-            raise V.fail("n_models", nm, "to be an even integer >= 4 (models come in complementary pairs)")
-    if p.get("n") is not None:
-        V.integer("n", p["n"], 100)
     if "m" in p:
-        V.integer("m", p["m"], 2, p.get("n"))
-    for name, low in (("epochs", 1), ("batch_size", 1), ("n_targets", 1), ("n_boot", 50), ("seed", 0)):
-        if name in p:
-            V.integer(name, p[name], low)
-    for name in ("clip", "stat_noise_ratio", "lr"):
-        if name in p:
-            V.positive(name, p[name])
+        fields["game.m"].check("m", p["m"], high=p.get("n"))
+    if "n_targets" in p:
+        V.integer("n_targets", p["n_targets"], 1)
     if "model_index" in p:
         nm = p.get("n_models")
         V.integer("model_index", p["model_index"], 0, nm - 1 if isinstance(nm, int) else None)
-    if "tau" in p:
-        V.number("tau", p["tau"], 1.0, math.inf)
     if "device" in p:
         from ..engine.device import resolve_device
 
@@ -228,8 +189,10 @@ def _nonempty_list(name: str, value: Any) -> None:
 
 def _epsilon(name: str, value: Any) -> None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value == math.inf:
-        return
-    V.positive(name, value)
+        return  # a notebook's "no privacy"
+    from ..experiment.config import schema
+
+    schema()["train.epsilon"].check(name, value)
 
 
 # ---------------------------------------------------------------- kernel
@@ -397,7 +360,7 @@ def refresh(
 
     This is the one command that regenerates what is committed (``make notebooks-refresh``),
     so stored outputs always match the code. Each notebook runs with its own default
-    parameters (``small=True`` uses :data:`SMALL_PARAMETERS`, for a quick check); papermill's
+    parameters (``small=True`` uses :func:`small_parameters`, for a quick check); papermill's
     timing metadata is dropped to keep diffs readable. A notebook that fails is left
     untouched and the error is raised after the others have run.
 

@@ -53,6 +53,8 @@ import numpy as np
 
 from .._core import validate as V
 from .._core.exceptions import FairPrivError
+from .._core.vocabulary import DEFAULT_AUDITORS, GROUP_METHODS, MODEL_LABELS, GameKind, Model
+from ..experiment.config import classroom_default_of, default_of, schema
 
 __all__ = [
     "MISSING_UI_MESSAGE",
@@ -78,9 +80,18 @@ METHOD_CHOICES: tuple[tuple[str, str], ...] = (
     ("DP-SGD-F", "dpsgdf"),
 )
 _METHOD_VALUES = tuple(v for _, v in METHOD_CHOICES)
-_GROUP_METHODS = ("dpsgds:norm", "dpsgds:mean_direction", "dpsgdf")
-_MODEL_CHOICES = (("Logistic regression", "lr"), ("MLP (256 tanh units)", "mlp"), ("CNN", "cnn"))
-_AUDITORS = ("PA-ALOOA", "PA-GA", "PA-GBA")
+_GROUP_METHODS = tuple(v for v in _METHOD_VALUES if v.split(":")[0] in GROUP_METHODS)
+_MODEL_CHOICES = tuple((label, name) for name, label in MODEL_LABELS.items())
+
+#: The panel's controls that are experiment fields, checked by the field's schema entry.
+PANEL_FIELDS: dict[str, str] = {
+    "model": "train.model", "epsilon": "train.epsilon", "sigma": "train.noise_multiplier",
+    "clip": "train.clip", "tau": "train.tau", "stat_noise_ratio": "train.stat_noise_ratio",
+    "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
+    "n_models": "game.n_models", "n": "data.n", "m": "game.m", "seed": "seed",
+    "chunk_models": "chunk_models",
+    "game": "game.kind",
+}
 #: (label, value) of the game control: the half-split game audits every training record.
 GAME_CHOICES: tuple[tuple[str, str], ...] = (
     ("half-split: every record audited", "half"),
@@ -155,50 +166,39 @@ class PanelSettings:
     ``benchmarks/bench_widgets.py``, recorded in ``benchmarks/README.md``).
     """
 
-    dataset: str = "adult"
-    group: str | None = None
-    model: Literal["lr", "mlp", "cnn"] = "lr"
-    method: str = "sgd"
+    # Defaults are the schema's: its classroom defaults (experiment.config.classroom_default_of)
+    # where the panel starts from other values than the library (seconds per run on a CPU).
+    dataset: str = default_of("data.name")
+    group: str | None = default_of("data.group")
+    model: Model = classroom_default_of("train.model")
+    method: str = default_of("train.method")
     privacy: Literal["epsilon", "sigma"] = "epsilon"
-    epsilon: float = 8.0
+    epsilon: float = classroom_default_of("train.epsilon")
     sigma: float = 1.0
-    clip: float = 1.0
-    tau: float = 2.0
+    clip: float = default_of("train.clip")
+    tau: float = default_of("train.tau")
     stat_noise_ratio: float = 1.0
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 0.3
-    n_models: int = 128
-    n: int | None = 4000
-    m: int = 200
-    seed: int = 0
-    device: str = "auto"
-    chunk_models: int = 32
-    game: Literal["half", "aloo"] = "half"
+    epochs: int = classroom_default_of("train.epochs")
+    batch_size: int = default_of("train.batch_size")
+    lr: float = classroom_default_of("train.lr")
+    n_models: int = classroom_default_of("game.n_models")
+    n: int | None = classroom_default_of("data.n")
+    m: int = classroom_default_of("game.m")
+    seed: int = default_of("seed")
+    device: str = default_of("device")
+    chunk_models: int = classroom_default_of("chunk_models")
+    game: GameKind = classroom_default_of("game.kind")
 
     def __post_init__(self) -> None:
-        V.choice("model", self.model, ("lr", "mlp", "cnn"))
         V.choice("method", self.method, _METHOD_VALUES)
         V.choice("privacy", self.privacy, ("epsilon", "sigma"))
-        V.positive("epsilon", self.epsilon)
-        V.positive("sigma", self.sigma)
-        V.positive("clip", self.clip)
-        V.number("tau", self.tau, 1.0, math.inf, high_open=True)
-        V.positive("stat_noise_ratio", self.stat_noise_ratio)
-        V.integer("epochs", self.epochs, 1)
-        V.integer("batch_size", self.batch_size, 1)
-        V.positive("lr", self.lr)
-        nm = V.integer("n_models", self.n_models, 4)
-        if nm % 2:
-            raise V.fail("n_models", nm, "to be even", "Models come in complementary pairs")
-        if self.n is not None:
-            V.integer("n", self.n, 10)
-        V.integer("m", self.m, 2)
-        V.integer("seed", self.seed, 0)
-        cm = V.integer("chunk_models", self.chunk_models, 2)
-        if cm % 2:
-            raise V.fail("chunk_models", cm, "to be even", "A chunk holds whole model pairs")
-        V.choice("game", self.game, ("half", "aloo"))
+        fields = schema()
+        for name, key in PANEL_FIELDS.items():
+            fields[key].check(name, getattr(self, name))
+        if self.game not in ("half", "aloo"):
+            raise V.fail("game", self.game, "to be one of 'half', 'aloo' (the panel's games)")
+        if self.game == "aloo" and self.m is None:
+            raise V.fail("m", None, "to be an integer >= 2 with game='aloo'")
 
     @property
     def base_method(self) -> str:
@@ -230,7 +230,7 @@ class PanelSettings:
             data={"name": self.dataset, "group": self.group, "n": self.n, "seed": self.seed},
             train=train,
             game={"kind": self.game, "n_models": self.n_models, "m": self.m if self.game == "aloo" else None},
-            audit={"auditors": _AUDITORS},
+            audit={"auditors": DEFAULT_AUDITORS},
             seed=self.seed, device=self.device,
             chunk_models=self.chunk_models,
         )
@@ -424,7 +424,7 @@ class AuditPanel:
     ) -> None:
         W = _ipywidgets()
         from ..data import list_datasets
-        from ..viz._core import altair as _viz_altair
+        from ..viz import altair as _viz_altair
 
         _viz_altair()  # fail early, with the extra to install, if the charts cannot be drawn
 
@@ -435,7 +435,7 @@ class AuditPanel:
         s = settings or default_settings()
         if s.dataset not in offered:
             raise V.fail("settings.dataset", s.dataset, "to be one of the offered datasets " + ", ".join(offered))
-        self.auditor = V.choice("auditor", auditor, _AUDITORS)
+        self.auditor = V.choice("auditor", auditor, DEFAULT_AUDITORS)
         self._runner = runner
         self._memo: dict[str, Any] = {}
         self._rendered: dict[tuple[int, int], Any] = {}
@@ -1022,7 +1022,7 @@ class AuditPanel:
         gpr = viz.gpr_chart(risk, group_order=order, title=title)
         prev_risk = _risk_of(previous, self.auditor) if previous is not None and _has_risk(previous, self.auditor) else None
         charts = {"gpr": _with_ghost(gpr, prev_risk, order, dom, _label_of(previous))}
-        others = {a: _risk_of(result, a) for a in _AUDITORS if _has_risk(result, a)}
+        others = {a: _risk_of(result, a) for a in DEFAULT_AUDITORS if _has_risk(result, a)}
         if len(others) > 1:
             charts["auditors"] = viz.auditors_side_by_side(others, group_order=order)
         # One to_dict per chart (schema validation is most of a redraw's cost; a partial's
@@ -1101,7 +1101,7 @@ def _label_of(result: Any) -> str:
 
 def _with_ghost(chart: Any, previous: Any, order: list[str] | None, dom: tuple[float, float], label: str) -> Any:
     """Put the GPR chart on a fixed y range, with the previous run's bars as dashed outlines."""
-    from ..viz._core import altair
+    from ..viz import altair
 
     alt = altair()
     scale = alt.Scale(domain=list(dom), nice=False)
@@ -1151,7 +1151,7 @@ def _risk_of(result: Any, auditor: str) -> Any:
 
 def _display_output(spec: dict[str, Any]) -> dict[str, Any]:
     """Return an Output-widget display entry for a chart's spec, through altair's active renderer."""
-    from ..viz._core import altair
+    from ..viz import altair
 
     bundle = altair().renderers.get()(spec)
     data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
@@ -1185,8 +1185,14 @@ def result_table_html(result: Any, *, auditor: str = "PA-ALOOA") -> str:
     if callable(floor_ci):
         flo, fhi = floor_ci()
         floor_txt += f" {_fmt_ci(flo, fhi)}"
+    diff, dlo, dhi = risk.signed_difference()
+    signed = ("" if not math.isfinite(diff) else
+              f" · {html.escape(str(risk.minority))} − other group = <b>{diff:+.2f} pp</b> "
+              f"(95% CI [{dlo:.2f}, {dhi:.2f}])")
     eps = getattr(result, "epsilon", math.inf)
     eps_txt = "∞ (no privacy)" if not math.isfinite(eps) else f"{eps:.2f}"
+    if math.isfinite(eps) and getattr(result, "private", True) is False:
+        eps_txt += " — NOT PRIVATE as released (un-noised diagnostics on)"
     acc = getattr(result, "accuracy", math.nan)
     acc_txt = "n/a" if not math.isfinite(acc) else f"{100 * float(acc):.1f} %"
     head = ("<tr><th>group</th><th>n</th><th>GPR (pp)</th><th>95% CI</th>"
@@ -1202,7 +1208,7 @@ def result_table_html(result: Any, *, auditor: str = "PA-ALOOA") -> str:
         f"<div><b>{who}</b>{status}"
         f"<table style='border-collapse:collapse' border='1' cellpadding='4'>{head}{''.join(rows)}</table>"
         f"<div>GPRP = <b>{risk.difference():.2f} pp</b> (95% CI {_fmt_ci(lo, hi)}) · zero-leakage GPRP "
-        f"(the same max − min on the floor) {floor_txt} · test accuracy {acc_txt} · ε = {eps_txt}</div></div>"
+        f"(the same max − min on the floor) {floor_txt}{signed} · test accuracy {acc_txt} · ε = {eps_txt}</div></div>"
     )
 
 

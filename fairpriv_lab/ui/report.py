@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._core import validate as V
+from .._core.vocabulary import GROUP_METHODS, METHOD_LABELS
 
 __all__ = ["report_html", "write_report", "load_results", "add_report_parser", "cmd_report"]
 
@@ -100,13 +101,15 @@ def _result_section(label: str, result: Any, *, auditor: str | None, images: str
     meta = (
         f"{result.n_models} models · {len(result.empirical_record)} audited records · "
         f"test accuracy {100 * result.accuracy:.1f} % · ε = {_eps(result.epsilon)} "
-        f"(δ = {result.delta:.2g}) · {cfg.audit.estimator} estimator · "
+        f"(δ = {result.delta:.2g}) · {html.escape(_privacy_note(result))} · "
+        f"{cfg.audit.estimator} estimator · "
         f"{t.get('total', math.nan):.1f} s · fairpriv-lab {html.escape(str(result.version))}"
         + (f" · cache key <code>{html.escape(result.cache_key[:12])}</code>" if result.cache_key else "")
     )
     summary = result.summary()
     cols = ["auditor", "group", "n", "gpr", "ci_low", "ci_high", "floor", "gprp", "gprp_ci_low",
-            "gprp_ci_high", "empirical_epsilon", "test_accuracy"]
+            "gprp_ci_high", "gprp_floor", "minority_minus_majority", "mmm_ci_low", "mmm_ci_high",
+            "empirical_epsilon", "empirical_epsilon_dp", "test_accuracy"]
     summary = summary[[c for c in cols if c in summary.columns]]
     charts = [viz.gpr_chart(result.group_risk[main], group_order=order, title=f"{main}: GPR by group")]
     if len(auditors) > 1:
@@ -115,7 +118,7 @@ def _result_section(label: str, result: Any, *, auditor: str | None, images: str
         charts.append(viz.ipr_distribution(result.record_risk[main], group_names=order, group_order=order))
     tel = getattr(result, "telemetry", None)
     if tel is not None and len(tel) and "clip_bound" in tel and tel["clip_bound"].notna().any() \
-            and cfg.train.method in ("dpsgds", "dpsgdf"):
+            and cfg.train.method in GROUP_METHODS:
         charts.append(viz.clip_bounds_over_training(tel, clip=cfg.train.clip, group_names=order, group_order=order))
     parts = [
         f"<h2>{html.escape(label)}</h2>",
@@ -131,6 +134,11 @@ def _result_section(label: str, result: Any, *, auditor: str | None, images: str
     parts.append("<details><summary>Configuration</summary><pre>"
                  + html.escape(_pretty(cfg.to_dict())) + "</pre></details>")
     return "\n".join(parts)
+
+
+def _privacy_note(result: Any) -> str:
+    note = getattr(result, "privacy_note", None)
+    return str(note) if note else "privacy of the release not recorded"
 
 
 def _outcome_html(outcome: Any) -> list[str]:
@@ -172,7 +180,7 @@ def _comparison_section(items: list[tuple[str, Any]], *, auditor: str | None, im
         rows.append({"run": label, "method": r.config.train.method, "auditor": main,
                      "epsilon": r.epsilon, "accuracy (%)": 100 * r.accuracy,
                      "GPRP (pp)": float(gr.difference()), "CI low": float(lo), "CI high": float(hi)})
-        entries.append({"method": _METHOD_LABEL.get(r.config.train.method, r.config.train.method),
+        entries.append({"method": METHOD_LABELS.get(r.config.train.method, r.config.train.method),
                         "epsilon": r.epsilon, "risk": gr, "accuracy": r.accuracy})
     frame = pd.DataFrame(rows)
     parts = ["<h2>Comparison</h2>", _table(frame)]
@@ -186,7 +194,6 @@ def _comparison_section(items: list[tuple[str, Any]], *, auditor: str | None, im
     return "\n".join(parts)
 
 
-_METHOD_LABEL = {"sgd": "SGD", "dpsgd": "DP-SGD", "dpsgds": "DP-SGD-S", "dpsgdf": "DP-SGD-F"}
 
 
 def report_html(

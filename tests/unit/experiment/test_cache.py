@@ -154,17 +154,15 @@ def test_calibration_memo_serves_sigma_across_sessions(tmp_path, monkeypatch):
     memo = CalibrationMemo(tmp_path)
     old = privacy.set_calibration_store(memo)
     try:
-        privacy._calibrate.cache_clear()
         sigma = privacy.calibrate_noise(4.0, sample_rate=0.05, steps=200, delta=1e-5)
         files = list((tmp_path / "calibration").glob("*.json"))
         assert len(files) == 1
-        # a new session: empty memory; the accountant must not be asked again
-        privacy._calibrate.cache_clear()
+        # a new session: the accountant must not be asked again
 
         def boom(*args, **kwargs):
             raise AssertionError("calibrated again instead of reading the disk memo")
 
-        monkeypatch.setattr(privacy, "_calibrate", boom)
+        monkeypatch.setattr(privacy, "calibrate_effective_noise", boom)
         assert privacy.calibrate_noise(4.0, sample_rate=0.05, steps=200, delta=1e-5) == sigma
         # another question is not served from the memo
         with pytest.raises(AssertionError, match="calibrated again"):
