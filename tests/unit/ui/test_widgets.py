@@ -311,3 +311,15 @@ def test_the_panel_opens_on_a_cached_result():
     again = AuditPanel(s)
     assert again.result is not None and again.result.from_cache
     assert "Opened on a cached result" in again.message.value
+
+
+def test_panel_defaults_are_the_schemas_classroom_defaults():
+    """One source of truth: every panel default that is an experiment field comes from the schema."""
+    from fairpriv_lab.experiment.config import classroom_default_of
+    from fairpriv_lab.ui.panel import PANEL_FIELDS
+
+    s = PanelSettings()
+    own = {"sigma", "stat_noise_ratio"}  # panel-only starting values of fields the schema leaves unset
+    for name, key in PANEL_FIELDS.items():
+        if name not in own:
+            assert getattr(s, name) == classroom_default_of(key), name
