@@ -1038,7 +1038,8 @@ def build_panel(**defaults: Any) -> AuditPanel:
     """Return an :class:`AuditPanel` whose controls start at :func:`default_settings` plus defaults.
 
     For backward compatibility, passing ``m`` without ``game`` selects the ALOOA game (``m``
-    only means something there), as notebooks written for the earlier default expect.
+    only means something there) with the library's ``chunk_models``, as notebooks written
+    for the earlier default expect (their ``run(config)`` result is then the panel's first).
 
     Examples
     --------
@@ -1048,7 +1049,10 @@ def build_panel(**defaults: Any) -> AuditPanel:
     options = {k: defaults.pop(k) for k in ("datasets", "auditor", "runner", "show_cached") if k in defaults}
     device = defaults.pop("device", "auto")
     if defaults.get("m") is not None and "game" not in defaults:
+        # an ALOOA-era call (notebooks 00 and 03): the library's game and chunking, so that
+        # the panel's first run is the notebook's own run, served from the cache
         defaults["game"] = "aloo"
+        defaults.setdefault("chunk_models", default_of("chunk_models"))
     return AuditPanel(default_settings(device, **defaults), **options)
 
 

@@ -323,3 +323,17 @@ def test_panel_defaults_are_the_schemas_classroom_defaults():
     for name, key in PANEL_FIELDS.items():
         if name not in own:
             assert getattr(s, name) == classroom_default_of(key), name
+
+
+def test_build_panel_with_m_is_the_notebooks_aloo_run():
+    """Notebooks 00 and 03 pass m: their own run(config) must be the panel's first (same cache entry)."""
+    from fairpriv_lab.experiment import ExperimentConfig
+
+    kw = {"dataset": "adult", "group": "sex", "model": "mlp", "n": 400, "n_models": 4, "m": 40,
+          "epochs": 2, "batch_size": 64, "lr": 0.3, "seed": 0}
+    p = build_panel(device="cpu", **kw)
+    notebook = ExperimentConfig(
+        data={"name": "adult", "group": "sex", "n": 400, "seed": 0},
+        train={"model": "mlp", "method": "sgd", "epochs": 2, "batch_size": 64, "lr": 0.3},
+        game={"kind": "aloo", "n_models": 4, "m": 40}, seed=0, device="cpu")
+    assert p.settings.to_config().digest == notebook.digest
