@@ -869,12 +869,17 @@ class AuditPanel:
             if job.cancelled.is_set():
                 raise RunCancelled(job.config.label)
 
+        last = [0.0]
+
         def progress(*args: Any, **kwargs: Any) -> None:
             check()
             frac = _progress_fraction(args, kwargs)
-            if frac is not None:
+            now = time.perf_counter()
+            # the engine reports every step: redraw the bar at most five times a second
+            if frac is not None and (now - last[0] >= 0.2 or frac >= 0.9):
+                last[0] = now
                 self.progress.value = max(0.0, min(1.0, frac))
-                self.progress_text.value = _progress_line(args, kwargs, frac, time.perf_counter() - job.t0)
+                self.progress_text.value = _progress_line(args, kwargs, frac, now - job.t0)
 
         def on_chunk(partial: Any) -> None:
             check()
