@@ -337,3 +337,12 @@ def test_build_panel_with_m_is_the_notebooks_aloo_run():
         train={"model": "mlp", "method": "sgd", "epochs": 2, "batch_size": 64, "lr": 0.3},
         game={"kind": "aloo", "n_models": 4, "m": 40}, seed=0, device="cpu")
     assert p.settings.to_config().digest == notebook.digest
+
+
+def test_progress_line_says_models_elapsed_and_time_left():
+    from fairpriv_lab.ui.panel import _progress_line
+
+    line = _progress_line(("train", 64.0, 128.0), {}, 0.45, 2.0)
+    assert "64 of 128 models" in line and "2.0 s elapsed" in line
+    assert "about 2.4 s left" in line  # 2.0 s * (1 - 0.45) / 0.45
+    assert "left" not in _progress_line(("train", 0.0, 128.0), {}, 0.0, 0.1)
