@@ -734,7 +734,7 @@ class AuditPanel:
             self.plan_result = None
             return
         self.plan_result = plan
-        self.plan.value = f'<div style="color:#333; max-width:420px">🎯 {_esc(plan.text())}</div>'
+        self.plan.value = f'<div style="color:#333; max-width:420px"><b>Precision:</b> {_esc(plan.text())}</div>'
 
     def _pilot_for(self, config: Any) -> Any:
         """Return a finished result of the same data and training (any number of models), to plan with."""
@@ -849,6 +849,8 @@ class AuditPanel:
                 return False  # kept in memory; the newer run draws its own result
             self.progress.value = 1.0
             self.progress.bar_style = "success"
+            self.progress_text.value = (f"<span style='color:#555'>{config.game.n_models} of "
+                                        f"{config.game.n_models} models · done in {seconds:.1f} s</span>")
             self._show_final(entry, source="computed")
             restarted = (f" (restarted after a change during the run of {_esc(job.replaced)}, "
                          "which was cancelled)") if job.replaced else ""
@@ -974,7 +976,7 @@ class AuditPanel:
             self._shown_digest = result.config.digest
             self._mark_stale()
             when = "" if source == "computed" else " (computed earlier; shown from memory)"
-            self.timing.value = f"<div style='color:#555'>⏱ Done in {seconds:.1f} s{when}.</div>"
+            self.timing.value = f"<div style='color:#555'>Done in {seconds:.1f} s{when}: the result on screen.</div>"
 
     def _draw(self, result: Any, *, previous: Any, partial: bool = False) -> None:
         from ..experiment.precision import group_change
