@@ -38,6 +38,7 @@ from ._core.exceptions import SmallGroupWarning
 from ._core.rng import SeedLike, as_generator, spawn_seed
 from ._core.vocabulary import ESTIMATORS as _ESTIMATORS
 from ._core.vocabulary import METHOD_LABELS, Estimator
+from .games import reference_epsilon
 
 __all__ = [
     "METHOD_LABELS",
@@ -866,7 +867,7 @@ def soundness(results: Mapping[str, Any] | Iterable[Any]) -> pd.DataFrame:
         label = name if name is not None else f"{method_label(t.method, t.statistic)} eps={res.epsilon:.3g}"
         kind = getattr(getattr(res, "game", None), "kind", None) or res.config.game.kind
         acc = float(res.epsilon)
-        bound = acc if kind == "loo" else 2.0 * acc
+        bound = reference_epsilon(acc, kind)
         for rec in _empirical(res).to_dict("records"):
             lower = float(rec["epsilon"])
             rows.append({
