@@ -24,7 +24,7 @@ from ._core import validate as V
 from ._core.rng import SeedLike, as_generator
 from ._core.vocabulary import GAMES, GameKind
 
-__all__ = ["Game", "aloo_game", "half_split_game", "loo_game", "reference_epsilon"]
+__all__ = ["Game", "aloo_game", "half_split_game", "loo_game"]
 
 
 
@@ -329,19 +329,3 @@ def loo_game(n_samples: int, targets: np.ndarray, *, n_pairs: int, seed: SeedLik
     out_model = 2 * np.arange(P) + out_is_odd
     mem[out_model, pair_target] = False
     return Game("loo", mem, np.sort(t), pair_target)
-
-
-def reference_epsilon(epsilon: float, kind: str) -> float:
-    """Return the ε that an empirical lower bound from a game of this ``kind`` is compared with.
-
-    The ALOOA and half-split games substitute the target for another record, and add/remove
-    ε-DP bounds substitution privacy only at ``2 ε`` (group privacy of size 2); the exact LOO
-    game is an add/remove game, bounded by ``ε`` itself (docs/design.md 4.1).
-
-    Examples
-    --------
-    >>> reference_epsilon(1.0, "aloo"), reference_epsilon(1.0, "loo")
-    (2.0, 1.0)
-    """
-    V.choice("kind", kind, GAMES)
-    return float(epsilon) if kind == "loo" else 2.0 * float(epsilon)

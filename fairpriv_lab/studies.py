@@ -38,7 +38,6 @@ from ._core.exceptions import SmallGroupWarning
 from ._core.rng import SeedLike, as_generator, spawn_seed
 from ._core.vocabulary import ESTIMATORS as _ESTIMATORS
 from ._core.vocabulary import METHOD_LABELS, Estimator
-from .games import reference_epsilon
 
 __all__ = [
     "METHOD_LABELS",
@@ -843,10 +842,12 @@ def soundness(results: Mapping[str, Any] | Iterable[Any]) -> pd.DataFrame:
     A lower bound (Clopper-Pearson on held-out thresholds, converted through μ-GDP; docs/design.md
     4.7) above the budget it must respect would prove the implementation or the accounting
     wrong. Which budget: in the ALOOA and half-split games the "out" world *substitutes* the
-    target for another record, and add/remove ε-DP guarantees substitution privacy only at
-    ``2 ε`` (group privacy of size 2); the exact leave-one-out game is add/remove and is held
-    to ``ε`` (docs/ARCHITECTURE.md, "Which ε an empirical bound is compared with"). Runs with
-    ``ε = inf`` (SGD) are kept with ``sound = True`` (nothing to violate).
+    target for another record; add/remove ``(ε₁, δ₁)`` gives substitution
+    ``(2ε₁, (1 + e^ε₁) δ₁)``, so at the run's δ the budget is the result's
+    ``reference_epsilon`` (:func:`fairpriv_lab.engine.privacy.substitution_epsilon`, above ``2 ε``);
+    the exact leave-one-out game is add/remove and is held to ``ε`` (docs/privacy.md). Runs with
+    ``ε = inf`` (SGD) are kept with ``sound = True`` (nothing to violate). Groups with no
+    audited records (or no bound) have nothing to check: ``sound`` is NA, ``verdict`` "n/a".
 
     Parameters
     ----------
@@ -858,7 +859,8 @@ def soundness(results: Mapping[str, Any] | Iterable[Any]) -> pd.DataFrame:
         One row per (run, group, and "overall" where the run reports it): ``run, method,
         game, group, n, epsilon`` (accounted), ``epsilon_bound`` (``2 ε`` or ``ε``),
         ``epsilon_lower, ratio`` (lower / bound), ``max_certifiable`` (the largest ε the
-        trial count could certify), ``sound`` (lower <= bound).
+        trial count could certify), ``sound`` (lower <= bound; nullable boolean, NA where
+        there is nothing to check) and ``verdict`` ("sound", "unsound" or "n/a").
     """
     items = results.items() if isinstance(results, Mapping) else ((None, r) for r in results)
     rows = []
@@ -867,16 +869,29 @@ def soundness(results: Mapping[str, Any] | Iterable[Any]) -> pd.DataFrame:
         label = name if name is not None else f"{method_label(t.method, t.statistic)} eps={res.epsilon:.3g}"
         kind = getattr(getattr(res, "game", None), "kind", None) or res.config.game.kind
         acc = float(res.epsilon)
-        bound = reference_epsilon(acc, kind)
+        if not math.isfinite(acc):
+            bound = math.inf
+        elif kind == "loo":
+            bound = acc
+        else:
+            bound = float(getattr(res, "reference_epsilon", math.nan))
         for rec in _empirical(res).to_dict("records"):
             lower = float(rec["epsilon"])
+            n = int(rec["n"])
+            checkable = n > 0 and math.isfinite(lower) and not math.isnan(bound)
+            sound = bool(lower <= bound) if checkable else pd.NA
             rows.append({
                 "run": label, "method": method_label(t.method, t.statistic), "game": kind,
-                "group": rec["group"], "n": int(rec["n"]), "epsilon": acc, "epsilon_bound": bound,
-                "epsilon_lower": lower, "ratio": lower / bound if math.isfinite(bound) else 0.0,
-                "max_certifiable": float(rec["max_certifiable"]), "sound": bool(lower <= bound),
+                "group": rec["group"], "n": n, "epsilon": acc, "epsilon_bound": bound,
+                "epsilon_lower": lower,
+                "ratio": (lower / bound if math.isfinite(bound) else 0.0) if checkable else math.nan,
+                "max_certifiable": float(rec["max_certifiable"]), "sound": sound,
+                "verdict": "n/a" if sound is pd.NA else ("sound" if sound else "unsound"),
             })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame["sound"] = frame["sound"].astype("boolean")
+    return frame
 
 
 # ---------------------------------------------------------------------------- figures
@@ -1011,7 +1026,8 @@ def soundness_chart(frame: pd.DataFrame, *, title: str | None = None):
 
     f = _frame(frame, ("group", "epsilon_bound", "epsilon_lower", "method"))
     f = f[f["group"] != "overall"]
-    # The chart's y = x line is the budget the bound must respect (2 eps in substitution games).
+    # The chart's y = x line is the budget the bound must respect (substitution games: the
+    # substitution epsilon at delta, above 2 eps).
     f = f.assign(epsilon=f["epsilon_bound"])[["group", "epsilon", "epsilon_lower", "method"]]
     return viz.empirical_vs_accounted_epsilon(
-        f, title=title or "Empirical ε lower bound vs the budget it must respect (2ε here)")
+        f, title=title or "Empirical ε lower bound vs the budget it must respect")
