@@ -488,7 +488,7 @@ def effective_noise_multiplier(method: Any, noise_multiplier: float) -> float:
     composition of Gaussians, each with noise ``sigma_i`` relative to its own L2 sensitivity:
     after scaling each output by ``1 / (sigma_i * sensitivity_i)`` the concatenation is one
     Gaussian mechanism of unit noise whose sensitivity is ``sqrt(sum_i sigma_i^-2)``. That
-    single Gaussian, subsampled at rate ``q``, is what is accounted (DESIGN.md 4.6, docs/privacy.md).
+    single Gaussian, subsampled at rate ``q``, is what is accounted (docs/design.md 4.6, docs/privacy.md).
     Accounting the mechanisms as independently subsampled under-reports epsilon.
 
     Examples
