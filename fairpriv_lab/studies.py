@@ -1,7 +1,7 @@
 """Studies the source paper lacks, each a function returning a tidy DataFrame (and a figure).
 
 The paper (Yang, Huang, Tang & Yao, arXiv 2510.09114) reports GPRP without uncertainty, with a
-biased estimator, at equal ε only and without a soundness check (DESIGN.md section 2). Each
+biased estimator, at equal ε only and without a soundness check (docs/design.md section 2). Each
 study here measures one of those gaps:
 
 (a) :func:`floor_vs_models` -- the zero-leakage floor of the IPR estimators against the number
@@ -89,7 +89,7 @@ def paper_table2() -> pd.DataFrame:
     Values as printed in Yang et al. (2025), Table 2: GPRP under SGD, DP-SGD and DP-SGD-S
     (MNIST 4.92 -> 3.54 -> 2.92, Adult 0.42 -> 0.27 -> 0.16, Law 0.90 -> 0.59 -> 0.43,
     UTKFace 1.75 -> 1.19 -> 0.74). The paper gives no confidence intervals and uses the
-    in-sample estimator (DESIGN.md section 2).
+    in-sample estimator (docs/design.md section 2).
 
     Returns
     -------
@@ -754,7 +754,7 @@ def grc_gpr(results: Mapping[str, Any] | Iterable[Any], *, auditor: str = "PA-AL
     """Per run and group: the mean group relative contribution (GRC) and the GPR (study d).
 
     GRC(k) = mean over steps of ``||mean gradient of group k in B|| / ||mean gradient of B||``
-    (DESIGN.md 4.8; raw gradients, telemetry for teaching). The paper's motivation for DP-SGD-S
+    (docs/design.md 4.8; raw gradients, telemetry for teaching). The paper's motivation for DP-SGD-S
     is that groups pulling the update harder are exposed more.
 
     Parameters
@@ -839,7 +839,7 @@ def grc_gpr_correlation(frame: pd.DataFrame) -> pd.DataFrame:
 def soundness(results: Mapping[str, Any] | Iterable[Any]) -> pd.DataFrame:
     """Empirical per-group ε lower bounds against the accounted ε, for every DP run (study e).
 
-    A lower bound (Clopper-Pearson on held-out thresholds, converted through μ-GDP; DESIGN.md
+    A lower bound (Clopper-Pearson on held-out thresholds, converted through μ-GDP; docs/design.md
     4.7) above the budget it must respect would prove the implementation or the accounting
     wrong. Which budget: in the ALOOA and half-split games the "out" world *substitutes* the
     target for another record; add/remove ``(ε₁, δ₁)`` gives substitution
@@ -909,7 +909,7 @@ def paper_comparison_chart(comparison: pd.DataFrame, *, title: str | None = None
         x = method; filled points with error bars = measured (colour = estimator); black
         diamonds = the paper's published value (no CI was published).
     """
-    from .viz._core import HEIGHT, WIDTH, altair, title_params
+    from .viz import HEIGHT, WIDTH, altair, title_params
 
     alt = altair()
     f = _frame(comparison, ("method", "estimator", "measured", "ci_low", "ci_high", "paper"))
@@ -944,7 +944,7 @@ def floor_chart(frame: pd.DataFrame, *, title: str | None = None):
     -------
     altair.LayerChart
     """
-    from .viz._core import HEIGHT, WIDTH, altair, series_color, title_params
+    from .viz import HEIGHT, WIDTH, altair, series_color, title_params
 
     alt = altair()
     f = _frame(frame, ("n_models", "estimator", "floor", "floor_se", "group"))
@@ -986,7 +986,7 @@ def agreement_chart(frame: pd.DataFrame, *, title: str | None = None):
     -------
     altair.LayerChart
     """
-    from .viz._core import HEIGHT, WIDTH, altair, title_params
+    from .viz import HEIGHT, WIDTH, altair, title_params
 
     alt = altair()
     f = _frame(frame, ("n_models", "mean_abs_diff", "correlation"))

@@ -1,4 +1,4 @@
-"""Per-record membership-inference attacks and individual privacy risk (DESIGN.md 4.2-4.4).
+"""Per-record membership-inference attacks and individual privacy risk (docs/design.md 4.2-4.4).
 
 Convention, written once here: the inputs are per-model per-record cross-entropy **losses**
 (lower loss means member); :func:`attack_scores` converts them to a **score where higher
@@ -240,7 +240,7 @@ def _score(xs: np.ndarray, lab: np.ndarray, tau: np.ndarray) -> np.ndarray:
     return ((xs >= tau[:, None]) == lab).sum(axis=1)
 
 
-def _record_block(
+def record_block(
     s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy and floor accuracy of records whose K pairs give scores s_in, s_out (mb, K).
@@ -267,7 +267,7 @@ def _sorted_fold(x_in, x_out, swap):
 def _record_block_sorted(
     s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Run the generic kernel of :func:`_record_block` (argsort + gathers; any float dtype)."""
+    """Run the generic kernel of :func:`record_block` (argsort + gathers; any float dtype)."""
     K = s_in.shape[1]
     if fold is None:
         xs, lab, lab_floor = _sorted_fold(s_in, s_out, swap)
@@ -372,7 +372,7 @@ def _packed_fold(x_in, x_out, swap):
 def _record_block_packed(
     s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Packed-key kernel of :func:`_record_block` for float32 scores."""
+    """Packed-key kernel of :func:`record_block` for float32 scores."""
     K = s_in.shape[1]
     if fold is None:
         us, lab, lab_floor = _packed_fold(s_in, s_out, swap)
@@ -531,7 +531,7 @@ def _global_chunk(scores, labels, floor_labels, trial, cell, partner, balanced=F
 
 
 # --------------------------------------------------------------------------- validation
-def _inputs(losses, membership, records, groups, signal, confidences):
+def audit_inputs(losses, membership, records, groups, signal, confidences):
     """Validate and return (scores (n_models, m), membership (n_models, m), records, groups_rec)."""
     scores = attack_scores(losses, signal=signal, confidences=confidences)
     shape = np.shape(losses)
@@ -567,7 +567,7 @@ def _coins(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return bits.view(bool).reshape(shape)
 
 
-def _as_f32(scores: np.ndarray) -> np.ndarray:
+def as_f32(scores: np.ndarray) -> np.ndarray:
     """Scores as float32 when that loses nothing (the packed kernels), else unchanged."""
     if scores.dtype == np.float32:
         return scores
@@ -575,7 +575,7 @@ def _as_f32(scores: np.ndarray) -> np.ndarray:
     return f if np.array_equal(f, scores) else scores
 
 
-def _informative(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
+def informative_pairs(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
     """Bool (n_pairs, m): pairs where the record is in exactly one model; errors if none."""
     inf = mem[0::2] != mem[1::2]
     K = inf.sum(axis=0)
@@ -590,7 +590,7 @@ def _informative(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
     return inf
 
 
-def _pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
+def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
     """Yield (columns, K, chunks) for the records sharing the same number K of pairs.
 
     ``chunks`` iterates over (row slice, s_in, s_out) with s_in/s_out of shape (rows, K): the
@@ -687,8 +687,8 @@ def record_risk(
     ([1.0, 1.0, 1.0], 'PA-ALOOA')
     """
     V.choice("estimator", estimator, _ESTIMATORS)
-    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
-    inf = _informative(mem, rec)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    inf = informative_pairs(mem, rec)
     K = inf.sum(axis=0).astype(np.int64)
     if estimator == "cross_fit" and np.any(K < 2):
         raise V.fail(
@@ -699,7 +699,7 @@ def record_risk(
     rng = as_generator(seed)
     acc = np.empty(rec.size)
     acc_floor = np.empty(rec.size)
-    for cols, k, chunks in _pair_blocks(_as_f32(scores), mem, inf):
+    for cols, k, chunks in pair_blocks(as_f32(scores), mem, inf):
         # The pairs are exchangeable (independent trainings), so one seeded split of the pair
         # positions serves every record of the block.
         fold = None
@@ -710,7 +710,7 @@ def record_risk(
 
         def work(chunk, fold=fold, swap=swap):
             r, s_in, s_out = chunk
-            return r, _record_block(s_in, s_out, fold, swap[r])
+            return r, record_block(s_in, s_out, fold, swap[r])
 
         # Blocks of records keep the temporaries in cache; numpy's sorts and reductions release
         # the GIL, so blocks run on threads. All randomness is drawn above: results do not
@@ -796,8 +796,8 @@ def global_risk(
         raise V.fail("by_group", by_group, "to be True or False")
     if by_group and groups is None:
         raise V.fail("groups", None, "to give every record's group when by_group=True")
-    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
-    inf = _informative(mem, rec)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    inf = informative_pairs(mem, rec)
     m = rec.size
     rng = as_generator(seed)
     trial = np.repeat(inf, 2, axis=0)  # (n_models, m): the (model, record) trials
@@ -812,7 +812,7 @@ def global_risk(
         partner = cell ^ 1
     else:
         partner = cell
-    acc, acc_floor = _global_block(_as_f32(scores), mem, swap, trial, cell, partner,
+    acc, acc_floor = _global_block(as_f32(scores), mem, swap, trial, cell, partner,
                                    balanced=estimator == "cross_fit")
     auditor = "PA-GBA" if by_group else "PA-GA"
     K = inf.sum(axis=0).astype(np.int64)

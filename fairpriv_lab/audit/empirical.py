@@ -1,4 +1,4 @@
-"""Empirical epsilon: statistically valid lower bounds on privacy loss (DESIGN.md 4.7).
+"""Empirical epsilon: statistically valid lower bounds on privacy loss (docs/design.md 4.7).
 
 For each audited record x, the model pairs that audit it are split at random into two folds.
 On each fold the attack "member iff score >= tau" gets the threshold that maximises the GDP
@@ -54,7 +54,7 @@ from scipy import special, stats
 
 from .._core import validate as V
 from .._core.rng import SeedLike, as_generator
-from .attacks import Signal, _informative, _inputs, _pair_blocks
+from .attacks import Signal, audit_inputs, informative_pairs, pair_blocks
 
 __all__ = ["EmpiricalEpsilon", "empirical_epsilon", "gdp_epsilon", "dp_epsilon", "clopper_pearson_upper"]
 
@@ -300,8 +300,8 @@ def empirical_epsilon(
     """
     delta = V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
     alpha = V.number("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
-    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
-    inf = _informative(mem, rec)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    inf = informative_pairs(mem, rec)
     K = inf.sum(axis=0).astype(np.int64)
     if np.any(K < 2):
         raise V.fail(
@@ -312,7 +312,7 @@ def empirical_epsilon(
     rng = as_generator(seed)
     fp = np.zeros(rec.size, np.int64)
     fn = np.zeros(rec.size, np.int64)
-    for cols, k, chunks in _pair_blocks(scores, mem, inf):
+    for cols, k, chunks in pair_blocks(scores, mem, inf):
         fold = rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (cols.size, k)), axis=1)
         for r, s_in, s_out in chunks:
             fp[cols[r]], fn[cols[r]] = _heldout_counts(s_in, s_out, fold[r], level)

@@ -1,6 +1,6 @@
 """The DP step as a pipeline of stages, clipping policies, and accounting through Opacus.
 
-One private step (DESIGN.md 4.6), for every model of a chunk at once::
+One private step (docs/design.md 4.6), for every model of a chunk at once::
 
     per-sample norms -> clip bounds (the policy) -> clip factors -> clipped sum -> noise -> scale
 
@@ -114,7 +114,7 @@ class StepOutput:
 
 
 @dataclass
-class _Context:
+class StepContext:
     norms: Tensor  # (M, B)
     onehot: Tensor  # (M, B, K) float, already multiplied by the mask
     counts: Tensor  # (M, K)
@@ -147,10 +147,10 @@ class ClippingPolicy(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Return the bounds of this step (the one stage a policy must define)."""
 
-    def _flat(self, ctx: _Context, value: float) -> ClipDecision:
+    def _flat(self, ctx: StepContext, value: float) -> ClipDecision:
         M, B = ctx.norms.shape
         K = ctx.counts.shape[1]
         return ClipDecision(
@@ -171,7 +171,7 @@ class SGD(ClippingPolicy):
         """SGD releases raw gradients: no mechanism bounds it."""
         return ()
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Infinite bounds (nothing is clipped)."""
         return self._flat(ctx, math.inf)
 
@@ -182,7 +182,7 @@ class DPSGD(ClippingPolicy):
 
     name: ClassVar[str] = "dpsgd"
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Return the flat bound ``C`` for every sample and group."""
         return self._flat(ctx, ctx.clip)
 
@@ -191,7 +191,7 @@ class DPSGD(ClippingPolicy):
 class DPSGDS(ClippingPolicy):
     """DP-SGD-S: group-scaled clip bounds ``C_k = C * clamp(rbar / r_k, floor, tau)``.
 
-    Two statistics of a group's contribution (DESIGN.md 4.6), both released with noise:
+    Two statistics of a group's contribution (docs/design.md 4.6), both released with noise:
 
     * ``"norm"`` (default, our variant): ``r_k = (sum_{i in B, k} min(||g_i||, C_s) +
       N(0, sigma_1^2 C_s^2)) / max(n~_k, 1)`` and ``rbar`` the same over the batch (from the sums
@@ -274,7 +274,7 @@ class DPSGDS(ClippingPolicy):
         """Previous bounds for smoothing: ``C`` for every group."""
         return torch.full((n_models, n_groups), float(clip), device=device)
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Group bounds from the noisy statistic, capped by ``tau`` and ``floor``."""
         sigma1 = self.stat_noise_ratio * ctx.sigma
         noisy_n = ctx.counts + self.count_noise * ctx.sigma * ctx.noise["counts"]
@@ -339,7 +339,7 @@ class DPSGDF(ClippingPolicy):
         """Count noise ``(M, K, 2)``."""
         return {"counts": torch.randn((n_models, n_groups, 2), generator=generator, device=device)}
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """``C_k = C_0 (1 + r_k / mean_j r_j)`` from the noisy above/below counts."""
         above = torch.einsum("mb,mbk->mk", (ctx.norms > ctx.clip).to(ctx.norms.dtype), ctx.onehot)
         below = ctx.counts - above
@@ -450,7 +450,7 @@ class DPStep:
         norms = self.per_sample_norms(grads)
         onehot = torch.nn.functional.one_hot(groups, self.n_groups).to(norms.dtype) * mask.unsqueeze(-1)
         counts = onehot.sum(1)
-        ctx = _Context(norms, onehot, counts, grads, policy_noise or {}, state,
+        ctx = StepContext(norms, onehot, counts, grads, policy_noise or {}, state,
                        self.noise_multiplier, self.clip)
         decision = self.policy.bounds(ctx)
         factors = self.clip_factors(norms, decision.sample_bounds, mask)
@@ -464,7 +464,7 @@ class DPStep:
 
 
 def group_contribution(grads: Any, onehot: Tensor, mask: Tensor) -> Tensor:
-    """GRC of DESIGN.md 4.8: ``||mean_{i in B, k} g_i|| / ||mean_{i in B} g_i||``, ``(M, K)``.
+    """GRC of docs/design.md 4.8: ``||mean_{i in B, k} g_i|| / ||mean_{i in B} g_i||``, ``(M, K)``.
 
     Raw (unclipped) gradients; NaN for groups absent from the batch. Telemetry, not private.
     """

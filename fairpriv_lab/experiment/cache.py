@@ -32,7 +32,7 @@ import numpy as np
 
 from .._core import validate as V
 from .._core.exceptions import CacheCorruptedError
-from .config import _canonical, digest
+from .config import canonical, digest
 
 __all__ = [
     "CACHE_FORMAT",
@@ -170,7 +170,7 @@ class Cache:
         npz_path, json_path = self._paths(key, item)
         npz_path.parent.mkdir(parents=True, exist_ok=True)
         record: dict[str, Any] = {"format": CACHE_FORMAT, "key": key, "item": item,
-                                  "written": time.time(), "meta": _canonical(dict(meta))}
+                                  "written": time.time(), "meta": canonical(dict(meta))}
         if arrays is not None:
             clean = {}
             for name, arr in arrays.items():

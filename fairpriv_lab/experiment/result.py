@@ -54,7 +54,7 @@ class AuditResult:
     empirical_record : ndarray of shape (m,)
         Per audited record, its empirical ε lower bound.
     max_certifiable_epsilon : float
-        The largest ε the number of models can certify at all (DESIGN.md 4.7).
+        The largest ε the number of models can certify at all (docs/design.md 4.7).
     outcome : OutcomeFairness
         Outcome fairness of the audited models on the test split (fairlearn metrics; every
         model's predictions pooled, which equals the mean over models of each group's rates).

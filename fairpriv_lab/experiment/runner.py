@@ -67,14 +67,14 @@ def _load_split(name: str, group: str, n: int | None, seed: int, test_size: floa
                 options: tuple[tuple[str, Any], ...]):
     import inspect
 
-    from ..data import load_dataset
-    from ..data.registry import _REGISTRY
+    from ..data import list_datasets, load_dataset
 
     kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options}
     # Loaders that can return raw numeric columns do; the scaler is then fitted on the held-out
     # split only, so no training record (audited ones included) moves the features of any
     # other record (docs/privacy.md). Other loaders' z-scores are refitted the same way.
-    if "standardize" in inspect.signature(_REGISTRY[name].loader).parameters:
+    loader = {d.name: d.loader for d in list_datasets()}[name]
+    if "standardize" in inspect.signature(loader).parameters:
         kwargs.setdefault("standardize", False)
     ds = load_dataset(name, group=group, n=n, seed=seed, **kwargs)
     train, test = ds.train_test_split(test_size=test_size, seed=seed)
@@ -569,8 +569,8 @@ def _outcome(test, predictions, names):
     With the same test set for every model, the pooled per-group rates (accuracy, selection
     rate, TPR, FPR) equal the means over models of each model's rates.
     """
-    from ..audit.risk import outcome_fairness
+    from ..audit.risk import outcome_fairness_counts
 
     n_models = predictions.shape[0]
-    return outcome_fairness(np.tile(test.y, n_models), predictions.reshape(-1),
+    return outcome_fairness_counts(np.tile(test.y, n_models), predictions.reshape(-1),
                             np.tile(test.g, n_models), names)

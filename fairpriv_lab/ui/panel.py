@@ -269,7 +269,7 @@ class AuditPanel:
     ) -> None:
         W = _ipywidgets()
         from ..data import list_datasets
-        from ..viz._core import altair as _viz_altair
+        from ..viz import altair as _viz_altair
 
         _viz_altair()  # fail early, with the extra to install, if the charts cannot be drawn
 

@@ -238,3 +238,19 @@ def test_gprp_reported_with_null_references_signed_difference_covers_zero():
                       ["a", "b", "c"], n_boot=20, seed=0)
     assert all(math.isnan(v) for v in three.signed_difference())
     assert "floor GPRP" in repr(three)
+
+
+def test_outcome_fairness_counts_equals_fairlearn():
+    from fairpriv_lab.audit.risk import outcome_fairness, outcome_fairness_counts
+
+    rng = np.random.default_rng(0)
+    y, p, g = rng.integers(0, 2, 600), rng.integers(0, 2, 600), rng.integers(0, 3, 600)
+    y[g == 2] = 0  # a group without positives: TPR undefined, reported as 0
+    names = ["a", "b", "c", "empty"]
+    for yy, pp in ((y, p), (rng.integers(0, 3, 600), rng.integers(0, 3, 600))):
+        ref, got = outcome_fairness(yy, pp, g, names), outcome_fairness_counts(yy, pp, g, names)
+        pd.testing.assert_frame_equal(got.by_group, ref.by_group, check_dtype=False)
+        for k in ("accuracy_difference", "demographic_parity_difference", "equal_opportunity_difference",
+                  "equalized_odds_difference", "multiclass"):
+            a, b = getattr(got, k), getattr(ref, k)
+            assert (a == pytest.approx(b)) or (math.isnan(a) and math.isnan(b)), k
