@@ -32,7 +32,16 @@ from ._adapters import (
 )
 from ._attack import empirical_vs_accounted_epsilon, roc_by_group, roc_curves
 from ._core import GROUP_PALETTE, MAX_ROWS, MISSING_UI_MESSAGE, SERIES_COLORS, group_palette
-from ._export import enable_notebook_rendering, save_chart, static_image, to_png_bytes, to_svg
+from ._export import (
+    VEGA_MIMETYPE,
+    chart_mimebundle,
+    enable_notebook_rendering,
+    save_chart,
+    static_image,
+    to_png_bytes,
+    to_svg,
+    to_vega,
+)
 from ._risk import auditors_side_by_side, gpr_chart, ipr_distribution
 from ._scatter import grc_vs_gpr, loo_vs_aloo
 from ._sweep import accuracy_gprp_frontier, clip_bounds_over_training, gprp_vs_epsilon
@@ -64,6 +73,9 @@ __all__ = [
     "to_svg",
     "static_image",
     "enable_notebook_rendering",
+    "chart_mimebundle",
+    "to_vega",
+    "VEGA_MIMETYPE",
     # constants
     "group_palette",
     "GROUP_PALETTE",
