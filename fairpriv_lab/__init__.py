@@ -41,9 +41,10 @@ _LAZY: dict[str, str] = {
     "RecordRisk": ".audit", "record_risk": ".audit", "global_risk": ".audit",
     "attack_scores": ".audit", "agreement": ".audit",
     "EmpiricalEpsilon": ".empirical", "empirical_epsilon": ".empirical", "gdp_epsilon": ".empirical",
+    "advantage_bound": ".empirical",
     # risk
     "GroupRisk": ".risk", "pair_bootstrap": ".risk", "outcome_fairness": ".risk",
-    "OutcomeFairness": ".risk",
+    "OutcomeFairness": ".risk", "floor_corrected": ".risk", "gpr_change": ".risk",
     # experiments, cache, demo
     "ExperimentConfig": ".experiment", "DataConfig": ".experiment", "TrainConfig": ".experiment",
     "GameConfig": ".experiment", "AuditConfig": ".experiment", "AuditResult": ".experiment",

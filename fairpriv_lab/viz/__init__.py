@@ -45,6 +45,13 @@ from ._export import (
 from ._risk import auditors_side_by_side, gpr_chart, ipr_distribution
 from ._scatter import grc_vs_gpr, loo_vs_aloo
 from ._sweep import accuracy_gprp_frontier, clip_bounds_over_training, gprp_vs_epsilon
+from ._teach import (
+    dp_bound_frame,
+    dp_sgd_step_diagram,
+    dp_sgd_step_frame,
+    gpr_vs_epsilon,
+    membership_game_diagram,
+)
 
 __all__ = [
     # charts
@@ -58,6 +65,9 @@ __all__ = [
     "grc_vs_gpr",
     "loo_vs_aloo",
     "empirical_vs_accounted_epsilon",
+    "gpr_vs_epsilon",
+    "membership_game_diagram",
+    "dp_sgd_step_diagram",
     # adapters
     "by_group_frame",
     "record_frame",
@@ -67,6 +77,8 @@ __all__ = [
     "grc_frame",
     "empirical_frame",
     "roc_curves",
+    "dp_bound_frame",
+    "dp_sgd_step_frame",
     # export and display
     "save_chart",
     "to_png_bytes",
