@@ -13,9 +13,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .._rng import as_generator
-from .._validate import choice, fail, float_array, integer, number, positive
-from ..empirical import advantage_bound
+from .._core.dp import advantage_bound
+from .._core.rng import as_generator
+from .._core.validate import choice, fail, float_array, integer, number, positive
 from ._adapters import by_group_frame
 from ._core import HEIGHT, WIDTH, altair, domain, group_color, title_params
 
@@ -31,7 +31,7 @@ def dp_bound_frame(
     """DP's ceiling on any record's (hence any group's) privacy risk, in percentage points.
 
     ``bound_pp = 100 * advantage_bound(eps, delta, neighbours=...)``, see
-    :func:`fairpriv_lab.empirical.advantage_bound`.
+    :func:`fairpriv_lab.audit.advantage_bound`.
 
     Parameters
     ----------

@@ -1,0 +1,35 @@
+"""Auditing on arrays (NumPy only): per-record attacks, empirical ε, group risk.
+
+``attacks`` holds the games' attacks and IPR estimators, ``empirical`` the empirical ε lower
+bounds, ``risk`` ``GroupRisk`` (GPR with CIs, GPRP) and outcome fairness.
+"""
+
+from .attacks import Agreement, RecordRisk, agreement, attack_scores, global_risk, record_risk
+from .empirical import EmpiricalEpsilon, advantage_bound, empirical_epsilon, gdp_epsilon
+from .risk import (
+    GroupRisk,
+    OutcomeFairness,
+    floor_corrected,
+    gpr_change,
+    outcome_fairness,
+    pair_bootstrap,
+)
+
+__all__ = [
+    "Agreement",
+    "EmpiricalEpsilon",
+    "GroupRisk",
+    "OutcomeFairness",
+    "RecordRisk",
+    "advantage_bound",
+    "agreement",
+    "attack_scores",
+    "empirical_epsilon",
+    "floor_corrected",
+    "gdp_epsilon",
+    "global_risk",
+    "gpr_change",
+    "outcome_fairness",
+    "pair_bootstrap",
+    "record_risk",
+]
