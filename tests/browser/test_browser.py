@@ -583,8 +583,9 @@ def test_charts_draw_offline_everywhere(browser: Browser, jupyter: Jupyter, tmp_
             # A fresh page per notebook: JupyterLab's own Vega draws the stored Vega 5 spec.
             page, problems = browser.page(server.base)
             diagnose = _diagnose(page, server, problems, browser)
-            page.goto(f"{server.base}/lab/tree/{path.name}?token={server.token}")
-            notebook = page.locator(".jp-NotebookPanel .jp-Notebook").first
+            # A workspace of its own: JupyterLab would otherwise reopen the earlier notebooks too.
+            page.goto(f"{server.base}/lab/workspaces/offline-{stem}/tree/{path.name}?token={server.token}")
+            notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first
             n_charts = sum(1 for c in nbformat_cells(path) for o in c.get("outputs", [])
                            if "application/vnd.vega.v5+json" in o.get("data", {}))
             try:
@@ -595,7 +596,7 @@ def test_charts_draw_offline_everywhere(browser: Browser, jupyter: Jupyter, tmp_
                 failures.append(f"JupyterLab {stem}: {str(err)[:800]}")
                 page.context.close()
                 continue
-            first = notebook.locator(".vega-embed").first
+            first = notebook.locator(".vega-embed:visible").first
             first.scroll_into_view_if_needed()
             page.wait_for_timeout(500)
             shot = ARTIFACTS / f"offline-{stem}-first-chart.png"
