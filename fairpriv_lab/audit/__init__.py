@@ -12,6 +12,7 @@ from .risk import (
     floor_corrected,
     gpr_change,
     outcome_fairness,
+    outcome_fairness_counts,
     pair_bootstrap,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "global_risk",
     "gpr_change",
     "outcome_fairness",
+    "outcome_fairness_counts",
     "pair_bootstrap",
     "record_risk",
 ]

@@ -31,7 +31,18 @@ from ._adapters import (
     telemetry_frame,
 )
 from ._attack import empirical_vs_accounted_epsilon, roc_by_group, roc_curves
-from ._core import GROUP_PALETTE, MAX_ROWS, MISSING_UI_MESSAGE, SERIES_COLORS, group_palette
+from ._core import (
+    GROUP_PALETTE,
+    HEIGHT,
+    MAX_ROWS,
+    MISSING_UI_MESSAGE,
+    SERIES_COLORS,
+    WIDTH,
+    altair,
+    group_palette,
+    series_color,
+    title_params,
+)
 from ._export import (
     VEGA_MIMETYPE,
     chart_mimebundle,
@@ -54,6 +65,12 @@ from ._teach import (
 )
 
 __all__ = [
+    # building blocks of other layers' charts (studies): the lazy altair module, sizes, colours
+    "altair",
+    "HEIGHT",
+    "WIDTH",
+    "series_color",
+    "title_params",
     # charts
     "gpr_chart",
     "auditors_side_by_side",
