@@ -43,6 +43,7 @@ import html
 import importlib
 import inspect
 import math
+import sys
 import threading
 import time
 import warnings
@@ -1160,15 +1161,16 @@ def _risk_of(result: Any, auditor: str) -> Any:
     return risks[auditor]
 
 
-def _display_output(spec: dict[str, Any]) -> dict[str, Any]:
-    """Return an Output-widget display entry for a chart's spec, through altair's active renderer."""
-    from ..viz import altair
+def _display_output(chart: Any) -> dict[str, Any]:
+    """Return an Output-widget display entry for a chart (or its spec) that draws with no internet.
 
-    bundle = altair().renderers.get()(spec)
-    data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
-    data = dict(data)
-    data.setdefault("text/plain", "<altair chart>")
-    return {"output_type": "display_data", "data": data, "metadata": dict(meta or {})}
+    The front end's own Vega draws it (JupyterLab, Voilà); on Colab the JavaScript is inlined.
+    Never altair's active renderer, whose default loads Vega from a CDN.
+    """
+    from ..viz import chart_mimebundle
+
+    data, meta = chart_mimebundle(chart, "interactive", inline_js="google.colab" in sys.modules)
+    return {"output_type": "display_data", "data": data, "metadata": dict(meta)}
 
 
 def _fmt_ci(lo: float, hi: float) -> str:
