@@ -199,21 +199,6 @@ def attack_scores(
 
 
 # --------------------------------------------------------------------------- core kernels
-def _cut_correct(xs: np.ndarray, lab: np.ndarray) -> np.ndarray:
-    """Correct predictions at every cut k of sorted rows (k lowest -> "out"); -1 where invalid.
-
-    correct(k) = #out below k + #in at or above k = k - 2 cum_in(k) + n_in. A cut inside a run
-    of equal scores is invalid (ties fall on one side).
-    """
-    mb, n = xs.shape
-    cum_in = np.zeros((mb, n + 1), dtype=np.int32)
-    np.cumsum(lab, axis=1, dtype=np.int32, out=cum_in[:, 1:])
-    correct = np.arange(n + 1, dtype=np.int32)[None, :] - 2 * cum_in + cum_in[:, -1:]
-    if n > 1:
-        correct[:, 1:-1][xs[:, :-1] >= xs[:, 1:]] = -1
-    return correct
-
-
 def _taus(xs: np.ndarray, kstar: np.ndarray) -> np.ndarray:
     """Threshold of cut kstar in sorted rows: midpoint of the neighbours, -inf/+inf at the ends."""
     mb, n = xs.shape
@@ -228,14 +213,174 @@ def _taus(xs: np.ndarray, kstar: np.ndarray) -> np.ndarray:
     return tau
 
 
-def _fit_taus(xs: np.ndarray, lab: np.ndarray) -> np.ndarray:
-    """Lowest accuracy-maximising threshold of each sorted row (member iff score >= tau)."""
-    return _taus(xs, np.argmax(_cut_correct(xs, lab), axis=1))
+class _SortedRows:
+    """The 2K scores of each record of a block, sorted once; every per-record analysis reads it.
+
+    One sort per row serves the in-sample and cross-fitted estimators, their zero-leakage
+    floors and the empirical-epsilon folds: each needs only the sorted values (to find ties
+    and thresholds) and a few bits per entry -- the in/out label and per-pair flags such as
+    "the floor swaps this pair" or "this pair is in fold A" (``planes``), optionally the pair
+    index. The bits ride along in the sort key, so nothing is gathered afterwards. float32
+    scores are sorted as uint64 keys (order-preserving uint32 image of the score above the
+    32 payload bits; an integer sort is several times faster than argsort + gathers); other
+    dtypes go through one argsort. Both give identical results.
+
+    Attributes: ``v`` sorted values (uint32 keys or float64), ``low`` uint32 payload of every
+    entry (bit 0: in-model score; bit 1 + i: plane i; above them the pair index when asked),
+    ``packed`` (True for uint32 keys), ``K`` (pairs per row).
+    """
+
+    __slots__ = ("key", "_v", "_low", "packed", "K", "n_planes")
+
+    def __init__(self, s_in: np.ndarray, s_out: np.ndarray, planes: tuple = (),
+                 packed: bool | None = None, with_pair: bool = False, top: np.ndarray | None = None):
+        rows, K = s_in.shape
+        self.K, self.n_planes = K, len(planes)
+        if packed is None:
+            packed = s_in.dtype == np.float32 and s_out.dtype == np.float32
+        self.packed = packed
+        if len(planes) > 30 or (with_pair and K >= 2 ** (30 - len(planes))):
+            raise ValueError("too many payload bits")  # internal: never with the callers here
+        base = np.zeros((rows, K), np.uint32)
+        if with_pair:
+            base |= np.arange(K, dtype=np.uint32) << np.uint32(1 + len(planes))
+        for i, plane in enumerate(planes):
+            base |= np.asarray(plane).astype(np.uint32) << np.uint32(1 + i)
+        self.key = self._v = self._low = None
+        if packed:
+            key = np.empty((rows, 2 * K), np.uint64)
+            key[:, :K] = _u32(s_in.astype(np.float32, copy=False))
+            key[:, K:] = _u32(s_out.astype(np.float32, copy=False))
+            key <<= np.uint64(_PAYLOAD)
+            key[:, :K] |= base | np.uint32(1)
+            key[:, K:] |= base
+            if top is not None:  # above the score: the rows sort as [top False | top True]
+                t = np.asarray(top).astype(np.uint64) << np.uint64(63)
+                key[:, :K] |= t
+                key[:, K:] |= t
+            key.sort(axis=1)
+            self.key = key
+        else:
+            X = np.concatenate([s_in, s_out], axis=1)
+            if top is None:
+                order = np.argsort(X, axis=1)
+            else:
+                t = np.broadcast_to(np.asarray(top, bool), (rows, K))
+                order = np.lexsort((X, np.concatenate([t, t], axis=1)), axis=1)
+            self._v = np.take_along_axis(X, order, axis=1).astype(np.float64)
+            self._low = np.take_along_axis(np.concatenate([base | np.uint32(1), base], axis=1), order, axis=1)
+
+    @property
+    def v(self) -> np.ndarray:
+        """Sorted values: uint32 keys (packed) or float64."""
+        if self._v is None:
+            self._v = (self.key >> np.uint64(_PAYLOAD)).astype(np.uint32)
+        return self._v
+
+    @property
+    def low(self) -> np.ndarray:
+        """uint32 payload of every sorted entry."""
+        if self._low is None:
+            self._low = self.key.astype(np.uint32) & np.uint32(0x7FFFFFFF)
+        return self._low
+
+    @property
+    def lab(self) -> np.ndarray:
+        """Bool: the entry is the in-model's score."""
+        return (self.low & np.uint32(1)).astype(bool)
+
+    def plane(self, i: int) -> np.ndarray:
+        """Bool: plane i's flag of the entry's pair."""
+        return (self.low & np.uint32(2 << i)).astype(bool)
+
+    @property
+    def pair(self) -> np.ndarray:
+        """Pair index of every entry (only when built with ``with_pair``)."""
+        return (self.low >> np.uint32(1 + self.n_planes)).astype(np.intp)
+
+    def select(self, keep: np.ndarray) -> _SortedRows:
+        """Keep the entries where ``keep`` (rows, 2K) is True, in sorted order (equal counts per row)."""
+        out = object.__new__(_SortedRows)
+        rows = keep.shape[0]
+        out.key = out._v = out._low = None
+        if self.packed:
+            out.key = self.key[keep].reshape(rows, -1)
+        else:
+            out._v, out._low = (a[keep].reshape(rows, -1) for a in (self.v, self.low))
+        out.packed, out.n_planes = self.packed, self.n_planes
+        out.K = (out.key if self.packed else out._v).shape[1] // 2
+        return out
+
+    def split(self, n_low: int) -> tuple[_SortedRows, _SortedRows]:
+        """Split each row after its first ``n_low`` sorted entries (rows built with ``top``)."""
+        parts = []
+        for sl in (slice(0, n_low), slice(n_low, None)):
+            out = object.__new__(_SortedRows)
+            out.key = out._v = out._low = None
+            if self.packed:
+                out.key = self.key[:, sl]
+            else:
+                out._v, out._low = self.v[:, sl], self.low[:, sl]
+            out.packed, out.n_planes = self.packed, self.n_planes
+            out.K = (out.key if self.packed else out._v).shape[1] // 2
+            parts.append(out)
+        return parts[0], parts[1]
+
+    def ties(self) -> np.ndarray:
+        """Bool (rows, 2K + 1): cuts that would split a run of equal scores."""
+        return _ties(self.v)
+
+    def thresholds(self, kstar: np.ndarray) -> np.ndarray:
+        """Threshold of cut kstar of each row (midpoint rule; member iff value >= it)."""
+        return _packed_threshold(self.v, kstar) if self.packed else _taus(self.v, kstar)
+
+    def above(self, tau: np.ndarray) -> np.ndarray:
+        """Bool (rows, n): the entries the rule ``score >= tau`` calls members."""
+        return self.v >= tau[:, None]
 
 
-def _score(xs: np.ndarray, lab: np.ndarray, tau: np.ndarray) -> np.ndarray:
-    """Count the correct predictions of the rule score >= tau in each row."""
-    return ((xs >= tau[:, None]) == lab).sum(axis=1)
+def _fit(rows: _SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """Lowest accuracy-maximising threshold of each sorted row for labels ``lab``."""
+    return rows.thresholds(np.argmax(_packed_correct(lab, ties), axis=1))
+
+
+def _in_sample_acc(rows: _SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """In-sample accuracy: the best cut's correct count over the 2K trials of each row."""
+    return _packed_correct(lab, ties).max(axis=1) / (2 * rows.K)
+
+
+def _cross_fit_acc(a: _SortedRows, b: _SortedRows, la, lb, ties_a, ties_b, K: int) -> np.ndarray:
+    """Cross-fitted accuracy: fold A's threshold scores fold B and vice versa."""
+    correct = (b.above(_fit(a, la, ties_a)) == lb).sum(axis=1) + (a.above(_fit(b, lb, ties_b)) == la).sum(axis=1)
+    return correct / (2 * K)
+
+
+def _record_estimates(rows: _SortedRows, swap_plane: int, b: _SortedRows | None = None):
+    """Accuracy and floor accuracy of one estimator on sorted rows.
+
+    In-sample: ``rows`` holds all 2K scores of each record. Cross-fit: ``rows`` and ``b`` hold
+    the sorted scores of the pairs of fold A and of fold B. Plane ``swap_plane`` marks the
+    pairs whose in/out labels the floor exchanges.
+    """
+    if b is None:
+        ties, lab = rows.ties(), rows.lab
+        return _in_sample_acc(rows, lab, ties), _in_sample_acc(rows, lab ^ rows.plane(swap_plane), ties)
+    a = rows
+    K = a.K + b.K
+    la, lb = a.lab, b.lab
+    fa, fb = la ^ a.plane(swap_plane), lb ^ b.plane(swap_plane)
+    ties_a, ties_b = a.ties(), b.ties()
+    return (_cross_fit_acc(a, b, la, lb, ties_a, ties_b, K),
+            _cross_fit_acc(a, b, fa, fb, ties_a, ties_b, K))
+
+
+def _block_estimates(s_in, s_out, fold, swap, packed=None):
+    """:func:`_record_estimates` of a block of records from their in/out scores (mb, K)."""
+    if fold is None:
+        return _record_estimates(_SortedRows(s_in, s_out, (swap,), packed=packed), 0)
+    a = _SortedRows(s_in[:, fold], s_out[:, fold], (swap[:, fold],), packed=packed)
+    b = _SortedRows(s_in[:, ~fold], s_out[:, ~fold], (swap[:, ~fold],), packed=packed)
+    return _record_estimates(a, 0, b)
 
 
 def _record_block(
@@ -245,39 +390,19 @@ def _record_block(
 
     ``fold`` (K,) bool marks the pairs of fold A of the cross-fit (None: in-sample); ``swap``
     (mb, K) bool marks the pairs whose in/out labels the floor exchanges. float32 scores take
-    the packed-key path, others the generic argsort path; both give identical results.
+    the packed-key path, others the argsort path; both give identical results.
     """
-    if s_in.dtype == np.float32 and s_out.dtype == np.float32:
-        return _record_block_packed(s_in, s_out, fold, swap)
-    return _record_block_sorted(s_in, s_out, fold, swap)
+    return _block_estimates(s_in, s_out, fold, swap)
 
 
-def _sorted_fold(x_in, x_out, swap):
-    """Sort the 2k scores of each row; return sorted scores, labels and floor labels."""
-    k = x_in.shape[1]
-    X = np.concatenate([x_in, x_out], axis=1)
-    order = np.argsort(X, axis=1)
-    lab = order < k  # the first k columns hold the in-model scores
-    lab_floor = lab ^ np.take_along_axis(swap, order % k, axis=1)
-    return np.take_along_axis(X, order, axis=1), lab, lab_floor
+def _record_block_sorted(s_in, s_out, fold, swap):
+    """:func:`_record_block` through the argsort path (any float dtype)."""
+    return _block_estimates(s_in, s_out, fold, swap, packed=False)
 
 
-def _record_block_sorted(
-    s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run the generic kernel of :func:`_record_block` (argsort + gathers; any float dtype)."""
-    K = s_in.shape[1]
-    if fold is None:
-        xs, lab, lab_floor = _sorted_fold(s_in, s_out, swap)
-        return tuple(_cut_correct(xs, lb).max(axis=1) / (2 * K) for lb in (lab, lab_floor))
-    xa, la, fa = _sorted_fold(s_in[:, fold], s_out[:, fold], swap[:, fold])
-    xb, lb, fb = _sorted_fold(s_in[:, ~fold], s_out[:, ~fold], swap[:, ~fold])
-    out = []
-    for a, b in ((la, lb), (fa, fb)):
-        correct = _score(xb, b, _fit_taus(xa, a)) + _score(xa, a, _fit_taus(xb, b))
-        out.append(correct / (2 * K))
-    return out[0], out[1]
-
+def _record_block_packed(s_in, s_out, fold, swap):
+    """:func:`_record_block` through the packed-key path (float32 scores)."""
+    return _block_estimates(s_in, s_out, fold, swap, packed=True)
 
 def _global_acc(
     scores: np.ndarray,
@@ -338,6 +463,7 @@ def _f32(u: np.ndarray) -> np.ndarray:
 
 
 _NONE = np.uint32(0xFFFFFFFF)  # above the key of every finite float32: nobody is "member"
+_PAYLOAD = 31  # _SortedRows keys: [top bit 63][uint32 score, bits 31-62][payload, bits 0-30]
 
 
 def _packed_threshold(us: np.ndarray, kstar: np.ndarray) -> np.ndarray:
@@ -354,40 +480,6 @@ def _packed_threshold(us: np.ndarray, kstar: np.ndarray) -> np.ndarray:
     return np.where(kstar == 0, np.uint32(0), np.where(kstar == n, _NONE, ut)).astype(np.uint32)
 
 
-def _packed_fold(x_in, x_out, swap):
-    """Packed-key sort of the 2k scores of each row: uint32 keys, labels, floor labels."""
-    k = x_in.shape[1]
-    key = _u32(np.concatenate([x_in, x_out], axis=1)).astype(np.uint64) << np.uint64(_SHIFT)
-    sw = swap.astype(np.uint64)  # bit 0: the floor swaps this pair's labels
-    key[:, :k] |= sw | np.uint64(2)  # bit 1: in-model score
-    key[:, k:] |= sw
-    key.sort(axis=1)
-    lab = (key & np.uint64(2)).astype(bool)
-    lab_floor = lab ^ (key & np.uint64(1)).astype(bool)
-    return (key >> np.uint64(_SHIFT)).astype(np.uint32), lab, lab_floor
-
-
-def _record_block_packed(
-    s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Packed-key kernel of :func:`_record_block` for float32 scores."""
-    K = s_in.shape[1]
-    if fold is None:
-        us, lab, lab_floor = _packed_fold(s_in, s_out, swap)
-        ties = _ties(us)
-        return tuple(_packed_correct(lb, ties).max(axis=1) / (2 * K) for lb in (lab, lab_floor))
-    ua, la, fa = _packed_fold(s_in[:, fold], s_out[:, fold], swap[:, fold])
-    ub, lb, fb = _packed_fold(s_in[:, ~fold], s_out[:, ~fold], swap[:, ~fold])
-    ties_a, ties_b = _ties(ua), _ties(ub)
-    out = []
-    for a, b in ((la, lb), (fa, fb)):
-        ta = _packed_threshold(ua, np.argmax(_packed_correct(a, ties_a), axis=1))
-        tb = _packed_threshold(ub, np.argmax(_packed_correct(b, ties_b), axis=1))
-        correct = ((ub >= ta[:, None]) == b).sum(axis=1) + ((ua >= tb[:, None]) == a).sum(axis=1)
-        out.append(correct / (2 * K))
-    return out[0], out[1]
-
-
 def _ties(us: np.ndarray) -> np.ndarray:
     """Bool (rows, n + 1): cuts that would split a run of equal sorted keys."""
     mb, n = us.shape
@@ -398,7 +490,11 @@ def _ties(us: np.ndarray) -> np.ndarray:
 
 
 def _packed_correct(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
-    """Correct predictions at every cut of sorted rows (as :func:`_cut_correct`), in place."""
+    """Correct predictions at every cut k of sorted rows (k lowest -> "out"); -1 at ties.
+
+    correct(k) = #out below k + #in at or above k = k - 2 cum_in(k) + n_in. A cut inside a run
+    of equal scores is invalid (ties fall on one side) and reads -1.
+    """
     mb, n = lab.shape
     dt = np.int16 if n < 16000 else np.int32
     cum = np.zeros((mb, n + 1), dtype=dt)
@@ -622,6 +718,95 @@ def _pair_chunks(scores, mem, inf, cols, k):
         yield r, np.ascontiguousarray(s_in.T), np.ascontiguousarray(s_out.T)
 
 
+# --------------------------------------------------------------------------- one sort per record
+def _check_cross_fit(estimator: str, inf: np.ndarray) -> None:
+    K = inf.sum(axis=0)
+    if estimator == "cross_fit" and np.any(K < 2):
+        raise V.fail(
+            "estimator", estimator,
+            f"to be 'in_sample' when a record has fewer than 2 model pairs (found {int(K.min())})",
+            "cross_fit needs one pair to choose the threshold and another to score it",
+        )
+
+
+class _EstimatorTask:
+    """PA-ALOOA / PA-LOOA accuracy and floor of one estimator, fed by :func:`_record_pass`."""
+
+    def __init__(self, estimator: str, rng: np.random.Generator, m: int):
+        self.estimator, self.rng = estimator, rng
+        self.acc, self.acc_floor = np.empty(m), np.empty(m)
+
+    def prepare(self, blocks) -> None:
+        """Draw all randomness up front, block by block (results independent of threads)."""
+        self.draws = []
+        for cols, k, _ in blocks:
+            # The pairs are exchangeable (independent trainings), so one seeded split of the
+            # pair positions serves every record of the block.
+            fold = None
+            if self.estimator == "cross_fit":
+                fold = np.zeros(k, dtype=bool)
+                fold[self.rng.permutation(k)[: k // 2]] = True
+            self.draws.append((fold, _coins(self.rng, (cols.size, k))))
+
+    def planes(self, bi: int, r: slice) -> tuple:
+        """Bits this task needs carried through the shared sort of all 2K scores."""
+        fold, swap = self.draws[bi]
+        return (swap[r],) if fold is None else ()
+
+    def compute(self, bi: int, r: slice, s_in, s_out, shared, first: int):
+        fold, swap = self.draws[bi]
+        if fold is None:
+            return _record_estimates(shared(), first)
+        # the two folds are sorted apart: two sorts of K entries cost less than one of 2K
+        # (numpy's vectorised sort networks) plus the compaction of each fold out of it
+        return _block_estimates(s_in, s_out, fold, swap[r])
+
+    def store(self, idx: np.ndarray, out) -> None:
+        self.acc[idx], self.acc_floor[idx] = out
+
+    def result(self, rec, grp, inf, signal) -> RecordRisk:
+        auditor = "PA-ALOOA" if np.all(inf) else "PA-LOOA"
+        K = inf.sum(axis=0).astype(np.int64)
+        acc = self.acc
+        return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * self.acc_floor - 1, auditor, self.estimator, K, signal)
+
+
+def _record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: list) -> None:
+    """Sort each audited record's 2K scores once and hand the sorted rows to every task.
+
+    Each task has ``prepare(blocks)`` (draws its randomness for every block of records with
+    equal K, in order, before any work), ``planes(block_index, rows_slice)`` (the per-pair bits
+    it needs carried through the shared sort), ``compute(block_index, rows_slice, s_in, s_out,
+    shared, first_plane)`` (``shared()`` returns the shared :class:`_SortedRows`, built on first
+    use) and ``store(record_positions, output)``. Blocks of records keep the temporaries in cache;
+    numpy's sorts and reductions release the GIL, so blocks run on threads, and since all
+    randomness is drawn first the results do not depend on the number of threads.
+    """
+    blocks = list(_pair_blocks(_as_f32(scores), mem, inf))
+    for task in tasks:
+        task.prepare(blocks)
+    for bi, (cols, _k, chunks) in enumerate(blocks):
+
+        def work(chunk, bi=bi):
+            r, s_in, s_out = chunk
+            planes, first = [], []
+            for task in tasks:
+                first.append(len(planes))
+                planes.extend(np.broadcast_to(p, s_in.shape) for p in task.planes(bi, r))
+            full: list = []
+
+            def shared():  # all 2K scores of each record sorted once, for every task that reads them
+                if not full:
+                    full.append(_SortedRows(s_in, s_out, tuple(planes)))
+                return full[0]
+
+            return r, [task.compute(bi, r, s_in, s_out, shared, f) for task, f in zip(tasks, first, strict=True)]
+
+        for r, outs in _map_threads(work, chunks):
+            for task, out in zip(tasks, outs, strict=True):
+                task.store(cols[r], out)
+
+
 # --------------------------------------------------------------------------- public API
 def record_risk(
     losses: np.ndarray,
@@ -687,36 +872,10 @@ def record_risk(
     V.choice("estimator", estimator, _ESTIMATORS)
     scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
     inf = _informative(mem, rec)
-    K = inf.sum(axis=0).astype(np.int64)
-    if estimator == "cross_fit" and np.any(K < 2):
-        raise V.fail(
-            "estimator", estimator,
-            f"to be 'in_sample' when a record has fewer than 2 model pairs (found {int(K.min())})",
-            "cross_fit needs one pair to choose the threshold and another to score it",
-        )
-    rng = as_generator(seed)
-    acc = np.empty(rec.size)
-    acc_floor = np.empty(rec.size)
-    for cols, k, chunks in _pair_blocks(_as_f32(scores), mem, inf):
-        # The pairs are exchangeable (independent trainings), so one seeded split of the pair
-        # positions serves every record of the block.
-        fold = None
-        if estimator == "cross_fit":
-            fold = np.zeros(k, dtype=bool)
-            fold[rng.permutation(k)[: k // 2]] = True
-        swap = _coins(rng, (cols.size, k))
-
-        def work(chunk, fold=fold, swap=swap):
-            r, s_in, s_out = chunk
-            return r, _record_block(s_in, s_out, fold, swap[r])
-
-        # Blocks of records keep the temporaries in cache; numpy's sorts and reductions release
-        # the GIL, so blocks run on threads. All randomness is drawn above: results do not
-        # depend on the number of threads.
-        for r, (a, f) in _map_threads(work, chunks):
-            acc[cols[r]], acc_floor[cols[r]] = a, f
-    auditor = "PA-ALOOA" if np.all(inf) else "PA-LOOA"
-    return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * acc_floor - 1, auditor, estimator, K, signal)
+    _check_cross_fit(estimator, inf)
+    task = _EstimatorTask(estimator, as_generator(seed), rec.size)
+    _record_pass(scores, mem, inf, [task])
+    return task.result(rec, grp, inf, signal)
 
 
 def global_risk(

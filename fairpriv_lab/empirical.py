@@ -44,7 +44,7 @@ from scipy import special, stats
 
 from . import _validate as V
 from ._rng import SeedLike, as_generator
-from .audit import Signal, _informative, _inputs, _pair_blocks
+from .audit import Signal, _informative, _inputs, _record_pass, _SortedRows
 
 __all__ = ["EmpiricalEpsilon", "empirical_epsilon", "gdp_epsilon", "clopper_pearson_upper"]
 
@@ -165,51 +165,97 @@ class EmpiricalEpsilon:
         return (self.fp == 0) & (self.fn == 0)
 
 
-def _select_threshold(x_in, x_out, level):
-    """Per row, the threshold maximising the fold's own GDP lower bound (midpoint rule)."""
-    mb, k = x_in.shape
-    X = np.concatenate([x_in, x_out], axis=1)
-    order = np.argsort(X, axis=1)
-    xs = np.take_along_axis(X, order, axis=1).astype(np.float64)
-    lab = order < k
-    n = 2 * k
-    cum_in = np.zeros((mb, n + 1), dtype=np.int64)
-    np.cumsum(lab, axis=1, out=cum_in[:, 1:])
-    cuts = np.arange(n + 1)
-    fn = cum_in  # in-trials below the cut are predicted "out"
-    fp = k - (cuts[None, :] - cum_in)  # out-trials at or above the cut
-    table = np.arange(k + 1)
-    z_fp = special.ndtri(1 - clopper_pearson_upper(table, k, level))
-    z_fn = special.ndtri(clopper_pearson_upper(table, k, level))
+def _mu_table(k: int, level: float) -> np.ndarray:
+    """Mu of every (fp, fn) count pair of a fold with k pairs, flat, -inf where undefined.
+
+    ``table[fp * (k + 1) + fn] = Phi^-1(1 - FPR+(fp)) - Phi^-1(FNR+(fn))``: one gather per cut
+    instead of two lookups and a subtraction.
+    """
+    counts = np.arange(k + 1)
+    z_fp = special.ndtri(1 - clopper_pearson_upper(counts, k, level))
+    z_fn = special.ndtri(clopper_pearson_upper(counts, k, level))
     with np.errstate(invalid="ignore"):
-        mu = z_fp[fp] - z_fn[fn]
-    mu = np.where(np.isnan(mu), -np.inf, mu)
-    if n > 1:
-        mu[:, 1:-1][xs[:, :-1] >= xs[:, 1:]] = -np.inf
-    kstar = np.argmax(mu, axis=1)
-    lo = np.take_along_axis(xs, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]
-    hi = np.take_along_axis(xs, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]
-    mid = lo / 2 + hi / 2
-    mid = np.where(mid <= lo, hi, mid)
-    return np.where(kstar == 0, -np.inf, np.where(kstar == n, np.inf, mid))
+        mu = z_fp[:, None] - z_fn[None, :]
+    return np.where(np.isnan(mu), -np.inf, mu).ravel()
+
+
+def _select_threshold(rows, lab, ties, level):
+    """Per sorted row, the threshold maximising the fold's own GDP lower bound (midpoint rule).
+
+    ``rows`` holds one fold's k in-scores and k out-scores of each record, sorted
+    (:class:`fairpriv_lab.audit._SortedRows`). At the cut below sorted position j the
+    in-trials below are false negatives and the out-trials at or above false positives.
+    """
+    mb, n = lab.shape
+    k = n // 2
+    it = np.int32 if (k + 1) ** 2 < 2**31 else np.int64
+    cum_in = np.zeros((mb, n + 1), dtype=it)
+    np.cumsum(lab, axis=1, dtype=it, out=cum_in[:, 1:])
+    # fp = k - (cut - cum_in); index = fp * (k + 1) + fn with fn = cum_in
+    idx = cum_in * (k + 2)
+    idx += (k - np.arange(n + 1, dtype=it)) * (k + 1)
+    mu = _mu_table(k, level)[idx]
+    np.putmask(mu, ties, -np.inf)
+    return rows.thresholds(np.argmax(mu, axis=1))
+
+
+class _EmpiricalTask:
+    """Held-out FP and FN per record, fed by :func:`fairpriv_lab.audit._record_pass`.
+
+    For each record the K pairs are split at random into two folds (``K // 2`` in fold A); the
+    threshold chosen on one fold is applied to the other, both ways.
+    """
+
+    def __init__(self, rng: np.random.Generator, m: int, level: float):
+        self.rng, self.level = rng, level
+        self.fp, self.fn = np.zeros(m, np.int64), np.zeros(m, np.int64)
+
+    def prepare(self, blocks) -> None:
+        self.folds = [self.rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (cols.size, k)), axis=1)
+                      for cols, k, _ in blocks]
+
+    def planes(self, bi, r):
+        return ()
+
+    def compute(self, bi, r, s_in, s_out, shared, first):
+        return _heldout(_SortedRows(s_in, s_out, top=self.folds[bi][r]), self.level)
+
+    def store(self, idx, out) -> None:
+        self.fp[idx], self.fn[idx] = out
+
+    def result(self, rec, grp, inf, group_names, delta, alpha) -> EmpiricalEpsilon:
+        return _summarise(rec, grp, inf.sum(axis=0).astype(np.int64), self.fp, self.fn,
+                          group_names, delta, alpha)
 
 
 def _heldout_counts(s_in, s_out, fold, level):
-    """FP and FN per row when each fold is scored by the threshold selected on the other."""
-    mb, k = s_in.shape
-    ia = np.argsort(~fold, axis=1, kind="stable")  # fold A pairs first
-    ka = int(fold[0].sum()) if mb else 0
-    parts = [
-        (np.take_along_axis(s_in, ia[:, sl], axis=1), np.take_along_axis(s_out, ia[:, sl], axis=1))
-        for sl in (slice(0, ka), slice(ka, k))
-    ]
-    fp = np.zeros(mb, np.int64)
-    fn = np.zeros(mb, np.int64)
-    for (fit_in, fit_out), (test_in, test_out) in ((parts[0], parts[1]), (parts[1], parts[0])):
-        tau = _select_threshold(fit_in, fit_out, level)[:, None]
-        fp += (test_out >= tau).sum(axis=1)
-        fn += (test_in < tau).sum(axis=1)
+    """FP and FN per row when each fold is scored by the threshold selected on the other.
+
+    ``s_in``, ``s_out`` (rows, K) scores; ``fold`` (rows, K) bool, ``K // 2`` True per row.
+    """
+    return _heldout(_SortedRows(s_in, s_out, top=fold), level)
+
+
+def _heldout(rows, level):
+    """FP and FN of each row of sorted scores built with ``top`` = the fold-A flags."""
+    b, a = rows.split(2 * (rows.K - rows.K // 2))  # fold B sorts below fold A
+    fp = np.zeros(a.v.shape[0], np.int64)
+    fn = np.zeros(a.v.shape[0], np.int64)
+    for fit, test in ((a, b), (b, a)):
+        lab = test.lab
+        member = test.above(_select_threshold(fit, fit.lab, fit.ties(), level))
+        fp += (member > lab).sum(axis=1)
+        fn += (member < lab).sum(axis=1)
     return fp, fn
+
+
+def _check_pairs(inf: np.ndarray) -> None:
+    K = inf.sum(axis=0)
+    if np.any(K < 2):
+        raise V.fail(
+            "membership", f"a game with {int(K.min())} pair(s) for some record",
+            "to audit every record with >= 2 model pairs (one fold chooses the threshold, the other tests it)",
+        )
 
 
 def empirical_epsilon(
@@ -264,20 +310,15 @@ def empirical_epsilon(
     alpha = V.number("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
     scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
     inf = _informative(mem, rec)
-    K = inf.sum(axis=0).astype(np.int64)
-    if np.any(K < 2):
-        raise V.fail(
-            "membership", f"a game with {int(K.min())} pair(s) for some record",
-            "to audit every record with >= 2 model pairs (one fold chooses the threshold, the other tests it)",
-        )
+    _check_pairs(inf)
+    task = _EmpiricalTask(as_generator(seed), rec.size, alpha / 2)
+    _record_pass(scores, mem, inf, [task])
+    return task.result(rec, grp, inf, group_names, delta, alpha)
+
+
+def _summarise(rec, grp, K, fp, fn, group_names, delta, alpha) -> EmpiricalEpsilon:
+    """Per-record and per-group bounds from the held-out counts."""
     level = alpha / 2
-    rng = as_generator(seed)
-    fp = np.zeros(rec.size, np.int64)
-    fn = np.zeros(rec.size, np.int64)
-    for cols, k, chunks in _pair_blocks(scores, mem, inf):
-        fold = rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (cols.size, k)), axis=1)
-        for r, s_in, s_out in chunks:
-            fp[cols[r]], fn[cols[r]] = _heldout_counts(s_in, s_out, fold[r], level)
     mu, fpr, fnr = _mu(fp, fn, K, K, level)
     eps = gdp_epsilon(mu, delta)
     cap_mu, _, _ = _mu(np.zeros(1), np.zeros(1), K.min(keepdims=True), K.min(keepdims=True), level)
