@@ -12,8 +12,8 @@ from typing import Literal
 
 import numpy as np
 
-from fairpriv_lab.audit import RecordRisk, attack_scores
-from fairpriv_lab.exceptions import ConfigError
+from fairpriv_lab._core.exceptions import ConfigError
+from fairpriv_lab.audit.attacks import RecordRisk, attack_scores
 
 from ._compat import SeedLike, V, as_generator
 

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from fairpriv_lab.risk import OutcomeFairness
+from fairpriv_lab.audit.risk import OutcomeFairness
 
 from ._compat import SeedLike, V, as_generator
 from .old_audit import (
