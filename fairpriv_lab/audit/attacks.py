@@ -202,15 +202,11 @@ def attack_scores(
 def _taus(xs: np.ndarray, kstar: np.ndarray) -> np.ndarray:
     """Threshold of cut kstar in sorted rows: midpoint of the neighbours, -inf/+inf at the ends."""
     mb, n = xs.shape
-    tau = np.full(mb, -np.inf)
     if n == 0:
-        return tau
-    lo = np.take_along_axis(xs, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0].astype(np.float64)
-    hi = np.take_along_axis(xs, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0].astype(np.float64)
-    mid = lo / 2 + hi / 2
-    mid = np.where(mid <= lo, hi, mid)  # adjacent floats: keep lo < tau <= hi
-    tau = np.where(kstar == 0, -np.inf, np.where(kstar == n, np.inf, mid))
-    return tau
+        return np.full(mb, -np.inf)
+    lo = np.take_along_axis(xs, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(xs, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]
+    return _midpoint(lo, hi, kstar == 0, kstar == n, packed=False)
 
 
 class _SortedRows:
@@ -471,13 +467,30 @@ def _packed_threshold(us: np.ndarray, kstar: np.ndarray) -> np.ndarray:
     mb, n = us.shape
     if n == 0:
         return np.zeros(mb, np.uint32)
-    lo = _f32(np.take_along_axis(us, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]).astype(np.float64)
-    hi = _f32(np.take_along_axis(us, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]).astype(np.float64)
-    mid = lo / 2 + hi / 2  # exact in float64 and strictly between two float32 values
-    t = mid.astype(np.float32)
-    t = np.where(t.astype(np.float64) < mid, np.nextafter(t, np.float32(np.inf)), t)
-    ut = _u32(t.astype(np.float32))
-    return np.where(kstar == 0, np.uint32(0), np.where(kstar == n, _NONE, ut)).astype(np.uint32)
+    lo = np.take_along_axis(us, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(us, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]
+    return _midpoint(lo, hi, kstar == 0, kstar == n, packed=True)
+
+
+def _midpoint(lo, hi, first, last, packed: bool) -> np.ndarray:
+    """Threshold strictly between sorted neighbours lo < hi (the midpoint rule).
+
+    ``first``: the cut is below every entry (threshold -inf: all "member"); ``last``: above
+    every entry (+inf: none). ``packed``: lo, hi and the result are uint32 keys of float32
+    scores (the result is the smallest float32 >= the exact float64 midpoint, so that
+    ``key >= threshold`` decides exactly as ``score >= midpoint``); else float64 values.
+    """
+    if packed:
+        lo64, hi64 = _f32(lo).astype(np.float64), _f32(hi).astype(np.float64)
+        mid = lo64 / 2 + hi64 / 2  # exact in float64 and strictly between two float32 values
+        t = mid.astype(np.float32)
+        t = np.where(t.astype(np.float64) < mid, np.nextafter(t, np.float32(np.inf)), t)
+        ut = _u32(t.astype(np.float32))
+        return np.where(first, np.uint32(0), np.where(last, _NONE, ut)).astype(np.uint32)
+    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
+    mid = lo / 2 + hi / 2
+    mid = np.where(mid <= lo, hi, mid)  # adjacent floats: keep lo < tau <= hi
+    return np.where(first, -np.inf, np.where(last, np.inf, mid))
 
 
 def _ties(us: np.ndarray) -> np.ndarray:

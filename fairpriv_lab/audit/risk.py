@@ -34,8 +34,11 @@ from .attacks import (
     _as_f32,
     _informative,
     _inputs,
+    _map_threads,
+    _midpoint,
     _pair_blocks,
     _record_block,
+    _SortedRows,
 )
 
 __all__ = ["GroupRisk", "OutcomeFairness", "outcome_fairness", "pair_bootstrap"]
@@ -330,9 +333,11 @@ def pair_bootstrap(
     drawn over the *original* pairs, so copies of one pair always land in the same fold
     (otherwise a model would both choose and test the threshold).
 
-    Cost: one :func:`~fairpriv_lab.audit.record_risk` per replicate (a loop over
-    replicates; each is vectorised): about 10 ms at 2,000 records x 64 models, about 1 s at
-    45,222 x 400. Meant for notebook-sized audits.
+    Cost: when every pair audits every record (ALOOA, half-split), each record's 2R scores are
+    sorted once and a replicate only reweights them (pair j drawn w_j times counts w_j times;
+    :func:`_weighted_ipr`, exactly equal to recomputing on the drawn pairs): a weighted
+    cumulative count per replicate instead of a sort. In LOO games the drawn pairs change
+    which records are audited, and each replicate recomputes the IPRs from them.
 
     Parameters
     ----------
@@ -388,30 +393,107 @@ def pair_bootstrap(
     rng = as_generator(seed)
     out = np.full((n_boot, n_groups), np.nan)
     members = [np.flatnonzero(grp == g) for g in range(n_groups)]
+    sorted_blocks = _sorted_all_pairs(scores, mem, inf) if inf.all() else None
     for b in range(n_boot):  # loop over replicates; each replicate is vectorised
         pick = rng.integers(0, n_pairs, n_pairs)
-        fold = None
+        fold = orig_fold = None
         if estimator == "cross_fit":
             orig_fold = rng.permutation(n_pairs) < n_pairs // 2
             while orig_fold[pick].all() or not orig_fold[pick].any():  # both folds non-empty
                 pick = rng.integers(0, n_pairs, n_pairs)
             fold = orig_fold[pick]  # copies of one pair share its fold
-        models = np.stack([2 * pick, 2 * pick + 1], axis=1).ravel()
-        s_b, m_b, inf_b = scores[models], mem[models], inf[pick]
-        ipr = np.full(rec.size, np.nan)
-        for cols, k, chunks in _pair_blocks(s_b, m_b, inf_b):
-            if k == 0:  # LOO targets none of whose pairs were drawn
-                continue
-            swap = np.zeros((cols.size, k), dtype=bool)
-            for r, s_in, s_out in chunks:
-                acc, _ = _record_block(s_in, s_out, fold, swap[r])
-                ipr[cols[r]] = 2 * acc - 1
+        if sorted_blocks is not None:
+            ipr = _weighted_ipr(sorted_blocks, rec.size, np.bincount(pick, minlength=n_pairs), orig_fold)
+        else:  # LOO games: a record's pairs depend on the draw; recompute from the drawn pairs
+            ipr = _drawn_ipr(scores, mem, inf, pick, fold, rec.size)
         for g, idx in enumerate(members):
             vals = ipr[idx]
             vals = vals[np.isfinite(vals)]
             if vals.size:
                 out[b, g] = 100 * vals[rng.integers(0, vals.size, vals.size)].mean()
     return out
+
+
+def _drawn_ipr(scores, mem, inf, pick, fold, m) -> np.ndarray:
+    """IPR of every record from the drawn pairs (copies included), NaN without any."""
+    models = np.stack([2 * pick, 2 * pick + 1], axis=1).ravel()
+    s_b, m_b, inf_b = scores[models], mem[models], inf[pick]
+    ipr = np.full(m, np.nan)
+    for cols, k, chunks in _pair_blocks(s_b, m_b, inf_b):
+        if k == 0:  # LOO targets none of whose pairs were drawn
+            continue
+        swap = np.zeros((cols.size, k), dtype=bool)
+        for r, s_in, s_out in chunks:
+            acc, _ = _record_block(s_in, s_out, fold, swap[r])
+            ipr[cols[r]] = 2 * acc - 1
+    return ipr
+
+
+def _sorted_all_pairs(scores, mem, inf) -> list:
+    """Every record's 2R scores sorted once, as (record positions, values, labels, pairs, ties)."""
+    out = []
+    for cols, _k, chunks in _pair_blocks(scores, mem, inf):
+        for r, s_in, s_out in chunks:
+            rows = _SortedRows(s_in, s_out, with_pair=True)
+            pair = rows.pair.astype(np.int32 if rows.K >= 2**15 else np.int16)
+            out.append((cols[r], rows.v, rows.lab, pair, rows.ties(), rows.packed))
+    return out
+
+
+def _weighted_ipr(blocks, m: int, w: np.ndarray, orig_fold: np.ndarray | None) -> np.ndarray:
+    """IPR of every record when pair j counts ``w[j]`` times (a pair bootstrap replicate).
+
+    Equal to recomputing the estimator on the drawn pairs with their copies: a copy adds its
+    two scores once more, i.e. weight, and cuts inside runs of equal scores stay invalid, so
+    the best cut (in-sample) and the fold thresholds (cross-fit: the lowest best cut of fold A
+    among the scores of fold A's drawn pairs, at the midpoint of its neighbours) are the same;
+    the pairs not drawn have weight 0 and never count.
+    """
+    ipr = np.empty(m)
+    K = int(w.sum())
+
+    def work(block):
+        cols, v, lab, pair, ties, packed = block
+        we = w.astype(np.int32)[pair]
+        if orig_fold is None:
+            acc = _weighted_correct(we, lab, ties).max(axis=1) / (2 * K)
+        else:
+            in_a = orig_fold[pair]
+            wa = np.where(in_a, we, 0)
+            wb = we - wa
+            ta = _weighted_threshold(v, lab, ties, wa, packed)
+            tb = _weighted_threshold(v, lab, ties, wb, packed)
+            correct = (wb * ((v >= ta[:, None]) == lab)).sum(axis=1) + (wa * ((v >= tb[:, None]) == lab)).sum(axis=1)
+            acc = correct / (2 * K)
+        return cols, 2 * acc - 1
+
+    for cols, values in _map_threads(work, blocks):
+        ipr[cols] = values
+    return ipr
+
+
+def _weighted_correct(we: np.ndarray, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """Weighted correct count at every cut of sorted rows; a large negative number at ties."""
+    rows, n = lab.shape
+    d = np.zeros((rows, n + 1), np.int32)
+    np.cumsum(np.where(lab, -we, we), axis=1, out=d[:, 1:])
+    d += np.where(lab, we, 0).sum(axis=1, dtype=np.int32)[:, None]  # weight of the "in" trials
+    np.putmask(d, ties, np.iinfo(np.int32).min)
+    return d
+
+
+def _weighted_threshold(v, lab, ties, wf, packed) -> np.ndarray:
+    """Lowest best threshold of the fold whose entries have weight ``wf`` > 0 (others ignored)."""
+    rows, n = v.shape
+    pstar = np.argmax(_weighted_correct(wf, lab, ties), axis=1)
+    # the best cut lies between the fold's last entry below pstar and its first at or after it;
+    # entries of weight 0 in between tie with the one below (pstar is the first valid cut)
+    after = (wf > 0) & (np.arange(n) >= pstar[:, None])
+    big = np.array(np.iinfo(np.uint32).max if packed else np.inf, dtype=v.dtype)
+    hi = np.where(after, v, big).min(axis=1)
+    lo = np.take_along_axis(v, np.maximum(pstar - 1, 0)[:, None], axis=1)[:, 0]
+    first, none_after = pstar == 0, ~after.any(axis=1)
+    return _midpoint(lo, hi, first, none_after, packed)
 
 
 # --------------------------------------------------------------------------- outcome fairness
