@@ -318,7 +318,7 @@ def _train_one_chunk(cfg, train, test, rows, delta, seed, progress, offset, tota
             batch_size=t.batch_size, lr=t.lr, optimizer=t.optimizer, clip=t.clip,
             noise_multiplier=t.noise_multiplier, target_epsilon=t.epsilon, delta=delta,
             accountant=t.accountant, hidden=t.hidden, device=cfg.device, seed=seed,
-            progress=inner, test=test,
+            progress=inner, test=test, diagnostics=t.resolved_diagnostics,
         )
     except TrainingDivergedError as err:
         # the engine counts models within the chunk: name the model of the game instead
