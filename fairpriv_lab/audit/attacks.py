@@ -339,14 +339,32 @@ class _SortedRows:
         return self.v >= tau[:, None]
 
 
+def _cut_gain(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """``d(k) = #out - #in among the k lowest`` at every cut of sorted rows; the minimum at ties.
+
+    ``correct(k) = d(k) + n_in``: with n_in fixed per row, d has the same best cut (one
+    cumulative sum of +-1 steps instead of counts and arithmetic afterwards).
+    """
+    mb, n = lab.shape
+    dt = np.int16 if n < 16000 else np.int32
+    d = np.zeros((mb, n + 1), dtype=dt)
+    step = np.subtract(np.int8(1), lab.view(np.int8) << np.int8(1), dtype=np.int8)
+    np.cumsum(step, axis=1, dtype=dt, out=d[:, 1:])
+    np.putmask(d, ties, np.iinfo(dt).min)
+    return d
+
+
 def _fit(rows: _SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
     """Lowest accuracy-maximising threshold of each sorted row for labels ``lab``."""
-    return rows.thresholds(np.argmax(_packed_correct(lab, ties), axis=1))
+    return rows.thresholds(np.argmax(_cut_gain(lab, ties), axis=1))
 
 
 def _in_sample_acc(rows: _SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
-    """In-sample accuracy: the best cut's correct count over the 2K trials of each row."""
-    return _packed_correct(lab, ties).max(axis=1) / (2 * rows.K)
+    """In-sample accuracy: the best cut's correct count over the 2K trials of each row.
+
+    Every pair puts exactly one entry "in" (also after the floor's swap), so n_in = K.
+    """
+    return (_cut_gain(lab, ties).max(axis=1) + rows.K) / (2 * rows.K)
 
 
 def _cross_fit_acc(a: _SortedRows, b: _SortedRows, la, lb, ties_a, ties_b, K: int) -> np.ndarray:
@@ -504,24 +522,6 @@ def _ties(us: np.ndarray) -> np.ndarray:
     if n > 1:
         np.equal(us[:, :-1], us[:, 1:], out=ties[:, 1:-1])
     return ties
-
-
-def _packed_correct(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
-    """Correct predictions at every cut k of sorted rows (k lowest -> "out"); -1 at ties.
-
-    correct(k) = #out below k + #in at or above k = k - 2 cum_in(k) + n_in. A cut inside a run
-    of equal scores is invalid (ties fall on one side) and reads -1.
-    """
-    mb, n = lab.shape
-    dt = np.int16 if n < 16000 else np.int32
-    cum = np.zeros((mb, n + 1), dtype=dt)
-    np.cumsum(lab, axis=1, dtype=dt, out=cum[:, 1:])
-    n_in = cum[:, -1:].copy()
-    cum *= -2  # correct(k) = k - 2 cum_in(k) + n_in
-    cum += np.arange(n + 1, dtype=dt)
-    cum += n_in
-    np.putmask(cum, ties, -1)
-    return cum
 
 
 def _global_block(
