@@ -214,36 +214,43 @@ def _taus(xs: np.ndarray, kstar: np.ndarray) -> np.ndarray:
 
 
 class _SortedRows:
-    """The 2K scores of each record of a block, sorted once; every per-record analysis reads it.
+    """Sorted scores of each record of a block, with the bits each analysis needs riding along.
 
-    One sort per row serves the in-sample and cross-fitted estimators, their zero-leakage
-    floors and the empirical-epsilon folds: each needs only the sorted values (to find ties
-    and thresholds) and a few bits per entry -- the in/out label and per-pair flags such as
-    "the floor swaps this pair" or "this pair is in fold A" (``planes``), optionally the pair
-    index. The bits ride along in the sort key, so nothing is gathered afterwards. float32
-    scores are sorted as uint64 keys (order-preserving uint32 image of the score above the
-    32 payload bits; an integer sort is several times faster than argsort + gathers); other
-    dtypes go through one argsort. Both give identical results.
+    Every per-record analysis (in-sample and cross-fitted estimators, their zero-leakage
+    floors, the empirical-epsilon folds, the pair-bootstrap replicates) needs only the sorted
+    values (to find ties and thresholds) and a few bits per entry: the in/out label and
+    per-pair flags such as "the floor swaps this pair" (``planes``). The bits ride in the sort
+    key, so nothing is gathered after the sort and each floor shares its estimator's sort.
+    ``top`` (per pair) sorts above the score: the rows come out as [entries of pairs with top
+    False | entries with top True], each part sorted, so one sort yields both folds of a
+    per-record random split (empirical epsilon) without a compaction.
+
+    float32 scores are sorted as uint64 keys (top bit 63, the order-preserving uint32 image of
+    the score in bits 31-62, the payload in bits 0-30; an integer sort is several times faster
+    than argsort + gathers); other dtypes go through one argsort. Both give identical results.
+
+    Why not one sort of all 2K scores for every analysis: numpy sorts short rows with
+    vectorised networks, and two sorts of K entries (a cross-fit's folds) cost less than one
+    of 2K plus a compaction of each fold out of it (measured: the compacting version was
+    about twice as slow, see benchmarks/README.md).
 
     Attributes: ``v`` sorted values (uint32 keys or float64), ``low`` uint32 payload of every
-    entry (bit 0: in-model score; bit 1 + i: plane i; above them the pair index when asked),
-    ``packed`` (True for uint32 keys), ``K`` (pairs per row).
+    entry (bit 0: in-model score; bit 1 + i: plane i), ``packed`` (True for uint32 keys),
+    ``K`` (pairs per row).
     """
 
     __slots__ = ("key", "_v", "_low", "packed", "K", "n_planes")
 
     def __init__(self, s_in: np.ndarray, s_out: np.ndarray, planes: tuple = (),
-                 packed: bool | None = None, with_pair: bool = False, top: np.ndarray | None = None):
+                 packed: bool | None = None, top: np.ndarray | None = None):
         rows, K = s_in.shape
         self.K, self.n_planes = K, len(planes)
         if packed is None:
             packed = s_in.dtype == np.float32 and s_out.dtype == np.float32
         self.packed = packed
-        if len(planes) > 30 or (with_pair and K >= 2 ** (30 - len(planes))):
+        if len(planes) > 30:
             raise ValueError("too many payload bits")  # internal: never with the callers here
         base = np.zeros((rows, K), np.uint32)
-        if with_pair:
-            base |= np.arange(K, dtype=np.uint32) << np.uint32(1 + len(planes))
         for i, plane in enumerate(planes):
             base |= np.asarray(plane).astype(np.uint32) << np.uint32(1 + i)
         self.key = self._v = self._low = None
@@ -292,11 +299,6 @@ class _SortedRows:
     def plane(self, i: int) -> np.ndarray:
         """Bool: plane i's flag of the entry's pair."""
         return (self.low & np.uint32(2 << i)).astype(bool)
-
-    @property
-    def pair(self) -> np.ndarray:
-        """Pair index of every entry (only when built with ``with_pair``)."""
-        return (self.low >> np.uint32(1 + self.n_planes)).astype(np.intp)
 
     def select(self, keep: np.ndarray) -> _SortedRows:
         """Keep the entries where ``keep`` (rows, 2K) is True, in sorted order (equal counts per row)."""

@@ -27,15 +27,16 @@ from .._core import validate as V
 from .._core.exceptions import ConfigError, SmallGroupWarning
 from .._core.rng import SeedLike, as_generator
 from .attacks import (
+    _CHUNK_ELEMENTS,
     _ESTIMATORS,
     Estimator,
     RecordRisk,
     Signal,
     _as_f32,
+    _cross_fit_acc,
     _informative,
     _inputs,
     _map_threads,
-    _midpoint,
     _pair_blocks,
     _SortedRows,
 )
@@ -348,9 +349,10 @@ def pair_bootstrap(
     drawn over the *original* pairs, so copies of one pair always land in the same fold
     (otherwise a model would both choose and test the threshold).
 
-    Cost: each record's 2R scores are sorted once; a replicate only reweights them (pair j
-    drawn w_j times counts w_j times; :func:`_weighted_ipr`, exactly equal to recomputing the
-    estimator on the drawn pairs): weighted cumulative counts per replicate, no sort.
+    Cost: the records' in/out scores are laid out once; a replicate gathers the drawn pairs'
+    columns and sorts each fold (:func:`_replicate_ipr`; the same numbers as re-running
+    ``record_risk`` on the drawn models, without its floor): about a third of a
+    ``record_risk`` per replicate.
 
     Parameters
     ----------
@@ -416,14 +418,14 @@ def pair_bootstrap(
     rng = as_generator(seed)
     out = np.full((n_boot, n_groups), np.nan)
     members = [np.flatnonzero(grp == g) for g in range(n_groups)]
-    sorted_blocks = _sorted_all_pairs(scores, mem, inf)  # each record's 2R scores, sorted once
+    s_in, s_out = _record_major(scores, mem, inf)  # (m, R) in/out scores of every record, once
     for b in range(n_boot):  # loop over replicates; each replicate is vectorised
         pick = rng.integers(0, n_pairs, n_pairs)
         orig_fold = rng.permutation(n_pairs) < n_pairs // 2
         while orig_fold[pick].all() or not orig_fold[pick].any():  # both folds non-empty
             pick = rng.integers(0, n_pairs, n_pairs)
-        # copies of one pair share its fold: pair j drawn w_j times weighs w_j in its fold
-        ipr = _weighted_ipr(sorted_blocks, rec.size, np.bincount(pick, minlength=n_pairs), orig_fold)
+        fold = orig_fold[pick]  # copies of one pair share its fold
+        ipr = _replicate_ipr(s_in, s_out, pick[fold], pick[~fold])
         for g, idx in enumerate(members):
             vals = ipr[idx]
             vals = vals[np.isfinite(vals)]
@@ -432,66 +434,41 @@ def pair_bootstrap(
     return out
 
 
-def _sorted_all_pairs(scores, mem, inf) -> list:
-    """Every record's 2R scores sorted once, as (record positions, values, labels, pairs, ties)."""
-    out = []
+def _record_major(scores, mem, inf) -> tuple[np.ndarray, np.ndarray]:
+    """Every record's in-model and out-model score of each pair, shape (m, R) each."""
+    m, R = inf.shape[1], inf.shape[0]
+    s_in, s_out = np.empty((m, R), scores.dtype), np.empty((m, R), scores.dtype)
     for cols, _k, chunks in _pair_blocks(scores, mem, inf):
-        for r, s_in, s_out in chunks:
-            rows = _SortedRows(s_in, s_out, with_pair=True)
-            pair = rows.pair.astype(np.int32 if rows.K >= 2**15 else np.int16)
-            out.append((cols[r], rows.v, rows.lab, pair, rows.ties(), rows.packed))
-    return out
+        for r, a, b in chunks:
+            s_in[cols[r]], s_out[cols[r]] = a, b
+    return s_in, s_out
 
 
-def _weighted_ipr(blocks, m: int, w: np.ndarray, fold: np.ndarray) -> np.ndarray:
-    """Cross-fitted IPR of every record when pair j counts ``w[j]`` times (one replicate).
+def _replicate_ipr(s_in, s_out, pick_a, pick_b) -> np.ndarray:
+    """Cross-fitted IPR of every record on the drawn pairs (fold A = pick_a, B = pick_b).
 
-    ``fold`` (R,) bool marks the original pairs of fold A. Equal to recomputing the estimator
-    on the drawn pairs with their copies: a copy adds its two scores once more, i.e. weight;
-    cuts inside runs of equal scores stay invalid, so each fold's threshold (the lowest best cut
-    among the scores of the fold's drawn pairs, at the midpoint of its neighbours there) is the
-    same, and pairs not drawn weigh 0 and never count.
+    The same numbers as ``record_risk`` on the drawn models (copies included) with this fold
+    split; the per-record layout is built once per bootstrap, the zero-leakage floor (unused
+    by the replicates) is skipped, and each fold's scores are sorted apart (numpy sorts short
+    rows with vectorised networks: re-sorting a replicate's folds measured faster than
+    reweighting one stored sort of all 2R scores, which needs gathers and masked passes).
     """
+    m = s_in.shape[0]
+    K = pick_a.size + pick_b.size
     ipr = np.empty(m)
-    K = int(w.sum())
+    step = max(1, _CHUNK_ELEMENTS // (2 * K))
 
-    def work(block):
-        cols, v, lab, pair, ties, packed = block
-        we = w.astype(np.int32)[pair]
-        wa = np.where(fold[pair], we, 0)
-        wb = we - wa
-        ta = _weighted_threshold(v, lab, ties, wa, packed)
-        tb = _weighted_threshold(v, lab, ties, wb, packed)
-        correct = (wb * ((v >= ta[:, None]) == lab)).sum(axis=1) + (wa * ((v >= tb[:, None]) == lab)).sum(axis=1)
-        return cols, 2 * correct / (2 * K) - 1
+    def work(lo):
+        r = slice(lo, lo + step)
+        a = _SortedRows(s_in[r][:, pick_a], s_out[r][:, pick_a])
+        b = _SortedRows(s_in[r][:, pick_b], s_out[r][:, pick_b])
+        la, lb = a.lab, b.lab
+        acc = _cross_fit_acc(a, b, la, lb, a.ties(), b.ties(), K)
+        return r, 2 * acc - 1
 
-    for cols, values in _map_threads(work, blocks):
-        ipr[cols] = values
+    for r, values in _map_threads(work, range(0, m, step)):
+        ipr[r] = values
     return ipr
-
-
-def _weighted_correct(we: np.ndarray, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
-    """Weighted correct count at every cut of sorted rows; a large negative number at ties."""
-    rows, n = lab.shape
-    d = np.zeros((rows, n + 1), np.int32)
-    np.cumsum(np.where(lab, -we, we), axis=1, out=d[:, 1:])
-    d += np.where(lab, we, 0).sum(axis=1, dtype=np.int32)[:, None]  # weight of the "in" trials
-    np.putmask(d, ties, np.iinfo(np.int32).min)
-    return d
-
-
-def _weighted_threshold(v, lab, ties, wf, packed) -> np.ndarray:
-    """Lowest best threshold of the fold whose entries have weight ``wf`` > 0 (others ignored)."""
-    rows, n = v.shape
-    pstar = np.argmax(_weighted_correct(wf, lab, ties), axis=1)
-    # the best cut lies between the fold's last entry below pstar and its first at or after it;
-    # entries of weight 0 in between tie with the one below (pstar is the first valid cut)
-    after = (wf > 0) & (np.arange(n) >= pstar[:, None])
-    big = np.array(np.iinfo(np.uint32).max if packed else np.inf, dtype=v.dtype)
-    hi = np.where(after, v, big).min(axis=1)
-    lo = np.take_along_axis(v, np.maximum(pstar - 1, 0)[:, None], axis=1)[:, 0]
-    first, none_after = pstar == 0, ~after.any(axis=1)
-    return _midpoint(lo, hi, first, none_after, packed)
 
 
 # --------------------------------------------------------------------------- outcome fairness
