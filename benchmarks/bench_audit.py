@@ -112,7 +112,7 @@ def main() -> None:
     if args.old:
         from tests.reference import old_audit, old_empirical, old_risk
 
-        impls["old"] = (old_audit.record_risk, old_audit.global_risk, old_empirical.empirical_epsilon)
+        impls["old"] = (old_audit.record_risk, attacks.global_risk, old_empirical.empirical_epsilon)  # PA-GA/GBA unchanged
     print(f"bench_audit: {n:,} records x {M} models, float32 losses; {os.cpu_count()} CPUs; "
           f"load average before {os.getloadavg()[0]:.1f}; numpy {np.__version__}")
     for threads in [int(t) for t in args.threads.split(",")]:

@@ -35,6 +35,7 @@ Taught in notebook 4.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -165,18 +166,27 @@ class EmpiricalEpsilon:
         return (self.fp == 0) & (self.fn == 0)
 
 
+@functools.lru_cache(maxsize=16)
+def _z_tables(k: int, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """``Phi^-1(1 - FPR+(fp))`` and ``Phi^-1(FNR+(fn))`` for every count 0..k of a k-pair fold."""
+    counts = np.arange(k + 1)
+    return (special.ndtri(1 - clopper_pearson_upper(counts, k, level)),
+            special.ndtri(clopper_pearson_upper(counts, k, level)))
+
+
+@functools.lru_cache(maxsize=16)
 def _mu_table(k: int, level: float) -> np.ndarray:
     """Mu of every (fp, fn) count pair of a fold with k pairs, flat, -inf where undefined.
 
     ``table[fp * (k + 1) + fn] = Phi^-1(1 - FPR+(fp)) - Phi^-1(FNR+(fn))``: one gather per cut
-    instead of two lookups and a subtraction.
+    instead of two lookups and a subtraction (used up to 2,000 pairs per fold).
     """
-    counts = np.arange(k + 1)
-    z_fp = special.ndtri(1 - clopper_pearson_upper(counts, k, level))
-    z_fn = special.ndtri(clopper_pearson_upper(counts, k, level))
+    z_fp, z_fn = _z_tables(k, level)
     with np.errstate(invalid="ignore"):
         mu = z_fp[:, None] - z_fn[None, :]
-    return np.where(np.isnan(mu), -np.inf, mu).ravel()
+    mu = np.where(np.isnan(mu), -np.inf, mu).ravel()
+    mu.setflags(write=False)
+    return mu
 
 
 def _select_threshold(rows, lab, ties, level):
@@ -191,10 +201,16 @@ def _select_threshold(rows, lab, ties, level):
     it = np.int32 if (k + 1) ** 2 < 2**31 else np.int64
     cum_in = np.zeros((mb, n + 1), dtype=it)
     np.cumsum(lab, axis=1, dtype=it, out=cum_in[:, 1:])
-    # fp = k - (cut - cum_in); index = fp * (k + 1) + fn with fn = cum_in
-    idx = cum_in * (k + 2)
-    idx += (k - np.arange(n + 1, dtype=it)) * (k + 1)
-    mu = _mu_table(k, level)[idx]
+    if k <= 2000:
+        # fp = k - (cut - cum_in); index = fp * (k + 1) + fn with fn = cum_in
+        idx = cum_in * (k + 2)
+        idx += (k - np.arange(n + 1, dtype=it)) * (k + 1)
+        mu = _mu_table(k, level)[idx]
+    else:  # the (k + 1)^2 table would be large: two lookups
+        z_fp, z_fn = _z_tables(k, level)
+        with np.errstate(invalid="ignore"):
+            mu = z_fp[k - np.arange(n + 1) + cum_in] - z_fn[cum_in]
+        mu[np.isnan(mu)] = -np.inf
     np.putmask(mu, ties, -np.inf)
     return rows.thresholds(np.argmax(mu, axis=1))
 

@@ -1,19 +1,29 @@
 """The audit kernels as they were before the one-sort rewrite (issue 15), kept as references.
 
-Verbatim copies of ``fairpriv_lab/audit.py`` at commit daecb77 (record_risk, global_risk and
-their packed kernels); the tests check that the new implementation gives the same numbers
-for the same seed. Not part of the library.
+Verbatim copies of ``record_risk`` and its kernels from ``fairpriv_lab/audit.py`` at commit
+daecb77 (the input checks, chunking and bit helpers, which issue 15 did not change, are
+imported from the library); the tests check that the new implementation gives the same
+numbers for the same seed. Not part of the library.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 import numpy as np
 
-from fairpriv_lab._core.exceptions import ConfigError
-from fairpriv_lab.audit.attacks import RecordRisk, attack_scores
+from fairpriv_lab.audit.attacks import (  # unchanged by issue 15: shared with the library
+    RecordRisk,
+    _as_f32,
+    _coins,
+    _f32,
+    _informative,
+    _inputs,
+    _map_threads,
+    _pair_blocks,
+    _ties,
+    _u32,
+)
 
 from ._compat import SeedLike, V, as_generator
 
@@ -106,39 +116,6 @@ def _record_block_sorted(
     return out[0], out[1]
 
 
-def _global_acc(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    trial: np.ndarray,
-    cell: np.ndarray,
-    partner: np.ndarray,
-    order: np.ndarray | None = None,
-    balanced: bool = False,
-) -> np.ndarray:
-    """Per-record accuracy of per-(model, cell) thresholds; records scored by their partner's.
-
-    scores, labels, trial: (n_models, m); cell, partner: int (m,). Thresholds of cell c are
-    fitted on the trials of the records of cell c; record x is scored with the thresholds of
-    cell ``partner[x]``. ``order`` is the row-wise argsort of scores if already known.
-    """
-    if order is None:
-        order = np.argsort(scores, axis=1)
-    xs = np.take_along_axis(scores, order, axis=1)
-    tr = np.take_along_axis(trial, order, axis=1)
-    ls = np.take_along_axis(labels, order, axis=1)
-    cell_sorted = cell[order]
-    n_cells = int(max(cell.max(), partner.max())) + 1
-    tau = np.full((scores.shape[0], n_cells), -np.inf)
-    for c in np.unique(cell):  # loop over cells (groups x folds), never over records
-        sel = cell_sorted == c
-        mc = int(sel[0].sum())
-        xc = xs[sel].reshape(-1, mc)
-        lc, tc = ls[sel].reshape(-1, mc), tr[sel].reshape(-1, mc)
-        tau[:, c] = _weighted_taus(xc, lc, tc, balanced)
-    pred = scores >= tau[:, partner]
-    return ((pred == labels) & trial).sum(axis=0) / trial.sum(axis=0)
-
-
 # --------------------------------------------------------------------------- packed kernels
 # For float32 scores the sort is done on uint64 keys that pack the order-preserving uint32 image
 # of the score with the few bits each entry needs (fold or cell above it, labels below it):
@@ -147,21 +124,6 @@ def _global_acc(
 _SHIFT = 8  # score bits start here; bits 0-7 hold labels
 _TOP = 40  # fold / cell bits start here
 _CHUNK_ELEMENTS = 1 << 19  # rows per block so that a block's keys take about 4 MB
-
-
-def _u32(x: np.ndarray) -> np.ndarray:
-    """Order-preserving map float32 -> uint32 (-0.0 and 0.0 map to the same key)."""
-    i = (x + np.float32(0)).view(np.int32)  # + 0 turns -0.0 into 0.0
-    # negative floats: flip the magnitude bits (two's-complement order); then sign -> offset
-    i = i ^ ((i >> 31) & np.int32(0x7FFFFFFF))
-    return (i ^ np.int32(-(2**31))).view(np.uint32)
-
-
-def _f32(u: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`_u32`."""
-    i = np.ascontiguousarray(u, dtype=np.uint32).view(np.int32) ^ np.int32(-(2**31))
-    i = i ^ ((i >> 31) & np.int32(0x7FFFFFFF))
-    return i.view(np.float32)
 
 
 _NONE = np.uint32(0xFFFFFFFF)  # above the key of every finite float32: nobody is "member"
@@ -215,15 +177,6 @@ def _record_block_packed(
     return out[0], out[1]
 
 
-def _ties(us: np.ndarray) -> np.ndarray:
-    """Bool (rows, n + 1): cuts that would split a run of equal sorted keys."""
-    mb, n = us.shape
-    ties = np.zeros((mb, n + 1), dtype=bool)
-    if n > 1:
-        np.equal(us[:, :-1], us[:, 1:], out=ties[:, 1:-1])
-    return ties
-
-
 def _packed_correct(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
     """Correct predictions at every cut of sorted rows (as :func:`_cut_correct`), in place."""
     mb, n = lab.shape
@@ -238,218 +191,6 @@ def _packed_correct(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
     return cum
 
 
-def _global_block(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    swap: np.ndarray,
-    trial: np.ndarray,
-    cell: np.ndarray,
-    partner: np.ndarray,
-    balanced: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy and floor accuracy of PA-GA/PA-GBA (floor labels = labels ^ swap)."""
-    if scores.dtype != np.float32:
-        order = np.argsort(scores, axis=1)
-        return (
-            _global_acc(scores, labels, trial, cell, partner, order, balanced),
-            _global_acc(scores, labels ^ swap, trial, cell, partner, order, balanced),
-        )
-    n_models, m = scores.shape
-    floor_labels = labels ^ swap
-    n_trials = trial.sum(axis=0)
-    ok = np.zeros((2, m), np.int64)
-    step = max(1, _CHUNK_ELEMENTS // max(m, 1))
-
-    def work(lo: int) -> np.ndarray:  # blocks of models keep the temporaries in cache
-        rows = slice(lo, lo + step)
-        args = (scores[rows], labels[rows], floor_labels[rows], trial[rows])
-        return _global_chunk(*args, cell, partner, balanced)
-
-    for part in _map_threads(work, range(0, n_models, step)):
-        ok += part  # integer counts: the sum does not depend on the order
-    return ok[0] / n_trials, ok[1] / n_trials
-
-
-def _n_threads() -> int:
-    """Threads for the audit kernels: FAIRPRIV_LAB_THREADS, else the CPUs this process may use."""
-    env = os.environ.get("FAIRPRIV_LAB_THREADS")
-    if env:
-        return max(1, int(env))
-    try:
-        return max(1, min(8, len(os.sched_getaffinity(0))))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, min(8, os.cpu_count() or 1))
-
-
-def _map_threads(fn, items):
-    """Yield fn(item) for each item in order, computed on a small thread pool."""
-    n = _n_threads()
-    if n == 1:
-        yield from map(fn, items)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        yield from pool.map(fn, items)
-
-
-def _balanced(ctrial: np.ndarray, cin: np.ndarray) -> np.ndarray:
-    """Balanced accuracy at every cut: (out below)/n_out + (in at or above)/n_in (times 1/2 dropped).
-
-    Cross-fitted global thresholds must not learn the base rate: in a model's fitting half the
-    share of members is anti-correlated with the scoring half's (a model holds a fixed number
-    of audited members), so an accuracy-maximising threshold with no signal would score below
-    chance on the other half. Balanced accuracy has no base rate to learn.
-    """
-    n_in = cin[:, -1:].astype(np.float64)
-    n_out = ctrial[:, -1:] - n_in
-    return (ctrial - cin) / np.maximum(n_out, 1.0) + (n_in - cin) / np.maximum(n_in, 1.0)
-
-
-def _global_chunk(scores, labels, floor_labels, trial, cell, partner, balanced=False) -> np.ndarray:
-    """Correct-prediction counts per record, shape (2, m), for a block of models (packed)."""
-    n_models, m = scores.shape
-    u = _u32(scores)
-    bits = (labels.view(np.uint8) << np.uint8(2)) | (floor_labels.view(np.uint8) << np.uint8(1))
-    bits |= trial.view(np.uint8)
-    key = u.astype(np.uint64) << np.uint64(_SHIFT)
-    key |= bits
-    if cell.any():
-        key |= (cell.astype(np.uint64) << np.uint64(_TOP))[None, :]
-    key.sort(axis=1)
-    us = (key >> np.uint64(_SHIFT)).astype(np.uint32)
-    all_trials = bool(trial.all())
-    sizes = np.bincount(cell)
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    n_cells = int(max(cell.max(), partner.max())) + 1
-    thr = np.zeros((2, n_models, n_cells), np.uint32)
-    dt = np.int32
-    for c in np.flatnonzero(sizes):  # loop over cells (groups x halves), never over records
-        blk = slice(starts[c], starts[c + 1])
-        kb, ub = key[:, blk], us[:, blk]
-        n = ub.shape[1]
-        ties = _ties(ub)
-        ctrial = np.zeros((n_models, n + 1), dt)
-        if all_trials:
-            ctrial[:] = np.arange(n + 1, dtype=dt)
-        else:
-            np.cumsum((kb & np.uint64(1)).astype(bool), axis=1, dtype=dt, out=ctrial[:, 1:])
-        for j, bit in enumerate((4, 2)):
-            lab = (kb & np.uint64(bit | 1)) == np.uint64(bit | 1)
-            cin = np.zeros((n_models, n + 1), dt)
-            np.cumsum(lab, axis=1, dtype=dt, out=cin[:, 1:])
-            correct = ctrial - 2 * cin + cin[:, -1:]  # out below the cut + in at or above it
-            if balanced:
-                correct = _balanced(ctrial, cin)
-            np.putmask(correct, ties, -1)
-            thr[j, :, c] = _packed_threshold(ub, np.argmax(correct, axis=1))
-    del key, us
-    out = np.empty((2, m), np.int64)
-    single = n_cells == 1
-    for j, lb in enumerate((labels, floor_labels)):
-        pred = u >= (thr[j][:, :1] if single else thr[j][:, partner])
-        hit = pred == lb
-        if not all_trials:
-            hit &= trial
-        out[j] = hit.sum(axis=0)
-    return out
-
-
-# --------------------------------------------------------------------------- validation
-def _inputs(losses, membership, records, groups, signal, confidences):
-    """Validate and return (scores (n_models, m), membership (n_models, m), records, groups_rec)."""
-    scores = attack_scores(losses, signal=signal, confidences=confidences)
-    shape = np.shape(losses)
-    if scores.shape != shape:
-        raise V.fail("confidences", f"array of shape {scores.shape}", f"to have the shape of losses {shape}")
-    n_models, n = scores.shape
-    mem = V.bool_matrix("membership", membership, shape=(n_models, n))
-    if n_models < 2 or n_models % 2:
-        raise V.fail("n_models", n_models, "to be even and >= 2 (models come in complementary pairs)")
-    if records is None:
-        records = np.flatnonzero((mem[0::2] != mem[1::2]).any(axis=0))
-        if records.size == 0:
-            raise V.fail(
-                "membership", "a matrix with no audited record",
-                "to put some record in one model of a pair and out of the other",
-            )
-    rec = np.asarray(records)
-    if rec.ndim != 1 or rec.dtype.kind not in "iu" or rec.size == 0:
-        raise V.fail("records", f"array of shape {rec.shape} and dtype {rec.dtype}", "to be a non-empty 1-D integer array")
-    rec = rec.astype(np.int64)
-    if rec.min() < 0 or rec.max() >= n:
-        raise V.fail("records", f"ids in [{rec.min()}, {rec.max()}]", f"to lie in [0, {n - 1}]")
-    grp = np.zeros(n, dtype=np.int64) if groups is None else V.group_ids("groups", groups, n=n)
-    if rec.size == n and np.array_equal(rec, np.arange(n)):
-        return scores, mem, rec, grp  # every record audited (half-split game): no copies
-    return scores[:, rec], mem[:, rec], rec, grp[rec]
-
-
-def _coins(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Fair coin flips as a bool array (8 per random byte)."""
-    n = int(np.prod(shape))
-    bits = np.unpackbits(rng.integers(0, 256, size=(n + 7) // 8, dtype=np.uint8))[:n]
-    return bits.view(bool).reshape(shape)
-
-
-def _as_f32(scores: np.ndarray) -> np.ndarray:
-    """Scores as float32 when that loses nothing (the packed kernels), else unchanged."""
-    if scores.dtype == np.float32:
-        return scores
-    f = scores.astype(np.float32)
-    return f if np.array_equal(f, scores) else scores
-
-
-def _informative(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
-    """Bool (n_pairs, m): pairs where the record is in exactly one model; errors if none."""
-    inf = mem[0::2] != mem[1::2]
-    K = inf.sum(axis=0)
-    if np.any(K == 0):
-        bad = rec[K == 0]
-        shown = ", ".join(str(b) for b in bad[:5]) + (", ..." if bad.size > 5 else "")
-        raise ConfigError(
-            f"Records [{shown}] ({bad.size} in all) have no model pair in which they are in one "
-            "model and out of the other, so they have no in models or no out models to compare. "
-            "Audit only the game's audit records (records=game.audit_idx)."
-        )
-    return inf
-
-
-def _pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
-    """Yield (columns, K, chunks) for the records sharing the same number K of pairs.
-
-    ``chunks`` iterates over (row slice, s_in, s_out) with s_in/s_out of shape (rows, K): the
-    scores of each record's in-model and out-model in its K auditing pairs, built a block of
-    records at a time so that the transposition stays in cache.
-    """
-    K = inf.sum(axis=0)
-    if np.all(inf):
-        ks = [int(inf.shape[0])]
-    else:
-        ks = [int(k) for k in np.unique(K)]  # distinct pair counts (1 for every game here)
-    for k in ks:
-        cols = np.flatnonzero(K == k)
-        yield cols, k, _pair_chunks(scores, mem, inf, cols, k)
-
-
-def _pair_chunks(scores, mem, inf, cols, k):
-    step = max(1, _CHUNK_ELEMENTS // (2 * k))
-    full = cols.size == scores.shape[1]
-    for lo in range(0, cols.size, step):
-        r = slice(lo, lo + step)
-        c = slice(lo, min(lo + step, cols.size)) if full else cols[r]
-        in_even = mem[0::2, c]
-        even, odd = scores[0::2, c], scores[1::2, c]
-        s_in = np.where(in_even, even, odd)
-        s_out = np.where(in_even, odd, even)
-        if k < inf.shape[0]:
-            pick = np.argsort(~inf[:, c], axis=0, kind="stable")[:k]
-            s_in = np.take_along_axis(s_in, pick, axis=0)
-            s_out = np.take_along_axis(s_out, pick, axis=0)
-        yield r, np.ascontiguousarray(s_in.T), np.ascontiguousarray(s_out.T)
-
-
-# --------------------------------------------------------------------------- public API
 def record_risk(
     losses: np.ndarray,
     membership: np.ndarray,
@@ -544,111 +285,3 @@ def record_risk(
             acc[cols[r]], acc_floor[cols[r]] = a, f
     auditor = "PA-ALOOA" if np.all(inf) else "PA-LOOA"
     return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * acc_floor - 1, auditor, estimator, K, signal)
-
-
-def global_risk(
-    losses: np.ndarray,
-    membership: np.ndarray,
-    *,
-    records: np.ndarray,
-    groups: np.ndarray | None = None,
-    by_group: bool = False,
-    estimator: Estimator = "in_sample",
-    signal: Signal = "loss",
-    confidences: np.ndarray | None = None,
-    seed: SeedLike = None,
-) -> RecordRisk:
-    """Average-case baselines PA-GA (one threshold per model) and PA-GBA (per model and group).
-
-    PA-GA: for each model k, ``tau_k`` maximises the accuracy of ``score >= tau`` over the
-    model's audit trials (the audited records that k's pair audits, labelled in/out). A record's
-    accuracy is the fraction of its 2K models in which it is classified correctly:
-    ``acc(x) = (1/2K) sum_k 1[(s_k(x) >= tau_k) == in_k(x)]``. PA-GBA (``by_group=True``) uses
-    one threshold per (model, group), fitted on that group's records only.
-
-    ``estimator="in_sample"`` is the paper's definition (thresholds fitted on all audit
-    records, including the one being scored). ``"cross_fit"`` splits the records at random into
-    two halves (within each group) and scores each half with the thresholds fitted on the other;
-    a half with no records gives the threshold -inf (everything "member"). Cross-fitted
-    thresholds maximise *balanced* accuracy, so that they cannot learn a fitting half's share of
-    members, which is anti-correlated with the scoring half's (each model holds a fixed number
-    of audited members): with plain accuracy a leak-free audit would read below zero.
-
-    Each model's scores are sorted once (no loop over records, models or thresholds; the
-    thresholds loop over the few cells = groups x halves). The floor permutes labels within
-    records as in :func:`record_risk`.
-
-    Parameters
-    ----------
-    losses, membership : ndarray, shape (n_models, n_samples)
-        As in :func:`record_risk`.
-    records : array of int, shape (m,)
-        The audited records (``game.audit_idx``).
-    groups : array of int, shape (n_samples,), optional
-        Group id of every record; needed for ``by_group=True``.
-    by_group : bool
-        False for PA-GA, True for PA-GBA.
-    estimator : {"in_sample", "cross_fit"}
-    signal : {"loss", "confidence"}
-    confidences : ndarray, optional
-        As in :func:`record_risk`.
-    seed : int, numpy Generator or None
-        Randomness of the floor's permutation and of the cross-fit halves.
-
-    Returns
-    -------
-    RecordRisk
-        ``auditor`` "PA-GA" or "PA-GBA".
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from fairpriv_lab.games import half_split_game
-    >>> game = half_split_game(4, n_models=4, seed=0)
-    >>> losses = np.where(game.membership, 0.1, 1.0)
-    >>> global_risk(losses, game.membership, records=game.audit_idx, seed=0).accuracy.tolist()
-    [1.0, 1.0, 1.0, 1.0]
-    """
-    V.choice("estimator", estimator, _ESTIMATORS)
-    if not isinstance(by_group, bool | np.bool_):
-        raise V.fail("by_group", by_group, "to be True or False")
-    if by_group and groups is None:
-        raise V.fail("groups", None, "to give every record's group when by_group=True")
-    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
-    inf = _informative(mem, rec)
-    m = rec.size
-    rng = as_generator(seed)
-    trial = np.repeat(inf, 2, axis=0)  # (n_models, m): the (model, record) trials
-    swap = np.repeat(_coins(rng, inf.shape) & inf, 2, axis=0)
-    cell = grp.copy() if by_group else np.zeros(m, np.int64)
-    if estimator == "cross_fit":
-        half = np.zeros(m, dtype=bool)
-        for g in np.unique(cell):  # loop over groups only
-            idx = np.flatnonzero(cell == g)
-            half[rng.permutation(idx)[: idx.size // 2]] = True
-        cell = 2 * cell + half
-        partner = cell ^ 1
-    else:
-        partner = cell
-    acc, acc_floor = _global_block(_as_f32(scores), mem, swap, trial, cell, partner,
-                                   balanced=estimator == "cross_fit")
-    auditor = "PA-GBA" if by_group else "PA-GA"
-    K = inf.sum(axis=0).astype(np.int64)
-    return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * acc_floor - 1, auditor, estimator, K, signal)
-
-
-def _weighted_taus(xs: np.ndarray, lab: np.ndarray, w: np.ndarray, balanced: bool = False) -> np.ndarray:
-    """Lowest accuracy-maximising threshold per sorted row, counting only entries with w."""
-    mb, n = xs.shape
-    cin = np.zeros((mb, n + 1), dtype=np.int64)
-    cout = np.zeros((mb, n + 1), dtype=np.int64)
-    np.cumsum(lab & w, axis=1, out=cin[:, 1:])
-    np.cumsum(~lab & w, axis=1, out=cout[:, 1:])
-    correct = cout + cin[:, -1:] - cin
-    if balanced:
-        correct = _balanced(cout + cin, cin)
-    if n > 1:
-        correct[:, 1:-1][xs[:, :-1] >= xs[:, 1:]] = -1
-    return _taus(xs, np.argmax(correct, axis=1))
-
-

@@ -1,132 +1,18 @@
-"""empirical.py before the one-sort rewrite (issue 15), verbatim, kept as a test reference."""
+"""empirical_epsilon before issue 15 (verbatim, from commit daecb77), kept as a test reference.
+
+The bound arithmetic (Clopper-Pearson, GDP), unchanged, is imported from the library.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
+
+from fairpriv_lab.audit.empirical import EmpiricalEpsilon, _mu, clopper_pearson_upper, gdp_epsilon
 
 from ._compat import SeedLike, V, as_generator
 from .old_audit import Signal, _informative, _inputs, _pair_blocks
-
-
-def clopper_pearson_upper(k: np.ndarray, n: np.ndarray, level: float) -> np.ndarray:
-    """One-sided Clopper-Pearson upper bound on a binomial rate.
-
-    ``P(p <= ub) >= 1 - level`` for k successes in n trials:
-    ``ub = Beta^-1(1 - level; k + 1, n - k)`` for k < n, and 1 for k = n.
-
-    Examples
-    --------
-    >>> round(float(clopper_pearson_upper(0, 200, 0.025)), 5)
-    0.01828
-    """
-    k = np.asarray(k, dtype=np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ub = stats.beta.ppf(1.0 - level, k + 1, np.maximum(n - k, 1e-300))
-    return np.where(k >= n, 1.0, ub)
-
-
-def gdp_epsilon(mu: np.ndarray, delta: float) -> np.ndarray:
-    """Epsilon at delta of mu-GDP, vectorised.
-
-    Solves ``Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2) = delta`` for eps >= 0 (0 when
-    the left side at eps = 0 is already <= delta, and for mu = 0) by bisection in float64 on
-    all entries at once (agrees with ``scipy.optimize.brentq`` to 1e-9).
-
-    Examples
-    --------
-    >>> round(float(gdp_epsilon(1.0, 1e-5)), 4)
-    4.3772
-    """
-    V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
-    mu = np.asarray(mu, dtype=np.float64)
-    if np.any(np.isnan(mu)) or np.any(mu < 0):
-        raise V.fail("mu", "an array with negative or NaN entries", "to be >= 0")
-    m = np.where(mu > 0, mu, 1.0)
-
-    def excess(eps: np.ndarray) -> np.ndarray:
-        first = special.ndtr(-eps / m + m / 2)
-        second = np.exp(eps + special.log_ndtr(-eps / m - m / 2))
-        return first - second - delta
-
-    lo = np.zeros_like(m)
-    hi = m * m / 2 + m * math.sqrt(2 * math.log(1 / delta)) + 1.0
-    for _ in range(60):  # widen until the root is bracketed (rarely more than once)
-        bad = excess(hi) > 0
-        if not bad.any():
-            break
-        hi = np.where(bad, 2 * hi, hi)
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        pos = excess(mid) > 0
-        lo = np.where(pos, mid, lo)
-        hi = np.where(pos, hi, mid)
-        if np.all(hi - lo <= 1e-12 * np.maximum(1.0, hi)):
-            break
-    eps = (lo + hi) / 2
-    return np.where((mu > 0) & (excess(np.zeros_like(m)) > 0), eps, 0.0)
-
-
-def _mu(fp, fn, n_out, n_in, level):
-    fpr = clopper_pearson_upper(fp, n_out, level)
-    fnr = clopper_pearson_upper(fn, n_in, level)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mu = special.ndtri(1 - fpr) - special.ndtri(fnr)
-    mu = np.where(np.isnan(mu), 0.0, mu)
-    return np.maximum(mu, 0.0), fpr, fnr
-
-
-@dataclass(frozen=True, eq=False)
-class EmpiricalEpsilon:
-    """Empirical (epsilon, delta) lower bounds per record and per group.
-
-    Parameters
-    ----------
-    records, groups : ndarray of int64, shape (m,)
-        Audited records and their groups.
-    per_record : ndarray, shape (m,)
-        eps lower bound of each record (valid at level 1 - alpha each; do not take the maximum
-        over records and call it a 1 - alpha bound).
-    mu : ndarray, shape (m,)
-        GDP mu lower bound of each record.
-    fp, fn : ndarray of int64, shape (m,)
-        False positives (of the out trials) and false negatives (of the in trials).
-    n_pairs : ndarray of int64, shape (m,)
-        Trials per class (K).
-    fpr_upper, fnr_upper : ndarray, shape (m,)
-        Clopper-Pearson upper bounds at level alpha / 2.
-    per_group : pandas.DataFrame
-        ``group``, ``n_records``, ``n_trials`` (per class), ``fp``, ``fn``, ``fpr_upper``,
-        ``fnr_upper``, ``mu``, ``epsilon``, ``max_certifiable``, ``at_cap``.
-    max_certifiable : float
-        The largest eps the per-record trial count can certify (FP = FN = 0 observed), for the
-        smallest K among the records.
-    delta, alpha : float
-    """
-
-    records: np.ndarray
-    groups: np.ndarray
-    per_record: np.ndarray
-    mu: np.ndarray
-    fp: np.ndarray
-    fn: np.ndarray
-    n_pairs: np.ndarray
-    fpr_upper: np.ndarray
-    fnr_upper: np.ndarray
-    per_group: pd.DataFrame
-    max_certifiable: float
-    delta: float
-    alpha: float
-
-    @property
-    def at_cap(self) -> np.ndarray:
-        """Records whose bound sits at the certifiable maximum (attack made no error)."""
-        return (self.fp == 0) & (self.fn == 0)
 
 
 def _select_threshold(x_in, x_out, level):
