@@ -19,7 +19,7 @@ attack accuracy is ``acc(x)`` and the individual privacy risk is ``IPR(x) = 2 ac
     expectation is exactly 0.5 (tau never sees the trials it is scored on): it is unbiased
     **under the null only**. With leakage it under-reads, because a threshold chosen on R
     trials is worse than the best one (in planted tests about 83 % of the true IPR at
-    2R = 64 and 93 % at 2R = 400; ``tests/test_audit.py::
+    2R = 64 and 93 % at 2R = 400; ``tests/unit/audit/test_audit.py::
     test_cross_fit_is_unbiased_under_the_null_only_and_attenuates_a_planted_effect``).
 
 Thresholds are taken between distinct observed scores (the midpoint), so equal scores always
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -42,6 +41,10 @@ import pandas as pd
 from .._core import validate as V
 from .._core.exceptions import ConfigError
 from .._core.rng import SeedLike, as_generator
+from .._core.vocabulary import AUDITORS as _AUDITORS
+from .._core.vocabulary import ESTIMATORS as _ESTIMATORS
+from .._core.vocabulary import SIGNALS as _SIGNALS
+from .._core.vocabulary import Estimator, Signal
 
 __all__ = [
     "RecordRisk",
@@ -52,11 +55,6 @@ __all__ = [
     "agreement",
 ]
 
-Estimator = Literal["cross_fit", "in_sample"]
-Signal = Literal["loss", "confidence"]
-_ESTIMATORS = ("cross_fit", "in_sample")
-_SIGNALS = ("loss", "confidence")
-_AUDITORS = ("PA-ALOOA", "PA-LOOA", "PA-GA", "PA-GBA")
 
 
 @dataclass(frozen=True, eq=False)
@@ -930,7 +928,7 @@ def global_risk(
     used. Which equally good threshold a model uses decides which records count as correctly
     classified, so the rule is part of the definition; it is checked against a brute-force
     loop over thresholds in exact integer arithmetic
-    (``tests/test_audit.py::test_global_risk_lowest_threshold_rule_matches_brute_force``).
+    (``tests/unit/audit/test_audit.py::test_global_risk_lowest_threshold_rule_matches_brute_force``).
 
     Each model's scores are sorted once (no loop over records, models or thresholds; the
     thresholds loop over the few cells = groups x halves). The floor permutes labels within
