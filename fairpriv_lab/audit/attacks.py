@@ -298,19 +298,6 @@ class _SortedRows:
         """Bool: plane i's flag of the entry's pair."""
         return (self.low & np.uint32(2 << i)).astype(bool)
 
-    def select(self, keep: np.ndarray) -> _SortedRows:
-        """Keep the entries where ``keep`` (rows, 2K) is True, in sorted order (equal counts per row)."""
-        out = object.__new__(_SortedRows)
-        rows = keep.shape[0]
-        out.key = out._v = out._low = None
-        if self.packed:
-            out.key = self.key[keep].reshape(rows, -1)
-        else:
-            out._v, out._low = (a[keep].reshape(rows, -1) for a in (self.v, self.low))
-        out.packed, out.n_planes = self.packed, self.n_planes
-        out.K = (out.key if self.packed else out._v).shape[1] // 2
-        return out
-
     def split(self, n_low: int) -> tuple[_SortedRows, _SortedRows]:
         """Split each row after its first ``n_low`` sorted entries (rows built with ``top``)."""
         parts = []
