@@ -232,7 +232,7 @@ def _available(dataset: str) -> bool:
     missing = [f.filename for f in REMOTE_FILES.get(dataset, ()) if not (folder / f.filename).is_file()]
     if missing:
         print(f"  skipping {dataset}: {', '.join(missing)} not in {folder} (fetch them with "
-              f"fairpriv_lab.data.download.download_dataset({dataset!r}) where there is internet)", flush=True)
+              f"fairpriv_lab.data.download_dataset({dataset!r}) where there is internet)", flush=True)
         return False
     return True
 

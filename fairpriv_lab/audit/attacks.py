@@ -1,4 +1,4 @@
-"""Per-record membership-inference attacks and individual privacy risk (DESIGN.md 4.2-4.4).
+"""Per-record membership-inference attacks and individual privacy risk (docs/design.md 4.2-4.4).
 
 Convention, written once here: the inputs are per-model per-record cross-entropy **losses**
 (lower loss means member); :func:`attack_scores` converts them to a **score where higher
@@ -211,7 +211,7 @@ def _taus(xs: np.ndarray, kstar: np.ndarray) -> np.ndarray:
     return _midpoint(lo, hi, kstar == 0, kstar == n, packed=False)
 
 
-class _SortedRows:
+class SortedRows:
     """Sorted scores of each record of a block, with the bits each analysis needs riding along.
 
     Every per-record analysis (in-sample and cross-fitted estimators, their zero-leakage
@@ -298,11 +298,11 @@ class _SortedRows:
         """Bool: plane i's flag of the entry's pair."""
         return (self.low & np.uint32(2 << i)).astype(bool)
 
-    def split(self, n_low: int) -> tuple[_SortedRows, _SortedRows]:
+    def split(self, n_low: int) -> tuple[SortedRows, SortedRows]:
         """Split each row after its first ``n_low`` sorted entries (rows built with ``top``)."""
         parts = []
         for sl in (slice(0, n_low), slice(n_low, None)):
-            out = object.__new__(_SortedRows)
+            out = object.__new__(SortedRows)
             out.key = out._v = out._low = None
             if self.packed:
                 out.key = self.key[:, sl]
@@ -341,12 +341,12 @@ def _cut_gain(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
     return d
 
 
-def _fit(rows: _SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+def _fit(rows: SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
     """Lowest accuracy-maximising threshold of each sorted row for labels ``lab``."""
     return rows.thresholds(np.argmax(_cut_gain(lab, ties), axis=1))
 
 
-def _in_sample_acc(rows: _SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+def _in_sample_acc(rows: SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
     """In-sample accuracy: the best cut's correct count over the 2K trials of each row.
 
     Every pair puts exactly one entry "in" (also after the floor's swap), so n_in = K.
@@ -354,13 +354,13 @@ def _in_sample_acc(rows: _SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.n
     return (_cut_gain(lab, ties).max(axis=1) + rows.K) / (2 * rows.K)
 
 
-def _cross_fit_acc(a: _SortedRows, b: _SortedRows, la, lb, ties_a, ties_b, K: int) -> np.ndarray:
+def cross_fit_acc(a: SortedRows, b: SortedRows, la, lb, ties_a, ties_b, K: int) -> np.ndarray:
     """Cross-fitted accuracy: fold A's threshold scores fold B and vice versa."""
     correct = (b.above(_fit(a, la, ties_a)) == lb).sum(axis=1) + (a.above(_fit(b, lb, ties_b)) == la).sum(axis=1)
     return correct / (2 * K)
 
 
-def _record_estimates(rows: _SortedRows, swap_plane: int, b: _SortedRows | None = None):
+def _record_estimates(rows: SortedRows, swap_plane: int, b: SortedRows | None = None):
     """Accuracy and floor accuracy of one estimator on sorted rows.
 
     In-sample: ``rows`` holds all 2K scores of each record. Cross-fit: ``rows`` and ``b`` hold
@@ -375,20 +375,20 @@ def _record_estimates(rows: _SortedRows, swap_plane: int, b: _SortedRows | None 
     la, lb = a.lab, b.lab
     fa, fb = la ^ a.plane(swap_plane), lb ^ b.plane(swap_plane)
     ties_a, ties_b = a.ties(), b.ties()
-    return (_cross_fit_acc(a, b, la, lb, ties_a, ties_b, K),
-            _cross_fit_acc(a, b, fa, fb, ties_a, ties_b, K))
+    return (cross_fit_acc(a, b, la, lb, ties_a, ties_b, K),
+            cross_fit_acc(a, b, fa, fb, ties_a, ties_b, K))
 
 
 def _block_estimates(s_in, s_out, fold, swap, packed=None):
     """:func:`_record_estimates` of a block of records from their in/out scores (mb, K)."""
     if fold is None:
-        return _record_estimates(_SortedRows(s_in, s_out, (swap,), packed=packed), 0)
-    a = _SortedRows(s_in[:, fold], s_out[:, fold], (swap[:, fold],), packed=packed)
-    b = _SortedRows(s_in[:, ~fold], s_out[:, ~fold], (swap[:, ~fold],), packed=packed)
+        return _record_estimates(SortedRows(s_in, s_out, (swap,), packed=packed), 0)
+    a = SortedRows(s_in[:, fold], s_out[:, fold], (swap[:, fold],), packed=packed)
+    b = SortedRows(s_in[:, ~fold], s_out[:, ~fold], (swap[:, ~fold],), packed=packed)
     return _record_estimates(a, 0, b)
 
 
-def _record_block(
+def record_block(
     s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy and floor accuracy of records whose K pairs give scores s_in, s_out (mb, K).
@@ -401,12 +401,12 @@ def _record_block(
 
 
 def _record_block_sorted(s_in, s_out, fold, swap):
-    """:func:`_record_block` through the argsort path (any float dtype)."""
+    """:func:`record_block` through the argsort path (any float dtype)."""
     return _block_estimates(s_in, s_out, fold, swap, packed=False)
 
 
 def _record_block_packed(s_in, s_out, fold, swap):
-    """:func:`_record_block` through the packed-key path (float32 scores)."""
+    """:func:`record_block` through the packed-key path (float32 scores)."""
     return _block_estimates(s_in, s_out, fold, swap, packed=True)
 
 def _global_acc(
@@ -449,7 +449,7 @@ def _global_acc(
 # sorted keys carry everything the cumulative counts need.
 _SHIFT = 8  # score bits start here; bits 0-7 hold labels
 _TOP = 40  # fold / cell bits start here
-_CHUNK_ELEMENTS = 1 << 19  # rows per block so that a block's keys take about 4 MB
+CHUNK_ELEMENTS = 1 << 19  # rows per block so that a block's keys take about 4 MB
 
 
 def _u32(x: np.ndarray) -> np.ndarray:
@@ -468,7 +468,7 @@ def _f32(u: np.ndarray) -> np.ndarray:
 
 
 _NONE = np.uint32(0xFFFFFFFF)  # above the key of every finite float32: nobody is "member"
-_PAYLOAD = 31  # _SortedRows keys: [top bit 63][uint32 score, bits 31-62][payload, bits 0-30]
+_PAYLOAD = 31  # SortedRows keys: [top bit 63][uint32 score, bits 31-62][payload, bits 0-30]
 
 
 def _packed_threshold(us: np.ndarray, kstar: np.ndarray) -> np.ndarray:
@@ -531,14 +531,14 @@ def _global_block(
     floor_labels = labels ^ swap
     n_trials = trial.sum(axis=0)
     ok = np.zeros((2, m), np.int64)
-    step = max(1, _CHUNK_ELEMENTS // max(m, 1))
+    step = max(1, CHUNK_ELEMENTS // max(m, 1))
 
     def work(lo: int) -> np.ndarray:  # blocks of models keep the temporaries in cache
         rows = slice(lo, lo + step)
         args = (scores[rows], labels[rows], floor_labels[rows], trial[rows])
         return _global_chunk(*args, cell, partner, balanced)
 
-    for part in _map_threads(work, range(0, n_models, step)):
+    for part in map_threads(work, range(0, n_models, step)):
         ok += part  # integer counts: the sum does not depend on the order
     return ok[0] / n_trials, ok[1] / n_trials
 
@@ -554,7 +554,7 @@ def _n_threads() -> int:
         return max(1, min(8, os.cpu_count() or 1))
 
 
-def _map_threads(fn, items):
+def map_threads(fn, items):
     """Yield fn(item) for each item in order, computed on a small thread pool."""
     n = _n_threads()
     if n == 1:
@@ -629,7 +629,7 @@ def _global_chunk(scores, labels, floor_labels, trial, cell, partner, balanced=F
 
 
 # --------------------------------------------------------------------------- validation
-def _inputs(losses, membership, records, groups, signal, confidences):
+def audit_inputs(losses, membership, records, groups, signal, confidences):
     """Validate and return (scores (n_models, m), membership (n_models, m), records, groups_rec)."""
     scores = attack_scores(losses, signal=signal, confidences=confidences)
     shape = np.shape(losses)
@@ -665,7 +665,7 @@ def _coins(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return bits.view(bool).reshape(shape)
 
 
-def _as_f32(scores: np.ndarray) -> np.ndarray:
+def as_f32(scores: np.ndarray) -> np.ndarray:
     """Scores as float32 when that loses nothing (the packed kernels), else unchanged."""
     if scores.dtype == np.float32:
         return scores
@@ -673,7 +673,7 @@ def _as_f32(scores: np.ndarray) -> np.ndarray:
     return f if np.array_equal(f, scores) else scores
 
 
-def _informative(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
+def informative_pairs(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
     """Bool (n_pairs, m): pairs where the record is in exactly one model; errors if none."""
     inf = mem[0::2] != mem[1::2]
     K = inf.sum(axis=0)
@@ -688,7 +688,7 @@ def _informative(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
     return inf
 
 
-def _pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
+def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
     """Yield (columns, K, chunks) for the records sharing the same number K of pairs.
 
     ``chunks`` iterates over (row slice, s_in, s_out) with s_in/s_out of shape (rows, K): the
@@ -706,7 +706,7 @@ def _pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
 
 
 def _pair_chunks(scores, mem, inf, cols, k):
-    step = max(1, _CHUNK_ELEMENTS // (2 * k))
+    step = max(1, CHUNK_ELEMENTS // (2 * k))
     full = cols.size == scores.shape[1]
     for lo in range(0, cols.size, step):
         r = slice(lo, lo + step)
@@ -734,7 +734,7 @@ def _check_cross_fit(estimator: str, inf: np.ndarray) -> None:
 
 
 class _EstimatorTask:
-    """PA-ALOOA / PA-LOOA accuracy and floor of one estimator, fed by :func:`_record_pass`."""
+    """PA-ALOOA / PA-LOOA accuracy and floor of one estimator, fed by :func:`record_pass`."""
 
     def __init__(self, estimator: str, rng: np.random.Generator, m: int):
         self.estimator, self.rng = estimator, rng
@@ -775,18 +775,18 @@ class _EstimatorTask:
         return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * self.acc_floor - 1, auditor, self.estimator, K, signal)
 
 
-def _record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: list) -> None:
+def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: list) -> None:
     """Sort each audited record's 2K scores once and hand the sorted rows to every task.
 
     Each task has ``prepare(blocks)`` (draws its randomness for every block of records with
     equal K, in order, before any work), ``planes(block_index, rows_slice)`` (the per-pair bits
     it needs carried through the shared sort), ``compute(block_index, rows_slice, s_in, s_out,
-    shared, first_plane)`` (``shared()`` returns the shared :class:`_SortedRows`, built on first
+    shared, first_plane)`` (``shared()`` returns the shared :class:`SortedRows`, built on first
     use) and ``store(record_positions, output)``. Blocks of records keep the temporaries in cache;
     numpy's sorts and reductions release the GIL, so blocks run on threads, and since all
     randomness is drawn first the results do not depend on the number of threads.
     """
-    blocks = list(_pair_blocks(_as_f32(scores), mem, inf))
+    blocks = list(pair_blocks(as_f32(scores), mem, inf))
     for task in tasks:
         task.prepare(blocks)
     for bi, (cols, _k, chunks) in enumerate(blocks):
@@ -801,12 +801,12 @@ def _record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: li
 
             def shared():  # all 2K scores of each record sorted once, for every task that reads them
                 if not full:
-                    full.append(_SortedRows(s_in, s_out, tuple(planes)))
+                    full.append(SortedRows(s_in, s_out, tuple(planes)))
                 return full[0]
 
             return r, [task.compute(bi, r, s_in, s_out, shared, f) for task, f in zip(tasks, first, strict=True)]
 
-        for r, outs in _map_threads(work, chunks):
+        for r, outs in map_threads(work, chunks):
             for task, out in zip(tasks, outs, strict=True):
                 task.store(cols[r], out)
 
@@ -874,11 +874,11 @@ def record_risk(
     ([1.0, 1.0, 1.0], 'PA-ALOOA')
     """
     V.choice("estimator", estimator, _ESTIMATORS)
-    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
-    inf = _informative(mem, rec)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    inf = informative_pairs(mem, rec)
     _check_cross_fit(estimator, inf)
     task = _EstimatorTask(estimator, as_generator(seed), rec.size)
-    _record_pass(scores, mem, inf, [task])
+    record_pass(scores, mem, inf, [task])
     return task.result(rec, grp, inf, signal)
 
 
@@ -957,8 +957,8 @@ def global_risk(
         raise V.fail("by_group", by_group, "to be True or False")
     if by_group and groups is None:
         raise V.fail("groups", None, "to give every record's group when by_group=True")
-    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
-    inf = _informative(mem, rec)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    inf = informative_pairs(mem, rec)
     m = rec.size
     rng = as_generator(seed)
     trial = np.repeat(inf, 2, axis=0)  # (n_models, m): the (model, record) trials
@@ -973,7 +973,7 @@ def global_risk(
         partner = cell ^ 1
     else:
         partner = cell
-    acc, acc_floor = _global_block(_as_f32(scores), mem, swap, trial, cell, partner,
+    acc, acc_floor = _global_block(as_f32(scores), mem, swap, trial, cell, partner,
                                    balanced=estimator == "cross_fit")
     auditor = "PA-GBA" if by_group else "PA-GA"
     K = inf.sum(axis=0).astype(np.int64)

@@ -1,4 +1,4 @@
-"""Group privacy risk (GPR, GPRP) with bootstrap intervals, and outcome fairness (DESIGN.md 4.5).
+"""Group privacy risk (GPR, GPRP) with bootstrap intervals, and outcome fairness (docs/design.md 4.5).
 
 :class:`GroupRisk` is shaped like fairlearn's ``MetricFrame`` but for per-record risks, which
 MetricFrame cannot hold (it needs ``y_true``/``y_pred``). Everything it reports is in
@@ -26,22 +26,29 @@ import pandas as pd
 from .._core import validate as V
 from .._core.exceptions import ConfigError, SmallGroupWarning
 from .._core.rng import SeedLike, as_generator
+from .._core.vocabulary import ESTIMATORS as _ESTIMATORS
 from .attacks import (
-    _CHUNK_ELEMENTS,
-    _ESTIMATORS,
+    CHUNK_ELEMENTS,
     Estimator,
     RecordRisk,
     Signal,
-    _as_f32,
-    _cross_fit_acc,
-    _informative,
-    _inputs,
-    _map_threads,
-    _pair_blocks,
-    _SortedRows,
+    SortedRows,
+    as_f32,
+    audit_inputs,
+    cross_fit_acc,
+    informative_pairs,
+    map_threads,
+    pair_blocks,
 )
 
-__all__ = ["GroupRisk", "OutcomeFairness", "outcome_fairness", "pair_bootstrap"]
+__all__ = [
+    "GroupRisk",
+    "OutcomeFairness",
+    "outcome_fairness",
+    "pair_bootstrap",
+    "floor_corrected",
+    "gpr_change",
+]
 
 
 def _bootstrap_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -403,10 +410,10 @@ def pair_bootstrap(
         )
     n_boot = V.integer("n_boot", n_boot, low=1)
     n_groups = V.integer("n_groups", n_groups, low=1)
-    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
     if grp.size and grp.max() >= n_groups:
         raise V.fail("n_groups", n_groups, f"to exceed every group id (found {int(grp.max())})")
-    inf = _informative(mem, rec)
+    inf = informative_pairs(mem, rec)
     n_pairs = inf.shape[0]
     if n_pairs < 2 or not inf.all():
         raise V.fail(
@@ -414,7 +421,7 @@ def pair_bootstrap(
             "to let every pair (>= 2) audit every record (ALOOA, half-split) for the cross-fitted "
             "pair bootstrap; use GroupRisk's record bootstrap for LOO games",
         )
-    scores = _as_f32(scores)
+    scores = as_f32(scores)
     rng = as_generator(seed)
     out = np.full((n_boot, n_groups), np.nan)
     members = [np.flatnonzero(grp == g) for g in range(n_groups)]
@@ -438,7 +445,7 @@ def _record_major(scores, mem, inf) -> tuple[np.ndarray, np.ndarray]:
     """Every record's in-model and out-model score of each pair, shape (m, R) each."""
     m, R = inf.shape[1], inf.shape[0]
     s_in, s_out = np.empty((m, R), scores.dtype), np.empty((m, R), scores.dtype)
-    for cols, _k, chunks in _pair_blocks(scores, mem, inf):
+    for cols, _k, chunks in pair_blocks(scores, mem, inf):
         for r, a, b in chunks:
             s_in[cols[r]], s_out[cols[r]] = a, b
     return s_in, s_out
@@ -456,19 +463,98 @@ def _replicate_ipr(s_in, s_out, pick_a, pick_b) -> np.ndarray:
     m = s_in.shape[0]
     K = pick_a.size + pick_b.size
     ipr = np.empty(m)
-    step = max(1, _CHUNK_ELEMENTS // (2 * K))
+    step = max(1, CHUNK_ELEMENTS // (2 * K))
 
     def work(lo):
         r = slice(lo, lo + step)
-        a = _SortedRows(s_in[r][:, pick_a], s_out[r][:, pick_a])
-        b = _SortedRows(s_in[r][:, pick_b], s_out[r][:, pick_b])
+        a = SortedRows(s_in[r][:, pick_a], s_out[r][:, pick_a])
+        b = SortedRows(s_in[r][:, pick_b], s_out[r][:, pick_b])
         la, lb = a.lab, b.lab
-        acc = _cross_fit_acc(a, b, la, lb, a.ties(), b.ties(), K)
+        acc = cross_fit_acc(a, b, la, lb, a.ties(), b.ties(), K)
         return r, 2 * acc - 1
 
-    for r, values in _map_threads(work, range(0, m, step)):
+    for r, values in map_threads(work, range(0, m, step)):
         ipr[r] = values
     return ipr
+
+
+# --------------------------------------------------------------------------- teaching helpers
+def floor_corrected(risk: GroupRisk, *, seed: SeedLike = None) -> GroupRisk:
+    """GPR minus the zero-leakage floor, per group, with a bootstrap CI of the difference.
+
+    Each record's IPR is replaced by ``ipr - floor`` (its reading above what the same estimator
+    reads with no leakage) and the records are resampled within groups as in
+    :class:`GroupRisk`. A record's IPR is ``0 ± noise`` when it does not leak, so about half of
+    the non-leaking records read below 0, and a group that leaks nothing reads ``0 ± noise``:
+    a negative GPR, or one below its floor, is noise, not "safer than private". Taught in
+    notebook 0.
+
+    Parameters
+    ----------
+    risk : GroupRisk
+        The audited group risk.
+    seed : int or Generator, optional
+        Bootstrap seed.
+
+    Returns
+    -------
+    GroupRisk
+        Same groups and settings; ``gpr`` is GPR - floor in percentage points and ``floor`` 0.
+    """
+    if not isinstance(risk, GroupRisk):
+        raise V.fail("risk", type(risk).__name__, "to be a GroupRisk")
+    rr = risk.record_risk
+    corrected = RecordRisk(rr.records, rr.groups, (1 + rr.ipr - rr.floor) / 2, rr.ipr - rr.floor,
+                           np.zeros_like(rr.floor), rr.auditor, rr.estimator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallGroupWarning)  # the original already warned
+        return GroupRisk(corrected, risk.group_names, n_boot=max(risk.n_boot, 1), ci=risk.ci,
+                         min_group_size=risk.min_group_size, seed=seed)
+
+
+def gpr_change(before: GroupRisk, after: GroupRisk) -> pd.DataFrame:
+    """Signed change of each group's GPR from one audit to another, with a bootstrap CI.
+
+    ``change = GPR_after - GPR_before`` per group (percentage points), and for all records
+    together (row ``"all records"``: record-weighted mean). The interval is the percentile
+    interval of ``boot_after - boot_before``: the two audits' bootstrap replicates are
+    independent, which holds for two trainings audited on their own records. "Lower" means
+    the whole interval is below 0. Taught in notebooks 4 and 6.
+
+    Parameters
+    ----------
+    before, after : GroupRisk
+        Audits of the same groups (same ``group_names``), e.g. SGD then DP-SGD.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``group, before, after, change, ci_low, ci_high, lower, higher`` (``lower``:
+        the interval lies below 0; ``higher``: above 0).
+    """
+    for name, r in (("before", before), ("after", after)):
+        if not isinstance(r, GroupRisk):
+            raise V.fail(name, type(r).__name__, "to be a GroupRisk")
+    if before.group_names != after.group_names:
+        raise V.fail("after", f"groups {list(after.group_names)}", f"to have the groups of before {list(before.group_names)}")
+    if before.n_boot == 0 or after.n_boot == 0:
+        raise V.fail("before", "a GroupRisk with n_boot=0", "to have bootstrap replicates (n_boot > 0)")
+    k = min(before.n_boot, after.n_boot)
+    diff = after.boot[:k] - before.boot[:k]
+    est = after._gpr - before._gpr
+    # all records: weights of each audit's own group sizes
+    wa, wb = after._n / max(after._n.sum(), 1), before._n / max(before._n.sum(), 1)
+    overall = (np.nansum(after.boot[:k] * wa, axis=1) - np.nansum(before.boot[:k] * wb, axis=1))[:, None]
+    reps = np.hstack([diff, overall])
+    lo, hi = after._interval(reps)
+    rows = pd.DataFrame({
+        "group": [*after.group_names, "all records"],
+        "before": [*before._gpr, float(np.nansum(before._gpr * wb))],
+        "after": [*after._gpr, float(np.nansum(after._gpr * wa))],
+        "change": [*est, float(np.nansum(after._gpr * wa) - np.nansum(before._gpr * wb))],
+        "ci_low": lo, "ci_high": hi,
+    })
+    return rows.assign(lower=rows["ci_high"] < 0, higher=rows["ci_low"] > 0)
 
 
 # --------------------------------------------------------------------------- outcome fairness
@@ -596,3 +682,8 @@ def outcome_fairness(
         eodds = max(eo, gap("false_positive_rate"))
     acc_diff = float(by["accuracy"].max() - by["accuracy"].min())
     return OutcomeFairness(by, acc_diff, dp, eo, eodds, bool(multiclass))
+
+
+#: The same function under the name the experiment layer used when fairlearn's MetricFrame
+#: was the library's implementation (it is now the test reference, ``tests/reference``).
+outcome_fairness_counts = outcome_fairness

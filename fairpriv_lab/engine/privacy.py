@@ -1,6 +1,6 @@
 """The DP step as a pipeline of stages, clipping policies, and accounting through Opacus.
 
-One private step (DESIGN.md 4.6), for every model of a chunk at once::
+One private step (docs/design.md 4.6), for every model of a chunk at once::
 
     per-sample norms -> clip bounds (the policy) -> clip factors -> clipped sum -> noise -> scale
 
@@ -26,6 +26,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -49,6 +50,7 @@ __all__ = [
     "epsilon_of",
     "calibrate_noise",
     "calibrate_effective_noise",
+    "substitution_epsilon",
 ]
 
 _EPS = 1e-6  # the same guard as Opacus's clip factor C / (||g|| + 1e-6)
@@ -112,7 +114,7 @@ class StepOutput:
 
 
 @dataclass
-class _Context:
+class StepContext:
     norms: Tensor  # (M, B)
     onehot: Tensor  # (M, B, K) float, already multiplied by the mask
     counts: Tensor  # (M, K)
@@ -145,10 +147,10 @@ class ClippingPolicy(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Return the bounds of this step (the one stage a policy must define)."""
 
-    def _flat(self, ctx: _Context, value: float) -> ClipDecision:
+    def _flat(self, ctx: StepContext, value: float) -> ClipDecision:
         M, B = ctx.norms.shape
         K = ctx.counts.shape[1]
         return ClipDecision(
@@ -169,7 +171,7 @@ class SGD(ClippingPolicy):
         """SGD releases raw gradients: no mechanism bounds it."""
         return ()
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Infinite bounds (nothing is clipped)."""
         return self._flat(ctx, math.inf)
 
@@ -180,7 +182,7 @@ class DPSGD(ClippingPolicy):
 
     name: ClassVar[str] = "dpsgd"
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Return the flat bound ``C`` for every sample and group."""
         return self._flat(ctx, ctx.clip)
 
@@ -189,7 +191,7 @@ class DPSGD(ClippingPolicy):
 class DPSGDS(ClippingPolicy):
     """DP-SGD-S: group-scaled clip bounds ``C_k = C * clamp(rbar / r_k, floor, tau)``.
 
-    Two statistics of a group's contribution (DESIGN.md 4.6), both released with noise:
+    Two statistics of a group's contribution (docs/design.md 4.6), both released with noise:
 
     * ``"norm"`` (default, our variant): ``r_k = (sum_{i in B, k} min(||g_i||, C_s) +
       N(0, sigma_1^2 C_s^2)) / max(n~_k, 1)`` and ``rbar`` the same over the batch (from the sums
@@ -272,7 +274,7 @@ class DPSGDS(ClippingPolicy):
         """Previous bounds for smoothing: ``C`` for every group."""
         return torch.full((n_models, n_groups), float(clip), device=device)
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Group bounds from the noisy statistic, capped by ``tau`` and ``floor``."""
         sigma1 = self.stat_noise_ratio * ctx.sigma
         noisy_n = ctx.counts + self.count_noise * ctx.sigma * ctx.noise["counts"]
@@ -337,7 +339,7 @@ class DPSGDF(ClippingPolicy):
         """Count noise ``(M, K, 2)``."""
         return {"counts": torch.randn((n_models, n_groups, 2), generator=generator, device=device)}
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """``C_k = C_0 (1 + r_k / mean_j r_j)`` from the noisy above/below counts."""
         above = torch.einsum("mb,mbk->mk", (ctx.norms > ctx.clip).to(ctx.norms.dtype), ctx.onehot)
         below = ctx.counts - above
@@ -448,7 +450,7 @@ class DPStep:
         norms = self.per_sample_norms(grads)
         onehot = torch.nn.functional.one_hot(groups, self.n_groups).to(norms.dtype) * mask.unsqueeze(-1)
         counts = onehot.sum(1)
-        ctx = _Context(norms, onehot, counts, grads, policy_noise or {}, state,
+        ctx = StepContext(norms, onehot, counts, grads, policy_noise or {}, state,
                        self.noise_multiplier, self.clip)
         decision = self.policy.bounds(ctx)
         factors = self.clip_factors(norms, decision.sample_bounds, mask)
@@ -462,7 +464,7 @@ class DPStep:
 
 
 def group_contribution(grads: Any, onehot: Tensor, mask: Tensor) -> Tensor:
-    """GRC of DESIGN.md 4.8: ``||mean_{i in B, k} g_i|| / ||mean_{i in B} g_i||``, ``(M, K)``.
+    """GRC of docs/design.md 4.8: ``||mean_{i in B, k} g_i|| / ||mean_{i in B} g_i||``, ``(M, K)``.
 
     Raw (unclipped) gradients; NaN for groups absent from the batch. Telemetry, not private.
     """
@@ -486,7 +488,7 @@ def effective_noise_multiplier(method: Any, noise_multiplier: float) -> float:
     composition of Gaussians, each with noise ``sigma_i`` relative to its own L2 sensitivity:
     after scaling each output by ``1 / (sigma_i * sensitivity_i)`` the concatenation is one
     Gaussian mechanism of unit noise whose sensitivity is ``sqrt(sum_i sigma_i^-2)``. That
-    single Gaussian, subsampled at rate ``q``, is what is accounted (DESIGN.md 4.6, docs/privacy.md).
+    single Gaussian, subsampled at rate ``q``, is what is accounted (docs/design.md 4.6, docs/privacy.md).
     Accounting the mechanisms as independently subsampled under-reports epsilon.
 
     Examples
@@ -580,14 +582,23 @@ def _epsilon_cached(sigma_eff: float, q: float, steps: int, delta: float, accoun
     return _EPSILON_MEMO[key]
 
 
+_ORDER_HINTS: dict[tuple, int] = {}  # last best order per (q, T, delta): a warm start
+
+
 def _epsilon_and_order(sigma_eff, q, steps, delta, accountant, hint) -> tuple[float, int | None]:
     if accountant == "rdp":
-        return _RDPCurve(q, sigma_eff, steps, delta, _rdp_orders()).minimum(hint)
+        key = (q, steps, delta)
+        value, best = _RDPCurve(q, sigma_eff, steps, delta, _rdp_orders()).minimum(
+            _ORDER_HINTS.get(key) if hint is None else hint)
+        if len(_ORDER_HINTS) < _MEMO_SIZE:
+            _ORDER_HINTS[key] = best
+        return value, best
     from opacus.accountants import create_accountant
 
     acc = create_accountant(mechanism=accountant)
     acc.history = [(float(sigma_eff), float(q), int(steps))]
-    return float(acc.get_epsilon(delta=delta)), None
+    with np.errstate(divide="ignore"):  # Opacus's PRV takes log(1 - q), -inf at q = 1 (harmless)
+        return float(acc.get_epsilon(delta=delta)), None
 
 
 def epsilon_of(
@@ -624,6 +635,65 @@ def epsilon_of(
     return _epsilon_cached(sigma_eff, float(sample_rate), int(steps), float(delta), accountant)
 
 
+def substitution_epsilon(
+    noise_multiplier: float,
+    *,
+    sample_rate: float,
+    steps: int,
+    delta: float,
+    method: Any = "dpsgd",
+    accountant: Accountant = "rdp",
+) -> float:
+    """Epsilon at ``delta`` for substitution neighbours (one record replaced by another).
+
+    The accountants bound add/remove neighbours. A substitution is a removal then an addition,
+    so (group privacy of size 2) an add/remove ``(eps_1, delta_1)`` guarantee gives
+    ``(2 eps_1, (1 + e^{eps_1}) delta_1)`` for substitution -- not ``(2 eps, delta)``, which
+    is wrong at a fixed delta. This returns the smallest ``2 eps_1`` over a grid of
+    ``delta_1`` with ``(1 + e^{eps_1}) delta_1 <= delta``: the budget an empirical lower bound
+    of a substitution game (ALOOA, half-split) at ``delta`` must respect. Every grid point is a
+    valid bound, so the minimum is one too. SGD returns ``math.inf``.
+
+    Examples
+    --------
+    >>> kw = dict(sample_rate=0.01, steps=1000, delta=1e-5)
+    >>> substitution_epsilon(1.0, **kw) > 2 * epsilon_of(1.0, **kw)
+    True
+    """
+    policy = as_method(method)
+    V.choice("accountant", accountant, ACCOUNTANTS)
+    if not policy.private:
+        return math.inf
+    V.positive("noise_multiplier", noise_multiplier)
+    V.number("sample_rate", sample_rate, 0.0, 1.0, low_open=True)
+    V.integer("steps", steps, 1)
+    V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
+    sigma_eff = float(noise_multiplier) * _noise_ratio(policy)
+    return _substitution(sigma_eff, float(sample_rate), int(steps), float(delta), accountant)
+
+
+@functools.lru_cache(maxsize=1024)
+def _substitution(sigma_eff: float, q: float, steps: int, delta: float, accountant: str) -> float:
+    # The best delta_1 solves (1 + e^{eps(delta_1)}) delta_1 = delta. The fixed-point iteration
+    # delta_1 <- delta / (1 + e^{eps(delta_1)}) decreases to it from above; every feasible
+    # delta_1 gives a valid budget, so a point just below the fixed point is taken.
+    def eps(d1: float) -> float:
+        return _epsilon_cached(sigma_eff, q, steps, d1, accountant)
+
+    d1 = delta / 2.0
+    for _ in range(30):
+        nxt = delta / (1.0 + math.exp(min(eps(d1), 700.0)))
+        done = abs(nxt - d1) <= 1e-4 * d1
+        d1 = nxt
+        if done:
+            break
+    for _ in range(60):
+        if (1.0 + math.exp(min(eps(d1), 700.0))) * d1 <= delta:
+            return 2.0 * eps(d1)
+        d1 *= 0.999 if _ < 10 else 0.5
+    return math.inf
+
+
 def calibrate_noise(
     target_epsilon: float,
     *,
@@ -658,13 +728,18 @@ def calibrate_noise(
     if not policy.private:
         raise V.fail("method", method, "to be private when target_epsilon is given")
     V.choice("accountant", accountant, ACCOUNTANTS)
-    ratio = _noise_ratio(policy)
     sigma_eff = calibrate_effective_noise(target, sample_rate=sample_rate, steps=steps, delta=delta,
                                           accountant=accountant, rtol=rtol)
+    return _sigma_of(sigma_eff, _noise_ratio(policy), target, float(sample_rate), int(steps),
+                     float(delta), str(accountant))
+
+
+@functools.lru_cache(maxsize=1024)
+def _sigma_of(sigma_eff: float, ratio: float, target: float, q: float, steps: int, delta: float,
+              accountant: str) -> float:
     sigma = sigma_eff / ratio
     # sigma * ratio may differ from sigma_eff in the last bit; guard the "never above" promise.
-    while epsilon_of(sigma, sample_rate=sample_rate, steps=steps, delta=delta, method=policy,
-                     accountant=accountant) > target:
+    while _epsilon_cached(sigma * ratio, q, steps, delta, accountant) > target:
         sigma = math.nextafter(sigma, math.inf) * (1 + 1e-12)
     return sigma
 

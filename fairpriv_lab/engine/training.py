@@ -1,6 +1,6 @@
 """``train_ensemble``: train every model of a game at once with SGD, DP-SGD, DP-SGD-S or DP-SGD-F.
 
-The loop (DESIGN.md section 5), per step:
+The loop (docs/design.md section 5), per step:
 
 1. Poisson sampling for every model at once: model ``m`` includes each of its ``N_m``
    training records with probability ``q_m = batch_size / N_m`` (drawn as a binomial batch
@@ -36,7 +36,7 @@ from .._core.rng import SeedLike, as_generator, spawn_seed
 from .._core.vocabulary import ACCOUNTANTS, OPTIMIZERS, Accountant, Optimizer, default_delta
 from ..data import GroupedDataset
 from .device import resolve_device
-from .models import FuncStack, LinearStack, _FuncGrads, _LinearGrads, build_model
+from .models import FuncGrads, FuncStack, LinearGrads, LinearStack, build_model
 from .privacy import DPStep, as_method, calibrate_noise, epsilon_of, group_contribution
 
 __all__ = ["EnsembleResult", "train_ensemble", "poisson_batches", "evaluate"]
@@ -404,10 +404,11 @@ def train_ensemble(
     init_seed, train_seed = spawn_seed(rng), spawn_seed(rng)
     # Batches and noise come from a stream keyed by (seed, digest of the data, membership and
     # training settings); model m uses its own rows of every draw. Two runs that differ only
-    # in data (e.g. neighbouring datasets) with one seed would otherwise share their noise,
-    # and their difference would cancel it (common random numbers).
+    # in data (e.g. neighbouring datasets) or settings (e.g. the clip bound) with one seed would
+    # otherwise share their noise, and a combination of the two releases would cancel it
+    # (common random numbers). Epochs are left out: a shorter run is a prefix of a longer one.
     train_seed = _stream_seed(train_seed, dataset, membership, policy, (
-        model_name, epochs, batch_size, lr, optimizer, clip, sigma, delta, hidden))
+        model_name, batch_size, lr, optimizer, clip, sigma, delta, hidden))
     gen = torch.Generator(device=dev)
     gen.manual_seed(train_seed)
 
@@ -562,9 +563,9 @@ def _stream_seed(seed: int, dataset: GroupedDataset, membership: np.ndarray, pol
 
 def _head(grads: Any, top: int) -> Any:
     """Return the per-sample gradients of the first ``top`` models of a chunk."""
-    if isinstance(grads, _LinearGrads):
-        return _LinearGrads([h[:top] for h in grads.inputs], [d[:top] for d in grads.deltas], grads.losses[:top])
-    return _FuncGrads([g[:top] for g in grads.grads], grads.losses[:top])
+    if isinstance(grads, LinearGrads):
+        return LinearGrads([h[:top] for h in grads.inputs], [d[:top] for d in grads.deltas], grads.losses[:top])
+    return FuncGrads([g[:top] for g in grads.grads], grads.losses[:top])
 
 
 def _slice(noise: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:

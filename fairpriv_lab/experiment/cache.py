@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping
@@ -32,7 +31,8 @@ import numpy as np
 
 from .._core import validate as V
 from .._core.exceptions import CacheCorruptedError
-from .config import _canonical, digest
+from .._core.io import atomic_write
+from .config import canonical, digest
 
 __all__ = [
     "CACHE_FORMAT",
@@ -96,20 +96,6 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write data to path via a temporary file in the same folder and os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class Cache:
     """A folder of cached results keyed by configuration hash.
 
@@ -170,7 +156,7 @@ class Cache:
         npz_path, json_path = self._paths(key, item)
         npz_path.parent.mkdir(parents=True, exist_ok=True)
         record: dict[str, Any] = {"format": CACHE_FORMAT, "key": key, "item": item,
-                                  "written": time.time(), "meta": _canonical(dict(meta))}
+                                  "written": time.time(), "meta": canonical(dict(meta))}
         if arrays is not None:
             clean = {}
             for name, arr in arrays.items():
@@ -182,7 +168,7 @@ class Cache:
             buf = io.BytesIO()
             np.savez(buf, **clean)
             data = buf.getvalue()
-            _atomic_write(npz_path, data)
+            atomic_write(npz_path, data)
             record["npz"] = {"file": npz_path.name, "sha256": _sha256_bytes(data),
                              "bytes": len(data), "arrays": sorted(clean)}
         else:
@@ -190,7 +176,7 @@ class Cache:
             record["npz"] = None
         record["checksum"] = digest({k: v for k, v in record.items()})
         text = json.dumps(record, sort_keys=True, indent=1, allow_nan=False)
-        _atomic_write(json_path, text.encode())
+        atomic_write(json_path, text.encode())
         return json_path
 
     def load(self, key: str, item: str) -> CacheItem | None:

@@ -12,21 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._core.io import json_float
 from .config import ExperimentConfig
 
 __all__ = ["AuditResult", "compare", "format_comparison"]
-
-
-def _json_float(x: Any) -> Any:
-    """JSON has no inf/nan: write them as the strings 'inf' / null."""
-    if x is None:
-        return None
-    x = float(x)
-    if math.isnan(x):
-        return None
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return x
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,7 +43,7 @@ class AuditResult:
     empirical_record : ndarray of shape (m,)
         Per audited record, its empirical ε lower bound.
     max_certifiable_epsilon : float
-        The largest ε the number of models can certify at all (DESIGN.md 4.7).
+        The largest ε the number of models can certify at all (docs/design.md 4.7).
     outcome : OutcomeFairness
         Outcome fairness of the audited models on the test split (fairlearn metrics; every
         model's predictions pooled, which equals the mean over models of each group's rates).
@@ -62,7 +51,14 @@ class AuditResult:
     group_accuracy : dict of str to float
         Mean over models of the test accuracy within each group.
     epsilon, delta : float
-        Accounted ε (``inf`` for SGD) at δ.
+        Accounted ε (``inf`` for SGD) at δ (add/remove neighbours).
+    sample_rate : float
+        The largest Poisson rate ``q`` of the models (the one ε is accounted for).
+    steps : int
+        Steps of training (0 when unknown).
+    substitution_epsilon : float
+        The substitution budget at δ (:func:`fairpriv_lab.engine.privacy.substitution_epsilon`;
+        NaN when not computed).
     noise_multiplier : float or None
     telemetry : DataFrame
         Per step and group: clip bound, GRC, fraction clipped (means over models).
@@ -106,6 +102,9 @@ class AuditResult:
     chunks_loaded: int = 0
     from_cache: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    sample_rate: float = math.nan
+    steps: int = 0
+    substitution_epsilon: float = math.nan
 
     # ------------------------------------------------------------------ scalars
     @property
@@ -125,13 +124,19 @@ class AuditResult:
 
     @property
     def reference_epsilon(self) -> float:
-        """The ε an empirical lower bound of this game is compared with (``inf`` for SGD).
+        """The ε at δ an empirical lower bound of this game is compared with (``inf`` for SGD).
 
-        ALOOA and half-split games swap the target for another record (substitution), which
-        add/remove DP at ε bounds only at 2ε (group privacy of size 2); exact LOO is an
-        add/remove game, bounded by ε itself (docs/ARCHITECTURE.md).
+        Exact LOO is an add/remove game, bounded by ε itself. ALOOA and half-split games swap
+        the target for another record (substitution): add/remove ``(ε₁, δ₁)`` gives
+        substitution ``(2ε₁, (1 + e^ε₁) δ₁)``, so at the run's δ the budget is
+        :func:`fairpriv_lab.engine.privacy.substitution_epsilon` (above ``2ε``; docs/privacy.md).
+        NaN when it was not computed (``substitution_epsilon``).
         """
-        return self.epsilon if self.game.kind == "loo" else 2.0 * self.epsilon
+        if not math.isfinite(self.epsilon):
+            return math.inf
+        if self.game.kind == "loo":
+            return self.epsilon
+        return self.substitution_epsilon
 
     @property
     def private(self) -> bool:
@@ -165,10 +170,13 @@ class AuditResult:
         permutation floor, the null reference; repeated on its rows),
         ``minority_minus_majority, mmm_ci_low, mmm_ci_high`` (signed GPR difference with CI;
         two groups only, else NaN),
-        ``empirical_epsilon`` (the group's lower bound), ``test_accuracy`` (the group's),
+        ``empirical_epsilon`` (the group's heuristic GDP-shaped lower bound),
+        ``empirical_epsilon_dp`` (its rigorous (ε, δ) lower bound), ``test_accuracy`` (the group's),
         and the run's ``method, model, epsilon, delta, private, dataset, group_attribute``.
         """
         emp = dict(zip(self.empirical_epsilon["group"], self.empirical_epsilon["epsilon"]))
+        emp_dp = dict(zip(self.empirical_epsilon["group"], self.empirical_epsilon["epsilon_dp"])) \
+            if "epsilon_dp" in self.empirical_epsilon else {}
         rows = []
         for auditor, gr in self.group_risk.items():
             lo, hi = gr.difference_ci()
@@ -185,6 +193,7 @@ class AuditResult:
                     "minority_minus_majority": float(diff), "mmm_ci_low": float(dlo),
                     "mmm_ci_high": float(dhi),
                     "empirical_epsilon": float(emp.get(g, math.nan)),
+                    "empirical_epsilon_dp": float(emp_dp.get(g, math.nan)),
                     "test_accuracy": float(self.group_accuracy.get(g, math.nan)),
                 })
         df = pd.DataFrame(rows)
@@ -238,14 +247,17 @@ class AuditResult:
                 line += (f"; minority - majority {r0.minority_minus_majority:+.2f} "
                          f"[{r0.mmm_ci_low:.2f}, {r0.mmm_ci_high:.2f}]")
             lines.append(line)
-        emp = ", ".join(f"{g} {e:.2f}" for g, e in zip(self.empirical_epsilon["group"],
-                                                     self.empirical_epsilon["epsilon"]))
-        lines.append(f"Empirical eps lower bounds (alpha = {self.config.audit.alpha:g}): {emp}; "
+        frame = self.empirical_epsilon
+        rigorous = frame["epsilon_dp"] if "epsilon_dp" in frame else [math.nan] * len(frame)
+        emp = ", ".join(f"{g} {e:.2f} (rigorous {r:.2f})"
+                        for g, e, r in zip(frame["group"], frame["epsilon"], rigorous))
+        lines.append(f"Empirical eps lower bounds, GDP-shaped heuristic and rigorous (eps, delta) "
+                     f"(alpha = {self.config.audit.alpha:g}): {emp}; "
                      f"at most {self.max_certifiable_epsilon:.2f} is certifiable with "
                      f"{self.n_models} models")
         if math.isfinite(self.epsilon):
             kind = "add/remove game: compare with eps" if self.game.kind == "loo" else \
-                "substitution game: compare with 2 eps"
+                "substitution game: compare with the substitution eps at delta, > 2 eps"
             lines.append(f"  ({kind} = {self.reference_epsilon:.3g})")
         return "\n".join(lines)
 
@@ -262,23 +274,23 @@ class AuditResult:
             "n_train": self.n_train,
             "n_test": self.n_test,
             "group_names": list(self.group_names),
-            "accuracy": _json_float(self.accuracy),
-            "group_accuracy": {k: _json_float(v) for k, v in self.group_accuracy.items()},
-            "epsilon": _json_float(self.epsilon),
+            "accuracy": json_float(self.accuracy),
+            "group_accuracy": {k: json_float(v) for k, v in self.group_accuracy.items()},
+            "epsilon": json_float(self.epsilon),
             "private": self.private,
             "privacy_note": self.privacy_note,
-            "reference_epsilon": _json_float(self.reference_epsilon),
-            "delta": _json_float(self.delta),
-            "noise_multiplier": _json_float(self.noise_multiplier),
-            "max_certifiable_epsilon": _json_float(self.max_certifiable_epsilon),
-            "gprp": {a: _json_float(self.gprp(a)) for a in self.auditors},
-            "outcome_fairness": {r["metric"]: _json_float(r["value"])
+            "reference_epsilon": json_float(self.reference_epsilon),
+            "delta": json_float(self.delta),
+            "noise_multiplier": json_float(self.noise_multiplier),
+            "max_certifiable_epsilon": json_float(self.max_certifiable_epsilon),
+            "gprp": {a: json_float(self.gprp(a)) for a in self.auditors},
+            "outcome_fairness": {r["metric"]: json_float(r["value"])
                                  for r in self.outcome.to_frame().to_dict("records")},
             "summary": [
-                {k: (_json_float(v) if isinstance(v, float) else v) for k, v in row.items()}
+                {k: (json_float(v) if isinstance(v, float) else v) for k, v in row.items()}
                 for row in self.summary().to_dict("records")
             ],
-            "timings": {k: _json_float(v) for k, v in self.timings.items()},
+            "timings": {k: json_float(v) for k, v in self.timings.items()},
             "chunks_trained": self.chunks_trained,
             "chunks_loaded": self.chunks_loaded,
             "from_cache": self.from_cache,

@@ -25,6 +25,7 @@ import pandas as pd
 
 from .._core import validate as V
 from .._core.exceptions import ConfigError, TrainingDivergedError
+from .._core.io import float_from_json, json_float
 from .._core.vocabulary import GROUP_METHODS, RECORD_AUDITORS, default_delta
 from .cache import Cache
 from .config import (
@@ -65,12 +66,20 @@ ProgressCallback = Callable[[str, float, float], None]
 @functools.lru_cache(maxsize=4)
 def _load_split(name: str, group: str, n: int | None, seed: int, test_size: float,
                 options: tuple[tuple[str, Any], ...]):
-    from ..data import load_dataset
+    import inspect
+
+    from ..data import list_datasets, load_dataset
 
     kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options}
+    # Loaders that can return raw numeric columns do; the scaler is then fitted on the held-out
+    # split only, so no training record (audited ones included) moves the features of any
+    # other record (docs/privacy.md). Other loaders' z-scores are refitted the same way.
+    loader = {d.name: d.loader for d in list_datasets()}[name]
+    if "standardize" in inspect.signature(loader).parameters:
+        kwargs.setdefault("standardize", False)
     ds = load_dataset(name, group=group, n=n, seed=seed, **kwargs)
     train, test = ds.train_test_split(test_size=test_size, seed=seed)
-    return ds.checksum, train, test
+    return ds.checksum, train.restandardized(test), test.restandardized(test)
 
 
 def load_experiment_data(data: DataConfig):
@@ -174,6 +183,8 @@ def run(
         test_accuracy=trained["test_accuracy"], group_accuracy=trained["group_accuracy"],
         epsilon=trained["epsilon"], delta=delta, noise_multiplier=trained["noise_multiplier"],
         telemetry=trained["telemetry"], timings=timings, version=__version__,
+        sample_rate=trained["sample_rate"], steps=trained["steps"],
+        substitution_epsilon=_substitution_budget(cfg, trained, delta),
         device=trained["device"], cache_key=key, chunks_trained=trained["chunks_trained"],
         chunks_loaded=trained["chunks_loaded"],
         from_cache=trained["chunks_trained"] == 0 and cached_audit is not None,
@@ -302,6 +313,20 @@ def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute
     return _merge_chunks(parts, test, trained_n, loaded_n)
 
 
+def _substitution_budget(cfg: ExperimentConfig, trained: dict[str, Any], delta: float) -> float:
+    """Return the budget at delta of a substitution game's empirical bound (NaN: LOO, inf: SGD)."""
+    t = cfg.train
+    if not t.is_private:
+        return math.inf
+    if cfg.game.kind == "loo":
+        return math.nan
+    from ..engine.privacy import substitution_epsilon
+
+    return substitution_epsilon(trained["noise_multiplier"], sample_rate=trained["sample_rate"],
+                                steps=trained["steps"], delta=delta, method=_method_spec(t),
+                                accountant=t.accountant)
+
+
 def _train_one_chunk(cfg, train, test, rows, delta, seed, progress, offset, total) -> dict[str, Any]:
     from ..engine.training import train_ensemble
 
@@ -402,6 +427,8 @@ def _merge_chunks(parts, test, trained_n, loaded_n) -> dict[str, Any]:
         "group_accuracy": {name: float(v) for name, v in zip(test.group_names, per_group)},
         "epsilon": max(p["epsilon"] for p in parts),
         "noise_multiplier": parts[0]["noise_multiplier"],
+        "sample_rate": float(max(np.max(p["sample_rate"]) for p in parts)),
+        "steps": int(max(int(p["steps"]) for p in parts)),
         "device": ",".join(sorted({p["device"] for p in parts})),
         "telemetry": telemetry,
         "chunks_trained": trained_n, "chunks_loaded": loaded_n,
@@ -456,7 +483,7 @@ def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str
         outcome = OutcomeFairness(
             by_group=_frame_from_arrays(arr, "outcome.", meta["outcome_columns"]),
             multiclass=bool(meta["outcome_multiclass"]),
-            **{k: _float_from_json(meta["outcome"][k]) for k in _OUTCOME_SCALARS},
+            **{k: float_from_json(meta["outcome"][k]) for k in _OUTCOME_SCALARS},
         )
     else:
         for i, auditor in enumerate(a.auditors):
@@ -491,8 +518,8 @@ def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str
     arrays["empirical_record"] = np.asarray(emp_record, dtype=np.float64)
     arrays.update(_frame_to_arrays(outcome.by_group, "outcome."))
     meta = {"auditors": list(rrs), "empirical_columns": list(emp.columns),
-            "outcome_columns": list(outcome.by_group.columns), "max_certifiable": _float_to_json(max_cert),
-            "outcome": {k: _float_to_json(getattr(outcome, k)) for k in _OUTCOME_SCALARS},
+            "outcome_columns": list(outcome.by_group.columns), "max_certifiable": json_float(max_cert),
+            "outcome": {k: json_float(getattr(outcome, k)) for k in _OUTCOME_SCALARS},
             "outcome_multiclass": bool(outcome.multiclass)}
     return {"record_risk": rrs, "group_risk": grs, "empirical": emp, "empirical_record": emp_record,
             "max_certifiable": max_cert, "outcome": outcome, "arrays": arrays, "meta": meta}
@@ -516,15 +543,6 @@ def _replicates(a: AuditConfig, signal, game, records, train, cached, seed, rrs)
     return out
 
 
-def _float_to_json(x: float) -> float | str:
-    x = float(x)
-    return "nan" if math.isnan(x) else ("inf" if x == math.inf else ("-inf" if x == -math.inf else x))
-
-
-def _float_from_json(x: float | str) -> float:
-    return float(x)
-
-
 def _empirical(signal, membership, records, groups, names, delta, a: AuditConfig, seed):
     """Empirical ε per record and per group (group records pooled), as a tidy frame."""
     from ..audit.empirical import empirical_epsilon
@@ -543,8 +561,8 @@ def _outcome(test, predictions, names):
     With the same test set for every model, the pooled per-group rates (accuracy, selection
     rate, TPR, FPR) equal the means over models of each model's rates.
     """
-    from ..audit.risk import outcome_fairness
+    from ..audit.risk import outcome_fairness_counts
 
     n_models = predictions.shape[0]
-    return outcome_fairness(np.tile(test.y, n_models), predictions.reshape(-1),
+    return outcome_fairness_counts(np.tile(test.y, n_models), predictions.reshape(-1),
                             np.tile(test.g, n_models), names)

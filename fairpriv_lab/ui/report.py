@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._core import validate as V
+from .._core.io import atomic_write
 from .._core.vocabulary import GROUP_METHODS, METHOD_LABELS
 
 __all__ = ["report_html", "write_report", "load_results", "add_report_parser", "cmd_report"]
@@ -109,7 +110,7 @@ def _result_section(label: str, result: Any, *, auditor: str | None, images: str
     summary = result.summary()
     cols = ["auditor", "group", "n", "gpr", "ci_low", "ci_high", "floor", "gprp", "gprp_ci_low",
             "gprp_ci_high", "gprp_floor", "minority_minus_majority", "mmm_ci_low", "mmm_ci_high",
-            "empirical_epsilon", "test_accuracy"]
+            "empirical_epsilon", "empirical_epsilon_dp", "test_accuracy"]
     summary = summary[[c for c in cols if c in summary.columns]]
     charts = [viz.gpr_chart(result.group_risk[main], group_order=order, title=f"{main}: GPR by group")]
     if len(auditors) > 1:
@@ -276,11 +277,7 @@ def write_report(
     if out.suffix.lower() not in (".html", ".htm"):
         raise V.fail("path", str(path), "to end in .html")
     page = report_html(results, title=title, auditor=auditor, images=images)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic_write(out, page)
 
 
 # ---------------------------------------------------------------- from the cache or a folder

@@ -14,16 +14,16 @@ import numpy as np
 
 from fairpriv_lab.audit.attacks import (  # unchanged by issue 15: shared with the library
     RecordRisk,
-    _as_f32,
     _coins,
     _f32,
-    _informative,
-    _inputs,
-    _map_threads,
-    _pair_blocks,
     _ties,
     _u32,
 )
+from fairpriv_lab.audit.attacks import as_f32 as _as_f32
+from fairpriv_lab.audit.attacks import audit_inputs as _inputs
+from fairpriv_lab.audit.attacks import informative_pairs as _informative
+from fairpriv_lab.audit.attacks import map_threads as _map_threads
+from fairpriv_lab.audit.attacks import pair_blocks as _pair_blocks
 
 from ._compat import SeedLike, V, as_generator
 

@@ -9,12 +9,12 @@ from fairpriv_lab.audit.attacks import (
     RecordRisk,
     _global_acc,
     _global_block,
-    _record_block,
     _record_block_packed,
     _record_block_sorted,
     agreement,
     attack_scores,
     global_risk,
+    record_block,
     record_risk,
 )
 from fairpriv_lab.games import aloo_game, half_split_game, loo_game
@@ -124,8 +124,8 @@ def test_record_kernel_hypothesis(K, mb, levels, seed):
     fold = rng.permutation(K) < K // 2
     lab = np.r_[np.ones(K, bool), np.zeros(K, bool)]
     for x_in, x_out in ((s_in, s_out), (s_in.astype(np.float64), s_out.astype(np.float64))):
-        acc, _ = _record_block(x_in, x_out, None, swap)
-        acc_cf, _ = _record_block(x_in, x_out, fold, swap)
+        acc, _ = record_block(x_in, x_out, None, swap)
+        acc_cf, _ = record_block(x_in, x_out, fold, swap)
         for r in range(mb):
             assert acc[r] == pytest.approx(ref_best_acc(np.r_[s_in[r], s_out[r]], lab))
             assert acc_cf[r] == pytest.approx(ref_cross_fit(s_in[r], s_out[r], fold))
@@ -429,12 +429,12 @@ def ref_fit_tau_exact(s, lab, balanced):
 
 def ref_global_public(losses, membership, records, groups, by_group, estimator, seed):
     """global_risk by brute force, with the cross-fit halves drawn as global_risk draws them."""
-    from fairpriv_lab.audit.attacks import _coins, _informative
+    from fairpriv_lab.audit.attacks import _coins, informative_pairs
 
     rng = np.random.default_rng(seed)
     mem = membership[:, records]
     scores = -np.asarray(losses, np.float64)[:, records].astype(np.float32).astype(np.float64)
-    inf = _informative(mem, records)
+    inf = informative_pairs(mem, records)
     _coins(rng, inf.shape)  # the floor's coins come first
     m = records.size
     cell = groups[records].copy() if by_group else np.zeros(m, np.int64)

@@ -57,7 +57,7 @@ def test_record_risk_and_empirical_equal_old(game_name, tied, dtype):
         old = old_empirical.empirical_epsilon(L, game.membership, delta=1e-5, **kw)
         for f in ("fp", "fn", "per_record", "mu", "fpr_upper", "fnr_upper"):
             np.testing.assert_array_equal(getattr(new, f), getattr(old, f), err_msg=f)
-        pd.testing.assert_frame_equal(new.per_group, old.per_group)
+        pd.testing.assert_frame_equal(new.per_group[old.per_group.columns], old.per_group)
         assert new.max_certifiable == old.max_certifiable
 
 

@@ -341,3 +341,41 @@ def test_bad_policy_arguments():
     with pytest.raises(ConfigError, match="Expected method='sgd' to be private"):
         calibrate_noise(1.0, sample_rate=0.1, steps=1, delta=1e-5, method="sgd")
     assert isinstance(as_method("sgd"), SGD) and np.isinf(epsilon_of(1.0, sample_rate=0.1, steps=1, delta=1e-5, method=SGD()))
+
+
+def _exact_substitution_epsilon(q, v, delta, h=0.002, reach=12.0):
+    """Exact eps at delta of one step under substitution (x replaced by x', opposite gradients).
+
+    In units of the noise: P = (1-q) N(0,1) + q N(v,1) against Q = (1-q) N(0,1) + q N(-v,1).
+    """
+    from scipy import optimize, stats
+
+    x = np.arange(-reach - v, reach + v, h)
+    P = (1 - q) * stats.norm.pdf(x) + q * stats.norm.pdf(x - v)
+    Q = (1 - q) * stats.norm.pdf(x) + q * stats.norm.pdf(x + v)
+
+    def excess(eps):
+        return max(np.maximum(P - math.exp(eps) * Q, 0).sum(), np.maximum(Q - math.exp(eps) * P, 0).sum()) * h - delta
+
+    return optimize.brentq(excess, 0.0, 60.0, xtol=1e-7)
+
+
+@pytest.mark.parametrize(("q", "sigma"), [(1.0, 1.0), (1.0, 2.0), (0.3, 0.8)])
+def test_substitution_budget_bounds_the_exact_substitution_profile(q, sigma):
+    # ALOOA / half-split games are substitution games. "2 eps at the same delta" is not a
+    # valid budget: the exact substitution epsilon of one Gaussian step exceeds it. The
+    # group-privacy budget (2 eps_1, (1 + e^eps_1) delta_1) at delta does bound it.
+    from fairpriv_lab.engine.privacy import substitution_epsilon
+
+    delta = 1e-5
+    exact = _exact_substitution_epsilon(q, 1.0 / sigma, delta)
+    for acc in ("rdp", "prv"):
+        eps = epsilon_of(sigma, sample_rate=q, steps=1, delta=delta, accountant=acc)
+        budget = substitution_epsilon(sigma, sample_rate=q, steps=1, delta=delta, accountant=acc)
+        assert budget >= exact > 0
+        assert budget > 2 * eps
+    if q == 1.0:  # the Gaussian case: the old yardstick 2 eps(delta) is below the truth
+        from fairpriv_lab.audit.empirical import gdp_epsilon
+
+        assert 2 * float(gdp_epsilon(1.0 / sigma, delta)) < exact
+    assert substitution_epsilon(1.0, sample_rate=q, steps=1, delta=delta, method="sgd") == math.inf
