@@ -56,7 +56,15 @@ from scipy import special, stats
 from .._core import validate as V
 from .._core.dp import advantage_bound
 from .._core.rng import SeedLike, as_generator
-from .attacks import Signal, SortedRows, audit_inputs, informative_pairs, pair_blocks
+from .attacks import (
+    Signal,
+    SortedRows,
+    as_f32,
+    audit_inputs,
+    informative_pairs,
+    map_threads,
+    pair_blocks,
+)
 
 __all__ = [
     "EmpiricalEpsilon",
@@ -344,10 +352,16 @@ def empirical_epsilon(
     rng = as_generator(seed)
     fp = np.zeros(rec.size, np.int64)
     fn = np.zeros(rec.size, np.int64)
-    for cols, k, chunks in pair_blocks(scores, mem, inf):
+    for cols, k, chunks in pair_blocks(as_f32(scores), mem, inf):
         fold = rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (cols.size, k)), axis=1)
-        for r, s_in, s_out in chunks:
-            fp[cols[r]], fn[cols[r]] = _heldout_counts(s_in, s_out, fold[r], level)
+
+        def work(chunk, fold=fold):
+            r, s_in, s_out = chunk
+            return r, _heldout_counts(s_in, s_out, fold[r], level)
+
+        # blocks of records on the audit thread pool; all randomness is drawn above
+        for r, (a, b) in map_threads(work, chunks):
+            fp[cols[r]], fn[cols[r]] = a, b
     mu, fpr, fnr = _mu(fp, fn, K, K, level)
     eps = gdp_epsilon(mu, delta)
     eps_dp = dp_epsilon(fpr, fnr, delta)
