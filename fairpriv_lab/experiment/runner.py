@@ -66,12 +66,20 @@ ProgressCallback = Callable[[str, float, float], None]
 @functools.lru_cache(maxsize=4)
 def _load_split(name: str, group: str, n: int | None, seed: int, test_size: float,
                 options: tuple[tuple[str, Any], ...]):
-    from ..data import load_dataset
+    import inspect
+
+    from ..data import list_datasets, load_dataset
 
     kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options}
+    # Loaders that can return raw numeric columns do; the scaler is then fitted on the held-out
+    # split only, so no training record (audited ones included) moves the features of any
+    # other record (docs/privacy.md). Other loaders' z-scores are refitted the same way.
+    loader = {d.name: d.loader for d in list_datasets()}[name]
+    if "standardize" in inspect.signature(loader).parameters:
+        kwargs.setdefault("standardize", False)
     ds = load_dataset(name, group=group, n=n, seed=seed, **kwargs)
     train, test = ds.train_test_split(test_size=test_size, seed=seed)
-    return ds.checksum, train, test
+    return ds.checksum, train.restandardized(test), test.restandardized(test)
 
 
 def load_experiment_data(data: DataConfig):
