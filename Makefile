@@ -34,8 +34,8 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 notebooks-refresh: $(STAMP)
-	$(PY) -m fairpriv_lab.sweep.notebook_tools refresh notebooks
-	$(PY) -m fairpriv_lab.ui.panel warm
+	$(PY) -m fairpriv_lab.cli.notebook_tools refresh notebooks
+	$(PY) -m fairpriv_lab.cli.notebook_tools warm
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_training.py

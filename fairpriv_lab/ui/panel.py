@@ -293,9 +293,10 @@ def warm_configs(datasets: tuple[str, ...] = ("adult", "synthetic"), device: str
     """Return the experiment configs the panel's defaults and the notebooks' panel exercises reach.
 
     Per dataset (sizes fitted to it): plain SGD, DP-SGD at the default ε and C, DP-SGD at
-    ε = 1 and DP-SGD with C = 0.1 ("what did moving C from 1 to 0.1 do?"). ``python -m
-    fairpriv_lab.ui.panel warm`` (run by ``make notebooks-refresh``) computes them into the
-    cache, so that a class opens the panel on cached results (σ calibrations included).
+    ε = 1 and DP-SGD with C = 0.1 ("what did moving C from 1 to 0.1 do?"). :func:`warm`
+    (``python -m fairpriv_lab.cli.notebook_tools warm``, run by ``make notebooks-refresh``)
+    computes them into the cache, so that a class opens the panel on cached results (σ
+    calibrations included).
     """
     from ..data import load_dataset
 
@@ -308,22 +309,20 @@ def warm_configs(datasets: tuple[str, ...] = ("adult", "synthetic"), device: str
     return configs
 
 
-def _main(argv: list[str] | None = None) -> int:
-    """``python -m fairpriv_lab.ui.panel warm [--device D]``: compute :func:`warm_configs` into the cache."""
-    import argparse
+def warm(device: str = "auto") -> list[str]:
+    """Compute :func:`warm_configs` into the result cache; return one line per configuration.
 
+    ``python -m fairpriv_lab.cli.notebook_tools warm`` (run by ``make notebooks-refresh``).
+    """
     from ..experiment.runner import run
 
-    parser = argparse.ArgumentParser(prog="python -m fairpriv_lab.ui.panel")
-    parser.add_argument("command", choices=["warm"])
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
-    for config in warm_configs(device=args.device):
+    lines = []
+    for config in warm_configs(device=device):
         t0 = time.perf_counter()
         result = run(config)
-        print(f"{'cached' if result.from_cache else 'computed'} {config.label} "
-              f"({config.game.n_models} models) in {time.perf_counter() - t0:.1f} s")
-    return 0
+        lines.append(f"{'cached' if result.from_cache else 'computed'} {config.label} "
+                     f"({config.game.n_models} models) in {time.perf_counter() - t0:.1f} s")
+    return lines
 
 
 # ---------------------------------------------------------------- the panel
@@ -1251,7 +1250,3 @@ def change_table_html(change: Any, *, previous_label: str = "") -> str:
             f"{''.join(crow)}</table></div>"
         )
     return out
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(_main())
