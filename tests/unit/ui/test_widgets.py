@@ -346,3 +346,22 @@ def test_progress_line_says_models_elapsed_and_time_left():
     assert "64 of 128 models" in line and "2.0 s elapsed" in line
     assert "about 2.4 s left" in line  # 2.0 s * (1 - 0.45) / 0.45
     assert "left" not in _progress_line(("train", 0.0, 128.0), {}, 0.0, 0.1)
+
+
+def test_warm_configs_cover_the_defaults_and_exercises_sized_to_each_dataset(monkeypatch, capsys):
+    from fairpriv_lab.cli import notebook_tools
+    from fairpriv_lab.ui import panel as panel_mod
+    from fairpriv_lab.ui.panel import fit_sizes, warm_configs
+
+    configs = warm_configs(device="cpu")
+    labels = [c.label for c in configs]
+    assert "adult/sex lr sgd" in labels and "adult/sex lr dpsgd eps=1" in labels
+    assert {c.train.clip for c in configs if c.train.method == "dpsgd"} == {1.0, 0.1}
+    synthetic = [c for c in configs if c.data.name == "synthetic"]
+    assert synthetic and all(c.data.n is None for c in synthetic)  # 4,000 > its 2,000 records
+    assert all(c.game.kind == "half" for c in configs)
+    s, notes = fit_sizes(PanelSettings(game="aloo", m=5000, n=1000, batch_size=512), 45222)
+    assert (s.n, s.m, s.batch_size) == (1000, 200, 512) and len(notes) == 1  # 600 records per model fit
+    monkeypatch.setattr(panel_mod, "warm", lambda device: [f"computed x on {device}"])
+    assert notebook_tools.main(["warm", "--device", "cpu"]) == 0
+    assert "computed x on cpu" in capsys.readouterr().out
