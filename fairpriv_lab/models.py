@@ -69,18 +69,37 @@ def _xt_y(x: Tensor, y: Tensor) -> Tensor:
     return torch.bmm(x.transpose(1, 2), y)
 
 
+def _x_w(h: Tensor, W: Tensor, b: Tensor) -> Tensor:
+    """Batched ``h W + b`` for h (M, B, I), W (M, I, O): (M, B, O).
+
+    With few outputs (LR, a last layer) ``(W^T h^T)^T`` is 2-3x faster on CPU (measured at
+    400 x 300 x 103 x 2: 22 ms vs 55 ms); the result is then a transposed view.
+    """
+    if W.shape[-1] < 16 and W.shape[-1] < h.shape[-1]:
+        return torch.baddbmm(b.unsqueeze(-1), W.transpose(1, 2), h.transpose(1, 2)).transpose(1, 2)
+    return torch.baddbmm(b.unsqueeze(1), h, W)
+
+
 @dataclass
 class _LinearGrads:
-    """Activations and back-propagated errors of a :class:`LinearStack` batch."""
+    """Activations and back-propagated errors of a :class:`LinearStack` batch.
+
+    ``input_sq[l]`` is ``||h_{l-1, i}||^2`` per sample, ``(M, B)`` (for the first layer it
+    comes from per-record norms computed once per run), or ``None`` to compute it here.
+    """
 
     inputs: list[Tensor]  # h_{l-1}: (M, B, in_l)
     deltas: list[Tensor]  # dLoss_i/dz_l: (M, B, out_l)
     losses: Tensor  # (M, B)
+    input_sq: list[Tensor | None] | None = None
 
     def norms(self) -> Tensor:
         sq = None
-        for h, d in zip(self.inputs, self.deltas):
-            term = (h.square().sum(-1) + 1.0) * d.square().sum(-1)
+        given = self.input_sq or [None] * len(self.inputs)
+        for h, d, h_sq in zip(self.inputs, self.deltas, given):
+            if h_sq is None:
+                h_sq = h.square().sum(-1)
+            term = (h_sq + 1.0) * d.square().sum(-1)
             sq = term if sq is None else sq + term
         return sq.sqrt()
 
@@ -169,6 +188,8 @@ class LinearStack:
         """Forward and hand-written backward pass of the per-sample cross-entropy.
 
         ``delta_L = softmax(z_L) - onehot(y)``, ``delta_l = (delta_{l+1} W_{l+1}^T) * (1 - h_l^2)``.
+        The training loop sets ``input_sq[0]`` of the result to per-record ``||x_i||^2``
+        computed once per run, instead of once per step.
         """
         n_layers = len(params) // 2
         inputs: list[Tensor] = []
@@ -176,12 +197,20 @@ class LinearStack:
         for layer in range(n_layers):
             W, b = params[2 * layer], params[2 * layer + 1]
             inputs.append(h)
-            z = torch.baddbmm(b.unsqueeze(1), h, W)
-            h = torch.tanh(z) if layer < n_layers - 1 else z
-        logp = torch.log_softmax(h, dim=-1)
-        losses = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-        delta = logp.exp()
-        delta.scatter_add_(-1, y.unsqueeze(-1), -torch.ones_like(y, dtype=delta.dtype).unsqueeze(-1))
+            z = _x_w(h, W, b)
+            h = torch.tanh_(z) if layer < n_layers - 1 else z
+        # Few classes: _x_w returned the logits as a view of class-major (M, C, B) memory;
+        # the softmax and its error run in that layout (contiguous along the batch).
+        class_major = h.stride(-1) != 1 and h.transpose(1, 2).is_contiguous()
+        zc = h.transpose(1, 2) if class_major else h
+        dim = 1 if class_major else -1
+        yc = y.unsqueeze(dim)
+        logp = torch.log_softmax(zc, dim=dim)
+        losses = -logp.gather(dim, yc).squeeze(dim)
+        delta = logp.exp_()
+        delta.scatter_add_(dim, yc, torch.full(yc.shape, -1.0, dtype=delta.dtype, device=delta.device))
+        if class_major:
+            delta = delta.transpose(1, 2)
         deltas = [delta]
         for layer in range(n_layers - 1, 0, -1):
             W = params[2 * layer]
