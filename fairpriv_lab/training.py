@@ -35,7 +35,7 @@ from ._device import resolve_device
 from ._rng import SeedLike, as_generator, spawn_seed
 from .data import GroupedDataset
 from .exceptions import PrivacyWarning, TrainingDivergedError
-from .models import FuncStack, LinearStack, _FuncGrads, _LinearGrads, build_model
+from .models import FuncStack, LinearStack, _FuncGrads, _LinearGrads, _SeqGrads, build_model
 from .privacy import DPStep, as_method, calibrate_noise, epsilon_of, group_contribution
 
 __all__ = ["EnsembleResult", "train_ensemble", "poisson_batches", "evaluate"]
@@ -521,6 +521,8 @@ def train_ensemble(
 
 def _head(grads: Any, top: int) -> Any:
     """Return the per-sample gradients of the first ``top`` models of a chunk."""
+    if isinstance(grads, _SeqGrads):
+        return grads.head(top)
     if isinstance(grads, _LinearGrads):
         sq = [None if t is None else t[:top] for t in (grads.input_sq or [None] * len(grads.inputs))]
         return _LinearGrads([h[:top] for h in grads.inputs], [d[:top] for d in grads.deltas],
