@@ -11,9 +11,9 @@ Guarantees:
   :func:`os.replace` (atomic on one file system). A failed, truncated or corrupted download
   leaves nothing in the cache.
 - A file already in the cache is verified again on every use; one that fails is removed
-  (with a :class:`~fairpriv_lab.exceptions.DataWarning`) and fetched again.
+  (with a :class:`~fairpriv_lab._core.exceptions.DataWarning`) and fetched again.
 - When every URL fails (offline, HTTP error) a
-  :class:`~fairpriv_lab.exceptions.DownloadError` names each URL tried and the exact path
+  :class:`~fairpriv_lab._core.exceptions.DownloadError` names each URL tried and the exact path
   where the file can be placed by hand, with the sha256 it must have.
 - Files whose sha256 could not be pinned when this package was written (``sha256=None``)
   are trusted on first use: the sha256 of the first download is recorded in
@@ -30,8 +30,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import _validate as V
-from ..exceptions import DataWarning, DownloadError
+from .._core import validate as V
+from .._core.exceptions import DataWarning, DownloadError
 
 __all__ = [
     "ENV_VAR",
@@ -39,7 +39,6 @@ __all__ = [
     "get_data_home",
     "dataset_dir",
     "fetch_file",
-    "download_dataset",
     "sha256_of",
 ]
 
@@ -200,28 +199,6 @@ def fetch_file(
         f"Could not download {remote.filename} for dataset {dataset!r} (tried {tried}). "
         f"If this machine is offline: {_manual_hint(remote, target, expected)}"
     )
-
-
-def download_dataset(
-    name: str, *, data_home: str | os.PathLike[str] | None = None, timeout: float = 60.0
-) -> list[Path]:
-    """Fetch (or verify in the cache) every file of a downloadable dataset.
-
-    Parameters
-    ----------
-    name : str
-        A dataset with remote files: ``mnist``, ``law``, ``utkface``, ``bank``, ``credit``,
-        ``adult-full``.
-
-    Returns
-    -------
-    list of Path
-        The verified local files, in the order of the dataset's file table.
-    """
-    from .remote import REMOTE_FILES
-
-    V.choice("name", name, list(REMOTE_FILES))
-    return [fetch_file(f, dataset=name, data_home=data_home, timeout=timeout) for f in REMOTE_FILES[name]]
 
 
 # --------------------------------------------------------------------------- internals

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._validate import integer
+from .._core.validate import integer
 from ._adapters import grc_frame
 from ._core import (
     HEIGHT,
@@ -171,7 +171,7 @@ def grc_vs_gpr(
     """GPR against the group relative contribution (GRC) per group, Pearson r in the title.
 
     GRC(k) = mean over steps of ||mean gradient of group k in B|| / ||mean gradient of B||
-    (DESIGN.md 4.8). Taught in notebook 5: groups that pull the update harder tend to leak
+    (docs/design.md 4.8). Taught in notebook 5: groups that pull the update harder tend to leak
     less, or more?
 
     Parameters
