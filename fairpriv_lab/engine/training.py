@@ -35,7 +35,7 @@ from .._core.exceptions import PrivacyWarning, TrainingDivergedError
 from .._core.rng import SeedLike, as_generator, spawn_seed
 from .._core.vocabulary import ACCOUNTANTS, OPTIMIZERS, Accountant, Optimizer, default_delta
 from ..data import GroupedDataset
-from .device import resolve_device
+from .device import resolve_device, training_threads
 from .models import FuncGrads, FuncStack, LinearGrads, LinearStack, SeqGrads, build_model
 from .privacy import DPStep, as_method, calibrate_noise, epsilon_of, group_contribution
 
@@ -237,6 +237,23 @@ class _Optimizer:
 
 
 # ----------------------------------------------------------------------------- main entry
+def _with_training_threads(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` with :func:`~fairpriv_lab.engine.device.training_threads` intra-op threads."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        before = torch.get_num_threads()
+        torch.set_num_threads(training_threads())
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper
+
+
+@_with_training_threads
 def train_ensemble(
     dataset: GroupedDataset,
     membership: Any,
@@ -299,6 +316,9 @@ def train_ensemble(
     memory_budget : int or None
         Bytes of per-step working memory per chunk of models (default: half the free GPU
         memory, or 1 GiB on a CPU). Results do not depend on it.
+        The loop runs with :func:`~fairpriv_lab.engine.device.training_threads` intra-op
+        threads (default 1, the fastest on a busy 2-core machine; ``set_num_threads``, the
+        CLI's ``--threads`` or ``FAIRPRIV_LAB_THREADS`` choose), restored afterwards.
     test : GroupedDataset or None
         Held-out records for test accuracy (same features and groups).
     diagnostics : bool or None

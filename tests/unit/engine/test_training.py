@@ -413,3 +413,30 @@ def test_noise_is_independent_across_data_with_one_seed(data, monkeypatch):
     # Each model has its own noise within a run.
     rows = np.corrcoef(a.numpy())
     assert np.abs(rows[np.triu_indices(4, 1)]).max() < 4.0 / math.sqrt(a.shape[1])
+
+
+def test_training_threads_knob_is_applied_and_restored(data, monkeypatch):
+    import fairpriv_lab.engine.device as device
+    import fairpriv_lab.engine.training as training
+
+    ds, member = data
+    seen = []
+    real = training.DPStep.__call__
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.DPStep, "__call__", spy)
+    monkeypatch.setattr(device, "_chosen_threads", None)
+    before = torch.get_num_threads()
+    monkeypatch.setenv("FAIRPRIV_LAB_THREADS", "2")
+    a = train_ensemble(ds, member, model="lr", seed=0, **KW)
+    assert set(seen) == {2} and torch.get_num_threads() == before
+    seen.clear()
+    monkeypatch.delenv("FAIRPRIV_LAB_THREADS")
+    b = train_ensemble(ds, member, model="lr", seed=0, **KW)
+    assert set(seen) == {device.DEFAULT_TRAIN_THREADS} and torch.get_num_threads() == before
+    monkeypatch.setenv("FAIRPRIV_LAB_THREADS", "zero")
+    with pytest.raises(ConfigError, match="FAIRPRIV_LAB_THREADS"):
+        train_ensemble(ds, member, model="lr", seed=0, **KW)
