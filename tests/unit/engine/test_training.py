@@ -431,11 +431,11 @@ def test_training_threads_knob_is_applied_and_restored(data, monkeypatch):
     monkeypatch.setattr(device, "_chosen_threads", None)
     before = torch.get_num_threads()
     monkeypatch.setenv("FAIRPRIV_LAB_THREADS", "2")
-    a = train_ensemble(ds, member, model="lr", seed=0, **KW)
+    train_ensemble(ds, member, model="lr", seed=0, **KW)
     assert set(seen) == {2} and torch.get_num_threads() == before
     seen.clear()
     monkeypatch.delenv("FAIRPRIV_LAB_THREADS")
-    b = train_ensemble(ds, member, model="lr", seed=0, **KW)
+    train_ensemble(ds, member, model="lr", seed=0, **KW)
     assert set(seen) == {device.DEFAULT_TRAIN_THREADS} and torch.get_num_threads() == before
     monkeypatch.setenv("FAIRPRIV_LAB_THREADS", "zero")
     with pytest.raises(ConfigError, match="FAIRPRIV_LAB_THREADS"):
