@@ -429,12 +429,12 @@ def ref_fit_tau_exact(s, lab, balanced):
 
 def ref_global_public(losses, membership, records, groups, by_group, estimator, seed):
     """global_risk by brute force, with the cross-fit halves drawn as global_risk draws them."""
-    from fairpriv_lab.audit.attacks import _coins, _informative
+    from fairpriv_lab.audit.attacks import _coins, informative_pairs
 
     rng = np.random.default_rng(seed)
     mem = membership[:, records]
     scores = -np.asarray(losses, np.float64)[:, records].astype(np.float32).astype(np.float64)
-    inf = _informative(mem, records)
+    inf = informative_pairs(mem, records)
     _coins(rng, inf.shape)  # the floor's coins come first
     m = records.size
     cell = groups[records].copy() if by_group else np.zeros(m, np.int64)
