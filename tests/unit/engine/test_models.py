@@ -74,10 +74,12 @@ def test_linear_stack_matches_per_sample_loop(sizes):
     _check(net, params, lambda m: net.to_module(params, m), x, y)
 
 
-def test_cnn_matches_per_sample_loop():
-    net = build_model("cnn", n_features=64, n_classes=10, image_shape=(1, 8, 8))
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28)])  # digits (padded) and MNIST (28x28)
+def test_cnn_matches_per_sample_loop(shape):
+    net = build_model("cnn", n_features=int(np.prod(shape)), n_classes=10, image_shape=shape)
+    assert isinstance(net, SeqStack)  # the batched unfold path, not vmap
     params = [p.double() for p in net.init(2, [3, 4])]
-    x = torch.rand(2, 5, 1, 8, 8, dtype=torch.float64)
+    x = torch.rand(2, 5, *shape, dtype=torch.float64)
     y = torch.randint(0, 10, (2, 5))
     _check(net, params, lambda m: net.to_module(params, m).double(), x, y)
 
@@ -150,16 +152,6 @@ def test_parameter_count():
     assert LinearStack((10, 256, 2)).n_params == 10 * 256 + 256 + 256 * 2 + 2
     assert np.isclose(build_model("cnn", n_features=64, n_classes=10, image_shape=(1, 8, 8)).n_params,
                       sum(p.numel() for p in CNN((1, 8, 8), 10).parameters()))
-
-
-def test_cnn_mnist_shape_matches_per_sample_loop():
-    # 28x28 (no padding): the batched unfold path against batch-size-1 backward passes, float64.
-    net = build_model("cnn", n_features=784, n_classes=10, image_shape=(1, 28, 28))
-    assert isinstance(net, SeqStack)
-    params = [p.double() for p in net.init(2, [5, 6])]
-    x = torch.rand(2, 3, 1, 28, 28, dtype=torch.float64)
-    y = torch.randint(0, 10, (2, 3))
-    _check(net, params, lambda m: net.to_module(params, m).double(), x, y)
 
 
 def test_layered_stack_variants_match_per_sample_loop():
