@@ -3,14 +3,16 @@
 The loop (docs/design.md section 5), per step:
 
 1. Poisson sampling for every model at once: model ``m`` includes each of its ``N_m``
-   training records with probability ``q_m = batch_size / N_m`` (drawn as a binomial batch
-   size and a uniform subset of that size, which is the same distribution), padded to the
-   step's largest batch with a mask so that all models share one shape.
+   training records with probability ``q_m = batch_size / N_m`` (the included indices are
+   cumulative sums of geometric gaps, exactly that distribution), padded to the step's
+   largest batch with a mask so that all models share one shape.
 2. All random draws of the step (sampling, noise) are made for **all** models from one
    generator before the models are split into chunks, so results are identical for every
    chunk size (``memory_budget``) and the same seed.
-3. Per chunk of models: per-sample gradients (fast path or ``torch.func``), then the DP step
-   of :mod:`fairpriv_lab.engine.privacy`; then the optimizer updates all models.
+3. Per chunk of models: the batch is gathered into a reused buffer, per-sample gradients
+   come from the model's engine (ghost norms for linear stacks, batched unfold for
+   convolution stacks, ``torch.func`` otherwise), then the DP step of
+   :mod:`fairpriv_lab.engine.privacy`; then the optimizer updates all models.
 
 Afterwards losses and logit-scaled confidences of every (model, record) pair, and test
 accuracy, are computed in batched forward passes. Notebook 02 teaches this.
