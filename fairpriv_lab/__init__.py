@@ -20,7 +20,7 @@ _LAZY: dict[str, str] = {
     "record_risk": ".audit.attacks", "empirical_epsilon": ".audit.empirical",
     "GroupRisk": ".audit.risk",
     "ExperimentConfig": ".experiment.config", "plan": ".experiment.plan",
-    "run": ".experiment.runner",
+    "run": ".experiment.runner", "precision": ".experiment.precision",
 }
 
 #: The layers, served as subpackages on first attribute access.
