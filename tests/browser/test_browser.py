@@ -446,7 +446,7 @@ def _needs(*paths: Path) -> None:
 
 def test_panel_in_jupyterlab(browser: Browser, jupyter: Jupyter, tmp_path: Path) -> None:
     """Open notebook 03 in JupyterLab, run all cells, use its panel, see the charts change."""
-    _needs(NOTEBOOK, ROOT / "fairpriv_lab" / "widgets.py")
+    _needs(NOTEBOOK, ROOT / "fairpriv_lab" / "ui" / "panel.py")
     root = tmp_path / "root"
     root.mkdir()
     notebook = _copy_notebook(NOTEBOOK, root / NOTEBOOK.name,
@@ -482,7 +482,7 @@ def test_panel_in_jupyterlab(browser: Browser, jupyter: Jupyter, tmp_path: Path)
 
 def test_explorer_in_voila(browser: Browser, jupyter: Jupyter, tmp_path: Path) -> None:
     """Serve the explorer with Voilà (no code shown), use the panel, see the charts change."""
-    _needs(EXPLORER, ROOT / "fairpriv_lab" / "widgets.py")
+    _needs(EXPLORER, ROOT / "fairpriv_lab" / "ui" / "panel.py")
     root = tmp_path / "root"
     root.mkdir()
     sizes = {"n_records": SMALL["n"], **{k: v for k, v in SMALL.items() if k != "n"}}
