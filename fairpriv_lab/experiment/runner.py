@@ -10,7 +10,6 @@ one; every later notebook, the CLI and the widgets go through here.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import os
@@ -39,6 +38,7 @@ from .config import (
     TrainConfig,
     digest,
 )
+from .loading import load_experiment_data
 from .result import AuditResult, compare, format_comparison
 
 __all__ = [
@@ -60,35 +60,6 @@ __all__ = [
 #: progress(stage, done, total): stage "train" counts models (fractions within a chunk when
 #: the engine reports steps), stage "audit" counts auditors.
 ProgressCallback = Callable[[str, float, float], None]
-
-
-# ---------------------------------------------------------------------------- data
-@functools.lru_cache(maxsize=4)
-def _load_split(name: str, group: str, n: int | None, seed: int, test_size: float,
-                options: tuple[tuple[str, Any], ...]):
-    import inspect
-
-    from ..data import list_datasets, load_dataset
-
-    kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options}
-    # Loaders that can return raw numeric columns do; the scaler is then fitted on the held-out
-    # split only, so no training record (audited ones included) moves the features of any
-    # other record (docs/privacy.md). Other loaders' z-scores are refitted the same way.
-    loader = {d.name: d.loader for d in list_datasets()}[name]
-    if "standardize" in inspect.signature(loader).parameters:
-        kwargs.setdefault("standardize", False)
-    ds = load_dataset(name, group=group, n=n, seed=seed, **kwargs)
-    train, test = ds.train_test_split(test_size=test_size, seed=seed)
-    return ds.checksum, train.restandardized(test), test.restandardized(test)
-
-
-def load_experiment_data(data: DataConfig):
-    """Return ``(checksum, train, test)`` for a DataConfig (memoised in the process).
-
-    ``checksum`` identifies the loaded records (before the split) in cache keys; ``train``
-    holds the records the games draw from, ``test`` the held-out records for accuracy.
-    """
-    return _load_split(data.name, data.resolved_group, data.n, data.seed, data.test_size, data.options)
 
 
 # ---------------------------------------------------------------------------- seeds
@@ -138,6 +109,11 @@ def run(
     reuses the trained models. The device is not part of the key.
     """
     cfg = config if isinstance(config, ExperimentConfig) else ExperimentConfig.from_dict(config)
+    # Refuses (ConfigError) in milliseconds, before data, game or training, a run that
+    # cannot fit the machine; printed before the first chunk trains.
+    from .plan import plan
+
+    run_plan = plan(cfg, time_budget=None)
     store = _as_cache(cache)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
@@ -157,7 +133,7 @@ def run(
                                         "dataset_checksum": checksum})
 
     t0 = time.perf_counter()
-    trained = _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute)
+    trained = _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute, run_plan)
     timings["train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -279,7 +255,7 @@ def _membership_sha(rows: np.ndarray) -> str:
     return hashlib.sha256(np.packbits(rows, axis=None).tobytes() + str(rows.shape).encode()).hexdigest()
 
 
-def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute) -> dict[str, Any]:
+def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute, run_plan=None) -> dict[str, Any]:
     n_models, chunk = game.membership.shape[0], cfg.chunk_models
     starts = list(range(0, n_models, chunk))
     parts, trained_n, loaded_n = [], 0, 0
@@ -296,6 +272,8 @@ def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute
                               UserWarning, stacklevel=3)
                 item = None
         if item is None:
+            if trained_n == 0 and run_plan is not None:
+                print(run_plan, flush=True)  # the one-line plan, before the first chunk trains
             part = _train_one_chunk(cfg, train, test, rows, delta, _seed(cfg, _TRAIN_STREAM, c),
                                     progress, start, n_models)
             part["rows"] = [start, stop]
