@@ -284,7 +284,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     callback, close = _progress_bar(args.no_progress, "demo")
     try:
         demo = run_demo(args.out, device=args.device, cache=_cache_arg(args), recompute=args.recompute,
-                        progress=callback, echo=print)
+                        progress=callback, echo=print, html=args.html is None)
     finally:
         close()
     if report is not None:

@@ -33,16 +33,17 @@ table.fp{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 table.fp th,table.fp td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 table.fp th{background:#f3f3f3}table.fp td:first-child,table.fp th:first-child{text-align:left}
 .meta{color:#555;font-size:.9em}.charts{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
-.chart{max-width:100%}.note{background:#f7f7f2;border-left:4px solid #c9b458;padding:.4em .8em;font-size:.9em}
+.chart{max-width:100%}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em;margin:.4em 0}
+dt{font-weight:600}dd{margin:0}.note{background:#f7f7f2;border-left:4px solid #c9b458;padding:.4em .8em;font-size:.9em}
 """
 
-_NOTE = (
-    "GPR, its confidence interval and the floor are in percentage points. GPR of a group = mean "
-    "individual privacy risk (IPR = 2·accuracy − 1 of the best per-record membership attack) over "
-    "its audited records; the floor is the same estimator with membership labels permuted "
-    "within each record (what zero leakage reads). GPRP = max GPR − min GPR. Empirical ε is a "
-    "lower bound from the attacks; it can never exceed the accounted ε of a DP run."
-)
+def _note() -> str:
+    """The terms of the page, each defined once (fairpriv_lab._glossary, shared with the demo)."""
+    from ._glossary import TERMS
+
+    items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in TERMS.items())
+    return ('<details class="note" open><summary>What the numbers mean (GPR, GPRP and floors in '
+            f"percentage points)</summary><dl>{items}</dl></details>")
 
 
 def _as_results(results: Any) -> list[tuple[str, Any]]:
@@ -219,7 +220,7 @@ def report_html(
     title = title or "fairpriv-lab audit report"
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [f"<h1>{html.escape(title)}</h1>", f'<p class="meta">Generated {stamp} by fairpriv-lab.</p>',
-            f'<p class="note">{html.escape(_NOTE)}</p>']
+            _note()]
     if len(items) > 1:
         body.append(_comparison_section(items, auditor=auditor, images=images))
     body += [_result_section(label, r, auditor=auditor, images=images) for label, r in items]

@@ -188,6 +188,14 @@ def test_demo_plumbing_with_tiny_settings(tmp_path, capsys, monkeypatch, torch_o
         assert f"\n{method} " in out
         assert (tmp_path / "d" / f"{method}_summary.csv").exists()
     assert "GPR Male" in out and "GPRP" in out
+    # item 3 of issue 17: terms defined once, a conclusion with the signed difference and its CI,
+    # the GPRP floor, and pointers to the HTML report written by default and to notebook 00
+    for term in ("IPR ", "GPR ", "GPRP ", "PA-ALOOA ", "PA-GA ", "PA-GBA ", "floor ", "negative GPR "):
+        assert out.count(f"\n  {term}") == 1, term
+    conclusion = out.split("Conclusion:", 1)[1]
+    assert "GPRP floor" in conclusion and "The signed difference GPR(Female) - GPR(Male)" in conclusion
+    assert (tmp_path / "d" / "report.html").exists()
+    assert f"open {tmp_path / 'd' / 'report.html'}" in out and "notebooks/00_start_here.ipynb" in out
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "d" / "comparison.csv")
