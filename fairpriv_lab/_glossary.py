@@ -50,7 +50,7 @@ def glossary(terms: tuple[str, ...] | None = None, *, width: int = 96, indent: s
     return "\n".join(lines)
 
 
-def empirical_epsilon_line(group: str, bound: float, cap: float, n_models: int) -> str:
-    """One group's empirical ε in the one wording: the observed bound, then the cap."""
+def empirical_epsilon_line(group: str, bound: float, cap: float, n_models: int, *, width: int = 8) -> str:
+    """One group's empirical ε in the one wording: the observed bound ε̂, then the cap."""
     cap_text = EMPIRICAL_CAP.format(n_models=n_models)
-    return f"{group}: {EMPIRICAL_BOUND} {bound:.2f} ({cap_text}: {cap:.2f})"
+    return f"{group:<{width}} ε̂ = {bound:5.2f}   ({cap_text}: {cap:.2f})"

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from ._config import ExperimentConfig
+from ._glossary import EMPIRICAL_BOUND, empirical_epsilon_line
 
-__all__ = ["AuditResult", "compare", "format_comparison"]
+__all__ = ["AuditResult", "SummaryFrame", "compare", "format_comparison"]
 
 
 def _json_float(x: Any) -> Any:
@@ -27,6 +28,24 @@ def _json_float(x: Any) -> Any:
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     return x
+
+
+class SummaryFrame(pd.DataFrame):
+    """A DataFrame that prints whole: every row and column, wrapped to the terminal's width.
+
+    ``print(result.summary())`` would otherwise hide GPR and its CIs behind
+    ``... [6 rows x 18 columns]``. Everything else is a plain DataFrame (derived frames are
+    plain DataFrames again).
+    """
+
+    def __repr__(self) -> str:
+        import shutil
+
+        width = shutil.get_terminal_size((120, 24)).columns
+        with pd.option_context("display.max_rows", None, "display.max_columns", None,
+                               "display.width", width, "display.expand_frame_repr", True,
+                               "display.precision", 3):
+            return super().__repr__()
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,7 +73,9 @@ class AuditResult:
     empirical_record : ndarray of shape (m,)
         Per audited record, its empirical ε lower bound.
     max_certifiable_epsilon : float
-        The largest ε the number of models can certify at all (DESIGN.md 4.7).
+        The largest ε̂ these many models could certify for one record (its model pairs alone;
+        docs/design.md 4.7). A group's records pooled can certify more: see the
+        ``max_certifiable`` column of ``empirical_epsilon``.
     outcome : OutcomeFairness
         Outcome fairness of the audited models on the test split (fairlearn metrics; every
         model's predictions pooled, which equals the mean over models of each group's rates).
@@ -138,15 +159,19 @@ class AuditResult:
         return float(self.group_risk[auditor or self.auditors[0]].difference())
 
     # ------------------------------------------------------------------ tables
-    def summary(self) -> pd.DataFrame:
+    def summary(self) -> SummaryFrame:
         """Tidy table: one row per auditor x group, GPR with CI, floor, GPRP with CI, ε.
 
         Columns: ``auditor, group, n, gpr, ci_low, ci_high, floor`` (percentage points),
         ``gprp, gprp_ci_low, gprp_ci_high`` (the auditor's, repeated on its rows),
-        ``empirical_epsilon`` (the group's lower bound), ``test_accuracy`` (the group's),
-        and the run's ``method, model, epsilon, delta, dataset, group_attribute``.
+        ``empirical_epsilon`` (the group's lower bound ε̂), ``empirical_epsilon_cap`` (the
+        largest ε̂ these many models could certify for the group), ``test_accuracy`` (the
+        group's), and the run's ``method, model, epsilon, delta, dataset, group_attribute``.
+        Printing it shows every row and column (:class:`SummaryFrame`).
         """
         emp = dict(zip(self.empirical_epsilon["group"], self.empirical_epsilon["epsilon"]))
+        cap = dict(zip(self.empirical_epsilon["group"], self.empirical_epsilon["max_certifiable"])) \
+            if "max_certifiable" in self.empirical_epsilon else {}
         rows = []
         for auditor, gr in self.group_risk.items():
             lo, hi = gr.difference_ci()
@@ -159,9 +184,10 @@ class AuditResult:
                     "ci_high": float(rec["ci_high"]), "floor": float(rec["floor"]),
                     "gprp": float(gr.difference()), "gprp_ci_low": float(lo), "gprp_ci_high": float(hi),
                     "empirical_epsilon": float(emp.get(g, math.nan)),
+                    "empirical_epsilon_cap": float(cap.get(g, math.nan)),
                     "test_accuracy": float(self.group_accuracy.get(g, math.nan)),
                 })
-        df = pd.DataFrame(rows)
+        df = SummaryFrame(rows)
         t = self.config.train
         df["method"] = t.method
         df["model"] = t.model
@@ -205,11 +231,12 @@ class AuditResult:
                 )
             r0 = part.iloc[0]
             lines.append(f"    GPRP {r0.gprp:.2f} [{r0.gprp_ci_low:.2f}, {r0.gprp_ci_high:.2f}]")
-        emp = ", ".join(f"{g} {e:.2f}" for g, e in zip(self.empirical_epsilon["group"],
-                                                     self.empirical_epsilon["epsilon"]))
-        lines.append(f"Empirical eps lower bounds (alpha = {self.config.audit.alpha:g}): {emp}; "
-                     f"at most {self.max_certifiable_epsilon:.2f} is certifiable with "
-                     f"{self.n_models} models")
+        lines.append(f"{EMPIRICAL_BOUND[0].upper()}{EMPIRICAL_BOUND[1:]} per group, records pooled "
+                     f"(Clopper-Pearson, alpha = {self.config.audit.alpha:g})")
+        emp = self.empirical_epsilon
+        caps = emp["max_certifiable"] if "max_certifiable" in emp else [math.nan] * len(emp)
+        for g, e, c in zip(emp["group"], emp["epsilon"], caps):
+            lines.append("    " + empirical_epsilon_line(str(g), float(e), float(c), self.n_models, width=width))
         if math.isfinite(self.epsilon):
             kind = "add/remove game: compare with eps" if self.game.kind == "loo" else \
                 "substitution game: compare with 2 eps"

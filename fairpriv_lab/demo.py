@@ -77,6 +77,11 @@ class DemoResult:
     files: tuple[Path, ...]
     report: Path | None = None
 
+    def __repr__(self) -> str:
+        methods = ", ".join(r.config.train.method for r in self.results)
+        return (f"DemoResult(methods: {methods}, {len(self.files)} files, report={self.report}, "
+                f"seconds={self.seconds:.1f})")
+
 
 def run_demo(
     out: str | os.PathLike | None = "demo_out",

@@ -38,7 +38,7 @@ dt{font-weight:600}dd{margin:0}.note{background:#f7f7f2;border-left:4px solid #c
 """
 
 def _note() -> str:
-    """The terms of the page, each defined once (fairpriv_lab._glossary, shared with the demo)."""
+    """Return the page's terms, each defined once (fairpriv_lab._glossary, shared with the demo)."""
     from ._glossary import TERMS
 
     items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in TERMS.items())
@@ -107,8 +107,12 @@ def _result_section(label: str, result: Any, *, auditor: str | None, images: str
     )
     summary = result.summary()
     cols = ["auditor", "group", "n", "gpr", "ci_low", "ci_high", "floor", "gprp", "gprp_ci_low",
-            "gprp_ci_high", "empirical_epsilon", "test_accuracy"]
-    summary = summary[[c for c in cols if c in summary.columns]]
+            "gprp_ci_high", "empirical_epsilon", "empirical_epsilon_cap", "test_accuracy"]
+    from ._glossary import EMPIRICAL_CAP
+
+    summary = summary[[c for c in cols if c in summary.columns]].rename(columns={
+        "empirical_epsilon": "ε̂ (lower bound)",
+        "empirical_epsilon_cap": EMPIRICAL_CAP.format(n_models=result.n_models)})
     charts = [viz.gpr_chart(result.group_risk[main], group_order=order, title=f"{main}: GPR by group")]
     if len(auditors) > 1:
         charts.append(viz.auditors_side_by_side(result.group_risk, group_order=order))
@@ -127,7 +131,12 @@ def _result_section(label: str, result: Any, *, auditor: str | None, images: str
     ]
     emp = getattr(result, "empirical_epsilon", None)
     if emp is not None and len(emp):
-        parts += ["<h3>Empirical ε lower bounds per group</h3>", _table(emp)]
+        from ._glossary import EMPIRICAL_BOUND, EMPIRICAL_CAP
+
+        cap = EMPIRICAL_CAP.format(n_models=result.n_models)
+        shown = emp.rename(columns={"epsilon": "ε̂ (lower bound)", "max_certifiable": cap})
+        parts += [f"<h3>{html.escape(EMPIRICAL_BOUND[0].upper() + EMPIRICAL_BOUND[1:])} per group, "
+                  "records pooled</h3>", _table(shown)]
     parts += _outcome_html(getattr(result, "outcome", None))
     parts.append("<details><summary>Configuration</summary><pre>"
                  + html.escape(_pretty(cfg.to_dict())) + "</pre></details>")

@@ -40,3 +40,32 @@ def test_glossary_defines_each_term_once():
         assert sum(line.startswith(f"  {term} ") for line in text.splitlines()) == 1
     with pytest.raises(KeyError):
         glossary(("not a term",))
+
+
+def test_summary_prints_whole_and_reprs_are_one_line(tmp_path, monkeypatch):
+    """`print(result.summary())` shows every column (no '... [6 rows x 18 columns]')."""
+    from fairpriv_lab.experiment import ExperimentConfig, run
+
+    cfg = ExperimentConfig.from_dict({
+        "data": {"name": "synthetic", "n": 200}, "train": {"model": "lr", "epochs": 1, "batch_size": 40},
+        "game": {"kind": "aloo", "n_models": 4, "m": 40}, "audit": {"n_boot": 20, "min_group_size": 5},
+        "chunk_models": 4, "device": "cpu"})
+    res = run(cfg, cache=tmp_path)
+    monkeypatch.setenv("COLUMNS", "80")
+    s = res.summary()
+    text = str(s)
+    assert "..." not in text and "rows x" not in text
+    for col in s.columns:
+        assert col in text, col
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert type(s[["gpr"]]).__name__ == "DataFrame"  # derived frames are plain again
+    # empirical ε: one wording, the observed bound then the cap of these many models
+    table = res.table()
+    assert "Empirical ε̂ (lower bound the attacks prove) per group" in table
+    assert table.count("largest ε̂ these 4 models could certify:") == 2
+    assert "certifiable with" not in table
+    caps = res.empirical_epsilon["max_certifiable"].tolist()
+    assert s["empirical_epsilon_cap"].tolist()[:2] == caps
+    for obj in (res, res.game, res.record_risk["PA-ALOOA"], res.group_risk["PA-ALOOA"], res.outcome):
+        r = repr(obj)
+        assert "\n" not in r and len(r) < 200 and "array(" not in r, r
