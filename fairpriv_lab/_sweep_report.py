@@ -291,5 +291,8 @@ def _fmt(x: float) -> str:
     return "inf" if x == math.inf else f"{x:.4g}"
 
 
-_CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:90%}"
-        "td,th{border:1px solid #ccc;padding:2px 6px}th{background:#eee}")
+# Wide tables scroll inside the page instead of pushing it sideways; headers wrap.
+_CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:90%;"
+        "display:block;overflow-x:auto;max-width:100%}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}th{background:#eee;white-space:normal;"
+        "overflow-wrap:anywhere;min-width:4em}")

@@ -29,7 +29,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em a
 color:#222;line-height:1.45;padding:0 1em}
 h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.3em;margin-top:2em;border-bottom:1px solid #ccc}
 h3{font-size:1.05em;margin-top:1.4em}
-table.fp{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+table.fp{border-collapse:collapse;margin:.6em 0;font-size:.9em;display:block;overflow-x:auto;max-width:100%}
+table.fp th{white-space:normal;overflow-wrap:anywhere;min-width:3.5em}
 table.fp th,table.fp td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 table.fp th{background:#f3f3f3}table.fp td:first-child,table.fp th:first-child{text-align:left}
 .meta{color:#555;font-size:.9em}.charts{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}

@@ -64,8 +64,27 @@ def test_summary_prints_whole_and_reprs_are_one_line(tmp_path, monkeypatch):
     assert "Empirical ε̂ (lower bound the attacks prove) per group" in table
     assert table.count("largest ε̂ these 4 models could certify:") == 2
     assert "certifiable with" not in table
+    # outcome fairness: n counts the group's test records, not test records x models
+    assert res.outcome.by_group["n"].sum() == res.n_test
     caps = res.empirical_epsilon["max_certifiable"].tolist()
     assert s["empirical_epsilon_cap"].tolist()[:2] == caps
     for obj in (res, res.game, res.record_risk["PA-ALOOA"], res.group_risk["PA-ALOOA"], res.outcome):
         r = repr(obj)
         assert "\n" not in r and len(r) < 200 and "array(" not in r, r
+
+
+def test_exported_notebook_badges_fall_back_to_text_offline():
+    from fairpriv_lab._notebook_runs import offline_badges
+
+    page = ('<a href="https://colab.research.google.com/x"><img alt="Open In Colab" '
+            'src="https://colab.research.google.com/assets/colab-badge.svg"/></a>'
+            '<img alt="chart" src="data:image/png;base64,AAAA"/>')
+    out = offline_badges(page)
+    assert out.count("onerror=") == 1 and "this.alt" in out
+    assert '<img alt="chart" src="data:image/png;base64,AAAA"/>' in out
+
+
+def test_report_and_sweep_tables_scroll_instead_of_overflowing():
+    from fairpriv_lab import _sweep_report, report
+
+    assert "overflow-x:auto" in report._CSS and "overflow-x:auto" in _sweep_report._CSS
