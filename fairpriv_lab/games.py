@@ -21,8 +21,8 @@ from typing import Literal
 
 import numpy as np
 
-from . import _validate as V
-from ._rng import SeedLike, as_generator
+from ._core import validate as V
+from ._core.rng import SeedLike, as_generator
 
 __all__ = ["Game", "aloo_game", "half_split_game", "loo_game"]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate as V
-from ..exceptions import DatasetError
+from .._core import validate as V
+from .._core.exceptions import DatasetError
 from .dataset import GroupedDataset
 
 __all__ = ["from_pandas", "load_adult", "ADULT_GROUPS"]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._validate import fail
+from .._core.validate import fail
 
 #: The one message shown when the optional chart dependencies are missing.
 MISSING_UI_MESSAGE = (
