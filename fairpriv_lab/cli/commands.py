@@ -9,10 +9,12 @@ exit with status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -355,19 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on bad options, 0 on --help
         return int(exc.code or 0)
     try:
-        if args.command in ("sweep", "notebooks"):
-            return args.run(args)
-        if args.command == "audit":
-            return _cmd_audit(args)
-        if args.command == "demo":
-            return _cmd_demo(args)
-        if args.command == "report":
-            from ..ui.report import cmd_report
-
-            return cmd_report(args)
-        if args.command == "datasets":
-            return _cmd_datasets(args)
-        return _cmd_cache(args)
+        with _one_line_warnings(args.command):
+            return _dispatch(args)
     except ConfigError as err:
         print(f"fairpriv-lab {args.command}: error: {_option_names(str(err))}", file=sys.stderr)
         return 2
@@ -377,6 +368,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished chunks are cached and a re-run resumes from them", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """Show each distinct warning once as ``fairpriv-lab CMD: warning: ...`` (no source line)."""
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+        text = f"fairpriv-lab {command}: warning: {message}"
+        if text not in seen:
+            seen.add(text)
+            print(text, file=sys.stderr)
+
+    old = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = old
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in ("sweep", "notebooks"):
+        return args.run(args)
+    if args.command == "audit":
+        return _cmd_audit(args)
+    if args.command == "demo":
+        return _cmd_demo(args)
+    if args.command == "report":
+        from ..ui.report import cmd_report
+
+        return cmd_report(args)
+    if args.command == "datasets":
+        return _cmd_datasets(args)
+    return _cmd_cache(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

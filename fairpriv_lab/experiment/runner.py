@@ -477,8 +477,14 @@ def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str
         outcome = _outcome(test, trained["test_predictions"], names)
     outcome = _count_test_records(outcome, test, len(names))
     replicates = _replicates(a, signal, game, records, train, cached, seed, rrs)
-    grs = {name: GroupRisk(rr, names, n_boot=a.n_boot, ci=a.ci, min_group_size=a.min_group_size,
-                           seed=seed, replicates=replicates.get(name)) for name, rr in rrs.items()}
+    # Every auditor sees the same audited records, so a small-group warning would repeat once
+    # per auditor: collect them and warn once per distinct message.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        grs = {name: GroupRisk(rr, names, n_boot=a.n_boot, ci=a.ci, min_group_size=a.min_group_size,
+                               seed=seed, replicates=replicates.get(name)) for name, rr in rrs.items()}
+    for text, category in dict.fromkeys((str(w.message), w.category) for w in caught):
+        warnings.warn(text, category, stacklevel=3)
     if progress is not None:
         progress("audit", float(len(a.auditors) + 1), float(len(a.auditors) + 1))
     arrays: dict[str, np.ndarray] = {}

@@ -220,7 +220,7 @@ def run_notebooks(
                      "timeout": timeout, "html": html})
     keys = [f"notebook-{nb_path.stem}-{i:02d}-{_grid.point_key(s)}" for i, s in enumerate(sets)]
     outcomes: dict[int, TaskOutcome] = {}
-    reporter, close = progress_reporter(progress, len(sets), 0)
+    reporter, close = progress_reporter(progress, len(sets), 0, label="notebooks", unit="run")
     try:
         def on_result(i: int, outcome: TaskOutcome) -> None:
             outcomes[i] = outcome

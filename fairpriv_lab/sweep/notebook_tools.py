@@ -254,7 +254,10 @@ def current_env_kernel(env: Mapping[str, str] | None = None) -> Iterator[str]:
         spec_dir = Path(tmp) / "kernels" / KERNEL_NAME
         spec_dir.mkdir(parents=True)
         spec = {
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            # The kernel listens on 127.0.0.1 only; its "running over TCP without encryption"
+            # warning would print once per notebook run and say nothing actionable here.
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                     "--IPKernelApp.log_level=ERROR"],
             "display_name": f"Python (fairpriv-lab, {sys.executable})",
             "language": "python",
             "metadata": {"debugger": False},
