@@ -28,7 +28,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,8 @@ import pandas as pd
 from ._core import validate as V
 from ._core.exceptions import SmallGroupWarning
 from ._core.rng import SeedLike, as_generator, spawn_seed
+from ._core.vocabulary import ESTIMATORS as _ESTIMATORS
+from ._core.vocabulary import METHOD_LABELS, Estimator
 
 __all__ = [
     "METHOD_LABELS",
@@ -63,16 +65,6 @@ __all__ = [
     "soundness_chart",
 ]
 
-Estimator = Literal["cross_fit", "in_sample"]
-_ESTIMATORS = ("cross_fit", "in_sample")
-
-#: Display names of the training methods (as in the paper and in :mod:`fairpriv_lab.viz`).
-METHOD_LABELS: dict[str, str] = {
-    "sgd": "SGD",
-    "dpsgd": "DP-SGD",
-    "dpsgds": "DP-SGD-S",
-    "dpsgdf": "DP-SGD-F",
-}
 
 
 def method_label(method: str, statistic: str | None = None) -> str:

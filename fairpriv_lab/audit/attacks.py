@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -38,6 +37,10 @@ import pandas as pd
 from .._core import validate as V
 from .._core.exceptions import ConfigError
 from .._core.rng import SeedLike, as_generator
+from .._core.vocabulary import AUDITORS as _AUDITORS
+from .._core.vocabulary import ESTIMATORS as _ESTIMATORS
+from .._core.vocabulary import SIGNALS as _SIGNALS
+from .._core.vocabulary import Estimator, Signal
 
 __all__ = [
     "RecordRisk",
@@ -48,11 +51,6 @@ __all__ = [
     "agreement",
 ]
 
-Estimator = Literal["cross_fit", "in_sample"]
-Signal = Literal["loss", "confidence"]
-_ESTIMATORS = ("cross_fit", "in_sample")
-_SIGNALS = ("loss", "confidence")
-_AUDITORS = ("PA-ALOOA", "PA-LOOA", "PA-GA", "PA-GBA")
 
 
 @dataclass(frozen=True, eq=False)

@@ -42,6 +42,13 @@ def _float_or_none(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
 
 
+def _bool(text: str) -> bool:
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if text.lower() not in words:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return words[text.lower()]
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(t) for t in text.split(",") if t.strip())
@@ -49,13 +56,16 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _auditor_list(text: str) -> tuple[str, ...]:
-    names = tuple(t.strip() for t in text.split(",") if t.strip())
-    bad = [n for n in names if n not in C.AUDITORS]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(
-            f"invalid auditor {bad[0] if bad else text!r} (choose from {', '.join(C.AUDITORS)}, comma-separated)")
-    return names
+def _choice_list(choices: Sequence[str], noun: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(t.strip() for t in text.split(",") if t.strip())
+        bad = [n for n in names if n not in choices]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(
+                f"invalid {noun} {bad[0] if bad else text!r} (choose from {', '.join(choices)}, comma-separated)")
+        return names
+
+    return parse
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -68,53 +78,37 @@ def _key_value(text: str) -> tuple[str, Any]:
         return k.strip(), v
 
 
-# (config key, option, type, choices, help); every ExperimentConfig field appears once.
-_OPTIONS: list[tuple[str, str, Callable[[str], Any], Sequence[str] | None, str]] = [
-    ("data.name", "--dataset", str, None, "dataset name (see `fairpriv-lab datasets list`)"),
-    ("data.group", "--group", str, None, "group attribute (dataset default when omitted)"),
-    ("data.n", "--n", _int_or_none, None, "subsample this many records, stratified by group"),
-    ("data.seed", "--data-seed", int, None, "seed of the subsample and of synthetic data"),
-    ("data.test_size", "--test-size", float, None, "held-out fraction for test accuracy"),
-    ("train.model", "--model", str, C.MODELS, "model family"),
-    ("train.hidden", "--hidden", int, None, "hidden units of the MLP"),
-    ("train.method", "--method", str, C.METHODS, "training method"),
-    ("train.epochs", "--epochs", int, None, "epochs per model"),
-    ("train.batch_size", "--batch-size", int, None, "expected (Poisson) batch size"),
-    ("train.lr", "--lr", float, None, "learning rate"),
-    ("train.optimizer", "--optimizer", str, C.OPTIMIZERS, "optimizer"),
-    ("train.clip", "--clip", float, None, "clipping bound C of the DP methods"),
-    ("train.epsilon", "--epsilon", _float_or_none, None, "target epsilon (DP methods)"),
-    ("train.noise_multiplier", "--noise-multiplier", _float_or_none, None,
-     "noise multiplier sigma instead of a target epsilon"),
-    ("train.delta", "--delta", _float_or_none, None, "delta (default min(1e-5, 1/(10 n)))"),
-    ("train.accountant", "--accountant", str, C.ACCOUNTANTS, "privacy accountant"),
-    ("train.tau", "--tau", float, None, "DP-SGD-S: largest ratio C_k / C"),
-    ("train.statistic", "--statistic", str, C.STATISTICS, "DP-SGD-S group statistic"),
-    ("train.stat_noise_ratio", "--stat-noise-ratio", float, None,
-     "DP-SGD-S: noise multiplier of the statistic relative to sigma"),
-    ("train.count_noise", "--count-noise", float, None,
-     "DP-SGD-S/-F: noise multiplier of the group counts relative to sigma"),
-    ("train.smoothing", "--smoothing", float, None, "DP-SGD-S: EMA weight of the previous bounds"),
-    ("train.clip_floor", "--clip-floor", float, None, "DP-SGD-S: lowest ratio C_k / C"),
-    ("train.stat_clip", "--stat-clip", _float_or_none, None, "DP-SGD-S: clip C_s of the norm statistic"),
-    ("game.kind", "--game", str, C.GAMES, "membership game"),
-    ("game.n_models", "--n-models", int, None, "number of models (even)"),
-    ("game.m", "--m", _int_or_none, None, "audited records of the ALOOA game"),
-    ("game.targets", "--targets", _int_list, None, "target records of the LOO game, e.g. 3,17"),
-    ("audit.estimator", "--estimator", str, C.ESTIMATORS, "per-record IPR estimator"),
-    ("audit.signal", "--signal", str, C.SIGNALS, "attack signal"),
-    ("audit.n_boot", "--n-boot", int, None, "bootstrap resamples for the CIs"),
-    ("audit.ci", "--ci", float, None, "confidence level of the CIs"),
-    ("audit.alpha", "--alpha", float, None, "Clopper-Pearson level of the empirical epsilon"),
-    ("audit.auditors", "--auditors", _auditor_list, None,
-     "comma-separated auditors among " + ", ".join(C.AUDITORS)),
-    ("audit.min_group_size", "--min-group-size", int, None, "warn for groups below this size"),
-    ("audit.bootstrap", "--bootstrap", str, C.BOOTSTRAPS,
-     "CIs over records, or over model pairs and records (PA-ALOOA/PA-LOOA)"),
-    ("seed", "--seed", int, None, "experiment seed (game, training, audit)"),
-    ("device", "--device", str, None, "auto, cpu, cuda, cuda:N or mps"),
-    ("chunk_models", "--chunk-models", int, None, "models per cached chunk (even)"),
-]
+def _option_type(p: C.Param, key: str) -> Callable[[str], Any]:
+    if p.kind == "int":
+        return _int_or_none if p.optional else int
+    if p.kind == "float":
+        return _float_or_none if p.optional else float
+    if p.kind == "ints":
+        return _int_list
+    if p.kind == "bool":
+        return _bool
+    if p.kind == "choices":
+        return _choice_list(p.choices or (), key.rsplit(".", 1)[-1].removesuffix("s"))
+    return str
+
+
+def _options() -> list[tuple[str, str, Callable[[str], Any], Sequence[str] | None, str]]:
+    """(config key, option, type, choices, help) of every schema field with an option.
+
+    Generated from :func:`fairpriv_lab.experiment.config.schema`; ``data.options`` (a mapping)
+    is set with ``--data-option KEY=VALUE`` instead.
+    """
+    out = []
+    for key, p in C.schema().items():
+        if p.kind == "mapping":
+            continue
+        flag = p.flag or "--" + key.rsplit(".", 1)[-1].replace("_", "-")
+        choices = p.choices if p.kind == "choice" else None
+        out.append((key, flag, _option_type(p, key), choices, p.help))
+    return out
+
+
+_OPTIONS = _options()  # as declared at import (the schema can grow at run time in tests)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     for section in ("data", "train", "game", "audit", None):
         title = section or "experiment"
         grp = a.add_argument_group(f"{title} options")
-        for key, opt, typ, choices, help_ in _OPTIONS:
+        for key, opt, typ, choices, help_ in _options():
             if (key.split(".")[0] if "." in key else None) != section:
                 continue
             kw: dict[str, Any] = {"dest": key, "type": typ, "default": argparse.SUPPRESS, "help": help_,
@@ -197,7 +191,7 @@ def config_from_args(args: argparse.Namespace) -> C.ExperimentConfig:
             base = C.ExperimentConfig.from_dict(json.loads(Path(args.config).read_text()))
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigError(f"Expected --config={str(args.config)!r} to be a readable JSON file: {err}") from None
-    overrides = {key: getattr(args, key) for key, *_ in _OPTIONS if hasattr(args, key)}
+    overrides = {key: getattr(args, key) for key, *_ in _options() if hasattr(args, key)}
     if args.data_options:
         overrides["data.options"] = {**dict(base.data.options), **dict(args.data_options)}
     return base.replace(**overrides) if overrides else base
@@ -337,7 +331,7 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 def _option_names(message: str) -> str:
     """Say ``--epsilon`` where a config message says ``train.epsilon`` (command-line words)."""
-    for key, opt, *_ in sorted(_OPTIONS, key=lambda o: -len(o[0])):
+    for key, opt, *_ in sorted(_options(), key=lambda o: -len(o[0])):
         message = re.sub(rf"(?<![\w.-]){re.escape(key)}(?![\w])", opt, message)
     return message
 

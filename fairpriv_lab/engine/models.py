@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from .._core import validate as V
 from .._core.exceptions import UnsupportedModelError
+from .._core.vocabulary import MODELS
 
 __all__ = [
     "PerSampleGrads",
@@ -415,7 +416,7 @@ def build_model(
     (10, 256, 2)
     """
     if isinstance(model, str):
-        V.choice("model", model, ["lr", "mlp", "cnn"])
+        V.choice("model", model, MODELS)
         if model == "lr":
             return LinearStack((n_features, n_classes))
         if model == "mlp":

@@ -31,6 +31,7 @@ from opacus.optimizers import DPOptimizer
 from opacus.optimizers.optimizer import _generate_noise, _mark_as_processed
 
 from .._core import validate as V
+from .._core.vocabulary import Accountant
 from .models import _FuncGrads
 from .privacy import ClippingPolicy, DPStep, _Context, as_method, epsilon_of
 
@@ -133,7 +134,7 @@ class GroupDPOptimizer(DPOptimizer):
                                     secure_mode=self.secure_mode)
             p.grad = (p.summed_grad + noise).view_as(p)
 
-    def get_epsilon(self, delta: float, *, accountant: Literal["rdp", "prv"] = "rdp") -> float:
+    def get_epsilon(self, delta: float, *, accountant: Accountant = "rdp") -> float:
         """Epsilon after the steps taken, all released statistics composed (needs ``sample_rate``)."""
         if self.sample_rate is None:
             raise V.fail("sample_rate", None, "to be given to the optimizer for accounting")

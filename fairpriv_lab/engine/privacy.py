@@ -21,13 +21,14 @@ import functools
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from .._core import validate as V
 from .._core.exceptions import PrivacyAccountingError
+from .._core.vocabulary import ACCOUNTANTS, STATISTICS, Accountant, Statistic
 
 __all__ = [
     "Mechanism",
@@ -45,7 +46,6 @@ __all__ = [
     "calibrate_noise",
 ]
 
-Accountant = Literal["rdp", "prv"]
 _EPS = 1e-6  # the same guard as Opacus's clip factor C / (||g|| + 1e-6)
 
 
@@ -223,7 +223,7 @@ class DPSGDS(ClippingPolicy):
 
     name: ClassVar[str] = "dpsgds"
     tau: float = 2.0
-    statistic: Literal["norm", "mean_direction"] = "norm"
+    statistic: Statistic = "norm"
     stat_noise_ratio: float = 5.0
     count_noise: float = 5.0
     smoothing: float = 0.0
@@ -232,7 +232,7 @@ class DPSGDS(ClippingPolicy):
 
     def __post_init__(self) -> None:
         V.number("tau", self.tau, 1.0, math.inf, high_open=True)
-        V.choice("statistic", self.statistic, ["norm", "mean_direction"])
+        V.choice("statistic", self.statistic, STATISTICS)
         V.positive("stat_noise_ratio", self.stat_noise_ratio)
         V.positive("count_noise", self.count_noise)
         V.number("smoothing", self.smoothing, 0.0, 1.0, high_open=True)
@@ -503,7 +503,7 @@ def epsilon_of(
     2.1
     """
     policy = as_method(method)
-    V.choice("accountant", accountant, ["rdp", "prv"])
+    V.choice("accountant", accountant, ACCOUNTANTS)
     if not policy.private:
         return math.inf
     V.positive("noise_multiplier", noise_multiplier)
@@ -544,7 +544,7 @@ def calibrate_noise(
     target = V.positive("target_epsilon", target_epsilon)
     if not policy.private:
         raise V.fail("method", method, "to be private when target_epsilon is given")
-    V.choice("accountant", accountant, ["rdp", "prv"])
+    V.choice("accountant", accountant, ACCOUNTANTS)
     # Calibration costs seconds (dozens of accountant calls); a panel that changes C or tau
     # but not epsilon asks the same question again, so answers are memoised.
     return _calibrate(target, float(sample_rate), int(steps), float(delta), policy, accountant, float(rtol))

@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from torch import Tensor
 from .._core import validate as V
 from .._core.exceptions import PrivacyWarning, TrainingDivergedError
 from .._core.rng import SeedLike, as_generator, spawn_seed
+from .._core.vocabulary import ACCOUNTANTS, OPTIMIZERS, Accountant, Optimizer, default_delta
 from ..data import GroupedDataset
 from .device import resolve_device
 from .models import FuncStack, LinearStack, _FuncGrads, _LinearGrads, build_model
@@ -239,12 +240,12 @@ def train_ensemble(
     epochs: int = 20,
     batch_size: int = 256,
     lr: float = 0.1,
-    optimizer: Literal["sgd", "adam"] = "sgd",
+    optimizer: Optimizer = "sgd",
     clip: float = 1.0,
     noise_multiplier: float | None = None,
     target_epsilon: float | None = None,
     delta: float | None = None,
-    accountant: Literal["rdp", "prv"] = "rdp",
+    accountant: Accountant = "rdp",
     hidden: int = 256,
     device: Any = "auto",
     seed: SeedLike = None,
@@ -279,7 +280,7 @@ def train_ensemble(
         Exactly one for a private method: ``sigma`` itself, or the epsilon to calibrate it to
         (bisection on the composed accountant, within 1 %).
     delta : float or None
-        Default ``0.1 / max_m N_m``; a ``PrivacyWarning`` when ``delta >= 1 / max_m N_m``.
+        Default ``min(1e-5, 0.1 / max_m N_m)`` (:func:`~fairpriv_lab._core.vocabulary.default_delta`); a ``PrivacyWarning`` when ``delta >= 1 / max_m N_m``.
     accountant : {"rdp", "prv"}
     hidden : int
         Hidden units of the MLP.
@@ -336,8 +337,8 @@ def train_ensemble(
                      f"to be <= the smallest training set ({int(n_train.min())} records)")
     lr = V.positive("lr", lr)
     clip = V.positive("clip", clip)
-    V.choice("optimizer", optimizer, ["sgd", "adam"])
-    V.choice("accountant", accountant, ["rdp", "prv"])
+    V.choice("optimizer", optimizer, OPTIMIZERS)
+    V.choice("accountant", accountant, ACCOUNTANTS)
     if test is not None:
         if not isinstance(test, GroupedDataset):
             raise V.fail("test", type(test).__name__, "to be a GroupedDataset or None")
@@ -350,7 +351,7 @@ def train_ensemble(
 
     n_max = int(n_train.max())
     if delta is None:
-        delta = 0.1 / n_max
+        delta = default_delta(n_max)
     delta = V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
     q = batch_size / n_train.astype(np.float64)
     steps = max(1, int(round(epochs * float(n_train.mean()) / batch_size)))

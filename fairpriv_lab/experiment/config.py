@@ -6,12 +6,39 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 from .._core import validate as V
 from .._core.exceptions import ConfigError
+from .._core.vocabulary import (
+    ACCOUNTANTS,
+    AUDITORS,
+    BOOTSTRAPS,
+    DEFAULT_AUDITORS,
+    DEVICE_HINT,
+    DEVICE_PATTERN,
+    DP_METHODS,
+    ESTIMATORS,
+    GAMES,
+    GROUP_METHODS,
+    METHODS,
+    MODELS,
+    OPTIMIZERS,
+    SIGNALS,
+    STATISTICS,
+    Accountant,
+    Bootstrap,
+    Estimator,
+    GameKind,
+    Method,
+    Model,
+    Optimizer,
+    Signal,
+    Statistic,
+)
 
 __all__ = [
     "DataConfig",
@@ -19,23 +46,87 @@ __all__ = [
     "GameConfig",
     "AuditConfig",
     "ExperimentConfig",
+    "Param",
+    "param",
+    "schema",
+    "default_of",
+    "lookup_key",
     "MODELS",
     "METHODS",
     "AUDITORS",
 ]
 
-MODELS = ("lr", "mlp", "cnn")
-METHODS = ("sgd", "dpsgd", "dpsgds", "dpsgdf")
-DP_METHODS = ("dpsgd", "dpsgds", "dpsgdf")
-OPTIMIZERS = ("sgd", "adam")
-ACCOUNTANTS = ("rdp", "prv")
-STATISTICS = ("norm", "mean_direction")
-GAMES = ("aloo", "half", "loo")
-ESTIMATORS = ("cross_fit", "in_sample")
-SIGNALS = ("loss", "confidence")
-AUDITORS = ("PA-ALOOA", "PA-LOOA", "PA-GA", "PA-GBA")
-BOOTSTRAPS = ("records", "pairs")
-_DEVICE_HINT = "to be one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"
+
+# ---------------------------------------------------------------------------- the schema
+@dataclass(frozen=True)
+class Param:
+    """One configuration field, declared once: its kind, choices, bounds, default and help.
+
+    The config sections validate with it, and the command line (``cli``), the panel (``ui``),
+    the notebooks' parameter checks and the sweep grids read their options, bounds, defaults
+    and help from it (:func:`schema`). ``kind`` is ``"int"``, ``"float"``, ``"choice"``,
+    ``"choices"`` (a tuple of choices), ``"ints"`` (a tuple of integers), ``"bool"``, ``"str"``,
+    ``"mapping"`` (JSON values) or ``"device"``.
+    """
+
+    default: Any
+    help: str
+    kind: str
+    choices: tuple[str, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    optional: bool = False
+    even: bool = False
+    even_hint: str = "Models come in complementary pairs (2p, 2p+1)"
+    flag: str | None = None
+    aliases: tuple[str, ...] = ()
+
+    def check(self, name: str, value: Any, *, high: float | None = None) -> Any:
+        """Return ``value`` validated (ints as int, floats as float); ConfigError naming ``name``.
+
+        ``high`` overrides the declared upper bound where the context knows a tighter one
+        (a notebook's ``m`` is at most its ``n``).
+        """
+        if value is None and self.optional:
+            return None
+        high = self.high if high is None else high
+        if self.kind == "choice":
+            return V.choice(name, value, self.choices or ())
+        if self.kind == "int":
+            v = V.integer(name, value, None if self.low is None else int(self.low),
+                          None if high is None else int(high))
+            if self.even and v % 2:
+                raise V.fail(name, v, "to be even", self.even_hint)
+            return v
+        if self.kind == "float":
+            return V.number(name, value, -math.inf if self.low is None else self.low,
+                            math.inf if high is None else high,
+                            low_open=self.low_open, high_open=self.high_open)
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise V.fail(name, value, "to be True or False")
+            return value
+        if self.kind == "device":
+            if not isinstance(value, str) or not re.match(DEVICE_PATTERN, value):
+                raise V.fail(name, value, DEVICE_HINT)
+            return value
+        return value
+
+
+def param(default: Any, help: str, kind: str, **spec: Any) -> Any:
+    """Declare a config field and its :class:`Param` in one line (a ``dataclasses.field``)."""
+    return field(default=default, metadata={"param": Param(default, help, kind, **spec)})
+
+
+def _pos(default: Any, help: str, **spec: Any) -> Any:
+    """A float field that must be finite and > 0."""
+    return param(default, help, "float", low=0.0, high=math.inf, low_open=True, high_open=True, **spec)
+
+
+def _params_of(cls: type) -> dict[str, Param]:
+    return {f.name: f.metadata["param"] for f in fields(cls) if "param" in f.metadata}
 
 
 def _canonical(value: Any) -> Any:
@@ -65,7 +156,14 @@ def digest(payload: Mapping[str, Any]) -> str:
 
 
 class _Section:
-    """Shared helpers of the config sections: to_dict, from_dict with a clear unknown-key error."""
+    """Shared helpers of the config sections: validation from the schema, dict round trip."""
+
+    SECTION: ClassVar[str] = ""
+
+    def _validate(self) -> None:
+        """Check every field against its :class:`Param` (messages name ``section.field``)."""
+        for name, p in _params_of(type(self)).items():
+            p.check(f"{self.SECTION}.{name}", getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a JSON-ready dict (tuples become lists)."""
@@ -81,14 +179,6 @@ class _Section:
         if unknown:
             raise V.fail(f"{cls.__name__} key", unknown[0], "to be one of " + ", ".join(names))
         return cls(**d)
-
-
-def _opt_int(name: str, value: Any, low: int) -> int | None:
-    return None if value is None else V.integer(name, value, low)
-
-
-def _opt_pos(name: str, value: Any) -> float | None:
-    return None if value is None else V.positive(name, value)
 
 
 @dataclass(frozen=True)
@@ -114,23 +204,23 @@ class DataConfig(_Section):
         ``synthetic``); JSON values only.
     """
 
-    name: str = "adult"
-    group: str | None = None
-    n: int | None = None
-    seed: int = 0
-    test_size: float = 0.2
-    options: tuple[tuple[str, Any], ...] = ()
+    SECTION: ClassVar[str] = "data"
+    name: str = param("adult", "dataset name (see `fairpriv-lab datasets list`)", "str",
+                      flag="--dataset", aliases=("dataset",))
+    group: str | None = param(None, "group attribute (dataset default when omitted)", "str",
+                              optional=True)
+    n: int | None = param(None, "subsample this many records, stratified by group", "int",
+                          low=10, optional=True)
+    seed: int = param(0, "seed of the subsample and of synthetic data", "int", low=0,
+                      flag="--data-seed", aliases=("data_seed",))
+    test_size: float = param(0.2, "held-out fraction for test accuracy", "float", low=0.0,
+                             high=1.0, low_open=True, high_open=True)
+    options: tuple[tuple[str, Any], ...] = param(
+        (), "extra keyword arguments of the loader, JSON values", "mapping")
 
     def __post_init__(self) -> None:
-        from ..data import list_datasets
-
-        infos = {d.name: d for d in list_datasets()}
-        V.choice("data.name", self.name, list(infos))
-        if self.group is not None:
-            V.choice("data.group", self.group, infos[self.name].groups)
-        _opt_int("data.n", self.n, 4)
-        V.integer("data.seed", self.seed, 0)
-        V.number("data.test_size", self.test_size, 0.0, 1.0, low_open=True, high_open=True)
+        self._validate()
+        check_dataset(self.name, self.group, name_key="data.name", group_key="data.group")
         opts = self.options
         if isinstance(opts, Mapping):
             opts = tuple(sorted(opts.items()))
@@ -175,47 +265,38 @@ class TrainConfig(_Section):
     the methods that ignore a field have it normalised away from the cache key.
     """
 
-    model: Literal["lr", "mlp", "cnn"] = "mlp"
-    hidden: int = 256
-    method: Literal["sgd", "dpsgd", "dpsgds", "dpsgdf"] = "sgd"
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 0.1
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    clip: float = 1.0
-    epsilon: float | None = None
-    noise_multiplier: float | None = None
-    delta: float | None = None
-    accountant: Literal["rdp", "prv"] = "rdp"
-    tau: float = 2.0
-    statistic: Literal["norm", "mean_direction"] = "norm"
-    stat_noise_ratio: float = 5.0
-    count_noise: float = 5.0
-    smoothing: float = 0.0
-    clip_floor: float = 0.0
-    stat_clip: float | None = None
+    SECTION: ClassVar[str] = "train"
+    model: Model = param("mlp", "model family", "choice", choices=MODELS)
+    hidden: int = param(256, "hidden units of the MLP", "int", low=1)
+    method: Method = param(
+        "sgd", "training method", "choice", choices=METHODS)
+    epochs: int = param(20, "epochs per model", "int", low=1)
+    batch_size: int = param(256, "expected (Poisson) batch size", "int", low=1)
+    lr: float = _pos(0.1, "learning rate")
+    optimizer: Optimizer = param("sgd", "optimizer", "choice", choices=OPTIMIZERS)
+    clip: float = _pos(1.0, "clipping bound C of the DP methods")
+    epsilon: float | None = _pos(None, "target epsilon (DP methods)", optional=True)
+    noise_multiplier: float | None = _pos(
+        None, "noise multiplier sigma instead of a target epsilon", optional=True)
+    delta: float | None = param(None, "delta (default min(1e-5, 0.1/n))", "float", low=0.0,
+                                high=1.0, low_open=True, high_open=True, optional=True)
+    accountant: Accountant = param("rdp", "privacy accountant", "choice",
+                                              choices=ACCOUNTANTS)
+    tau: float = param(2.0, "DP-SGD-S: largest ratio C_k / C", "float", low=1.0,
+                       high=math.inf, high_open=True)
+    statistic: Statistic = param(
+        "norm", "DP-SGD-S group statistic", "choice", choices=STATISTICS)
+    stat_noise_ratio: float = _pos(5.0, "DP-SGD-S: noise multiplier of the statistic relative to sigma")
+    count_noise: float = _pos(5.0, "DP-SGD-S/-F: noise multiplier of the group counts relative to sigma")
+    smoothing: float = param(0.0, "DP-SGD-S: EMA weight of the previous bounds", "float", low=0.0,
+                             high=1.0, high_open=True)
+    clip_floor: float = param(0.0, "DP-SGD-S: lowest ratio C_k / C (at most tau)", "float",
+                              low=0.0)
+    stat_clip: float | None = _pos(None, "DP-SGD-S: clip C_s of the norm statistic", optional=True)
 
     def __post_init__(self) -> None:
-        V.choice("train.model", self.model, MODELS)
-        V.integer("train.hidden", self.hidden, 1)
-        V.choice("train.method", self.method, METHODS)
-        V.integer("train.epochs", self.epochs, 1)
-        V.integer("train.batch_size", self.batch_size, 1)
-        V.positive("train.lr", self.lr)
-        V.choice("train.optimizer", self.optimizer, OPTIMIZERS)
-        V.positive("train.clip", self.clip)
-        _opt_pos("train.epsilon", self.epsilon)
-        _opt_pos("train.noise_multiplier", self.noise_multiplier)
-        if self.delta is not None:
-            V.number("train.delta", self.delta, 0.0, 1.0, low_open=True, high_open=True)
-        V.choice("train.accountant", self.accountant, ACCOUNTANTS)
-        V.number("train.tau", self.tau, 1.0, math.inf, high_open=True)
-        V.choice("train.statistic", self.statistic, STATISTICS)
-        V.positive("train.stat_noise_ratio", self.stat_noise_ratio)
-        V.positive("train.count_noise", self.count_noise)
-        V.number("train.smoothing", self.smoothing, 0.0, 1.0, high_open=True)
+        self._validate()
         V.number("train.clip_floor", self.clip_floor, 0.0, self.tau)
-        _opt_pos("train.stat_clip", self.stat_clip)
         if self.method == "sgd":
             for name in ("epsilon", "noise_multiplier"):
                 if getattr(self, name) is not None:
@@ -248,7 +329,7 @@ class TrainConfig(_Section):
         if self.method != "dpsgds":
             for k in ("tau", "statistic", "stat_noise_ratio", "smoothing", "clip_floor", "stat_clip"):
                 d[k] = None
-        if self.method not in ("dpsgds", "dpsgdf"):
+        if self.method not in GROUP_METHODS:
             d["count_noise"] = None
         return d
 
@@ -264,19 +345,17 @@ class GameConfig(_Section):
     per target.
     """
 
-    kind: Literal["aloo", "half", "loo"] = "aloo"
-    n_models: int = 64
-    m: int | None = 500
-    targets: tuple[int, ...] | None = None
+    SECTION: ClassVar[str] = "game"
+    kind: GameKind = param("aloo", "membership game", "choice",
+                                                 choices=GAMES, flag="--game")
+    n_models: int = param(64, "number of models (even)", "int", low=2, even=True)
+    m: int | None = param(500, "audited records of the ALOOA game", "int", low=2, optional=True)
+    targets: tuple[int, ...] | None = param(
+        None, "target records of the LOO game, e.g. 3,17", "ints", optional=True)
 
     def __post_init__(self) -> None:
-        V.choice("game.kind", self.kind, GAMES)
-        n_models = V.integer("game.n_models", self.n_models, 2)
-        if n_models % 2:
-            raise V.fail(
-                "game.n_models", n_models, "to be even",
-                "Models come in complementary pairs (2p, 2p+1)",
-            )
+        self._validate()
+        n_models = self.n_models
         if self.kind == "aloo":
             if self.m is None:
                 raise V.fail("game.m", None, "to be an integer >= 2 with kind='aloo'")
@@ -314,23 +393,25 @@ class AuditConfig(_Section):
     level of the empirical ε lower bounds.
     """
 
-    estimator: Literal["cross_fit", "in_sample"] = "cross_fit"
-    signal: Literal["loss", "confidence"] = "loss"
-    n_boot: int = 1000
-    ci: float = 0.95
-    alpha: float = 0.05
-    auditors: tuple[str, ...] = ("PA-ALOOA", "PA-GA", "PA-GBA")
-    min_group_size: int = 30
-    bootstrap: Literal["records", "pairs"] = "records"
+    SECTION: ClassVar[str] = "audit"
+    estimator: Estimator = param(
+        "cross_fit", "per-record IPR estimator", "choice", choices=ESTIMATORS)
+    signal: Signal = param("loss", "attack signal", "choice", choices=SIGNALS)
+    n_boot: int = param(1000, "bootstrap resamples for the CIs", "int", low=0)
+    ci: float = param(0.95, "confidence level of the CIs", "float", low=0.0, high=1.0,
+                      low_open=True, high_open=True)
+    alpha: float = param(0.05, "Clopper-Pearson level of the empirical epsilon", "float", low=0.0,
+                         high=1.0, low_open=True, high_open=True)
+    auditors: tuple[str, ...] = param(
+        DEFAULT_AUDITORS, "comma-separated auditors among " + ", ".join(AUDITORS), "choices",
+        choices=AUDITORS, aliases=("auditor",))
+    min_group_size: int = param(30, "warn for groups below this size", "int", low=1)
+    bootstrap: Bootstrap = param(
+        "records", "CIs over records, or over model pairs and records (PA-ALOOA/PA-LOOA)",
+        "choice", choices=BOOTSTRAPS)
 
     def __post_init__(self) -> None:
-        V.choice("audit.estimator", self.estimator, ESTIMATORS)
-        V.choice("audit.signal", self.signal, SIGNALS)
-        V.integer("audit.n_boot", self.n_boot, 0)
-        V.number("audit.ci", self.ci, 0.0, 1.0, low_open=True, high_open=True)
-        V.number("audit.alpha", self.alpha, 0.0, 1.0, low_open=True, high_open=True)
-        V.integer("audit.min_group_size", self.min_group_size, 1)
-        V.choice("audit.bootstrap", self.bootstrap, BOOTSTRAPS)
+        self._validate()
         auditors = (self.auditors,) if isinstance(self.auditors, str) else tuple(self.auditors)
         if not auditors:
             raise V.fail("audit.auditors", auditors, "to name at least one of " + ", ".join(AUDITORS))
@@ -344,9 +425,6 @@ class AuditConfig(_Section):
 _SECTIONS: dict[str, type[_Section]] = {
     "data": DataConfig, "train": TrainConfig, "game": GameConfig, "audit": AuditConfig,
 }
-_TOP = ("seed", "device", "chunk_models")
-# Flat aliases accepted by replace() besides "section.field" and unique field names.
-_ALIASES = {"dataset": "data.name", "data_seed": "data.seed", "auditor": "audit.auditors"}
 
 
 @dataclass(frozen=True)
@@ -386,9 +464,14 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     game: GameConfig = field(default_factory=GameConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
-    seed: int = 0
-    device: str = "auto"
-    chunk_models: int = 16
+    seed: int = param(0, "experiment seed (game, training, audit)", "int", low=0)
+    device: str = param("auto", "auto, cpu, cuda, cuda:N or mps", "device")
+    chunk_models: int = param(16, "models per cached chunk (even)", "int", low=2, even=True,
+                              even_hint="A chunk holds whole model pairs")
+
+    #: Flat names accepted by :meth:`replace` and by sweep grids besides ``section.field`` and
+    #: unique field names (declared on the fields' :class:`Param`, gathered here).
+    KEY_ALIASES: ClassVar[dict[str, str]]
 
     def __post_init__(self) -> None:
         for name, cls in _SECTIONS.items():
@@ -397,21 +480,10 @@ class ExperimentConfig:
                 object.__setattr__(self, name, cls.from_dict(value))
             elif not isinstance(value, cls):
                 raise V.fail(name, value, f"to be a {cls.__name__} or a dict")
-        V.integer("seed", self.seed, 0)
-        if not isinstance(self.device, str):
-            raise V.fail("device", self.device, _DEVICE_HINT)
-        import re
-
-        if not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", self.device):
-            raise V.fail("device", self.device, _DEVICE_HINT)
-        chunk = V.integer("chunk_models", self.chunk_models, 2)
-        if chunk % 2:
-            raise V.fail("chunk_models", chunk, "to be even", "A chunk holds whole model pairs")
-        if self.train.model == "cnn" and self.data.modality != "image":
-            raise V.fail(
-                "train.model", "cnn", f"to be 'lr' or 'mlp' for the tabular dataset {self.data.name!r}",
-                "The CNN needs image data (digits, mnist, utkface)",
-            )
+        for name, p in _params_of(ExperimentConfig).items():
+            p.check(name, getattr(self, name))
+        check_dataset(self.data.name, None, model=self.train.model, name_key="data.name",
+                      model_key="train.model")
         if "PA-LOOA" in self.audit.auditors and self.game.kind != "loo":
             raise V.fail(
                 "audit.auditors", self.audit.auditors, f"not to include 'PA-LOOA' with game.kind={self.game.kind!r}",
@@ -436,7 +508,7 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         """Return a nested JSON-ready dict; ``from_dict(to_dict())`` gives an equal config."""
         d: dict[str, Any] = {name: getattr(self, name).to_dict() for name in _SECTIONS}
-        d.update({k: getattr(self, k) for k in _TOP})
+        d.update({k: getattr(self, k) for k in _params_of(ExperimentConfig)})
         return d
 
     @classmethod
@@ -444,7 +516,7 @@ class ExperimentConfig:
         """Build from a nested dict (sections as dicts); flat keys are applied as overrides."""
         if not isinstance(d, Mapping):
             raise V.fail("config", d, "to be a mapping")
-        nested = {k: v for k, v in d.items() if k in _SECTIONS or k in _TOP}
+        nested = {k: v for k, v in d.items() if k in _SECTIONS or k in _params_of(ExperimentConfig)}
         flat = {k: v for k, v in d.items() if k not in nested}
         cfg = cls(**nested)
         return cfg.replace(**flat) if flat else cfg
@@ -532,23 +604,73 @@ def _game_changes(current: GameConfig, changes: dict[str, Any]) -> dict[str, Any
     return changes
 
 
+def schema() -> dict[str, Param]:
+    """Return every field of :class:`ExperimentConfig` as ``{"section.field" or "field": Param}``.
+
+    The one declaration of the configuration: the command line's options, the panel's and
+    the notebooks' checks and the sweep grids' keys all come from it. To add a field, add
+    one ``param(...)`` line to its section (docs/ARCHITECTURE.md, "Adding a field").
+
+    Examples
+    --------
+    >>> p = schema()["train.epsilon"]
+    >>> p.kind, p.low, p.optional
+    ('float', 0.0, True)
+    """
+    out = {f"{section}.{name}": p for section, cls in _SECTIONS.items()
+           for name, p in _params_of(cls).items()}
+    out.update(_params_of(ExperimentConfig))
+    return out
+
+
+def default_of(key: str) -> Any:
+    """Return the schema's default of a field (``default_of("train.clip") == 1.0``)."""
+    return schema()[key].default
+
+
+def lookup_key(key: str, keys: Sequence[str], aliases: Mapping[str, str]) -> tuple[str | None, tuple[str, ...]]:
+    """Resolve a key to one of ``keys``: itself, an alias, or the unique field with that last part.
+
+    The one key resolver of the package (``ExperimentConfig.replace`` and the sweep grids).
+    Returns ``(key, ())`` when resolved, ``(None, candidates)`` when the last part is
+    ambiguous and ``(None, ())`` when unknown; the caller words the error for its context.
+    """
+    key = aliases.get(key, key)
+    if key in keys:
+        return key, ()
+    owners = tuple(k for k in keys if "." in k and k.rsplit(".", 1)[1] == key)
+    if len(owners) == 1:
+        return owners[0], ()
+    return None, owners
+
+
 def _all_keys() -> list[str]:
-    keys = [f"{s}.{f.name}" for s, cls in _SECTIONS.items() for f in fields(cls)]
-    return keys + list(_TOP)
+    return list(schema())
 
 
 def _resolve_key(key: str) -> tuple[str | None, str]:
-    key = _ALIASES.get(key, key)
-    if key in _TOP:
-        return None, key
-    if "." in key:
-        section, name = key.split(".", 1)
-        if section in _SECTIONS and name in {f.name for f in fields(_SECTIONS[section])}:
-            return section, name
-    else:
-        owners = [s for s, cls in _SECTIONS.items() if key in {f.name for f in fields(cls)}]
-        if len(owners) == 1:
-            return owners[0], key
-        if len(owners) > 1:
-            raise V.fail("override", key, "to be unambiguous; use one of " + ", ".join(f"{s}.{key}" for s in owners))
-    raise V.fail("override", key, "to be one of " + ", ".join(_all_keys()))
+    resolved, owners = lookup_key(key, _all_keys(), ExperimentConfig.KEY_ALIASES)
+    if resolved is None:
+        if owners:
+            raise V.fail("override", key, "to be unambiguous; use one of " + ", ".join(owners))
+        raise V.fail("override", key, "to be one of " + ", ".join(_all_keys()))
+    section, _, name = resolved.rpartition(".")
+    return section or None, name
+
+
+def check_dataset(name: str, group: str | None, *, model: str | None = None,
+                  name_key: str = "dataset", group_key: str = "group", model_key: str = "model") -> None:
+    """Check a dataset name and group attribute against the registry (and a CNN's modality)."""
+    from ..data import list_datasets
+
+    infos = {d.name: d for d in list_datasets()}
+    V.choice(name_key, name, list(infos))
+    if group is not None:
+        V.choice(group_key, group, infos[name].groups)
+    if model == "cnn" and infos[name].modality != "image":
+        raise V.fail(model_key, "cnn", f"to be 'lr' or 'mlp' for the tabular dataset {name!r}",
+                     "The CNN needs image data (digits, mnist, utkface)")
+
+
+ExperimentConfig.KEY_ALIASES = {
+    alias: key for key, p in schema().items() for alias in p.aliases}

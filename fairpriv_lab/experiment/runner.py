@@ -25,6 +25,7 @@ import pandas as pd
 
 from .._core import validate as V
 from .._core.exceptions import ConfigError, TrainingDivergedError
+from .._core.vocabulary import GROUP_METHODS, RECORD_AUDITORS, default_delta
 from .cache import Cache
 from .config import (
     AUDITORS,
@@ -135,7 +136,7 @@ def run(
     checksum, train, test = load_experiment_data(cfg.data)
     timings["load"] = time.perf_counter() - t_start
     _check_against_data(cfg, train)
-    delta = cfg.train.delta if cfg.train.delta is not None else min(1e-5, 1.0 / (10 * train.n_samples))
+    delta = cfg.train.delta if cfg.train.delta is not None else default_delta(train.n_samples)
 
     key = Cache.key(cfg.training_key_payload(), dataset_checksum=checksum) if store else None
     audit_item = "audit-" + digest({"audit": cfg.audit.to_dict(), "delta": delta})[:20]
@@ -193,7 +194,7 @@ def _as_cache(cache: bool | Cache | str | os.PathLike) -> Cache | None:
 
 def _check_against_data(cfg: ExperimentConfig, train) -> None:
     present = int(np.count_nonzero(train.group_counts))
-    if cfg.train.method in ("dpsgds", "dpsgdf") and present < 2:
+    if cfg.train.method in GROUP_METHODS and present < 2:
         raise ConfigError(
             f"Expected train.method={cfg.train.method!r} on data with at least two groups; "
             f"{cfg.data.name!r} grouped by {cfg.data.resolved_group!r} has {present} in its "
@@ -459,7 +460,7 @@ def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str
         )
     else:
         for i, auditor in enumerate(a.auditors):
-            if auditor in ("PA-ALOOA", "PA-LOOA"):
+            if auditor in RECORD_AUDITORS:
                 rr = record_risk(signal["losses"], game.membership, records=records, groups=train.g,
                                  estimator=a.estimator, signal=a.signal,
                                  confidences=signal["confidences"], seed=seed)
@@ -514,7 +515,7 @@ def _replicates(a: AuditConfig, signal, game, records, train, cached, seed, rrs)
 
     out = {}
     for name in rrs:
-        if name in ("PA-ALOOA", "PA-LOOA"):
+        if name in RECORD_AUDITORS:
             out[name] = pair_bootstrap(signal["losses"], game.membership, records=records, groups=train.g,
                                        n_groups=train.n_groups, estimator=a.estimator,
                                        signal=a.signal, confidences=signal["confidences"],

@@ -19,7 +19,6 @@ import itertools
 import json
 import os
 import re
-import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._core.exceptions import ConfigError, FairPrivError
+from ..experiment.config import lookup_key
 
 SECTIONS = ("base", "grid", "points")
 _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -57,14 +57,10 @@ class Schema:
 
     def canonical(self, key: str, where: str) -> str:
         """Return the dotted field a key names; raise ConfigError listing the valid keys."""
-        if key in self.fields:
-            return key
-        if key in self.aliases and self.aliases[key] in self.fields:
-            return self.aliases[key]
-        owners = [k for k in self.fields if k.rsplit(".", 1)[-1] == key]
-        if len(owners) == 1:
-            return owners[0]
-        if len(owners) > 1:
+        resolved, owners = lookup_key(key, list(self.fields), self.aliases)
+        if resolved is not None:
+            return resolved
+        if owners:
             raise ConfigError(f"Key {key!r} in {where} is ambiguous; write one of {', '.join(owners)}")
         raise ConfigError(f"Unknown key {key!r} in {where}; valid keys are: {', '.join(self.fields)}{self._hints()}")
 
@@ -77,14 +73,8 @@ class Schema:
 
 
 def schema_of(cls: type) -> Schema:
-    """The Schema of a (possibly nested) config dataclass; aliases from ``cls.KEY_ALIASES``.
-
-    Without that attribute, the module-level ``_ALIASES`` mapping of the class's module is used
-    (how :mod:`fairpriv_lab.experiment`'s configs declare ``dataset`` -> ``data.name``).
-    """
-    aliases = getattr(cls, "KEY_ALIASES", None)
-    if aliases is None:
-        aliases = getattr(sys.modules.get(cls.__module__), "_ALIASES", {})
+    """The Schema of a (possibly nested) config dataclass; aliases from ``cls.KEY_ALIASES``."""
+    aliases = getattr(cls, "KEY_ALIASES", None) or {}
     return Schema(_fields_of(cls), dict(aliases) if isinstance(aliases, Mapping) else {})
 
 

@@ -135,25 +135,28 @@ def small_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
     )
 
 
-_MODELS = ("lr", "mlp", "cnn")
-_METHODS = ("sgd", "dpsgd", "dpsgds", "dpsgdf")
+#: The notebooks' parameter names that are experiment fields: checked by the field's schema
+#: entry (:func:`fairpriv_lab.experiment.config.schema`), so bounds cannot drift apart.
+NOTEBOOK_FIELDS: dict[str, str] = {
+    "model": "train.model", "method": "train.method", "epochs": "train.epochs",
+    "batch_size": "train.batch_size", "lr": "train.lr", "clip": "train.clip", "tau": "train.tau",
+    "stat_noise_ratio": "train.stat_noise_ratio", "n_models": "game.n_models", "n": "data.n",
+    "n_boot": "audit.n_boot", "seed": "seed", "device": "device",
+}
 
 
 def check_parameters(**params: Any) -> dict[str, Any]:
     """Validate the papermill parameters of a notebook and return them unchanged.
 
-    Each known name is checked with the package's validators, so a bad value stops the
-    notebook in its second code cell with a message such as
-    ``Expected n_models=7 to be an even integer >= 4 (models come in complementary pairs)``.
+    Each known name is checked against the experiment schema, so a bad value stops the
+    notebook in its second code cell with the message the configuration would give, e.g.
+    ``Expected n_models=7 to be even. Models come in complementary pairs (2p, 2p+1)``.
 
     Known names: ``dataset``, ``group`` (checked against the dataset), ``model``
     (``"cnn"`` needs an image dataset), ``method``/``methods``, ``epsilon``/``epsilons``
-    (positive; ``inf`` means no privacy), ``n`` (records, or None for all), ``m`` (audited
-    records, at most ``n``), ``n_models`` (even, >= 4), ``n_targets``, ``epochs``, ``batch_size``,
-    ``lr``, ``n_boot``,
-    ``model_index`` (< ``n_models``), ``clip``, ``tau`` (>= 1), ``stat_noise_ratio``, ``seed``,
-    ``device``. Other names pass
-    through unchecked.
+    (positive; ``inf`` means no privacy), ``m`` (audited records, at most ``n``),
+    ``n_targets``, ``model_index`` (< ``n_models``) and the experiment fields of
+    :data:`NOTEBOOK_FIELDS`. Other names pass through unchecked.
 
     Raises
     ------
@@ -167,53 +170,34 @@ def check_parameters(**params: Any) -> dict[str, Any]:
     >>> check_parameters(n_models=7)
     Traceback (most recent call last):
     ...
-    fairpriv_lab._core.exceptions.ConfigError: Expected n_models=7 to be an even integer >= 4...
+    fairpriv_lab._core.exceptions.ConfigError: Expected n_models=7 to be even...
     """
-    from ..data import list_datasets
+    from ..experiment.config import check_dataset, schema
 
-    infos = {d.name: d for d in list_datasets()}
+    fields = schema()
     p = dict(params)
     if "dataset" in p:
-        V.choice("dataset", p["dataset"], list(infos))
-        info = infos[p["dataset"]]
-        if p.get("group") is not None:
-            V.choice("group", p["group"], info.groups)
-        if p.get("model") == "cnn" and info.modality != "image":
-            raise V.fail("model", "cnn", f"only with image datasets; {p['dataset']!r} is tabular",
-                         "Use model='mlp' or 'lr', or dataset='digits'")
-    if "model" in p:
-        V.choice("model", p["model"], _MODELS)
-    if "method" in p:
-        V.choice("method", p["method"], _METHODS)
+        check_dataset(p["dataset"], p.get("group"), model=p.get("model"))
+    for name, key in NOTEBOOK_FIELDS.items():
+        if name in p:
+            fields[key].check(name, p[name])
     if "methods" in p:
         _nonempty_list("methods", p["methods"])
         for meth in p["methods"]:
-            V.choice("methods", meth, _METHODS)
+            fields["train.method"].check("methods", meth)
     if "epsilon" in p:
         _epsilon("epsilon", p["epsilon"])
     if "epsilons" in p:
         _nonempty_list("epsilons", p["epsilons"])
         for e in p["epsilons"]:
             _epsilon("epsilons", e)
-    if "n_models" in p:
-        nm = p["n_models"]
-        if isinstance(nm, bool) or not isinstance(nm, int) or nm < 4 or nm % 2:
-            raise V.fail("n_models", nm, "to be an even integer >= 4 (models come in complementary pairs)")
-    if p.get("n") is not None:
-        V.integer("n", p["n"], 100)
     if "m" in p:
-        V.integer("m", p["m"], 2, p.get("n"))
-    for name, low in (("epochs", 1), ("batch_size", 1), ("n_targets", 1), ("n_boot", 50), ("seed", 0)):
-        if name in p:
-            V.integer(name, p[name], low)
-    for name in ("clip", "stat_noise_ratio", "lr"):
-        if name in p:
-            V.positive(name, p[name])
+        fields["game.m"].check("m", p["m"], high=p.get("n"))
+    if "n_targets" in p:
+        V.integer("n_targets", p["n_targets"], 1)
     if "model_index" in p:
         nm = p.get("n_models")
         V.integer("model_index", p["model_index"], 0, nm - 1 if isinstance(nm, int) else None)
-    if "tau" in p:
-        V.number("tau", p["tau"], 1.0, math.inf)
     if "device" in p:
         from ..engine.device import resolve_device
 
@@ -228,8 +212,10 @@ def _nonempty_list(name: str, value: Any) -> None:
 
 def _epsilon(name: str, value: Any) -> None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value == math.inf:
-        return
-    V.positive(name, value)
+        return  # a notebook's "no privacy"
+    from ..experiment.config import schema
+
+    schema()["train.epsilon"].check(name, value)
 
 
 # ---------------------------------------------------------------- kernel

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from .._core.exceptions import ConfigError
+from .._core.vocabulary import DEFAULT_AUDITORS
 from ..experiment.config import ExperimentConfig
 from ..experiment.result import AuditResult, compare, format_comparison
 
@@ -57,7 +58,7 @@ def demo_configs(*, device: str = "auto") -> list[ExperimentConfig]:
         train={"model": "mlp", "hidden": size["hidden"], "epochs": size["epochs"],
                "batch_size": size["batch_size"], "lr": 0.1, "clip": 1.0},
         game={"kind": "aloo", "n_models": size["n_models"], "m": size["m"]},
-        audit={"auditors": ("PA-ALOOA", "PA-GA", "PA-GBA"), **_AUDIT},
+        audit={"auditors": DEFAULT_AUDITORS, **_AUDIT},
         seed=0, device=device, chunk_models=size["chunk_models"],
     )
     out = []

@@ -37,6 +37,8 @@ from typing import Any, Literal
 
 from .._core import validate as V
 from .._core.exceptions import FairPrivError
+from .._core.vocabulary import DEFAULT_AUDITORS, GROUP_METHODS, MODEL_LABELS, Model
+from ..experiment.config import default_of, schema
 
 __all__ = [
     "MISSING_UI_MESSAGE",
@@ -62,9 +64,17 @@ METHOD_CHOICES: tuple[tuple[str, str], ...] = (
     ("DP-SGD-F", "dpsgdf"),
 )
 _METHOD_VALUES = tuple(v for _, v in METHOD_CHOICES)
-_GROUP_METHODS = ("dpsgds:norm", "dpsgds:mean_direction", "dpsgdf")
-_MODEL_CHOICES = (("Logistic regression", "lr"), ("MLP (256 tanh units)", "mlp"), ("CNN", "cnn"))
-_AUDITORS = ("PA-ALOOA", "PA-GA", "PA-GBA")
+_GROUP_METHODS = tuple(v for v in _METHOD_VALUES if v.split(":")[0] in GROUP_METHODS)
+_MODEL_CHOICES = tuple((label, name) for name, label in MODEL_LABELS.items())
+
+#: The panel's controls that are experiment fields, checked by the field's schema entry.
+PANEL_FIELDS: dict[str, str] = {
+    "model": "train.model", "epsilon": "train.epsilon", "sigma": "train.noise_multiplier",
+    "clip": "train.clip", "tau": "train.tau", "stat_noise_ratio": "train.stat_noise_ratio",
+    "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
+    "n_models": "game.n_models", "n": "data.n", "m": "game.m", "seed": "seed",
+    "chunk_models": "chunk_models",
+}
 
 
 def _ipywidgets() -> Any:
@@ -116,48 +126,35 @@ class PanelSettings:
     ('dpsgds', 'norm')
     """
 
-    dataset: str = "adult"
-    group: str | None = None
-    model: Literal["lr", "mlp", "cnn"] = "mlp"
-    method: str = "sgd"
+    # Defaults are the schema's, except the classroom preset below (seconds per run on a CPU).
+    dataset: str = default_of("data.name")
+    group: str | None = default_of("data.group")
+    model: Model = default_of("train.model")
+    method: str = default_of("train.method")
     privacy: Literal["epsilon", "sigma"] = "epsilon"
     epsilon: float = 8.0
     sigma: float = 1.0
-    clip: float = 1.0
-    tau: float = 2.0
+    clip: float = default_of("train.clip")
+    tau: float = default_of("train.tau")
     stat_noise_ratio: float = 1.0
     epochs: int = 15
-    batch_size: int = 256
+    batch_size: int = default_of("train.batch_size")
     lr: float = 0.3
     n_models: int = 16
     n: int | None = 2000
     m: int = 200
-    seed: int = 0
-    device: str = "auto"
-    chunk_models: int = 16
+    seed: int = default_of("seed")
+    device: str = default_of("device")
+    chunk_models: int = default_of("chunk_models")
 
     def __post_init__(self) -> None:
-        V.choice("model", self.model, ("lr", "mlp", "cnn"))
         V.choice("method", self.method, _METHOD_VALUES)
         V.choice("privacy", self.privacy, ("epsilon", "sigma"))
-        V.positive("epsilon", self.epsilon)
-        V.positive("sigma", self.sigma)
-        V.positive("clip", self.clip)
-        V.number("tau", self.tau, 1.0, math.inf, high_open=True)
-        V.positive("stat_noise_ratio", self.stat_noise_ratio)
-        V.integer("epochs", self.epochs, 1)
-        V.integer("batch_size", self.batch_size, 1)
-        V.positive("lr", self.lr)
-        nm = V.integer("n_models", self.n_models, 4)
-        if nm % 2:
-            raise V.fail("n_models", nm, "to be even", "Models come in complementary pairs")
-        if self.n is not None:
-            V.integer("n", self.n, 10)
-        V.integer("m", self.m, 2)
-        V.integer("seed", self.seed, 0)
-        cm = V.integer("chunk_models", self.chunk_models, 2)
-        if cm % 2:
-            raise V.fail("chunk_models", cm, "to be even", "A chunk holds whole model pairs")
+        fields = schema()
+        for name, key in PANEL_FIELDS.items():
+            fields[key].check(name, getattr(self, name))
+        if self.m is None:
+            raise V.fail("m", None, "to be an integer >= 2 (the panel plays the ALOOA game)")
 
     @property
     def base_method(self) -> str:
@@ -189,7 +186,7 @@ class PanelSettings:
             data={"name": self.dataset, "group": self.group, "n": self.n, "seed": self.seed},
             train=train,
             game={"kind": "aloo", "n_models": self.n_models, "m": self.m},
-            audit={"auditors": _AUDITORS},
+            audit={"auditors": DEFAULT_AUDITORS},
             seed=self.seed, device=self.device,
             chunk_models=self.chunk_models,
         )
@@ -283,7 +280,7 @@ class AuditPanel:
         s = settings or default_settings()
         if s.dataset not in offered:
             raise V.fail("settings.dataset", s.dataset, "to be one of the offered datasets " + ", ".join(offered))
-        self.auditor = V.choice("auditor", auditor, _AUDITORS)
+        self.auditor = V.choice("auditor", auditor, DEFAULT_AUDITORS)
         self._runner = runner
         self._memo: dict[str, Any] = {}
         self._rendered: dict[int, Any] = {}
@@ -590,7 +587,7 @@ class AuditPanel:
         order = list(getattr(result, "group_names", ())) or None
         risk = _risk_of(result, self.auditor)
         charts = {"gpr": viz.gpr_chart(risk, group_order=order)}
-        others = {a: _risk_of(result, a) for a in _AUDITORS if _has_risk(result, a)}
+        others = {a: _risk_of(result, a) for a in DEFAULT_AUDITORS if _has_risk(result, a)}
         if len(others) > 1:
             charts["auditors"] = viz.auditors_side_by_side(others, group_order=order)
         specs = {k: c.to_dict() for k, c in charts.items()}

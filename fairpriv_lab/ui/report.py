@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._core import validate as V
+from .._core.vocabulary import GROUP_METHODS, METHOD_LABELS
 
 __all__ = ["report_html", "write_report", "load_results", "add_report_parser", "cmd_report"]
 
@@ -121,7 +122,7 @@ def _result_section(label: str, result: Any, *, auditor: str | None, images: str
         charts.append(viz.ipr_distribution(result.record_risk[main], group_names=order, group_order=order))
     tel = getattr(result, "telemetry", None)
     if tel is not None and len(tel) and "clip_bound" in tel and tel["clip_bound"].notna().any() \
-            and cfg.train.method in ("dpsgds", "dpsgdf"):
+            and cfg.train.method in GROUP_METHODS:
         charts.append(viz.clip_bounds_over_training(tel, clip=cfg.train.clip, group_names=order, group_order=order))
     parts = [
         f"<h2>{html.escape(label)}</h2>",
@@ -183,7 +184,7 @@ def _comparison_section(items: list[tuple[str, Any]], *, auditor: str | None, im
         rows.append({"run": label, "method": r.config.train.method, "auditor": main,
                      "epsilon": r.epsilon, "accuracy (%)": 100 * r.accuracy,
                      "GPRP (pp)": float(gr.difference()), "CI low": float(lo), "CI high": float(hi)})
-        entries.append({"method": _METHOD_LABEL.get(r.config.train.method, r.config.train.method),
+        entries.append({"method": METHOD_LABELS.get(r.config.train.method, r.config.train.method),
                         "epsilon": r.epsilon, "risk": gr, "accuracy": r.accuracy})
     frame = pd.DataFrame(rows)
     parts = ["<h2>Comparison</h2>", _table(frame)]
@@ -197,7 +198,6 @@ def _comparison_section(items: list[tuple[str, Any]], *, auditor: str | None, im
     return "\n".join(parts)
 
 
-_METHOD_LABEL = {"sgd": "SGD", "dpsgd": "DP-SGD", "dpsgds": "DP-SGD-S", "dpsgdf": "DP-SGD-F"}
 
 
 def report_html(
