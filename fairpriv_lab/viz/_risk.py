@@ -175,7 +175,7 @@ def gpr_chart(
         Group order on the axis and for colours; pass the same one to every builder to keep a
         group's colour fixed across charts (default: sorted names).
     show_floor : bool
-        Draw the zero-leakage floor as a black tick when the table has a ``floor`` column.
+        Draw the zero-leakage floor as a black diamond (named in the legend) when the table has a ``floor`` column.
     title : str, optional
         Chart title.
 
