@@ -208,7 +208,8 @@ def test_demo_plumbing_with_tiny_settings(tmp_path, capsys, monkeypatch, torch_o
     [
         ("diverged", 1, "fairpriv-lab audit: error: Model 3 diverged (NaN or infinite loss) in epoch 1"),
         ("config", 2, "fairpriv-lab audit: error: Expected --batch-size=512 to be <= the smallest"),
-        ("interrupt", 130, "interrupted; finished chunks are cached and a re-run resumes from them"),
+        # issue 17: "finished chunks are cached" was said even when none had finished
+        ("interrupt", 130, "interrupted; chunks of models that finished before are cached (unless --no-cache)"),
     ],
 )
 def test_audit_run_time_errors_exit_codes(error, code, message, capsys, monkeypatch, tmp_path):
