@@ -6,6 +6,8 @@ the terminal, the HTML report and the notebooks say the same thing in the same w
 
 from __future__ import annotations
 
+import math
+
 __all__ = ["TERMS", "glossary", "empirical_epsilon_line", "EMPIRICAL_CAP", "EMPIRICAL_BOUND"]
 
 # term -> one plain-language definition (percentage points = pp)
@@ -28,12 +30,14 @@ TERMS: dict[str, str] = {
                     "time; a negative GPR means no measurable leakage",
     "signed difference": "GPR(minority) - GPR(majority) with its bootstrap CI: when the CI "
                          "contains 0, this audit cannot say which group is more exposed",
-    "empirical eps": "a lower bound on the privacy loss that the attacks prove (Clopper-Pearson "
-                     "+ mu-GDP); it can never exceed the accounted eps of a DP run",
+    "empirical eps": "a lower bound ε̂ on the privacy loss read from the attacks (Clopper-Pearson "
+                     "+ mu-GDP, a heuristic; beside it the rigorous (eps, delta) bound); it must "
+                     "never exceed the accounted eps of a DP run; the most it can show is the "
+                     "largest ε̂ these many models could certify",
 }
 
 #: The observed empirical ε and the most a given number of models could show: one wording.
-EMPIRICAL_BOUND = "empirical ε̂ (lower bound the attacks prove)"
+EMPIRICAL_BOUND = "empirical ε̂ (lower bound read from the attacks)"
 EMPIRICAL_CAP = "largest ε̂ these {n_models} models could certify"
 
 
@@ -50,7 +54,9 @@ def glossary(terms: tuple[str, ...] | None = None, *, width: int = 96, indent: s
     return "\n".join(lines)
 
 
-def empirical_epsilon_line(group: str, bound: float, cap: float, n_models: int, *, width: int = 8) -> str:
+def empirical_epsilon_line(group: str, bound: float, cap: float, n_models: int, *, width: int = 8,
+                           rigorous: float = math.nan) -> str:
     """One group's empirical ε in the one wording: the observed bound ε̂, then the cap."""
     cap_text = EMPIRICAL_CAP.format(n_models=n_models)
-    return f"{group:<{width}} ε̂ = {bound:5.2f}   ({cap_text}: {cap:.2f})"
+    strict = f" (rigorous {rigorous:.2f})" if math.isfinite(rigorous) else ""
+    return f"{group:<{width}} ε̂ = {bound:5.2f}{strict}   ({cap_text}: {cap:.2f})"

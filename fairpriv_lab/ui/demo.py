@@ -8,6 +8,7 @@ GPU (``device="auto"``) they grow to more models and epochs, which narrows the C
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +18,6 @@ from typing import Any
 
 import pandas as pd
 
-from .._core.exceptions import ConfigError
 from .._core.vocabulary import DEFAULT_AUDITORS
 from ..experiment.config import ExperimentConfig
 from ..experiment.result import AuditResult, compare, format_comparison
@@ -178,15 +178,6 @@ def _fmt_ci(x: float, lo: float, hi: float) -> str:
     return f"{x:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
 
-def _signed(gr: Any) -> tuple[float, float, float] | None:
-    """Signed minority - majority GPR with its CI, or None unless exactly two groups."""
-    try:
-        lo, hi = gr.minority_minus_majority_ci()
-        return gr.minority_minus_majority(), lo, hi
-    except ConfigError:
-        return None
-
-
 def conclusion(results: Sequence[AuditResult], *, auditor: str = "PA-ALOOA") -> str:
     """Plain-language reading of the comparison: what changed and whether the CIs say it is real.
 
@@ -210,8 +201,8 @@ def conclusion(results: Sequence[AuditResult], *, auditor: str = "PA-ALOOA") -> 
         f"The GPRP floor (the gap that noise alone gives) was "
         f"{arrow.join(f'{g.difference_floor():.2f}' for g in risks)} pp."
     ]
-    signed = [_signed(g) for g in risks]
-    if all(s is not None for s in signed):
+    signed = [g.signed_difference() for g in risks]  # NaNs unless exactly two groups
+    if all(math.isfinite(s[0]) for s in signed):
         minority = risks[0].minority
         majority = next(g for g in risks[0].group_names
                         if g != minority and risks[0].n[g] > 0)

@@ -60,7 +60,7 @@ def test_summary_prints_whole_and_reprs_are_one_line(tmp_path, monkeypatch):
     assert type(s[["gpr"]]).__name__ == "DataFrame"  # derived frames are plain again
     # empirical ε: one wording, the observed bound then the cap of these many models
     table = res.table()
-    assert "Empirical ε̂ (lower bound the attacks prove) per group" in table
+    assert "Empirical ε̂ (lower bound read from the attacks) per group" in table
     assert table.count("largest ε̂ these 4 models could certify:") == 2
     assert "certifiable with" not in table
     # outcome fairness: n counts the group's test records, not test records x models
