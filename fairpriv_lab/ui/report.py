@@ -188,9 +188,12 @@ def _comparison_section(items: list[tuple[str, Any]], *, auditor: str | None, im
         main = auditor if auditor is not None else next(iter(r.group_risk))
         gr = r.group_risk[main]
         lo, hi = gr.difference_ci()
+        diff, dlo, dhi = gr.signed_difference()  # NaNs unless two groups
         rows.append({"run": label, "method": r.config.train.method, "auditor": main,
                      "epsilon": r.epsilon, "accuracy (%)": 100 * r.accuracy,
-                     "GPRP (pp)": float(gr.difference()), "CI low": float(lo), "CI high": float(hi)})
+                     "GPRP (pp)": float(gr.difference()), "CI low": float(lo), "CI high": float(hi),
+                     "GPRP floor (pp)": float(gr.difference_floor()),
+                     "minority - majority (pp)": diff, "its CI low": dlo, "its CI high": dhi})
         entries.append({"method": METHOD_LABELS.get(r.config.train.method, r.config.train.method),
                         "epsilon": r.epsilon, "risk": gr, "accuracy": r.accuracy})
     frame = pd.DataFrame(rows)
