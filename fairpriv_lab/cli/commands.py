@@ -206,7 +206,7 @@ def _progress_bar(disable: bool, desc: str):
     # A bar redrawn with carriage returns turns a log file (CI, nohup) into noise: draw it only
     # on a terminal; the per-run "done in" lines report progress elsewhere.
     bar = tqdm(total=1.0, disable=disable or not sys.stderr.isatty(), desc=desc, unit="model", leave=False, file=sys.stderr,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed} elapsed, ETA {remaining}]")
     state = {"stage": ""}
 
     def callback(stage: str, done: float, total: float) -> None:
