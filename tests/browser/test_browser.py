@@ -210,6 +210,14 @@ VOILA_PAGE_S = 600.0
 VOILA_RUN_S = 300.0
 
 
+def _voila_page(browser: Browser, server: Server, what: str) -> tuple[Any, list[str], Callable[[], str]]:
+    """Open Voilà's page within VOILA_PAGE_S; return the page, its problems and the diagnosis."""
+    page, problems = browser.page(server.base)
+    diagnose = _diagnose(page, server, problems, browser)
+    _goto(page, f"{server.base}/?token={server.token}", what=what, timeout=VOILA_PAGE_S, diagnose=diagnose)
+    return page, problems, diagnose
+
+
 def _goto(page: Any, url: str, *, what: str, timeout: float, diagnose: Callable[[], str]) -> None:
     """Open url within timeout seconds, or fail with a screenshot and the server's log."""
     from playwright.sync_api import Error as PlaywrightError
@@ -530,10 +538,7 @@ def test_explorer_in_voila(browser: Browser, jupyter: Jupyter, tmp_path: Path) -
     t0 = time.monotonic()
     server = _start_voila(jupyter, notebook, tmp_path / "voila.log")
     try:
-        page, problems = browser.page(server.base)
-        diagnose = _diagnose(page, server, problems, browser)
-        _goto(page, f"{server.base}/?token={server.token}", what="Voilà's explorer page",
-              timeout=VOILA_PAGE_S, diagnose=diagnose)
+        page, problems, diagnose = _voila_page(browser, server, "Voilà's explorer page")
         result = _exercise_panel(page, PANEL, prefix="voila", diagnose=diagnose, run_timeout=VOILA_RUN_S)
         # Voilà shows outputs only: no code, no editor.
         assert page.locator(".cm-editor, .jp-CodeCell:not(.jp-mod-noInput)").count() == 0
@@ -560,10 +565,7 @@ def test_start_here_panel_in_voila(browser: Browser, jupyter: Jupyter, tmp_path:
     notebook = _copy_notebook(START_HERE, root / START_HERE.name, {**SMALL, "device": "cpu"})
     server = _start_voila(jupyter, notebook, tmp_path / "voila-00.log")
     try:
-        page, problems = browser.page(server.base)
-        diagnose = _diagnose(page, server, problems, browser)
-        _goto(page, f"{server.base}/?token={server.token}", what="Voilà's page of notebook 00",
-              timeout=VOILA_PAGE_S, diagnose=diagnose)
+        page, problems, diagnose = _voila_page(browser, server, "Voilà's page of notebook 00")
         _wait(page, "the panel with its table and charts", lambda: (
             PANEL.root(page).count() and (s := PANEL.state(page))["table"] and s["charts"]
             and all(s["charts"]) and re.search(PANEL.shown, s["message"])),
