@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ import numpy as np
 
 from .._core import validate as V
 from .._core.exceptions import CacheCorruptedError
+from .._core.io import atomic_write
 from .config import canonical, digest
 
 __all__ = [
@@ -94,20 +94,6 @@ def _sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write data to path via a temporary file in the same folder and os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Cache:
@@ -182,7 +168,7 @@ class Cache:
             buf = io.BytesIO()
             np.savez(buf, **clean)
             data = buf.getvalue()
-            _atomic_write(npz_path, data)
+            atomic_write(npz_path, data)
             record["npz"] = {"file": npz_path.name, "sha256": _sha256_bytes(data),
                              "bytes": len(data), "arrays": sorted(clean)}
         else:
@@ -190,7 +176,7 @@ class Cache:
             record["npz"] = None
         record["checksum"] = digest({k: v for k, v in record.items()})
         text = json.dumps(record, sort_keys=True, indent=1, allow_nan=False)
-        _atomic_write(json_path, text.encode())
+        atomic_write(json_path, text.encode())
         return json_path
 
     def load(self, key: str, item: str) -> CacheItem | None:

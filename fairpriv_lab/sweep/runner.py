@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 from .._core.exceptions import ConfigError
+from .._core.io import write_json
 from . import grid as _grid
 from .executor import Progress, TaskFailure, TaskOutcome, cluster_has_gpus, open_client, run_tasks
 from .grid import Grid, build_config
@@ -50,7 +51,6 @@ from .report import (
     failures_frame,
     point_rows,
     progress_reporter,
-    write_json_atomic,
     write_summary_html,
     write_table,
 )
@@ -220,7 +220,7 @@ def run_sweep(
     done: dict[int, TaskOutcome] = {}
     if out_dir is not None:
         (out_dir / "points").mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out_dir / "grid.json", grid.to_dict())
+        write_json(out_dir / "grid.json", grid.to_dict())
         if resume:
             done = _load_finished(out_dir, keys)
     n_resumed = len(done)
@@ -238,7 +238,7 @@ def run_sweep(
         if out_dir is not None:
             record = {"key": keys[i], "point": points[i], "rows": rows.to_dict("records"),
                       **{c: getattr(outcome, c) for c in _TIMING_COLUMNS}}
-            write_json_atomic(out_dir / "points" / f"{keys[i]}.json", record)
+            write_json(out_dir / "points" / f"{keys[i]}.json", record)
 
     reporter, close = progress_reporter(progress, len(points), n_resumed)
     try:
@@ -296,12 +296,22 @@ def _load_finished(out_dir: Path, keys: Sequence[str]) -> dict[int, TaskOutcome]
             continue
         try:
             record = json.loads(path.read_text())
-            rows = pd.DataFrame.from_records(record["rows"])
+            rows = _numeric_columns(pd.DataFrame.from_records(record["rows"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue  # unreadable (e.g. cut short by a crash): run the point again
         found[i] = TaskOutcome(key, rows, None, record.get("seconds", math.nan), record.get("host", ""),
                                record.get("gpu", ""), record.get("worker", ""))
     return found
+
+
+def _numeric_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """Numbers read back from strict JSON (NaN as null, ±inf as "inf"/"-inf") as floats again."""
+    for col in rows.columns:
+        if rows[col].dtype == object:
+            as_number = pd.to_numeric(rows[col], errors="coerce")
+            if as_number.notna().sum() == rows[col].notna().sum():
+                rows[col] = as_number
+    return rows
 
 
 def _table(points: Sequence[Mapping], keys: Sequence[str], done: Mapping[int, TaskOutcome]) -> pd.DataFrame:
