@@ -138,13 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="KEY=VALUE", help="loader option with a JSON value, e.g. group_sizes=[0.9,0.1]")
     _add_run_options(a)
     a.add_argument("--out", type=Path, help="write summary/records CSV and result.json here")
+    a.set_defaults(run=_cmd_audit)
 
     d = sub.add_parser("demo", help="the main job: SGD vs DP-SGD vs DP-SGD-S on Adult at eps = 10")
     d.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     _add_run_options(d)
+    d.set_defaults(run=_cmd_demo)
 
     ds = sub.add_parser("datasets", help="list or download datasets")
+    ds.set_defaults(run=_cmd_datasets)
     dsub = ds.add_subparsers(dest="action", required=True, parser_class=argparse.ArgumentParser)
     dsub.add_parser("list", help="list the datasets and their group attributes")
     dl = dsub.add_parser("download", help="download (and verify) a dataset into the data cache")
@@ -152,10 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     dl.add_argument("name", choices=[i.name for i in list_datasets()])
 
-    from ..ui.report import add_report_parser
+    from .report import add_report_parser
 
     add_report_parser(sub)
     c = sub.add_parser("cache", help="list or clear cached results")
+    c.set_defaults(run=_cmd_cache)
     csub = c.add_subparsers(dest="action", required=True, parser_class=argparse.ArgumentParser)
     for name, help_ in (("list", "list cached results"), ("clear", "remove cached results")):
         cp = csub.add_parser(name, help=help_)
@@ -163,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "clear":
             cp.add_argument("--key", help="remove only the entry with this key (or unique prefix)")
     # sweep and notebooks run: Dask and papermill (docs/sweeps.md)
-    from ..sweep.runner import add_sweep_commands
+    from .sweep import add_sweep_commands
 
     add_sweep_commands(sub)
     return p
@@ -423,26 +427,19 @@ def _one_line_warnings(command: str) -> Iterator[None]:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    """Check what a command will write before it starts, then run it (its parser's ``run``)."""
     from . import checks
 
     if args.command in ("sweep", "notebooks"):
         checks.probe_folder("--out", args.out)
         if getattr(args, "cache", None):
             checks.probe_folder("--cache", args.cache)
-        return args.run(args)
-    if args.command == "audit":
-        return _cmd_audit(args)
-    if args.command == "demo":
-        return _cmd_demo(args)
     if args.command == "report":
-        from ..ui.report import cmd_report, default_output
+        from .report import default_output
 
         checks.probe_file("-o/--output", args.output if args.output is not None else default_output(args.source),
                           suffixes=(".html", ".htm"))
-        return cmd_report(args)
-    if args.command == "datasets":
-        return _cmd_datasets(args)
-    return _cmd_cache(args)
+    return args.run(args)  # every subcommand's parser sets its ``run``
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _defaults() -> dict[str, Path]:
     """The default output of each command, read from the parsers (not restated here)."""
     from fairpriv_lab.cli.commands import build_parser
-    from fairpriv_lab.ui.report import default_output
+    from fairpriv_lab.cli.report import default_output
 
     parser = build_parser()
     out = {
