@@ -129,6 +129,12 @@ class RecordRisk:
         """Number of audited records."""
         return int(self.records.shape[0])
 
+    def __repr__(self) -> str:
+        mean = f"{100 * float(np.mean(self.ipr)):.2f}" if self.m else "nan"
+        floor = f"{100 * float(np.mean(self.floor)):.2f}" if self.m else "nan"
+        return (f"RecordRisk(auditor={self.auditor!r}, estimator={self.estimator!r}, m={self.m}, "
+                f"mean IPR={mean} pp, mean floor={floor} pp)")
+
     def to_frame(self) -> pd.DataFrame:
         """Return a tidy DataFrame, one row per audited record (fractions, not percent)."""
         return pd.DataFrame(

@@ -605,9 +605,16 @@ def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str
                 progress("audit", float(i + 1), float(len(a.auditors) + 1))
         emp, emp_record, max_cert = _empirical(signal, game.membership, records, train.g, names, delta, a, seed)
         outcome = _outcome(test, trained["test_predictions"], names)
+    outcome = _count_test_records(outcome, test, len(names))
     replicates = _replicates(a, signal, game, records, train, cached, seed, rrs)
-    grs = {name: GroupRisk(rr, names, n_boot=a.n_boot, ci=a.ci, min_group_size=a.min_group_size,
-                           seed=seed, replicates=replicates.get(name)) for name, rr in rrs.items()}
+    # Every auditor sees the same audited records, so a small-group warning would repeat once
+    # per auditor: collect them and warn once per distinct message.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        grs = {name: GroupRisk(rr, names, n_boot=a.n_boot, ci=a.ci, min_group_size=a.min_group_size,
+                               seed=seed, replicates=replicates.get(name)) for name, rr in rrs.items()}
+    for text, category in dict.fromkeys((str(w.message), w.category) for w in caught):
+        warnings.warn(text, category, stacklevel=3)
     if progress is not None:
         progress("audit", float(len(a.auditors) + 1), float(len(a.auditors) + 1))
     arrays: dict[str, np.ndarray] = {}
@@ -655,6 +662,15 @@ def _empirical(signal, membership, records, groups, names, delta, a: AuditConfig
     df = pd.DataFrame(res.per_group).reset_index(drop=True)
     df["group"] = df["group"].astype(str)
     return df, np.asarray(res.per_record, dtype=np.float64), float(res.max_certifiable)
+
+
+def _count_test_records(outcome, test, n_groups: int):
+    """Say ``n`` = the group's test records (the pooled rates count every model's predictions)."""
+    import dataclasses
+
+    by = outcome.by_group.copy()
+    by["n"] = np.bincount(np.asarray(test.g, dtype=np.int64), minlength=n_groups)[: len(by)]
+    return dataclasses.replace(outcome, by_group=by)
 
 
 def _outcome(test, predictions, names):

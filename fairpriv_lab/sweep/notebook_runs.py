@@ -8,6 +8,7 @@ reported with the failing cell; the other runs still complete.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,12 +132,26 @@ def _execute_notebook(job: Mapping[str, Any]) -> dict[str, Any]:
     return {"html": html}
 
 
+_BADGE = re.compile(r'<img(?P<attrs>[^>]*?)src="(?P<src>https://(?:colab\.research\.google\.com|mybinder\.org)/[^"]*)"')
+
+
+def offline_badges(page: str) -> str:
+    """Let the Colab/Binder badge images of an exported page show only online.
+
+    Offline, a badge is a broken image; with this, the browser replaces a badge that fails
+    to load by its alt text, so the link stays and reads "Open In Colab" or "Binder".
+    """
+    fallback = "this.replaceWith(document.createTextNode(this.alt || 'link'))"
+    return _BADGE.sub(lambda m: f'<img{m["attrs"]}onerror="{fallback}" src="{m["src"]}"', page)
+
+
 def _export_html(notebook: str) -> str:
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(notebook, as_version=4)
     body, _ = HTMLExporter().from_notebook_node(nb)
+    body = offline_badges(body)
     path = str(Path(notebook).with_suffix(".html"))
     Path(path).write_text(body, encoding="utf-8")
     return path
@@ -205,7 +220,7 @@ def run_notebooks(
                      "timeout": timeout, "html": html})
     keys = [f"notebook-{nb_path.stem}-{i:02d}-{_grid.point_key(s)}" for i, s in enumerate(sets)]
     outcomes: dict[int, TaskOutcome] = {}
-    reporter, close = progress_reporter(progress, len(sets), 0)
+    reporter, close = progress_reporter(progress, len(sets), 0, label="notebooks", unit="run")
     try:
         def on_result(i: int, outcome: TaskOutcome) -> None:
             outcomes[i] = outcome
