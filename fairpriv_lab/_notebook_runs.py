@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from . import _grid
+from . import _validate as V
 from ._executor import TaskFailure, TaskOutcome, open_client, run_tasks
 from ._grid import Grid
 from ._sweep_report import (
@@ -87,16 +88,22 @@ class NotebookSweepResult:
 
 
 def load_parameter_sets(source: str | os.PathLike | Sequence[Mapping] | Mapping) -> list[dict]:
-    """Read parameter sets: a YAML list of mappings, or grid sections (base / grid / points)."""
+    """Read parameter sets: a YAML list of mappings, or grid sections (base / grid / points).
+
+    Every value must be JSON-typed (null, bool, number, string, lists and mappings of them):
+    lists stay lists in every form, and anything else (``!!binary`` bytes, dates, sets) is
+    refused naming the parameter, because papermill writes such values into the notebook's
+    injected cell as unescaped text (docs/security.md).
+    """
     if isinstance(source, Mapping):
-        return Grid.from_yaml(source, config_class=None).points()
+        return _json_sets(Grid.from_yaml(source, config_class=None).points(), "grid")
     if isinstance(source, Sequence) and not isinstance(source, str):
         data: Any = list(source)
         where = "parameter sets"
     else:
         data, where = _grid.load_yaml(source, allow_list=True)
     if isinstance(data, Mapping):
-        return Grid.from_yaml(data, config_class=None).points()
+        return _json_sets(Grid.from_yaml(data, config_class=None).points(), where)
     sets = []
     for i, p in enumerate(data):
         if not isinstance(p, Mapping):
@@ -104,7 +111,18 @@ def load_parameter_sets(source: str | os.PathLike | Sequence[Mapping] | Mapping)
         sets.append(dict(p))
     if not sets:
         raise ConfigError(f"{where} holds no parameter sets")
-    return sets
+    return _json_sets(sets, where)
+
+
+def _json_sets(sets: Sequence[Mapping[str, Any]], where: str) -> list[dict]:
+    """Every set as plain JSON values (tuples back to lists); anything else is a ConfigError."""
+    out = []
+    for i, s in enumerate(sets):
+        try:
+            out.append(V.json_value(f"parameter set {i}", dict(s)))
+        except ConfigError as err:
+            raise ConfigError(f"{err} (in {where})") from None
+    return out
 
 
 def _execute_notebook(job: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,83 @@
+"""Hardening (issue 13): untrusted files, resource limits, and bad input that slipped through.
+
+One test (at least) per item of the issue; each failed on the code before the fix. The
+Hypothesis test over the public API is ``test_public_api_raises_only_fairpriv_errors``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fairpriv_lab.exceptions import ConfigError, FairPrivError
+
+DATA = Path(__file__).parent / "data"
+
+
+# ---------------------------------------------------------------- 1-3: parameter and grid files
+def test_1_parameter_file_cannot_run_code_in_the_kernel(tmp_path):
+    """A !!binary value holding '"' used to be written unescaped into papermill's cell."""
+    from fairpriv_lab.sweep import load_parameter_sets, run_notebooks
+
+    target = tmp_path / "pwned"
+    payload = f'"+str(open(r"{target}","w").write("pwned"))+"'.encode()
+    params = tmp_path / "params.yaml"
+    params.write_text(f"base: {{fail: false}}\npoints:\n  - {{x: !!binary {base64.b64encode(payload).decode()}}}\n")
+    with pytest.raises(ConfigError, match=r"Expected parameter set 0\.x=.* to be a JSON value .*not bytes"):
+        run_notebooks(DATA / "tiny_params.ipynb", params, scheduler="sequential", out=tmp_path / "o",
+                      progress=None, html=False)
+    assert not target.exists()
+    # the same value nested in a list, in the list form, and passed directly
+    with pytest.raises(ConfigError, match=r"parameter set 0\.x\[1\]"):
+        load_parameter_sets(f"- {{x: [1, !!binary {base64.b64encode(payload).decode()}]}}\n")
+    with pytest.raises(ConfigError, match="not set"):
+        load_parameter_sets([{"x": {1, 2}}])
+    with pytest.raises(ConfigError, match="not date"):
+        load_parameter_sets("- {x: 2020-01-01}\n")
+    from fairpriv_lab.notebook_tools import execute_notebook
+
+    with pytest.raises(ConfigError, match="Expected parameters.x=b'1' to be a JSON value"):
+        execute_notebook(DATA / "tiny_params.ipynb", parameters={"x": b"1"})
+
+
+def test_2_list_parameters_arrive_as_lists():
+    from papermill.translators import PythonTranslator
+
+    from fairpriv_lab.sweep import load_parameter_sets
+
+    sets = load_parameter_sets("base: {epsilons: [1.0, 8.0], opts: {a: [1, [2, 3]]}}\ngrid: {x: [[1, 2], [3]]}\n")
+    assert sets == [{"epsilons": [1.0, 8.0], "opts": {"a": [1, [2, 3]]}, "x": [1, 2]},
+                    {"epsilons": [1.0, 8.0], "opts": {"a": [1, [2, 3]]}, "x": [3]}]
+    assert type(sets[0]["epsilons"]) is list and type(sets[0]["x"]) is list
+    code = PythonTranslator.codify(sets[0])
+    assert "epsilons = [1.0, 8.0]" in code and "x = [1, 2]" in code
+
+
+
+@pytest.mark.timeout(60)
+def test_3_yaml_alias_bomb_and_huge_files_are_refused(tmp_path):
+    from fairpriv_lab import _grid
+    from fairpriv_lab.sweep import Grid, run_sweep
+
+    text = "\n".join(['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+                     + [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+                     + ["grid: {x: *a9}"])
+    assert len(text) < 3000
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(text)
+    with pytest.raises(ConfigError, match="expands to more than 100000 values once its aliases"):
+        run_sweep(bomb, scheduler="sequential", point_fn=len, progress=None)
+    with pytest.raises(ConfigError, match="expands to more than"):
+        _grid.safe_load_bounded("a: &a [1, *a]")  # recursive alias
+    big = tmp_path / "big.yaml"
+    big.write_text("grid: {x: [1]}\n" + "#" * (_grid.MAX_YAML_BYTES + 1))
+    with pytest.raises(ConfigError, match="to be at most 1048576 bytes"):
+        Grid.from_yaml(big, config_class=None)
+    # ordinary anchors and merge keys still work
+    g = Grid.from_yaml("base: &b {x: 1}\npoints: [{<<: *b, y: 2}]\n", config_class=None)
+    assert g.points() == [{"x": 1, "y": 2}]
