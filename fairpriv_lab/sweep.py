@@ -23,10 +23,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,7 @@ from ._notebook_runs import (
     run_notebooks,
 )
 from ._sweep_report import (
+    _json_default,
     ProgressOption,
     failures_frame,
     point_rows,
@@ -222,7 +225,7 @@ def run_sweep(
         (out_dir / "points").mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_dir / "grid.json", grid.to_dict())
         if resume:
-            done = _load_finished(out_dir, keys)
+            done = _load_finished(out_dir, keys, points)
     n_resumed = len(done)
     todo = [i for i in range(len(points)) if i not in done]
     failed: dict[int, TaskFailure] = {}
@@ -236,7 +239,9 @@ def run_sweep(
         outcome = dataclasses.replace(outcome, value=rows)
         done[i] = outcome
         if out_dir is not None:
-            record = {"key": keys[i], "point": points[i], "rows": rows.to_dict("records"),
+            records = _json_round_trip(rows.to_dict("records"))
+            record = {"key": keys[i], "point": points[i], "point_digest": _point_digest(points[i]),
+                      "rows": records, "rows_sha256": _rows_sha256(records),
                       **{c: getattr(outcome, c) for c in _TIMING_COLUMNS}}
             write_json_atomic(out_dir / "points" / f"{keys[i]}.json", record)
 
@@ -288,7 +293,27 @@ def _device_of(point: Mapping[str, Any]) -> str:
     return "auto"
 
 
-def _load_finished(out_dir: Path, keys: Sequence[str]) -> dict[int, TaskOutcome]:
+def _json_round_trip(obj: Any) -> Any:
+    """obj as it reads back from the points file (numpy scalars to Python, tuples to lists)."""
+    return json.loads(json.dumps(obj, default=_json_default, allow_nan=True))
+
+
+def _point_digest(point: Mapping[str, Any]) -> str:
+    """sha256 of the point's settings (sorted JSON); point_key is its first 16 hex digits."""
+    text = json.dumps(point, sort_keys=True, default=_grid._json_default, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _rows_sha256(records: Any) -> str:
+    return hashlib.sha256(json.dumps(records, sort_keys=True, allow_nan=True).encode()).hexdigest()
+
+
+def _load_finished(out_dir: Path, keys: Sequence[str], points: Sequence[Mapping[str, Any]]) -> dict[int, TaskOutcome]:
+    """Finished points of an earlier run, each verified: a file that is unreadable, holds
+    another point (edited or swapped) or rows that do not match their checksum is reported
+    with a CacheWarning and its point runs again."""
+    from .cache import CacheWarning
+
     found: dict[int, TaskOutcome] = {}
     for i, key in enumerate(keys):
         path = out_dir / "points" / f"{key}.json"
@@ -297,8 +322,17 @@ def _load_finished(out_dir: Path, keys: Sequence[str]) -> dict[int, TaskOutcome]
         try:
             record = json.loads(path.read_text())
             rows = pd.DataFrame.from_records(record["rows"])
-        except (OSError, ValueError, KeyError, TypeError):
+            problem = None
+            if record.get("key") != key or record.get("point_digest") != _point_digest(points[i]):
+                problem = "it holds another point's settings"
+            elif record.get("rows_sha256") != _rows_sha256(record["rows"]):
+                problem = "its rows do not match their checksum"
+        except (OSError, ValueError, KeyError, TypeError, RecursionError, AttributeError):
             continue  # unreadable (e.g. cut short by a crash): run the point again
+        if problem is not None:
+            warnings.warn(f"Finished-point file {path} failed verification ({problem}); point {i} "
+                          "runs again.", CacheWarning, stacklevel=3)
+            continue
         found[i] = TaskOutcome(key, rows, None, record.get("seconds", math.nan), record.get("host", ""),
                                record.get("gpu", ""), record.get("worker", ""))
     return found

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from fairpriv_lab.exceptions import ConfigError, FairPrivError
+from fairpriv_lab.exceptions import ConfigError
 
 DATA = Path(__file__).parent / "data"
 
@@ -81,3 +79,34 @@ def test_3_yaml_alias_bomb_and_huge_files_are_refused(tmp_path):
     # ordinary anchors and merge keys still work
     g = Grid.from_yaml("base: &b {x: 1}\npoints: [{<<: *b, y: 2}]\n", config_class=None)
     assert g.points() == [{"x": 1, "y": 2}]
+
+
+# ---------------------------------------------------------------- 4: sweep resume
+def _eps_point(point):
+    return {"epsilon_seen": float(point["epsilon"]) * 10}
+
+
+def test_4_sweep_resume_verifies_point_files(tmp_path):
+    from fairpriv_lab.cache import CacheWarning
+    from fairpriv_lab.sweep import run_sweep
+
+    grid = {"grid": {"epsilon": [1.0, 2.0, 3.0]}}
+    first = run_sweep(grid, scheduler="sequential", point_fn=_eps_point, out=tmp_path, progress=None)
+    files = {json.loads(p.read_text())["point"]["epsilon"]: p for p in (tmp_path / "points").iterdir()}
+    # swap the files of points 1.0 and 2.0; edit the rows of point 3.0
+    a, b = files[1.0].read_text(), files[2.0].read_text()
+    files[1.0].write_text(b)
+    files[2.0].write_text(a)
+    rec = json.loads(files[3.0].read_text())
+    rec["rows"][0]["epsilon_seen"] = 99.0
+    files[3.0].write_text(json.dumps(rec))
+    with pytest.warns(CacheWarning, match="failed verification") as caught:
+        again = run_sweep(grid, scheduler="sequential", point_fn=_eps_point, out=tmp_path, progress=None)
+    assert len(caught) == 3
+    assert {"another point's settings", "checksum"} <= {
+        "checksum" if "checksum" in str(w.message) else "another point's settings" for w in caught}
+    assert again.n_resumed == 0
+    assert again.table["epsilon_seen"].tolist() == [10.0, 20.0, 30.0] == first.table["epsilon_seen"].tolist()
+    # verified files resume silently
+    third = run_sweep(grid, scheduler="sequential", point_fn=_eps_point, out=tmp_path, progress=None)
+    assert third.n_resumed == 3 and third.table["epsilon_seen"].tolist() == [10.0, 20.0, 30.0]
