@@ -171,6 +171,7 @@ def run_notebooks(
     html: bool = True,
     timeout: float = 600.0,
     retries: int = 1,
+    security: Any = "auto",
 ) -> NotebookSweepResult:
     """Execute a notebook once per parameter set with papermill, in parallel on Dask.
 
@@ -182,7 +183,7 @@ def run_notebooks(
         A YAML list of parameter sets, or grid sections (base / grid / points) whose points
         are the sets. Names the notebook's parameters cell does not define are an error
         before anything runs.
-    scheduler, n_workers, progress, retries
+    scheduler, n_workers, progress, retries, security
         As in :func:`run_sweep`.
     out : path
         Folder for the executed notebooks ``NAME-NN.ipynb`` and their ``NAME-NN.html``, plus
@@ -232,7 +233,7 @@ def run_notebooks(
             run_tasks(_execute_notebook, jobs, keys, client=None, retries=retries,
                       on_result=on_result, progress=reporter)
         else:
-            with open_client(scheduler, n_workers) as client:
+            with open_client(scheduler, n_workers, security=security) as client:
                 run_tasks(_execute_notebook, jobs, keys, client=client, retries=retries,
                           on_result=on_result, progress=reporter)
     finally:

@@ -170,6 +170,7 @@ def run_sweep(
     retries: int = 2,
     resume: bool = True,
     title: str = "fairpriv-lab sweep",
+    security: Any = "auto",
 ) -> SweepResult:
     """Run every point of a grid on Dask and gather one tidy table.
 
@@ -204,6 +205,11 @@ def run_sweep(
         Take points already in ``out/points`` instead of running them again.
     title : str
         Title of the HTML summary.
+    security : "auto", True, False or distributed.Security
+        TLS of the Dask connections. "auto": the local cluster gets temporary credentials
+        (mutual TLS; no other process can submit work to its workers) when ``cryptography``
+        is installed; a remote scheduler uses Dask's configuration. A ``Security`` object
+        holds a remote cluster's certificates (docs/sweeps.md, docs/security.md).
 
     Returns
     -------
@@ -250,7 +256,7 @@ def run_sweep(
         if scheduler == "sequential" or not todo:  # nothing left to run: no cluster either
             _run(fn, points, keys, todo, None, retries, on_result, reporter, n_resumed)
         else:
-            with open_client(scheduler, n_workers) as client:
+            with open_client(scheduler, n_workers, security=security) as client:
                 _run(fn, points, keys, todo, client, retries, on_result, reporter, n_resumed)
     finally:
         close()
@@ -371,6 +377,11 @@ def _common_options(parser: argparse.ArgumentParser, out_default: str) -> None:
     parser.add_argument("--out", default=out_default, help=f"output folder (default {out_default})")
     parser.add_argument("--retries", type=int, default=2, help="retries of a crashed task (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tls = parser.add_argument_group("TLS of a remote scheduler (docs/sweeps.md); a local cluster "
+                                    "uses temporary credentials")
+    tls.add_argument("--tls-ca-file", default=None, help="CA certificate of the cluster (PEM)")
+    tls.add_argument("--tls-cert", default=None, help="this client's certificate (PEM)")
+    tls.add_argument("--tls-key", default=None, help="this client's private key (PEM), if not in --tls-cert")
 
 
 _SWEEP_HELP = "run a grid of experiments on a local or remote Dask cluster (docs/sweeps.md)"
@@ -424,11 +435,19 @@ def add_sweep_commands(subparsers: Any) -> None:
     notebooks_parser(subparsers.add_parser("notebooks", help=_NOTEBOOKS_HELP, description=_NOTEBOOKS_HELP))
 
 
+def _security_of(args: argparse.Namespace) -> Any:
+    from ._executor import tls_security
+
+    sec = tls_security(args.tls_ca_file, args.tls_cert, args.tls_key)
+    return "auto" if sec is None else sec
+
+
 def _sweep_from_args(args: argparse.Namespace) -> int:
     try:
         result = run_sweep(args.grid, scheduler=args.scheduler, n_workers=args.workers, out=args.out,
                            progress="none" if args.no_progress else "auto", cache=args.cache,
-                           retries=args.retries, resume=not args.no_resume)
+                           retries=args.retries, resume=not args.no_resume,
+                           security=_security_of(args))
     except ConfigError as err:
         print(f"fairpriv-lab sweep: error: {err}", file=sys.stderr)
         return 2
@@ -441,7 +460,8 @@ def _notebooks_from_args(args: argparse.Namespace) -> int:
         result = run_notebooks(args.notebook, args.params, scheduler=args.scheduler,
                                n_workers=args.workers, out=args.out,
                                progress="none" if args.no_progress else "auto",
-                               html=not args.no_html, timeout=args.timeout, retries=args.retries)
+                               html=not args.no_html, timeout=args.timeout, retries=args.retries,
+                               security=_security_of(args))
     except ConfigError as err:
         print(f"fairpriv-lab notebooks: error: {err}", file=sys.stderr)
         return 2

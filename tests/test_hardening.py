@@ -110,3 +110,51 @@ def test_4_sweep_resume_verifies_point_files(tmp_path):
     # verified files resume silently
     third = run_sweep(grid, scheduler="sequential", point_fn=_eps_point, out=tmp_path, progress=None)
     assert third.n_resumed == 3 and third.table["epsilon_seen"].tolist() == [10.0, 20.0, 30.0]
+
+
+# ---------------------------------------------------------------- 5: Dask security
+def _worker_address(point):
+    from distributed import get_worker
+
+    return {"worker_address": get_worker().address}
+
+
+@pytest.mark.timeout(180)
+def test_5_local_cluster_uses_tls_with_temporary_credentials(tmp_path):
+    pytest.importorskip("cryptography")
+    from distributed import Client, Security
+
+    from fairpriv_lab._executor import open_client
+    from fairpriv_lab.sweep import run_sweep
+
+    res = run_sweep({"grid": {"x": [1]}}, n_workers=1, point_fn=_worker_address, progress=None)
+    assert res.table["worker_address"].str.startswith("tls://127.0.0.1:").all()
+    with open_client(None, 1) as client:
+        address = client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:")
+        assert client.submit(int, "7").result() == 7
+        for other in (None, Security(), Security.temporary()):  # no credentials, or others'
+            with pytest.raises(Exception):  # noqa: B017 - refused at the TLS layer, any error type
+                Client(address, security=other, timeout=3, set_as_default=False)
+    with open_client(None, 1, security=False) as client:  # opting out: plain TCP on loopback
+        assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+
+
+def test_5_tls_options_of_the_sweep_command(tmp_path, capsys):
+    from fairpriv_lab._executor import resolve_security, tls_security
+    from fairpriv_lab.sweep import sweep_command
+
+    assert tls_security(None, None, None) is None
+    with pytest.raises(ConfigError, match="Expected --tls-ca-file='nope.pem' to be an existing file"):
+        tls_security("nope.pem", "nope.pem", None)
+    with pytest.raises(ConfigError, match="Expected --tls-cert with the other --tls-\\* options"):
+        tls_security(str(tmp_path), None, None)
+    with pytest.raises(ConfigError, match="security=True with a remote scheduler"):
+        resolve_security(True, local=False)
+    with pytest.raises(ConfigError, match="Expected security='yes' to be"):
+        resolve_security("yes", local=True)
+    grid = tmp_path / "g.yaml"
+    grid.write_text("grid: {train.epochs: [1]}\n")
+    assert sweep_command([str(grid), "--scheduler", "tls://127.0.0.1:1", "--tls-ca-file", "ca.pem",
+                          "--tls-cert", "c.pem", "--no-progress"]) == 2
+    assert "Expected --tls-ca-file='ca.pem' to be an existing file" in capsys.readouterr().err
