@@ -47,8 +47,8 @@ from ._notebook_runs import (
     run_notebooks,
 )
 from ._sweep_report import (
-    _json_default,
     ProgressOption,
+    _json_default,
     failures_frame,
     point_rows,
     progress_reporter,
@@ -229,6 +229,10 @@ def run_sweep(
     done: dict[int, TaskOutcome] = {}
     if out_dir is not None:
         (out_dir / "points").mkdir(parents=True, exist_ok=True)
+        from .cache import remove_stale_temporaries
+
+        for folder in (out_dir, out_dir / "points"):  # left by a sweep killed mid-write
+            remove_stale_temporaries(folder, ".*.tmp")
         write_json_atomic(out_dir / "grid.json", grid.to_dict())
         if resume:
             done = _load_finished(out_dir, keys, points)
@@ -300,7 +304,7 @@ def _device_of(point: Mapping[str, Any]) -> str:
 
 
 def _json_round_trip(obj: Any) -> Any:
-    """obj as it reads back from the points file (numpy scalars to Python, tuples to lists)."""
+    """Return obj as it reads back from the points file (numpy scalars to Python, tuples to lists)."""
     return json.loads(json.dumps(obj, default=_json_default, allow_nan=True))
 
 
@@ -315,9 +319,11 @@ def _rows_sha256(records: Any) -> str:
 
 
 def _load_finished(out_dir: Path, keys: Sequence[str], points: Sequence[Mapping[str, Any]]) -> dict[int, TaskOutcome]:
-    """Finished points of an earlier run, each verified: a file that is unreadable, holds
-    another point (edited or swapped) or rows that do not match their checksum is reported
-    with a CacheWarning and its point runs again."""
+    """Return the finished points of an earlier run, each verified.
+
+    A file that is unreadable, holds another point (edited or swapped) or rows that do not
+    match their checksum is reported with a CacheWarning and its point runs again.
+    """
     from .cache import CacheWarning
 
     found: dict[int, TaskOutcome] = {}

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fairpriv_lab.exceptions import ConfigError
@@ -158,3 +160,179 @@ def test_5_tls_options_of_the_sweep_command(tmp_path, capsys):
     assert sweep_command([str(grid), "--scheduler", "tls://127.0.0.1:1", "--tls-ca-file", "ca.pem",
                           "--tls-cert", "c.pem", "--no-progress"]) == 2
     assert "Expected --tls-ca-file='ca.pem' to be an existing file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- 6-8: the result cache
+TINY = {
+    "data": {"name": "synthetic", "n": 200, "options": {"group_sizes": [0.75, 0.25], "outlier_rate": [0.0, 0.2]}},
+    "train": {"model": "lr", "epochs": 2, "batch_size": 40, "lr": 0.2},
+    "game": {"kind": "aloo", "n_models": 4, "m": 40},
+    "audit": {"n_boot": 50, "min_group_size": 5},
+    "chunk_models": 2,
+    "device": "cpu",
+}
+
+
+def _tiny():
+    from fairpriv_lab.experiment import ExperimentConfig
+
+    return ExperimentConfig.from_dict(TINY)
+
+
+def _rewrite_item(folder: Path, item: str, *, arrays=None, meta=None) -> None:
+    """Forge a cache item with valid checksums: what an attacker (or a careless tool) can do."""
+    import io
+
+    from fairpriv_lab._config import digest
+
+    rec = json.loads((folder / f"{item}.json").read_text())
+    rec.pop("checksum")
+    if arrays is not None:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        data = buf.getvalue()
+        (folder / f"{item}.npz").write_bytes(data)
+        import hashlib
+
+        rec["npz"] = {"file": f"{item}.npz", "sha256": hashlib.sha256(data).hexdigest(),
+                      "bytes": len(data), "arrays": sorted(arrays)}
+    if meta is not None:
+        rec["meta"] = meta
+    rec["checksum"] = digest(rec)
+    (folder / f"{item}.json").write_text(json.dumps(rec))
+
+
+def _arrays(folder: Path, item: str) -> dict:
+    with np.load(folder / f"{item}.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+def test_6_swapped_chunk_invalidates_the_cached_audit(tmp_path):
+    from fairpriv_lab.cache import CacheWarning
+    from fairpriv_lab.experiment import run
+
+    cfg = _tiny()
+    first = run(cfg, cache=tmp_path)
+    folder = tmp_path / first.cache_key
+    forged = _arrays(folder, "chunk-00000")
+    forged["losses"] = forged["losses"][:, ::-1].copy()  # other records' losses
+    _rewrite_item(folder, "chunk-00000", arrays=forged)
+    # 1. the entry's manifest does not know this chunk: it is retrained, the audit recomputed
+    with pytest.warns(CacheWarning, match="not the chunk its cache entry recorded"):
+        again = run(cfg, cache=tmp_path)
+    assert (again.chunks_trained, again.chunks_loaded, again.from_cache) == (1, 1, False)
+    np.testing.assert_array_equal(again.losses, first.losses)
+    assert again.summary().equals(first.summary())
+    entry = json.loads((folder / "entry.json").read_text())["meta"]
+    assert sorted(entry["chunks"]) == ["chunk-00000", "chunk-00001"]
+    # 2. forged chunk and manifest together: the audit records other chunks, so it is recomputed
+    _rewrite_item(folder, "chunk-00000", arrays=forged)
+    entry = json.loads((folder / "entry.json").read_text())["meta"]
+    entry["chunks"]["chunk-00000"] = json.loads((folder / "chunk-00000.json").read_text())["checksum"]
+    _rewrite_item(folder, "entry", meta=entry)
+    with pytest.warns(CacheWarning, match="computed from other chunks"):
+        third = run(cfg, cache=tmp_path)
+    assert third.chunks_trained == 0 and not third.from_cache
+    np.testing.assert_array_equal(third.losses[:2], forged["losses"])
+    assert not third.summary().equals(first.summary())  # the audit of the forged losses, not the stale one
+
+
+def _corrupt_nested_json(folder: Path) -> None:
+    (folder / "chunk-00001.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
+def _corrupt_missing_array(folder: Path) -> None:
+    arrays = _arrays(folder, "chunk-00001")
+    del arrays["losses"]
+    _rewrite_item(folder, "chunk-00001", arrays=arrays)
+
+
+def _corrupt_npz_is_a_folder(folder: Path) -> None:
+    (folder / "chunk-00001.npz").unlink()
+    (folder / "chunk-00001.npz").mkdir()
+    (folder / "chunk-00001.npz" / "x").write_text("x")
+
+
+def _corrupt_entry_is_a_file(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder)
+    folder.write_text("not a folder")
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+@pytest.mark.parametrize("corrupt", [_corrupt_nested_json, _corrupt_missing_array, _corrupt_npz_is_a_folder,
+                                     _corrupt_entry_is_a_file])
+def test_7_corruptions_are_reported_once_and_recomputed(tmp_path, corrupt):
+    import warnings
+
+    from fairpriv_lab.cache import CacheWarning
+    from fairpriv_lab.experiment import run
+
+    cfg = _tiny()
+    first = run(cfg, cache=tmp_path)
+    corrupt(tmp_path / first.cache_key)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = run(cfg, cache=tmp_path)
+    assert [type(w.message) for w in caught] == [CacheWarning], [str(w.message) for w in caught]
+    assert again.chunks_trained >= 1
+    np.testing.assert_array_equal(again.losses, first.losses)
+    assert again.summary().equals(first.summary())
+    third = run(cfg, cache=tmp_path)  # and it is healthy again
+    assert third.from_cache
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+def test_8_disk_full_names_the_path_and_keeps_the_run(tmp_path, monkeypatch):
+    import errno
+
+    from fairpriv_lab import cache as cache_mod
+    from fairpriv_lab.cache import Cache, CacheWarning
+    from fairpriv_lab.exceptions import CacheWriteError
+    from fairpriv_lab.experiment import run
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_mod.os, "fsync", full)
+    with pytest.raises(CacheWriteError, match=r"The disk holding .* is full: writing x\.npz needs \d[\d,]* bytes "
+                                              r"and [\d,]+ are free") as err:
+        Cache(tmp_path / "c").save("a" * 64, "x", {"v": np.arange(10)}, {})
+    assert err.value.needed > 0 and err.value.path.name == "x.npz" and isinstance(err.value, OSError)
+    assert list((tmp_path / "c" / ("a" * 64)).iterdir()) == []  # no temporary left
+    cfg = _tiny()
+    with pytest.warns(CacheWarning, match=r"is full: writing entry\.json needs .* goes on with the entry and "
+                                          r"everything after it in memory; nothing more is cached"):
+        res = run(cfg, cache=tmp_path / "r")
+    monkeypatch.undo()
+    ref = run(cfg, cache=False)
+    np.testing.assert_array_equal(res.losses, ref.losses)
+    assert res.summary().equals(ref.summary())
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+def test_8_stale_temporaries_are_removed_on_the_next_run(tmp_path):
+    import time
+
+    from fairpriv_lab.experiment import run
+    from fairpriv_lab.sweep import run_sweep
+
+    cfg = _tiny()
+    first = run(cfg, cache=tmp_path)
+    folder = tmp_path / first.cache_key
+    old, young = folder / ".chunk-00000.npz.k9x.tmp", folder / ".audit.npz.abc.tmp"
+    for p in (old, young):
+        p.write_bytes(b"half")
+    hours_ago = time.time() - 3 * 3600
+    os.utime(old, (hours_ago, hours_ago))
+    run(cfg, cache=tmp_path)
+    assert not old.exists() and young.exists()  # a young one may be a write in progress
+    out = tmp_path / "sweep"
+    (out / "points").mkdir(parents=True)
+    stale = out / "points" / ".point-x.json.123.tmp"
+    stale.write_text("{")
+    os.utime(stale, (hours_ago, hours_ago))
+    run_sweep({"grid": {"epsilon": [1.0]}}, scheduler="sequential", point_fn=_eps_point, out=out, progress=None)
+    assert not stale.exists()
