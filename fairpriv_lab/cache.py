@@ -33,6 +33,7 @@ import numpy as np
 
 from . import _validate as V
 from ._config import _canonical, digest
+from ._files import STALE_SECONDS, remove_stale_temporaries
 from .exceptions import CacheCorruptedError, CacheWriteError
 
 __all__ = [
@@ -99,10 +100,6 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-#: Temporary files (``.*.tmp``) older than this are left by a killed process and removed.
-STALE_SECONDS = 3600.0
-
-
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write data to path via a temporary file in the same folder and os.replace.
 
@@ -137,27 +134,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def remove_stale_temporaries(folder: Path, pattern: str = ".*.tmp", *,
-                             max_age: float = STALE_SECONDS, recursive: bool = False) -> int:
-    """Remove temporary files matching pattern older than max_age seconds; return how many.
-
-    Atomic writes go through ``.NAME.XXXX.tmp`` (or ``.part``) files renamed into place; a
-    process killed mid-write (``kill -9``) leaves one behind forever. A file younger than
-    ``max_age`` may belong to a write in progress and is kept.
-    """
-    if not folder.is_dir():
-        return 0
-    now, removed = time.time(), 0
-    for p in (folder.rglob(pattern) if recursive else folder.glob(pattern)):
-        try:
-            if p.is_file() and now - p.stat().st_mtime > max_age:
-                p.unlink()
-                removed += 1
-        except OSError:  # pragma: no cover - removed concurrently or read-only
-            pass
-    return removed
 
 
 class Cache:

@@ -229,7 +229,7 @@ def run_sweep(
     done: dict[int, TaskOutcome] = {}
     if out_dir is not None:
         (out_dir / "points").mkdir(parents=True, exist_ok=True)
-        from .cache import remove_stale_temporaries
+        from ._files import remove_stale_temporaries
 
         for folder in (out_dir, out_dir / "points"):  # left by a sweep killed mid-write
             remove_stale_temporaries(folder, ".*.tmp")

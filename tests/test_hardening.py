@@ -336,3 +336,186 @@ def test_8_stale_temporaries_are_removed_on_the_next_run(tmp_path):
     os.utime(stale, (hours_ago, hours_ago))
     run_sweep({"grid": {"epsilon": [1.0]}}, scheduler="sequential", point_fn=_eps_point, out=out, progress=None)
     assert not stale.exists()
+
+
+# ---------------------------------------------------------------- 9: downloads
+@pytest.fixture
+def http(tmp_path, monkeypatch):
+    """A local HTTP server on 127.0.0.1: routes map a path to (body, declared length, delay per byte)."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    routes: dict[str, tuple[bytes, int | None, float]] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server API
+            body, declared, delay = routes[self.path]
+            self.send_response(200)
+            if declared is not None:
+                self.send_header("Content-Length", str(declared))
+            self.end_headers()
+            try:
+                if delay:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(delay)
+                else:
+                    self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    monkeypatch.setenv("FAIRPRIV_LAB_DATA", str(tmp_path / "data"))
+
+    def add(path, body, declared=None, delay=0.0):
+        routes[path] = (body, declared, delay)
+        return f"http://127.0.0.1:{httpd.server_address[1]}{path}"
+
+    yield add
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.mark.timeout(60)
+def test_9_download_deadline_cuts_off_a_trickle(http, tmp_path):
+    import time
+
+    from fairpriv_lab.data.download import RemoteFile, fetch_file
+    from fairpriv_lab.exceptions import DownloadError
+
+    url = http("/slow", b"x" * 200, declared=200, delay=0.05)  # 20 bytes/s: every read is quick
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError, match="longer than its deadline of 1 s"):
+        fetch_file(RemoteFile("slow.bin", (url,), "0" * 64), dataset="demo", timeout=3, deadline=1)
+    assert time.monotonic() - t0 < 5
+    assert sorted(p.name for p in (tmp_path / "data").rglob("*")) == []
+
+
+def test_9_size_cap_and_truncated_unpinned_archives_are_refused(http, tmp_path):
+    from fairpriv_lab.data import download as dl
+    from fairpriv_lab.data.download import RemoteFile, fetch_file
+    from fairpriv_lab.exceptions import DownloadError
+
+    big = http("/big", b"y" * 5000)  # no Content-Length
+    with pytest.raises(DownloadError, match="larger than the 1,000 bytes allowed"):
+        fetch_file(RemoteFile("big.bin", (big,), None, max_bytes=1000), dataset="demo")
+    announced = http("/announced", b"y" * 10, declared=10_000)
+    with pytest.raises(DownloadError, match="announces 10,000 bytes, more than the 1,000 allowed"):
+        fetch_file(RemoteFile("a.bin", (announced,), None, max_bytes=1000), dataset="demo")
+    body = _zip_bytes({"bank-full.csv": b"a;b\n" * 2000})
+    cut = http("/cut.zip", body[: len(body) // 2])  # truncated, and no Content-Length to tell
+    with pytest.raises(DownloadError, match="not a complete .zip file"):
+        fetch_file(RemoteFile("bank.zip", (cut,), None), dataset="demo")
+    assert not (tmp_path / "data" / "demo" / "SHA256SUMS").exists()  # nothing trusted
+    assert dl.DEFAULT_MAX_BYTES == 256 << 20 and RemoteFile("x", ("http://h/x",), None).max_bytes is None
+    with pytest.warns(Warning, match="trust on first use"):  # the whole archive is accepted
+        fetch_file(RemoteFile("bank.zip", (http("/ok.zip", body),), None), dataset="demo")
+
+
+def _tar_bytes(members: dict[str, bytes]) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(f"UTKFace/{name}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _serve_utk(http, monkeypatch, body):
+    import hashlib
+
+    from fairpriv_lab.data import remote
+    from fairpriv_lab.data.download import RemoteFile
+
+    url = http("/utk.tgz", body)
+    monkeypatch.setitem(remote.REMOTE_FILES, "utkface",
+                        (RemoteFile("UTKFace.tar.gz", (url,), hashlib.sha256(body).hexdigest()),))
+
+
+def test_9_archive_members_and_image_bombs_are_bounded(http, monkeypatch, tmp_path):
+    import io
+
+    PIL = pytest.importorskip("PIL.Image")
+    import fairpriv_lab as fl
+    from fairpriv_lab.exceptions import DatasetError
+
+    # a 64 MiB member (compressed to ~64 kB) is refused before it is read into memory
+    _serve_utk(http, monkeypatch, _tar_bytes({"26_0_0_1.jpg.chip.jpg": bytes(64 << 20 | 1)}))
+    with pytest.raises(DatasetError, match=r"member UTKFace/26_0_0_1\.jpg\.chip\.jpg is 67,108,865 bytes"):
+        fl.load_dataset("utkface", size=8)
+    # an image over Pillow's pixel limit: a clear DatasetError naming the member, not a raw Pillow error
+    buf = io.BytesIO()
+    PIL.new("RGB", (64, 64)).save(buf, format="JPEG")
+    monkeypatch.setenv("FAIRPRIV_LAB_DATA", str(tmp_path / "other"))
+    _serve_utk(http, monkeypatch, _tar_bytes({"30_1_1_2.jpg.chip.jpg": buf.getvalue()}))
+    monkeypatch.setattr(PIL, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(DatasetError, match=r"30_1_1_2\.jpg\.chip\.jpg: decompression bomb refused by Pillow"):
+        fl.load_dataset("utkface", size=8)
+
+
+def test_9_derived_utkface_cache_is_verified(http, monkeypatch, tmp_path):
+    import io
+
+    PIL = pytest.importorskip("PIL.Image")
+    import fairpriv_lab as fl
+    from fairpriv_lab.exceptions import DataWarning
+
+    members = {}
+    for i in range(10):  # every ethnicity twice
+        name = f"{20 + i}_{i % 2}_{i % 5}_{i}.jpg.chip.jpg"
+        buf = io.BytesIO()
+        PIL.new("RGB", (20, 20), color=(40 * i, 80, 120)).save(buf, format="JPEG")
+        members[name] = buf.getvalue()
+    _serve_utk(http, monkeypatch, _tar_bytes(members))
+    ds = fl.load_dataset("utkface", size=8)
+    npz = tmp_path / "data" / "utkface" / "utkface-8px.npz"
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = bytes(64)  # bit rot in the middle
+    npz.write_bytes(bytes(data))
+    with pytest.warns(DataWarning, match=r"utkface-8px\.npz failed verification \(sha256 mismatch\); rebuilding"):
+        again = fl.load_dataset("utkface", size=8)
+    assert again.checksum == ds.checksum
+    assert fl.load_dataset("utkface", size=8).checksum == ds.checksum  # rebuilt cache verifies
+
+
+def test_8_stale_download_parts_are_removed(http, tmp_path):
+    import time
+
+    from fairpriv_lab.data.download import RemoteFile, fetch_file
+
+    folder = tmp_path / "data" / "demo"
+    folder.mkdir(parents=True)
+    stale = folder / ".f.bin.x1y2.part"
+    stale.write_bytes(b"half a download")
+    long_ago = time.time() - 3 * 3600
+    os.utime(stale, (long_ago, long_ago))
+    body = b"payload"
+    import hashlib
+
+    fetch_file(RemoteFile("f.bin", (http("/f", body),), hashlib.sha256(body).hexdigest()), dataset="demo")
+    assert sorted(p.name for p in folder.iterdir()) == ["f.bin"]
