@@ -35,6 +35,10 @@ ESTIMATORS = ("cross_fit", "in_sample")
 SIGNALS = ("loss", "confidence")
 AUDITORS = ("PA-ALOOA", "PA-LOOA", "PA-GA", "PA-GBA")
 BOOTSTRAPS = ("records", "pairs")
+#: Early bounds against runs that would never finish (epochs=10**9, 200,000 models); the
+#: engine's planner refines them with the estimated time and memory of a configuration.
+MAX_EPOCHS = 10_000
+MAX_MODELS = 20_000
 _DEVICE_HINT = "to be one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"
 
 
@@ -137,8 +141,11 @@ class DataConfig(_Section):
         try:
             opts = tuple((str(k), _freeze(v)) for k, v in opts)
             json.dumps(_canonical(dict(opts)), allow_nan=False)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, RecursionError) as err:
             raise V.fail("data.options", self.options, "to be a mapping of names to JSON values") from err
+        from .data.registry import check_options
+
+        check_options(self.name, dict(opts))  # unknown options fail here, not when the loader runs
         object.__setattr__(self, "options", tuple(sorted(opts)))
 
     @property
@@ -199,7 +206,9 @@ class TrainConfig(_Section):
         V.choice("train.model", self.model, MODELS)
         V.integer("train.hidden", self.hidden, 1)
         V.choice("train.method", self.method, METHODS)
-        V.integer("train.epochs", self.epochs, 1)
+        if V.integer("train.epochs", self.epochs, 1) > MAX_EPOCHS:
+            raise V.fail("train.epochs", self.epochs, f"to be at most {MAX_EPOCHS}",
+                         "Such a run would not finish; the paper's models train for 20-100 epochs")
         V.integer("train.batch_size", self.batch_size, 1)
         V.positive("train.lr", self.lr)
         V.choice("train.optimizer", self.optimizer, OPTIMIZERS)
@@ -272,6 +281,9 @@ class GameConfig(_Section):
     def __post_init__(self) -> None:
         V.choice("game.kind", self.kind, GAMES)
         n_models = V.integer("game.n_models", self.n_models, 2)
+        if n_models > MAX_MODELS:
+            raise V.fail("game.n_models", n_models, f"to be at most {MAX_MODELS}",
+                         "Such a game would not finish; a few hundred to a few thousand models suffice")
         if n_models % 2:
             raise V.fail(
                 "game.n_models", n_models, "to be even",
@@ -331,6 +343,8 @@ class AuditConfig(_Section):
         V.number("audit.alpha", self.alpha, 0.0, 1.0, low_open=True, high_open=True)
         V.integer("audit.min_group_size", self.min_group_size, 1)
         V.choice("audit.bootstrap", self.bootstrap, BOOTSTRAPS)
+        if not isinstance(self.auditors, str | list | tuple):
+            raise V.fail("audit.auditors", self.auditors, "to name one or more of " + ", ".join(AUDITORS))
         auditors = (self.auditors,) if isinstance(self.auditors, str) else tuple(self.auditors)
         if not auditors:
             raise V.fail("audit.auditors", auditors, "to name at least one of " + ", ".join(AUDITORS))

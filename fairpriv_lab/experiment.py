@@ -412,8 +412,9 @@ def _train_one_chunk(cfg, train, test, rows, delta, seed, progress, offset, tota
         # the engine counts models within the chunk: name the model of the game instead
         model = offset + err.model
         chunk = offset // cfg.chunk_models
+        why = "exploding loss" if "exploding loss" in str(err) else "NaN or infinite loss"
         raise TrainingDivergedError(
-            f"Model {model} of the game (chunk {chunk}) diverged (NaN or infinite loss) in epoch "
+            f"Model {model} of the game (chunk {chunk}) diverged ({why}) in epoch "
             f"{err.epoch}; lower train.lr (now {t.lr:g}) or train.clip. Chunks before {chunk} "
             "are cached and a re-run resumes from them; .partial holds this chunk after its "
             "finished epochs.", model=model, epoch=err.epoch, partial=err.partial) from err

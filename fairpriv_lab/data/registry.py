@@ -46,6 +46,22 @@ class DatasetInfo:
     modality: str = "tabular"  # "tabular" or "image"
     #: The loader takes ``seed`` (generation or subsampling); load_dataset passes its own.
     takes_seed: bool = False
+    #: Keyword options the loader accepts besides ``group``; None: read from its signature.
+    options: tuple[str, ...] | None = None
+
+    def accepted_options(self) -> tuple[str, ...] | None:
+        """Names of the loader's keyword options (None when it takes any ``**kwargs``)."""
+        if self.options is not None:
+            return self.options
+        import inspect
+
+        try:
+            params = inspect.signature(self.loader).parameters.values()
+        except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
+            return None
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            return None
+        return tuple(p.name for p in params if p.name != "group" and p.kind is not p.VAR_POSITIONAL)
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}
@@ -96,6 +112,7 @@ def load_dataset(
     info = _REGISTRY[name]
     group = info.groups[0] if group is None else group
     V.choice("group", group, info.groups)
+    check_options(name, kwargs, "kwargs")
     if info.takes_seed:
         kwargs.setdefault("seed", seed)
     ds = info.loader(group=group, **kwargs)
@@ -103,6 +120,17 @@ def load_dataset(
         V.integer("n", n, 1, ds.n_samples)
         ds = ds.sample(n, seed=seed)
     return ds
+
+
+def check_options(name: str, options: Any, where: str = "data.options") -> None:
+    """Raise naming the accepted options when a loader option of dataset ``name`` is unknown."""
+    accepted = _REGISTRY[name].accepted_options()
+    if accepted is None:
+        return
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        allowed = ", ".join(accepted) if accepted else "none"
+        raise V.fail(f"{where} key", unknown[0], f"to be an option of the {name!r} loader: {allowed}")
 
 
 register_dataset(DatasetInfo(
@@ -118,6 +146,7 @@ register_dataset(DatasetInfo(
     "synthetic", ("group",), True,
     "generated binary task with controllable group sizes, separability and outliers",
     lambda group, **kw: make_synthetic(**kw), takes_seed=True,
+    options=("n", "group_sizes", "separation", "outlier_rate", "label_noise", "n_features", "seed"),
 ))
 
 # The downloadable datasets register themselves (after the offline ones, which list first).
