@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fairpriv-installed
 
-.PHONY: demo test install lint notebooks-refresh bench paper clean
+.PHONY: demo test check install lint notebooks-refresh bench paper clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,11 +24,17 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
+# The fast tier for iteration: ruff and the unit and integration tests, without the notebook
+# executions, the browser and the tests marked slow. `make test` still runs everything.
+check: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -m "not slow and not notebooks and not browser"
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
 notebooks-refresh: $(STAMP)
-	$(PY) -m fairpriv_lab.notebook_tools refresh notebooks
+	$(PY) -m fairpriv_lab.sweep.notebook_tools refresh notebooks
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_training.py

@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fairpriv_lab.audit import global_risk, record_risk  # noqa: E402
+from fairpriv_lab.audit.attacks import global_risk, record_risk  # noqa: E402
+from fairpriv_lab.audit.risk import GroupRisk  # noqa: E402
 from fairpriv_lab.games import half_split_game  # noqa: E402
-from fairpriv_lab.risk import GroupRisk  # noqa: E402
 
 
 def realistic_losses(n: int, n_models: int, membership: np.ndarray, seed: int) -> np.ndarray:

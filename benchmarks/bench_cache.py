@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fairpriv_lab.experiment import ExperimentConfig, run  # noqa: E402
+from fairpriv_lab.experiment.runner import ExperimentConfig, run  # noqa: E402
 
 TINY = {
     "data": {"name": "synthetic", "n": 200},
@@ -44,7 +44,7 @@ TINY = {
 CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
-from fairpriv_lab.experiment import ExperimentConfig, run
+from fairpriv_lab.experiment.runner import ExperimentConfig, run
 t1 = time.perf_counter()
 cfg = ExperimentConfig.from_dict(json.loads(sys.argv[1]))
 t2 = time.perf_counter()
@@ -59,7 +59,7 @@ def config(preset: str) -> ExperimentConfig:
     """The benchmarked configuration."""
     if preset == "tiny":
         return ExperimentConfig.from_dict(TINY)
-    from fairpriv_lab.demo import demo_configs
+    from fairpriv_lab.ui.demo import demo_configs
 
     return demo_configs(device="cpu")[0]
 
@@ -96,7 +96,7 @@ def main() -> int:
         print("cached re-run, fresh process (run() only): "
               + ", ".join(f"{f['run']:.3f}" for f in fresh)
               + f" s | median {statistics.median(f['run'] for f in fresh):.3f} s "
-              f"(import fairpriv_lab.experiment apart: median {statistics.median(f['import'] for f in fresh):.2f} s)")
+              f"(import fairpriv_lab.experiment.runner apart: median {statistics.median(f['import'] for f in fresh):.2f} s)")
     return 0
 
 

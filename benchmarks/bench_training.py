@@ -21,8 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fairpriv_lab.data import load_dataset  # noqa: E402
-from fairpriv_lab.models import build_model  # noqa: E402
-from fairpriv_lab.training import train_ensemble  # noqa: E402
+from fairpriv_lab.engine.models import build_model  # noqa: E402
+from fairpriv_lab.engine.training import train_ensemble  # noqa: E402
 
 
 def opacus_rate(ds, model, *, batch_size, steps, clip=1.0, sigma=1.0, hidden=256):

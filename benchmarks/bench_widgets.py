@@ -33,7 +33,7 @@ def main() -> None:
 
     import torch
 
-    from fairpriv_lab.widgets import AuditPanel, default_settings
+    from fairpriv_lab.ui.panel import AuditPanel, default_settings
 
     cold, disk, memo, cpu, parts = [], [], [], [], []
     load0 = os.getloadavg()[0]

@@ -4,7 +4,7 @@ The paper (Yang, Huang, Tang & Yao, arXiv 2510.09114) audits 400 models (200 com
 pairs) per setting: the half-split game (m = n) for its main table and ALOOA (m = 600),
 20 epochs, batch 256, SGD with learning rate 0.1, clipping bound C = 10 at eps = 10 (C = 5 at
 eps = 1), delta = 1e-5, tau = 2; LR on tabular data, MLP/CNN on images; SGD vs DP-SGD vs
-DP-SGD-S (and DP-SGD-F). Every run goes through ``fairpriv_lab.experiment.run``, so results
+DP-SGD-S (and DP-SGD-F). Every run goes through ``fairpriv_lab.experiment.runner.run``, so results
 are cached chunk by chunk: an interrupted invocation resumes where it stopped, and the second
 estimator re-audits the cached models without retraining.
 
@@ -138,7 +138,8 @@ def machine_info(device: str) -> dict[str, Any]:
     """CPU model, cores, memory, torch version, resolved device and load average."""
     import torch
 
-    from fairpriv_lab import __version__, resolve_device
+    from fairpriv_lab import __version__
+    from fairpriv_lab.engine.device import resolve_device
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -175,16 +176,16 @@ def _loadavg() -> list[float] | None:
 
 # ---------------------------------------------------------------------------- fast outcome fairness
 def count_outcome_fairness(y_true, y_pred, groups, group_names):
-    """``fairpriv_lab.risk.outcome_fairness`` computed from per-group counts (same result).
+    """``fairpriv_lab.audit.risk.outcome_fairness`` computed from per-group counts (same result).
 
     The experiment layer pools the test predictions of every model (400 x 9,044 rows for
     Adult); fairlearn's MetricFrame took about 200 CPU seconds per audit on that, more than
     training the 400 models. Per-group counts give the same numbers: accuracy, selection rate
     P(y_pred = 1), TPR = TP / (TP + FN) and FPR = FP / (FP + TN) (0 where undefined, as
     fairlearn reports), the max - min differences, and equalized odds = max(TPR gap, FPR gap).
-    ``tests/test_studies.py`` checks equality with the fairlearn version.
+    ``tests/unit/studies/test_studies.py`` checks equality with the fairlearn version.
     """
-    from fairpriv_lab.risk import OutcomeFairness
+    from fairpriv_lab.audit.risk import OutcomeFairness
 
     yt, yp = np.asarray(y_true), np.asarray(y_pred)
     names = tuple(str(g) for g in group_names)
@@ -222,7 +223,7 @@ def count_outcome_fairness(y_true, y_pred, groups, group_names):
 
 def use_count_outcome_fairness() -> None:
     """Make the experiment layer use :func:`count_outcome_fairness` in this process."""
-    import fairpriv_lab.risk as risk
+    import fairpriv_lab.audit.risk as risk
 
     risk.outcome_fairness = count_outcome_fairness
 
@@ -231,7 +232,7 @@ def use_count_outcome_fairness() -> None:
 def build_configs(p: Preset, *, device: str, datasets: list[tuple[str, str | None]] | None = None,
                   overrides: dict[str, Any] | None = None) -> list[tuple[dict[str, Any], Any]]:
     """Return [(labels, ExperimentConfig)] for every (dataset, game, method, eps, seed) of a preset."""
-    from fairpriv_lab.experiment import ExperimentConfig
+    from fairpriv_lab.experiment.runner import ExperimentConfig
 
     o = overrides or {}
     out = []
@@ -341,7 +342,7 @@ def run_audit(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict[
               recompute: bool = False) -> dict[str, Any]:
     """Run every configuration of a preset (both estimators), the side studies, write the tables."""
     from fairpriv_lab import studies
-    from fairpriv_lab.experiment import run
+    from fairpriv_lab.experiment.runner import run
 
     datasets = [(p.dataset, p.group)]
     if p.name == "tabular-lr":
@@ -427,7 +428,7 @@ def side_studies(p: Preset, results: list[Any]) -> dict[str, pd.DataFrame]:
 
 
 def _data(cfg: Any):
-    from fairpriv_lab.experiment import load_experiment_data
+    from fairpriv_lab.experiment.runner import load_experiment_data
 
     return load_experiment_data(cfg.data)
 

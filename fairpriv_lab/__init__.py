@@ -1,89 +1,49 @@
 """fairpriv-lab: measure and mitigate unequal privacy protection across groups.
 
-The pipeline (DESIGN.md section 3): ``data`` -> ``games`` -> ``training`` -> ``audit`` ->
-``risk`` -> ``experiment`` -> ``viz`` / ``widgets`` / ``cli``. Torch-dependent parts load on
-first use so that ``import fairpriv_lab`` stays fast.
+The layers follow the data flow (``docs/ARCHITECTURE.md``): ``data`` -> ``games`` ->
+``engine`` (training, torch) -> ``audit`` -> ``experiment`` -> ``studies`` / ``viz`` ->
+``ui`` / ``sweep`` / ``cli``. The top level holds the few names a user starts with; each
+layer is served as a subpackage on first use (``fl.viz``, ``fl.ui``, ``fl.engine`` ...), so
+that ``import fairpriv_lab`` stays fast and imports torch only when training is asked for.
 """
 
-from __future__ import annotations
+import importlib as _importlib
 
-import importlib
-from typing import Any
-
-from ._device import resolve_device
-from .data import GroupedDataset, from_pandas, list_datasets, load_dataset
-from .exceptions import (
-    CacheCorruptedError,
-    ConfigError,
-    DatasetError,
-    DataWarning,
-    DownloadError,
-    FairPrivError,
-    PrivacyAccountingError,
-    PrivacyWarning,
-    SmallGroupWarning,
-    TrainingDivergedError,
-    UnsupportedModelError,
-)
-
-__version__ = "0.1.0"
+from ._core.exceptions import ConfigError, FairPrivError
+from ._core.version import __version__
+from .data import GroupedDataset, list_datasets, load_dataset
 
 # Public names served lazily from their module (torch is imported only when needed).
 _LAZY: dict[str, str] = {
-    # games
-    "Game": ".games", "aloo_game": ".games", "half_split_game": ".games", "loo_game": ".games",
-    # training (imports torch)
-    "train_ensemble": ".training", "EnsembleResult": ".training",
-    "SGD": ".privacy", "DPSGD": ".privacy", "DPSGDS": ".privacy", "DPSGDF": ".privacy",
-    "epsilon_of": ".privacy", "calibrate_noise": ".privacy", "as_method": ".privacy",
-    "GroupDPOptimizer": ".opacus_compat",
-    # audit
-    "RecordRisk": ".audit", "record_risk": ".audit", "global_risk": ".audit",
-    "attack_scores": ".audit", "agreement": ".audit",
-    "EmpiricalEpsilon": ".empirical", "empirical_epsilon": ".empirical", "gdp_epsilon": ".empirical",
-    # risk
-    "GroupRisk": ".risk", "pair_bootstrap": ".risk", "outcome_fairness": ".risk",
-    "OutcomeFairness": ".risk",
-    # experiments, cache, demo
-    "ExperimentConfig": ".experiment", "DataConfig": ".experiment", "TrainConfig": ".experiment",
-    "GameConfig": ".experiment", "AuditConfig": ".experiment", "AuditResult": ".experiment",
-    "run": ".experiment", "compare": ".experiment", "format_comparison": ".experiment",
-    "Cache": ".cache", "CacheWarning": ".cache", "default_cache_dir": ".cache",
-    "demo_configs": ".demo", "run_demo": ".demo",
-    # teaching layer (needs the ui extra)
-    "AuditPanel": ".widgets", "build_panel": ".widgets", "PanelSettings": ".widgets",
-    "write_report": ".report",
-    # sweeps
-    "Grid": ".sweep", "run_sweep": ".sweep", "run_notebooks": ".sweep", "SweepResult": ".sweep",
+    "aloo_game": ".games", "half_split_game": ".games", "loo_game": ".games",
+    "train_ensemble": ".engine.training",
+    "record_risk": ".audit.attacks", "empirical_epsilon": ".audit.empirical",
+    "GroupRisk": ".audit.risk",
+    "ExperimentConfig": ".experiment.config", "run": ".experiment.runner",
 }
+
+#: The layers, served as subpackages on first attribute access.
+_SUBPACKAGES = ("data", "games", "engine", "audit", "experiment", "studies", "viz", "ui",
+                "sweep")
 
 __all__ = [
     "__version__",
-    "resolve_device",
     "GroupedDataset",
     "load_dataset",
     "list_datasets",
-    "from_pandas",
     "FairPrivError",
     "ConfigError",
-    "DatasetError",
-    "DownloadError",
-    "CacheCorruptedError",
-    "PrivacyAccountingError",
-    "TrainingDivergedError",
-    "UnsupportedModelError",
-    "DataWarning",
-    "SmallGroupWarning",
-    "PrivacyWarning",
     *_LAZY,
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+        return getattr(_importlib.import_module(_LAZY[name], __name__), name)
+    if name in _SUBPACKAGES or name == "cli":
+        return _importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'fairpriv_lab' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))

@@ -17,16 +17,15 @@ Taught in notebooks 1 and 2.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-from . import _validate as V
-from ._rng import SeedLike, as_generator
+from ._core import validate as V
+from ._core.rng import SeedLike, as_generator
+from ._core.vocabulary import GAMES, GameKind
 
 __all__ = ["Game", "aloo_game", "half_split_game", "loo_game"]
 
-GameKind = Literal["aloo", "half", "loo"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,7 +64,7 @@ class Game:
     targets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        V.choice("kind", self.kind, ("aloo", "half", "loo"))
+        V.choice("kind", self.kind, GAMES)
         mem = V.bool_matrix("membership", self.membership)
         n_models, n = mem.shape
         _check_n_models(n_models)

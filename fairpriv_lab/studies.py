@@ -28,14 +28,16 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import _validate as V
-from ._rng import SeedLike, as_generator, spawn_seed
-from .exceptions import SmallGroupWarning
+from ._core import validate as V
+from ._core.exceptions import SmallGroupWarning
+from ._core.rng import SeedLike, as_generator, spawn_seed
+from ._core.vocabulary import ESTIMATORS as _ESTIMATORS
+from ._core.vocabulary import METHOD_LABELS, Estimator
 
 __all__ = [
     "METHOD_LABELS",
@@ -63,16 +65,6 @@ __all__ = [
     "soundness_chart",
 ]
 
-Estimator = Literal["cross_fit", "in_sample"]
-_ESTIMATORS = ("cross_fit", "in_sample")
-
-#: Display names of the training methods (as in the paper and in :mod:`fairpriv_lab.viz`).
-METHOD_LABELS: dict[str, str] = {
-    "sgd": "SGD",
-    "dpsgd": "DP-SGD",
-    "dpsgds": "DP-SGD-S",
-    "dpsgdf": "DP-SGD-F",
-}
 
 
 def method_label(method: str, statistic: str | None = None) -> str:
@@ -406,7 +398,7 @@ def floor_vs_models(
     >>> df.loc[df.group == -1, ["n_models", "estimator", "m"]].values.tolist()
     [[2, 'in_sample', 200]]
     """
-    from .audit import record_risk
+    from .audit.attacks import record_risk
 
     mem = V.bool_matrix("membership", membership)
     total = mem.shape[0]
@@ -492,7 +484,7 @@ def agreement_vs_models(
         points of attack accuracy), ``correlation`` (Pearson r of the accuracies),
         ``ipr_aloo, ipr_loo`` (mean IPR over targets, pp), ``estimator``.
     """
-    from .audit import agreement, record_risk
+    from .audit.attacks import agreement, record_risk
 
     a_mem = V.bool_matrix("aloo_membership", aloo_membership)
     l_mem = V.bool_matrix("loo_membership", loo_membership, shape=(None, a_mem.shape[1]))
@@ -546,7 +538,7 @@ def loo_agreement_study(
     pandas.DataFrame
         As :func:`agreement_vs_models`, plus ``dataset, model, method``.
     """
-    from .experiment import ExperimentConfig, run
+    from .experiment.runner import ExperimentConfig, run
 
     if not isinstance(base, ExperimentConfig):
         base = ExperimentConfig.from_dict(base)
@@ -579,7 +571,7 @@ def loo_agreement_study(
 
 
 def _experiment_data(cfg: Any):
-    from .experiment import load_experiment_data
+    from .experiment.runner import load_experiment_data
 
     return load_experiment_data(cfg.data)
 
@@ -627,7 +619,7 @@ def utility_sweep(
         One row per run: ``method, epsilon`` (accounted), ``target_epsilon, accuracy, gprp,
         gprp_ci_low, gprp_ci_high`` (pp).
     """
-    from .experiment import ExperimentConfig, run
+    from .experiment.runner import ExperimentConfig, run
 
     if not isinstance(base, ExperimentConfig):
         base = ExperimentConfig.from_dict(base)

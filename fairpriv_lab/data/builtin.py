@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import _validate as V
-from .._rng import SeedLike, as_generator
+from .._core import validate as V
+from .._core.rng import SeedLike, as_generator
 from .dataset import GroupedDataset
 
 __all__ = ["load_digits", "make_synthetic"]

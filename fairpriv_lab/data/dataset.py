@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate as V
-from .._rng import SeedLike, as_generator
-from ..exceptions import DatasetError, DataWarning
+from .._core import validate as V
+from .._core.exceptions import DatasetError, DataWarning
+from .._core.rng import SeedLike, as_generator
 
 __all__ = ["GroupedDataset"]
 
@@ -209,20 +209,6 @@ class GroupedDataset:
         mask = np.zeros(self.n_samples, dtype=bool)
         mask[test_idx] = True
         return self.subset(~mask), self.subset(mask)
-
-    def to_torch(self, device: object = "cpu", *, images: bool = False):
-        """Return (X, y, g) as torch tensors on device; images reshapes X to image_shape."""
-        import torch
-
-        from .._device import resolve_device
-
-        dev = resolve_device(device)
-        X = torch.from_numpy(np.array(self.X))
-        if images:
-            if self.image_shape is None:
-                raise V.fail("images", True, "only for image data", f"{self.name!r} has no image_shape")
-            X = X.reshape(-1, *self.image_shape)
-        return X.to(dev), torch.from_numpy(np.array(self.y)).to(dev), torch.from_numpy(np.array(self.g)).to(dev)
 
     def to_pandas(self):
         """Return a DataFrame of the features with ``label`` and ``group`` columns."""

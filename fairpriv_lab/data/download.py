@@ -11,9 +11,9 @@ Guarantees:
   :func:`os.replace` (atomic on one file system). A failed, truncated or corrupted download
   leaves nothing in the cache.
 - A file already in the cache is verified again on every use; one that fails is removed
-  (with a :class:`~fairpriv_lab.exceptions.DataWarning`) and fetched again.
+  (with a :class:`~fairpriv_lab._core.exceptions.DataWarning`) and fetched again.
 - When every URL fails (offline, HTTP error) a
-  :class:`~fairpriv_lab.exceptions.DownloadError` names each URL tried and the exact path
+  :class:`~fairpriv_lab._core.exceptions.DownloadError` names each URL tried and the exact path
   where the file can be placed by hand, with the sha256 it must have.
 - Files whose sha256 could not be pinned when this package was written (``sha256=None``)
   are trusted on first use: the sha256 of the first download is recorded in
@@ -37,8 +37,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import _validate as V
-from ..exceptions import DataWarning, DownloadError
+from .._core import validate as V
+from .._core.exceptions import DataWarning, DownloadError
 
 __all__ = [
     "ENV_VAR",
@@ -183,7 +183,7 @@ def fetch_file(
     timeout = V.positive("timeout", timeout)
     deadline = V.positive("deadline", deadline)
     folder = dataset_dir(dataset, data_home)
-    from .._files import remove_stale_temporaries
+    from .._core.files import remove_stale_temporaries
 
     remove_stale_temporaries(folder, ".*.part", max_age=max(2 * deadline, 3600.0))
     target = folder / remote.filename

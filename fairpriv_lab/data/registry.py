@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import _validate as V
-from .._rng import SeedLike
+from .._core import validate as V
+from .._core.rng import SeedLike
 from .builtin import load_digits, make_synthetic
 from .dataset import GroupedDataset
 from .tabular import ADULT_GROUPS, load_adult

@@ -32,9 +32,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .. import _validate as V
-from .._rng import SeedLike, as_generator
-from ..exceptions import DatasetError, DataWarning
+from .._core import validate as V
+from .._core.exceptions import DatasetError, DataWarning
+from .._core.rng import SeedLike, as_generator
 from .dataset import GroupedDataset
 from .download import RemoteFile, dataset_dir, fetch_file, sha256_of
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate as V
-from ..exceptions import DatasetError
+from .._core import validate as V
+from .._core.exceptions import DatasetError
 from .dataset import GroupedDataset
 
 __all__ = ["from_pandas", "load_adult", "ADULT_GROUPS"]
@@ -275,8 +275,15 @@ def from_pandas(
             bad = [c for c, ok in zip(numeric, np.isfinite(num).all(axis=0)) if not ok]
             raise V.fail("df", f"a frame with infinite values in {bad}", "to have finite numeric columns")
         if standardize:
+            # scale-invariant: divide by each column's largest |value| first, so that the
+            # squares of values near 1e308 cannot overflow
+            scale = np.abs(num).max(axis=0) if num.size else np.ones(num.shape[1])
+            num = num / np.where(scale > 0, scale, 1.0)
             sd = num.std(axis=0)
             num = (num - num.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        elif num.size and np.abs(num).max() > np.finfo(np.float32).max:
+            raise V.fail("df", "a frame with numeric values beyond float32", "to have |values| < 3.4e38",
+                         "Features are float32; rescale those columns or pass standardize=True")
         blocks.append(num)
         names += numeric
     if categorical:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._validate import fail
+from .._core.validate import fail
 from ._core import labels, require_frame
 
 GPR_COLUMNS = ("group", "gpr", "ci_low", "ci_high")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._validate import fail, float_array, integer, number
+from .._core.validate import fail, float_array, integer, number
 from ._core import (
     HEIGHT,
     WIDTH,

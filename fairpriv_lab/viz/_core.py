@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._validate import fail
+from .._core.validate import fail
+from .._core.vocabulary import METHOD_LABELS
 
 #: The one message shown when the optional chart dependencies are missing.
 MISSING_UI_MESSAGE = (
@@ -53,7 +54,7 @@ SERIES_COLORS: dict[str, str] = {
 #: Canonical order of the auditors (average case first, then worst case).
 AUDITOR_ORDER = ("PA-GA", "PA-GBA", "PA-ALOOA", "PA-LOOA")
 #: Canonical order of the training methods.
-METHOD_ORDER = ("SGD", "DP-SGD", "DP-SGD-S", "DP-SGD-F")
+METHOD_ORDER = tuple(METHOD_LABELS.values())
 
 WIDTH = 380
 HEIGHT = 260

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Literal
 
-from .._validate import choice, fail, positive
+from .._core.validate import choice, fail, positive
 from ._core import altair, vl_convert
 
 #: Environment variable that overrides ``enable_notebook_rendering("auto")``.

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from .._validate import choice, fail, integer
+from .._core.validate import choice, fail, integer
 from ._adapters import gpr_series_frame, record_frame
 from ._core import (
     AUDITOR_ORDER,

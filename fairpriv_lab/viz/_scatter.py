@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._validate import integer
+from .._core.validate import integer
 from ._adapters import grc_frame
 from ._core import (
     HEIGHT,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._validate import fail, integer, positive
+from .._core.validate import fail, integer, positive
 from ._adapters import sweep_frame, telemetry_frame
 from ._core import (
     HEIGHT,

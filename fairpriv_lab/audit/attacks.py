@@ -1,0 +1,892 @@
+"""Per-record membership-inference attacks and individual privacy risk (DESIGN.md 4.2-4.4).
+
+Convention, written once here: the inputs are per-model per-record cross-entropy **losses**
+(lower loss means member); :func:`attack_scores` converts them to a **score where higher
+means member** (``score = -loss``, or the logit-scaled confidence ``log p - log(1 - p)`` with
+``p = exp(-loss)``). Every attack below predicts "member" when ``score >= tau``.
+
+For a record x audited by R model pairs (x in one model of each pair, out of the other), the
+attack accuracy is ``acc(x)`` and the individual privacy risk is ``IPR(x) = 2 acc(x) - 1``
+(a fraction in [-1, 1]). Estimators of acc(x):
+
+``"in_sample"`` (the paper's)
+    tau maximises the accuracy over the same 2R scores it is scored on; acc >= 0.5 always and
+    the estimate is biased upwards (about +6 percentage points of IPR at 2R = 400 when there is
+    no leakage at all).
+``"cross_fit"`` (default)
+    the pairs are split at random into two folds; tau is chosen on one fold and scored on the
+    other, both ways; acc = (correct on fold A + correct on fold B) / 2R. With no leakage its
+    expectation is exactly 0.5 (tau never sees the trials it is scored on).
+
+Thresholds are taken between distinct observed scores (the midpoint), so equal scores always
+fall on the same side of a cut; among equally good cuts the lowest threshold is used. The
+zero-leakage **floor** is the same estimator on labels permuted within each record (which model
+of each pair is "in" is re-drawn at random), computed from the same sort.
+
+Taught in notebooks 1-3.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .._core import validate as V
+from .._core.exceptions import ConfigError
+from .._core.rng import SeedLike, as_generator
+from .._core.vocabulary import AUDITORS as _AUDITORS
+from .._core.vocabulary import ESTIMATORS as _ESTIMATORS
+from .._core.vocabulary import SIGNALS as _SIGNALS
+from .._core.vocabulary import Estimator, Signal
+
+__all__ = [
+    "RecordRisk",
+    "Agreement",
+    "attack_scores",
+    "record_risk",
+    "global_risk",
+    "agreement",
+]
+
+
+
+@dataclass(frozen=True, eq=False)
+class RecordRisk:
+    """Per-record attack accuracy and individual privacy risk (IPR) of one auditor.
+
+    Parameters
+    ----------
+    records : ndarray of int64, shape (m,)
+        Dataset indices of the audited records.
+    groups : ndarray of int64, shape (m,)
+        Group id of each audited record.
+    accuracy : ndarray of float, shape (m,)
+        Attack accuracy in [0, 1] (fraction).
+    ipr : ndarray of float, shape (m,)
+        ``2 * accuracy - 1`` (fraction).
+    floor : ndarray of float, shape (m,)
+        IPR of the same estimator on membership labels permuted within each record (what the
+        estimator reads when there is no leakage; fraction).
+    auditor : {"PA-ALOOA", "PA-LOOA", "PA-GA", "PA-GBA"}
+    estimator : {"cross_fit", "in_sample"}
+    n_pairs : ndarray of int64, shape (m,), optional
+        Model pairs that audit each record (R). Defaults to zeros when unknown.
+    signal : {"loss", "confidence"}
+        Which per-model signal was attacked.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rr = RecordRisk(np.array([0, 1]), np.array([0, 1]), np.array([0.5, 0.75]),
+    ...                 np.array([0.0, 0.5]), np.zeros(2), "PA-ALOOA", "cross_fit")
+    >>> rr.m, rr.to_frame().columns.tolist()
+    (2, ['record', 'group', 'accuracy', 'ipr', 'floor', 'n_pairs'])
+    """
+
+    records: np.ndarray
+    groups: np.ndarray
+    accuracy: np.ndarray
+    ipr: np.ndarray
+    floor: np.ndarray
+    auditor: str
+    estimator: str
+    n_pairs: np.ndarray | None = None
+    signal: str = "loss"
+
+    def __post_init__(self) -> None:
+        V.choice("auditor", self.auditor, _AUDITORS)
+        V.choice("estimator", self.estimator, _ESTIMATORS)
+        V.choice("signal", self.signal, _SIGNALS)
+        rec = np.asarray(self.records).astype(np.int64)
+        if rec.ndim != 1:
+            raise V.fail("records", f"array of shape {rec.shape}", "to be 1-D")
+        m = rec.shape[0]
+        grp = V.group_ids("groups", self.groups, n=m)
+        arrays = {"records": rec, "groups": grp}
+        if np.unique(rec).size != m:
+            raise V.fail("records", "an array with repeated records", "to hold each audited record once")
+        for name, (lo, hi) in (("accuracy", (0.0, 1.0)), ("ipr", (-1.0, 1.0)), ("floor", (-1.0, 1.0))):
+            arr = V.float_array(name, getattr(self, name), 1, finite=False)
+            if arr.shape != (m,):
+                raise V.fail(name, f"array of shape {arr.shape}", f"to have shape ({m},)")
+            if m and not (np.all(np.isfinite(arr)) and arr.min() >= lo - 1e-9 and arr.max() <= hi + 1e-9):
+                raise V.fail(name, "an array with NaN, infinite or out-of-range entries",
+                             f"to hold fractions in [{lo:g}, {hi:g}]",
+                             "RecordRisk values are fractions, not percent (GroupRisk reports percent)")
+            arrays[name] = arr
+        n_pairs = np.zeros(m, np.int64) if self.n_pairs is None else np.asarray(self.n_pairs).astype(np.int64)
+        if n_pairs.shape != (m,):
+            raise V.fail("n_pairs", f"array of shape {n_pairs.shape}", f"to have shape ({m},)")
+        arrays["n_pairs"] = n_pairs
+        for name, arr in arrays.items():
+            arr = arr.copy()
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+
+    @property
+    def m(self) -> int:
+        """Number of audited records."""
+        return int(self.records.shape[0])
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return a tidy DataFrame, one row per audited record (fractions, not percent)."""
+        return pd.DataFrame(
+            {
+                "record": self.records,
+                "group": self.groups,
+                "accuracy": self.accuracy,
+                "ipr": self.ipr,
+                "floor": self.floor,
+                "n_pairs": self.n_pairs,
+            }
+        )
+
+
+# --------------------------------------------------------------------------- signals
+def attack_scores(
+    losses: np.ndarray, *, signal: Signal = "loss", confidences: np.ndarray | None = None
+) -> np.ndarray:
+    """Convert losses (lower = member) to attack scores (higher = member), in one place.
+
+    ``signal="loss"``: ``score = -loss``. ``signal="confidence"``: the logit-scaled true-class
+    confidence ``log p - log(1 - p)`` (LiRA), either passed in as ``confidences`` or computed
+    from the cross-entropy loss as ``p = exp(-loss)``, i.e. ``-loss - log(1 - exp(-loss))``
+    (a zero loss is treated as the smallest positive float so that the score stays finite).
+
+    Parameters
+    ----------
+    losses : ndarray of float, shape (n_models, n_samples)
+        Cross-entropy losses, finite and >= 0 (for the confidence computed from them).
+    signal : {"loss", "confidence"}
+    confidences : ndarray of float, shape (n_models, n_samples), optional
+        Precomputed logit-scaled confidences; only with ``signal="confidence"``.
+
+    Returns
+    -------
+    ndarray, shape (n_models, n_samples)
+        Scores; higher means "member". float32 losses give float32 scores for ``"loss"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> attack_scores(np.array([[0.5, 2.0]])).tolist()
+    [[-0.5, -2.0]]
+    >>> np.round(attack_scores(np.array([[np.log(2.0)]]), signal="confidence"), 6).tolist()
+    [[0.0]]
+    """
+    V.choice("signal", signal, _SIGNALS)
+    if confidences is not None:
+        if signal != "confidence":
+            raise V.fail("confidences", "an array", "to be given only with signal='confidence'")
+        conf = np.asarray(confidences)
+        if conf.ndim != 2 or conf.dtype.kind != "f":
+            raise V.fail("confidences", f"array of shape {conf.shape}", "to be a 2-D float array")
+        if not np.all(np.isfinite(conf)):
+            raise V.fail("confidences", "an array with NaN or infinite entries", "to be finite")
+        return conf
+    arr = np.asarray(losses)
+    if arr.ndim != 2 or arr.dtype.kind not in "fiu":
+        raise V.fail("losses", f"array of shape {arr.shape}", "to be a 2-D float array (n_models, n_samples)")
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise V.fail("losses", "an array with NaN or infinite entries", "to be finite")
+    if signal == "loss":
+        return -arr
+    if np.any(arr < 0):
+        raise V.fail("losses", "an array with negative entries", "to be >= 0 (cross-entropy)")
+    loss = np.maximum(arr.astype(np.float64), np.finfo(np.float64).tiny)
+    return -loss - np.log(-np.expm1(-loss))
+
+
+# --------------------------------------------------------------------------- core kernels
+def _cut_correct(xs: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """Correct predictions at every cut k of sorted rows (k lowest -> "out"); -1 where invalid.
+
+    correct(k) = #out below k + #in at or above k = k - 2 cum_in(k) + n_in. A cut inside a run
+    of equal scores is invalid (ties fall on one side).
+    """
+    mb, n = xs.shape
+    cum_in = np.zeros((mb, n + 1), dtype=np.int32)
+    np.cumsum(lab, axis=1, dtype=np.int32, out=cum_in[:, 1:])
+    correct = np.arange(n + 1, dtype=np.int32)[None, :] - 2 * cum_in + cum_in[:, -1:]
+    if n > 1:
+        correct[:, 1:-1][xs[:, :-1] >= xs[:, 1:]] = -1
+    return correct
+
+
+def _taus(xs: np.ndarray, kstar: np.ndarray) -> np.ndarray:
+    """Threshold of cut kstar in sorted rows: midpoint of the neighbours, -inf/+inf at the ends."""
+    mb, n = xs.shape
+    tau = np.full(mb, -np.inf)
+    if n == 0:
+        return tau
+    lo = np.take_along_axis(xs, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0].astype(np.float64)
+    hi = np.take_along_axis(xs, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0].astype(np.float64)
+    mid = lo / 2 + hi / 2
+    mid = np.where(mid <= lo, hi, mid)  # adjacent floats: keep lo < tau <= hi
+    tau = np.where(kstar == 0, -np.inf, np.where(kstar == n, np.inf, mid))
+    return tau
+
+
+def _fit_taus(xs: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """Lowest accuracy-maximising threshold of each sorted row (member iff score >= tau)."""
+    return _taus(xs, np.argmax(_cut_correct(xs, lab), axis=1))
+
+
+def _score(xs: np.ndarray, lab: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """Count the correct predictions of the rule score >= tau in each row."""
+    return ((xs >= tau[:, None]) == lab).sum(axis=1)
+
+
+def _record_block(
+    s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and floor accuracy of records whose K pairs give scores s_in, s_out (mb, K).
+
+    ``fold`` (K,) bool marks the pairs of fold A of the cross-fit (None: in-sample); ``swap``
+    (mb, K) bool marks the pairs whose in/out labels the floor exchanges. float32 scores take
+    the packed-key path, others the generic argsort path; both give identical results.
+    """
+    if s_in.dtype == np.float32 and s_out.dtype == np.float32:
+        return _record_block_packed(s_in, s_out, fold, swap)
+    return _record_block_sorted(s_in, s_out, fold, swap)
+
+
+def _sorted_fold(x_in, x_out, swap):
+    """Sort the 2k scores of each row; return sorted scores, labels and floor labels."""
+    k = x_in.shape[1]
+    X = np.concatenate([x_in, x_out], axis=1)
+    order = np.argsort(X, axis=1)
+    lab = order < k  # the first k columns hold the in-model scores
+    lab_floor = lab ^ np.take_along_axis(swap, order % k, axis=1)
+    return np.take_along_axis(X, order, axis=1), lab, lab_floor
+
+
+def _record_block_sorted(
+    s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the generic kernel of :func:`_record_block` (argsort + gathers; any float dtype)."""
+    K = s_in.shape[1]
+    if fold is None:
+        xs, lab, lab_floor = _sorted_fold(s_in, s_out, swap)
+        return tuple(_cut_correct(xs, lb).max(axis=1) / (2 * K) for lb in (lab, lab_floor))
+    xa, la, fa = _sorted_fold(s_in[:, fold], s_out[:, fold], swap[:, fold])
+    xb, lb, fb = _sorted_fold(s_in[:, ~fold], s_out[:, ~fold], swap[:, ~fold])
+    out = []
+    for a, b in ((la, lb), (fa, fb)):
+        correct = _score(xb, b, _fit_taus(xa, a)) + _score(xa, a, _fit_taus(xb, b))
+        out.append(correct / (2 * K))
+    return out[0], out[1]
+
+
+def _global_acc(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    trial: np.ndarray,
+    cell: np.ndarray,
+    partner: np.ndarray,
+    order: np.ndarray | None = None,
+    balanced: bool = False,
+) -> np.ndarray:
+    """Per-record accuracy of per-(model, cell) thresholds; records scored by their partner's.
+
+    scores, labels, trial: (n_models, m); cell, partner: int (m,). Thresholds of cell c are
+    fitted on the trials of the records of cell c; record x is scored with the thresholds of
+    cell ``partner[x]``. ``order`` is the row-wise argsort of scores if already known.
+    """
+    if order is None:
+        order = np.argsort(scores, axis=1)
+    xs = np.take_along_axis(scores, order, axis=1)
+    tr = np.take_along_axis(trial, order, axis=1)
+    ls = np.take_along_axis(labels, order, axis=1)
+    cell_sorted = cell[order]
+    n_cells = int(max(cell.max(), partner.max())) + 1
+    tau = np.full((scores.shape[0], n_cells), -np.inf)
+    for c in np.unique(cell):  # loop over cells (groups x folds), never over records
+        sel = cell_sorted == c
+        mc = int(sel[0].sum())
+        xc = xs[sel].reshape(-1, mc)
+        lc, tc = ls[sel].reshape(-1, mc), tr[sel].reshape(-1, mc)
+        tau[:, c] = _weighted_taus(xc, lc, tc, balanced)
+    pred = scores >= tau[:, partner]
+    return ((pred == labels) & trial).sum(axis=0) / trial.sum(axis=0)
+
+
+# --------------------------------------------------------------------------- packed kernels
+# For float32 scores the sort is done on uint64 keys that pack the order-preserving uint32 image
+# of the score with the few bits each entry needs (fold or cell above it, labels below it):
+# np.sort on integers is several times faster than argsort followed by gathers, and the
+# sorted keys carry everything the cumulative counts need.
+_SHIFT = 8  # score bits start here; bits 0-7 hold labels
+_TOP = 40  # fold / cell bits start here
+_CHUNK_ELEMENTS = 1 << 19  # rows per block so that a block's keys take about 4 MB
+
+
+def _u32(x: np.ndarray) -> np.ndarray:
+    """Order-preserving map float32 -> uint32 (-0.0 and 0.0 map to the same key)."""
+    i = (x + np.float32(0)).view(np.int32)  # + 0 turns -0.0 into 0.0
+    # negative floats: flip the magnitude bits (two's-complement order); then sign -> offset
+    i = i ^ ((i >> 31) & np.int32(0x7FFFFFFF))
+    return (i ^ np.int32(-(2**31))).view(np.uint32)
+
+
+def _f32(u: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_u32`."""
+    i = np.ascontiguousarray(u, dtype=np.uint32).view(np.int32) ^ np.int32(-(2**31))
+    i = i ^ ((i >> 31) & np.int32(0x7FFFFFFF))
+    return i.view(np.float32)
+
+
+_NONE = np.uint32(0xFFFFFFFF)  # above the key of every finite float32: nobody is "member"
+
+
+def _packed_threshold(us: np.ndarray, kstar: np.ndarray) -> np.ndarray:
+    """uint32-key threshold of cut kstar: member iff key >= it; midpoint rule."""
+    mb, n = us.shape
+    if n == 0:
+        return np.zeros(mb, np.uint32)
+    lo = _f32(np.take_along_axis(us, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]).astype(np.float64)
+    hi = _f32(np.take_along_axis(us, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]).astype(np.float64)
+    mid = lo / 2 + hi / 2  # exact in float64 and strictly between two float32 values
+    t = mid.astype(np.float32)
+    t = np.where(t.astype(np.float64) < mid, np.nextafter(t, np.float32(np.inf)), t)
+    ut = _u32(t.astype(np.float32))
+    return np.where(kstar == 0, np.uint32(0), np.where(kstar == n, _NONE, ut)).astype(np.uint32)
+
+
+def _packed_fold(x_in, x_out, swap):
+    """Packed-key sort of the 2k scores of each row: uint32 keys, labels, floor labels."""
+    k = x_in.shape[1]
+    key = _u32(np.concatenate([x_in, x_out], axis=1)).astype(np.uint64) << np.uint64(_SHIFT)
+    sw = swap.astype(np.uint64)  # bit 0: the floor swaps this pair's labels
+    key[:, :k] |= sw | np.uint64(2)  # bit 1: in-model score
+    key[:, k:] |= sw
+    key.sort(axis=1)
+    lab = (key & np.uint64(2)).astype(bool)
+    lab_floor = lab ^ (key & np.uint64(1)).astype(bool)
+    return (key >> np.uint64(_SHIFT)).astype(np.uint32), lab, lab_floor
+
+
+def _record_block_packed(
+    s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Packed-key kernel of :func:`_record_block` for float32 scores."""
+    K = s_in.shape[1]
+    if fold is None:
+        us, lab, lab_floor = _packed_fold(s_in, s_out, swap)
+        ties = _ties(us)
+        return tuple(_packed_correct(lb, ties).max(axis=1) / (2 * K) for lb in (lab, lab_floor))
+    ua, la, fa = _packed_fold(s_in[:, fold], s_out[:, fold], swap[:, fold])
+    ub, lb, fb = _packed_fold(s_in[:, ~fold], s_out[:, ~fold], swap[:, ~fold])
+    ties_a, ties_b = _ties(ua), _ties(ub)
+    out = []
+    for a, b in ((la, lb), (fa, fb)):
+        ta = _packed_threshold(ua, np.argmax(_packed_correct(a, ties_a), axis=1))
+        tb = _packed_threshold(ub, np.argmax(_packed_correct(b, ties_b), axis=1))
+        correct = ((ub >= ta[:, None]) == b).sum(axis=1) + ((ua >= tb[:, None]) == a).sum(axis=1)
+        out.append(correct / (2 * K))
+    return out[0], out[1]
+
+
+def _ties(us: np.ndarray) -> np.ndarray:
+    """Bool (rows, n + 1): cuts that would split a run of equal sorted keys."""
+    mb, n = us.shape
+    ties = np.zeros((mb, n + 1), dtype=bool)
+    if n > 1:
+        np.equal(us[:, :-1], us[:, 1:], out=ties[:, 1:-1])
+    return ties
+
+
+def _packed_correct(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """Correct predictions at every cut of sorted rows (as :func:`_cut_correct`), in place."""
+    mb, n = lab.shape
+    dt = np.int16 if n < 16000 else np.int32
+    cum = np.zeros((mb, n + 1), dtype=dt)
+    np.cumsum(lab, axis=1, dtype=dt, out=cum[:, 1:])
+    n_in = cum[:, -1:].copy()
+    cum *= -2  # correct(k) = k - 2 cum_in(k) + n_in
+    cum += np.arange(n + 1, dtype=dt)
+    cum += n_in
+    np.putmask(cum, ties, -1)
+    return cum
+
+
+def _global_block(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    swap: np.ndarray,
+    trial: np.ndarray,
+    cell: np.ndarray,
+    partner: np.ndarray,
+    balanced: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and floor accuracy of PA-GA/PA-GBA (floor labels = labels ^ swap)."""
+    if scores.dtype != np.float32:
+        order = np.argsort(scores, axis=1)
+        return (
+            _global_acc(scores, labels, trial, cell, partner, order, balanced),
+            _global_acc(scores, labels ^ swap, trial, cell, partner, order, balanced),
+        )
+    n_models, m = scores.shape
+    floor_labels = labels ^ swap
+    n_trials = trial.sum(axis=0)
+    ok = np.zeros((2, m), np.int64)
+    step = max(1, _CHUNK_ELEMENTS // max(m, 1))
+
+    def work(lo: int) -> np.ndarray:  # blocks of models keep the temporaries in cache
+        rows = slice(lo, lo + step)
+        args = (scores[rows], labels[rows], floor_labels[rows], trial[rows])
+        return _global_chunk(*args, cell, partner, balanced)
+
+    for part in _map_threads(work, range(0, n_models, step)):
+        ok += part  # integer counts: the sum does not depend on the order
+    return ok[0] / n_trials, ok[1] / n_trials
+
+
+def _n_threads() -> int:
+    """Threads for the audit kernels: FAIRPRIV_LAB_THREADS, else the CPUs this process may use."""
+    env = os.environ.get("FAIRPRIV_LAB_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, min(8, os.cpu_count() or 1))
+
+
+def _map_threads(fn, items):
+    """Yield fn(item) for each item in order, computed on a small thread pool."""
+    n = _n_threads()
+    if n == 1:
+        yield from map(fn, items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        yield from pool.map(fn, items)
+
+
+def _balanced(ctrial: np.ndarray, cin: np.ndarray) -> np.ndarray:
+    """Balanced accuracy at every cut: (out below)/n_out + (in at or above)/n_in (times 1/2 dropped).
+
+    Cross-fitted global thresholds must not learn the base rate: in a model's fitting half the
+    share of members is anti-correlated with the scoring half's (a model holds a fixed number
+    of audited members), so an accuracy-maximising threshold with no signal would score below
+    chance on the other half. Balanced accuracy has no base rate to learn.
+    """
+    n_in = cin[:, -1:].astype(np.float64)
+    n_out = ctrial[:, -1:] - n_in
+    return (ctrial - cin) / np.maximum(n_out, 1.0) + (n_in - cin) / np.maximum(n_in, 1.0)
+
+
+def _global_chunk(scores, labels, floor_labels, trial, cell, partner, balanced=False) -> np.ndarray:
+    """Correct-prediction counts per record, shape (2, m), for a block of models (packed)."""
+    n_models, m = scores.shape
+    u = _u32(scores)
+    bits = (labels.view(np.uint8) << np.uint8(2)) | (floor_labels.view(np.uint8) << np.uint8(1))
+    bits |= trial.view(np.uint8)
+    key = u.astype(np.uint64) << np.uint64(_SHIFT)
+    key |= bits
+    if cell.any():
+        key |= (cell.astype(np.uint64) << np.uint64(_TOP))[None, :]
+    key.sort(axis=1)
+    us = (key >> np.uint64(_SHIFT)).astype(np.uint32)
+    all_trials = bool(trial.all())
+    sizes = np.bincount(cell)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    n_cells = int(max(cell.max(), partner.max())) + 1
+    thr = np.zeros((2, n_models, n_cells), np.uint32)
+    dt = np.int32
+    for c in np.flatnonzero(sizes):  # loop over cells (groups x halves), never over records
+        blk = slice(starts[c], starts[c + 1])
+        kb, ub = key[:, blk], us[:, blk]
+        n = ub.shape[1]
+        ties = _ties(ub)
+        ctrial = np.zeros((n_models, n + 1), dt)
+        if all_trials:
+            ctrial[:] = np.arange(n + 1, dtype=dt)
+        else:
+            np.cumsum((kb & np.uint64(1)).astype(bool), axis=1, dtype=dt, out=ctrial[:, 1:])
+        for j, bit in enumerate((4, 2)):
+            lab = (kb & np.uint64(bit | 1)) == np.uint64(bit | 1)
+            cin = np.zeros((n_models, n + 1), dt)
+            np.cumsum(lab, axis=1, dtype=dt, out=cin[:, 1:])
+            correct = ctrial - 2 * cin + cin[:, -1:]  # out below the cut + in at or above it
+            if balanced:
+                correct = _balanced(ctrial, cin)
+            np.putmask(correct, ties, -1)
+            thr[j, :, c] = _packed_threshold(ub, np.argmax(correct, axis=1))
+    del key, us
+    out = np.empty((2, m), np.int64)
+    single = n_cells == 1
+    for j, lb in enumerate((labels, floor_labels)):
+        pred = u >= (thr[j][:, :1] if single else thr[j][:, partner])
+        hit = pred == lb
+        if not all_trials:
+            hit &= trial
+        out[j] = hit.sum(axis=0)
+    return out
+
+
+# --------------------------------------------------------------------------- validation
+def _inputs(losses, membership, records, groups, signal, confidences):
+    """Validate and return (scores (n_models, m), membership (n_models, m), records, groups_rec)."""
+    scores = attack_scores(losses, signal=signal, confidences=confidences)
+    shape = np.shape(losses)
+    if scores.shape != shape:
+        raise V.fail("confidences", f"array of shape {scores.shape}", f"to have the shape of losses {shape}")
+    n_models, n = scores.shape
+    mem = V.bool_matrix("membership", membership, shape=(n_models, n))
+    if n_models < 2 or n_models % 2:
+        raise V.fail("n_models", n_models, "to be even and >= 2 (models come in complementary pairs)")
+    if records is None:
+        records = np.flatnonzero((mem[0::2] != mem[1::2]).any(axis=0))
+        if records.size == 0:
+            raise V.fail(
+                "membership", "a matrix with no audited record",
+                "to put some record in one model of a pair and out of the other",
+            )
+    rec = np.asarray(records)
+    if rec.ndim != 1 or rec.dtype.kind not in "iu" or rec.size == 0:
+        raise V.fail("records", f"array of shape {rec.shape} and dtype {rec.dtype}", "to be a non-empty 1-D integer array")
+    rec = rec.astype(np.int64)
+    if rec.min() < 0 or rec.max() >= n:
+        raise V.fail("records", f"ids in [{rec.min()}, {rec.max()}]", f"to lie in [0, {n - 1}]")
+    if np.unique(rec).size != rec.size:
+        raise V.fail("records", "an array with repeated records", "to list each audited record once")
+    grp = np.zeros(n, dtype=np.int64) if groups is None else V.group_ids("groups", groups, n=n)
+    if rec.size == n and np.array_equal(rec, np.arange(n)):
+        return scores, mem, rec, grp  # every record audited (half-split game): no copies
+    return scores[:, rec], mem[:, rec], rec, grp[rec]
+
+
+def _coins(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Fair coin flips as a bool array (8 per random byte)."""
+    n = int(np.prod(shape))
+    bits = np.unpackbits(rng.integers(0, 256, size=(n + 7) // 8, dtype=np.uint8))[:n]
+    return bits.view(bool).reshape(shape)
+
+
+def _as_f32(scores: np.ndarray) -> np.ndarray:
+    """Scores as float32 when that loses nothing (the packed kernels), else unchanged."""
+    if scores.dtype == np.float32:
+        return scores
+    f = scores.astype(np.float32)
+    return f if np.array_equal(f, scores) else scores
+
+
+def _informative(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
+    """Bool (n_pairs, m): pairs where the record is in exactly one model; errors if none."""
+    inf = mem[0::2] != mem[1::2]
+    K = inf.sum(axis=0)
+    if np.any(K == 0):
+        bad = rec[K == 0]
+        shown = ", ".join(str(b) for b in bad[:5]) + (", ..." if bad.size > 5 else "")
+        raise ConfigError(
+            f"Records [{shown}] ({bad.size} in all) have no model pair in which they are in one "
+            "model and out of the other, so they have no in models or no out models to compare. "
+            "Audit only the game's audit records (records=game.audit_idx)."
+        )
+    return inf
+
+
+def _pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
+    """Yield (columns, K, chunks) for the records sharing the same number K of pairs.
+
+    ``chunks`` iterates over (row slice, s_in, s_out) with s_in/s_out of shape (rows, K): the
+    scores of each record's in-model and out-model in its K auditing pairs, built a block of
+    records at a time so that the transposition stays in cache.
+    """
+    K = inf.sum(axis=0)
+    if np.all(inf):
+        ks = [int(inf.shape[0])]
+    else:
+        ks = [int(k) for k in np.unique(K)]  # distinct pair counts (1 for every game here)
+    for k in ks:
+        cols = np.flatnonzero(K == k)
+        yield cols, k, _pair_chunks(scores, mem, inf, cols, k)
+
+
+def _pair_chunks(scores, mem, inf, cols, k):
+    step = max(1, _CHUNK_ELEMENTS // (2 * k))
+    full = cols.size == scores.shape[1]
+    for lo in range(0, cols.size, step):
+        r = slice(lo, lo + step)
+        c = slice(lo, min(lo + step, cols.size)) if full else cols[r]
+        in_even = mem[0::2, c]
+        even, odd = scores[0::2, c], scores[1::2, c]
+        s_in = np.where(in_even, even, odd)
+        s_out = np.where(in_even, odd, even)
+        if k < inf.shape[0]:
+            pick = np.argsort(~inf[:, c], axis=0, kind="stable")[:k]
+            s_in = np.take_along_axis(s_in, pick, axis=0)
+            s_out = np.take_along_axis(s_out, pick, axis=0)
+        yield r, np.ascontiguousarray(s_in.T), np.ascontiguousarray(s_out.T)
+
+
+# --------------------------------------------------------------------------- public API
+def record_risk(
+    losses: np.ndarray,
+    membership: np.ndarray,
+    *,
+    records: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    estimator: Estimator = "cross_fit",
+    signal: Signal = "loss",
+    confidences: np.ndarray | None = None,
+    seed: SeedLike = None,
+) -> RecordRisk:
+    """Per-record attack accuracy and IPR of PA-ALOOA / PA-LOOA, with the zero-leakage floor.
+
+    For each record x, its trials are the model pairs in which x is in one model and out of the
+    other (all pairs in ALOOA and half-split games, x's own pairs in a LOO game): K pairs,
+    2K scores with in/out labels. The attack predicts "member" when ``score >= tau``;
+    ``acc(x)`` is its accuracy and ``IPR(x) = 2 acc(x) - 1``.
+
+    * ``"in_sample"``: ``acc = max_tau (1/2K) sum_j 1[(s_j >= tau) == in_j]`` (the paper's).
+    * ``"cross_fit"``: the K pairs are split at random into folds A (``K // 2`` pairs) and B;
+      ``acc = (correct_B(tau_A) + correct_A(tau_B)) / 2K`` where tau_F maximises the accuracy
+      on fold F. Needs K >= 2. The pairs are exchangeable (independent trainings), so one
+      seeded split of the pair positions is shared by all records of a call.
+
+    Each record's 2K scores are sorted once; the accuracy at every cut comes from cumulative
+    counts (no loop over records or thresholds). The floor re-draws which model of each pair
+    is "in" (seeded) and applies the same estimator.
+
+    Parameters
+    ----------
+    losses : ndarray of float, shape (n_models, n_samples)
+        Per-model per-record losses (lower = member).
+    membership : ndarray of bool, shape (n_models, n_samples)
+        The game's membership matrix (complementary pairs ``(2p, 2p + 1)``).
+    records : array of int, shape (m,), optional
+        Records to audit (``game.audit_idx``); by default every record that some pair audits.
+    groups : array of int, shape (n_samples,), optional
+        Group id of every record of the dataset; zeros by default.
+    estimator : {"cross_fit", "in_sample"}
+    signal : {"loss", "confidence"}
+        See :func:`attack_scores`.
+    confidences : ndarray of float, shape (n_models, n_samples), optional
+        Logit-scaled confidences for ``signal="confidence"`` (computed from losses if absent).
+    seed : int, numpy Generator or None
+        Randomness of the folds and of the floor's permutation.
+
+    Returns
+    -------
+    RecordRisk
+        ``auditor`` is "PA-ALOOA" when every record is audited by every pair, else "PA-LOOA".
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fairpriv_lab.games import half_split_game
+    >>> game = half_split_game(3, n_models=8, seed=0)
+    >>> losses = np.where(game.membership, 0.1, 1.0)  # a perfectly leaking signal
+    >>> rr = record_risk(losses, game.membership, seed=0)
+    >>> rr.ipr.tolist(), rr.auditor
+    ([1.0, 1.0, 1.0], 'PA-ALOOA')
+    """
+    V.choice("estimator", estimator, _ESTIMATORS)
+    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
+    inf = _informative(mem, rec)
+    K = inf.sum(axis=0).astype(np.int64)
+    if estimator == "cross_fit" and np.any(K < 2):
+        raise V.fail(
+            "estimator", estimator,
+            f"to be 'in_sample' when a record has fewer than 2 model pairs (found {int(K.min())})",
+            "cross_fit needs one pair to choose the threshold and another to score it",
+        )
+    rng = as_generator(seed)
+    acc = np.empty(rec.size)
+    acc_floor = np.empty(rec.size)
+    for cols, k, chunks in _pair_blocks(_as_f32(scores), mem, inf):
+        # The pairs are exchangeable (independent trainings), so one seeded split of the pair
+        # positions serves every record of the block.
+        fold = None
+        if estimator == "cross_fit":
+            fold = np.zeros(k, dtype=bool)
+            fold[rng.permutation(k)[: k // 2]] = True
+        swap = _coins(rng, (cols.size, k))
+
+        def work(chunk, fold=fold, swap=swap):
+            r, s_in, s_out = chunk
+            return r, _record_block(s_in, s_out, fold, swap[r])
+
+        # Blocks of records keep the temporaries in cache; numpy's sorts and reductions release
+        # the GIL, so blocks run on threads. All randomness is drawn above: results do not
+        # depend on the number of threads.
+        for r, (a, f) in _map_threads(work, chunks):
+            acc[cols[r]], acc_floor[cols[r]] = a, f
+    auditor = "PA-ALOOA" if np.all(inf) else "PA-LOOA"
+    return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * acc_floor - 1, auditor, estimator, K, signal)
+
+
+def global_risk(
+    losses: np.ndarray,
+    membership: np.ndarray,
+    *,
+    records: np.ndarray,
+    groups: np.ndarray | None = None,
+    by_group: bool = False,
+    estimator: Estimator = "in_sample",
+    signal: Signal = "loss",
+    confidences: np.ndarray | None = None,
+    seed: SeedLike = None,
+) -> RecordRisk:
+    """Average-case baselines PA-GA (one threshold per model) and PA-GBA (per model and group).
+
+    PA-GA: for each model k, ``tau_k`` maximises the accuracy of ``score >= tau`` over the
+    model's audit trials (the audited records that k's pair audits, labelled in/out). A record's
+    accuracy is the fraction of its 2K models in which it is classified correctly:
+    ``acc(x) = (1/2K) sum_k 1[(s_k(x) >= tau_k) == in_k(x)]``. PA-GBA (``by_group=True``) uses
+    one threshold per (model, group), fitted on that group's records only.
+
+    ``estimator="in_sample"`` is the paper's definition (thresholds fitted on all audit
+    records, including the one being scored). ``"cross_fit"`` splits the records at random into
+    two halves (within each group) and scores each half with the thresholds fitted on the other;
+    a half with no records gives the threshold -inf (everything "member"). Cross-fitted
+    thresholds maximise *balanced* accuracy, so that they cannot learn a fitting half's share of
+    members, which is anti-correlated with the scoring half's (each model holds a fixed number
+    of audited members): with plain accuracy a leak-free audit would read below zero.
+
+    Each model's scores are sorted once (no loop over records, models or thresholds; the
+    thresholds loop over the few cells = groups x halves). The floor permutes labels within
+    records as in :func:`record_risk`.
+
+    Parameters
+    ----------
+    losses, membership : ndarray, shape (n_models, n_samples)
+        As in :func:`record_risk`.
+    records : array of int, shape (m,)
+        The audited records (``game.audit_idx``).
+    groups : array of int, shape (n_samples,), optional
+        Group id of every record; needed for ``by_group=True``.
+    by_group : bool
+        False for PA-GA, True for PA-GBA.
+    estimator : {"in_sample", "cross_fit"}
+    signal : {"loss", "confidence"}
+    confidences : ndarray, optional
+        As in :func:`record_risk`.
+    seed : int, numpy Generator or None
+        Randomness of the floor's permutation and of the cross-fit halves.
+
+    Returns
+    -------
+    RecordRisk
+        ``auditor`` "PA-GA" or "PA-GBA".
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fairpriv_lab.games import half_split_game
+    >>> game = half_split_game(4, n_models=4, seed=0)
+    >>> losses = np.where(game.membership, 0.1, 1.0)
+    >>> global_risk(losses, game.membership, records=game.audit_idx, seed=0).accuracy.tolist()
+    [1.0, 1.0, 1.0, 1.0]
+    """
+    V.choice("estimator", estimator, _ESTIMATORS)
+    if not isinstance(by_group, bool | np.bool_):
+        raise V.fail("by_group", by_group, "to be True or False")
+    if by_group and groups is None:
+        raise V.fail("groups", None, "to give every record's group when by_group=True")
+    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
+    inf = _informative(mem, rec)
+    m = rec.size
+    rng = as_generator(seed)
+    trial = np.repeat(inf, 2, axis=0)  # (n_models, m): the (model, record) trials
+    swap = np.repeat(_coins(rng, inf.shape) & inf, 2, axis=0)
+    cell = grp.copy() if by_group else np.zeros(m, np.int64)
+    if estimator == "cross_fit":
+        half = np.zeros(m, dtype=bool)
+        for g in np.unique(cell):  # loop over groups only
+            idx = np.flatnonzero(cell == g)
+            half[rng.permutation(idx)[: idx.size // 2]] = True
+        cell = 2 * cell + half
+        partner = cell ^ 1
+    else:
+        partner = cell
+    acc, acc_floor = _global_block(_as_f32(scores), mem, swap, trial, cell, partner,
+                                   balanced=estimator == "cross_fit")
+    auditor = "PA-GBA" if by_group else "PA-GA"
+    K = inf.sum(axis=0).astype(np.int64)
+    return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * acc_floor - 1, auditor, estimator, K, signal)
+
+
+def _weighted_taus(xs: np.ndarray, lab: np.ndarray, w: np.ndarray, balanced: bool = False) -> np.ndarray:
+    """Lowest accuracy-maximising threshold per sorted row, counting only entries with w."""
+    mb, n = xs.shape
+    cin = np.zeros((mb, n + 1), dtype=np.int64)
+    cout = np.zeros((mb, n + 1), dtype=np.int64)
+    np.cumsum(lab & w, axis=1, out=cin[:, 1:])
+    np.cumsum(~lab & w, axis=1, out=cout[:, 1:])
+    correct = cout + cin[:, -1:] - cin
+    if balanced:
+        correct = _balanced(cout + cin, cin)
+    if n > 1:
+        correct[:, 1:-1][xs[:, :-1] >= xs[:, 1:]] = -1
+    return _taus(xs, np.argmax(correct, axis=1))
+
+
+# --------------------------------------------------------------------------- agreement
+@dataclass(frozen=True)
+class Agreement:
+    """How closely two auditors agree on the records they both audit (e.g. ALOOA vs LOOA).
+
+    Parameters
+    ----------
+    records : ndarray of int64, shape (k,)
+        Records audited by both.
+    mean_abs_diff : float
+        ``mean |acc_a(x) - acc_b(x)|`` over the common records (fraction; the source paper
+        reports about 0.024 for ALOOA vs LOOA at 2R = 400).
+    correlation : float
+        Pearson correlation of the two accuracies (NaN with fewer than 2 records or no spread).
+    group_means : pandas.DataFrame
+        Per group: n, mean IPR of a and of b, and their difference (fractions).
+    """
+
+    records: np.ndarray
+    mean_abs_diff: float
+    correlation: float
+    group_means: pd.DataFrame
+
+
+def agreement(a: RecordRisk, b: RecordRisk) -> Agreement:
+    """Compare two RecordRisk results on their common records (the ALOOA-vs-LOOA check).
+
+    Parameters
+    ----------
+    a, b : RecordRisk
+        E.g. ``record_risk`` on an ALOOA game and on a LOO game whose targets are some of the
+        ALOOA audit records (``loo_game(n, targets=aloo.audit_idx[:k], n_pairs=R)``).
+
+    Returns
+    -------
+    Agreement
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = RecordRisk(np.array([1, 2]), np.array([0, 0]), np.array([0.5, 0.7]),
+    ...                np.array([0.0, 0.4]), np.zeros(2), "PA-ALOOA", "cross_fit")
+    >>> b = RecordRisk(np.array([2, 5]), np.array([0, 1]), np.array([0.6, 0.5]),
+    ...                np.array([0.2, 0.0]), np.zeros(2), "PA-LOOA", "cross_fit")
+    >>> round(agreement(a, b).mean_abs_diff, 3)
+    0.1
+    """
+    common, ia, ib = np.intersect1d(a.records, b.records, return_indices=True)
+    if common.size == 0:
+        raise V.fail("b.records", "records disjoint from a.records", "to share records with a")
+    da, db = a.accuracy[ia], b.accuracy[ib]
+    if common.size > 1 and np.std(da) > 0 and np.std(db) > 0:
+        corr = float(np.corrcoef(da, db)[0, 1])
+    else:
+        corr = float("nan")
+    frame = pd.DataFrame({"group": a.groups[ia], "ipr_a": a.ipr[ia], "ipr_b": b.ipr[ib]})
+    gm = frame.groupby("group").agg(n=("ipr_a", "size"), ipr_a=("ipr_a", "mean"), ipr_b=("ipr_b", "mean"))
+    gm["difference"] = gm["ipr_a"] - gm["ipr_b"]
+    return Agreement(common, float(np.mean(np.abs(da - db))), corr, gm.reset_index())

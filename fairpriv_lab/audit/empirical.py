@@ -1,0 +1,320 @@
+"""Empirical epsilon: statistically valid lower bounds on privacy loss (DESIGN.md 4.7).
+
+For each audited record x, the model pairs that audit it are split at random into two folds.
+On each fold the attack "member iff score >= tau" gets the threshold that maximises the GDP
+lower bound on that fold; it is then applied to the *other* fold, so every (model, record)
+trial is scored by a threshold chosen without it (no post-selection). With FP false positives
+among the K "out" trials and FN false negatives among the K "in" trials:
+
+* Clopper-Pearson upper bounds FPR+ and FNR+, each at level ``alpha / 2`` (so that both hold
+  together with probability >= 1 - alpha);
+* ``mu = Phi^-1(1 - FPR+) - Phi^-1(FNR+)`` (0 if negative): the smallest mu-GDP consistent with
+  the observed test (a mu-GDP mechanism allows no test with FNR < Phi(Phi^-1(1 - FPR) - mu));
+* ``eps`` at ``delta`` of mu-GDP: the root of
+  ``Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2) = delta`` (Dong, Roth & Su 2022, Cor. 2.13).
+
+Per group, the group's trials are pooled (the threshold stays per record): the bound is then
+for the "group game" in which the challenger picks a record of the group at random. Trials of
+different records share models and are not independent, so the pooled interval is
+approximate; per-record bounds are exact.
+
+**What can be certified is capped by the number of trials.** Even a perfect attack (FP = FN = 0)
+only shows ``FPR+ = FNR+ = 1 - (alpha/2)^(1/K)``, so with K pairs the largest certifiable
+``mu`` is ``2 Phi^-1((alpha/2)^(1/K))`` and eps cannot exceed the matching value reported as
+``max_certifiable`` (mu about 4.18 and eps about 25.9 at K = 200, delta = 1e-5, alpha = 0.05).
+A reading at the cap means "at least this much", not "this much".
+
+**Which neighbouring relation.** In an ALOOA or half-split game the "in" and "out" models of a
+pair differ by *swapping* x for another record, so the bound is on substitution privacy, which
+add/remove DP at eps bounds by about 2 eps; compare with the accounted eps of the
+add/remove-one accountant only through the exact leave-one-out game (``loo_game``), whose pairs
+differ by x alone.
+
+Taught in notebook 4.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from .._core import validate as V
+from .._core.rng import SeedLike, as_generator
+from .attacks import Signal, _informative, _inputs, _pair_blocks
+
+__all__ = ["EmpiricalEpsilon", "empirical_epsilon", "gdp_epsilon", "clopper_pearson_upper"]
+
+
+def clopper_pearson_upper(k: np.ndarray, n: np.ndarray, level: float) -> np.ndarray:
+    """One-sided Clopper-Pearson upper bound on a binomial rate.
+
+    ``P(p <= ub) >= 1 - level`` for k successes in n trials:
+    ``ub = Beta^-1(1 - level; k + 1, n - k)`` for k < n, and 1 for k = n.
+
+    Examples
+    --------
+    >>> round(float(clopper_pearson_upper(0, 200, 0.025)), 5)
+    0.01828
+    """
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ub = stats.beta.ppf(1.0 - level, k + 1, np.maximum(n - k, 1e-300))
+    return np.where(k >= n, 1.0, ub)
+
+
+def gdp_epsilon(mu: np.ndarray, delta: float) -> np.ndarray:
+    """Epsilon at delta of mu-GDP, vectorised.
+
+    Solves ``Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2) = delta`` for eps >= 0 (0 when
+    the left side at eps = 0 is already <= delta, and for mu = 0) by bisection in float64 on
+    all entries at once (agrees with ``scipy.optimize.brentq`` to 1e-9).
+
+    Examples
+    --------
+    >>> round(float(gdp_epsilon(1.0, 1e-5)), 4)
+    4.3772
+    """
+    V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
+    mu = np.asarray(mu, dtype=np.float64)
+    if np.any(np.isnan(mu)) or np.any(mu < 0):
+        raise V.fail("mu", "an array with negative or NaN entries", "to be >= 0")
+    m = np.where(mu > 0, mu, 1.0)
+
+    def excess(eps: np.ndarray) -> np.ndarray:
+        first = special.ndtr(-eps / m + m / 2)
+        second = np.exp(eps + special.log_ndtr(-eps / m - m / 2))
+        return first - second - delta
+
+    lo = np.zeros_like(m)
+    hi = m * m / 2 + m * math.sqrt(2 * math.log(1 / delta)) + 1.0
+    for _ in range(60):  # widen until the root is bracketed (rarely more than once)
+        bad = excess(hi) > 0
+        if not bad.any():
+            break
+        hi = np.where(bad, 2 * hi, hi)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        pos = excess(mid) > 0
+        lo = np.where(pos, mid, lo)
+        hi = np.where(pos, hi, mid)
+        if np.all(hi - lo <= 1e-12 * np.maximum(1.0, hi)):
+            break
+    eps = (lo + hi) / 2
+    return np.where((mu > 0) & (excess(np.zeros_like(m)) > 0), eps, 0.0)
+
+
+def _mu(fp, fn, n_out, n_in, level):
+    fpr = clopper_pearson_upper(fp, n_out, level)
+    fnr = clopper_pearson_upper(fn, n_in, level)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = special.ndtri(1 - fpr) - special.ndtri(fnr)
+    mu = np.where(np.isnan(mu), 0.0, mu)
+    return np.maximum(mu, 0.0), fpr, fnr
+
+
+@dataclass(frozen=True, eq=False)
+class EmpiricalEpsilon:
+    """Empirical (epsilon, delta) lower bounds per record and per group.
+
+    Parameters
+    ----------
+    records, groups : ndarray of int64, shape (m,)
+        Audited records and their groups.
+    per_record : ndarray, shape (m,)
+        eps lower bound of each record (valid at level 1 - alpha each; do not take the maximum
+        over records and call it a 1 - alpha bound).
+    mu : ndarray, shape (m,)
+        GDP mu lower bound of each record.
+    fp, fn : ndarray of int64, shape (m,)
+        False positives (of the out trials) and false negatives (of the in trials).
+    n_pairs : ndarray of int64, shape (m,)
+        Trials per class (K).
+    fpr_upper, fnr_upper : ndarray, shape (m,)
+        Clopper-Pearson upper bounds at level alpha / 2.
+    per_group : pandas.DataFrame
+        ``group``, ``n_records``, ``n_trials`` (per class), ``fp``, ``fn``, ``fpr_upper``,
+        ``fnr_upper``, ``mu``, ``epsilon``, ``max_certifiable``, ``at_cap``.
+    max_certifiable : float
+        The largest eps the per-record trial count can certify (FP = FN = 0 observed), for the
+        smallest K among the records.
+    delta, alpha : float
+    """
+
+    records: np.ndarray
+    groups: np.ndarray
+    per_record: np.ndarray
+    mu: np.ndarray
+    fp: np.ndarray
+    fn: np.ndarray
+    n_pairs: np.ndarray
+    fpr_upper: np.ndarray
+    fnr_upper: np.ndarray
+    per_group: pd.DataFrame
+    max_certifiable: float
+    delta: float
+    alpha: float
+
+    @property
+    def at_cap(self) -> np.ndarray:
+        """Records whose bound sits at the certifiable maximum (attack made no error)."""
+        return (self.fp == 0) & (self.fn == 0)
+
+
+def _select_threshold(x_in, x_out, level):
+    """Per row, the threshold maximising the fold's own GDP lower bound (midpoint rule)."""
+    mb, k = x_in.shape
+    X = np.concatenate([x_in, x_out], axis=1)
+    order = np.argsort(X, axis=1)
+    xs = np.take_along_axis(X, order, axis=1).astype(np.float64)
+    lab = order < k
+    n = 2 * k
+    cum_in = np.zeros((mb, n + 1), dtype=np.int64)
+    np.cumsum(lab, axis=1, out=cum_in[:, 1:])
+    cuts = np.arange(n + 1)
+    fn = cum_in  # in-trials below the cut are predicted "out"
+    fp = k - (cuts[None, :] - cum_in)  # out-trials at or above the cut
+    table = np.arange(k + 1)
+    z_fp = special.ndtri(1 - clopper_pearson_upper(table, k, level))
+    z_fn = special.ndtri(clopper_pearson_upper(table, k, level))
+    with np.errstate(invalid="ignore"):
+        mu = z_fp[fp] - z_fn[fn]
+    mu = np.where(np.isnan(mu), -np.inf, mu)
+    if n > 1:
+        mu[:, 1:-1][xs[:, :-1] >= xs[:, 1:]] = -np.inf
+    kstar = np.argmax(mu, axis=1)
+    lo = np.take_along_axis(xs, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(xs, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]
+    mid = lo / 2 + hi / 2
+    mid = np.where(mid <= lo, hi, mid)
+    return np.where(kstar == 0, -np.inf, np.where(kstar == n, np.inf, mid))
+
+
+def _heldout_counts(s_in, s_out, fold, level):
+    """FP and FN per row when each fold is scored by the threshold selected on the other."""
+    mb, k = s_in.shape
+    ia = np.argsort(~fold, axis=1, kind="stable")  # fold A pairs first
+    ka = int(fold[0].sum()) if mb else 0
+    parts = [
+        (np.take_along_axis(s_in, ia[:, sl], axis=1), np.take_along_axis(s_out, ia[:, sl], axis=1))
+        for sl in (slice(0, ka), slice(ka, k))
+    ]
+    fp = np.zeros(mb, np.int64)
+    fn = np.zeros(mb, np.int64)
+    for (fit_in, fit_out), (test_in, test_out) in ((parts[0], parts[1]), (parts[1], parts[0])):
+        tau = _select_threshold(fit_in, fit_out, level)[:, None]
+        fp += (test_out >= tau).sum(axis=1)
+        fn += (test_in < tau).sum(axis=1)
+    return fp, fn
+
+
+def empirical_epsilon(
+    losses: np.ndarray,
+    membership: np.ndarray,
+    *,
+    records: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    group_names: tuple[str, ...] | list[str] | None = None,
+    delta: float,
+    alpha: float = 0.05,
+    signal: Signal = "loss",
+    confidences: np.ndarray | None = None,
+    seed: SeedLike = None,
+) -> EmpiricalEpsilon:
+    """Empirical eps lower bounds per record and per group (thresholds from held-out pairs).
+
+    Parameters
+    ----------
+    losses, membership : ndarray, shape (n_models, n_samples)
+        As in :func:`fairpriv_lab.audit.record_risk` (lower loss = member).
+    records : array of int, shape (m,), optional
+        The audited records (``game.audit_idx``); each needs >= 2 auditing pairs.
+    groups : array of int, shape (n_samples,), optional
+        Group id of every record; zeros by default.
+    group_names : sequence of str, optional
+        Names for the ``per_group`` table (ids as strings by default).
+    delta : float
+        The delta of the reported (eps, delta), in (0, 1).
+    alpha : float
+        1 - confidence level, in (0, 1); split equally between the FPR and FNR bounds.
+    signal, confidences
+        As in :func:`fairpriv_lab.audit.record_risk`.
+    seed : int, numpy Generator or None
+        Randomness of the folds.
+
+    Returns
+    -------
+    EmpiricalEpsilon
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fairpriv_lab.games import half_split_game
+    >>> game = half_split_game(2, n_models=400, seed=0)
+    >>> losses = np.where(game.membership, 0.0, 1.0)  # perfect attack: capped bound
+    >>> ee = empirical_epsilon(losses, game.membership, delta=1e-5, seed=0)
+    >>> bool(np.allclose(ee.per_record, ee.max_certifiable)), round(ee.max_certifiable, 2)
+    (True, 25.89)
+    """
+    delta = V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
+    alpha = V.number("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
+    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
+    inf = _informative(mem, rec)
+    K = inf.sum(axis=0).astype(np.int64)
+    if np.any(K < 2):
+        raise V.fail(
+            "membership", f"a game with {int(K.min())} pair(s) for some record",
+            "to audit every record with >= 2 model pairs (one fold chooses the threshold, the other tests it)",
+        )
+    level = alpha / 2
+    rng = as_generator(seed)
+    fp = np.zeros(rec.size, np.int64)
+    fn = np.zeros(rec.size, np.int64)
+    for cols, k, chunks in _pair_blocks(scores, mem, inf):
+        fold = rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (cols.size, k)), axis=1)
+        for r, s_in, s_out in chunks:
+            fp[cols[r]], fn[cols[r]] = _heldout_counts(s_in, s_out, fold[r], level)
+    mu, fpr, fnr = _mu(fp, fn, K, K, level)
+    eps = gdp_epsilon(mu, delta)
+    cap_mu, _, _ = _mu(np.zeros(1), np.zeros(1), K.min(keepdims=True), K.min(keepdims=True), level)
+    max_cert = float(gdp_epsilon(cap_mu, delta)[0])
+
+    n_groups = int(grp.max()) + 1 if group_names is None else len(group_names)
+    names = [str(g) for g in range(n_groups)] if group_names is None else [str(g) for g in group_names]
+    if grp.max() >= len(names):
+        raise V.fail("group_names", tuple(names), f"to name every group id up to {int(grp.max())}")
+    n_rec = np.bincount(grp, minlength=len(names))
+    n_tr = np.bincount(grp, weights=K, minlength=len(names)).astype(np.int64)
+    gfp = np.bincount(grp, weights=fp, minlength=len(names)).astype(np.int64)
+    gfn = np.bincount(grp, weights=fn, minlength=len(names)).astype(np.int64)
+    present = n_rec > 0
+    gmu = np.full(len(names), np.nan)
+    gfpr = np.full(len(names), np.nan)
+    gfnr = np.full(len(names), np.nan)
+    geps = np.full(len(names), np.nan)
+    gcap = np.full(len(names), np.nan)
+    if present.any():
+        gmu[present], gfpr[present], gfnr[present] = _mu(gfp[present], gfn[present], n_tr[present], n_tr[present], level)
+        geps[present] = gdp_epsilon(gmu[present], delta)
+        z = np.zeros(int(present.sum()))
+        gcap[present] = gdp_epsilon(_mu(z, z, n_tr[present], n_tr[present], level)[0], delta)
+    per_group = pd.DataFrame(
+        {
+            "group": names,
+            "n_records": n_rec,
+            "n_trials": n_tr,
+            "fp": gfp,
+            "fn": gfn,
+            "fpr_upper": gfpr,
+            "fnr_upper": gfnr,
+            "mu": gmu,
+            "epsilon": geps,
+            "max_certifiable": gcap,
+            "at_cap": present & (gfp == 0) & (gfn == 0),
+        }
+    )
+    return EmpiricalEpsilon(rec, grp, eps, mu, fp, fn, K, fpr, fnr, per_group, max_cert, delta, alpha)

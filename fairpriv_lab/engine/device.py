@@ -1,0 +1,75 @@
+"""Resolve a device string once; no module hard-codes 'cuda'."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from .._core.validate import fail
+
+_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def resolve_device(device: object = "auto"):
+    """Return a ``torch.device`` for 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.
+
+    'auto' picks CUDA when a GPU is present, else Apple's MPS, else the CPU. Asking for a
+    device that is not present raises a :class:`~fairpriv_lab._core.exceptions.ConfigError`.
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str) or not _PATTERN.match(device):
+        raise fail("device", device, "to be one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise fail("device", device, "to name a present device", "No CUDA GPU is visible; use 'cpu' or 'auto'")
+        idx = int(device.split(":")[1]) if ":" in device else 0
+        if idx >= torch.cuda.device_count():
+            raise fail("device", device, f"to be below cuda:{torch.cuda.device_count()}")
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise fail("device", device, "to name a present device", "MPS is not available; use 'cpu' or 'auto'")
+    return torch.device(device)
+
+
+def cuda_device_count() -> int:
+    """Return the number of CUDA devices torch sees (imports torch)."""
+    import torch
+
+    return int(torch.cuda.device_count())
+
+
+def set_num_threads(threads: int) -> None:
+    """Set torch's intra-op thread count (an explicit choice of the person running a command)."""
+    import torch
+
+    torch.set_num_threads(int(threads))
+
+
+def dataset_tensors(dataset: Any, device: object = "cpu", *, images: bool = False):
+    """Return a dataset's ``(X, y, g)`` as torch tensors on ``device``.
+
+    ``images=True`` reshapes ``X`` to ``(n_samples, *dataset.image_shape)``.
+    """
+    import torch
+
+    dev = resolve_device(device)
+    X = torch.from_numpy(np.array(dataset.X))
+    if images:
+        if dataset.image_shape is None:
+            raise fail("images", True, "only for image data", f"{dataset.name!r} has no image_shape")
+        X = X.reshape(-1, *dataset.image_shape)
+    return (X.to(dev), torch.from_numpy(np.array(dataset.y)).to(dev),
+            torch.from_numpy(np.array(dataset.g)).to(dev))

@@ -1,0 +1,590 @@
+"""The DP step as a pipeline of stages, clipping policies, and accounting through Opacus.
+
+One private step (DESIGN.md 4.6), for every model of a chunk at once::
+
+    per-sample norms -> clip bounds (the policy) -> clip factors -> clipped sum -> noise -> scale
+
+:class:`DPStep` implements each stage as an overridable method, like Opacus's optimizer
+(AdaClip overrides one stage). The methods are *clipping policies* plugged into that one
+pipeline: :class:`SGD` (no clipping, no noise), :class:`DPSGD` (flat bound ``C``),
+:class:`DPSGDS` (group-scaled bounds ``C_k``) and :class:`DPSGDF` (Xu, Du & Wu 2021).
+
+Every statistic a policy releases is a Poisson-subsampled Gaussian mechanism with its own
+noise multiplier; :func:`epsilon_of` composes them with Opacus's RDP or PRV accountant and
+:func:`calibrate_noise` finds ``sigma`` for a target epsilon. Notebook 04 teaches this.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from .._core import validate as V
+from .._core.exceptions import PrivacyAccountingError
+from .._core.vocabulary import ACCOUNTANTS, STATISTICS, Accountant, Statistic
+
+__all__ = [
+    "Mechanism",
+    "ClippingPolicy",
+    "SGD",
+    "DPSGD",
+    "DPSGDS",
+    "DPSGDF",
+    "as_method",
+    "ClipDecision",
+    "StepOutput",
+    "DPStep",
+    "group_contribution",
+    "epsilon_of",
+    "calibrate_noise",
+]
+
+_EPS = 1e-6  # the same guard as Opacus's clip factor C / (||g|| + 1e-6)
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """A Poisson-subsampled Gaussian mechanism released once per step.
+
+    ``noise_multiplier`` is the noise standard deviation divided by the L2 sensitivity.
+    """
+
+    name: str
+    noise_multiplier: float
+
+
+@dataclass
+class ClipDecision:
+    """Bounds chosen by a policy for one step of a chunk of ``M`` models.
+
+    Attributes
+    ----------
+    sample_bounds : Tensor (M, B)
+        Clip bound of each sample (its group's ``C_k``).
+    group_bounds : Tensor (M, K)
+        ``C_k`` of every group, present in the batch or not.
+    noise_bound : Tensor (M,)
+        The sensitivity that the gradient noise is scaled to: ``max_k C_k`` over **all** groups.
+    state : Tensor or None
+        Policy state carried to the next step (smoothed bounds), ``(M, K)``.
+    """
+
+    sample_bounds: Tensor
+    group_bounds: Tensor
+    noise_bound: Tensor
+    state: Tensor | None = None
+
+
+@dataclass
+class StepOutput:
+    """What one :class:`DPStep` returns for a chunk of models.
+
+    Attributes
+    ----------
+    update : list of Tensor
+        ``(noisy clipped sum) / b`` per parameter, shapes ``(M, *shape)``.
+    group_bounds : Tensor (M, K)
+    frac_clipped : Tensor (M, K)
+        Fraction of the group's batch samples whose norm exceeded their bound (NaN if absent).
+    counts : Tensor (M, K)
+        True (private) number of batch samples per group.
+    state : Tensor or None
+    """
+
+    update: list[Tensor]
+    group_bounds: Tensor
+    frac_clipped: Tensor
+    counts: Tensor
+    state: Tensor | None
+
+
+@dataclass
+class _Context:
+    norms: Tensor  # (M, B)
+    onehot: Tensor  # (M, B, K) float, already multiplied by the mask
+    counts: Tensor  # (M, K)
+    grads: Any  # PerSampleGrads
+    noise: dict[str, Any]
+    state: Tensor | None
+    sigma: float
+    clip: float
+
+
+class ClippingPolicy(abc.ABC):
+    """Base of the clipping policies: how the bound of each sample is chosen in a step."""
+
+    name: ClassVar[str] = "policy"
+    private: ClassVar[bool] = True
+
+    def mechanisms(self, noise_multiplier: float) -> tuple[Mechanism, ...]:
+        """Mechanisms released per step for gradient noise multiplier ``noise_multiplier``."""
+        return (Mechanism("gradient", noise_multiplier),)
+
+    def draw_noise(
+        self, n_models: int, n_groups: int, param_shapes: list[tuple[int, ...]],
+        generator: torch.Generator, device: Any,
+    ) -> dict[str, Any]:
+        """Return the standard normal draws the policy needs this step, for all models."""
+        return {}
+
+    def initial_state(self, n_models: int, n_groups: int, clip: float, device: Any) -> Tensor | None:
+        """State before the first step (``None`` for stateless policies)."""
+        return None
+
+    @abc.abstractmethod
+    def bounds(self, ctx: _Context) -> ClipDecision:
+        """Return the bounds of this step (the one stage a policy must define)."""
+
+    def _flat(self, ctx: _Context, value: float) -> ClipDecision:
+        M, B = ctx.norms.shape
+        K = ctx.counts.shape[1]
+        return ClipDecision(
+            ctx.norms.new_full((M, B), value),
+            ctx.norms.new_full((M, K), value),
+            ctx.norms.new_full((M,), value),
+        )
+
+
+@dataclass(frozen=True)
+class SGD(ClippingPolicy):
+    """Non-private SGD: no clipping, no noise; epsilon is infinite."""
+
+    name: ClassVar[str] = "sgd"
+    private: ClassVar[bool] = False
+
+    def mechanisms(self, noise_multiplier: float) -> tuple[Mechanism, ...]:
+        """SGD releases raw gradients: no mechanism bounds it."""
+        return ()
+
+    def bounds(self, ctx: _Context) -> ClipDecision:
+        """Infinite bounds (nothing is clipped)."""
+        return self._flat(ctx, math.inf)
+
+
+@dataclass(frozen=True)
+class DPSGD(ClippingPolicy):
+    """DP-SGD (Abadi et al. 2016): clip every ``g_i`` to ``C``, add ``N(0, sigma^2 C^2 I)``, divide by b."""
+
+    name: ClassVar[str] = "dpsgd"
+
+    def bounds(self, ctx: _Context) -> ClipDecision:
+        """Return the flat bound ``C`` for every sample and group."""
+        return self._flat(ctx, ctx.clip)
+
+
+@dataclass(frozen=True)
+class DPSGDS(ClippingPolicy):
+    """DP-SGD-S: group-scaled clip bounds ``C_k = C * clamp(rbar / r_k, floor, tau)``.
+
+    Two statistics of a group's contribution (DESIGN.md 4.6), both released with noise:
+
+    * ``"norm"`` (default, our variant): ``r_k = (sum_{i in B, k} min(||g_i||, C_s) +
+      N(0, sigma_1^2 C_s^2)) / max(n~_k, 1)`` and ``rbar`` the same over the batch (from the sums
+      of the released group statistics), with ``C_s = stat_clip`` (default ``tau * C``).
+    * ``"mean_direction"`` (the paper's rule): unit-clip every ``g_i``, release noisy group sums
+      ``S_k = sum unit(g_i) + N(0, sigma_1^2 I)``; ``u = sum_k S_k / sum_k n~_k``,
+      ``u_k = S_k / max(n~_k, 1)`` and the ratio is ``||u|| / ||u_k||``.
+
+    Noisy counts are ``n~_k = n_k + N(0, sigma_c^2)``. Then ``C_k = C * clamp(ratio, floor, tau)``,
+    optionally smoothed across steps (``C_k <- s C_k^prev + (1 - s) C_k``, post-processing), and
+    the gradient noise is ``N(0, sigma^2 max_k C_k^2 I)`` over **all** groups: taking the max over
+    only the groups present in the batch would reveal which groups are present.
+
+    Parameters
+    ----------
+    tau : float
+        Cap of the ratio (``>= 1``): no group's bound exceeds ``tau * C``.
+    statistic : {"norm", "mean_direction"}
+    stat_noise_ratio : float
+        ``sigma_1 = stat_noise_ratio * sigma`` (tied, also under calibration).
+    count_noise : float
+        ``sigma_c = count_noise * sigma``.
+    smoothing : float
+        EMA weight ``s`` in ``[0, 1)`` of the previous bounds.
+    floor : float
+        Lower cap of the ratio, in ``[0, tau]``.
+    stat_clip : float or None
+        ``C_s`` of the norm statistic; ``None`` uses ``tau * C``. (With ``C_s = C`` the
+        statistic saturates whenever most gradients are clipped, as is usual in DP-SGD, and
+        every ratio reads 1.)
+
+    Examples
+    --------
+    >>> DPSGDS(tau=3.0).mechanisms(1.0)[1]
+    Mechanism(name='group_statistic', noise_multiplier=5.0)
+    """
+
+    name: ClassVar[str] = "dpsgds"
+    tau: float = 2.0
+    statistic: Statistic = "norm"
+    stat_noise_ratio: float = 5.0
+    count_noise: float = 5.0
+    smoothing: float = 0.0
+    floor: float = 0.0
+    stat_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        V.number("tau", self.tau, 1.0, math.inf, high_open=True)
+        V.choice("statistic", self.statistic, STATISTICS)
+        V.positive("stat_noise_ratio", self.stat_noise_ratio)
+        V.positive("count_noise", self.count_noise)
+        V.number("smoothing", self.smoothing, 0.0, 1.0, high_open=True)
+        V.number("floor", self.floor, 0.0, self.tau)
+        if self.stat_clip is not None:
+            V.positive("stat_clip", self.stat_clip)
+
+    def mechanisms(self, noise_multiplier: float) -> tuple[Mechanism, ...]:
+        """Gradient, group statistic (sensitivity 1 or ``C_s``) and group counts (sensitivity 1)."""
+        return (
+            Mechanism("gradient", noise_multiplier),
+            Mechanism("group_statistic", self.stat_noise_ratio * noise_multiplier),
+            Mechanism("group_counts", self.count_noise * noise_multiplier),
+        )
+
+    def draw_noise(self, n_models, n_groups, param_shapes, generator, device):
+        """Count noise ``(M, K)`` and statistic noise ``(M, K)`` or ``(M, K, *shape)``."""
+        noise: dict[str, Any] = {
+            "counts": torch.randn((n_models, n_groups), generator=generator, device=device)
+        }
+        if self.statistic == "norm":
+            noise["stat"] = torch.randn((n_models, n_groups), generator=generator, device=device)
+        else:
+            noise["stat"] = [
+                torch.randn((n_models, n_groups, *s), generator=generator, device=device)
+                for s in param_shapes
+            ]
+        return noise
+
+    def initial_state(self, n_models, n_groups, clip, device):
+        """Previous bounds for smoothing: ``C`` for every group."""
+        return torch.full((n_models, n_groups), float(clip), device=device)
+
+    def bounds(self, ctx: _Context) -> ClipDecision:
+        """Group bounds from the noisy statistic, capped by ``tau`` and ``floor``."""
+        sigma1 = self.stat_noise_ratio * ctx.sigma
+        noisy_n = ctx.counts + self.count_noise * ctx.sigma * ctx.noise["counts"]
+        if self.statistic == "norm":
+            cs = self.tau * ctx.clip if self.stat_clip is None else self.stat_clip
+            stat = torch.einsum("mb,mbk->mk", ctx.norms.clamp(max=cs), ctx.onehot)
+            stat = stat + sigma1 * cs * ctx.noise["stat"]
+            r_k = stat / noisy_n.clamp(min=1.0)
+            rbar = stat.sum(1) / noisy_n.sum(1).clamp(min=1.0)
+            ratio = torch.where(r_k > 0, rbar.clamp(min=0).unsqueeze(1) / r_k, self.tau)
+        else:
+            unit = (1.0 / (ctx.norms + _EPS)).clamp(max=1.0)
+            sums = ctx.grads.weighted_sum(ctx.onehot * unit.unsqueeze(-1))  # (M, K, *shape)
+            sums = [s + sigma1 * z for s, z in zip(sums, ctx.noise["stat"])]
+            total_n = noisy_n.sum(1).clamp(min=1.0)
+            u_sq = sum(s.sum(1).flatten(1).square().sum(1) for s in sums) / total_n.square()
+            uk_sq = sum(s.flatten(2).square().sum(2) for s in sums) / noisy_n.clamp(min=1.0).square()
+            ratio = torch.where(uk_sq > 0, (u_sq.unsqueeze(1) / uk_sq).sqrt(), self.tau)
+        ratio = ratio.clamp(min=self.floor, max=self.tau)
+        bounds = ctx.clip * ratio
+        if self.smoothing > 0 and ctx.state is not None:
+            bounds = self.smoothing * ctx.state + (1 - self.smoothing) * bounds
+        sample = torch.einsum("mbk,mk->mb", ctx.onehot, bounds)
+        return ClipDecision(sample, bounds, bounds.max(1).values, bounds)
+
+
+@dataclass(frozen=True)
+class DPSGDF(ClippingPolicy):
+    """DP-SGD-F (Xu, Du & Wu 2021): bounds grow for groups with more large gradients.
+
+    Noisy per-group counts of batch samples above and below ``C_0 = C``,
+    ``a~_k = a_k + N(0, sigma_c^2)``, ``b~_k = b_k + N(0, sigma_c^2)`` (one mechanism of
+    sensitivity 1: a sample changes one count by one); ``r_k = clamp(a~_k / max(a~_k + b~_k, 1),
+    0, 1)`` and ``C_k = C_0 (1 + r_k / mean_j r_j)`` (``C_0`` when every ``r_j`` is 0). The
+    gradient noise is ``N(0, sigma^2 max_k C_k^2 I)``.
+
+    Parameters
+    ----------
+    count_noise : float
+        ``sigma_c = count_noise * sigma``.
+
+    Examples
+    --------
+    >>> [m.name for m in DPSGDF().mechanisms(1.0)]
+    ['gradient', 'group_counts']
+    """
+
+    name: ClassVar[str] = "dpsgdf"
+    count_noise: float = 5.0
+
+    def __post_init__(self) -> None:
+        V.positive("count_noise", self.count_noise)
+
+    def mechanisms(self, noise_multiplier: float) -> tuple[Mechanism, ...]:
+        """Gradient and the above/below counts."""
+        return (
+            Mechanism("gradient", noise_multiplier),
+            Mechanism("group_counts", self.count_noise * noise_multiplier),
+        )
+
+    def draw_noise(self, n_models, n_groups, param_shapes, generator, device):
+        """Count noise ``(M, K, 2)``."""
+        return {"counts": torch.randn((n_models, n_groups, 2), generator=generator, device=device)}
+
+    def bounds(self, ctx: _Context) -> ClipDecision:
+        """``C_k = C_0 (1 + r_k / mean_j r_j)`` from the noisy above/below counts."""
+        above = torch.einsum("mb,mbk->mk", (ctx.norms > ctx.clip).to(ctx.norms.dtype), ctx.onehot)
+        below = ctx.counts - above
+        sc = self.count_noise * ctx.sigma
+        a = above + sc * ctx.noise["counts"][..., 0]
+        b = below + sc * ctx.noise["counts"][..., 1]
+        r = (a / (a + b).clamp(min=1.0)).clamp(0.0, 1.0)
+        mean_r = r.mean(1, keepdim=True)
+        rel = torch.where(mean_r > 0, r / mean_r.clamp(min=1e-12), torch.zeros_like(r))
+        bounds = ctx.clip * (1 + rel)
+        sample = torch.einsum("mbk,mk->mb", ctx.onehot, bounds)
+        return ClipDecision(sample, bounds, bounds.max(1).values)
+
+
+def as_method(method: Any) -> ClippingPolicy:
+    """Return the policy for ``"sgd"``, ``"dpsgd"``, ``"dpsgds"``, ``"dpsgdf"`` or a policy instance.
+
+    Examples
+    --------
+    >>> as_method("dpsgd")
+    DPSGD()
+    """
+    if isinstance(method, ClippingPolicy):
+        return method
+    names = {"sgd": SGD, "dpsgd": DPSGD, "dpsgds": DPSGDS, "dpsgdf": DPSGDF}
+    if isinstance(method, str) and method in names:
+        return names[method]()
+    raise V.fail(
+        "method", method,
+        "to be one of 'sgd', 'dpsgd', 'dpsgds', 'dpsgdf' or a DPSGDS(...) / DPSGDF(...) instance",
+    )
+
+
+# ----------------------------------------------------------------------------- the DP step
+@dataclass
+class DPStep:
+    """One private step of a chunk of models, as overridable stages.
+
+    ``update = (sum_i f_i g_i + sigma * noise_bound * xi) / b`` with
+    ``f_i = min(1, C_{k(i)} / (||g_i|| + 1e-6))`` (Opacus's clip factor) and ``xi ~ N(0, I)``.
+    ``b`` is the *expected* batch size ``q N`` (Poisson sampling: dividing by the realised size
+    would leak it; Opacus does the same).
+
+    Parameters
+    ----------
+    policy : ClippingPolicy
+    clip : float
+        The base bound ``C``.
+    noise_multiplier : float
+        ``sigma`` (0 for SGD or for tests without noise).
+    batch_size : float
+        The expected batch size ``b``.
+    n_groups : int
+    """
+
+    policy: ClippingPolicy
+    clip: float
+    noise_multiplier: float
+    batch_size: float
+    n_groups: int
+    eps: float = field(default=_EPS)
+
+    # stage 1
+    def per_sample_norms(self, grads: Any) -> Tensor:
+        """``||g_i||`` over all parameters, ``(M, B)``."""
+        return grads.norms()
+
+    # stage 2 (the policy's bounds -> factors)
+    def clip_factors(self, norms: Tensor, bounds: Tensor, mask: Tensor) -> Tensor:
+        """``min(1, C_i / (||g_i|| + 1e-6))`` times the batch mask, ``(M, B)``."""
+        return (bounds / (norms + self.eps)).clamp(max=1.0) * mask
+
+    # stage 3
+    def clipped_sum(self, grads: Any, factors: Tensor) -> list[Tensor]:
+        """``sum_i f_i g_i`` per parameter, ``(M, *shape)``."""
+        return grads.weighted_sum(factors)
+
+    # stage 4
+    def add_noise(self, summed: list[Tensor], noise_bound: Tensor, noise: list[Tensor] | None) -> list[Tensor]:
+        """Add ``sigma * noise_bound * xi`` (``xi`` pre-drawn standard normals)."""
+        if noise is None or self.noise_multiplier == 0:
+            return summed
+        out = []
+        for s, z in zip(summed, noise):
+            std = (self.noise_multiplier * noise_bound).reshape(-1, *([1] * (s.dim() - 1)))
+            out.append(s + std * z)
+        return out
+
+    # stage 5
+    def scale(self, noised: list[Tensor]) -> list[Tensor]:
+        """Divide by the expected batch size."""
+        return [t / self.batch_size for t in noised]
+
+    def __call__(
+        self,
+        grads: Any,
+        *,
+        groups: Tensor,
+        mask: Tensor,
+        noise: list[Tensor] | None = None,
+        policy_noise: dict[str, Any] | None = None,
+        state: Tensor | None = None,
+    ) -> StepOutput:
+        """Run the stages for per-sample gradients ``grads`` of a padded batch ``(M, B)``."""
+        norms = self.per_sample_norms(grads)
+        onehot = torch.nn.functional.one_hot(groups, self.n_groups).to(norms.dtype) * mask.unsqueeze(-1)
+        counts = onehot.sum(1)
+        ctx = _Context(norms, onehot, counts, grads, policy_noise or {}, state,
+                       self.noise_multiplier, self.clip)
+        decision = self.policy.bounds(ctx)
+        factors = self.clip_factors(norms, decision.sample_bounds, mask)
+        summed = self.clipped_sum(grads, factors)
+        noised = self.add_noise(summed, decision.noise_bound, noise)
+        clipped = (norms > decision.sample_bounds).to(norms.dtype)
+        frac = torch.einsum("mb,mbk->mk", clipped, onehot) / counts.where(counts > 0, torch.nan)
+        return StepOutput(self.scale(noised), decision.group_bounds, frac, counts, decision.state)
+
+
+def group_contribution(grads: Any, onehot: Tensor, mask: Tensor) -> Tensor:
+    """GRC of DESIGN.md 4.8: ``||mean_{i in B, k} g_i|| / ||mean_{i in B} g_i||``, ``(M, K)``.
+
+    Raw (unclipped) gradients; NaN for groups absent from the batch. Telemetry, not private.
+    """
+    counts = onehot.sum(1)
+    sums = grads.weighted_sum(onehot)  # (M, K, *shape)
+    # Every batch sample is in exactly one group, so the batch sum is the sum of group sums.
+    group_sq = sum(s.flatten(2).square().sum(2) for s in sums)
+    total_sq = sum(s.sum(1).flatten(1).square().sum(1) for s in sums)
+    n = mask.sum(1).clamp(min=1.0)
+    mean_norm = total_sq.sqrt() / n
+    group_norm = group_sq.sqrt() / counts.where(counts > 0, torch.nan)
+    return group_norm / mean_norm.unsqueeze(1)
+
+
+# ----------------------------------------------------------------------------- accounting
+def _composed_epsilon(mechs, sample_rate, steps, delta, accountant) -> float:
+    from opacus.accountants import create_accountant
+
+    acc = create_accountant(mechanism=accountant)
+    # Opacus keeps (noise_multiplier, sample_rate, steps) per mechanism and composes the list
+    # (RDP: sums the curves; PRV: convolves the privacy-loss distributions).
+    acc.history = [(float(m.noise_multiplier), float(sample_rate), int(steps)) for m in mechs]
+    with warnings.catch_warnings():
+        # Opacus warns when the best RDP order is at the edge of its grid (tiny sigma, huge
+        # epsilon, as bisection brackets visit). The bound is then loose, never optimistic,
+        # so the warning is noise for users of calibrated runs.
+        warnings.filterwarnings("ignore", message="Optimal order is the", category=UserWarning)
+        return float(acc.get_epsilon(delta=delta))
+
+
+def epsilon_of(
+    noise_multiplier: float,
+    *,
+    sample_rate: float,
+    steps: int,
+    delta: float,
+    method: Any = "dpsgd",
+    accountant: Accountant = "rdp",
+) -> float:
+    """Epsilon spent after ``steps`` steps, every released statistic composed.
+
+    Each mechanism of ``method`` (gradient ``sigma``; DP-SGD-S/F statistics with multipliers
+    tied to ``sigma``) is a Poisson-subsampled Gaussian mechanism with rate ``q``, composed over
+    ``steps`` with Opacus's RDP or PRV accountant. SGD returns ``math.inf``.
+
+    Examples
+    --------
+    >>> round(epsilon_of(1.0, sample_rate=0.01, steps=1000, delta=1e-5), 2)
+    2.1
+    """
+    policy = as_method(method)
+    V.choice("accountant", accountant, ACCOUNTANTS)
+    if not policy.private:
+        return math.inf
+    V.positive("noise_multiplier", noise_multiplier)
+    V.number("sample_rate", sample_rate, 0.0, 1.0, low_open=True)
+    V.integer("steps", steps, 1)
+    V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
+    return _composed_epsilon(policy.mechanisms(noise_multiplier), sample_rate, steps, delta, accountant)
+
+
+def calibrate_noise(
+    target_epsilon: float,
+    *,
+    sample_rate: float,
+    steps: int,
+    delta: float,
+    method: Any = "dpsgd",
+    accountant: Accountant = "rdp",
+    rtol: float = 0.005,
+) -> float:
+    """Smallest ``sigma`` (to ``rtol``) whose composed epsilon is at most ``target_epsilon``.
+
+    Bisection on ``log sigma``; the statistic multipliers stay tied (``sigma_1 = ratio * sigma``).
+    The returned ``sigma`` gives ``epsilon`` in ``[(1 - rtol) * target, target]``, or within the
+    accountant's resolution.
+
+    Raises
+    ------
+    PrivacyAccountingError
+        If no ``sigma <= 1e4`` reaches the target.
+
+    Examples
+    --------
+    >>> s = calibrate_noise(3.0, sample_rate=0.01, steps=1000, delta=1e-5)
+    >>> abs(epsilon_of(s, sample_rate=0.01, steps=1000, delta=1e-5) - 3.0) < 0.03
+    True
+    """
+    policy = as_method(method)
+    target = V.positive("target_epsilon", target_epsilon)
+    if not policy.private:
+        raise V.fail("method", method, "to be private when target_epsilon is given")
+    V.choice("accountant", accountant, ACCOUNTANTS)
+    # Calibration costs seconds (dozens of accountant calls); a panel that changes C or tau
+    # but not epsilon asks the same question again, so answers are memoised.
+    return _calibrate(target, float(sample_rate), int(steps), float(delta), policy, accountant, float(rtol))
+
+
+@functools.lru_cache(maxsize=512)
+def _calibrate(target: float, sample_rate: float, steps: int, delta: float, policy: Any,
+               accountant: str, rtol: float) -> float:
+    def eps(s: float) -> float:
+        return epsilon_of(s, sample_rate=sample_rate, steps=steps, delta=delta,
+                          method=policy, accountant=accountant)
+
+    # Bracket, then Brent's method on log(sigma) aiming at the middle of the tolerance band;
+    # epsilon falls monotonically in sigma, so the band [(1 - rtol) target, target] is hit.
+    aim = target * (1 - rtol / 2)
+    hi, e_hi = 1.0, eps(1.0)
+    while e_hi > aim:
+        hi *= 4.0
+        if hi > 1e4:
+            raise PrivacyAccountingError(
+                f"No noise multiplier up to 1e4 reaches target_epsilon={target:g} with "
+                f"sample_rate={sample_rate:g}, steps={steps}, delta={delta:g}; raise the target, "
+                "or lower the epochs or batch size."
+            )
+        e_hi = eps(hi)
+    lo = hi / 4.0
+    while eps(lo) <= aim:
+        hi, lo = lo, lo / 4.0
+        if lo < 1e-3:
+            return hi
+    from scipy.optimize import brentq
+
+    cache: dict[float, float] = {}
+
+    def f(log_s: float) -> float:
+        cache[log_s] = eps(math.exp(log_s))
+        return cache[log_s] - aim
+
+    root = brentq(f, math.log(lo), math.log(hi), xtol=rtol / 8, rtol=1e-12)
+    # Return the best evaluated sigma inside the band (largest epsilon <= target).
+    ok = [(e, ls) for ls, e in cache.items() if e <= target]
+    best = max(ok)[1] if ok else root
+    return math.exp(best)

@@ -1,0 +1,562 @@
+"""``train_ensemble``: train every model of a game at once with SGD, DP-SGD, DP-SGD-S or DP-SGD-F.
+
+The loop (DESIGN.md section 5), per step:
+
+1. Poisson sampling for every model at once: model ``m`` includes each of its ``N_m``
+   training records with probability ``q_m = batch_size / N_m`` (drawn as a binomial batch
+   size and a uniform subset of that size, which is the same distribution), padded to the
+   step's largest batch with a mask so that all models share one shape.
+2. All random draws of the step (sampling, noise) are made for **all** models from one
+   generator before the models are split into chunks, so results are identical for every
+   chunk size (``memory_budget``) and the same seed.
+3. Per chunk of models: per-sample gradients (fast path or ``torch.func``), then the DP step
+   of :mod:`fairpriv_lab.engine.privacy`; then the optimizer updates all models.
+
+Afterwards losses and logit-scaled confidences of every (model, record) pair, and test
+accuracy, are computed in batched forward passes. Notebook 02 teaches this.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from .._core import validate as V
+from .._core.exceptions import PrivacyWarning, TrainingDivergedError
+from .._core.rng import SeedLike, as_generator, spawn_seed
+from .._core.vocabulary import ACCOUNTANTS, OPTIMIZERS, Accountant, Optimizer, default_delta
+from ..data import GroupedDataset
+from .device import resolve_device
+from .models import FuncStack, LinearStack, _FuncGrads, _LinearGrads, build_model
+from .privacy import DPStep, as_method, calibrate_noise, epsilon_of, group_contribution
+
+__all__ = ["EnsembleResult", "train_ensemble", "poisson_batches", "evaluate"]
+
+_MAX_TELEMETRY_STEPS = 100
+_GRC_MODELS = 16  # telemetry's GRC is the mean over the first 16 models
+_CPU_BUDGET = 1 << 30  # bytes of activations per chunk on a CPU
+
+#: Mean training loss (nats) above which a model counts as diverged even when finite.
+_DIVERGED_LOSS = 1e4
+
+
+@dataclass
+class EnsembleResult:
+    """Everything ``train_ensemble`` produces.
+
+    Attributes
+    ----------
+    losses : ndarray, float32 (n_models, n_samples)
+        Cross-entropy of every record of the dataset under every model (lower = member).
+    confidences : ndarray, float32 (n_models, n_samples)
+        Logit-scaled true-class confidence ``log p_y - log(1 - p_y)`` (higher = member).
+    test_accuracy : ndarray (n_models,) or None
+        Fraction of the test set classified correctly.
+    test_group_accuracy : ndarray (n_models, n_groups) or None
+        The same per group; NaN for groups absent from the test set.
+    test_predictions : ndarray, int64 (n_models, n_test) or None
+    epsilon : float
+        Epsilon spent at ``delta`` by the model with the largest sampling rate (all released
+        statistics composed); ``math.inf`` for SGD.
+    delta : float
+    noise_multiplier : float or None
+        The gradient noise multiplier ``sigma`` (``None`` for SGD).
+    sample_rate : ndarray (n_models,)
+        ``q_m = batch_size / N_m``.
+    steps : int
+    telemetry : DataFrame
+        Tidy, one row per (recorded step, group): ``step, epoch, group, clip_bound, grc,
+        frac_clipped`` (means over models, GRC over the first 16 models; at most about 100
+        recorded steps). ``clip_bound`` and ``frac_clipped`` are NaN for SGD.
+    method, model, device : str
+    seconds : float
+        Wall-clock time of the call.
+    epochs_completed : int
+        Epochs trained (less than asked only in a ``TrainingDivergedError.partial``).
+    """
+
+    losses: np.ndarray
+    confidences: np.ndarray
+    test_accuracy: np.ndarray | None
+    test_group_accuracy: np.ndarray | None
+    test_predictions: np.ndarray | None
+    epsilon: float
+    delta: float
+    noise_multiplier: float | None
+    sample_rate: np.ndarray
+    steps: int
+    telemetry: pd.DataFrame
+    method: str
+    model: str
+    device: str
+    seconds: float
+    epochs_completed: int = 0
+
+    @property
+    def n_models(self) -> int:
+        """Number of models."""
+        return int(self.losses.shape[0])
+
+    def __repr__(self) -> str:
+        acc = "" if self.test_accuracy is None else f", test_accuracy={np.mean(self.test_accuracy):.3f}"
+        return (
+            f"EnsembleResult(method={self.method!r}, model={self.model!r}, n_models={self.n_models}, "
+            f"epsilon={self.epsilon:.3g}, delta={self.delta:.2g}{acc}, seconds={self.seconds:.1f})"
+        )
+
+
+# ----------------------------------------------------------------------------- sampling
+def poisson_batches(
+    n_train: Tensor, sample_rate: Tensor, generator: torch.Generator, *, n_max: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """Poisson-sample a batch of local indices for every model; shapes ``(n_models, width)``.
+
+    Model ``m`` draws ``B_m ~ Binomial(N_m, q_m)`` and then a uniform ``B_m``-subset of
+    ``0..N_m-1``; together this is exactly "each record independently with probability
+    ``q_m``". The subset is drawn by sampling with replacement and redrawing duplicates (the
+    procedure is symmetric in the labels, so the subset is uniform) when ``q`` is small, and by
+    random keys over all ``N_m`` records otherwise. Returns ``(index, mask)``: ``index[m, j]``
+    in ``[0, N_m)`` (0 where padded) and ``mask[m, j]`` true for the ``B_m`` real entries.
+
+    Examples
+    --------
+    >>> import torch
+    >>> idx, mask = poisson_batches(torch.tensor([10, 20]), torch.tensor([0.5, 0.25]),
+    ...                             torch.Generator().manual_seed(0))
+    >>> idx.shape == mask.shape
+    True
+    """
+    device = n_train.device
+    n_f = n_train.to(torch.float64)
+    counts = torch.binomial(n_f, sample_rate.to(torch.float64), generator=generator).to(torch.int64)
+    width = max(int(counts.max()), 1)
+    M = n_train.shape[0]
+    cols = torch.arange(width, device=device)
+    mask = cols.unsqueeze(0) < counts.unsqueeze(1)
+    n_max = int(n_train.max()) if n_max is None else n_max
+    if float(sample_rate.max()) <= 0.2:
+        u = torch.rand((M, width), generator=generator, device=device, dtype=torch.float64)
+        idx = (u * n_f.unsqueeze(1)).to(torch.int64).clamp(max=n_max - 1)
+        idx = torch.minimum(idx, (n_train - 1).unsqueeze(1))
+        while True:
+            # Unique sentinels for padded slots so that only real duplicates collide.
+            key = torch.where(mask, idx, n_max + cols.unsqueeze(0))
+            sorted_key, order = key.sort(dim=1, stable=True)
+            dup_sorted = torch.zeros_like(mask)
+            dup_sorted[:, 1:] = sorted_key[:, 1:] == sorted_key[:, :-1]
+            if not bool(dup_sorted.any()):
+                break
+            dup = torch.zeros_like(mask)
+            dup.scatter_(1, order, dup_sorted)
+            rows = dup.nonzero(as_tuple=True)[0]
+            u = torch.rand(rows.shape[0], generator=generator, device=device, dtype=torch.float64)
+            new = (u * n_f[rows]).to(torch.int64)
+            idx[dup] = torch.minimum(new, n_train[rows] - 1)
+    else:
+        keys = torch.rand((M, n_max), generator=generator, device=device)
+        valid = torch.arange(n_max, device=device).unsqueeze(0) < n_train.unsqueeze(1)
+        keys = torch.where(valid, keys, 2.0)
+        idx = keys.argsort(dim=1)[:, :width]
+    return torch.where(mask, idx, 0), mask
+
+
+# ----------------------------------------------------------------------------- evaluation
+def _chunks(n: int, size: int) -> list[tuple[int, int]]:
+    size = max(1, int(size))
+    return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
+
+
+@torch.no_grad()
+def evaluate(
+    net: LinearStack | FuncStack,
+    params: list[Tensor],
+    X: Tensor,
+    y: Tensor,
+    *,
+    model_chunk: int,
+    record_chunk: int = 4096,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Losses, logit-scaled confidences and predictions ``(n_models, n_records)`` on CPU.
+
+    ``confidence = z_y - logsumexp_{j != y} z_j = log p_y - log(1 - p_y)`` (stable form).
+    """
+    n_models = params[0].shape[0]
+    n = X.shape[0]
+    losses = torch.empty((n_models, n), dtype=torch.float32)
+    conf = torch.empty((n_models, n), dtype=torch.float32)
+    pred = torch.empty((n_models, n), dtype=torch.int64)
+    for lo, hi in _chunks(n_models, model_chunk):
+        p = [t[lo:hi] for t in params]
+        for r0, r1 in _chunks(n, record_chunk):
+            z = net.forward(p, X[r0:r1])
+            yy = y[r0:r1].unsqueeze(0).expand(hi - lo, -1).unsqueeze(-1)
+            logp = torch.log_softmax(z, dim=-1)
+            zy = z.gather(-1, yy).squeeze(-1)
+            others = z.scatter(-1, yy, -math.inf)
+            losses[lo:hi, r0:r1] = (-logp.gather(-1, yy).squeeze(-1)).float().cpu()
+            conf[lo:hi, r0:r1] = (zy - torch.logsumexp(others, dim=-1)).float().cpu()
+            pred[lo:hi, r0:r1] = z.argmax(-1).cpu()
+    return losses, conf, pred
+
+
+# ----------------------------------------------------------------------------- optimizers
+class _Optimizer:
+    """Vectorised SGD or Adam over stacked parameters (elementwise, so chunk-independent)."""
+
+    def __init__(self, kind: str, params: list[Tensor], lr: float):
+        self.kind, self.lr, self.t = kind, lr, 0
+        if kind == "adam":
+            self.m = [torch.zeros_like(p) for p in params]
+            self.v = [torch.zeros_like(p) for p in params]
+
+    def step(self, params: list[Tensor], grads: list[Tensor]) -> None:
+        self.t += 1
+        if self.kind == "sgd":
+            for p, g in zip(params, grads):
+                p.sub_(self.lr * g)
+            return
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        for p, g, m, v in zip(params, grads, self.m, self.v):
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            mhat = m / (1 - b1**self.t)
+            vhat = v / (1 - b2**self.t)
+            p.sub_(self.lr * mhat / (vhat.sqrt() + eps))
+
+
+# ----------------------------------------------------------------------------- main entry
+def train_ensemble(
+    dataset: GroupedDataset,
+    membership: Any,
+    *,
+    model: Any = "mlp",
+    method: Any = "sgd",
+    epochs: int = 20,
+    batch_size: int = 256,
+    lr: float = 0.1,
+    optimizer: Optimizer = "sgd",
+    clip: float = 1.0,
+    noise_multiplier: float | None = None,
+    target_epsilon: float | None = None,
+    delta: float | None = None,
+    accountant: Accountant = "rdp",
+    hidden: int = 256,
+    device: Any = "auto",
+    seed: SeedLike = None,
+    progress: Callable[[int, int], None] | None = None,
+    memory_budget: int | None = None,
+    test: GroupedDataset | None = None,
+) -> EnsembleResult:
+    """Train ``n_models`` models at once, model ``m`` on the records where ``membership[m]``.
+
+    Every step samples a Poisson batch per model (rate ``q_m = batch_size / N_m``) and applies
+    ``theta <- theta - lr * (sum_i f_i g_i + sigma * C_max * xi) / b`` through the optimizer,
+    where ``f_i = min(1, C_{k(i)} / ||g_i||)`` comes from the method's clipping policy and
+    ``b = batch_size`` is the expected batch size (SGD: ``f_i = 1``, no noise). The run has
+    ``steps = round(epochs * mean_m(N_m) / batch_size)`` steps for every model.
+
+    Parameters
+    ----------
+    dataset : GroupedDataset
+        All records; losses are returned for every one of them.
+    membership : bool ndarray (n_models, n_samples)
+        ``True`` = the record is in that model's training set.
+    model : {"lr", "mlp", "cnn"} or callable
+        A callable returns a fresh ``torch.nn.Module`` (generic ``torch.func`` path); it gets
+        images ``(B, *image_shape)`` when the dataset has an ``image_shape``, else rows.
+    method : {"sgd", "dpsgd", "dpsgds", "dpsgdf"} or DPSGDS / DPSGDF instance
+    epochs, batch_size : int
+    lr : float
+    optimizer : {"sgd", "adam"}
+    clip : float
+        The clip bound ``C`` (``C_0`` of DP-SGD-F).
+    noise_multiplier, target_epsilon : float or None
+        Exactly one for a private method: ``sigma`` itself, or the epsilon to calibrate it to
+        (bisection on the composed accountant, within 1 %).
+    delta : float or None
+        Default ``min(1e-5, 0.1 / max_m N_m)`` (:func:`~fairpriv_lab._core.vocabulary.default_delta`); a ``PrivacyWarning`` when ``delta >= 1 / max_m N_m``.
+    accountant : {"rdp", "prv"}
+    hidden : int
+        Hidden units of the MLP.
+    device : str
+        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
+    seed : int, Generator or None
+    progress : callable or None
+        Called as ``progress(steps_done, total_steps)`` about 100 times.
+    memory_budget : int or None
+        Bytes of per-step working memory per chunk of models (default: half the free GPU
+        memory, or 1 GiB on a CPU). Results do not depend on it.
+    test : GroupedDataset or None
+        Held-out records for test accuracy (same features and groups).
+
+    Returns
+    -------
+    EnsembleResult
+
+    Raises
+    ------
+    ConfigError
+        On bad input (each message names the parameter, value and allowed range).
+    TrainingDivergedError
+        If a loss becomes NaN or infinite; ``.partial`` holds the result after the last
+        finished epoch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fairpriv_lab.data import make_synthetic
+    >>> ds = make_synthetic(200, seed=0)
+    >>> member = np.random.default_rng(0).random((4, 200)) < 0.5
+    >>> res = train_ensemble(ds, member, model="lr", method="dpsgd", noise_multiplier=1.0,
+    ...                      epochs=2, batch_size=20, device="cpu", seed=0)
+    >>> res.losses.shape, bool(np.isfinite(res.epsilon))
+    ((4, 200), True)
+    """
+    t0 = time.perf_counter()
+    if not isinstance(dataset, GroupedDataset):
+        raise V.fail("dataset", type(dataset).__name__, "to be a GroupedDataset")
+    membership = V.bool_matrix("membership", membership, (None, dataset.n_samples))
+    n_models, n = membership.shape
+    if n_models < 1:
+        raise V.fail("membership", f"array of shape {membership.shape}", "to have at least one model")
+    n_train = membership.sum(1)
+    if np.any(n_train == 0):
+        m = int(np.flatnonzero(n_train == 0)[0])
+        raise V.fail("membership", f"row {m} with no True entry", "to give every model a training record")
+    policy = as_method(method)
+    epochs = V.integer("epochs", epochs, 1)
+    batch_size = V.integer("batch_size", batch_size, 1)
+    if batch_size > n_train.min():
+        raise V.fail("batch_size", batch_size,
+                     f"to be <= the smallest training set ({int(n_train.min())} records)")
+    lr = V.positive("lr", lr)
+    clip = V.positive("clip", clip)
+    V.choice("optimizer", optimizer, OPTIMIZERS)
+    V.choice("accountant", accountant, ACCOUNTANTS)
+    if test is not None:
+        if not isinstance(test, GroupedDataset):
+            raise V.fail("test", type(test).__name__, "to be a GroupedDataset or None")
+        if test.n_features != dataset.n_features or test.n_groups != dataset.n_groups:
+            raise V.fail("test", repr(test), f"to have {dataset.n_features} features and "
+                         f"{dataset.n_groups} groups like the dataset")
+    net = build_model(model, n_features=dataset.n_features, n_classes=dataset.n_classes,
+                      image_shape=dataset.image_shape, hidden=hidden)
+    model_name = model if isinstance(model, str) else getattr(model, "__name__", type(model).__name__)
+
+    n_max = int(n_train.max())
+    if delta is None:
+        delta = default_delta(n_max)
+    delta = V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
+    q = batch_size / n_train.astype(np.float64)
+    steps = max(1, int(round(epochs * float(n_train.mean()) / batch_size)))
+    sigma: float | None
+    if policy.private:
+        if delta >= 1.0 / n_max:
+            warnings.warn(
+                f"delta={delta:g} >= 1/n = {1.0 / n_max:g}: such a delta allows releasing a "
+                "record outright; use delta well below 1/n.", PrivacyWarning, stacklevel=2)
+        if (noise_multiplier is None) == (target_epsilon is None):
+            raise V.fail("noise_multiplier", noise_multiplier,
+                         f"to be given, or target_epsilon instead (exactly one), for method {policy.name!r}")
+        if noise_multiplier is not None:
+            sigma = V.positive("noise_multiplier", noise_multiplier)
+        else:
+            V.positive("target_epsilon", target_epsilon)
+            sigma = calibrate_noise(target_epsilon, sample_rate=float(q.max()), steps=steps,
+                                    delta=delta, method=policy, accountant=accountant)
+        epsilon = epsilon_of(sigma, sample_rate=float(q.max()), steps=steps, delta=delta,
+                             method=policy, accountant=accountant)
+    else:
+        for name, val in (("noise_multiplier", noise_multiplier), ("target_epsilon", target_epsilon)):
+            if val is not None:
+                raise V.fail(name, val, "to be None for method 'sgd' (no noise)")
+        sigma, epsilon = None, math.inf
+
+    dev = resolve_device(device)
+    rng = as_generator(seed)
+    init_seed, train_seed = spawn_seed(rng), spawn_seed(rng)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(train_seed)
+
+    images = isinstance(net, FuncStack) and dataset.image_shape is not None
+    X = torch.from_numpy(np.array(dataset.X)).to(dev)
+    if images:
+        X = X.reshape(-1, *dataset.image_shape)
+    Y = torch.from_numpy(np.array(dataset.y)).to(dev)
+    G = torch.from_numpy(np.array(dataset.g)).to(dev)
+    K = dataset.n_groups
+
+    if isinstance(net, LinearStack):
+        init_gen = torch.Generator(device=dev)
+        init_gen.manual_seed(init_seed)
+        params = net.init(n_models, init_gen, dev)
+    else:
+        seeds = [int(np.random.SeedSequence([init_seed, m]).generate_state(1, np.uint64)[0] >> 1)
+                 for m in range(n_models)]
+        params = net.init(n_models, seeds, dev)
+    opt = _Optimizer(optimizer, params, lr)
+
+    train_idx = np.zeros((n_models, n_max), dtype=np.int64)
+    for m in range(n_models):
+        rows = np.flatnonzero(membership[m])
+        train_idx[m, : rows.size] = rows
+    train_idx_t = torch.from_numpy(train_idx).to(dev)
+    n_train_t = torch.from_numpy(n_train.astype(np.int64)).to(dev)
+    q_t = torch.from_numpy(q).to(dev)
+
+    budget = _memory_budget(memory_budget, dev)
+    width_guess = int(batch_size + 4 * math.sqrt(batch_size) + 8)
+    model_chunk = max(1, budget // max(1, net.bytes_per_sample() * width_guess))
+    dp_step = DPStep(policy, clip=clip, noise_multiplier=sigma or 0.0,
+                     batch_size=float(batch_size), n_groups=K)
+    state = policy.initial_state(n_models, K, clip, dev)
+    shapes = net.param_shapes()
+    stride = max(1, math.ceil(steps / _MAX_TELEMETRY_STEPS))
+    epoch_end = [int(round((e + 1) * steps / epochs)) for e in range(epochs)]
+    tele_rows: list[dict[str, Any]] = []
+    epoch_loss = torch.zeros(n_models, dtype=torch.float64, device=dev)
+    snapshot = [p.clone() for p in params]
+    epoch = 0
+    report_every = max(1, steps // 100)
+
+    def result(par: list[Tensor], epochs_done: int) -> EnsembleResult:
+        eval_chunk = max(1, budget // max(1, net.bytes_per_sample() * 4096))
+        losses, conf, _ = evaluate(net, par, X, Y, model_chunk=eval_chunk)
+        acc = gacc = preds = None
+        if test is not None:
+            Xt = torch.from_numpy(np.array(test.X)).to(dev)
+            if images:
+                Xt = Xt.reshape(-1, *test.image_shape)
+            Yt = torch.from_numpy(np.array(test.y)).to(dev)
+            _, _, pred = evaluate(net, par, Xt, Yt, model_chunk=eval_chunk)
+            preds = pred.numpy()
+            correct = preds == test.y[None, :]
+            acc = correct.mean(1)
+            gacc = np.full((n_models, K), np.nan)
+            for k in range(K):
+                sel = test.g == k
+                if sel.any():
+                    gacc[:, k] = correct[:, sel].mean(1)
+        tele = pd.DataFrame(tele_rows, columns=["step", "epoch", "group", "clip_bound", "grc", "frac_clipped"])
+        return EnsembleResult(
+            losses=losses.numpy(), confidences=conf.numpy(), test_accuracy=acc,
+            test_group_accuracy=gacc, test_predictions=preds, epsilon=float(epsilon),
+            delta=float(delta), noise_multiplier=sigma, sample_rate=q, steps=steps,
+            telemetry=tele, method=policy.name, model=str(model_name), device=str(dev),
+            seconds=time.perf_counter() - t0, epochs_completed=epochs_done,
+        )
+
+    for step in range(steps):
+        local, mask = poisson_batches(n_train_t, q_t, gen, n_max=n_max)
+        rec = train_idx_t.gather(1, local)
+        maskf = mask.to(torch.float32)
+        noise = None
+        if policy.private:
+            noise = [torch.randn((n_models, *s), generator=gen, device=dev) for s in shapes]
+        pnoise = policy.draw_noise(n_models, K, shapes, gen, dev) if policy.private else {}
+        record = step % stride == 0
+        update = [torch.empty_like(p) for p in params] if model_chunk < n_models else []
+        bounds = torch.empty((n_models, K), device=dev)
+        frac = torch.empty((n_models, K), device=dev)
+        grc = torch.full((n_models, K), torch.nan, device=dev) if record else None
+        new_state = None if state is None else torch.empty_like(state)
+        for lo, hi in _chunks(n_models, model_chunk):
+            idx = rec[lo:hi]
+            gr = net.per_sample([p[lo:hi] for p in params], X[idx], Y[idx])
+            out = dp_step(
+                gr, groups=G[idx], mask=maskf[lo:hi],
+                noise=None if noise is None else [z[lo:hi] for z in noise],
+                policy_noise=_slice(pnoise, lo, hi),
+                state=None if state is None else state[lo:hi],
+            )
+            if hi - lo == n_models:
+                update = out.update  # one chunk: no copy
+            else:
+                for u, o in zip(update, out.update):
+                    u[lo:hi] = o
+            bounds[lo:hi], frac[lo:hi] = out.group_bounds, out.frac_clipped
+            if new_state is not None:
+                new_state[lo:hi] = out.state
+            epoch_loss[lo:hi] += ((gr.losses * maskf[lo:hi]).sum(1) / maskf[lo:hi].sum(1).clamp(min=1)).double()
+            if record and lo < _GRC_MODELS:
+                # GRC (raw group-mean gradients) costs K clipped sums: telemetry takes it from
+                # the first _GRC_MODELS models only, whatever the chunking.
+                top = min(hi, _GRC_MODELS) - lo
+                onehot = torch.nn.functional.one_hot(G[idx[:top]], K).to(maskf.dtype) * maskf[lo:lo + top].unsqueeze(-1)
+                grc[lo:lo + top] = group_contribution(_head(gr, top), onehot, maskf[lo:lo + top])
+        with torch.no_grad():
+            opt.step(params, update)
+        state = new_state if new_state is not None else state
+        if record:
+            _telemetry(tele_rows, step, epoch, dataset.group_names, bounds, grc, frac, policy.private)
+        if step + 1 == epoch_end[epoch]:
+            # a mean loss of 1e4 nats (probability e^-10000 for the true class) is no model:
+            # lr=1e30 keeps the numbers finite, but the training has diverged
+            n_steps = max(epoch_end[epoch] - (epoch_end[epoch - 1] if epoch else 0), 1)
+            bad = ~torch.isfinite(epoch_loss) | (epoch_loss / n_steps > _DIVERGED_LOSS)
+            for p in params:
+                bad |= ~torch.isfinite(p.flatten(1)).all(1)
+            if bool(bad.any()):
+                m = int(bad.nonzero()[0, 0])
+                partial = result(snapshot, epoch)
+                finite = bool(torch.isfinite(epoch_loss[m])) and all(
+                    bool(torch.isfinite(p[m]).all()) for p in params)
+                why = f"exploding loss, mean {float(epoch_loss[m]) / n_steps:.3g} nats" if finite else \
+                    "NaN or infinite loss"
+                raise TrainingDivergedError(
+                    f"Model {m} diverged ({why}) in epoch {epoch}; lower lr "
+                    f"(now {lr:g}) or clip. The models after {epoch} finished epochs are in "
+                    "the error's .partial.", model=m, epoch=epoch, partial=partial)
+            snapshot = [p.clone() for p in params]
+            epoch_loss.zero_()
+            epoch = min(epoch + 1, epochs - 1)
+        if progress is not None and ((step + 1) % report_every == 0 or step + 1 == steps):
+            progress(step + 1, steps)
+    return result(params, epochs)
+
+
+def _head(grads: Any, top: int) -> Any:
+    """Return the per-sample gradients of the first ``top`` models of a chunk."""
+    if isinstance(grads, _LinearGrads):
+        return _LinearGrads([h[:top] for h in grads.inputs], [d[:top] for d in grads.deltas], grads.losses[:top])
+    return _FuncGrads([g[:top] for g in grads.grads], grads.losses[:top])
+
+
+def _slice(noise: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:
+    return {k: ([t[lo:hi] for t in v] if isinstance(v, list) else v[lo:hi]) for k, v in noise.items()}
+
+
+def _memory_budget(memory_budget: int | None, dev: torch.device) -> int:
+    if memory_budget is not None:
+        return V.integer("memory_budget", memory_budget, 1)
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        return int(free // 2)
+    return _CPU_BUDGET
+
+
+def _telemetry(rows, step, epoch, names, bounds, grc, frac, private) -> None:
+    b = bounds.float().cpu().numpy()
+    g = grc.float().cpu().numpy()
+    f = frac.float().cpu().numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: group absent everywhere
+        gm = np.nanmean(g, 0)
+        fm = np.nanmean(f, 0)
+        bm = b.mean(0)
+    for k, name in enumerate(names):
+        rows.append({
+            "step": step, "epoch": epoch, "group": name,
+            "clip_bound": float(bm[k]) if private else math.nan,
+            "grc": float(gm[k]),
+            "frac_clipped": float(fm[k]) if private else math.nan,
+        })

@@ -1,0 +1,22 @@
+"""Experiments: frozen configurations, ``run(config) -> AuditResult``, the on-disk cache."""
+
+from .cache import Cache, CacheWarning, default_cache_dir
+from .config import AuditConfig, DataConfig, ExperimentConfig, GameConfig, TrainConfig
+from .result import AuditResult, compare, format_comparison
+from .runner import load_experiment_data, run
+
+__all__ = [
+    "AuditConfig",
+    "AuditResult",
+    "Cache",
+    "CacheWarning",
+    "DataConfig",
+    "ExperimentConfig",
+    "GameConfig",
+    "TrainConfig",
+    "compare",
+    "default_cache_dir",
+    "format_comparison",
+    "load_experiment_data",
+    "run",
+]

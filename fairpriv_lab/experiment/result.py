@@ -1,0 +1,343 @@
+"""`AuditResult`: everything one experiment measured, with tidy tables and file export."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import ExperimentConfig
+
+__all__ = ["AuditResult", "compare", "format_comparison"]
+
+
+def _json_float(x: Any) -> Any:
+    """JSON has no inf/nan: write them as the strings 'inf' / null."""
+    if x is None:
+        return None
+    x = float(x)
+    if math.isnan(x):
+        return None
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+@dataclass(frozen=True, eq=False)
+class AuditResult:
+    """The outcome of :func:`fairpriv_lab.experiment.run`: risks, privacy, utility, provenance.
+
+    Units: ``record_risk`` arrays are fractions; ``group_risk`` (GPR, GPRP, CIs, floor) and
+    :meth:`summary` are in percentage points; accuracies are fractions; ε is ``inf`` for SGD.
+
+    Attributes
+    ----------
+    config : ExperimentConfig
+    group_names : tuple of str
+    game : Game
+        The membership game (``membership`` bool of shape (n_models, n_train)).
+    losses, confidences : ndarray of shape (n_models, n_train), float32
+        Per-model per-record loss (lower = member) and logit-scaled true-class confidence.
+    record_risk : dict of str to RecordRisk
+        Per auditor ("PA-ALOOA", "PA-GA", ...), per-record attack accuracy and IPR.
+    group_risk : dict of str to GroupRisk
+        Per auditor, GPR by group with bootstrap CIs and GPRP (percentage points).
+    empirical_epsilon : DataFrame
+        Per group: ``group``, ``n`` and ``epsilon`` (the empirical ε lower bound at ``delta``,
+        records of the group pooled), the ``overall`` row last.
+    empirical_record : ndarray of shape (m,)
+        Per audited record, its empirical ε lower bound.
+    max_certifiable_epsilon : float
+        The largest ε the number of models can certify at all (DESIGN.md 4.7).
+    outcome : OutcomeFairness
+        Outcome fairness of the audited models on the test split (fairlearn metrics; every
+        model's predictions pooled, which equals the mean over models of each group's rates).
+    test_accuracy : ndarray of shape (n_models,)
+    group_accuracy : dict of str to float
+        Mean over models of the test accuracy within each group.
+    epsilon, delta : float
+        Accounted ε (``inf`` for SGD) at δ.
+    noise_multiplier : float or None
+    telemetry : DataFrame
+        Per step and group: clip bound, GRC, fraction clipped (means over models).
+    timings : dict of str to float
+        Seconds spent loading data, training (only chunks trained by this call), auditing
+        and in total.
+    version : str
+        fairpriv-lab version that computed the result.
+    cache_key : str or None
+    chunks_trained, chunks_loaded : int
+        Chunks of models trained by this call and served from the cache.
+    from_cache : bool
+        True when nothing was recomputed (training and audit served from the cache).
+    """
+
+    config: ExperimentConfig
+    dataset_checksum: str
+    group_names: tuple[str, ...]
+    n_train: int
+    n_test: int
+    game: Any
+    losses: np.ndarray
+    confidences: np.ndarray
+    record_risk: dict[str, Any]
+    group_risk: dict[str, Any]
+    empirical_epsilon: pd.DataFrame
+    empirical_record: np.ndarray
+    max_certifiable_epsilon: float
+    outcome: Any
+    test_accuracy: np.ndarray
+    group_accuracy: dict[str, float]
+    epsilon: float
+    delta: float
+    noise_multiplier: float | None
+    telemetry: pd.DataFrame
+    timings: dict[str, float]
+    version: str
+    device: str
+    cache_key: str | None = None
+    chunks_trained: int = 0
+    chunks_loaded: int = 0
+    from_cache: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ scalars
+    @property
+    def accuracy(self) -> float:
+        """Mean test accuracy over the models (fraction)."""
+        return float(np.mean(self.test_accuracy)) if self.test_accuracy.size else math.nan
+
+    @property
+    def n_models(self) -> int:
+        """Number of trained models."""
+        return int(self.losses.shape[0])
+
+    @property
+    def auditors(self) -> tuple[str, ...]:
+        """The auditors run, in the configured order."""
+        return tuple(self.group_risk)
+
+    @property
+    def reference_epsilon(self) -> float:
+        """The ε an empirical lower bound of this game is compared with (``inf`` for SGD).
+
+        ALOOA and half-split games swap the target for another record (substitution), which
+        add/remove DP at ε bounds only at 2ε (group privacy of size 2); exact LOO is an
+        add/remove game, bounded by ε itself (docs/ARCHITECTURE.md).
+        """
+        return self.epsilon if self.game.kind == "loo" else 2.0 * self.epsilon
+
+    def gprp(self, auditor: str | None = None) -> float:
+        """GPRP (max - min GPR, percentage points) of one auditor (the first by default)."""
+        return float(self.group_risk[auditor or self.auditors[0]].difference())
+
+    # ------------------------------------------------------------------ tables
+    def summary(self) -> pd.DataFrame:
+        """Tidy table: one row per auditor x group, GPR with CI, floor, GPRP with CI, ε.
+
+        Columns: ``auditor, group, n, gpr, ci_low, ci_high, floor`` (percentage points),
+        ``gprp, gprp_ci_low, gprp_ci_high`` (the auditor's, repeated on its rows),
+        ``empirical_epsilon`` (the group's lower bound), ``test_accuracy`` (the group's),
+        and the run's ``method, model, epsilon, delta, dataset, group_attribute``.
+        """
+        emp = dict(zip(self.empirical_epsilon["group"], self.empirical_epsilon["epsilon"]))
+        rows = []
+        for auditor, gr in self.group_risk.items():
+            lo, hi = gr.difference_ci()
+            by = gr.by_group
+            for rec in by.to_dict("records"):
+                g = rec["group"]
+                rows.append({
+                    "auditor": auditor, "group": g, "n": int(rec["n"]),
+                    "gpr": float(rec["gpr"]), "ci_low": float(rec["ci_low"]),
+                    "ci_high": float(rec["ci_high"]), "floor": float(rec["floor"]),
+                    "gprp": float(gr.difference()), "gprp_ci_low": float(lo), "gprp_ci_high": float(hi),
+                    "empirical_epsilon": float(emp.get(g, math.nan)),
+                    "test_accuracy": float(self.group_accuracy.get(g, math.nan)),
+                })
+        df = pd.DataFrame(rows)
+        t = self.config.train
+        df["method"] = t.method
+        df["model"] = t.model
+        df["epsilon"] = self.epsilon
+        df["delta"] = self.delta
+        df["dataset"] = self.config.data.name
+        df["group_attribute"] = self.config.data.resolved_group
+        return df
+
+    def records(self) -> pd.DataFrame:
+        """Per audited record: index, group, and per auditor its accuracy, IPR and floor."""
+        first = next(iter(self.record_risk.values()))
+        df = pd.DataFrame({
+            "record": first.records,
+            "group": np.asarray(self.group_names, dtype=object)[first.groups],
+            "empirical_epsilon": self.empirical_record,
+        })
+        for auditor, rr in self.record_risk.items():
+            df[f"{auditor} accuracy"] = rr.accuracy
+            df[f"{auditor} ipr"] = rr.ipr
+            df[f"{auditor} floor"] = rr.floor
+        return df
+
+    def table(self) -> str:
+        """The GPR table as text: per auditor, GPR by group with CIs, floor, and GPRP."""
+        eps = "inf" if math.isinf(self.epsilon) else f"{self.epsilon:.3g}"
+        lines = [
+            f"{self.config.label}: {self.n_models} models, {len(self.empirical_record)} audited "
+            f"records, test accuracy {self.accuracy:.3f}, eps = {eps} (delta = {self.delta:.2g})",
+            f"GPR in percentage points ({self.config.audit.estimator} estimator, "
+            f"{int(round(self.config.audit.ci * 100))}% bootstrap CI); floor = zero-leakage level",
+        ]
+        s = self.summary()
+        width = max(8, *(len(str(g)) for g in s["group"]))
+        for auditor, part in s.groupby("auditor", sort=False):
+            lines.append(f"  {auditor}")
+            for r in part.itertuples():
+                lines.append(
+                    f"    {str(r.group):<{width}} n={r.n:<6d} GPR {r.gpr:6.2f} "
+                    f"[{r.ci_low:6.2f}, {r.ci_high:6.2f}]  floor {r.floor:5.2f}"
+                )
+            r0 = part.iloc[0]
+            lines.append(f"    GPRP {r0.gprp:.2f} [{r0.gprp_ci_low:.2f}, {r0.gprp_ci_high:.2f}]")
+        emp = ", ".join(f"{g} {e:.2f}" for g, e in zip(self.empirical_epsilon["group"],
+                                                     self.empirical_epsilon["epsilon"]))
+        lines.append(f"Empirical eps lower bounds (alpha = {self.config.audit.alpha:g}): {emp}; "
+                     f"at most {self.max_certifiable_epsilon:.2f} is certifiable with "
+                     f"{self.n_models} models")
+        if math.isfinite(self.epsilon):
+            kind = "add/remove game: compare with eps" if self.game.kind == "loo" else \
+                "substitution game: compare with 2 eps"
+            lines.append(f"  ({kind} = {self.reference_epsilon:.3g})")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ export
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: config, scalars, per-auditor GPRP, summary rows, timings, version."""
+        return {
+            "config": self.config.to_dict(),
+            "version": self.version,
+            "dataset_checksum": self.dataset_checksum,
+            "cache_key": self.cache_key,
+            "device": self.device,
+            "n_models": self.n_models,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "group_names": list(self.group_names),
+            "accuracy": _json_float(self.accuracy),
+            "group_accuracy": {k: _json_float(v) for k, v in self.group_accuracy.items()},
+            "epsilon": _json_float(self.epsilon),
+            "reference_epsilon": _json_float(self.reference_epsilon),
+            "delta": _json_float(self.delta),
+            "noise_multiplier": _json_float(self.noise_multiplier),
+            "max_certifiable_epsilon": _json_float(self.max_certifiable_epsilon),
+            "gprp": {a: _json_float(self.gprp(a)) for a in self.auditors},
+            "outcome_fairness": {r["metric"]: _json_float(r["value"])
+                                 for r in self.outcome.to_frame().to_dict("records")},
+            "summary": [
+                {k: (_json_float(v) if isinstance(v, float) else v) for k, v in row.items()}
+                for row in self.summary().to_dict("records")
+            ],
+            "timings": {k: _json_float(v) for k, v in self.timings.items()},
+            "chunks_trained": self.chunks_trained,
+            "chunks_loaded": self.chunks_loaded,
+            "from_cache": self.from_cache,
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The :meth:`to_dict` content as a JSON string (strict JSON: no NaN or Infinity)."""
+        kwargs.setdefault("indent", 2)
+        return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
+
+    def save(self, directory: str | Path, *, prefix: str = "") -> dict[str, Path]:
+        """Write ``summary.csv``, ``records.csv``, ``telemetry.csv``, ``outcome.csv``,
+        ``empirical_epsilon.csv`` and ``result.json`` into directory; return their paths.
+
+        ``prefix`` is prepended to every file name (e.g. ``"dpsgd_"``) so that several
+        results can share a folder.
+        """
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "summary": out / f"{prefix}summary.csv",
+            "records": out / f"{prefix}records.csv",
+            "telemetry": out / f"{prefix}telemetry.csv",
+            "outcome": out / f"{prefix}outcome.csv",
+            "empirical_epsilon": out / f"{prefix}empirical_epsilon.csv",
+            "json": out / f"{prefix}result.json",
+        }
+        self.summary().to_csv(paths["summary"], index=False)
+        self.records().to_csv(paths["records"], index=False)
+        self.telemetry.to_csv(paths["telemetry"], index=False)
+        outcome = self.outcome.by_group.copy()
+        for k, v in zip(self.outcome.to_frame()["metric"], self.outcome.to_frame()["value"]):
+            outcome[k] = v
+        outcome.to_csv(paths["outcome"], index=False)
+        self.empirical_epsilon.to_csv(paths["empirical_epsilon"], index=False)
+        paths["json"].write_text(self.to_json())
+        return paths
+
+    def __repr__(self) -> str:
+        gprp = ", ".join(f"{a} {self.gprp(a):.2f}" for a in self.auditors)
+        return (f"AuditResult({self.config.label}, n_models={self.n_models}, "
+                f"accuracy={self.accuracy:.3f}, epsilon={self.epsilon:.3g}, GPRP pp: {gprp})")
+
+
+def compare(results: Sequence[AuditResult], *, auditor: str | None = None) -> pd.DataFrame:
+    """One row per result and auditor: method, accuracy, ε, GPR per group with CI, GPRP, floor.
+
+    Columns: ``method, auditor, accuracy, epsilon, gprp, gprp_ci_low, gprp_ci_high,
+    floor_gprp`` (the GPRP of the zero-leakage floors), then per group ``gpr[g]``,
+    ``gpr_low[g]``, ``gpr_high[g]`` (percentage points). ``auditor`` keeps one auditor.
+    """
+    rows = []
+    for res in results:
+        for name, gr in res.group_risk.items():
+            if auditor is not None and name != auditor:
+                continue
+            by = gr.by_group
+            lo, hi = gr.difference_ci()
+            row: dict[str, Any] = {
+                "method": res.config.train.method, "auditor": name, "accuracy": res.accuracy,
+                "epsilon": res.epsilon, "gprp": float(gr.difference()),
+                "gprp_ci_low": float(lo), "gprp_ci_high": float(hi),
+                "floor_gprp": float(gr.difference_floor()),
+                "floor_mean": float(np.nanmean(by["floor"])),
+            }
+            for rec in by.to_dict("records"):
+                g = rec["group"]
+                row[f"gpr[{g}]"] = float(rec["gpr"])
+                row[f"gpr_low[{g}]"] = float(rec["ci_low"])
+                row[f"gpr_high[{g}]"] = float(rec["ci_high"])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_comparison(results: Sequence[AuditResult]) -> str:
+    """The comparison of :func:`compare` as an aligned text table (percentage points)."""
+    df = compare(results)
+    if df.empty:
+        return "(no results)"
+    groups = [c[4:-1] for c in df.columns if c.startswith("gpr[")]
+    level = f"{round(results[0].config.audit.ci * 100):g}% CI"
+    head = (f"{'method':<7} {'auditor':<9} {'acc':>6} {'eps':>5}  "
+            + "  ".join(f"{'GPR ' + g + ' [' + level + ']':<22}" for g in groups)
+            + f"  {'GPRP [' + level + ']':<22} {'floor':>6}")
+    lines = [head, "-" * len(head)]
+    for r in df.to_dict("records"):
+        eps = "inf" if math.isinf(r["epsilon"]) else f"{r['epsilon']:.3g}"
+        cells = "  ".join(
+            f"{r[f'gpr[{g}]']:6.2f} [{r[f'gpr_low[{g}]']:5.2f},{r[f'gpr_high[{g}]']:6.2f}]".ljust(22)
+            for g in groups
+        )
+        lines.append(
+            f"{r['method']:<7} {r['auditor']:<9} {r['accuracy']:6.3f} {eps:>5}  {cells}  "
+            f"{r['gprp']:6.2f} [{r['gprp_ci_low']:5.2f},{r['gprp_ci_high']:6.2f}]".ljust(22)
+            + f" {r['floor_mean']:6.2f}"
+        )
+    return "\n".join(lines)

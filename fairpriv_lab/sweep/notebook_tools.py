@@ -1,0 +1,465 @@
+"""Run the teaching notebooks as programs: papermill execution, parameter checks, refresh.
+
+Every notebook in ``notebooks/`` follows one template (STYLE.md rule 14): a ``parameters``
+cell (papermill), then a cell that calls :func:`check_parameters` so that a bad parameter
+stops the notebook at the top with the package's message ``Expected name=value allowed``.
+:data:`SMALL_PARAMETERS` holds, per notebook, the sizes the test suite uses.
+
+The kernel always runs in the interpreter that calls these functions: :func:`execute_notebook`
+writes a temporary kernelspec whose ``argv`` starts with ``sys.executable``, so a notebook
+never silently runs in another environment's Python.
+
+Command line (the Makefile's ``notebooks-refresh`` target)::
+
+    python -m fairpriv_lab.sweep.notebook_tools refresh notebooks          # re-execute, store outputs
+    python -m fairpriv_lab.sweep.notebook_tools refresh notebooks --strip  # store without outputs
+    python -m fairpriv_lab.sweep.notebook_tools run notebooks/00_start_here.ipynb --small -o out.ipynb
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._core import validate as V
+from .._core.exceptions import FairPrivError
+
+__all__ = [
+    "SMALL_PARAMETERS",
+    "NotebookError",
+    "NotebookRun",
+    "check_parameters",
+    "current_env_kernel",
+    "execute_notebook",
+    "list_notebooks",
+    "refresh",
+    "small_parameters",
+    "strip_outputs",
+    "main",
+]
+
+KERNEL_NAME = "fairpriv-lab-current-env"
+
+#: Parameters per notebook (file stem) that make the whole set run in a few minutes on
+#: 2 CPU cores; the test suite executes every notebook with these.
+SMALL_PARAMETERS: dict[str, dict[str, Any]] = {
+    "00_start_here": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64},
+    "01_membership_inference": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64},
+    "02_worst_case_looa_vs_alooa": {"n": 400, "n_models": 8, "m": 60, "n_targets": 3, "epochs": 30,
+                                    "batch_size": 64},
+    "03_group_privacy_risk": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64,
+                              "n_boot": 200},
+    "04_dp_sgd": {"n": 600, "n_models": 8, "m": 100, "epochs": 10, "batch_size": 64, "epsilons": [1.0, 8.0]},
+    "05_why_groups_differ": {"n": 600, "n_models": 8, "m": 100, "epochs": 10, "batch_size": 64},
+    "06_dpsgd_s_and_f": {"n": 600, "n_models": 8, "m": 100, "epochs": 10, "batch_size": 64,
+                         "epsilons": [2.0, 8.0]},
+    # use_recorded=False: CI exercises the live path, not the tables in docs/results.
+    "07_reproduce_paper": {"use_recorded": False, "n": 2000, "n_models": 8, "epochs": 2, "n_boot": 100,
+                           "floor_sizes": [4, 8, 16], "floor_records": 1000, "loo_targets": 2,
+                           "loo_pairs": [2, 4], "utility_epsilons": [2.0, 10.0]},
+}
+
+
+class NotebookError(FairPrivError, RuntimeError):
+    """A notebook failed while executing; the message names the cell and the error.
+
+    Attributes
+    ----------
+    notebook : str
+        Path of the notebook that failed.
+    cell_index : int or None
+        Index of the failing cell in the executed notebook (None when the kernel died).
+    source : str
+        Source code of the failing cell.
+    ename, evalue : str
+        Exception name and value raised in the kernel.
+    """
+
+    def __init__(self, message: str, *, notebook: str, cell_index: int | None, source: str,
+                 ename: str, evalue: str):
+        super().__init__(message)
+        self.notebook = notebook
+        self.cell_index = cell_index
+        self.source = source
+        self.ename = ename
+        self.evalue = evalue
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """The outcome of one executed notebook."""
+
+    notebook: Path
+    output: Path
+    parameters: dict[str, Any]
+    seconds: float
+
+
+# ---------------------------------------------------------------- discovery and parameters
+def list_notebooks(directory: str | os.PathLike = "notebooks") -> list[Path]:
+    """Return the teaching notebooks ``NN_*.ipynb`` of directory, sorted by number."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise V.fail("directory", str(directory), "to be an existing folder of notebooks")
+    return sorted(p for p in d.glob("[0-9][0-9]_*.ipynb") if p.is_file())
+
+
+def small_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
+    """Return the test-size parameters of a notebook.
+
+    Looked up in :data:`SMALL_PARAMETERS` by file stem, else in the notebook's metadata
+    ``metadata["fairpriv_lab"]["small_parameters"]`` (so that a notebook can carry its own).
+    """
+    path = Path(notebook)
+    if path.stem in SMALL_PARAMETERS:
+        return dict(SMALL_PARAMETERS[path.stem])
+    if path.is_file():
+        meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
+        small = meta.get("fairpriv_lab", {}).get("small_parameters")
+        if isinstance(small, dict):
+            return dict(small)
+    raise V.fail(
+        "notebook", path.name, "to have small test parameters",
+        "Add an entry to fairpriv_lab.sweep.notebook_tools.SMALL_PARAMETERS or the notebook metadata "
+        "'fairpriv_lab': {'small_parameters': {...}}",
+    )
+
+
+#: The notebooks' parameter names that are experiment fields: checked by the field's schema
+#: entry (:func:`fairpriv_lab.experiment.config.schema`), so bounds cannot drift apart.
+NOTEBOOK_FIELDS: dict[str, str] = {
+    "model": "train.model", "method": "train.method", "epochs": "train.epochs",
+    "batch_size": "train.batch_size", "lr": "train.lr", "clip": "train.clip", "tau": "train.tau",
+    "stat_noise_ratio": "train.stat_noise_ratio", "n_models": "game.n_models", "n": "data.n",
+    "n_boot": "audit.n_boot", "seed": "seed", "device": "device",
+}
+
+
+def check_parameters(**params: Any) -> dict[str, Any]:
+    """Validate the papermill parameters of a notebook and return them unchanged.
+
+    Each known name is checked against the experiment schema, so a bad value stops the
+    notebook in its second code cell with the message the configuration would give, e.g.
+    ``Expected n_models=7 to be even. Models come in complementary pairs (2p, 2p+1)``.
+
+    Known names: ``dataset``, ``group`` (checked against the dataset), ``model``
+    (``"cnn"`` needs an image dataset), ``method``/``methods``, ``epsilon``/``epsilons``
+    (positive; ``inf`` means no privacy), ``m`` (audited records, at most ``n``),
+    ``n_targets``, ``model_index`` (< ``n_models``) and the experiment fields of
+    :data:`NOTEBOOK_FIELDS`. Other names pass through unchecked.
+
+    Raises
+    ------
+    fairpriv_lab._core.exceptions.ConfigError
+        With the ``Expected name=value allowed`` message of the first bad parameter.
+
+    Examples
+    --------
+    >>> check_parameters(dataset="adult", group="sex", n_models=8)["n_models"]
+    8
+    >>> check_parameters(n_models=7)
+    Traceback (most recent call last):
+    ...
+    fairpriv_lab._core.exceptions.ConfigError: Expected n_models=7 to be even...
+    """
+    from ..experiment.config import check_dataset, schema
+
+    fields = schema()
+    p = dict(params)
+    if "dataset" in p:
+        check_dataset(p["dataset"], p.get("group"), model=p.get("model"))
+    for name, key in NOTEBOOK_FIELDS.items():
+        if name in p:
+            fields[key].check(name, p[name])
+    if "methods" in p:
+        _nonempty_list("methods", p["methods"])
+        for meth in p["methods"]:
+            fields["train.method"].check("methods", meth)
+    if "epsilon" in p:
+        _epsilon("epsilon", p["epsilon"])
+    if "epsilons" in p:
+        _nonempty_list("epsilons", p["epsilons"])
+        for e in p["epsilons"]:
+            _epsilon("epsilons", e)
+    if "m" in p:
+        fields["game.m"].check("m", p["m"], high=p.get("n"))
+    if "n_targets" in p:
+        V.integer("n_targets", p["n_targets"], 1)
+    if "model_index" in p:
+        nm = p.get("n_models")
+        V.integer("model_index", p["model_index"], 0, nm - 1 if isinstance(nm, int) else None)
+    if "device" in p:
+        from ..engine.device import resolve_device
+
+        resolve_device(p["device"])
+    return params
+
+
+def _nonempty_list(name: str, value: Any) -> None:
+    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) == 0:
+        raise V.fail(name, value, "to be a non-empty list")
+
+
+def _epsilon(name: str, value: Any) -> None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == math.inf:
+        return  # a notebook's "no privacy"
+    from ..experiment.config import schema
+
+    schema()["train.epsilon"].check(name, value)
+
+
+# ---------------------------------------------------------------- kernel
+@contextlib.contextmanager
+def current_env_kernel(env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Yield the name of a temporary kernelspec that runs ``sys.executable``.
+
+    The spec lives in a temporary ``kernels/`` folder prepended to ``JUPYTER_PATH`` for the
+    duration of the block, so a user's own ``python3`` kernel (perhaps another
+    environment) cannot be picked up by mistake. The kernel imports this very copy of
+    fairpriv-lab (its folder is put first on ``PYTHONPATH``), installed or not.
+
+    Parameters
+    ----------
+    env : mapping, optional
+        Extra environment variables of the kernel.
+    """
+    root = str(Path(__file__).resolve().parent.parent)
+    kernel_env = {"PYTHONPATH": root + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")}
+    kernel_env.update(env or {})
+    with tempfile.TemporaryDirectory(prefix="fairpriv-kernel-") as tmp:
+        spec_dir = Path(tmp) / "kernels" / KERNEL_NAME
+        spec_dir.mkdir(parents=True)
+        spec = {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": f"Python (fairpriv-lab, {sys.executable})",
+            "language": "python",
+            "metadata": {"debugger": False},
+            "env": kernel_env,
+        }
+        (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
+        old = os.environ.get("JUPYTER_PATH")
+        os.environ["JUPYTER_PATH"] = tmp + (os.pathsep + old if old else "")
+        try:
+            yield KERNEL_NAME
+        finally:
+            if old is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = old
+
+
+# ---------------------------------------------------------------- execution
+def execute_notebook(
+    notebook: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    cwd: str | os.PathLike | None = None,
+    timeout: float = 600.0,
+    progress_bar: bool = False,
+    renderer: str = "static",
+    env: Mapping[str, str] | None = None,
+) -> NotebookRun:
+    """Execute a notebook with papermill in the current interpreter and save the result.
+
+    Parameters
+    ----------
+    notebook : path
+        The ``.ipynb`` to run; it must have a cell tagged ``parameters`` when parameters
+        are given.
+    output : path, optional
+        Where to write the executed notebook; a temporary file beside nothing when None
+        (it is deleted and only timing is returned).
+    parameters : mapping, optional
+        Values injected after the ``parameters`` cell (papermill's injected cell).
+    cwd : path, optional
+        Working directory of the kernel; the notebook's folder when None, so relative paths
+        behave as they do in Jupyter.
+    timeout : float
+        Seconds allowed per cell.
+    renderer : {'static', 'both', 'interactive'}
+        Chart rendering in the kernel (``FAIRPRIV_CHART_RENDERER``, read by
+        ``viz.enable_notebook_rendering``): ``static`` stores PNGs, which show anywhere and
+        keep files small.
+    env : mapping, optional
+        Extra environment variables of the kernel (e.g. ``{"OMP_NUM_THREADS": "1"}``, which
+        the test suite uses so that a busy machine does not stall torch's thread barrier).
+
+    Returns
+    -------
+    NotebookRun
+
+    Raises
+    ------
+    NotebookError
+        When a cell raises: the message gives the cell index, its first lines and the error.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    src = Path(notebook)
+    if not src.is_file():
+        raise V.fail("notebook", str(notebook), "to be an existing .ipynb file")
+    # JSON values only: papermill writes other types into the injected cell unescaped
+    params = V.json_value("parameters", dict(parameters or {}))
+    V.choice("renderer", renderer, ("static", "both", "interactive"))
+    run_cwd = Path(cwd) if cwd is not None else src.resolve().parent
+    with contextlib.ExitStack() as stack:
+        if output is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="fairpriv-nb-"))
+            out = Path(tmp) / src.name
+        else:
+            out = Path(output)
+            out.parent.mkdir(parents=True, exist_ok=True)
+        kernel = stack.enter_context(current_env_kernel({"FAIRPRIV_CHART_RENDERER": renderer, **(env or {})}))
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(
+                str(src), str(out), parameters=params, kernel_name=kernel, language="python",
+                cwd=str(run_cwd),
+                progress_bar=progress_bar, execution_timeout=timeout, log_output=False,
+            )
+        except PapermillExecutionError as err:
+            first = "\n".join(err.source.splitlines()[:8])
+            raise NotebookError(
+                f"{src.name}: cell {err.cell_index} (execution count {err.exec_count}) raised "
+                f"{err.ename}: {err.evalue}\n--- cell source ---\n{first}",
+                notebook=str(src), cell_index=err.cell_index, source=err.source,
+                ename=err.ename, evalue=err.evalue,
+            ) from None
+        seconds = time.perf_counter() - t0
+    return NotebookRun(src, out, params, seconds)
+
+
+# ---------------------------------------------------------------- committed outputs
+_VOLATILE_CELL_META = ("papermill", "execution")
+
+
+def _clean(nb: Any, *, strip: bool) -> Any:
+    """Drop papermill's timing metadata (and outputs when strip) so diffs show content only."""
+    nb.metadata.pop("papermill", None)
+    kept = []
+    for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            continue
+        for key in _VOLATILE_CELL_META:
+            cell.metadata.pop(key, None)
+        if cell.cell_type == "code":
+            if strip:
+                cell.outputs = []
+                cell.execution_count = None
+        kept.append(cell)
+    nb.cells = kept
+    return nb
+
+
+def strip_outputs(notebook: str | os.PathLike) -> None:
+    """Remove every output and execution count from a notebook, in place."""
+    import nbformat
+
+    path = Path(notebook)
+    nb = nbformat.read(path, as_version=4)
+    nbformat.write(_clean(nb, strip=True), path)
+
+
+def refresh(
+    directory: str | os.PathLike = "notebooks",
+    *,
+    strip: bool = False,
+    only: Sequence[str] = (),
+    small: bool = False,
+    timeout: float = 1800.0,
+) -> list[NotebookRun]:
+    """Re-execute every teaching notebook and store its fresh outputs in place.
+
+    This is the one command that regenerates what is committed (``make notebooks-refresh``),
+    so stored outputs always match the code. Each notebook runs with its own default
+    parameters (``small=True`` uses :data:`SMALL_PARAMETERS`, for a quick check); papermill's
+    timing metadata is dropped to keep diffs readable. A notebook that fails is left
+    untouched and the error is raised after the others have run.
+
+    Parameters
+    ----------
+    directory : path
+        Folder holding ``NN_*.ipynb``.
+    strip : bool
+        Execute (so that every notebook is still checked) but store without outputs.
+    only : sequence of str
+        Restrict to notebooks whose file name starts with one of these prefixes (``"03"``).
+    """
+    import nbformat
+
+    runs: list[NotebookRun] = []
+    errors: list[NotebookError] = []
+    for path in list_notebooks(directory):
+        if only and not any(path.name.startswith(o) for o in only):
+            continue
+        params = small_parameters(path) if small else {}
+        with tempfile.TemporaryDirectory(prefix="fairpriv-refresh-") as tmp:
+            out = Path(tmp) / path.name
+            try:
+                run = execute_notebook(path, out, parameters=params, timeout=timeout)
+            except NotebookError as err:
+                errors.append(err)
+                print(f"FAILED {path.name}: {err}", file=sys.stderr)
+                continue
+            nb = _clean(nbformat.read(out, as_version=4), strip=strip)
+            nbformat.write(nb, path)
+        runs.append(NotebookRun(path, path, params, run.seconds))
+        print(f"refreshed {path.name} in {run.seconds:.1f} s")
+    if errors:
+        raise errors[0]
+    return runs
+
+
+# ---------------------------------------------------------------- command line
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``refresh DIR [--strip] [--small] [--only NN]`` and ``run NB [--small]``."""
+    parser = argparse.ArgumentParser(prog="python -m fairpriv_lab.sweep.notebook_tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ref = sub.add_parser("refresh", help="re-execute notebooks and store their outputs in place")
+    ref.add_argument("directory", nargs="?", default="notebooks")
+    ref.add_argument("--strip", action="store_true", help="store without outputs")
+    ref.add_argument("--small", action="store_true", help="use the test-size parameters")
+    ref.add_argument("--only", action="append", default=[], help="file-name prefix, e.g. 03")
+    run = sub.add_parser("run", help="execute one notebook into an output file")
+    run.add_argument("notebook")
+    run.add_argument("-o", "--output", default=None)
+    run.add_argument("--small", action="store_true", help="use the test-size parameters")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=JSON",
+                     help="a parameter, value parsed as JSON when possible")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "refresh":
+            refresh(args.directory, strip=args.strip, only=args.only, small=args.small)
+            return 0
+        params = small_parameters(args.notebook) if args.small else {}
+        for item in args.param:
+            name, sep, raw = item.partition("=")
+            if not sep:
+                raise V.fail("param", item, "to look like NAME=VALUE")
+            try:
+                params[name] = json.loads(raw)
+            except json.JSONDecodeError:
+                params[name] = raw
+        out = args.output or str(Path(args.notebook).with_suffix(".out.ipynb"))
+        result = execute_notebook(args.notebook, out, parameters=params)
+        print(f"{result.notebook} -> {result.output} in {result.seconds:.1f} s")
+        return 0
+    except FairPrivError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

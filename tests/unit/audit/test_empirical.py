@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+from scipy.stats import beta, norm
+
+from fairpriv_lab._core.exceptions import ConfigError
+from fairpriv_lab.audit.empirical import (
+    _heldout_counts,
+    clopper_pearson_upper,
+    empirical_epsilon,
+    gdp_epsilon,
+)
+from fairpriv_lab.games import half_split_game, loo_game
+
+
+def ref_gdp_eps(mu, delta):
+    f = lambda e: norm.cdf(-e / mu + mu / 2) - np.exp(e) * norm.cdf(-e / mu - mu / 2) - delta  # noqa: E731
+    return 0.0 if mu == 0 or f(0) <= 0 else brentq(f, 0, 500, xtol=1e-12)
+
+
+@pytest.mark.parametrize("delta", [1e-6, 1e-3, 0.2])
+def test_gdp_epsilon_matches_brentq(delta):
+    mus = np.array([0.0, 0.05, 0.3, 1.0, 2.5, 6.0, 12.0])
+    got = gdp_epsilon(mus, delta)
+    want = [ref_gdp_eps(m, delta) for m in mus]
+    np.testing.assert_allclose(got, want, atol=1e-8, rtol=1e-9)
+
+
+def test_gdp_epsilon_bad_input():
+    with pytest.raises(ConfigError, match=r"Expected delta=0 in \(0, 1\)"):
+        gdp_epsilon(1.0, 0)
+    with pytest.raises(ConfigError, match="mu"):
+        gdp_epsilon(-1.0, 1e-5)
+
+
+def test_clopper_pearson():
+    n = np.array([10, 200, 200, 5])
+    k = np.array([0, 0, 17, 5])
+    got = clopper_pearson_upper(k, n, 0.025)
+    assert got[0] == pytest.approx(1 - 0.025 ** (1 / 10))
+    assert got[1] == pytest.approx(1 - 0.025 ** (1 / 200))
+    assert got[2] == pytest.approx(beta.ppf(0.975, 18, 183))
+    assert got[3] == 1.0
+
+
+def ref_select(x_in, x_out, level):
+    """Slow loop over thresholds: maximise the fold's own mu lower bound."""
+    k = x_in.size
+    s = np.r_[x_in, x_out].astype(np.float64)
+    u = np.unique(s)
+    cands = [-np.inf] + [u[i] / 2 + u[i + 1] / 2 for i in range(len(u) - 1)] + [np.inf]
+    best, tau = -np.inf, None
+    for t in cands:
+        fp, fn = np.sum(x_out >= t), np.sum(x_in < t)
+        fpr = 1.0 if fp == k else beta.ppf(1 - level, fp + 1, k - fp)
+        fnr = 1.0 if fn == k else beta.ppf(1 - level, fn + 1, k - fn)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mu = norm.ppf(1 - fpr) - norm.ppf(fnr)
+        mu = -np.inf if np.isnan(mu) else mu
+        if mu > best:
+            best, tau = mu, t
+    return tau
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_heldout_counts_match_slow_reference(tied):
+    rng = np.random.default_rng(7)
+    mb, K = 25, 8
+    draw = (lambda s: rng.integers(0, 3, s).astype(float)) if tied else (lambda s: rng.normal(size=s))
+    s_in, s_out = draw((mb, K)) + 0.7, draw((mb, K))
+    fold = rng.permuted(np.broadcast_to(np.arange(K) < K // 2, (mb, K)), axis=1)
+    fp, fn = _heldout_counts(s_in, s_out, fold, 0.025)
+    for r in range(mb):
+        a, b = fold[r], ~fold[r]
+        want_fp = want_fn = 0
+        for fit, test in ((a, b), (b, a)):
+            t = ref_select(s_in[r, fit], s_out[r, fit], 0.025)
+            want_fp += np.sum(s_out[r, test] >= t)
+            want_fn += np.sum(s_in[r, test] < t)
+        assert (fp[r], fn[r]) == (want_fp, want_fn)
+
+
+def _gaussian_game(d, m, R, seed):
+    rng = np.random.default_rng(seed)
+    game = half_split_game(m, n_models=2 * R, seed=seed)
+    scores = rng.normal(size=(2 * R, m)) + d * game.membership  # exactly d-GDP scores
+    return -scores, game
+
+
+@pytest.mark.parametrize("d", [0.5, 1.0, 2.0])
+def test_soundness_and_known_answer_gaussian(d):
+    losses, game = _gaussian_game(d, 300, 200, seed=int(10 * d))
+    delta, alpha = 1e-5, 0.05
+    ee = empirical_epsilon(losses, game.membership, groups=np.arange(300) % 2, delta=delta, alpha=alpha, seed=0)
+    true = ref_gdp_eps(d, delta)
+    # per record: a valid 1 - alpha lower bound exceeds the truth for at most ~alpha of records
+    assert np.mean(ee.per_record > true) <= alpha
+    # per group (150 records pooled): below the truth, and not far below it
+    g = ee.per_group
+    assert np.all(g["epsilon"] <= true)
+    assert np.all(g["epsilon"] >= 0.6 * true)
+    assert np.all(g["mu"] <= d) and np.all(g["mu"] >= 0.6 * d)
+    assert np.all(ee.per_record <= ee.max_certifiable + 1e-9)
+
+
+def test_no_leakage_gives_small_bounds():
+    rng = np.random.default_rng(0)
+    game = half_split_game(200, n_models=100, seed=0)
+    losses = rng.exponential(size=(100, 200))
+    ee = empirical_epsilon(losses, game.membership, delta=1e-5, seed=1)
+    assert np.mean(ee.per_record > 0) <= 0.05
+    assert ee.per_group["epsilon"].iloc[0] == 0.0
+
+
+def test_perfect_attack_hits_the_cap_and_cap_formula():
+    game = half_split_game(3, n_models=40, seed=0)
+    losses = np.where(game.membership, 0.0, 1.0)
+    ee = empirical_epsilon(losses, game.membership, groups=np.array([0, 0, 1]),
+                           group_names=["a", "b"], delta=1e-5, alpha=0.05, seed=0)
+    K = 20
+    mu_cap = 2 * norm.ppf(0.025 ** (1 / K))
+    assert ee.max_certifiable == pytest.approx(ref_gdp_eps(mu_cap, 1e-5))
+    np.testing.assert_allclose(ee.per_record, ee.max_certifiable)
+    assert ee.at_cap.all()
+    g = ee.per_group.set_index("group")
+    assert g.loc["a", "n_trials"] == 40 and g.loc["b", "n_trials"] == 20
+    assert g.loc["a", "max_certifiable"] > g.loc["b", "max_certifiable"] == pytest.approx(ee.max_certifiable)
+    assert g["at_cap"].all()
+
+
+def test_loo_game_and_errors():
+    game = loo_game(5, [1, 3], n_pairs=4, seed=0)
+    losses = np.where(game.membership, 0.2, 1.0)
+    ee = empirical_epsilon(losses, game.membership, records=game.audit_idx, delta=1e-5, seed=0)
+    assert ee.n_pairs.tolist() == [4, 4]
+    one = half_split_game(3, n_models=2, seed=0)
+    with pytest.raises(ConfigError, match=">= 2 model pairs"):
+        empirical_epsilon(np.ones((2, 3)), one.membership, delta=1e-5)
+    with pytest.raises(ConfigError, match=r"Expected alpha=1.0 in \(0, 1\)"):
+        empirical_epsilon(losses, game.membership, records=game.audit_idx, delta=1e-5, alpha=1.0)
+    with pytest.raises(ConfigError, match="group_names"):
+        empirical_epsilon(losses, game.membership, records=game.audit_idx, groups=np.arange(5) % 3,
+                          group_names=["a"], delta=1e-5)
+
+
+def test_seeded():
+    losses, game = _gaussian_game(1.0, 20, 10, seed=0)
+    a = empirical_epsilon(losses, game.membership, delta=1e-5, seed=3)
+    b = empirical_epsilon(losses, game.membership, delta=1e-5, seed=3)
+    np.testing.assert_array_equal(a.per_record, b.per_record)

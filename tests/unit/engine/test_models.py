@@ -1,0 +1,145 @@
+"""Per-sample gradient engines against a loop of batch-size-1 backward passes."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fairpriv_lab._core.exceptions import ConfigError, UnsupportedModelError
+from fairpriv_lab.engine.models import CNN, FuncStack, LinearStack, build_model, check_supported
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+
+def _reference(module_of, n_models, x, y, factors):
+    """sum_i f_i * grad(loss_i) by one backward pass per sample, per model."""
+    out = []
+    for m in range(n_models):
+        mod = module_of(m)
+        acc = [torch.zeros_like(p) for p in mod.parameters()]
+        norms = []
+        for i in range(x.shape[1]):
+            mod.zero_grad()
+            loss = nn.functional.cross_entropy(mod(x[m, i : i + 1]), y[m, i : i + 1])
+            loss.backward()
+            grads = [p.grad.detach().clone() for p in mod.parameters()]
+            norms.append(torch.sqrt(sum(g.square().sum() for g in grads)))
+            for a, g in zip(acc, grads):
+                a += factors[m, i] * g
+        out.append((acc, torch.stack(norms)))
+    return out
+
+
+def _check(net, params, module_of, x, y, rng_seed=0):
+    n_models, B = x.shape[:2]
+    gen = torch.Generator().manual_seed(rng_seed)
+    bounds = torch.rand((n_models, B), generator=gen, dtype=torch.float64) * 2 + 0.05
+    grads = net.per_sample(params, x, y)
+    norms = grads.norms()
+    factors = (bounds / norms).clamp(max=1.0)
+    summed = grads.weighted_sum(factors)
+    ref = _reference(module_of, n_models, x, y, factors)
+    for m, (acc, ref_norms) in enumerate(ref):
+        torch.testing.assert_close(norms[m], ref_norms, rtol=1e-5, atol=1e-9)
+        for got, want in zip(summed, acc):
+            got_m = got[m]
+            if isinstance(net, LinearStack) and got_m.dim() == 2:
+                got_m = got_m.T  # stacked weights are (in, out); nn.Linear's are (out, in)
+            torch.testing.assert_close(got_m, want, rtol=1e-5, atol=1e-9)
+    # Group-wise sums: factors (M, B, K) give one weighted sum per column.
+    K = 3
+    fk = torch.rand((n_models, B, K), generator=gen, dtype=torch.float64)
+    multi = grads.weighted_sum(fk)
+    for k in range(K):
+        single = grads.weighted_sum(fk[..., k])
+        for a, b in zip(multi, single):
+            torch.testing.assert_close(a[:, k], b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("sizes", [(5, 3), (5, 7, 3), (4, 6, 5, 2)])
+def test_linear_stack_matches_per_sample_loop(sizes):
+    torch.manual_seed(0)
+    net = LinearStack(sizes)
+    params = [p.double() for p in net.init(3, torch.Generator().manual_seed(1))]
+    x = torch.randn(3, 9, sizes[0], dtype=torch.float64) * 2
+    y = torch.randint(0, sizes[-1], (3, 9))
+    _check(net, params, lambda m: net.to_module(params, m), x, y)
+
+
+def test_cnn_matches_per_sample_loop():
+    net = build_model("cnn", n_features=64, n_classes=10, image_shape=(1, 8, 8))
+    params = [p.double() for p in net.init(2, [3, 4])]
+    x = torch.rand(2, 5, 1, 8, 8, dtype=torch.float64)
+    y = torch.randint(0, 10, (2, 5))
+    _check(net, params, lambda m: net.to_module(params, m).double(), x, y)
+
+
+def test_generic_module_matches_per_sample_loop():
+    def factory():
+        return nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.LayerNorm(6), nn.Linear(6, 3))
+
+    net = build_model(factory, n_features=4, n_classes=3)
+    params = [p.double() for p in net.init(2, [0, 1])]
+    x = torch.randn(2, 6, 4, dtype=torch.float64)
+    y = torch.randint(0, 3, (2, 6))
+    _check(net, params, lambda m: net.to_module(params, m).double(), x, y)
+
+
+def test_forward_shared_and_per_model_inputs_agree():
+    net = LinearStack((4, 8, 3))
+    params = net.init(3, torch.Generator().manual_seed(0))
+    x = torch.randn(5, 4)
+    shared = net.forward(params, x)
+    stacked = net.forward(params, x.expand(3, 5, 4))
+    torch.testing.assert_close(shared, stacked)
+    for m in range(3):
+        torch.testing.assert_close(shared[m], net.to_module(params, m)(x))
+    cnn = build_model("cnn", n_features=64, n_classes=10, image_shape=(1, 8, 8))
+    cp = cnn.init(2, [0, 1])
+    xi = torch.rand(4, 1, 8, 8)
+    torch.testing.assert_close(cnn.forward(cp, xi)[1], cnn.to_module(cp, 1)(xi))
+
+
+def test_cnn_shapes_for_digits_and_mnist():
+    assert CNN((1, 8, 8), 10)(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+    assert CNN((1, 28, 28), 10)(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    assert CNN((1, 28, 28), 10).net[7].in_features == 32 * 4 * 4
+    with pytest.raises(ConfigError, match="large enough for two convolutions"):
+        CNN((1, 1, 1), 10)
+
+
+def test_init_is_per_model_deterministic():
+    net = build_model("cnn", n_features=64, n_classes=10, image_shape=(1, 8, 8))
+    a = net.init(3, [5, 6, 7])
+    b = net.init(2, [6, 7])
+    for ta, tb in zip(a, b):
+        assert torch.equal(ta[1:], tb)
+    assert not torch.equal(a[0][0], a[0][1])
+
+
+def test_unsupported_layer_is_named():
+    def factory():
+        return nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 2))
+
+    with pytest.raises(UnsupportedModelError, match=r"Layer '1' \(BatchNorm1d\) is not supported"):
+        build_model(factory, n_features=4, n_classes=2)
+    with pytest.raises(UnsupportedModelError, match="Dropout"):
+        check_supported(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)))
+
+
+def test_bad_model_names():
+    with pytest.raises(ConfigError, match="Expected model='rnn' to be one of 'lr', 'mlp', 'cnn'"):
+        build_model("rnn", n_features=4, n_classes=2)
+    with pytest.raises(ConfigError, match="Expected model='cnn' only for image data"):
+        build_model("cnn", n_features=4, n_classes=2)
+    with pytest.raises(ConfigError, match="Expected model=3"):
+        build_model(3, n_features=4, n_classes=2)
+    with pytest.raises(ConfigError, match="callable returning an nn.Module"):
+        FuncStack(lambda: 3, (4,), 2)
+
+
+def test_parameter_count():
+    assert LinearStack((10, 256, 2)).n_params == 10 * 256 + 256 + 256 * 2 + 2
+    assert np.isclose(build_model("cnn", n_features=64, n_classes=10, image_shape=(1, 8, 8)).n_params,
+                      sum(p.numel() for p in CNN((1, 8, 8), 10).parameters()))

@@ -1,0 +1,242 @@
+"""The DP step, clipping policies and accounting, against Opacus and known answers."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fairpriv_lab._core.exceptions import ConfigError, PrivacyAccountingError
+from fairpriv_lab.engine.models import LinearStack
+from fairpriv_lab.engine.privacy import (
+    DPSGD,
+    DPSGDF,
+    DPSGDS,
+    SGD,
+    DPStep,
+    as_method,
+    calibrate_noise,
+    epsilon_of,
+    group_contribution,
+)
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning")
+@pytest.mark.parametrize("sizes", [(6, 2), (6, 16, 3)])
+def test_noiseless_dpsgd_step_equals_opacus(sizes):
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    net = LinearStack(sizes)
+    params = net.init(2, torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    x = torch.randn(2, 12, sizes[0]) * 3
+    y = torch.randint(0, sizes[-1], (2, 12))
+    mask = torch.ones(2, 12)
+    mask[1, 9:] = 0  # a padded batch: model 1 drew only 9 samples
+    b, lr, C = 10.0, 0.5, 0.7
+    step = DPStep(DPSGD(), clip=C, noise_multiplier=0.0, batch_size=b, n_groups=1)
+    out = step(net.per_sample(params, x, y), groups=torch.zeros(2, 12, dtype=torch.long), mask=mask)
+    new = [p - lr * u for p, u in zip(params, out.update)]
+    for m, n_real in ((0, 12), (1, 9)):
+        module = GradSampleModule(net.to_module(params, m))
+        opt = DPOptimizer(torch.optim.SGD(module.parameters(), lr=lr), noise_multiplier=0.0,
+                          max_grad_norm=C, expected_batch_size=int(b))
+        opt.zero_grad()
+        nn.functional.cross_entropy(module(x[m, :n_real]), y[m, :n_real]).backward()
+        opt.step()
+        ref = net.to_module(new, m)
+        for got, want in zip(ref.parameters(), module.parameters()):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_noise_is_sigma_times_max_bound_over_all_groups():
+    net = LinearStack((3, 2))
+    params = [p.double() for p in net.init(1, torch.Generator().manual_seed(0))]
+    x = torch.randn(1, 4, 3, dtype=torch.float64)
+    y = torch.zeros(1, 4, dtype=torch.long)
+    grads = net.per_sample(params, x, y)
+    z = [torch.ones_like(p) for p in params]
+    step = DPStep(DPSGD(), clip=2.0, noise_multiplier=0.5, batch_size=4.0, n_groups=2)
+    base = DPStep(DPSGD(), clip=2.0, noise_multiplier=0.0, batch_size=4.0, n_groups=2)
+    g = torch.zeros(1, 4, dtype=torch.long)
+    noisy = step(grads, groups=g, mask=torch.ones(1, 4, dtype=torch.float64), noise=z)
+    clean = base(grads, groups=g, mask=torch.ones(1, 4, dtype=torch.float64), noise=z)
+    for a, b in zip(noisy.update, clean.update):
+        torch.testing.assert_close(a - b, torch.full_like(a, 0.5 * 2.0 / 4.0))
+
+
+def _ctx_grads(norm_values, groups):
+    """Per-sample gradients with prescribed norms: LR with one-hot-ish inputs."""
+
+    class Fake:
+        def __init__(self, norms):
+            self._n = norms
+            self.losses = torch.zeros_like(norms)
+
+        def norms(self):
+            return self._n
+
+        def weighted_sum(self, f):
+            # Gradient of sample i is norm_i * e_1 (a 1-D parameter).
+            if f.dim() == 2:
+                return [(f * self._n).sum(1, keepdim=True)]
+            return [(f * self._n.unsqueeze(-1)).sum(1).unsqueeze(-1)]
+
+    return Fake(torch.tensor(norm_values, dtype=torch.float64)), torch.tensor(groups)
+
+
+def test_dpsgds_norm_known_answer_and_caps():
+    # Group 0 contributes large gradients (norm 4), group 1 small ones (norm 0.5); with the
+    # statistic clipped at C_s = 8 and negligible noise, r_0 = 4, r_1 = 0.5, rbar = 2.25.
+    norms = [[4.0] * 6 + [0.5] * 6]
+    grads, groups = _ctx_grads(norms, [[0] * 6 + [1] * 6])
+    pol = DPSGDS(tau=3.0, stat_noise_ratio=1e-9, count_noise=1e-9, stat_clip=8.0)
+    step = DPStep(pol, clip=1.0, noise_multiplier=1.0, batch_size=12.0, n_groups=2)
+    zero_noise = pol.draw_noise(1, 2, [(1,)], torch.Generator().manual_seed(0), "cpu")
+    zero_noise = {k: torch.zeros_like(v) for k, v in zero_noise.items()}
+    out = step(grads, groups=groups, mask=torch.ones(1, 12, dtype=torch.float64),
+               policy_noise=zero_noise, noise=[torch.zeros(1, 1, dtype=torch.float64)])
+    torch.testing.assert_close(out.group_bounds, torch.tensor([[2.25 / 4.0, 3.0]], dtype=torch.float64))
+    assert out.group_bounds[0, 0] < out.group_bounds[0, 1]  # larger contribution, smaller C_k
+    floor = DPSGDS(tau=3.0, floor=0.8, stat_noise_ratio=1e-9, count_noise=1e-9, stat_clip=8.0)
+    out = DPStep(floor, clip=1.0, noise_multiplier=1.0, batch_size=12.0, n_groups=2)(
+        grads, groups=groups, mask=torch.ones(1, 12, dtype=torch.float64), policy_noise=zero_noise)
+    torch.testing.assert_close(out.group_bounds, torch.tensor([[0.8, 3.0]], dtype=torch.float64))
+    # Clipped sum uses each group's bound: 6 * min(4, 0.8) + 6 * min(0.5, 3), divided by b.
+    torch.testing.assert_close(out.update[0], torch.tensor([[(6 * 0.8 + 6 * 0.5) / 12]], dtype=torch.float64))
+    # frac_clipped: every group-0 sample is clipped, no group-1 sample is.
+    torch.testing.assert_close(out.frac_clipped, torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+
+
+def test_dpsgds_empty_group_in_batch_gets_capped_bound_and_noise_uses_it():
+    grads, groups = _ctx_grads([[1.0, 1.0, 1.0, 1.0]], [[0, 0, 0, 0]])
+    pol = DPSGDS(tau=2.0, stat_noise_ratio=1e-9, count_noise=1e-9)
+    zero = {k: torch.zeros_like(v) for k, v in pol.draw_noise(1, 3, [(1,)], torch.Generator(), "cpu").items()}
+    step = DPStep(pol, clip=1.0, noise_multiplier=1.0, batch_size=4.0, n_groups=3)
+    ones = [torch.ones(1, 1, dtype=torch.float64)]
+    out = step(grads, groups=groups, mask=torch.ones(1, 4, dtype=torch.float64), policy_noise=zero, noise=ones)
+    torch.testing.assert_close(out.group_bounds, torch.tensor([[1.0, 2.0, 2.0]], dtype=torch.float64))
+    assert torch.isnan(out.frac_clipped[0, 1:]).all()
+    # Noise scale is C_max = 2 (an absent group's bound), not 1 (the present group's).
+    torch.testing.assert_close(out.update[0], torch.tensor([[(4 * 1.0 + 1.0 * 2.0) / 4.0]], dtype=torch.float64),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_dpsgds_mean_direction_known_answer():
+    # Gradients all along e_1: group 0 (norm 4) unit-clips to 1, group 1 (norm 0.5) stays.
+    # u = (3 * 1 + 3 * 0.5) / 6 = 0.75, u_0 = 1, u_1 = 0.5: ratios 0.75 and 1.5.
+    grads, groups = _ctx_grads([[4.0] * 3 + [0.5] * 3], [[0] * 3 + [1] * 3])
+    pol = DPSGDS(statistic="mean_direction", stat_noise_ratio=1e-9, count_noise=1e-9)
+    noise = pol.draw_noise(1, 2, [(1,)], torch.Generator().manual_seed(0), "cpu")
+    zero = {"counts": torch.zeros_like(noise["counts"]), "stat": [torch.zeros_like(noise["stat"][0])]}
+    out = DPStep(pol, clip=1.5, noise_multiplier=1.0, batch_size=6.0, n_groups=2)(
+        grads, groups=groups, mask=torch.ones(1, 6, dtype=torch.float64), policy_noise=zero)
+    torch.testing.assert_close(out.group_bounds, torch.tensor([[1.5 * 0.75, 1.5 * 1.5]], dtype=torch.float64),
+                               rtol=1e-5, atol=1e-6)
+    assert noise["stat"][0].shape == (1, 2, 1)
+
+
+def test_dpsgds_smoothing_is_an_ema():
+    grads, groups = _ctx_grads([[4.0] * 2 + [0.5] * 2], [[0, 0, 1, 1]])
+    pol = DPSGDS(tau=3.0, smoothing=0.5, stat_noise_ratio=1e-9, count_noise=1e-9, stat_clip=8.0)
+    zero = {k: torch.zeros_like(v) for k, v in pol.draw_noise(1, 2, [(1,)], torch.Generator(), "cpu").items()}
+    state = pol.initial_state(1, 2, 1.0, "cpu").double()
+    out = DPStep(pol, clip=1.0, noise_multiplier=1.0, batch_size=4.0, n_groups=2)(
+        grads, groups=groups, mask=torch.ones(1, 4, dtype=torch.float64), policy_noise=zero, state=state)
+    want = 0.5 * 1.0 + 0.5 * torch.tensor([[2.25 / 4, 3.0]], dtype=torch.float64)
+    torch.testing.assert_close(out.group_bounds, want)
+    torch.testing.assert_close(out.state, want)
+
+
+def test_dpsgdf_known_answer():
+    # Group 0: 3 of 4 above C0 = 1; group 1: 1 of 4 above. r = (0.75, 0.25), mean 0.5.
+    grads, groups = _ctx_grads([[2.0, 2.0, 2.0, 0.5, 2.0, 0.5, 0.5, 0.5]], [[0] * 4 + [1] * 4])
+    pol = DPSGDF(count_noise=1e-9)
+    zero = {"counts": torch.zeros(1, 2, 2, dtype=torch.float64)}
+    out = DPStep(pol, clip=1.0, noise_multiplier=1.0, batch_size=8.0, n_groups=2)(
+        grads, groups=groups, mask=torch.ones(1, 8, dtype=torch.float64), policy_noise=zero)
+    torch.testing.assert_close(out.group_bounds, torch.tensor([[2.5, 1.5]], dtype=torch.float64))
+
+
+def test_group_contribution_reference():
+    grads, groups = _ctx_grads([[1.0, 3.0, 2.0]], [[0, 0, 1]])
+    onehot = torch.nn.functional.one_hot(groups, 3).double()
+    grc = group_contribution(grads, onehot, torch.ones(1, 3, dtype=torch.float64))
+    mean_all = 6.0 / 3
+    torch.testing.assert_close(grc[0, :2], torch.tensor([2.0 / mean_all, 2.0 / mean_all], dtype=torch.float64))
+    assert torch.isnan(grc[0, 2])
+
+
+def test_epsilon_matches_opacus_accountant():
+    from opacus.accountants import PRVAccountant, RDPAccountant
+
+    for acc_name, cls in (("rdp", RDPAccountant), ("prv", PRVAccountant)):
+        acc = cls()
+        for _ in range(300):
+            acc.step(noise_multiplier=1.1, sample_rate=0.02)
+        want = acc.get_epsilon(delta=1e-5)
+        got = epsilon_of(1.1, sample_rate=0.02, steps=300, delta=1e-5, accountant=acc_name)
+        assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_statistics_are_accounted():
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis import rdp
+
+    # Independent composition: sum of the RDP curves of the three mechanisms.
+    orders = RDPAccountant.DEFAULT_ALPHAS
+    curve = sum(rdp.compute_rdp(q=0.01, noise_multiplier=z, steps=200, orders=orders) for z in (1.0, 5.0, 2.0))
+    want, _ = rdp.get_privacy_spent(orders=orders, rdp=curve, delta=1e-5)
+    pol = DPSGDS(stat_noise_ratio=5.0, count_noise=2.0)
+    got = epsilon_of(1.0, sample_rate=0.01, steps=200, delta=1e-5, method=pol)
+    assert got == pytest.approx(want, rel=1e-9)
+    base = epsilon_of(1.0, sample_rate=0.01, steps=200, delta=1e-5)
+    assert got > base
+    assert epsilon_of(1.0, sample_rate=0.01, steps=200, delta=1e-5, method=DPSGDF()) > base
+    assert epsilon_of(1.0, sample_rate=0.01, steps=200, delta=1e-5, method="sgd") == math.inf
+
+
+@pytest.mark.parametrize("method", ["dpsgd", DPSGDS(), DPSGDF()])
+@pytest.mark.parametrize("target", [0.5, 4.0])
+def test_calibration_within_one_percent(method, target):
+    kw = dict(sample_rate=0.02, steps=500, delta=1e-5, method=method)
+    sigma = calibrate_noise(target, **kw)
+    eps = epsilon_of(sigma, **kw)
+    assert target * 0.99 <= eps <= target * 1.0000001
+
+
+@pytest.mark.slow
+def test_calibration_prv_within_one_percent():
+    kw = dict(sample_rate=0.02, steps=200, delta=1e-5, accountant="prv")
+    eps = epsilon_of(calibrate_noise(2.0, **kw), **kw)
+    assert 2.0 * 0.99 <= eps <= 2.0 * 1.0000001
+
+
+def test_calibration_unreachable():
+    with pytest.raises(PrivacyAccountingError, match="No noise multiplier"):
+        calibrate_noise(1e-6, sample_rate=1.0, steps=10000, delta=1e-5)
+
+
+def test_bad_policy_arguments():
+    with pytest.raises(ConfigError, match=r"Expected tau=0.5 in \[1, inf\)"):
+        DPSGDS(tau=0.5)
+    with pytest.raises(ConfigError, match="Expected statistic='mean' to be one of 'norm', 'mean_direction'"):
+        DPSGDS(statistic="mean")
+    with pytest.raises(ConfigError, match=r"Expected floor=3 in \[0, 2\]"):
+        DPSGDS(floor=3)
+    with pytest.raises(ConfigError, match=r"Expected count_noise=0 in \(0, inf\)"):
+        DPSGDF(count_noise=0)
+    with pytest.raises(ConfigError, match="Expected method='adam' to be one of 'sgd', 'dpsgd'"):
+        as_method("adam")
+    with pytest.raises(ConfigError, match=r"Expected noise_multiplier=-1 in \(0, inf\)"):
+        epsilon_of(-1, sample_rate=0.1, steps=1, delta=1e-5)
+    with pytest.raises(ConfigError, match=r"Expected target_epsilon=0 in \(0, inf\)"):
+        calibrate_noise(0, sample_rate=0.1, steps=1, delta=1e-5)
+    with pytest.raises(ConfigError, match="Expected method='sgd' to be private"):
+        calibrate_noise(1.0, sample_rate=0.1, steps=1, delta=1e-5, method="sgd")
+    assert isinstance(as_method("sgd"), SGD) and np.isinf(epsilon_of(1.0, sample_rate=0.1, steps=1, delta=1e-5, method=SGD()))

@@ -1,0 +1,121 @@
+import json
+
+import pytest
+
+from fairpriv_lab._core.exceptions import ConfigError
+from fairpriv_lab.experiment.config import (
+    AuditConfig,
+    DataConfig,
+    ExperimentConfig,
+    GameConfig,
+    TrainConfig,
+)
+
+
+def test_defaults_round_trip_through_json():
+    cfg = ExperimentConfig(
+        data={"name": "synthetic", "n": 400, "options": {"group_sizes": [0.9, 0.1]}},
+        train={"method": "dpsgds", "epsilon": 3.0, "model": "lr"},
+        game={"n_models": 8, "m": 40},
+    )
+    d = json.loads(json.dumps(cfg.to_dict()))
+    back = ExperimentConfig.from_dict(d)
+    assert back == cfg
+    assert back.data.options == (("group_sizes", (0.9, 0.1)),)
+    assert back.digest == cfg.digest
+    assert isinstance(back.audit.auditors, tuple)
+
+
+def test_replace_flat_and_dotted_keys():
+    cfg = ExperimentConfig()
+    c2 = cfg.replace(**{"train.method": "dpsgd", "train.epsilon": 1.0, "n_models": 8, "dataset": "digits"})
+    assert (c2.train.method, c2.train.epsilon, c2.game.n_models, c2.data.name) == ("dpsgd", 1.0, 8, "digits")
+    assert c2.replace(seed=3).seed == 3 and c2.replace(seed=3).data.seed == 0  # flat seed = top level
+    assert c2.replace(data_seed=3).data.seed == 3
+    # switching to SGD drops the stale budget; switching epsilon -> sigma drops epsilon
+    assert c2.replace(method="sgd").train.epsilon is None
+    c3 = c2.replace(noise_multiplier=1.2)
+    assert (c3.train.epsilon, c3.train.noise_multiplier) == (None, 1.2)
+    assert cfg == ExperimentConfig()  # frozen: replace returns copies
+
+
+def test_replace_unknown_key_lists_keys():
+    with pytest.raises(ConfigError, match=r"Expected override='epsilonn' to be one of .*train\.epsilon"):
+        ExperimentConfig().replace(epsilonn=1.0)
+
+
+def test_from_dict_unknown_section_key():
+    with pytest.raises(ConfigError, match=r"Expected TrainConfig key='eps' to be one of model, hidden"):
+        ExperimentConfig.from_dict({"train": {"eps": 1.0}})
+
+
+def test_hash_normalises_irrelevant_fields():
+    base = ExperimentConfig(train={"method": "sgd", "model": "lr"})
+    # hidden is irrelevant for LR, tau for SGD, device never part of the key
+    same = base.replace(hidden=17, tau=5.0, device="cpu", clip=3.0)
+    assert same.digest == base.digest
+    assert base.replace(lr=0.5).digest != base.digest
+    assert base.replace(n_boot=10).digest != base.digest
+    # the training part excludes the audit settings: changing them reuses the trained models
+    assert base.replace(n_boot=10).training_key_payload() == base.training_key_payload()
+    # data.group=None and the explicit default name the same data
+    assert ExperimentConfig(data={"group": "sex"}).digest == ExperimentConfig().digest
+    dp = ExperimentConfig(train={"method": "dpsgd", "epsilon": 2.0})
+    assert dp.replace(tau=5.0).digest == dp.digest
+    assert dp.replace(method="dpsgds").digest != dp.digest
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"train": {"epsilon": 1.0}}, r"Expected train.epsilon=1.0 to be None with method='sgd'\. Plain SGD"),
+        ({"train": {"noise_multiplier": 1.0}}, r"train.noise_multiplier=1.0 to be None"),
+        ({"train": {"method": "dpsgd"}}, r"exactly one of train.epsilon .* and train.noise_multiplier"),
+        ({"train": {"method": "dpsgd", "epsilon": 1.0, "noise_multiplier": 1.0}}, "exactly one of"),
+        ({"train": {"method": "dp"}}, r"Expected train.method='dp' to be one of 'sgd', 'dpsgd', 'dpsgds', 'dpsgdf'"),
+        ({"train": {"model": "cnn"}}, r"Expected train.model='cnn' to be 'lr' or 'mlp' for the tabular dataset 'adult'"),
+        ({"train": {"epsilon": -1.0, "method": "dpsgd"}}, r"Expected train.epsilon=-1.0 in \(0, inf\)"),
+        ({"train": {"delta": 1.0, "method": "dpsgd", "epsilon": 1.0}}, r"train.delta=1.0 in \(0, 1\)"),
+        ({"train": {"epochs": 0}}, r"train.epochs=0 to be an integer in \[1, inf\]"),
+        ({"train": {"tau": 0.5}}, r"train.tau=0.5 in \[1, inf\)"),
+        ({"game": {"n_models": 7}}, r"Expected game.n_models=7 to be even\. Models come in complementary pairs"),
+        ({"game": {"kind": "half"}}, r"Expected game.m=500 to be None with kind='half'"),
+        ({"game": {"kind": "loo", "m": None}}, r"game.targets=None to list target records"),
+        ({"game": {"kind": "loo", "m": None, "targets": (1, 2), "n_models": 6}},
+         r"game.n_models=6 to be a multiple of 2 \* len\(targets\) = 4"),
+        ({"game": {"targets": (1,)}}, r"game.targets=\(1,\) to be None unless kind='loo'"),
+        ({"data": {"name": "adult", "n": 100}, "game": {"m": 90}},
+         r"Expected game.m=90 to be at most the 80 training records"),
+        ({"data": {"name": "nope"}}, r"Expected data.name='nope' to be one of 'adult'"),
+        ({"data": {"group": "age"}}, r"Expected data.group='age' to be one of 'sex', 'race'"),
+        ({"data": {"test_size": 1.0}}, r"data.test_size=1.0 in \(0, 1\)"),
+        ({"audit": {"auditors": ("PA-X",)}}, r"Expected audit.auditors='PA-X' to be one of 'PA-ALOOA'"),
+        ({"audit": {"auditors": ("PA-LOOA",)}}, r"not to include 'PA-LOOA' with game.kind='aloo'"),
+        ({"game": {"kind": "loo", "m": None, "targets": (1,), "n_models": 4}},
+         r"not to include 'PA-ALOOA' with game.kind='loo'"),
+        ({"audit": {"ci": 95}}, r"audit.ci=95 in \(0, 1\)"),
+        ({"audit": {"bootstrap": "models"}}, r"Expected audit.bootstrap=.models. to be one of .records., .pairs."),
+        ({"chunk_models": 3}, r"Expected chunk_models=3 to be even"),
+        ({"device": "gpu"}, r"Expected device='gpu' to be one of 'auto', 'cpu'"),
+        ({"seed": -1}, r"Expected seed=-1 to be an integer in \[0, inf\]"),
+    ],
+)
+def test_invalid_configs(kwargs, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        ExperimentConfig(**kwargs)
+
+
+def test_sections_validate_alone():
+    with pytest.raises(ConfigError, match="data.options"):
+        DataConfig(options={"f": object()})
+    with pytest.raises(ConfigError, match="audit.auditors=()"):
+        AuditConfig(auditors=())
+    assert AuditConfig(auditors="PA-GA").auditors == ("PA-GA",)
+    assert GameConfig(kind="loo", m=None, targets=[3, 1], n_models=8).targets == (3, 1)
+    assert TrainConfig(method="dpsgdf", noise_multiplier=1.0).is_private
+    assert ExperimentConfig(data={"name": "digits"}, train={"model": "cnn"}).train.model == "cnn"
+
+
+def test_label():
+    cfg = ExperimentConfig(train={"method": "dpsgd", "epsilon": 10.0})
+    assert cfg.label == "adult/sex mlp dpsgd eps=10"
