@@ -122,19 +122,25 @@ def _worker_address(point):
 
 
 @pytest.mark.timeout(180)
-def test_5_local_cluster_uses_tls_with_temporary_credentials(tmp_path):
+def test_5_local_cluster_uses_tls_with_temporary_credentials(tmp_path, monkeypatch):
     pytest.importorskip("cryptography")
     from distributed import Client, Security
 
+    from fairpriv_lab.sweep import executor
     from fairpriv_lab.sweep.executor import open_client
     from fairpriv_lab.sweep.runner import run_sweep
 
     res = run_sweep({"grid": {"x": [1]}}, n_workers=1, point_fn=_worker_address, progress=None)
     assert res.table["worker_address"].str.startswith("tls://127.0.0.1:").all()
+    # the GPU machine's cluster (a SpecCluster, one pinned worker per GPU) takes the same TLS
+    monkeypatch.setattr(executor, "gpu_count", lambda: 1)
     with open_client(None, 1) as client:
         address = client.scheduler.address
-        assert address.startswith("tls://127.0.0.1:")
-        assert client.submit(int, "7").result() == 7
+        assert address.startswith("tls://127.0.0.1:") and executor.cluster_has_gpus(client)
+        assert client.submit(int, "7", resources={"GPU": 1}).result() == 7
+    monkeypatch.undo()
+    with open_client(None, 1) as client:
+        address = client.scheduler.address
         for other in (None, Security(), Security.temporary()):  # no credentials, or others'
             with pytest.raises(Exception):  # noqa: B017 - refused at the TLS layer, any error type
                 Client(address, security=other, timeout=3, set_as_default=False)
@@ -163,14 +169,7 @@ def test_5_tls_options_of_the_sweep_command(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- 6-8: the result cache
-TINY = {
-    "data": {"name": "synthetic", "n": 200, "options": {"group_sizes": [0.75, 0.25], "outlier_rate": [0.0, 0.2]}},
-    "train": {"model": "lr", "epochs": 2, "batch_size": 40, "lr": 0.2},
-    "game": {"kind": "aloo", "n_models": 4, "m": 40},
-    "audit": {"n_boot": 50, "min_group_size": 5},
-    "chunk_models": 2,
-    "device": "cpu",
-}
+from test_integration import TINY  # noqa: E402 - the tiny experiment of the integration tests (same folder)
 
 
 def _tiny():
@@ -646,9 +645,13 @@ _SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.
                      st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6),
                      st.sampled_from(["adult", "synthetic", "digits", "mlp", "lr", "cnn", "dpsgd", "sgd", "aloo",
                                       "half", "loo", "PA-ALOOA", "PA-GA", "cpu", "auto", "sex", "race"]))
-_VALUES = st.recursive(_SCALARS, lambda kids: st.one_of(st.lists(kids, max_size=3),
-                                                        st.dictionaries(st.text(max_size=4), kids, max_size=3)),
-                       max_leaves=6)
+
+
+def _nested(kids):
+    return st.one_of(st.lists(kids, max_size=3), st.dictionaries(st.text(max_size=4), kids, max_size=3))
+
+
+_VALUES = st.recursive(_SCALARS, _nested, max_leaves=6)
 
 
 def _config_keys():
