@@ -174,60 +174,6 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-# ---------------------------------------------------------------------------- fast outcome fairness
-def count_outcome_fairness(y_true, y_pred, groups, group_names):
-    """``fairpriv_lab.audit.risk.outcome_fairness`` computed from per-group counts (same result).
-
-    The experiment layer pools the test predictions of every model (400 x 9,044 rows for
-    Adult); fairlearn's MetricFrame took about 200 CPU seconds per audit on that, more than
-    training the 400 models. Per-group counts give the same numbers: accuracy, selection rate
-    P(y_pred = 1), TPR = TP / (TP + FN) and FPR = FP / (FP + TN) (0 where undefined, as
-    fairlearn reports), the max - min differences, and equalized odds = max(TPR gap, FPR gap).
-    ``tests/unit/studies/test_studies.py`` checks equality with the fairlearn version.
-    """
-    from fairpriv_lab.audit.risk import OutcomeFairness
-
-    yt, yp = np.asarray(y_true), np.asarray(y_pred)
-    names = tuple(str(g) for g in group_names)
-    grp = np.asarray(groups).astype(np.int64)
-    G = len(names)
-    labels = np.union1d(yt, yp)
-    multiclass = labels.size > 2 or not np.all(np.isin(labels, [0, 1]))
-    n = np.bincount(grp, minlength=G)
-    present = np.flatnonzero(n)
-
-    def count(mask):
-        return np.bincount(grp, weights=mask.astype(np.float64), minlength=G)[present]
-
-    m = n[present].astype(np.float64)
-    by = pd.DataFrame({"group": [names[k] for k in present], "n": n[present].astype(np.int64),
-                       "accuracy": count(yt == yp) / m})
-    if multiclass:
-        for col in ("selection_rate", "true_positive_rate", "false_positive_rate"):
-            by[col] = np.nan
-        dp = eo = eodds = math.nan
-    else:
-        pos, neg = count(yt == 1), count(yt == 0)
-        by["selection_rate"] = count(yp == 1) / m
-        by["true_positive_rate"] = np.where(pos > 0, count((yt == 1) & (yp == 1)) / np.maximum(pos, 1), 0.0)
-        by["false_positive_rate"] = np.where(neg > 0, count((yt == 0) & (yp == 1)) / np.maximum(neg, 1), 0.0)
-
-        def gap(col):
-            return float(by[col].max() - by[col].min())
-
-        dp, eo = gap("selection_rate"), gap("true_positive_rate")
-        eodds = max(eo, gap("false_positive_rate"))
-    acc_diff = float(by["accuracy"].max() - by["accuracy"].min())
-    return OutcomeFairness(by, acc_diff, dp, eo, eodds, bool(multiclass))
-
-
-def use_count_outcome_fairness() -> None:
-    """Make the experiment layer use :func:`count_outcome_fairness` in this process."""
-    import fairpriv_lab.audit.risk as risk
-
-    risk.outcome_fairness = count_outcome_fairness
-
-
 # ---------------------------------------------------------------------------- configs
 def build_configs(p: Preset, *, device: str, datasets: list[tuple[str, str | None]] | None = None,
                   overrides: dict[str, Any] | None = None) -> list[tuple[dict[str, Any], Any]]:
@@ -286,7 +232,7 @@ def _available(dataset: str) -> bool:
     missing = [f.filename for f in REMOTE_FILES.get(dataset, ()) if not (folder / f.filename).is_file()]
     if missing:
         print(f"  skipping {dataset}: {', '.join(missing)} not in {folder} (fetch them with "
-              f"fairpriv_lab.data.download.download_dataset({dataset!r}) where there is internet)", flush=True)
+              f"fairpriv_lab.data.download_dataset({dataset!r}) where there is internet)", flush=True)
         return False
     return True
 
@@ -633,9 +579,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (default 1: the LR/MLP steps are small, and on a "
                          "shared 2-core machine 2 threads measured 6x slower; 0 keeps torch's default)")
-    ap.add_argument("--fairlearn-outcome", action="store_true",
-                    help="compute outcome fairness with fairlearn's MetricFrame (slow at 400 models) "
-                         "instead of the equal count-based version")
     ap.add_argument("--dry-run", action="store_true", help="print the configurations and exit")
     args = ap.parse_args(argv)
     if not args.list and not args.preset:
@@ -659,8 +602,6 @@ def main(argv: list[str] | None = None) -> int:
         for labels, cfg in build_configs(p, device=args.device, overrides=overrides):
             print(labels, json.dumps(cfg.to_dict()))
         return 0
-    if not args.fairlearn_outcome:
-        use_count_outcome_fairness()
     if args.threads:
         import torch
 

@@ -1,4 +1,4 @@
-"""Membership games: which record trains which model (DESIGN.md 4.1).
+"""Membership games: which record trains which model (docs/design.md 4.1).
 
 A game is a boolean membership matrix of shape ``(n_models, n_samples)`` with ``True`` meaning
 "the record is in that model's training set". Models come in complementary pairs

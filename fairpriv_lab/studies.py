@@ -1,7 +1,7 @@
 """Studies the source paper lacks, each a function returning a tidy DataFrame (and a figure).
 
 The paper (Yang, Huang, Tang & Yao, arXiv 2510.09114) reports GPRP without uncertainty, with a
-biased estimator, at equal ε only and without a soundness check (DESIGN.md section 2). Each
+biased estimator, at equal ε only and without a soundness check (docs/design.md section 2). Each
 study here measures one of those gaps:
 
 (a) :func:`floor_vs_models` -- the zero-leakage floor of the IPR estimators against the number
@@ -89,7 +89,7 @@ def paper_table2() -> pd.DataFrame:
     Values as printed in Yang et al. (2025), Table 2: GPRP under SGD, DP-SGD and DP-SGD-S
     (MNIST 4.92 -> 3.54 -> 2.92, Adult 0.42 -> 0.27 -> 0.16, Law 0.90 -> 0.59 -> 0.43,
     UTKFace 1.75 -> 1.19 -> 0.74). The paper gives no confidence intervals and uses the
-    in-sample estimator (DESIGN.md section 2).
+    in-sample estimator (docs/design.md section 2).
 
     Returns
     -------
@@ -754,7 +754,7 @@ def grc_gpr(results: Mapping[str, Any] | Iterable[Any], *, auditor: str = "PA-AL
     """Per run and group: the mean group relative contribution (GRC) and the GPR (study d).
 
     GRC(k) = mean over steps of ``||mean gradient of group k in B|| / ||mean gradient of B||``
-    (DESIGN.md 4.8; raw gradients, telemetry for teaching). The paper's motivation for DP-SGD-S
+    (docs/design.md 4.8; raw gradients, telemetry for teaching). The paper's motivation for DP-SGD-S
     is that groups pulling the update harder are exposed more.
 
     Parameters
@@ -839,13 +839,15 @@ def grc_gpr_correlation(frame: pd.DataFrame) -> pd.DataFrame:
 def soundness(results: Mapping[str, Any] | Iterable[Any]) -> pd.DataFrame:
     """Empirical per-group ε lower bounds against the accounted ε, for every DP run (study e).
 
-    A lower bound (Clopper-Pearson on held-out thresholds, converted through μ-GDP; DESIGN.md
+    A lower bound (Clopper-Pearson on held-out thresholds, converted through μ-GDP; docs/design.md
     4.7) above the budget it must respect would prove the implementation or the accounting
     wrong. Which budget: in the ALOOA and half-split games the "out" world *substitutes* the
-    target for another record, and add/remove ε-DP guarantees substitution privacy only at
-    ``2 ε`` (group privacy of size 2); the exact leave-one-out game is add/remove and is held
-    to ``ε`` (docs/ARCHITECTURE.md, "Which ε an empirical bound is compared with"). Runs with
-    ``ε = inf`` (SGD) are kept with ``sound = True`` (nothing to violate).
+    target for another record; add/remove ``(ε₁, δ₁)`` gives substitution
+    ``(2ε₁, (1 + e^ε₁) δ₁)``, so at the run's δ the budget is the result's
+    ``reference_epsilon`` (:func:`fairpriv_lab.engine.privacy.substitution_epsilon`, above ``2 ε``);
+    the exact leave-one-out game is add/remove and is held to ``ε`` (docs/privacy.md). Runs with
+    ``ε = inf`` (SGD) are kept with ``sound = True`` (nothing to violate). Groups with no
+    audited records (or no bound) have nothing to check: ``sound`` is NA, ``verdict`` "n/a".
 
     Parameters
     ----------
@@ -857,7 +859,8 @@ def soundness(results: Mapping[str, Any] | Iterable[Any]) -> pd.DataFrame:
         One row per (run, group, and "overall" where the run reports it): ``run, method,
         game, group, n, epsilon`` (accounted), ``epsilon_bound`` (``2 ε`` or ``ε``),
         ``epsilon_lower, ratio`` (lower / bound), ``max_certifiable`` (the largest ε the
-        trial count could certify), ``sound`` (lower <= bound).
+        trial count could certify), ``sound`` (lower <= bound; nullable boolean, NA where
+        there is nothing to check) and ``verdict`` ("sound", "unsound" or "n/a").
     """
     items = results.items() if isinstance(results, Mapping) else ((None, r) for r in results)
     rows = []
@@ -866,16 +869,29 @@ def soundness(results: Mapping[str, Any] | Iterable[Any]) -> pd.DataFrame:
         label = name if name is not None else f"{method_label(t.method, t.statistic)} eps={res.epsilon:.3g}"
         kind = getattr(getattr(res, "game", None), "kind", None) or res.config.game.kind
         acc = float(res.epsilon)
-        bound = acc if kind == "loo" else 2.0 * acc
+        if not math.isfinite(acc):
+            bound = math.inf
+        elif kind == "loo":
+            bound = acc
+        else:
+            bound = float(getattr(res, "reference_epsilon", math.nan))
         for rec in _empirical(res).to_dict("records"):
             lower = float(rec["epsilon"])
+            n = int(rec["n"])
+            checkable = n > 0 and math.isfinite(lower) and not math.isnan(bound)
+            sound = bool(lower <= bound) if checkable else pd.NA
             rows.append({
                 "run": label, "method": method_label(t.method, t.statistic), "game": kind,
-                "group": rec["group"], "n": int(rec["n"]), "epsilon": acc, "epsilon_bound": bound,
-                "epsilon_lower": lower, "ratio": lower / bound if math.isfinite(bound) else 0.0,
-                "max_certifiable": float(rec["max_certifiable"]), "sound": bool(lower <= bound),
+                "group": rec["group"], "n": n, "epsilon": acc, "epsilon_bound": bound,
+                "epsilon_lower": lower,
+                "ratio": (lower / bound if math.isfinite(bound) else 0.0) if checkable else math.nan,
+                "max_certifiable": float(rec["max_certifiable"]), "sound": sound,
+                "verdict": "n/a" if sound is pd.NA else ("sound" if sound else "unsound"),
             })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame["sound"] = frame["sound"].astype("boolean")
+    return frame
 
 
 # ---------------------------------------------------------------------------- figures
@@ -893,7 +909,7 @@ def paper_comparison_chart(comparison: pd.DataFrame, *, title: str | None = None
         x = method; filled points with error bars = measured (colour = estimator); black
         diamonds = the paper's published value (no CI was published).
     """
-    from .viz._core import HEIGHT, WIDTH, altair, title_params
+    from .viz import HEIGHT, WIDTH, altair, title_params
 
     alt = altair()
     f = _frame(comparison, ("method", "estimator", "measured", "ci_low", "ci_high", "paper"))
@@ -928,7 +944,7 @@ def floor_chart(frame: pd.DataFrame, *, title: str | None = None):
     -------
     altair.LayerChart
     """
-    from .viz._core import HEIGHT, WIDTH, altair, series_color, title_params
+    from .viz import HEIGHT, WIDTH, altair, series_color, title_params
 
     alt = altair()
     f = _frame(frame, ("n_models", "estimator", "floor", "floor_se", "group"))
@@ -970,7 +986,7 @@ def agreement_chart(frame: pd.DataFrame, *, title: str | None = None):
     -------
     altair.LayerChart
     """
-    from .viz._core import HEIGHT, WIDTH, altair, title_params
+    from .viz import HEIGHT, WIDTH, altair, title_params
 
     alt = altair()
     f = _frame(frame, ("n_models", "mean_abs_diff", "correlation"))
@@ -1010,7 +1026,8 @@ def soundness_chart(frame: pd.DataFrame, *, title: str | None = None):
 
     f = _frame(frame, ("group", "epsilon_bound", "epsilon_lower", "method"))
     f = f[f["group"] != "overall"]
-    # The chart's y = x line is the budget the bound must respect (2 eps in substitution games).
+    # The chart's y = x line is the budget the bound must respect (substitution games: the
+    # substitution epsilon at delta, above 2 eps).
     f = f.assign(epsilon=f["epsilon_bound"])[["group", "epsilon", "epsilon_lower", "method"]]
     return viz.empirical_vs_accounted_epsilon(
-        f, title=title or "Empirical ε lower bound vs the budget it must respect (2ε here)")
+        f, title=title or "Empirical ε lower bound vs the budget it must respect")

@@ -6,7 +6,13 @@ bounds, ``risk`` ``GroupRisk`` (GPR with CIs, GPRP) and outcome fairness.
 
 from .attacks import Agreement, RecordRisk, agreement, attack_scores, global_risk, record_risk
 from .empirical import EmpiricalEpsilon, empirical_epsilon, gdp_epsilon
-from .risk import GroupRisk, OutcomeFairness, outcome_fairness, pair_bootstrap
+from .risk import (
+    GroupRisk,
+    OutcomeFairness,
+    outcome_fairness,
+    outcome_fairness_counts,
+    pair_bootstrap,
+)
 
 __all__ = [
     "Agreement",
@@ -20,6 +26,7 @@ __all__ = [
     "gdp_epsilon",
     "global_risk",
     "outcome_fairness",
+    "outcome_fairness_counts",
     "pair_bootstrap",
     "record_risk",
 ]

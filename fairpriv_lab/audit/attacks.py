@@ -1,4 +1,4 @@
-"""Per-record membership-inference attacks and individual privacy risk (DESIGN.md 4.2-4.4).
+"""Per-record membership-inference attacks and individual privacy risk (docs/design.md 4.2-4.4).
 
 Convention, written once here: the inputs are per-model per-record cross-entropy **losses**
 (lower loss means member); :func:`attack_scores` converts them to a **score where higher
@@ -16,7 +16,11 @@ attack accuracy is ``acc(x)`` and the individual privacy risk is ``IPR(x) = 2 ac
 ``"cross_fit"`` (default)
     the pairs are split at random into two folds; tau is chosen on one fold and scored on the
     other, both ways; acc = (correct on fold A + correct on fold B) / 2R. With no leakage its
-    expectation is exactly 0.5 (tau never sees the trials it is scored on).
+    expectation is exactly 0.5 (tau never sees the trials it is scored on): it is unbiased
+    **under the null only**. With leakage it under-reads, because a threshold chosen on R
+    trials is worse than the best one (in planted tests about 83 % of the true IPR at
+    2R = 64 and 93 % at 2R = 400; ``tests/test_audit.py::
+    test_cross_fit_is_unbiased_under_the_null_only_and_attenuates_a_planted_effect``).
 
 Thresholds are taken between distinct observed scores (the midpoint), so equal scores always
 fall on the same side of a cut; among equally good cuts the lowest threshold is used. The
@@ -242,7 +246,7 @@ def _score(xs: np.ndarray, lab: np.ndarray, tau: np.ndarray) -> np.ndarray:
     return ((xs >= tau[:, None]) == lab).sum(axis=1)
 
 
-def _record_block(
+def record_block(
     s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy and floor accuracy of records whose K pairs give scores s_in, s_out (mb, K).
@@ -269,7 +273,7 @@ def _sorted_fold(x_in, x_out, swap):
 def _record_block_sorted(
     s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Run the generic kernel of :func:`_record_block` (argsort + gathers; any float dtype)."""
+    """Run the generic kernel of :func:`record_block` (argsort + gathers; any float dtype)."""
     K = s_in.shape[1]
     if fold is None:
         xs, lab, lab_floor = _sorted_fold(s_in, s_out, swap)
@@ -374,7 +378,7 @@ def _packed_fold(x_in, x_out, swap):
 def _record_block_packed(
     s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Packed-key kernel of :func:`_record_block` for float32 scores."""
+    """Packed-key kernel of :func:`record_block` for float32 scores."""
     K = s_in.shape[1]
     if fold is None:
         us, lab, lab_floor = _packed_fold(s_in, s_out, swap)
@@ -533,7 +537,7 @@ def _global_chunk(scores, labels, floor_labels, trial, cell, partner, balanced=F
 
 
 # --------------------------------------------------------------------------- validation
-def _inputs(losses, membership, records, groups, signal, confidences):
+def audit_inputs(losses, membership, records, groups, signal, confidences):
     """Validate and return (scores (n_models, m), membership (n_models, m), records, groups_rec)."""
     scores = attack_scores(losses, signal=signal, confidences=confidences)
     shape = np.shape(losses)
@@ -571,7 +575,7 @@ def _coins(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return bits.view(bool).reshape(shape)
 
 
-def _as_f32(scores: np.ndarray) -> np.ndarray:
+def as_f32(scores: np.ndarray) -> np.ndarray:
     """Scores as float32 when that loses nothing (the packed kernels), else unchanged."""
     if scores.dtype == np.float32:
         return scores
@@ -579,7 +583,7 @@ def _as_f32(scores: np.ndarray) -> np.ndarray:
     return f if np.array_equal(f, scores) else scores
 
 
-def _informative(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
+def informative_pairs(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
     """Bool (n_pairs, m): pairs where the record is in exactly one model; errors if none."""
     inf = mem[0::2] != mem[1::2]
     K = inf.sum(axis=0)
@@ -594,7 +598,7 @@ def _informative(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
     return inf
 
 
-def _pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
+def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
     """Yield (columns, K, chunks) for the records sharing the same number K of pairs.
 
     ``chunks`` iterates over (row slice, s_in, s_out) with s_in/s_out of shape (rows, K): the
@@ -691,8 +695,8 @@ def record_risk(
     ([1.0, 1.0, 1.0], 'PA-ALOOA')
     """
     V.choice("estimator", estimator, _ESTIMATORS)
-    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
-    inf = _informative(mem, rec)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    inf = informative_pairs(mem, rec)
     K = inf.sum(axis=0).astype(np.int64)
     if estimator == "cross_fit" and np.any(K < 2):
         raise V.fail(
@@ -703,7 +707,7 @@ def record_risk(
     rng = as_generator(seed)
     acc = np.empty(rec.size)
     acc_floor = np.empty(rec.size)
-    for cols, k, chunks in _pair_blocks(_as_f32(scores), mem, inf):
+    for cols, k, chunks in pair_blocks(as_f32(scores), mem, inf):
         # The pairs are exchangeable (independent trainings), so one seeded split of the pair
         # positions serves every record of the block.
         fold = None
@@ -714,7 +718,7 @@ def record_risk(
 
         def work(chunk, fold=fold, swap=swap):
             r, s_in, s_out = chunk
-            return r, _record_block(s_in, s_out, fold, swap[r])
+            return r, record_block(s_in, s_out, fold, swap[r])
 
         # Blocks of records keep the temporaries in cache; numpy's sorts and reductions release
         # the GIL, so blocks run on threads. All randomness is drawn above: results do not
@@ -752,6 +756,13 @@ def global_risk(
     thresholds maximise *balanced* accuracy, so that they cannot learn a fitting half's share of
     members, which is anti-correlated with the scoring half's (each model holds a fixed number
     of audited members): with plain accuracy a leak-free audit would read below zero.
+
+    Tie-breaking rule: thresholds lie midway between distinct observed scores (equal scores
+    fall on the same side); among thresholds with equal (balanced) accuracy the **lowest** is
+    used. Which equally good threshold a model uses decides which records count as correctly
+    classified, so the rule is part of the definition; it is checked against a brute-force
+    loop over thresholds in exact integer arithmetic
+    (``tests/test_audit.py::test_global_risk_lowest_threshold_rule_matches_brute_force``).
 
     Each model's scores are sorted once (no loop over records, models or thresholds; the
     thresholds loop over the few cells = groups x halves). The floor permutes labels within
@@ -793,8 +804,8 @@ def global_risk(
         raise V.fail("by_group", by_group, "to be True or False")
     if by_group and groups is None:
         raise V.fail("groups", None, "to give every record's group when by_group=True")
-    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
-    inf = _informative(mem, rec)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    inf = informative_pairs(mem, rec)
     m = rec.size
     rng = as_generator(seed)
     trial = np.repeat(inf, 2, axis=0)  # (n_models, m): the (model, record) trials
@@ -809,7 +820,7 @@ def global_risk(
         partner = cell ^ 1
     else:
         partner = cell
-    acc, acc_floor = _global_block(_as_f32(scores), mem, swap, trial, cell, partner,
+    acc, acc_floor = _global_block(as_f32(scores), mem, swap, trial, cell, partner,
                                    balanced=estimator == "cross_fit")
     auditor = "PA-GBA" if by_group else "PA-GA"
     K = inf.sum(axis=0).astype(np.int64)

@@ -1,4 +1,4 @@
-"""Empirical epsilon: statistically valid lower bounds on privacy loss (DESIGN.md 4.7).
+"""Empirical epsilon: statistically valid lower bounds on privacy loss (docs/design.md 4.7).
 
 For each audited record x, the model pairs that audit it are split at random into two folds.
 On each fold the attack "member iff score >= tau" gets the threshold that maximises the GDP
@@ -13,6 +13,15 @@ among the K "out" trials and FN false negatives among the K "in" trials:
 * ``eps`` at ``delta`` of mu-GDP: the root of
   ``Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2) = delta`` (Dong, Roth & Su 2022, Cor. 2.13).
 
+Two bounds are reported. The GDP-shaped conversion above (``epsilon``) is exact only when the
+mechanism's trade-off curve is Gaussian, i.e. at sampling rate q = 1; a Poisson-subsampled
+mechanism's curve is not GDP-shaped, so ``epsilon`` is a **heuristic** lower bound (tighter,
+and the conventional one in auditing papers). The **rigorous** one (``epsilon_dp``) uses only
+the definition of (eps, delta)-DP: every test has ``FPR + e^eps FNR >= 1 - delta`` and
+``FNR + e^eps FPR >= 1 - delta``, so with the same Clopper-Pearson bounds
+``eps >= max(log((1 - delta - FPR+) / FNR+), log((1 - delta - FNR+) / FPR+), 0)``
+(Kairouz et al. 2015; Jagielski et al. 2020), valid for any mechanism at level 1 - alpha.
+
 Per group, the group's trials are pooled (the threshold stays per record): the bound is then
 for the "group game" in which the challenger picks a record of the group at random. Trials of
 different records share models and are not independent, so the pooled interval is
@@ -25,10 +34,11 @@ only shows ``FPR+ = FNR+ = 1 - (alpha/2)^(1/K)``, so with K pairs the largest ce
 A reading at the cap means "at least this much", not "this much".
 
 **Which neighbouring relation.** In an ALOOA or half-split game the "in" and "out" models of a
-pair differ by *swapping* x for another record, so the bound is on substitution privacy, which
-add/remove DP at eps bounds by about 2 eps; compare with the accounted eps of the
-add/remove-one accountant only through the exact leave-one-out game (``loo_game``), whose pairs
-differ by x alone.
+pair differ by *swapping* x for another record, so the bound is on substitution privacy:
+add/remove ``(eps_1, delta_1)`` gives substitution ``(2 eps_1, (1 + e^eps_1) delta_1)``, and the
+budget at delta is :func:`fairpriv_lab.engine.privacy.substitution_epsilon` (above ``2 eps``). Only the
+exact leave-one-out game (``loo_game``), whose pairs differ by x alone, compares with the
+accounted add/remove eps itself (docs/privacy.md).
 
 Taught in notebook 4.
 """
@@ -44,9 +54,9 @@ from scipy import special, stats
 
 from .._core import validate as V
 from .._core.rng import SeedLike, as_generator
-from .attacks import Signal, _informative, _inputs, _pair_blocks
+from .attacks import Signal, audit_inputs, informative_pairs, pair_blocks
 
-__all__ = ["EmpiricalEpsilon", "empirical_epsilon", "gdp_epsilon", "clopper_pearson_upper"]
+__all__ = ["EmpiricalEpsilon", "empirical_epsilon", "gdp_epsilon", "dp_epsilon", "clopper_pearson_upper"]
 
 
 def clopper_pearson_upper(k: np.ndarray, n: np.ndarray, level: float) -> np.ndarray:
@@ -108,6 +118,28 @@ def gdp_epsilon(mu: np.ndarray, delta: float) -> np.ndarray:
     return np.where((mu > 0) & (excess(np.zeros_like(m)) > 0), eps, 0.0)
 
 
+def dp_epsilon(fpr_upper: np.ndarray, fnr_upper: np.ndarray, delta: float) -> np.ndarray:
+    """Rigorous eps lower bound at delta from upper bounds on a test's FPR and FNR.
+
+    An (eps, delta)-DP mechanism allows no test with ``FPR + e^eps FNR < 1 - delta`` (nor with
+    the roles swapped), so ``eps >= max(log((1 - delta - FPR) / FNR), log((1 - delta - FNR) /
+    FPR), 0)``; with upper bounds on FPR and FNR the result is a lower bound on eps.
+
+    Examples
+    --------
+    >>> round(float(dp_epsilon(0.05, 0.05, 1e-5)), 3)
+    2.944
+    """
+    V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
+    fpr = np.asarray(fpr_upper, dtype=np.float64)
+    fnr = np.asarray(fnr_upper, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.log(np.maximum(1.0 - delta - fpr, 0.0)) - np.log(fnr)
+        b = np.log(np.maximum(1.0 - delta - fnr, 0.0)) - np.log(fpr)
+    out = np.fmax(np.fmax(a, b), 0.0)
+    return np.where(np.isnan(out), 0.0, out)
+
+
 def _mu(fp, fn, n_out, n_in, level):
     fpr = clopper_pearson_upper(fp, n_out, level)
     fnr = clopper_pearson_upper(fn, n_in, level)
@@ -126,8 +158,9 @@ class EmpiricalEpsilon:
     records, groups : ndarray of int64, shape (m,)
         Audited records and their groups.
     per_record : ndarray, shape (m,)
-        eps lower bound of each record (valid at level 1 - alpha each; do not take the maximum
-        over records and call it a 1 - alpha bound).
+        eps lower bound of each record through mu-GDP (heuristic: exact only at q = 1; valid
+        at level 1 - alpha each; do not take the maximum over records and call it a 1 - alpha
+        bound).
     mu : ndarray, shape (m,)
         GDP mu lower bound of each record.
     fp, fn : ndarray of int64, shape (m,)
@@ -135,14 +168,18 @@ class EmpiricalEpsilon:
     n_pairs : ndarray of int64, shape (m,)
         Trials per class (K).
     fpr_upper, fnr_upper : ndarray, shape (m,)
-        Clopper-Pearson upper bounds at level alpha / 2.
+        Clopper-Pearson upper bounds at level alpha / 2 each (alpha is split between the
+        FPR and FNR bounds, so both hold together with probability >= 1 - alpha).
     per_group : pandas.DataFrame
         ``group``, ``n_records``, ``n_trials`` (per class), ``fp``, ``fn``, ``fpr_upper``,
-        ``fnr_upper``, ``mu``, ``epsilon``, ``max_certifiable``, ``at_cap``.
+        ``fnr_upper``, ``mu``, ``epsilon`` (heuristic, GDP-shaped), ``epsilon_dp``
+        (rigorous (eps, delta) bound), ``max_certifiable``, ``at_cap``.
     max_certifiable : float
         The largest eps the per-record trial count can certify (FP = FN = 0 observed), for the
         smallest K among the records.
     delta, alpha : float
+    per_record_dp : ndarray, shape (m,)
+        Rigorous (eps, delta) lower bound of each record (:func:`dp_epsilon`).
     """
 
     records: np.ndarray
@@ -158,6 +195,7 @@ class EmpiricalEpsilon:
     max_certifiable: float
     delta: float
     alpha: float
+    per_record_dp: np.ndarray | None = None
 
     @property
     def at_cap(self) -> np.ndarray:
@@ -262,8 +300,8 @@ def empirical_epsilon(
     """
     delta = V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
     alpha = V.number("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
-    scores, mem, rec, grp = _inputs(losses, membership, records, groups, signal, confidences)
-    inf = _informative(mem, rec)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    inf = informative_pairs(mem, rec)
     K = inf.sum(axis=0).astype(np.int64)
     if np.any(K < 2):
         raise V.fail(
@@ -274,12 +312,13 @@ def empirical_epsilon(
     rng = as_generator(seed)
     fp = np.zeros(rec.size, np.int64)
     fn = np.zeros(rec.size, np.int64)
-    for cols, k, chunks in _pair_blocks(scores, mem, inf):
+    for cols, k, chunks in pair_blocks(scores, mem, inf):
         fold = rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (cols.size, k)), axis=1)
         for r, s_in, s_out in chunks:
             fp[cols[r]], fn[cols[r]] = _heldout_counts(s_in, s_out, fold[r], level)
     mu, fpr, fnr = _mu(fp, fn, K, K, level)
     eps = gdp_epsilon(mu, delta)
+    eps_dp = dp_epsilon(fpr, fnr, delta)
     cap_mu, _, _ = _mu(np.zeros(1), np.zeros(1), K.min(keepdims=True), K.min(keepdims=True), level)
     max_cert = float(gdp_epsilon(cap_mu, delta)[0])
 
@@ -296,10 +335,12 @@ def empirical_epsilon(
     gfpr = np.full(len(names), np.nan)
     gfnr = np.full(len(names), np.nan)
     geps = np.full(len(names), np.nan)
+    geps_dp = np.full(len(names), np.nan)
     gcap = np.full(len(names), np.nan)
     if present.any():
         gmu[present], gfpr[present], gfnr[present] = _mu(gfp[present], gfn[present], n_tr[present], n_tr[present], level)
         geps[present] = gdp_epsilon(gmu[present], delta)
+        geps_dp[present] = dp_epsilon(gfpr[present], gfnr[present], delta)
         z = np.zeros(int(present.sum()))
         gcap[present] = gdp_epsilon(_mu(z, z, n_tr[present], n_tr[present], level)[0], delta)
     per_group = pd.DataFrame(
@@ -313,8 +354,10 @@ def empirical_epsilon(
             "fnr_upper": gfnr,
             "mu": gmu,
             "epsilon": geps,
+            "epsilon_dp": geps_dp,
             "max_certifiable": gcap,
             "at_cap": present & (gfp == 0) & (gfn == 0),
         }
     )
-    return EmpiricalEpsilon(rec, grp, eps, mu, fp, fn, K, fpr, fnr, per_group, max_cert, delta, alpha)
+    return EmpiricalEpsilon(rec, grp, eps, mu, fp, fn, K, fpr, fnr, per_group, max_cert, delta, alpha,
+                            eps_dp)

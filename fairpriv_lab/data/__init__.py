@@ -1,10 +1,11 @@
-"""Datasets whose records carry a sensitive group id (DESIGN.md section 6)."""
+"""Datasets whose records carry a sensitive group id (docs/design.md section 6)."""
 
 from .builtin import load_digits, make_synthetic
 from .dataset import GroupedDataset
-from .download import RemoteFile, download_dataset, get_data_home
+from .download import RemoteFile, get_data_home
 from .registry import DatasetInfo, list_datasets, load_dataset, register_dataset
 from .remote import (
+    download_dataset,
     load_adult_full,
     load_bank,
     load_credit,

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .tabular import ADULT_CATEGORICAL, ADULT_NUMERIC, ADULT_PREBUILT, _read_adult_frame, load_adult
+from .tabular import ADULT_CATEGORICAL, ADULT_NUMERIC, ADULT_PREBUILT, load_adult, read_adult_frame
 
 
 def build(path: Path | None = None) -> Path:
     root = resources.files("fairpriv_lab.data")
     target = Path(str(root.joinpath(ADULT_PREBUILT))) if path is None else Path(path)
-    frame = _read_adult_frame()
+    frame = read_adult_frame()
     ds = {g: load_adult(group=g, frame=frame) for g in ("sex", "race5")}
     X = ds["sex"].X
     names = ds["sex"].feature_names

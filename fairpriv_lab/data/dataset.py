@@ -219,13 +219,6 @@ class GroupedDataset:
         df["group"] = np.asarray(self.group_names, dtype=object)[self.g]
         return df
 
-    @classmethod
-    def from_pandas(cls, df, *, target: str, group: str, **kwargs: Any) -> GroupedDataset:
-        """Build a dataset from a DataFrame; see :func:`fairpriv_lab.data.from_pandas`."""
-        from .tabular import from_pandas
-
-        return from_pandas(df, target=target, group=group, **kwargs)
-
     def _replace(self, **changes: Any) -> GroupedDataset:
         fields = {
             "X": self.X, "y": self.y, "g": self.g, "group_names": self.group_names,

@@ -46,7 +46,6 @@ __all__ = [
     "get_data_home",
     "dataset_dir",
     "fetch_file",
-    "download_dataset",
     "sha256_of",
     "DEFAULT_DEADLINE",
     "DEFAULT_MAX_BYTES",
@@ -227,30 +226,6 @@ def fetch_file(
         f"Could not download {remote.filename} for dataset {dataset!r} (tried {tried}). "
         f"If this machine is offline: {_manual_hint(remote, target, expected)}"
     )
-
-
-def download_dataset(
-    name: str, *, data_home: str | os.PathLike[str] | None = None, timeout: float = 60.0,
-    deadline: float = DEFAULT_DEADLINE,
-) -> list[Path]:
-    """Fetch (or verify in the cache) every file of a downloadable dataset.
-
-    Parameters
-    ----------
-    name : str
-        A dataset with remote files: ``mnist``, ``law``, ``utkface``, ``bank``, ``credit``,
-        ``adult-full``.
-
-    Returns
-    -------
-    list of Path
-        The verified local files, in the order of the dataset's file table.
-    """
-    from .remote import REMOTE_FILES
-
-    V.choice("name", name, list(REMOTE_FILES))
-    return [fetch_file(f, dataset=name, data_home=data_home, timeout=timeout, deadline=deadline)
-            for f in REMOTE_FILES[name]]
 
 
 # --------------------------------------------------------------------------- internals

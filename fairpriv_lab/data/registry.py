@@ -10,6 +10,7 @@ from .._core import validate as V
 from .._core.rng import SeedLike
 from .builtin import load_digits, make_synthetic
 from .dataset import GroupedDataset
+from .remote import load_adult_full, load_bank, load_credit, load_law, load_mnist, load_utkface
 from .tabular import ADULT_GROUPS, load_adult
 
 __all__ = ["DatasetInfo", "load_dataset", "list_datasets", "register_dataset"]
@@ -148,6 +149,25 @@ register_dataset(DatasetInfo(
     lambda group, **kw: make_synthetic(**kw), takes_seed=True,
     options=("n", "group_sizes", "separation", "outlier_rate", "label_noise", "n_features", "seed"),
 ))
-
-# The downloadable datasets register themselves (after the offline ones, which list first).
-from . import remote as _remote  # noqa: E402,F401
+# The downloadable datasets (listed after the offline ones).
+for _info in (
+    DatasetInfo("mnist", ("digit",), False,
+                "MNIST 28x28 digits, 60,000 train / 10,000 test, 10 digit groups (download)",
+                load_mnist, modality="image", takes_seed=True),
+    DatasetInfo("law", ("race", "gender"), False,
+                "LSAC bar passage, race White / non-White, label passed the bar (download)",
+                load_law),
+    DatasetInfo("utkface", ("ethnicity",), False,
+                "UTKFace faces, 5 ethnicity groups, label gender (download, needs Pillow)",
+                load_utkface, modality="image"),
+    DatasetInfo("bank", ("marital",), False,
+                "UCI Bank Marketing, marital-status groups, label subscribed (download)",
+                load_bank),
+    DatasetInfo("credit", ("sex",), False,
+                "UCI default of credit card clients, sex groups, label default (download)",
+                load_credit),
+    DatasetInfo("adult-full", tuple(ADULT_GROUPS), False,
+                "UCI Adult fetched from UCI, same rows as the bundled 'adult' (download)",
+                load_adult_full),
+):
+    register_dataset(_info)

@@ -36,10 +36,12 @@ from .._core import validate as V
 from .._core.exceptions import DatasetError, DataWarning
 from .._core.rng import SeedLike, as_generator
 from .dataset import GroupedDataset
-from .download import RemoteFile, dataset_dir, fetch_file, sha256_of
+from .download import DEFAULT_DEADLINE, RemoteFile, dataset_dir, fetch_file, sha256_of
+from .tabular import ADULT_GROUPS, adult_frame_from_raw, from_pandas, load_adult
 
 __all__ = [
     "REMOTE_FILES",
+    "download_dataset",
     "read_idx",
     "load_mnist",
     "load_law",
@@ -284,8 +286,6 @@ def load_law(
         order = tuple(v for v in ("male", "female") if v in set(gser)) + tuple(
             sorted(set(gser) - {"male", "female"})
         )
-    from .tabular import from_pandas
-
     return from_pandas(
         df, target="pass_bar", group=gser.rename(group), categorical=list(LAW_CATEGORICAL),
         numeric=list(LAW_NUMERIC), positive_label=1, group_order=order, name="law",
@@ -327,8 +327,6 @@ def load_bank(
                 df = pd.read_csv(fh, sep=";")
     except (zipfile.BadZipFile, KeyError) as exc:
         raise DatasetError(f"{path} is not UCI's bank.zip with bank-full.csv inside ({exc})") from None
-    from .tabular import from_pandas
-
     return from_pandas(
         df, target="y", group="marital", categorical=list(BANK_CATEGORICAL),
         numeric=list(BANK_NUMERIC), positive_label="yes", name="bank", group_attribute="marital",
@@ -385,8 +383,6 @@ def load_credit(
     df = df.drop(columns=["ID"], errors="ignore")
     df["SEX"] = df["SEX"].map({1: "Male", 2: "Female"})
     numeric = [c for c in df.columns if c not in ("SEX", "EDUCATION", "MARRIAGE", CREDIT_TARGET)]
-    from .tabular import from_pandas
-
     return from_pandas(
         df, target=CREDIT_TARGET, group="SEX", categorical=["SEX", "EDUCATION", "MARRIAGE"],
         numeric=numeric, positive_label=1, group_order=("Male", "Female"), name="credit",
@@ -592,8 +588,6 @@ def load_adult_full(
     The same 45,222 rows as :func:`fairpriv_lab.data.load_adult` (which needs no network);
     this loader exists to reproduce the preprocessing from the original files.
     """
-    from .tabular import ADULT_GROUPS, adult_frame_from_raw, load_adult
-
     V.choice("group", group, ADULT_GROUPS)
     data = _fetch("adult-full", "adult.data", data_home, timeout)
     test = _fetch("adult-full", "adult.test", data_home, timeout)
@@ -601,32 +595,23 @@ def load_adult_full(
     return ds._replace(provenance={**ds.provenance, "source": _provenance("adult-full")["source"]})
 
 
-# --------------------------------------------------------------------------- registration
-def _register() -> None:
-    from .registry import DatasetInfo, register_dataset
-    from .tabular import ADULT_GROUPS
+def download_dataset(
+    name: str, *, data_home: str | os.PathLike[str] | None = None, timeout: float = 60.0,
+    deadline: float = DEFAULT_DEADLINE,
+) -> list[Path]:
+    """Fetch (or verify in the cache) every file of a downloadable dataset.
 
-    for info in (
-        DatasetInfo("mnist", ("digit",), False,
-                    "MNIST 28x28 digits, 60,000 train / 10,000 test, 10 digit groups (download)",
-                    load_mnist, modality="image", takes_seed=True),
-        DatasetInfo("law", ("race", "gender"), False,
-                    "LSAC bar passage, race White / non-White, label passed the bar (download)",
-                    load_law),
-        DatasetInfo("utkface", ("ethnicity",), False,
-                    "UTKFace faces, 5 ethnicity groups, label gender (download, needs Pillow)",
-                    load_utkface, modality="image"),
-        DatasetInfo("bank", ("marital",), False,
-                    "UCI Bank Marketing, marital-status groups, label subscribed (download)",
-                    load_bank),
-        DatasetInfo("credit", ("sex",), False,
-                    "UCI default of credit card clients, sex groups, label default (download)",
-                    load_credit),
-        DatasetInfo("adult-full", tuple(ADULT_GROUPS), False,
-                    "UCI Adult fetched from UCI, same rows as the bundled 'adult' (download)",
-                    load_adult_full),
-    ):
-        register_dataset(info)
+    Parameters
+    ----------
+    name : str
+        A dataset with remote files: ``mnist``, ``law``, ``utkface``, ``bank``, ``credit``,
+        ``adult-full``.
 
-
-_register()
+    Returns
+    -------
+    list of Path
+        The verified local files, in the order of the dataset's file table.
+    """
+    V.choice("name", name, list(REMOTE_FILES))
+    return [fetch_file(f, dataset=name, data_home=data_home, timeout=timeout, deadline=deadline)
+            for f in REMOTE_FILES[name]]

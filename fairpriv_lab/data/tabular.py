@@ -39,7 +39,7 @@ ADULT_PROVENANCE = {
 }
 
 
-def _read_adult_frame():
+def read_adult_frame():
     import pandas as pd
 
     with resources.files(__package__).joinpath("_files/adult.csv.gz").open("rb") as fh:
@@ -132,7 +132,7 @@ def load_adult(*, group: str = "sex", frame: Any = None, name: str = "adult") ->
         fast = _load_adult_prebuilt(group, name)
         if fast is not None:
             return fast
-    df = _read_adult_frame() if frame is None else frame
+    df = read_adult_frame() if frame is None else frame
     column, mapping, order = ADULT_GROUPS[group]
     raw = df[column].astype(str)
     if mapping is not None:

@@ -1,6 +1,6 @@
 """Stacked model ensembles: every parameter carries a leading ``n_models`` axis.
 
-Two engines compute per-sample gradients for many models at once (DESIGN.md section 5):
+Two engines compute per-sample gradients for many models at once (docs/design.md section 5):
 
 * :class:`LinearStack` (``"lr"``, ``"mlp"``): a fast path for stacks of linear layers with
   ``tanh`` between them. Back-propagation is written out by hand so that per-sample gradient
@@ -71,7 +71,7 @@ def _xt_y(x: Tensor, y: Tensor) -> Tensor:
 
 
 @dataclass
-class _LinearGrads:
+class LinearGrads:
     """Activations and back-propagated errors of a :class:`LinearStack` batch."""
 
     inputs: list[Tensor]  # h_{l-1}: (M, B, in_l)
@@ -166,7 +166,7 @@ class LinearStack:
                 h = torch.tanh(h)
         return h
 
-    def per_sample(self, params: Sequence[Tensor], x: Tensor, y: Tensor) -> _LinearGrads:
+    def per_sample(self, params: Sequence[Tensor], x: Tensor, y: Tensor) -> LinearGrads:
         """Forward and hand-written backward pass of the per-sample cross-entropy.
 
         ``delta_L = softmax(z_L) - onehot(y)``, ``delta_l = (delta_{l+1} W_{l+1}^T) * (1 - h_l^2)``.
@@ -190,7 +190,7 @@ class LinearStack:
             delta = torch.bmm(delta, W.transpose(1, 2)) * (1 - a.square())
             deltas.append(delta)
         deltas.reverse()
-        return _LinearGrads(inputs, deltas, losses)
+        return LinearGrads(inputs, deltas, losses)
 
     def bytes_per_sample(self) -> int:
         """Rough bytes of activations per (model, sample) in one training step."""
@@ -235,7 +235,7 @@ def check_supported(module: nn.Module) -> None:
 
 
 @dataclass
-class _FuncGrads:
+class FuncGrads:
     """Materialised per-sample gradients ``(M, B, *shape)`` from :class:`FuncStack`."""
 
     grads: list[Tensor]
@@ -325,7 +325,7 @@ class FuncStack:
         in_x = 0 if x.dim() == len(self.input_shape) + 2 else None
         return torch.func.vmap(self._call, in_dims=(0, in_x))(list(params), x)
 
-    def per_sample(self, params: Sequence[Tensor], x: Tensor, y: Tensor) -> _FuncGrads:
+    def per_sample(self, params: Sequence[Tensor], x: Tensor, y: Tensor) -> FuncGrads:
         """Per-sample gradients of the cross-entropy, materialised as ``(M, B, *shape)``."""
 
         def loss_one(p: list[Tensor], xi: Tensor, yi: Tensor) -> tuple[Tensor, Tensor]:
@@ -335,7 +335,7 @@ class FuncStack:
 
         per_sample = torch.func.vmap(torch.func.grad(loss_one, has_aux=True), in_dims=(None, 0, 0))
         grads, losses = torch.func.vmap(per_sample, in_dims=(0, 0, 0))(list(params), x, y)
-        return _FuncGrads(list(grads), losses)
+        return FuncGrads(list(grads), losses)
 
     def bytes_per_sample(self) -> int:
         """Rough bytes per (model, sample) in one step: per-sample gradients dominate."""

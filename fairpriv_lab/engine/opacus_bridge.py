@@ -32,8 +32,8 @@ from opacus.optimizers.optimizer import _generate_noise, _mark_as_processed
 
 from .._core import validate as V
 from .._core.vocabulary import Accountant
-from .models import _FuncGrads
-from .privacy import ClippingPolicy, DPStep, _Context, as_method, epsilon_of
+from .models import FuncGrads
+from .privacy import ClippingPolicy, DPStep, StepContext, as_method, epsilon_of
 
 __all__ = ["GroupDPOptimizer"]
 
@@ -100,7 +100,7 @@ class GroupDPOptimizer(DPOptimizer):
             got = None if self._groups is None else tuple(self._groups.shape)
             raise V.fail("groups", got, f"to be set with set_groups() for the batch of {B} samples")
         dev = grad_samples[0].device
-        grads = _FuncGrads([g.unsqueeze(0) for g in grad_samples], torch.zeros(1, B, device=dev))
+        grads = FuncGrads([g.unsqueeze(0) for g in grad_samples], torch.zeros(1, B, device=dev))
         stage = DPStep(self.policy, clip=self.max_grad_norm, noise_multiplier=self.noise_multiplier,
                        batch_size=float(self.expected_batch_size or 1), n_groups=self.n_groups)
         norms = stage.per_sample_norms(grads)
@@ -110,7 +110,7 @@ class GroupDPOptimizer(DPOptimizer):
             self._state = self.policy.initial_state(1, self.n_groups, self.max_grad_norm, dev)
         pnoise = self.policy.draw_noise(1, self.n_groups, [tuple(p.shape) for p in self.params],
                                         self.generator, dev) if self.policy.private else {}
-        ctx = _Context(norms, onehot, onehot.sum(1), grads, pnoise, self._state,
+        ctx = StepContext(norms, onehot, onehot.sum(1), grads, pnoise, self._state,
                        self.noise_multiplier, self.max_grad_norm)
         decision = self.policy.bounds(ctx)
         factors = stage.clip_factors(norms, decision.sample_bounds, torch.ones_like(norms))

@@ -1,6 +1,6 @@
 """The DP step as a pipeline of stages, clipping policies, and accounting through Opacus.
 
-One private step (DESIGN.md 4.6), for every model of a chunk at once::
+One private step (docs/design.md 4.6), for every model of a chunk at once::
 
     per-sample norms -> clip bounds (the policy) -> clip factors -> clipped sum -> noise -> scale
 
@@ -9,9 +9,12 @@ One private step (DESIGN.md 4.6), for every model of a chunk at once::
 pipeline: :class:`SGD` (no clipping, no noise), :class:`DPSGD` (flat bound ``C``),
 :class:`DPSGDS` (group-scaled bounds ``C_k``) and :class:`DPSGDF` (Xu, Du & Wu 2021).
 
-Every statistic a policy releases is a Poisson-subsampled Gaussian mechanism with its own
-noise multiplier; :func:`epsilon_of` composes them with Opacus's RDP or PRV accountant and
-:func:`calibrate_noise` finds ``sigma`` for a target epsilon. Notebook 04 teaches this.
+Every statistic a policy releases is a Gaussian mechanism with its own noise multiplier, and
+all of them read the same Poisson batch: per step they are ONE subsampled Gaussian with
+``sigma_eff = (sum_i sigma_i^-2)^(-1/2)`` (:func:`effective_noise_multiplier`).
+:func:`epsilon_of` accounts ``[(sigma_eff, q, T)]`` with Opacus's RDP or PRV accountant and
+:func:`calibrate_noise` finds ``sigma`` for a target epsilon (docs/privacy.md). Notebook 04
+teaches this.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,8 +46,11 @@ __all__ = [
     "StepOutput",
     "DPStep",
     "group_contribution",
+    "effective_noise_multiplier",
     "epsilon_of",
     "calibrate_noise",
+    "calibrate_effective_noise",
+    "substitution_epsilon",
 ]
 
 _EPS = 1e-6  # the same guard as Opacus's clip factor C / (||g|| + 1e-6)
@@ -91,8 +98,9 @@ class StepOutput:
     update : list of Tensor
         ``(noisy clipped sum) / b`` per parameter, shapes ``(M, *shape)``.
     group_bounds : Tensor (M, K)
-    frac_clipped : Tensor (M, K)
-        Fraction of the group's batch samples whose norm exceeded their bound (NaN if absent).
+    frac_clipped : Tensor (M, K) or None
+        Fraction of the group's batch samples whose norm exceeded their bound (NaN if absent);
+        an un-noised diagnostic, computed only when the step's ``diagnostics`` is on.
     counts : Tensor (M, K)
         True (private) number of batch samples per group.
     state : Tensor or None
@@ -100,13 +108,13 @@ class StepOutput:
 
     update: list[Tensor]
     group_bounds: Tensor
-    frac_clipped: Tensor
+    frac_clipped: Tensor | None
     counts: Tensor
     state: Tensor | None
 
 
 @dataclass
-class _Context:
+class StepContext:
     norms: Tensor  # (M, B)
     onehot: Tensor  # (M, B, K) float, already multiplied by the mask
     counts: Tensor  # (M, K)
@@ -139,10 +147,10 @@ class ClippingPolicy(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Return the bounds of this step (the one stage a policy must define)."""
 
-    def _flat(self, ctx: _Context, value: float) -> ClipDecision:
+    def _flat(self, ctx: StepContext, value: float) -> ClipDecision:
         M, B = ctx.norms.shape
         K = ctx.counts.shape[1]
         return ClipDecision(
@@ -163,7 +171,7 @@ class SGD(ClippingPolicy):
         """SGD releases raw gradients: no mechanism bounds it."""
         return ()
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Infinite bounds (nothing is clipped)."""
         return self._flat(ctx, math.inf)
 
@@ -174,7 +182,7 @@ class DPSGD(ClippingPolicy):
 
     name: ClassVar[str] = "dpsgd"
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Return the flat bound ``C`` for every sample and group."""
         return self._flat(ctx, ctx.clip)
 
@@ -183,7 +191,7 @@ class DPSGD(ClippingPolicy):
 class DPSGDS(ClippingPolicy):
     """DP-SGD-S: group-scaled clip bounds ``C_k = C * clamp(rbar / r_k, floor, tau)``.
 
-    Two statistics of a group's contribution (DESIGN.md 4.6), both released with noise:
+    Two statistics of a group's contribution (docs/design.md 4.6), both released with noise:
 
     * ``"norm"`` (default, our variant): ``r_k = (sum_{i in B, k} min(||g_i||, C_s) +
       N(0, sigma_1^2 C_s^2)) / max(n~_k, 1)`` and ``rbar`` the same over the batch (from the sums
@@ -266,7 +274,7 @@ class DPSGDS(ClippingPolicy):
         """Previous bounds for smoothing: ``C`` for every group."""
         return torch.full((n_models, n_groups), float(clip), device=device)
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """Group bounds from the noisy statistic, capped by ``tau`` and ``floor``."""
         sigma1 = self.stat_noise_ratio * ctx.sigma
         noisy_n = ctx.counts + self.count_noise * ctx.sigma * ctx.noise["counts"]
@@ -331,7 +339,7 @@ class DPSGDF(ClippingPolicy):
         """Count noise ``(M, K, 2)``."""
         return {"counts": torch.randn((n_models, n_groups, 2), generator=generator, device=device)}
 
-    def bounds(self, ctx: _Context) -> ClipDecision:
+    def bounds(self, ctx: StepContext) -> ClipDecision:
         """``C_k = C_0 (1 + r_k / mean_j r_j)`` from the noisy above/below counts."""
         above = torch.einsum("mb,mbk->mk", (ctx.norms > ctx.clip).to(ctx.norms.dtype), ctx.onehot)
         below = ctx.counts - above
@@ -385,6 +393,8 @@ class DPStep:
     batch_size : float
         The expected batch size ``b``.
     n_groups : int
+    diagnostics : bool
+        Also return ``frac_clipped`` (raw, un-noised: a non-private diagnostic).
     """
 
     policy: ClippingPolicy
@@ -393,6 +403,7 @@ class DPStep:
     batch_size: float
     n_groups: int
     eps: float = field(default=_EPS)
+    diagnostics: bool = True
 
     # stage 1
     def per_sample_norms(self, grads: Any) -> Tensor:
@@ -439,19 +450,21 @@ class DPStep:
         norms = self.per_sample_norms(grads)
         onehot = torch.nn.functional.one_hot(groups, self.n_groups).to(norms.dtype) * mask.unsqueeze(-1)
         counts = onehot.sum(1)
-        ctx = _Context(norms, onehot, counts, grads, policy_noise or {}, state,
+        ctx = StepContext(norms, onehot, counts, grads, policy_noise or {}, state,
                        self.noise_multiplier, self.clip)
         decision = self.policy.bounds(ctx)
         factors = self.clip_factors(norms, decision.sample_bounds, mask)
         summed = self.clipped_sum(grads, factors)
         noised = self.add_noise(summed, decision.noise_bound, noise)
-        clipped = (norms > decision.sample_bounds).to(norms.dtype)
-        frac = torch.einsum("mb,mbk->mk", clipped, onehot) / counts.where(counts > 0, torch.nan)
+        frac = None
+        if self.diagnostics:
+            clipped = (norms > decision.sample_bounds).to(norms.dtype)
+            frac = torch.einsum("mb,mbk->mk", clipped, onehot) / counts.where(counts > 0, torch.nan)
         return StepOutput(self.scale(noised), decision.group_bounds, frac, counts, decision.state)
 
 
 def group_contribution(grads: Any, onehot: Tensor, mask: Tensor) -> Tensor:
-    """GRC of DESIGN.md 4.8: ``||mean_{i in B, k} g_i|| / ||mean_{i in B} g_i||``, ``(M, K)``.
+    """GRC of docs/design.md 4.8: ``||mean_{i in B, k} g_i|| / ||mean_{i in B} g_i||``, ``(M, K)``.
 
     Raw (unclipped) gradients; NaN for groups absent from the batch. Telemetry, not private.
     """
@@ -467,19 +480,117 @@ def group_contribution(grads: Any, onehot: Tensor, mask: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- accounting
-def _composed_epsilon(mechs, sample_rate, steps, delta, accountant) -> float:
+def effective_noise_multiplier(method: Any, noise_multiplier: float) -> float:
+    """``sigma_eff = (sum_i sigma_i^-2)^(-1/2)`` of the mechanisms ``method`` releases per step.
+
+    Every mechanism of a step (gradient sum, group statistic, counts) reads the **same**
+    Poisson batch, so per step they form one subsampled mechanism whose inner part is a
+    composition of Gaussians, each with noise ``sigma_i`` relative to its own L2 sensitivity:
+    after scaling each output by ``1 / (sigma_i * sensitivity_i)`` the concatenation is one
+    Gaussian mechanism of unit noise whose sensitivity is ``sqrt(sum_i sigma_i^-2)``. That
+    single Gaussian, subsampled at rate ``q``, is what is accounted (DESIGN.md 4.6, docs/privacy.md).
+    Accounting the mechanisms as independently subsampled under-reports epsilon.
+
+    Examples
+    --------
+    >>> round(effective_noise_multiplier(DPSGDS(stat_noise_ratio=2.0, count_noise=2.0), 1.0), 4)
+    0.8165
+    """
+    policy = as_method(method)
+    mechs = policy.mechanisms(float(noise_multiplier))
+    if not mechs:
+        return 0.0
+    return float(sum(float(m.noise_multiplier) ** -2 for m in mechs) ** -0.5)
+
+
+def _noise_ratio(policy: ClippingPolicy) -> float:
+    """``sigma_eff / sigma``: a property of the policy alone (the multipliers are tied to sigma)."""
+    return effective_noise_multiplier(policy, 1.0)
+
+
+def _rdp_orders() -> tuple[float, ...]:
+    from opacus.accountants import RDPAccountant
+
+    return tuple(float(a) for a in RDPAccountant.DEFAULT_ALPHAS)
+
+
+class _RDPCurve:
+    """Epsilon at each RDP order of Opacus's default grid, evaluated lazily, for one ``(q, sigma, T, delta)``.
+
+    Each value is Opacus's own ``_compute_rdp`` times ``T`` converted by Opacus's
+    ``get_privacy_spent`` (Balle et al. 2020), so the minimum over the grid is exactly what
+    ``RDPAccountant.get_epsilon`` returns. Only the orders a search visits are computed.
+    """
+
+    def __init__(self, q: float, sigma: float, steps: int, delta: float, orders: tuple[float, ...]):
+        self.q, self.sigma, self.steps, self.delta, self.orders = q, sigma, steps, delta, orders
+        self.values: dict[int, float] = {}
+
+    def __call__(self, i: int) -> float:
+        if i not in self.values:
+            from opacus.accountants.analysis import rdp
+
+            r = rdp._compute_rdp(self.q, self.sigma, self.orders[i]) * self.steps
+            with warnings.catch_warnings():
+                # one order is always "at the edge" of a one-order grid
+                warnings.simplefilter("ignore", UserWarning)
+                eps, _ = rdp.get_privacy_spent(orders=[self.orders[i]], rdp=[r], delta=self.delta)
+            self.values[i] = math.inf if math.isnan(float(eps)) else float(eps)
+        return self.values[i]
+
+    def minimum(self, hint: int | None = None) -> tuple[float, int]:
+        """Minimum over the grid and its index by descent from ``hint``.
+
+        Epsilon is unimodal in the order for the subsampled Gaussian, so descent from any
+        start finds the grid minimum; were it not, the value found is still an epsilon of
+        some order, i.e. an upper bound (never optimistic).
+        """
+        n = len(self.orders)
+        i = n // 3 if hint is None else min(max(int(hint), 0), n - 1)
+        if math.isinf(self(i)):
+            # An infinite plateau (overflowing orders) has no slope to follow: scan the grid.
+            values = [self(j) for j in range(n)]
+            i = min(range(n), key=values.__getitem__)
+            return values[i], i
+        # Walk downhill with doubling strides, then shrink the stride (discrete golden-free search).
+        step = 1
+        while True:
+            moved = False
+            for j in (i - step, i + step):
+                if 0 <= j < n and self(j) < self(i):
+                    i, moved = j, True
+                    break
+            if moved:
+                step = min(step * 2, n)
+            elif step > 1:
+                step //= 2
+            else:
+                return self(i), i
+
+
+_EPSILON_MEMO: dict[tuple, float] = {}
+_MEMO_SIZE = 8192
+
+
+def _epsilon_cached(sigma_eff: float, q: float, steps: int, delta: float, accountant: str,
+                    hint: int | None = None) -> float:
+    key = (sigma_eff, q, steps, delta, accountant)
+    if key not in _EPSILON_MEMO:
+        if len(_EPSILON_MEMO) >= _MEMO_SIZE:
+            _EPSILON_MEMO.clear()
+        _EPSILON_MEMO[key], _ = _epsilon_and_order(sigma_eff, q, steps, delta, accountant, hint)
+    return _EPSILON_MEMO[key]
+
+
+def _epsilon_and_order(sigma_eff, q, steps, delta, accountant, hint) -> tuple[float, int | None]:
+    if accountant == "rdp":
+        return _RDPCurve(q, sigma_eff, steps, delta, _rdp_orders()).minimum(hint)
     from opacus.accountants import create_accountant
 
     acc = create_accountant(mechanism=accountant)
-    # Opacus keeps (noise_multiplier, sample_rate, steps) per mechanism and composes the list
-    # (RDP: sums the curves; PRV: convolves the privacy-loss distributions).
-    acc.history = [(float(m.noise_multiplier), float(sample_rate), int(steps)) for m in mechs]
-    with warnings.catch_warnings():
-        # Opacus warns when the best RDP order is at the edge of its grid (tiny sigma, huge
-        # epsilon, as bisection brackets visit). The bound is then loose, never optimistic,
-        # so the warning is noise for users of calibrated runs.
-        warnings.filterwarnings("ignore", message="Optimal order is the", category=UserWarning)
-        return float(acc.get_epsilon(delta=delta))
+    acc.history = [(float(sigma_eff), float(q), int(steps))]
+    with np.errstate(divide="ignore"):  # Opacus's PRV takes log(1 - q), -inf at q = 1 (harmless)
+        return float(acc.get_epsilon(delta=delta)), None
 
 
 def epsilon_of(
@@ -491,11 +602,13 @@ def epsilon_of(
     method: Any = "dpsgd",
     accountant: Accountant = "rdp",
 ) -> float:
-    """Epsilon spent after ``steps`` steps, every released statistic composed.
+    """Epsilon spent after ``steps`` steps of one Poisson-subsampled Gaussian with ``sigma_eff``.
 
-    Each mechanism of ``method`` (gradient ``sigma``; DP-SGD-S/F statistics with multipliers
-    tied to ``sigma``) is a Poisson-subsampled Gaussian mechanism with rate ``q``, composed over
-    ``steps`` with Opacus's RDP or PRV accountant. SGD returns ``math.inf``.
+    ``sigma_eff`` (:func:`effective_noise_multiplier`) joins the gradient ``sigma`` and the
+    DP-SGD-S/F statistic multipliers tied to it: all of them read the same Poisson batch, so
+    they are one subsampled mechanism per step, accounted as ``[(sigma_eff, q, T)]`` with
+    Opacus's RDP (its default order grid) or PRV accountant. SGD returns ``math.inf``.
+    Answers are memoised by ``(sigma_eff, q, T, delta, accountant)``.
 
     Examples
     --------
@@ -510,7 +623,67 @@ def epsilon_of(
     V.number("sample_rate", sample_rate, 0.0, 1.0, low_open=True)
     V.integer("steps", steps, 1)
     V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
-    return _composed_epsilon(policy.mechanisms(noise_multiplier), sample_rate, steps, delta, accountant)
+    sigma_eff = float(noise_multiplier) * _noise_ratio(policy)
+    return _epsilon_cached(sigma_eff, float(sample_rate), int(steps), float(delta), accountant)
+
+
+def substitution_epsilon(
+    noise_multiplier: float,
+    *,
+    sample_rate: float,
+    steps: int,
+    delta: float,
+    method: Any = "dpsgd",
+    accountant: Accountant = "rdp",
+) -> float:
+    """Epsilon at ``delta`` for substitution neighbours (one record replaced by another).
+
+    The accountants bound add/remove neighbours. A substitution is a removal then an addition,
+    so (group privacy of size 2) an add/remove ``(eps_1, delta_1)`` guarantee gives
+    ``(2 eps_1, (1 + e^{eps_1}) delta_1)`` for substitution -- not ``(2 eps, delta)``, which
+    is wrong at a fixed delta. This returns the smallest ``2 eps_1`` over a grid of
+    ``delta_1`` with ``(1 + e^{eps_1}) delta_1 <= delta``: the budget an empirical lower bound
+    of a substitution game (ALOOA, half-split) at ``delta`` must respect. Every grid point is a
+    valid bound, so the minimum is one too. SGD returns ``math.inf``.
+
+    Examples
+    --------
+    >>> kw = dict(sample_rate=0.01, steps=1000, delta=1e-5)
+    >>> substitution_epsilon(1.0, **kw) > 2 * epsilon_of(1.0, **kw)
+    True
+    """
+    policy = as_method(method)
+    V.choice("accountant", accountant, ACCOUNTANTS)
+    if not policy.private:
+        return math.inf
+    V.positive("noise_multiplier", noise_multiplier)
+    V.number("sample_rate", sample_rate, 0.0, 1.0, low_open=True)
+    V.integer("steps", steps, 1)
+    V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
+    sigma_eff = float(noise_multiplier) * _noise_ratio(policy)
+    return _substitution(sigma_eff, float(sample_rate), int(steps), float(delta), accountant)
+
+
+@functools.lru_cache(maxsize=1024)
+def _substitution(sigma_eff: float, q: float, steps: int, delta: float, accountant: str) -> float:
+    # The best delta_1 solves (1 + e^{eps(delta_1)}) delta_1 = delta. The fixed-point iteration
+    # delta_1 <- delta / (1 + e^{eps(delta_1)}) decreases to it from above; every feasible
+    # delta_1 gives a valid budget, so a point just below the fixed point is taken.
+    def eps(d1: float) -> float:
+        return _epsilon_cached(sigma_eff, q, steps, d1, accountant)
+
+    d1 = delta / 2.0
+    for _ in range(30):
+        nxt = delta / (1.0 + math.exp(min(eps(d1), 700.0)))
+        done = abs(nxt - d1) <= 1e-4 * d1
+        d1 = nxt
+        if done:
+            break
+    for _ in range(60):
+        if (1.0 + math.exp(min(eps(d1), 700.0))) * d1 <= delta:
+            return 2.0 * eps(d1)
+        d1 *= 0.999 if _ < 10 else 0.5
+    return math.inf
 
 
 def calibrate_noise(
@@ -523,16 +696,18 @@ def calibrate_noise(
     accountant: Accountant = "rdp",
     rtol: float = 0.005,
 ) -> float:
-    """Smallest ``sigma`` (to ``rtol``) whose composed epsilon is at most ``target_epsilon``.
+    """Smallest ``sigma`` (to ``rtol``) whose accounted epsilon is at most ``target_epsilon``.
 
-    Bisection on ``log sigma``; the statistic multipliers stay tied (``sigma_1 = ratio * sigma``).
-    The returned ``sigma`` gives ``epsilon`` in ``[(1 - rtol) * target, target]``, or within the
-    accountant's resolution.
+    The statistic multipliers stay tied (``sigma_1 = ratio * sigma``), so
+    ``sigma = sigma_eff / (sigma_eff / sigma)`` where ``sigma_eff`` is calibrated once per
+    ``(target, q, T, delta, accountant, rtol)`` by :func:`calibrate_effective_noise`; every
+    method with those shares one computation. The returned ``sigma`` gives ``epsilon`` in
+    ``[(1 - rtol) * target, target]``, or within the accountant's resolution; never above.
 
     Raises
     ------
     PrivacyAccountingError
-        If no ``sigma <= 1e4`` reaches the target.
+        If no ``sigma_eff <= 1e4`` reaches the target.
 
     Examples
     --------
@@ -545,46 +720,128 @@ def calibrate_noise(
     if not policy.private:
         raise V.fail("method", method, "to be private when target_epsilon is given")
     V.choice("accountant", accountant, ACCOUNTANTS)
-    # Calibration costs seconds (dozens of accountant calls); a panel that changes C or tau
-    # but not epsilon asks the same question again, so answers are memoised.
-    return _calibrate(target, float(sample_rate), int(steps), float(delta), policy, accountant, float(rtol))
+    ratio = _noise_ratio(policy)
+    sigma_eff = calibrate_effective_noise(target, sample_rate=sample_rate, steps=steps, delta=delta,
+                                          accountant=accountant, rtol=rtol)
+    sigma = sigma_eff / ratio
+    # sigma * ratio may differ from sigma_eff in the last bit; guard the "never above" promise.
+    while epsilon_of(sigma, sample_rate=sample_rate, steps=steps, delta=delta, method=policy,
+                     accountant=accountant) > target:
+        sigma = math.nextafter(sigma, math.inf) * (1 + 1e-12)
+    return sigma
 
 
-@functools.lru_cache(maxsize=512)
-def _calibrate(target: float, sample_rate: float, steps: int, delta: float, policy: Any,
-               accountant: str, rtol: float) -> float:
-    def eps(s: float) -> float:
-        return epsilon_of(s, sample_rate=sample_rate, steps=steps, delta=delta,
-                          method=policy, accountant=accountant)
+def calibrate_effective_noise(
+    target_epsilon: float,
+    *,
+    sample_rate: float,
+    steps: int,
+    delta: float,
+    accountant: Accountant = "rdp",
+    rtol: float = 0.005,
+) -> float:
+    """``sigma_eff`` of one subsampled Gaussian whose epsilon is in ``[(1 - rtol) target, target]``.
 
-    # Bracket, then Brent's method on log(sigma) aiming at the middle of the tolerance band;
-    # epsilon falls monotonically in sigma, so the band [(1 - rtol) target, target] is hit.
-    aim = target * (1 - rtol / 2)
-    hi, e_hi = 1.0, eps(1.0)
-    while e_hi > aim:
-        hi *= 4.0
-        if hi > 1e4:
-            raise PrivacyAccountingError(
-                f"No noise multiplier up to 1e4 reaches target_epsilon={target:g} with "
-                f"sample_rate={sample_rate:g}, steps={steps}, delta={delta:g}; raise the target, "
-                "or lower the epochs or batch size."
-            )
-        e_hi = eps(hi)
-    lo = hi / 4.0
-    while eps(lo) <= aim:
-        hi, lo = lo, lo / 4.0
-        if lo < 1e-3:
-            return hi
-    from scipy.optimize import brentq
+    A pure function of plain numbers (memoised in memory; its arguments are the whole cache
+    key): every policy's ``sigma`` is this divided by its fixed ratio ``sigma_eff / sigma``.
 
-    cache: dict[float, float] = {}
+    Examples
+    --------
+    >>> s = calibrate_effective_noise(3.0, sample_rate=0.01, steps=1000, delta=1e-5)
+    >>> 0.985 * 3.0 <= epsilon_of(s, sample_rate=0.01, steps=1000, delta=1e-5) <= 3.0
+    True
+    """
+    target = V.positive("target_epsilon", target_epsilon)
+    V.number("sample_rate", sample_rate, 0.0, 1.0, low_open=True)
+    V.integer("steps", steps, 1)
+    V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
+    V.choice("accountant", accountant, ACCOUNTANTS)
+    V.number("rtol", rtol, 0.0, 0.5, low_open=True)
+    return _calibrate(float(target), float(sample_rate), int(steps), float(delta), str(accountant),
+                      float(rtol))
 
-    def f(log_s: float) -> float:
-        cache[log_s] = eps(math.exp(log_s))
-        return cache[log_s] - aim
 
-    root = brentq(f, math.log(lo), math.log(hi), xtol=rtol / 8, rtol=1e-12)
-    # Return the best evaluated sigma inside the band (largest epsilon <= target).
-    ok = [(e, ls) for ls, e in cache.items() if e <= target]
-    best = max(ok)[1] if ok else root
-    return math.exp(best)
+@functools.lru_cache(maxsize=1024)
+def _calibrate(target: float, q: float, steps: int, delta: float, accountant: str, rtol: float) -> float:
+    hint: list[int | None] = [None]
+    evaluated: dict[float, float] = {}
+
+    def eps(sigma: float) -> float:
+        if sigma not in evaluated:
+            if accountant == "rdp":
+                # Warm start: the best order moves little between neighbouring sigmas.
+                e, hint[0] = _epsilon_and_order(sigma, q, steps, delta, "rdp", hint[0])
+                _EPSILON_MEMO[(sigma, q, steps, delta, "rdp")] = e
+            else:
+                e = _epsilon_cached(sigma, q, steps, delta, accountant)
+            evaluated[sigma] = e
+        return evaluated[sigma]
+
+    band = (target * (1 - rtol), target)
+    aim = target * (1 - rtol / 2)  # the middle of the band; epsilon falls in sigma
+
+    # Start: PRV is (nearly) never looser than RDP, so the RDP answer is a close upper guess.
+    # For RDP, the small-q expansion RDP_a ~ a c with c = q^2 (e^{1/sigma^2} - 1) / 2 gives
+    # eps ~ T c + 2 sqrt(T c log(1/delta)) at the order a - 1 = sqrt(log(1/delta) / (T c)):
+    # a start (sigma and order) within a few percent; Opacus's values decide from there.
+    if accountant != "rdp":
+        x = _calibrate(target, q, steps, delta, "rdp", rtol)
+    else:
+        log_d = math.log(1.0 / delta)
+        u = math.sqrt(log_d + target) - math.sqrt(log_d)
+        c = u * u / steps
+        x = 1.0 / math.sqrt(math.log1p(2.0 * c / (q * q))) if q < 1 else 1.0 / math.sqrt(2.0 * c)
+        orders = _rdp_orders()
+        a = 1.0 + math.sqrt(log_d) / u
+        hint[0] = min(range(len(orders)), key=lambda i: abs(orders[i] - a))
+    def f(log_sigma: float) -> float:
+        e = eps(math.exp(log_sigma))
+        if band[0] <= e <= band[1]:
+            raise _Found(math.exp(log_sigma))
+        return math.log(e) - math.log(aim) if e > 0 else -math.inf
+
+    try:
+        # Secant steps in (log sigma, log eps) until the target is bracketed, then Brent.
+        lx, fx = math.log(x), f(math.log(x))
+        slope = -1.0
+        while True:
+            nxt = lx - fx / slope
+            nxt = min(max(nxt, lx - math.log(16.0)), lx + math.log(16.0))
+            if nxt > math.log(1e4):
+                if lx >= math.log(1e4):
+                    raise PrivacyAccountingError(
+                        f"No noise multiplier up to 1e4 reaches target_epsilon={target:g} with "
+                        f"sample_rate={q:g}, steps={steps}, delta={delta:g}; raise the target, "
+                        "or lower the epochs or batch size."
+                    )
+                nxt = math.log(1e4)
+            if nxt < math.log(1e-3):
+                return _confirm(1e-3, q, steps, delta, accountant, target, rtol)
+            fn = f(nxt)
+            if (fn > 0) != (fx > 0):
+                break
+            if math.isfinite(fn) and math.isfinite(fx) and fn != fx:
+                slope = min((fn - fx) / (nxt - lx), -0.05)
+            lx, fx = nxt, fn
+        from scipy.optimize import brentq
+
+        lo, hi = sorted((lx, nxt))
+        root = brentq(f, lo, hi, xtol=rtol / 16, rtol=1e-12)
+        found = min([s for s, e in evaluated.items() if e <= target], default=math.exp(root))
+    except _Found as hit:
+        found = hit.sigma
+    return _confirm(found, q, steps, delta, accountant, target, rtol)
+
+
+class _Found(Exception):
+    def __init__(self, sigma: float):
+        super().__init__(sigma)
+        self.sigma = sigma
+
+
+def _confirm(sigma: float, q: float, steps: int, delta: float, accountant: str, target: float,
+             rtol: float) -> float:
+    # The accountant's own (memoised) answer decides: never above the target.
+    while _epsilon_cached(sigma, q, steps, delta, accountant) > target:
+        sigma *= 1 + rtol / 8
+    return sigma

@@ -1,6 +1,6 @@
 """``train_ensemble``: train every model of a game at once with SGD, DP-SGD, DP-SGD-S or DP-SGD-F.
 
-The loop (DESIGN.md section 5), per step:
+The loop (docs/design.md section 5), per step:
 
 1. Poisson sampling for every model at once: model ``m`` includes each of its ``N_m``
    training records with probability ``q_m = batch_size / N_m`` (drawn as a binomial batch
@@ -36,7 +36,7 @@ from .._core.rng import SeedLike, as_generator, spawn_seed
 from .._core.vocabulary import ACCOUNTANTS, OPTIMIZERS, Accountant, Optimizer, default_delta
 from ..data import GroupedDataset
 from .device import resolve_device
-from .models import FuncStack, LinearStack, _FuncGrads, _LinearGrads, build_model
+from .models import FuncGrads, FuncStack, LinearGrads, LinearStack, build_model
 from .privacy import DPStep, as_method, calibrate_noise, epsilon_of, group_contribution
 
 __all__ = ["EnsembleResult", "train_ensemble", "poisson_batches", "evaluate"]
@@ -76,7 +76,14 @@ class EnsembleResult:
     telemetry : DataFrame
         Tidy, one row per (recorded step, group): ``step, epoch, group, clip_bound, grc,
         frac_clipped`` (means over models, GRC over the first 16 models; at most about 100
-        recorded steps). ``clip_bound`` and ``frac_clipped`` are NaN for SGD.
+        recorded steps). ``clip_bound`` is post-processing of the accounted release (NaN for
+        SGD). ``grc`` and ``frac_clipped`` are raw statistics of the private batches, outside
+        epsilon: computed only with ``diagnostics=True`` (NaN otherwise).
+    diagnostics : bool
+        Whether the un-noised telemetry (``grc``, ``frac_clipped``) was computed.
+    private : bool
+        True when everything returned is covered by ``epsilon``: a DP method without
+        diagnostics. False for SGD and for any run with ``diagnostics=True``.
     method, model, device : str
     seconds : float
         Wall-clock time of the call.
@@ -100,6 +107,8 @@ class EnsembleResult:
     device: str
     seconds: float
     epochs_completed: int = 0
+    diagnostics: bool = False
+    private: bool = False
 
     @property
     def n_models(self) -> int:
@@ -110,7 +119,8 @@ class EnsembleResult:
         acc = "" if self.test_accuracy is None else f", test_accuracy={np.mean(self.test_accuracy):.3f}"
         return (
             f"EnsembleResult(method={self.method!r}, model={self.model!r}, n_models={self.n_models}, "
-            f"epsilon={self.epsilon:.3g}, delta={self.delta:.2g}{acc}, seconds={self.seconds:.1f})"
+            f"epsilon={self.epsilon:.3g}, delta={self.delta:.2g}{acc}, private={self.private}, "
+            f"seconds={self.seconds:.1f})"
         )
 
 
@@ -255,6 +265,7 @@ def train_ensemble(
     progress: Callable[[int, int], None] | None = None,
     memory_budget: int | None = None,
     test: GroupedDataset | None = None,
+    diagnostics: bool | None = None,
 ) -> EnsembleResult:
     """Train ``n_models`` models at once, model ``m`` on the records where ``membership[m]``.
 
@@ -297,6 +308,11 @@ def train_ensemble(
         memory, or 1 GiB on a CPU). Results do not depend on it.
     test : GroupedDataset or None
         Held-out records for test accuracy (same features and groups).
+    diagnostics : bool or None
+        Compute the un-noised telemetry (GRC, fraction clipped per group and step). These read
+        the private batches without noise, so they are **not** covered by epsilon: with
+        ``True`` the result is marked ``private=False``. ``None`` (default): off for the DP
+        methods, on for SGD (which has no privacy to lose).
 
     Returns
     -------
@@ -333,6 +349,11 @@ def train_ensemble(
         m = int(np.flatnonzero(n_train == 0)[0])
         raise V.fail("membership", f"row {m} with no True entry", "to give every model a training record")
     policy = as_method(method)
+    if diagnostics is None:
+        diagnostics = not policy.private
+    if not isinstance(diagnostics, bool | np.bool_):
+        raise V.fail("diagnostics", diagnostics, "to be True, False or None")
+    diagnostics = bool(diagnostics)
     epochs = V.integer("epochs", epochs, 1)
     batch_size = V.integer("batch_size", batch_size, 1)
     if batch_size > n_train.min():
@@ -384,6 +405,13 @@ def train_ensemble(
     dev = resolve_device(device)
     rng = as_generator(seed)
     init_seed, train_seed = spawn_seed(rng), spawn_seed(rng)
+    # Batches and noise come from a stream keyed by (seed, digest of the data, membership and
+    # training settings); model m uses its own rows of every draw. Two runs that differ only
+    # in data (e.g. neighbouring datasets) or settings (e.g. the clip bound) with one seed would
+    # otherwise share their noise, and a combination of the two releases would cancel it
+    # (common random numbers). Epochs are left out: a shorter run is a prefix of a longer one.
+    train_seed = _stream_seed(train_seed, dataset, membership, policy, (
+        model_name, batch_size, lr, optimizer, clip, sigma, delta, hidden))
     gen = torch.Generator(device=dev)
     gen.manual_seed(train_seed)
 
@@ -417,7 +445,7 @@ def train_ensemble(
     width_guess = int(batch_size + 4 * math.sqrt(batch_size) + 8)
     model_chunk = max(1, budget // max(1, net.bytes_per_sample() * width_guess))
     dp_step = DPStep(policy, clip=clip, noise_multiplier=sigma or 0.0,
-                     batch_size=float(batch_size), n_groups=K)
+                     batch_size=float(batch_size), n_groups=K, diagnostics=diagnostics)
     state = policy.initial_state(n_models, K, clip, dev)
     shapes = net.param_shapes()
     stride = max(1, math.ceil(steps / _MAX_TELEMETRY_STEPS))
@@ -453,6 +481,7 @@ def train_ensemble(
             delta=float(delta), noise_multiplier=sigma, sample_rate=q, steps=steps,
             telemetry=tele, method=policy.name, model=str(model_name), device=str(dev),
             seconds=time.perf_counter() - t0, epochs_completed=epochs_done,
+            diagnostics=diagnostics, private=bool(policy.private and not diagnostics),
         )
 
     for step in range(steps):
@@ -466,7 +495,8 @@ def train_ensemble(
         record = step % stride == 0
         update = [torch.empty_like(p) for p in params] if model_chunk < n_models else []
         bounds = torch.empty((n_models, K), device=dev)
-        frac = torch.empty((n_models, K), device=dev)
+        # Un-noised telemetry: only with diagnostics (outside epsilon, see the docstring).
+        frac = torch.full((n_models, K), torch.nan, device=dev)
         grc = torch.full((n_models, K), torch.nan, device=dev) if record else None
         new_state = None if state is None else torch.empty_like(state)
         for lo, hi in _chunks(n_models, model_chunk):
@@ -483,11 +513,13 @@ def train_ensemble(
             else:
                 for u, o in zip(update, out.update):
                     u[lo:hi] = o
-            bounds[lo:hi], frac[lo:hi] = out.group_bounds, out.frac_clipped
+            bounds[lo:hi] = out.group_bounds
+            if out.frac_clipped is not None:
+                frac[lo:hi] = out.frac_clipped
             if new_state is not None:
                 new_state[lo:hi] = out.state
             epoch_loss[lo:hi] += ((gr.losses * maskf[lo:hi]).sum(1) / maskf[lo:hi].sum(1).clamp(min=1)).double()
-            if record and lo < _GRC_MODELS:
+            if diagnostics and record and lo < _GRC_MODELS:
                 # GRC (raw group-mean gradients) costs K clipped sums: telemetry takes it from
                 # the first _GRC_MODELS models only, whatever the chunking.
                 top = min(hi, _GRC_MODELS) - lo
@@ -524,11 +556,26 @@ def train_ensemble(
     return result(params, epochs)
 
 
+def _stream_seed(seed: int, dataset: GroupedDataset, membership: np.ndarray, policy: Any,
+                 settings: tuple) -> int:
+    """Return a 63-bit seed from ``seed`` and a sha256 of the data, membership and settings."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for arr in (dataset.X, dataset.y, dataset.g, membership):
+        a = np.ascontiguousarray(arr)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    h.update(repr((policy, settings)).encode())
+    key = int.from_bytes(h.digest()[:8], "little")
+    return int(np.random.SeedSequence([int(seed), key]).generate_state(1, np.uint64)[0] >> 1)
+
+
 def _head(grads: Any, top: int) -> Any:
     """Return the per-sample gradients of the first ``top`` models of a chunk."""
-    if isinstance(grads, _LinearGrads):
-        return _LinearGrads([h[:top] for h in grads.inputs], [d[:top] for d in grads.deltas], grads.losses[:top])
-    return _FuncGrads([g[:top] for g in grads.grads], grads.losses[:top])
+    if isinstance(grads, LinearGrads):
+        return LinearGrads([h[:top] for h in grads.inputs], [d[:top] for d in grads.deltas], grads.losses[:top])
+    return FuncGrads([g[:top] for g in grads.grads], grads.losses[:top])
 
 
 def _slice(noise: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:

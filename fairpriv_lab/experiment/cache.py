@@ -34,7 +34,7 @@ import numpy as np
 from .._core import validate as V
 from .._core.exceptions import CacheCorruptedError, CacheWriteError
 from .._core.files import STALE_SECONDS, remove_stale_temporaries
-from .config import _canonical, digest
+from .config import canonical, digest
 
 __all__ = [
     "CACHE_FORMAT",
@@ -47,7 +47,9 @@ __all__ = [
 ]
 
 #: Bump when the layout or the meaning of cached arrays changes; old entries are then ignored.
-CACHE_FORMAT = 1
+#: 2: DP-SGD-S/F epsilon accounted jointly (sigma_eff), noise stream keyed by the data and
+#: settings, un-noised telemetry only with train.diagnostics (docs/privacy.md).
+CACHE_FORMAT = 2
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 _ITEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
 ENTRY_ITEM = "entry"
@@ -201,7 +203,7 @@ class Cache:
             folder.unlink()
         folder.mkdir(parents=True, exist_ok=True)
         record: dict[str, Any] = {"format": CACHE_FORMAT, "key": key, "item": item,
-                                  "written": time.time(), "meta": _canonical(dict(meta))}
+                                  "written": time.time(), "meta": canonical(dict(meta))}
         if arrays is not None:
             clean = {}
             for name, arr in arrays.items():

@@ -137,12 +137,12 @@ def _params_of(cls: type) -> dict[str, Param]:
     return {f.name: f.metadata["param"] for f in fields(cls) if "param" in f.metadata}
 
 
-def _canonical(value: Any) -> Any:
+def canonical(value: Any) -> Any:
     """JSON-ready copy: tuples -> lists, numpy scalars -> Python, mapping keys sorted."""
     if isinstance(value, Mapping):
-        return {str(k): _canonical(value[k]) for k in sorted(value)}
+        return {str(k): canonical(value[k]) for k in sorted(value)}
     if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
+        return [canonical(v) for v in value]
     if hasattr(value, "item") and not isinstance(value, str):
         return value.item()
     return value
@@ -159,7 +159,7 @@ def _freeze(value: Any) -> Any:
 
 def digest(payload: Mapping[str, Any]) -> str:
     """sha256 hex digest of the canonical JSON of payload (sorted keys, no spaces)."""
-    text = json.dumps(_canonical(payload), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    text = json.dumps(canonical(payload), sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -175,7 +175,7 @@ class _Section:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a JSON-ready dict (tuples become lists)."""
-        return {f.name: _canonical(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+        return {f.name: canonical(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]):
@@ -234,7 +234,7 @@ class DataConfig(_Section):
             opts = tuple(sorted(opts.items()))
         try:
             opts = tuple((str(k), _freeze(v)) for k, v in opts)
-            json.dumps(_canonical(dict(opts)), allow_nan=False)
+            json.dumps(canonical(dict(opts)), allow_nan=False)
         except (TypeError, ValueError, RecursionError) as err:
             raise V.fail("data.options", self.options, "to be a mapping of names to JSON values") from err
         from ..data.registry import check_options
@@ -259,7 +259,7 @@ class DataConfig(_Section):
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a JSON-ready dict (``options`` as a dict)."""
         d = super().to_dict()
-        d["options"] = _canonical(dict(self.options))
+        d["options"] = canonical(dict(self.options))
         return d
 
 
@@ -271,9 +271,12 @@ class TrainConfig(_Section):
     and ``noise_multiplier`` is set for the DP methods; neither for ``"sgd"``.
     ``delta=None`` means ``min(1e-5, 1 / (10 n))`` with n the number of training records.
     ``tau``, ``statistic``, ``stat_noise_ratio``, ``smoothing``, ``clip_floor`` and
-    ``stat_clip`` tune DP-SGD-S (:class:`fairpriv_lab.engine.privacy.DPSGDS`, DESIGN.md 4.6) and
+    ``stat_clip`` tune DP-SGD-S (:class:`fairpriv_lab.engine.privacy.DPSGDS`, docs/design.md 4.6) and
     ``count_noise`` (the noisy group counts' multiplier relative to σ) DP-SGD-S and DP-SGD-F;
     the methods that ignore a field have it normalised away from the cache key.
+    ``diagnostics`` turns on the un-noised telemetry (GRC, fraction clipped): it reads the
+    private batches without noise, so a DP run with it is marked not private (results say
+    so); ``None`` means off for the DP methods, on for SGD (docs/privacy.md).
     """
 
     SECTION: ClassVar[str] = "train"
@@ -304,6 +307,9 @@ class TrainConfig(_Section):
     clip_floor: float = param(0.0, "DP-SGD-S: lowest ratio C_k / C (at most tau)", "float",
                               low=0.0)
     stat_clip: float | None = _pos(None, "DP-SGD-S: clip C_s of the norm statistic", optional=True)
+    diagnostics: bool | None = param(
+        None, "un-noised telemetry (GRC, fraction clipped): outside epsilon, marks the result "
+        "not private; default off for the DP methods, on for SGD", "bool", optional=True)
 
     def __post_init__(self) -> None:
         self._validate()
@@ -345,12 +351,23 @@ class TrainConfig(_Section):
                 d[k] = None
         if self.method not in GROUP_METHODS:
             d["count_noise"] = None
+        d["diagnostics"] = self.resolved_diagnostics
         return d
+
+    @property
+    def resolved_diagnostics(self) -> bool:
+        """Whether un-noised telemetry is computed: ``diagnostics``, or by default SGD only."""
+        return (not self.is_private) if self.diagnostics is None else bool(self.diagnostics)
+
+    @property
+    def is_release_private(self) -> bool:
+        """True when everything the run hands out is covered by its accounted ε."""
+        return self.is_private and not self.resolved_diagnostics
 
 
 @dataclass(frozen=True)
 class GameConfig(_Section):
-    """The membership game: which models see which records (DESIGN.md 4.1).
+    """The membership game: which models see which records (docs/design.md 4.1).
 
     ``kind="aloo"`` audits ``m`` records (stratified by group) with ``n_models`` models in
     complementary pairs; ``"half"`` audits every training record (each model sees a random
@@ -400,13 +417,16 @@ class GameConfig(_Section):
 
 @dataclass(frozen=True)
 class AuditConfig(_Section):
-    """How the trained models are audited (DESIGN.md 4.3-4.7).
+    """How the trained models are audited (docs/design.md 4.3-4.7).
 
-    ``estimator`` is ``"cross_fit"`` (unbiased, default) or ``"in_sample"`` (the paper's);
+    ``estimator`` is ``"cross_fit"`` (default; unbiased under the null only: with leakage it
+    under-reads, about 80-95 % of a planted risk) or ``"in_sample"`` (the paper's; biased up);
     ``n_boot`` bootstrap resamples give CIs at level ``ci``: ``bootstrap="records"`` resamples
     audited records within groups (models held fixed), ``"pairs"`` also resamples model
     pairs and recomputes the IPRs (:func:`fairpriv_lab.audit.pair_bootstrap`; PA-ALOOA and
-    PA-LOOA only, slower, wider and more honest intervals). ``alpha`` is the Clopper-Pearson
+    PA-LOOA only, slower, wider and more honest intervals; ``estimator="cross_fit"`` only: the
+    in-sample estimator is biased upwards on resampled pairs, whose duplicates it fits).
+    ``alpha`` is the Clopper-Pearson
     level of the empirical ε lower bounds.
     """
 
@@ -429,6 +449,13 @@ class AuditConfig(_Section):
 
     def __post_init__(self) -> None:
         self._validate()
+        if self.bootstrap == "pairs" and self.estimator == "in_sample" and self.n_boot > 0:
+            raise V.fail(
+                "audit.bootstrap", "pairs", "to be 'records' with audit.estimator='in_sample'",
+                "The in-sample threshold fits the duplicated pairs of a resample, so pair-bootstrap "
+                "replicates sit several points above the estimate (biased intervals); use "
+                "estimator='cross_fit' with bootstrap='pairs'",
+            )
         auditors = (self.auditors,) if isinstance(self.auditors, str) else tuple(self.auditors)
         if not auditors:
             raise V.fail("audit.auditors", auditors, "to name at least one of " + ", ".join(AUDITORS))
@@ -505,6 +532,12 @@ class ExperimentConfig:
             raise V.fail(
                 "audit.auditors", self.audit.auditors, f"not to include 'PA-LOOA' with game.kind={self.game.kind!r}",
                 "PA-LOOA is the exact leave-one-out game; set game.kind='loo' and game.targets",
+            )
+        if self.audit.bootstrap == "pairs" and self.game.kind == "loo" and self.audit.n_boot > 0:
+            raise V.fail(
+                "audit.bootstrap", "pairs", "to be 'records' with game.kind='loo'",
+                "The pair bootstrap needs the cross_fit estimator, which needs every model pair to "
+                "audit every record (aloo, half); each LOO target has its own pairs",
             )
         if self.game.kind == "loo" and "PA-ALOOA" in self.audit.auditors:
             raise V.fail(

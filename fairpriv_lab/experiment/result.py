@@ -54,7 +54,7 @@ class AuditResult:
     empirical_record : ndarray of shape (m,)
         Per audited record, its empirical ε lower bound.
     max_certifiable_epsilon : float
-        The largest ε the number of models can certify at all (DESIGN.md 4.7).
+        The largest ε the number of models can certify at all (docs/design.md 4.7).
     outcome : OutcomeFairness
         Outcome fairness of the audited models on the test split (fairlearn metrics; every
         model's predictions pooled, which equals the mean over models of each group's rates).
@@ -62,7 +62,14 @@ class AuditResult:
     group_accuracy : dict of str to float
         Mean over models of the test accuracy within each group.
     epsilon, delta : float
-        Accounted ε (``inf`` for SGD) at δ.
+        Accounted ε (``inf`` for SGD) at δ (add/remove neighbours).
+    sample_rate : float
+        The largest Poisson rate ``q`` of the models (the one ε is accounted for).
+    steps : int
+        Steps of training (0 when unknown).
+    substitution_epsilon : float
+        The substitution budget at δ (:func:`fairpriv_lab.engine.privacy.substitution_epsilon`;
+        NaN when not computed).
     noise_multiplier : float or None
     telemetry : DataFrame
         Per step and group: clip bound, GRC, fraction clipped (means over models).
@@ -106,6 +113,9 @@ class AuditResult:
     chunks_loaded: int = 0
     from_cache: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    sample_rate: float = math.nan
+    steps: int = 0
+    substitution_epsilon: float = math.nan
 
     # ------------------------------------------------------------------ scalars
     @property
@@ -125,13 +135,38 @@ class AuditResult:
 
     @property
     def reference_epsilon(self) -> float:
-        """The ε an empirical lower bound of this game is compared with (``inf`` for SGD).
+        """The ε at δ an empirical lower bound of this game is compared with (``inf`` for SGD).
 
-        ALOOA and half-split games swap the target for another record (substitution), which
-        add/remove DP at ε bounds only at 2ε (group privacy of size 2); exact LOO is an
-        add/remove game, bounded by ε itself (docs/ARCHITECTURE.md).
+        Exact LOO is an add/remove game, bounded by ε itself. ALOOA and half-split games swap
+        the target for another record (substitution): add/remove ``(ε₁, δ₁)`` gives
+        substitution ``(2ε₁, (1 + e^ε₁) δ₁)``, so at the run's δ the budget is
+        :func:`fairpriv_lab.engine.privacy.substitution_epsilon` (above ``2ε``; docs/privacy.md).
+        NaN when it was not computed (``substitution_epsilon``).
         """
-        return self.epsilon if self.game.kind == "loo" else 2.0 * self.epsilon
+        if not math.isfinite(self.epsilon):
+            return math.inf
+        if self.game.kind == "loo":
+            return self.epsilon
+        return self.substitution_epsilon
+
+    @property
+    def private(self) -> bool:
+        """True when everything this result hands out is covered by the accounted ε.
+
+        False for SGD and for runs with ``train.diagnostics`` on: their telemetry (GRC,
+        fraction clipped) reads the private batches without noise (docs/privacy.md).
+        """
+        return bool(self.config.train.is_release_private)
+
+    @property
+    def privacy_note(self) -> str:
+        """One line saying what the accounted ε covers."""
+        if not self.config.train.is_private:
+            return "not private: plain SGD (eps = inf)"
+        if not self.private:
+            return ("NOT PRIVATE as released: un-noised diagnostics (GRC, fraction clipped) "
+                    "are outside eps; turn off train.diagnostics for a private release")
+        return "private release: everything returned is covered by eps"
 
     def gprp(self, auditor: str | None = None) -> float:
         """GPRP (max - min GPR, percentage points) of one auditor (the first by default)."""
@@ -142,14 +177,21 @@ class AuditResult:
         """Tidy table: one row per auditor x group, GPR with CI, floor, GPRP with CI, ε.
 
         Columns: ``auditor, group, n, gpr, ci_low, ci_high, floor`` (percentage points),
-        ``gprp, gprp_ci_low, gprp_ci_high`` (the auditor's, repeated on its rows),
-        ``empirical_epsilon`` (the group's lower bound), ``test_accuracy`` (the group's),
-        and the run's ``method, model, epsilon, delta, dataset, group_attribute``.
+        ``gprp, gprp_ci_low, gprp_ci_high, gprp_floor`` (the auditor's GPRP and the GPRP of its
+        permutation floor, the null reference; repeated on its rows),
+        ``minority_minus_majority, mmm_ci_low, mmm_ci_high`` (signed GPR difference with CI;
+        two groups only, else NaN),
+        ``empirical_epsilon`` (the group's heuristic GDP-shaped lower bound),
+        ``empirical_epsilon_dp`` (its rigorous (ε, δ) lower bound), ``test_accuracy`` (the group's),
+        and the run's ``method, model, epsilon, delta, private, dataset, group_attribute``.
         """
         emp = dict(zip(self.empirical_epsilon["group"], self.empirical_epsilon["epsilon"]))
+        emp_dp = dict(zip(self.empirical_epsilon["group"], self.empirical_epsilon["epsilon_dp"])) \
+            if "epsilon_dp" in self.empirical_epsilon else {}
         rows = []
         for auditor, gr in self.group_risk.items():
             lo, hi = gr.difference_ci()
+            diff, dlo, dhi = gr.signed_difference()
             by = gr.by_group
             for rec in by.to_dict("records"):
                 g = rec["group"]
@@ -158,7 +200,11 @@ class AuditResult:
                     "gpr": float(rec["gpr"]), "ci_low": float(rec["ci_low"]),
                     "ci_high": float(rec["ci_high"]), "floor": float(rec["floor"]),
                     "gprp": float(gr.difference()), "gprp_ci_low": float(lo), "gprp_ci_high": float(hi),
+                    "gprp_floor": float(gr.difference_floor()),
+                    "minority_minus_majority": float(diff), "mmm_ci_low": float(dlo),
+                    "mmm_ci_high": float(dhi),
                     "empirical_epsilon": float(emp.get(g, math.nan)),
+                    "empirical_epsilon_dp": float(emp_dp.get(g, math.nan)),
                     "test_accuracy": float(self.group_accuracy.get(g, math.nan)),
                 })
         df = pd.DataFrame(rows)
@@ -167,6 +213,7 @@ class AuditResult:
         df["model"] = t.model
         df["epsilon"] = self.epsilon
         df["delta"] = self.delta
+        df["private"] = self.private
         df["dataset"] = self.config.data.name
         df["group_attribute"] = self.config.data.resolved_group
         return df
@@ -191,6 +238,7 @@ class AuditResult:
         lines = [
             f"{self.config.label}: {self.n_models} models, {len(self.empirical_record)} audited "
             f"records, test accuracy {self.accuracy:.3f}, eps = {eps} (delta = {self.delta:.2g})",
+            f"  {self.privacy_note}",
             f"GPR in percentage points ({self.config.audit.estimator} estimator, "
             f"{int(round(self.config.audit.ci * 100))}% bootstrap CI); floor = zero-leakage level",
         ]
@@ -204,15 +252,23 @@ class AuditResult:
                     f"[{r.ci_low:6.2f}, {r.ci_high:6.2f}]  floor {r.floor:5.2f}"
                 )
             r0 = part.iloc[0]
-            lines.append(f"    GPRP {r0.gprp:.2f} [{r0.gprp_ci_low:.2f}, {r0.gprp_ci_high:.2f}]")
-        emp = ", ".join(f"{g} {e:.2f}" for g, e in zip(self.empirical_epsilon["group"],
-                                                     self.empirical_epsilon["epsilon"]))
-        lines.append(f"Empirical eps lower bounds (alpha = {self.config.audit.alpha:g}): {emp}; "
+            line = (f"    GPRP {r0.gprp:.2f} [{r0.gprp_ci_low:.2f}, {r0.gprp_ci_high:.2f}]"
+                    f"  (floor GPRP {r0.gprp_floor:.2f}: max - min is positive with no leakage)")
+            if math.isfinite(r0.minority_minus_majority):
+                line += (f"; minority - majority {r0.minority_minus_majority:+.2f} "
+                         f"[{r0.mmm_ci_low:.2f}, {r0.mmm_ci_high:.2f}]")
+            lines.append(line)
+        frame = self.empirical_epsilon
+        rigorous = frame["epsilon_dp"] if "epsilon_dp" in frame else [math.nan] * len(frame)
+        emp = ", ".join(f"{g} {e:.2f} (rigorous {r:.2f})"
+                        for g, e, r in zip(frame["group"], frame["epsilon"], rigorous))
+        lines.append(f"Empirical eps lower bounds, GDP-shaped heuristic and rigorous (eps, delta) "
+                     f"(alpha = {self.config.audit.alpha:g}): {emp}; "
                      f"at most {self.max_certifiable_epsilon:.2f} is certifiable with "
                      f"{self.n_models} models")
         if math.isfinite(self.epsilon):
             kind = "add/remove game: compare with eps" if self.game.kind == "loo" else \
-                "substitution game: compare with 2 eps"
+                "substitution game: compare with the substitution eps at delta, > 2 eps"
             lines.append(f"  ({kind} = {self.reference_epsilon:.3g})")
         return "\n".join(lines)
 
@@ -232,6 +288,8 @@ class AuditResult:
             "accuracy": _json_float(self.accuracy),
             "group_accuracy": {k: _json_float(v) for k, v in self.group_accuracy.items()},
             "epsilon": _json_float(self.epsilon),
+            "private": self.private,
+            "privacy_note": self.privacy_note,
             "reference_epsilon": _json_float(self.reference_epsilon),
             "delta": _json_float(self.delta),
             "noise_multiplier": _json_float(self.noise_multiplier),
@@ -292,7 +350,8 @@ def compare(results: Sequence[AuditResult], *, auditor: str | None = None) -> pd
     """One row per result and auditor: method, accuracy, ε, GPR per group with CI, GPRP, floor.
 
     Columns: ``method, auditor, accuracy, epsilon, gprp, gprp_ci_low, gprp_ci_high,
-    floor_gprp`` (the GPRP of the zero-leakage floors), then per group ``gpr[g]``,
+    floor_gprp`` (the GPRP of the zero-leakage floors), ``floor_mean``,
+    ``minority_minus_majority, mmm_ci_low, mmm_ci_high`` (two groups, else NaN), then per group ``gpr[g]``,
     ``gpr_low[g]``, ``gpr_high[g]`` (percentage points). ``auditor`` keeps one auditor.
     """
     rows = []
@@ -309,6 +368,8 @@ def compare(results: Sequence[AuditResult], *, auditor: str | None = None) -> pd
                 "floor_gprp": float(gr.difference_floor()),
                 "floor_mean": float(np.nanmean(by["floor"])),
             }
+            diff, dlo, dhi = gr.signed_difference()
+            row.update({"minority_minus_majority": diff, "mmm_ci_low": dlo, "mmm_ci_high": dhi})
             for rec in by.to_dict("records"):
                 g = rec["group"]
                 row[f"gpr[{g}]"] = float(rec["gpr"])
@@ -327,7 +388,7 @@ def format_comparison(results: Sequence[AuditResult]) -> str:
     level = f"{round(results[0].config.audit.ci * 100):g}% CI"
     head = (f"{'method':<7} {'auditor':<9} {'acc':>6} {'eps':>5}  "
             + "  ".join(f"{'GPR ' + g + ' [' + level + ']':<22}" for g in groups)
-            + f"  {'GPRP [' + level + ']':<22} {'floor':>6}")
+            + f"  {'GPRP [' + level + ']':<22} {'floor GPRP':>10}  {'min-maj [' + level + ']':<22}")
     lines = [head, "-" * len(head)]
     for r in df.to_dict("records"):
         eps = "inf" if math.isinf(r["epsilon"]) else f"{r['epsilon']:.3g}"
@@ -338,6 +399,8 @@ def format_comparison(results: Sequence[AuditResult]) -> str:
         lines.append(
             f"{r['method']:<7} {r['auditor']:<9} {r['accuracy']:6.3f} {eps:>5}  {cells}  "
             f"{r['gprp']:6.2f} [{r['gprp_ci_low']:5.2f},{r['gprp_ci_high']:6.2f}]".ljust(22)
-            + f" {r['floor_mean']:6.2f}"
+            + f" {r['floor_gprp']:10.2f}  "
+            + (f"{r['minority_minus_majority']:+6.2f} [{r['mmm_ci_low']:5.2f},{r['mmm_ci_high']:6.2f}]"
+               if math.isfinite(r["minority_minus_majority"]) else "n/a")
         )
     return "\n".join(lines)

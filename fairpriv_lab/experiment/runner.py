@@ -197,6 +197,8 @@ def run(
         test_accuracy=trained["test_accuracy"], group_accuracy=trained["group_accuracy"],
         epsilon=trained["epsilon"], delta=delta, noise_multiplier=trained["noise_multiplier"],
         telemetry=trained["telemetry"], timings=timings, version=__version__,
+        sample_rate=trained["sample_rate"], steps=trained["steps"],
+        substitution_epsilon=_substitution_budget(cfg, trained, delta),
         device=trained["device"], cache_key=key, chunks_trained=trained["chunks_trained"],
         chunks_loaded=trained["chunks_loaded"],
         from_cache=trained["chunks_trained"] == 0 and cached_audit is not None,
@@ -390,6 +392,20 @@ def _check_chunk(part: dict[str, Any], n_models: int) -> None:
             raise ValueError(f"{name!r} of shape {part[name].shape}")
 
 
+def _substitution_budget(cfg: ExperimentConfig, trained: dict[str, Any], delta: float) -> float:
+    """Return the budget at delta of a substitution game's empirical bound (NaN: LOO, inf: SGD)."""
+    t = cfg.train
+    if not t.is_private:
+        return math.inf
+    if cfg.game.kind == "loo":
+        return math.nan
+    from ..engine.privacy import substitution_epsilon
+
+    return substitution_epsilon(trained["noise_multiplier"], sample_rate=trained["sample_rate"],
+                                steps=trained["steps"], delta=delta, method=_method_spec(t),
+                                accountant=t.accountant)
+
+
 def _train_one_chunk(cfg, train, test, rows, delta, seed, progress, offset, total) -> dict[str, Any]:
     from ..engine.training import train_ensemble
 
@@ -407,7 +423,7 @@ def _train_one_chunk(cfg, train, test, rows, delta, seed, progress, offset, tota
             batch_size=t.batch_size, lr=t.lr, optimizer=t.optimizer, clip=t.clip,
             noise_multiplier=t.noise_multiplier, target_epsilon=t.epsilon, delta=delta,
             accountant=t.accountant, hidden=t.hidden, device=cfg.device, seed=seed,
-            progress=inner, test=test,
+            progress=inner, test=test, diagnostics=t.resolved_diagnostics,
         )
     except TrainingDivergedError as err:
         # the engine counts models within the chunk: name the model of the game instead
@@ -491,6 +507,8 @@ def _merge_chunks(parts, test, trained_n, loaded_n) -> dict[str, Any]:
         "group_accuracy": {name: float(v) for name, v in zip(test.group_names, per_group)},
         "epsilon": max(p["epsilon"] for p in parts),
         "noise_multiplier": parts[0]["noise_multiplier"],
+        "sample_rate": float(max(np.max(p["sample_rate"]) for p in parts)),
+        "steps": int(max(int(p["steps"]) for p in parts)),
         "device": ",".join(sorted({p["device"] for p in parts})),
         "telemetry": telemetry,
         "chunks_trained": trained_n, "chunks_loaded": loaded_n,
@@ -632,8 +650,8 @@ def _outcome(test, predictions, names):
     With the same test set for every model, the pooled per-group rates (accuracy, selection
     rate, TPR, FPR) equal the means over models of each model's rates.
     """
-    from ..audit.risk import outcome_fairness
+    from ..audit.risk import outcome_fairness_counts
 
     n_models = predictions.shape[0]
-    return outcome_fairness(np.tile(test.y, n_models), predictions.reshape(-1),
+    return outcome_fairness_counts(np.tile(test.y, n_models), predictions.reshape(-1),
                             np.tile(test.g, n_models), names)

@@ -1,9 +1,10 @@
 """Run the teaching notebooks as programs: papermill execution, parameter checks, refresh.
 
-Every notebook in ``notebooks/`` follows one template (STYLE.md rule 14): a ``parameters``
+Every notebook in ``notebooks/`` follows one template (docs/design.md section 7): a ``parameters``
 cell (papermill), then a cell that calls :func:`check_parameters` so that a bad parameter
 stops the notebook at the top with the package's message ``Expected name=value allowed``.
-:data:`SMALL_PARAMETERS` holds, per notebook, the sizes the test suite uses.
+Each notebook carries its test sizes in ``metadata["fairpriv_lab"]["small_parameters"]``
+(read by :func:`small_parameters`), with the notebook, not in the library.
 
 The kernel always runs in the interpreter that calls these functions: :func:`execute_notebook`
 writes a temporary kernelspec whose ``argv`` starts with ``sys.executable``, so a notebook
@@ -35,7 +36,6 @@ from .._core import validate as V
 from .._core.exceptions import FairPrivError
 
 __all__ = [
-    "SMALL_PARAMETERS",
     "NotebookError",
     "NotebookRun",
     "check_parameters",
@@ -49,26 +49,6 @@ __all__ = [
 ]
 
 KERNEL_NAME = "fairpriv-lab-current-env"
-
-#: Parameters per notebook (file stem) that make the whole set run in a few minutes on
-#: 2 CPU cores; the test suite executes every notebook with these.
-SMALL_PARAMETERS: dict[str, dict[str, Any]] = {
-    "00_start_here": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64},
-    "01_membership_inference": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64},
-    "02_worst_case_looa_vs_alooa": {"n": 400, "n_models": 8, "m": 60, "n_targets": 3, "epochs": 30,
-                                    "batch_size": 64},
-    "03_group_privacy_risk": {"n": 600, "n_models": 8, "m": 100, "epochs": 60, "batch_size": 64,
-                              "n_boot": 200},
-    "04_dp_sgd": {"n": 600, "n_models": 8, "m": 100, "epochs": 10, "batch_size": 64, "epsilons": [1.0, 8.0]},
-    "05_why_groups_differ": {"n": 600, "n_models": 8, "m": 100, "epochs": 10, "batch_size": 64},
-    "06_dpsgd_s_and_f": {"n": 600, "n_models": 8, "m": 100, "epochs": 10, "batch_size": 64,
-                         "epsilons": [2.0, 8.0]},
-    # use_recorded=False: CI exercises the live path, not the tables in docs/results.
-    "07_reproduce_paper": {"use_recorded": False, "n": 2000, "n_models": 8, "epochs": 2, "n_boot": 100,
-                           "floor_sizes": [4, 8, 16], "floor_records": 1000, "loo_targets": 2,
-                           "loo_pairs": [2, 4], "utility_epsilons": [2.0, 10.0]},
-}
-
 
 class NotebookError(FairPrivError, RuntimeError):
     """A notebook failed while executing; the message names the cell and the error.
@@ -115,14 +95,12 @@ def list_notebooks(directory: str | os.PathLike = "notebooks") -> list[Path]:
 
 
 def small_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
-    """Return the test-size parameters of a notebook.
+    """Return the test-size parameters of a notebook, from its metadata.
 
-    Looked up in :data:`SMALL_PARAMETERS` by file stem, else in the notebook's metadata
-    ``metadata["fairpriv_lab"]["small_parameters"]`` (so that a notebook can carry its own).
+    ``metadata["fairpriv_lab"]["small_parameters"]``: sizes that make the notebook run in
+    about a minute on 2 CPU cores (the test suite and ``--small`` use them).
     """
     path = Path(notebook)
-    if path.stem in SMALL_PARAMETERS:
-        return dict(SMALL_PARAMETERS[path.stem])
     if path.is_file():
         meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
         small = meta.get("fairpriv_lab", {}).get("small_parameters")
@@ -130,8 +108,7 @@ def small_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
             return dict(small)
     raise V.fail(
         "notebook", path.name, "to have small test parameters",
-        "Add an entry to fairpriv_lab.sweep.notebook_tools.SMALL_PARAMETERS or the notebook metadata "
-        "'fairpriv_lab': {'small_parameters': {...}}",
+        "Add them to the notebook metadata: 'fairpriv_lab': {'small_parameters': {...}}",
     )
 
 
@@ -384,7 +361,7 @@ def refresh(
 
     This is the one command that regenerates what is committed (``make notebooks-refresh``),
     so stored outputs always match the code. Each notebook runs with its own default
-    parameters (``small=True`` uses :data:`SMALL_PARAMETERS`, for a quick check); papermill's
+    parameters (``small=True`` uses :func:`small_parameters`, for a quick check); papermill's
     timing metadata is dropped to keep diffs readable. A notebook that fails is left
     untouched and the error is raised after the others have run.
 

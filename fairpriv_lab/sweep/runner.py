@@ -5,7 +5,7 @@ experiment settings; :func:`run_sweep` runs every point through the experiment c
 ``distributed`` scheduler (a :class:`~distributed.LocalCluster` on 127.0.0.1 by default, or any
 scheduler address) and gathers one tidy table, one row per point and group.
 :func:`run_notebooks` executes a notebook once per parameter set with papermill on the same
-executor. Reliability (DESIGN.md, issue "Sweeps"):
+executor. Reliability (docs/design.md, issue "Sweeps"):
 
 * finished points are written to ``OUT/points/`` as they arrive and are never recomputed, so an
   interrupted sweep resumes (and the experiment cache makes a recomputation cheap anyway);

@@ -269,7 +269,7 @@ class AuditPanel:
     ) -> None:
         W = _ipywidgets()
         from ..data import list_datasets
-        from ..viz._core import altair as _viz_altair
+        from ..viz import altair as _viz_altair
 
         _viz_altair()  # fail early, with the extra to install, if the charts cannot be drawn
 
@@ -673,8 +673,14 @@ def result_table_html(result: Any, *, auditor: str = "PA-ALOOA") -> str:
             f"<td>{rec.floor:.2f}</td></tr>"
         )
     lo, hi = risk.difference_ci()
+    diff, dlo, dhi = risk.signed_difference()
+    signed = ("" if not math.isfinite(diff) else
+              f" · {html.escape(str(risk.minority))} − other group = <b>{diff:+.2f} pp</b> "
+              f"(95% CI [{dlo:.2f}, {dhi:.2f}])")
     eps = getattr(result, "epsilon", math.inf)
     eps_txt = "∞ (no privacy)" if not math.isfinite(eps) else f"{eps:.2f}"
+    if math.isfinite(eps) and getattr(result, "private", True) is False:
+        eps_txt += " — NOT PRIVATE as released (un-noised diagnostics on)"
     acc = getattr(result, "accuracy", math.nan)
     acc_txt = "n/a" if not math.isfinite(acc) else f"{100 * float(acc):.1f} %"
     head = ("<tr><th>group</th><th>n</th><th>GPR (pp)</th><th>95% CI</th>"
@@ -682,6 +688,7 @@ def result_table_html(result: Any, *, auditor: str = "PA-ALOOA") -> str:
     return (
         f"<div><b>{html.escape(auditor)} group privacy risk</b>"
         f"<table style='border-collapse:collapse' border='1' cellpadding='4'>{head}{''.join(rows)}</table>"
-        f"<div>GPRP = <b>{risk.difference():.2f} pp</b> (95% CI [{lo:.2f}, {hi:.2f}]) · "
+        f"<div>GPRP = <b>{risk.difference():.2f} pp</b> (95% CI [{lo:.2f}, {hi:.2f}]; "
+        f"zero-leakage floor GPRP {risk.difference_floor():.2f} pp){signed} · "
         f"test accuracy {acc_txt} · ε = {eps_txt}</div></div>"
     )

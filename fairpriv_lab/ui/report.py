@@ -101,13 +101,15 @@ def _result_section(label: str, result: Any, *, auditor: str | None, images: str
     meta = (
         f"{result.n_models} models · {len(result.empirical_record)} audited records · "
         f"test accuracy {100 * result.accuracy:.1f} % · ε = {_eps(result.epsilon)} "
-        f"(δ = {result.delta:.2g}) · {cfg.audit.estimator} estimator · "
+        f"(δ = {result.delta:.2g}) · {html.escape(_privacy_note(result))} · "
+        f"{cfg.audit.estimator} estimator · "
         f"{t.get('total', math.nan):.1f} s · fairpriv-lab {html.escape(str(result.version))}"
         + (f" · cache key <code>{html.escape(result.cache_key[:12])}</code>" if result.cache_key else "")
     )
     summary = result.summary()
     cols = ["auditor", "group", "n", "gpr", "ci_low", "ci_high", "floor", "gprp", "gprp_ci_low",
-            "gprp_ci_high", "empirical_epsilon", "test_accuracy"]
+            "gprp_ci_high", "gprp_floor", "minority_minus_majority", "mmm_ci_low", "mmm_ci_high",
+            "empirical_epsilon", "empirical_epsilon_dp", "test_accuracy"]
     summary = summary[[c for c in cols if c in summary.columns]]
     charts = [viz.gpr_chart(result.group_risk[main], group_order=order, title=f"{main}: GPR by group")]
     if len(auditors) > 1:
@@ -132,6 +134,11 @@ def _result_section(label: str, result: Any, *, auditor: str | None, images: str
     parts.append("<details><summary>Configuration</summary><pre>"
                  + html.escape(_pretty(cfg.to_dict())) + "</pre></details>")
     return "\n".join(parts)
+
+
+def _privacy_note(result: Any) -> str:
+    note = getattr(result, "privacy_note", None)
+    return str(note) if note else "privacy of the release not recorded"
 
 
 def _outcome_html(outcome: Any) -> list[str]:

@@ -31,13 +31,30 @@ from ._adapters import (
     telemetry_frame,
 )
 from ._attack import empirical_vs_accounted_epsilon, roc_by_group, roc_curves
-from ._core import GROUP_PALETTE, MAX_ROWS, MISSING_UI_MESSAGE, SERIES_COLORS, group_palette
+from ._core import (
+    GROUP_PALETTE,
+    HEIGHT,
+    MAX_ROWS,
+    MISSING_UI_MESSAGE,
+    SERIES_COLORS,
+    WIDTH,
+    altair,
+    group_palette,
+    series_color,
+    title_params,
+)
 from ._export import enable_notebook_rendering, save_chart, static_image, to_png_bytes, to_svg
 from ._risk import auditors_side_by_side, gpr_chart, ipr_distribution
 from ._scatter import grc_vs_gpr, loo_vs_aloo
 from ._sweep import accuracy_gprp_frontier, clip_bounds_over_training, gprp_vs_epsilon
 
 __all__ = [
+    # building blocks of other layers' charts (studies): the lazy altair module, sizes, colours
+    "altair",
+    "HEIGHT",
+    "WIDTH",
+    "series_color",
+    "title_params",
     # charts
     "gpr_chart",
     "auditors_side_by_side",

@@ -245,7 +245,7 @@ def empirical_vs_accounted_epsilon(
 ) -> alt.LayerChart:
     """Per-group empirical epsilon lower bounds against the accounted epsilon, with y = x.
 
-    A valid lower bound must lie below the line y = x for every DP run (DESIGN.md 4.7);
+    A valid lower bound must lie below the line y = x for every DP run (docs/design.md 4.7);
     runs with accounted epsilon = inf (SGD) have no line to respect and are left out (counted
     in the subtitle). Taught in notebook 4.
 

@@ -130,7 +130,7 @@ def gpr_chart(
     """Bar chart of GPR by group with CI error bars, the zero-leakage floor and GPRP.
 
     GPR(g) = mean IPR over the audited records of group g; GPRP = max_g GPR - min_g GPR
-    (DESIGN.md 4.5). Taught in notebooks 3 and 6.
+    (docs/design.md 4.5). Taught in notebooks 3 and 6.
 
     Parameters
     ----------
@@ -283,7 +283,7 @@ def ipr_distribution(
 ) -> alt.LayerChart:
     """Distribution of per-record IPR by group (histograms or box plots), computed in pandas.
 
-    IPR(x) = 2 acc(x) - 1 (DESIGN.md 4.3). The chart only carries bin counts or quartiles,
+    IPR(x) = 2 acc(x) - 1 (docs/design.md 4.3). The chart only carries bin counts or quartiles,
     never the records, so any number of records is fine. Taught in notebook 3.
 
     Parameters

@@ -171,7 +171,7 @@ def grc_vs_gpr(
     """GPR against the group relative contribution (GRC) per group, Pearson r in the title.
 
     GRC(k) = mean over steps of ||mean gradient of group k in B|| / ||mean gradient of B||
-    (DESIGN.md 4.8). Taught in notebook 5: groups that pull the update harder tend to leak
+    (docs/design.md 4.8). Taught in notebook 5: groups that pull the update harder tend to leak
     less, or more?
 
     Parameters

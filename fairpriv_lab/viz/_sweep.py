@@ -144,7 +144,7 @@ def accuracy_gprp_frontier(
 ) -> alt.LayerChart:
     """Test accuracy against GPRP across epsilon, one connected line per method.
 
-    The matched-utility comparison of DESIGN.md section 2, item 4: a method is better only if
+    The matched-utility comparison of docs/design.md section 2, item 4: a method is better only if
     its line lies below another's at the same accuracy (lower GPRP for equal utility), not
     merely at the same epsilon. Taught in notebook 6.
 
@@ -215,7 +215,7 @@ def clip_bounds_over_training(
 ) -> alt.LayerChart | alt.FacetChart:
     """Per-group clipping bounds C_k over training steps (DP-SGD-S, DP-SGD-F).
 
-    DP-SGD-S sets C_k = C min(tau, r_bar / r_k) each step (DESIGN.md 4.6): groups that pull
+    DP-SGD-S sets C_k = C min(tau, r_bar / r_k) each step (docs/design.md 4.6): groups that pull
     the update harder get a stricter bound. Taught in notebook 6.
 
     Parameters

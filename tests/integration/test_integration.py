@@ -315,9 +315,9 @@ def test_aloo_agrees_with_exact_loo():
 def test_empirical_epsilon_never_exceeds_accounted_epsilon():
     """Soundness on real DP-SGD runs at several ε, with a leaky SGD run showing the bound has power.
 
-    ALOOA is a substitution game, so its empirical ε is bounded by 2ε (group privacy of size
-    2); the check also holds at ε itself on this setup, which we assert for the DP runs'
-    per-group bounds as well as the matching 2ε.
+    ALOOA is a substitution game, so its empirical ε is bounded by the substitution budget at δ
+    (group privacy of size 2: above 2ε); the check also holds at ε itself on this setup, which
+    we assert for the DP runs' per-group bounds as well as the matching budget.
     """
     base = ExperimentConfig.from_dict(LEAKY)
     sgd = run(base, cache=False)
@@ -326,7 +326,9 @@ def test_empirical_epsilon_never_exceeds_accounted_epsilon():
     for eps in (0.5, 1.0, 4.0):
         res = run(base.replace(method="dpsgd", epsilon=eps, clip=1.0), cache=False)
         assert res.epsilon <= eps * 1.01
-        assert res.reference_epsilon == 2 * res.epsilon
+        # substitution game: the budget at delta is (2 eps_1, (1 + e^eps_1) delta_1), above 2 eps
+        # (this asserted == 2 eps, which is not a valid budget at a fixed delta)
+        assert res.reference_epsilon > 2 * res.epsilon
         per_group = res.empirical_epsilon["epsilon"].to_numpy()
         assert np.all(per_group <= res.reference_epsilon), (eps, res.empirical_epsilon)
         assert np.all(res.empirical_record <= res.reference_epsilon)

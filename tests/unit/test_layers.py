@@ -152,6 +152,37 @@ def cycles(graph: Mapping[str, Iterable[str]], *, package: str = "fairpriv_lab")
     return sorted(out)
 
 
+def private_crossings(package: Path = PACKAGE) -> list[str]:
+    """Private names (``_x``) or private modules imported from another module of the package.
+
+    A helper another module needs is public within its layer; ``pkg._x`` modules are read
+    only by their own package (its ``__init__`` and siblings).
+    """
+    out = []
+    files = {module_name(p, package): p for p in package.rglob("*.py")}
+    for name, path in sorted(files.items()):
+        is_pkg = path.name == "__init__.py"
+        base = name.split(".") if is_pkg else name.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom) or not node.level:
+                continue
+            target = ".".join(base[: len(base) - (node.level - 1)] + ([node.module] if node.module else []))
+            mods = [target] + [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in files]
+            for mod in mods:
+                parts = mod.split(".")
+                for i, part in enumerate(parts):
+                    owner = ".".join(parts[:i])
+                    if part.startswith("_") and not part.startswith("__") and not (
+                            name == owner or name.startswith(owner + ".")):
+                        out.append(f"{name} imports the private module {mod}")
+                        break
+            if target != name:
+                for a in node.names:
+                    if a.name.startswith("_") and not a.name.startswith("__") and f"{target}.{a.name}" not in files:
+                        out.append(f"{name} imports {target}.{a.name}")
+    return out
+
+
 # ------------------------------------------------------------------ the checker itself
 def test_allowed_runs_down_the_order():
     for layer, deps in ALLOWED.items():
@@ -247,17 +278,31 @@ def test_imports_follow_the_layer_order(graph):
     assert violations(graph) == []
 
 
-#: Cycles inside ``data`` hidden by function-level imports (registration of the downloadable
-#: datasets as an import side effect; ``GroupedDataset.from_pandas``). Issue 11 removes them;
-#: the list may only shrink, and any new cycle fails.
-KNOWN_CYCLES = [
-    ["fairpriv_lab.data.dataset", "fairpriv_lab.data.tabular"],
-    ["fairpriv_lab.data.download", "fairpriv_lab.data.registry", "fairpriv_lab.data.remote"],
-]
-
-
 def test_no_import_cycles(graph):
-    assert cycles(graph) == KNOWN_CYCLES
+    assert cycles(graph) == []
+
+
+def test_no_private_name_crosses_a_module_boundary():
+    assert private_crossings() == []
+
+
+def test_private_crossings_are_found(tmp_path):
+    pkg = tmp_path / "fairpriv_lab"
+    for rel, text in {
+        "__init__.py": "",
+        "viz/__init__.py": "from ._core import altair\n",
+        "viz/_core.py": "def altair():\n    pass\n",
+        "audit/__init__.py": "",
+        "audit/attacks.py": "def _kernel():\n    pass\n",
+        "audit/risk.py": "from .attacks import _kernel\n",
+        "studies.py": "from .viz._core import altair\n",
+    }.items():
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(text)
+    assert private_crossings(pkg) == [
+        "fairpriv_lab.audit.risk imports fairpriv_lab.audit.attacks._kernel",
+        "fairpriv_lab.studies imports the private module fairpriv_lab.viz._core",
+    ]
 
 
 def test_importing_the_array_layers_does_not_load_torch():

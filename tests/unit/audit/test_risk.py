@@ -1,3 +1,4 @@
+import math
 import re
 import warnings
 
@@ -173,8 +174,83 @@ def test_pair_bootstrap_null_and_group_risk_replicates():
         GroupRisk(rr, ["a", "b"], replicates=reps[:, :1])
     loo = loo_game(10, [1, 2], n_pairs=3, seed=0)
     L = rng.exponential(size=(loo.n_models, 10))
-    with pytest.raises(ConfigError, match="to be 'in_sample' unless every pair"):
+    with pytest.raises(ConfigError, match="to let every pair"):
         pair_bootstrap(L, loo.membership, records=loo.audit_idx, groups=np.zeros(10, int), n_groups=1)
-    r2 = pair_bootstrap(L, loo.membership, records=loo.audit_idx, groups=np.zeros(10, int), n_groups=1,
-                        estimator="in_sample", n_boot=5, seed=0)
-    assert r2.shape == (5, 1)
+    # in_sample on resampled pairs is biased upwards (it fits the duplicates): refused. (This
+    # replaces an assertion that the in-sample pair bootstrap returned replicates.)
+    with pytest.raises(ConfigError, match="Expected estimator='in_sample' to be 'cross_fit'"):
+        pair_bootstrap(L, loo.membership, records=loo.audit_idx, groups=np.zeros(10, int), n_groups=1,
+                       estimator="in_sample", n_boot=5, seed=0)
+
+
+def test_pair_bootstrap_in_sample_is_refused_and_cross_fit_covers_the_null():
+    from fairpriv_lab.audit.risk import pair_bootstrap
+    from fairpriv_lab.experiment.config import AuditConfig, ExperimentConfig
+    from fairpriv_lab.games import half_split_game
+
+    game = half_split_game(200, n_models=16, seed=0)
+    groups = np.arange(200) % 2
+    kw = dict(records=game.audit_idx, groups=groups, n_groups=2)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ConfigError, match="estimator='in_sample' to be 'cross_fit'"):
+        pair_bootstrap(rng.exponential(size=(16, 200)), game.membership, estimator="in_sample", **kw)
+    with pytest.raises(ConfigError, match="audit.bootstrap='pairs' to be 'records' with audit.estimator='in_sample'"):
+        AuditConfig(bootstrap="pairs", estimator="in_sample")
+    with pytest.raises(ConfigError, match="audit.bootstrap='pairs' to be 'records' with game.kind='loo'"):
+        ExperimentConfig(game={"kind": "loo", "targets": (1,), "n_models": 8, "m": None},
+                         audit={"bootstrap": "pairs", "auditors": ("PA-LOOA",)})
+    # Coverage: with no leakage the cross-fit GPR is 0 in expectation; the 95 % pair-bootstrap
+    # interval (models and records resampled) must cover 0 in most null runs.
+    covered = 0
+    runs = 40
+    for r in range(runs):
+        losses = rng.exponential(size=(16, 200)) + rng.normal(0, 0.3, (16, 1))
+        reps = pair_bootstrap(losses, game.membership, n_boot=60, seed=r, **kw)
+        lo, hi = np.quantile(reps[:, 0], [0.025, 0.975])
+        covered += lo <= 0.0 <= hi
+    assert covered >= 0.85 * runs
+
+
+def test_gprp_reported_with_null_references_signed_difference_covers_zero():
+    from fairpriv_lab.audit import RecordRisk
+
+    rng = np.random.default_rng(0)
+    runs, cover_signed, cover_gprp = 60, 0, 0
+    for r in range(runs):
+        # no leakage: per-record cross-fit IPRs are noise around 0 in both groups
+        groups = np.repeat([0, 1], [120, 60])
+        ipr = rng.normal(0, 0.1, groups.size)
+        floor = rng.normal(0, 0.1, groups.size)
+        rr = RecordRisk(np.arange(groups.size), groups, (ipr + 1) / 2, ipr, floor, "PA-ALOOA", "cross_fit")
+        gr = GroupRisk(rr, ["a", "b"], n_boot=200, seed=r, min_group_size=0)
+        diff, lo, hi = gr.signed_difference()
+        assert diff == pytest.approx(gr.minority_minus_majority())
+        cover_signed += lo <= 0 <= hi
+        glo, ghi = gr.difference_ci()
+        cover_gprp += glo <= 0 <= ghi
+        s = gr.summary()
+        assert s["gprp_floor"] == pytest.approx(gr.difference_floor()) and s["gprp_floor"] >= 0
+        assert s["minority_minus_majority"] == pytest.approx(diff)
+    assert cover_signed >= 0.85 * runs  # the signed interval is honest under the null
+    assert cover_gprp <= 0.1 * runs  # the max - min interval is not: hence the floor beside it
+    three = GroupRisk(RecordRisk(np.arange(90), np.repeat([0, 1, 2], 30), np.full(90, 0.5),
+                                 np.zeros(90), np.zeros(90), "PA-ALOOA", "cross_fit"),
+                      ["a", "b", "c"], n_boot=20, seed=0)
+    assert all(math.isnan(v) for v in three.signed_difference())
+    assert "floor GPRP" in repr(three)
+
+
+def test_outcome_fairness_counts_equals_fairlearn():
+    from fairpriv_lab.audit.risk import outcome_fairness, outcome_fairness_counts
+
+    rng = np.random.default_rng(0)
+    y, p, g = rng.integers(0, 2, 600), rng.integers(0, 2, 600), rng.integers(0, 3, 600)
+    y[g == 2] = 0  # a group without positives: TPR undefined, reported as 0
+    names = ["a", "b", "c", "empty"]
+    for yy, pp in ((y, p), (rng.integers(0, 3, 600), rng.integers(0, 3, 600))):
+        ref, got = outcome_fairness(yy, pp, g, names), outcome_fairness_counts(yy, pp, g, names)
+        pd.testing.assert_frame_equal(got.by_group, ref.by_group, check_dtype=False)
+        for k in ("accuracy_difference", "demographic_parity_difference", "equal_opportunity_difference",
+                  "equalized_odds_difference", "multiclass"):
+            a, b = getattr(got, k), getattr(ref, k)
+            assert (a == pytest.approx(b)) or (math.isnan(a) and math.isnan(b)), k

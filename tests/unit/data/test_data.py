@@ -60,7 +60,7 @@ def test_adult_repr(adult):
 def test_adult_prebuilt_arrays_match_the_pandas_path():
     from fairpriv_lab.data import tabular
 
-    frame = tabular._read_adult_frame()
+    frame = tabular.read_adult_frame()
     for group in ("sex", "race", "race5"):
         fast = tabular._load_adult_prebuilt(group, "adult")
         assert fast is not None, "adult_preprocessed.npz is missing or stale: run python -m fairpriv_lab.data._build_adult"
@@ -191,7 +191,7 @@ def _frame():
 
 
 def test_from_pandas_categorical_numeric_and_groups():
-    ds = GroupedDataset.from_pandas(_frame(), target="label", group="sex")
+    ds = fl.data.from_pandas(_frame(), target="label", group="sex")
     # Groups numbered largest first by default; the group column stays a feature.
     assert ds.group_names == ("M", "F") and ds.group_sizes == {"M": 4, "F": 2}
     assert ds.feature_names == ("age", "job=a", "job=b", "job=c", "sex=F", "sex=M")

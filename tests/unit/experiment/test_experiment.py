@@ -119,3 +119,15 @@ def test_sections_validate_alone():
 def test_label():
     cfg = ExperimentConfig(train={"method": "dpsgd", "epsilon": 10.0})
     assert cfg.label == "adult/sex mlp dpsgd eps=10"
+
+
+def test_diagnostics_flag_marks_release_not_private_and_keys_the_cache():
+    from fairpriv_lab.experiment import TrainConfig
+
+    dp = ExperimentConfig(train={"method": "dpsgd", "epsilon": 1.0})
+    assert dp.train.is_release_private and not dp.train.resolved_diagnostics
+    diag = dp.replace(diagnostics=True)
+    assert not diag.train.is_release_private and diag.digest != dp.digest
+    assert TrainConfig().resolved_diagnostics and not TrainConfig().is_release_private  # SGD
+    with pytest.raises(ConfigError, match="train.diagnostics"):
+        TrainConfig(diagnostics="on")
