@@ -215,8 +215,13 @@ def _describe(ann: Any) -> str:
 
 def point_key(point: Mapping[str, Any]) -> str:
     """Stable 16-hex-digit key of a point: a hash of its sorted JSON form."""
+    return point_digest(point)[:16]
+
+
+def point_digest(point: Mapping[str, Any]) -> str:
+    """sha256 of the point's settings (sorted JSON); :func:`point_key` is its first 16 digits."""
     text = json.dumps(point, sort_keys=True, default=_json_default, allow_nan=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _json_default(obj: Any) -> Any:

@@ -69,6 +69,12 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         raise
 
 
+def json_round_trip(obj: Any) -> Any:
+    """Return obj as it reads back from a file of :func:`write_json_atomic` (numpy scalars to
+    Python, tuples to lists)."""
+    return json.loads(json.dumps(obj, default=_json_default, allow_nan=True))
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()

@@ -49,8 +49,8 @@ from .notebook_runs import (
 )
 from .report import (
     ProgressOption,
-    _json_default,
     failures_frame,
+    json_round_trip,
     point_rows,
     progress_reporter,
     write_json_atomic,
@@ -249,8 +249,8 @@ def run_sweep(
         outcome = dataclasses.replace(outcome, value=rows)
         done[i] = outcome
         if out_dir is not None:
-            records = _json_round_trip(rows.to_dict("records"))
-            record = {"key": keys[i], "point": points[i], "point_digest": _point_digest(points[i]),
+            records = json_round_trip(rows.to_dict("records"))
+            record = {"key": keys[i], "point": points[i], "point_digest": _grid.point_digest(points[i]),
                       "rows": records, "rows_sha256": _rows_sha256(records),
                       **{c: getattr(outcome, c) for c in _TIMING_COLUMNS}}
             write_json_atomic(out_dir / "points" / f"{keys[i]}.json", record)
@@ -303,17 +303,6 @@ def _device_of(point: Mapping[str, Any]) -> str:
     return "auto"
 
 
-def _json_round_trip(obj: Any) -> Any:
-    """Return obj as it reads back from the points file (numpy scalars to Python, tuples to lists)."""
-    return json.loads(json.dumps(obj, default=_json_default, allow_nan=True))
-
-
-def _point_digest(point: Mapping[str, Any]) -> str:
-    """sha256 of the point's settings (sorted JSON); point_key is its first 16 hex digits."""
-    text = json.dumps(point, sort_keys=True, default=_grid._json_default, allow_nan=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def _rows_sha256(records: Any) -> str:
     return hashlib.sha256(json.dumps(records, sort_keys=True, allow_nan=True).encode()).hexdigest()
 
@@ -335,7 +324,7 @@ def _load_finished(out_dir: Path, keys: Sequence[str], points: Sequence[Mapping[
             record = json.loads(path.read_text())
             rows = pd.DataFrame.from_records(record["rows"])
             problem = None
-            if record.get("key") != key or record.get("point_digest") != _point_digest(points[i]):
+            if record.get("key") != key or record.get("point_digest") != _grid.point_digest(points[i]):
                 problem = "it holds another point's settings"
             elif record.get("rows_sha256") != _rows_sha256(record["rows"]):
                 problem = "its rows do not match their checksum"
