@@ -5,10 +5,12 @@ bounds, ``risk`` ``GroupRisk`` (GPR with CIs, GPRP) and outcome fairness.
 """
 
 from .attacks import Agreement, RecordRisk, agreement, attack_scores, global_risk, record_risk
-from .empirical import EmpiricalEpsilon, empirical_epsilon, gdp_epsilon
+from .empirical import EmpiricalEpsilon, advantage_bound, empirical_epsilon, gdp_epsilon
 from .risk import (
     GroupRisk,
     OutcomeFairness,
+    floor_corrected,
+    gpr_change,
     outcome_fairness,
     outcome_fairness_counts,
     pair_bootstrap,
@@ -20,11 +22,14 @@ __all__ = [
     "GroupRisk",
     "OutcomeFairness",
     "RecordRisk",
+    "advantage_bound",
     "agreement",
     "attack_scores",
     "empirical_epsilon",
+    "floor_corrected",
     "gdp_epsilon",
     "global_risk",
+    "gpr_change",
     "outcome_fairness",
     "outcome_fairness_counts",
     "pair_bootstrap",

@@ -53,10 +53,18 @@ import pandas as pd
 from scipy import special, stats
 
 from .._core import validate as V
+from .._core.dp import advantage_bound
 from .._core.rng import SeedLike, as_generator
 from .attacks import Signal, audit_inputs, informative_pairs, pair_blocks
 
-__all__ = ["EmpiricalEpsilon", "empirical_epsilon", "gdp_epsilon", "dp_epsilon", "clopper_pearson_upper"]
+__all__ = [
+    "EmpiricalEpsilon",
+    "empirical_epsilon",
+    "gdp_epsilon",
+    "dp_epsilon",
+    "clopper_pearson_upper",
+    "advantage_bound",
+]
 
 
 def clopper_pearson_upper(k: np.ndarray, n: np.ndarray, level: float) -> np.ndarray:

@@ -2,8 +2,9 @@
 
     python -m fairpriv_lab.data._build_adult
 
-The arrays are those of the pandas path of :func:`fairpriv_lab.data.load_adult`, stored
-compactly (numeric columns, one category code per categorical column) so that loading the
+The arrays are those of the pandas path of :func:`fairpriv_lab.data.load_adult` with
+``standardize=False`` (raw numeric columns: the loader z-scores them at load time, and the
+experiment pipeline fits that scaler on the held-out split only), stored compactly (numeric columns, one category code per categorical column) so that loading the
 bundled Adult data needs neither pandas nor the one-hot encoding at run time.
 """
 
@@ -24,7 +25,7 @@ def build(path: Path | None = None) -> Path:
     root = resources.files("fairpriv_lab.data")
     target = Path(str(root.joinpath(ADULT_PREBUILT))) if path is None else Path(path)
     frame = read_adult_frame()
-    ds = {g: load_adult(group=g, frame=frame) for g in ("sex", "race5")}
+    ds = {g: load_adult(group=g, frame=frame, standardize=False) for g in ("sex", "race5")}
     X = ds["sex"].X
     names = ds["sex"].feature_names
     k = len(ADULT_NUMERIC)
@@ -42,7 +43,7 @@ def build(path: Path | None = None) -> Path:
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".npz")
     os.close(fd)
     np.savez_compressed(
-        tmp, numeric=X[:, :k], codes=np.stack(codes, 1).astype(np.uint8),
+        tmp, numeric_raw=X[:, :k], codes=np.stack(codes, 1).astype(np.uint8),
         n_categories=np.asarray(sizes, np.int16), feature_names=np.asarray(names),
         y=ds["sex"].y.astype(np.int8), sex=ds["sex"].g.astype(np.int8),
         race5=ds["race5"].g.astype(np.int8), csv_sha256=np.asarray(csv_sha),

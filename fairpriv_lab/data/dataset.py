@@ -210,6 +210,28 @@ class GroupedDataset:
         mask[test_idx] = True
         return self.subset(~mask), self.subset(mask)
 
+    def restandardized(self, reference: GroupedDataset) -> GroupedDataset:
+        """Re-standardise the z-scored columns with the mean and sd of ``reference``'s rows.
+
+        The columns are those listed in ``provenance["standardized_columns"]`` (tabular
+        loaders z-score their numeric columns over every row, which makes every feature depend
+        on every record, audited ones included). Z-scoring is invariant to a prior affine map,
+        so the result equals standardising the raw values with ``reference``'s statistics.
+        :func:`fairpriv_lab.experiment.run` passes the held-out split (in no model's training
+        set, never audited): the preprocessing then reads no training record (docs/privacy.md).
+        """
+        cols = list(self.provenance.get("standardized_columns") or [])
+        if not cols:
+            return self
+        ref = np.asarray(reference.X, dtype=np.float64)[:, cols]
+        mean = ref.mean(axis=0)
+        sd = ref.std(axis=0)
+        X = np.array(self.X, dtype=np.float32)
+        X[:, cols] = ((X[:, cols].astype(np.float64) - mean) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+        prov = {**self.provenance, "scaler": f"z-scored with the mean and sd of {reference.n_samples} "
+                "held-out rows (in no model's training set, never audited)"}
+        return self._replace(X=X, provenance=prov)
+
     def to_pandas(self):
         """Return a DataFrame of the features with ``label`` and ``group`` columns."""
         import pandas as pd

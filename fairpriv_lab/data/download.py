@@ -182,7 +182,7 @@ def fetch_file(
     timeout = V.positive("timeout", timeout)
     deadline = V.positive("deadline", deadline)
     folder = dataset_dir(dataset, data_home)
-    from .._core.files import remove_stale_temporaries
+    from .._core.io import remove_stale_temporaries
 
     remove_stale_temporaries(folder, ".*.part", max_age=max(2 * deadline, 3600.0))
     target = folder / remote.filename

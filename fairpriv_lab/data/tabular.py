@@ -50,10 +50,10 @@ def read_adult_frame():
 ADULT_PREBUILT = "_files/adult_preprocessed.npz"
 
 
-def _load_adult_prebuilt(group: str, name: str) -> GroupedDataset | None:
+def _load_adult_prebuilt(group: str, name: str, standardize: bool = True) -> GroupedDataset | None:
     """Rebuild the bundled Adult dataset from its compact .npz without pandas (fast import path).
 
-    The .npz holds the standardised numeric columns, the category code of each categorical
+    The .npz holds the raw numeric columns, the category code of each categorical
     column, the label and the sex / race codes, plus the sha256 of the csv.gz it was built
     from; a missing or stale file returns None and the caller takes the pandas path, which
     gives identical arrays (a test checks it).
@@ -68,7 +68,12 @@ def _load_adult_prebuilt(group: str, name: str) -> GroupedDataset | None:
         arrays = {k: z[k] for k in z.files}
     if str(arrays["csv_sha256"]) != hashlib.sha256(csv.read_bytes()).hexdigest():
         return None
-    num, codes = arrays["numeric"], arrays["codes"].astype(np.int64)
+    if "numeric_raw" not in arrays:
+        return None  # built before the scaler moved out of the file
+    num, codes = arrays["numeric_raw"].astype(np.float64), arrays["codes"].astype(np.int64)
+    if standardize:  # the same float64 arithmetic as from_pandas
+        sd = num.std(axis=0)
+        num = (num - num.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
     feature_names = tuple(str(f) for f in arrays["feature_names"])
     sizes = arrays["n_categories"].astype(np.int64)
     offsets = len(ADULT_NUMERIC) + np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -82,8 +87,22 @@ def _load_adult_prebuilt(group: str, name: str) -> GroupedDataset | None:
     return GroupedDataset(
         X, arrays["y"].astype(np.int64), g, group_names=ADULT_GROUPS[group][2],
         feature_names=feature_names, class_names=("not >50K", ">50K"), name=name,
-        group_attribute=group, provenance=dict(ADULT_PROVENANCE),
+        group_attribute=group, provenance=_adult_provenance(standardize),
     )
+
+
+def _adult_provenance(standardize: bool) -> dict[str, Any]:
+    return {**ADULT_PROVENANCE, **_scaler_provenance(range(len(ADULT_NUMERIC)), standardize)}
+
+
+def _scaler_provenance(columns, standardize: bool) -> dict[str, Any]:
+    return {
+        "standardized_columns": [int(c) for c in columns],
+        "scaler": ("numeric columns z-scored with the mean and sd of all rows (every feature then "
+                   "depends on every record: not private); fairpriv_lab.experiment.run loads them "
+                   "raw and fits the scaler on the held-out split (GroupedDataset.restandardized)")
+        if standardize else "numeric columns raw (to be standardised, e.g. GroupedDataset.restandardized)",
+    }
 
 
 def adult_frame_from_raw(data_path: str, test_path: str):
@@ -104,7 +123,8 @@ def adult_frame_from_raw(data_path: str, test_path: str):
     return df
 
 
-def load_adult(*, group: str = "sex", frame: Any = None, name: str = "adult") -> GroupedDataset:
+def load_adult(*, group: str = "sex", frame: Any = None, name: str = "adult",
+               standardize: bool = True) -> GroupedDataset:
     """UCI Adult (45,222 rows), label income > 50K, groups by sex or race.
 
     The rows come bundled with the package (CC BY 4.0, Becker & Kohavi 1996, UCI Machine
@@ -119,6 +139,10 @@ def load_adult(*, group: str = "sex", frame: Any = None, name: str = "adult") ->
         ``race5``: the five original categories.
     frame : DataFrame, optional
         Use these raw rows instead of the bundled copy (the full-download loader does).
+    standardize : bool
+        Z-score the numeric columns with the statistics of all rows (not private: every
+        feature then depends on every record). ``fairpriv_lab.experiment.run`` loads them raw
+        (``False``) and fits the scaler on the held-out split only.
 
     Examples
     --------
@@ -129,7 +153,7 @@ def load_adult(*, group: str = "sex", frame: Any = None, name: str = "adult") ->
     """
     V.choice("group", group, ADULT_GROUPS)
     if frame is None:
-        fast = _load_adult_prebuilt(group, name)
+        fast = _load_adult_prebuilt(group, name, standardize)
         if fast is not None:
             return fast
     df = read_adult_frame() if frame is None else frame
@@ -147,9 +171,9 @@ def load_adult(*, group: str = "sex", frame: Any = None, name: str = "adult") ->
         group_order=order,
         name=name,
         group_attribute=group,
+        standardize=standardize,
     )
-    prov = dict(ADULT_PROVENANCE)
-    return ds._replace(provenance=prov)
+    return ds._replace(provenance=_adult_provenance(standardize))
 
 
 def from_pandas(
@@ -180,7 +204,11 @@ def from_pandas(
     categorical, numeric : list of str, optional
         Feature columns. By default every other column: object/category/bool dtypes are
         categorical, the rest numeric. Categoricals are one-hot encoded; numerics are
-        standardised when ``standardize``.
+        standardised when ``standardize`` -- with the statistics of *all* rows, which makes
+        every feature depend on every record (not private). The columns are recorded in
+        ``provenance["standardized_columns"]``; :meth:`GroupedDataset.restandardized` refits
+        them on rows that no model trains on (``fairpriv_lab.experiment.run`` uses the
+        held-out split), or pass ``standardize=False`` and scale with public bounds.
 
     Raises
     ------
@@ -293,8 +321,10 @@ def from_pandas(
     if not blocks:
         raise DatasetError("No feature columns left: pass categorical= or numeric=.")
     X = np.hstack(blocks).astype(np.float32)
+    prov = dict(provenance or {"source": "user DataFrame"})
+    if numeric:
+        prov.update(_scaler_provenance(range(len(numeric)), standardize))
     return GroupedDataset(
         X, y, g, group_names=tuple(group_order), feature_names=tuple(names),
-        class_names=class_names, name=name, group_attribute=gname,
-        provenance=dict(provenance or {"source": "user DataFrame"}),
+        class_names=class_names, name=name, group_attribute=gname, provenance=prov,
     )

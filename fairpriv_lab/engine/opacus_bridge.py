@@ -18,7 +18,9 @@ next to the vectorised engine::
     opt.get_epsilon(delta=1e-5)   # every released statistic composed
 
 Only one backward pass per ``step`` (no gradient accumulation across micro-batches: the
-policy's statistics are per batch). Notebook 05 uses it.
+policy's statistics are per batch). It is the reference the vectorised engine is checked
+against: one ensemble step of :class:`~fairpriv_lab.engine.privacy.DPStep` equals one step of
+Opacus's optimizer with the same policy (``tests/unit/engine/test_opacus_compat.py``).
 """
 
 from __future__ import annotations

@@ -488,7 +488,7 @@ def effective_noise_multiplier(method: Any, noise_multiplier: float) -> float:
     composition of Gaussians, each with noise ``sigma_i`` relative to its own L2 sensitivity:
     after scaling each output by ``1 / (sigma_i * sensitivity_i)`` the concatenation is one
     Gaussian mechanism of unit noise whose sensitivity is ``sqrt(sum_i sigma_i^-2)``. That
-    single Gaussian, subsampled at rate ``q``, is what is accounted (DESIGN.md 4.6, docs/privacy.md).
+    single Gaussian, subsampled at rate ``q``, is what is accounted (docs/design.md 4.6, docs/privacy.md).
     Accounting the mechanisms as independently subsampled under-reports epsilon.
 
     Examples
@@ -582,9 +582,17 @@ def _epsilon_cached(sigma_eff: float, q: float, steps: int, delta: float, accoun
     return _EPSILON_MEMO[key]
 
 
+_ORDER_HINTS: dict[tuple, int] = {}  # last best order per (q, T, delta): a warm start
+
+
 def _epsilon_and_order(sigma_eff, q, steps, delta, accountant, hint) -> tuple[float, int | None]:
     if accountant == "rdp":
-        return _RDPCurve(q, sigma_eff, steps, delta, _rdp_orders()).minimum(hint)
+        key = (q, steps, delta)
+        value, best = _RDPCurve(q, sigma_eff, steps, delta, _rdp_orders()).minimum(
+            _ORDER_HINTS.get(key) if hint is None else hint)
+        if len(_ORDER_HINTS) < _MEMO_SIZE:
+            _ORDER_HINTS[key] = best
+        return value, best
     from opacus.accountants import create_accountant
 
     acc = create_accountant(mechanism=accountant)
@@ -720,13 +728,18 @@ def calibrate_noise(
     if not policy.private:
         raise V.fail("method", method, "to be private when target_epsilon is given")
     V.choice("accountant", accountant, ACCOUNTANTS)
-    ratio = _noise_ratio(policy)
     sigma_eff = calibrate_effective_noise(target, sample_rate=sample_rate, steps=steps, delta=delta,
                                           accountant=accountant, rtol=rtol)
+    return _sigma_of(sigma_eff, _noise_ratio(policy), target, float(sample_rate), int(steps),
+                     float(delta), str(accountant))
+
+
+@functools.lru_cache(maxsize=1024)
+def _sigma_of(sigma_eff: float, ratio: float, target: float, q: float, steps: int, delta: float,
+              accountant: str) -> float:
     sigma = sigma_eff / ratio
     # sigma * ratio may differ from sigma_eff in the last bit; guard the "never above" promise.
-    while epsilon_of(sigma, sample_rate=sample_rate, steps=steps, delta=delta, method=policy,
-                     accountant=accountant) > target:
+    while _epsilon_cached(sigma * ratio, q, steps, delta, accountant) > target:
         sigma = math.nextafter(sigma, math.inf) * (1 + 1e-12)
     return sigma
 

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping
@@ -33,7 +32,7 @@ import numpy as np
 
 from .._core import validate as V
 from .._core.exceptions import CacheCorruptedError, CacheWriteError
-from .._core.files import STALE_SECONDS, remove_stale_temporaries
+from .._core.io import STALE_SECONDS, atomic_write, remove_stale_temporaries
 from .config import canonical, digest
 
 __all__ = [
@@ -103,39 +102,27 @@ def _sha256_file(path: Path) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write data to path via a temporary file in the same folder and os.replace.
+    """Write a cache file with :func:`atomic_write`, naming the folder when the disk is full.
 
-    A full disk (or quota) raises :class:`CacheWriteError` naming the folder, the bytes
-    needed and the bytes free; the temporary file is removed.
+    A folder where the file belongs is removed first; a full disk (or quota) raises
+    :class:`CacheWriteError` with the bytes needed and free (the temporary file is removed).
     """
-    if path.is_dir() and not path.is_symlink():  # a folder where the file belongs
+    if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, data)
     except OSError as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            try:
-                free = shutil.disk_usage(path.parent).free
-            except OSError:  # pragma: no cover
-                free = -1
-            raise CacheWriteError(
-                f"The disk holding {path.parent} is full: writing {path.name} needs "
-                f"{len(data):,} bytes and {max(free, 0):,} are free. Free some space (e.g. "
-                "`fairpriv-lab cache clear`) or set FAIRPRIV_LAB_CACHE to another disk.",
-                path=path, needed=len(data), free=free) from err
-        raise
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:  # pragma: no cover
+            free = -1
+        raise CacheWriteError(
+            f"The disk holding {path.parent} is full: writing {path.name} needs "
+            f"{len(data):,} bytes and {max(free, 0):,} are free. Free some space (e.g. "
+            "`fairpriv-lab cache clear`) or set FAIRPRIV_LAB_CACHE to another disk.",
+            path=path, needed=len(data), free=free) from err
 
 
 class Cache:

@@ -12,21 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._core.io import json_float
 from .config import ExperimentConfig
 
 __all__ = ["AuditResult", "compare", "format_comparison"]
-
-
-def _json_float(x: Any) -> Any:
-    """JSON has no inf/nan: write them as the strings 'inf' / null."""
-    if x is None:
-        return None
-    x = float(x)
-    if math.isnan(x):
-        return None
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return x
 
 
 @dataclass(frozen=True, eq=False)
@@ -285,23 +274,23 @@ class AuditResult:
             "n_train": self.n_train,
             "n_test": self.n_test,
             "group_names": list(self.group_names),
-            "accuracy": _json_float(self.accuracy),
-            "group_accuracy": {k: _json_float(v) for k, v in self.group_accuracy.items()},
-            "epsilon": _json_float(self.epsilon),
+            "accuracy": json_float(self.accuracy),
+            "group_accuracy": {k: json_float(v) for k, v in self.group_accuracy.items()},
+            "epsilon": json_float(self.epsilon),
             "private": self.private,
             "privacy_note": self.privacy_note,
-            "reference_epsilon": _json_float(self.reference_epsilon),
-            "delta": _json_float(self.delta),
-            "noise_multiplier": _json_float(self.noise_multiplier),
-            "max_certifiable_epsilon": _json_float(self.max_certifiable_epsilon),
-            "gprp": {a: _json_float(self.gprp(a)) for a in self.auditors},
-            "outcome_fairness": {r["metric"]: _json_float(r["value"])
+            "reference_epsilon": json_float(self.reference_epsilon),
+            "delta": json_float(self.delta),
+            "noise_multiplier": json_float(self.noise_multiplier),
+            "max_certifiable_epsilon": json_float(self.max_certifiable_epsilon),
+            "gprp": {a: json_float(self.gprp(a)) for a in self.auditors},
+            "outcome_fairness": {r["metric"]: json_float(r["value"])
                                  for r in self.outcome.to_frame().to_dict("records")},
             "summary": [
-                {k: (_json_float(v) if isinstance(v, float) else v) for k, v in row.items()}
+                {k: (json_float(v) if isinstance(v, float) else v) for k, v in row.items()}
                 for row in self.summary().to_dict("records")
             ],
-            "timings": {k: _json_float(v) for k, v in self.timings.items()},
+            "timings": {k: json_float(v) for k, v in self.timings.items()},
             "chunks_trained": self.chunks_trained,
             "chunks_loaded": self.chunks_loaded,
             "from_cache": self.from_cache,

@@ -25,6 +25,7 @@ import pandas as pd
 
 from .._core import validate as V
 from .._core.exceptions import CacheWriteError, ConfigError, FairPrivError, TrainingDivergedError
+from .._core.io import float_from_json, json_float
 from .._core.vocabulary import GROUP_METHODS, RECORD_AUDITORS, default_delta
 from .cache import Cache
 from .config import (
@@ -65,12 +66,20 @@ ProgressCallback = Callable[[str, float, float], None]
 @functools.lru_cache(maxsize=4)
 def _load_split(name: str, group: str, n: int | None, seed: int, test_size: float,
                 options: tuple[tuple[str, Any], ...]):
-    from ..data import load_dataset
+    import inspect
+
+    from ..data import list_datasets, load_dataset
 
     kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options}
+    # Loaders that can return raw numeric columns do; the scaler is then fitted on the held-out
+    # split only, so no training record (audited ones included) moves the features of any
+    # other record (docs/privacy.md). Other loaders' z-scores are refitted the same way.
+    loader = {d.name: d.loader for d in list_datasets()}[name]
+    if "standardize" in inspect.signature(loader).parameters:
+        kwargs.setdefault("standardize", False)
     ds = load_dataset(name, group=group, n=n, seed=seed, **kwargs)
     train, test = ds.train_test_split(test_size=test_size, seed=seed)
-    return ds.checksum, train, test
+    return ds.checksum, train.restandardized(test), test.restandardized(test)
 
 
 def load_experiment_data(data: DataConfig):
@@ -563,7 +572,7 @@ def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str
         outcome = OutcomeFairness(
             by_group=_frame_from_arrays(arr, "outcome.", meta["outcome_columns"]),
             multiclass=bool(meta["outcome_multiclass"]),
-            **{k: _float_from_json(meta["outcome"][k]) for k in _OUTCOME_SCALARS},
+            **{k: float_from_json(meta["outcome"][k]) for k in _OUTCOME_SCALARS},
         )
     else:
         for i, auditor in enumerate(a.auditors):
@@ -598,8 +607,8 @@ def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str
     arrays["empirical_record"] = np.asarray(emp_record, dtype=np.float64)
     arrays.update(_frame_to_arrays(outcome.by_group, "outcome."))
     meta = {"auditors": list(rrs), "empirical_columns": list(emp.columns),
-            "outcome_columns": list(outcome.by_group.columns), "max_certifiable": _float_to_json(max_cert),
-            "outcome": {k: _float_to_json(getattr(outcome, k)) for k in _OUTCOME_SCALARS},
+            "outcome_columns": list(outcome.by_group.columns), "max_certifiable": json_float(max_cert),
+            "outcome": {k: json_float(getattr(outcome, k)) for k in _OUTCOME_SCALARS},
             "outcome_multiclass": bool(outcome.multiclass)}
     return {"record_risk": rrs, "group_risk": grs, "empirical": emp, "empirical_record": emp_record,
             "max_certifiable": max_cert, "outcome": outcome, "arrays": arrays, "meta": meta}
@@ -621,15 +630,6 @@ def _replicates(a: AuditConfig, signal, game, records, train, cached, seed, rrs)
                                        signal=a.signal, confidences=signal["confidences"],
                                        n_boot=a.n_boot, seed=seed)
     return out
-
-
-def _float_to_json(x: float) -> float | str:
-    x = float(x)
-    return "nan" if math.isnan(x) else ("inf" if x == math.inf else ("-inf" if x == -math.inf else x))
-
-
-def _float_from_json(x: float | str) -> float:
-    return float(x)
 
 
 def _empirical(signal, membership, records, groups, names, delta, a: AuditConfig, seed):

@@ -39,6 +39,8 @@ __all__ = [
     "NotebookError",
     "NotebookRun",
     "check_parameters",
+    "check_claim",
+    "CLAIMS_ENV",
     "current_env_kernel",
     "execute_notebook",
     "list_notebooks",
@@ -180,6 +182,66 @@ def check_parameters(**params: Any) -> dict[str, Any]:
 
         resolve_device(p["device"])
     return params
+
+
+#: Environment variable: ``strict`` makes :func:`check_claim` raise when a claim does not hold
+#: (the test that runs every notebook at its defaults sets it).
+CLAIMS_ENV = "FAIRPRIV_CLAIMS"
+
+
+def check_claim(claim_id: str, holds: Any, sentence: str, *, evidence: str = "") -> bool:
+    """Say whether an interpretive sentence of a notebook holds for the numbers just computed.
+
+    Every sentence of a notebook that interprets a result carries a marker
+    ``<!-- claim: <id> -->`` in its markdown cell and is backed by exactly one call
+    ``check_claim("<id>", <condition on the computed numbers>, "<the sentence>")`` in a code
+    cell (``tests/test_notebook_claims.py`` checks the pairing and runs every notebook at its
+    default parameters with ``FAIRPRIV_CLAIMS=strict``). "Lower" in a claim means the signed
+    difference's CI lies below 0, never a smaller point estimate.
+
+    At other parameters (an exercise) a claim may not hold: the call then prints so, instead of
+    stopping the notebook, unless ``FAIRPRIV_CLAIMS=strict``.
+
+    Parameters
+    ----------
+    claim_id : str
+        ``NN-short-name`` (the notebook's number first).
+    holds : bool
+        The condition, computed from the notebook's numbers.
+    sentence : str
+        The sentence as the notebook's text says it.
+    evidence : str
+        The numbers behind it (estimates and CIs), printed beside the verdict.
+
+    Returns
+    -------
+    bool
+        Whether the claim holds.
+
+    Raises
+    ------
+    AssertionError
+        When it does not hold and ``FAIRPRIV_CLAIMS=strict``.
+
+    Examples
+    --------
+    >>> check_claim("00-demo", 2 > 1, "two exceeds one", evidence="2 vs 1")
+    ✓ claim 00-demo holds: two exceeds one (2 vs 1)
+    True
+    """
+    if not isinstance(claim_id, str) or not claim_id.strip():
+        raise V.fail("claim_id", claim_id, "to be a non-empty string such as '04-dp-lowers-risk'")
+    ok = bool(holds)
+    tail = f" ({evidence})" if evidence else ""
+    if ok:
+        print(f"✓ claim {claim_id} holds: {sentence}{tail}")
+        return True
+    message = (f"✗ claim {claim_id} does NOT hold at these parameters: {sentence}{tail}. "
+               "The text was checked at the notebook's default parameters; here the numbers say otherwise.")
+    if os.environ.get(CLAIMS_ENV, "").strip().lower() == "strict":
+        raise AssertionError(message)
+    print(message)
+    return False
 
 
 def _nonempty_list(name: str, value: Any) -> None:

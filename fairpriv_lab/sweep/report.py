@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import html
-import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 
 from .._core.exceptions import ConfigError
@@ -54,35 +50,6 @@ def failures_frame(
 def notebook_failure_line(failure: TaskFailure, notebook: Path) -> str:
     """One line naming the failing cell of a notebook run and where its output is."""
     return f"FAILED: {failure.error_type}: {failure.message} (see {notebook})"
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary file beside path and rename it over path (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, default=_json_default, allow_nan=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def json_round_trip(obj: Any) -> Any:
-    """Return obj as it reads back from a file of :func:`write_json_atomic` (numpy scalars to
-    Python, tuples to lists)."""
-    return json.loads(json.dumps(obj, default=_json_default, allow_nan=True))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray | tuple | set):
-        return list(obj)
-    if isinstance(obj, pd.Timestamp):
-        return obj.isoformat()
-    return str(obj)
 
 
 def write_table(table: pd.DataFrame, stem: Path) -> dict[str, Path]:

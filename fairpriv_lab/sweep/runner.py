@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 
 from .._core.exceptions import ConfigError
+from .._core.io import to_jsonable, write_json
 from . import grid as _grid
 from .executor import Progress, TaskFailure, TaskOutcome, cluster_has_gpus, open_client, run_tasks
 from .grid import Grid, build_config
@@ -50,10 +51,8 @@ from .notebook_runs import (
 from .report import (
     ProgressOption,
     failures_frame,
-    json_round_trip,
     point_rows,
     progress_reporter,
-    write_json_atomic,
     write_summary_html,
     write_table,
 )
@@ -229,11 +228,11 @@ def run_sweep(
     done: dict[int, TaskOutcome] = {}
     if out_dir is not None:
         (out_dir / "points").mkdir(parents=True, exist_ok=True)
-        from .._core.files import remove_stale_temporaries
+        from .._core.io import remove_stale_temporaries
 
         for folder in (out_dir, out_dir / "points"):  # left by a sweep killed mid-write
             remove_stale_temporaries(folder, ".*.tmp")
-        write_json_atomic(out_dir / "grid.json", grid.to_dict())
+        write_json(out_dir / "grid.json", grid.to_dict())
         if resume:
             done = _load_finished(out_dir, keys, points)
     n_resumed = len(done)
@@ -249,11 +248,11 @@ def run_sweep(
         outcome = dataclasses.replace(outcome, value=rows)
         done[i] = outcome
         if out_dir is not None:
-            records = json_round_trip(rows.to_dict("records"))
+            records = _json_round_trip(rows.to_dict("records"))
             record = {"key": keys[i], "point": points[i], "point_digest": _grid.point_digest(points[i]),
                       "rows": records, "rows_sha256": _rows_sha256(records),
                       **{c: getattr(outcome, c) for c in _TIMING_COLUMNS}}
-            write_json_atomic(out_dir / "points" / f"{keys[i]}.json", record)
+            write_json(out_dir / "points" / f"{keys[i]}.json", record)
 
     reporter, close = progress_reporter(progress, len(points), n_resumed)
     try:
@@ -303,6 +302,11 @@ def _device_of(point: Mapping[str, Any]) -> str:
     return "auto"
 
 
+def _json_round_trip(obj: Any) -> Any:
+    """Return obj as it reads back from a file of :func:`write_json` (NaN as null, lists)."""
+    return json.loads(json.dumps(to_jsonable(obj), allow_nan=False))
+
+
 def _rows_sha256(records: Any) -> str:
     return hashlib.sha256(json.dumps(records, sort_keys=True, allow_nan=True).encode()).hexdigest()
 
@@ -322,7 +326,7 @@ def _load_finished(out_dir: Path, keys: Sequence[str], points: Sequence[Mapping[
             continue
         try:
             record = json.loads(path.read_text())
-            rows = pd.DataFrame.from_records(record["rows"])
+            rows = _numeric_columns(pd.DataFrame.from_records(record["rows"]))
             problem = None
             if record.get("key") != key or record.get("point_digest") != _grid.point_digest(points[i]):
                 problem = "it holds another point's settings"
@@ -337,6 +341,16 @@ def _load_finished(out_dir: Path, keys: Sequence[str], points: Sequence[Mapping[
         found[i] = TaskOutcome(key, rows, None, record.get("seconds", math.nan), record.get("host", ""),
                                record.get("gpu", ""), record.get("worker", ""))
     return found
+
+
+def _numeric_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """Numbers read back from strict JSON (NaN as null, ±inf as "inf"/"-inf") as floats again."""
+    for col in rows.columns:
+        if rows[col].dtype == object:
+            as_number = pd.to_numeric(rows[col], errors="coerce")
+            if as_number.notna().sum() == rows[col].notna().sum():
+                rows[col] = as_number
+    return rows
 
 
 def _table(points: Sequence[Mapping], keys: Sequence[str], done: Mapping[int, TaskOutcome]) -> pd.DataFrame:

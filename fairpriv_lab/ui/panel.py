@@ -30,6 +30,7 @@ import html
 import importlib
 import inspect
 import math
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
@@ -653,12 +654,15 @@ def _risk_of(result: Any, auditor: str) -> Any:
 
 
 def _display_output(chart: Any) -> dict[str, Any]:
-    """Return an Output-widget display entry for a chart, through altair's active renderer."""
-    bundle = chart._repr_mimebundle_(None, None)
-    data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
-    data = dict(data)
-    data.setdefault("text/plain", "<altair chart>")
-    return {"output_type": "display_data", "data": data, "metadata": dict(meta or {})}
+    """Return an Output-widget display entry for a chart that draws with no internet.
+
+    The front end's own Vega draws it (JupyterLab, Voilà); on Colab the JavaScript is inlined.
+    Never altair's active renderer, whose default loads Vega from a CDN.
+    """
+    from ..viz import chart_mimebundle
+
+    data, meta = chart_mimebundle(chart, "interactive", inline_js="google.colab" in sys.modules)
+    return {"output_type": "display_data", "data": data, "metadata": dict(meta)}
 
 
 def result_table_html(result: Any, *, auditor: str = "PA-ALOOA") -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._core import validate as V
+from .._core.io import atomic_write
 from .._core.vocabulary import GROUP_METHODS, METHOD_LABELS
 
 __all__ = ["report_html", "write_report", "load_results", "add_report_parser", "cmd_report"]
@@ -276,11 +277,7 @@ def write_report(
     if out.suffix.lower() not in (".html", ".htm"):
         raise V.fail("path", str(path), "to end in .html")
     page = report_html(results, title=title, auditor=auditor, images=images)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic_write(out, page)
 
 
 # ---------------------------------------------------------------- from the cache or a folder

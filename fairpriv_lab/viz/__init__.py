@@ -43,10 +43,26 @@ from ._core import (
     series_color,
     title_params,
 )
-from ._export import enable_notebook_rendering, save_chart, static_image, to_png_bytes, to_svg
+from ._export import (
+    VEGA_MIMETYPE,
+    chart_mimebundle,
+    enable_notebook_rendering,
+    save_chart,
+    static_image,
+    to_png_bytes,
+    to_svg,
+    to_vega,
+)
 from ._risk import auditors_side_by_side, gpr_chart, ipr_distribution
 from ._scatter import grc_vs_gpr, loo_vs_aloo
 from ._sweep import accuracy_gprp_frontier, clip_bounds_over_training, gprp_vs_epsilon
+from ._teach import (
+    dp_bound_frame,
+    dp_sgd_step_diagram,
+    dp_sgd_step_frame,
+    gpr_vs_epsilon,
+    membership_game_diagram,
+)
 
 __all__ = [
     # building blocks of other layers' charts (studies): the lazy altair module, sizes, colours
@@ -66,6 +82,9 @@ __all__ = [
     "grc_vs_gpr",
     "loo_vs_aloo",
     "empirical_vs_accounted_epsilon",
+    "gpr_vs_epsilon",
+    "membership_game_diagram",
+    "dp_sgd_step_diagram",
     # adapters
     "by_group_frame",
     "record_frame",
@@ -75,12 +94,17 @@ __all__ = [
     "grc_frame",
     "empirical_frame",
     "roc_curves",
+    "dp_bound_frame",
+    "dp_sgd_step_frame",
     # export and display
     "save_chart",
     "to_png_bytes",
     "to_svg",
     "static_image",
     "enable_notebook_rendering",
+    "chart_mimebundle",
+    "to_vega",
+    "VEGA_MIMETYPE",
     # constants
     "group_palette",
     "GROUP_PALETTE",

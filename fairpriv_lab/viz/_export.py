@@ -13,7 +13,6 @@ from ._core import altair, vl_convert
 
 #: Environment variable that overrides ``enable_notebook_rendering("auto")``.
 RENDER_ENV = "FAIRPRIV_CHART_RENDERER"
-_BOTH = "fairpriv-both"
 
 
 def _spec(chart: Any) -> dict:
@@ -85,10 +84,11 @@ def static_image(chart: Any, *, scale: float = 2.0) -> Any:
     return Image(data=to_png_bytes(chart, scale=scale), format="png")
 
 
-def save_chart(
-    chart: Any, path: str | os.PathLike, *, scale: float = 2.0, offline: bool = True
-) -> Path:
+def save_chart(chart: Any, path: str | os.PathLike, *, scale: float = 2.0) -> Path:
     """Save a chart as .png, .svg or .html via vl-convert.
+
+    An .html file carries the Vega JavaScript inline (about 1 MB; the first call in a process
+    takes a few seconds), so that it opens without internet: no chart loads from a CDN.
 
     Parameters
     ----------
@@ -98,9 +98,6 @@ def save_chart(
         Target file; the suffix picks the format. Parent folders are created.
     scale : float
         Pixel density of PNG output.
-    offline : bool
-        For .html: inline the Vega JavaScript so the page works without internet (about
-        1 MB; the first call in a process takes a few seconds), or load it from a CDN.
 
     Returns
     -------
@@ -116,45 +113,131 @@ def save_chart(
     elif suffix == ".svg":
         path.write_text(to_svg(spec), encoding="utf-8")
     else:
-        html = vl_convert().vegalite_to_html(spec, bundle=bool(offline), **_kwargs())
+        html = vl_convert().vegalite_to_html(spec, bundle=True, **_kwargs())
         path.write_text(html, encoding="utf-8")
     return path
 
 
-def _both_renderer(spec: dict, **metadata: Any) -> tuple[dict, dict]:
-    """Return interactive HTML plus a PNG fallback (and its size metadata) in one bundle."""
-    from altair.utils.mimebundle import spec_to_mimebundle
+def _vega5_version() -> str:
+    """Return the newest Vega-Lite 5.x that vl-convert compiles with (a Vega 5 spec comes out)."""
+    fives = [v for v in vl_convert().get_vegalite_versions() if v.startswith("5.")]
+    if not fives:  # pragma: no cover - every vl-convert 1.x ships 5.x compilers
+        raise ImportError(f"vl-convert-python {getattr(vl_convert(), '__version__', '')} compiles no "
+                          "Vega-Lite 5; the notebook charts need vl-convert-python>=1.0")
+    return max(fives, key=lambda v: tuple(int(x) for x in v.split(".")))
 
-    alt = altair()
-    versions = {
-        "mode": "vega-lite",
-        "vega_version": alt.VEGA_VERSION,
-        "vegaembed_version": alt.VEGAEMBED_VERSION,
-        "vegalite_version": alt.VEGALITE_VERSION,
-    }
-    # altair's own notebook HTML renderer: a fragment (not a full page, whose inline script
-    # would run before its <script src> tags load in JupyterLab and Voila) that loads vega on
-    # demand, in a div of its own (two charts in one output must not share id "vis").
-    html = spec_to_mimebundle(spec, format="html", template="universal",
-                              output_div=f"altair-viz-{uuid.uuid4().hex}", **versions, **metadata)
-    png, png_meta = spec_to_mimebundle(spec, format="png", **versions)
-    return {**html, **png}, dict(png_meta)
+
+def to_vega(chart: Any) -> dict:
+    """Compile a chart to a Vega 5 spec, the language JupyterLab's and Voilà's own renderer draw.
+
+    JupyterLab 4 and Voilà 0.5 ship Vega 5 (and an older Vega-Lite 5) and draw
+    :data:`VEGA_MIMETYPE` outputs with it, with no internet; altair writes Vega-Lite 6, which
+    they do not know. vl-convert compiles here, with its newest Vega-Lite 5 compiler.
+
+    Parameters
+    ----------
+    chart : altair chart or dict
+        A chart from any builder (or its ``to_dict()``).
+
+    Returns
+    -------
+    dict
+        A Vega spec whose ``$schema`` is Vega v5, data inlined.
+    """
+    return vl_convert().vegalite_to_vega(_spec(chart), vl_version=_vega5_version())
+
+
+#: The output type of a Vega 5 spec; JupyterLab, Voilà, VS Code and nteract draw it themselves.
+VEGA_MIMETYPE = "application/vnd.vega.v5+json"
+
+_BUNDLE: list[str] = []
+
+
+def _inline_vega_js() -> str:
+    """Return vega, vega-lite and vega-embed from vl-convert (no CDN), defining ``vegaEmbed`` once."""
+    if not _BUNDLE:
+        # A function scope, so that a second output with the bundle redeclares nothing.
+        _BUNDLE.append("(() => {\nif (window.vegaEmbed) return;\n"
+                       + vl_convert().javascript_bundle(**_kwargs()) + "\n})();\n")
+    return _BUNDLE[0]
+
+
+def _inline_html(spec: dict) -> str:
+    """Return an output fragment drawing the chart, JavaScript inlined (Colab: a frame per output)."""
+    import json
+
+    div = f"fairpriv-chart-{uuid.uuid4().hex}"
+    # "</" inside a JSON string would end the <script> element early.
+    spec_js = json.dumps(spec).replace("</", "<\\/")
+    return (f'<div id="{div}"></div>\n<script type="text/javascript">\n{_inline_vega_js()}</script>\n'
+            f'<script type="text/javascript">\nvegaEmbed("#{div}", {spec_js}, {{"mode": "vega-lite"}})'
+            ".catch(err => { document.getElementById(" + json.dumps(div) + ").textContent = "
+            '"Chart error: " + err; });\n</script>')
+
+
+def chart_mimebundle(
+    chart: Any, mode: Literal["interactive", "both"] = "both", *, inline_js: bool = False
+) -> tuple[dict, dict]:
+    """Return a chart's Jupyter output (data, metadata) that draws with no internet.
+
+    - ``"interactive"``: the Vega 5 spec alone (:data:`VEGA_MIMETYPE`), drawn by the front
+      end's own Vega (JupyterLab, Voilà, VS Code), with tooltips.
+    - ``"both"``: the Vega 5 spec plus an SVG of the same chart from vl-convert. Front ends that
+      know Vega draw it interactively (it ranks above SVG); nbconvert HTML, GitHub and nbviewer
+      show the SVG.
+
+    Parameters
+    ----------
+    chart : altair chart or dict
+        A chart from any builder (or its ``to_dict()``).
+    mode : {"interactive", "both"}
+        Whether to add the SVG fallback.
+    inline_js : bool
+        Replace the Vega spec by an HTML fragment with vega, vega-lite and vega-embed inlined
+        from vl-convert's bundle (about 0.9 MB): Colab runs each output in a frame of its own
+        and has no Vega renderer.
+
+    Returns
+    -------
+    (dict, dict)
+        The mimebundle and its metadata, as ``_repr_mimebundle_`` returns them.
+    """
+    choice("mode", mode, ("interactive", "both"))
+    spec = _spec(chart)
+    data: dict[str, Any] = {"text/plain": f"<{spec.get('description') or 'fairpriv-lab chart'}>"}
+    if inline_js:
+        data["text/html"] = _inline_html(spec)
+    else:
+        data[VEGA_MIMETYPE] = to_vega(spec)
+    if mode == "both":
+        data["image/svg+xml"] = to_svg(spec)
+    return data, {}
+
+
+def _renderer(mode: str, inline_js: bool) -> Any:
+    def render(spec: dict, **_: Any) -> tuple[dict, dict]:
+        return chart_mimebundle(spec, mode, inline_js=inline_js)  # type: ignore[arg-type]
+    return render
 
 
 def enable_notebook_rendering(
     mode: Literal["auto", "interactive", "static", "both"] = "auto",
 ) -> str:
-    """Pick an altair renderer that shows charts in JupyterLab, Colab and papermill outputs.
+    """Pick an altair renderer that draws charts with no internet in every front end.
 
-    - ``"interactive"``: altair's ``"default"`` HTML renderer (vega-embed from a CDN); works in
-      JupyterLab, Notebook 7, VS Code and Colab, but stored outputs are blank on GitHub.
+    No mode loads anything from a CDN (classrooms behind firewalls, exam rooms and trains have
+    none): JupyterLab and Voilà draw the Vega 5 spec with the Vega they ship, Colab gets the
+    JavaScript inlined, and stored outputs carry an SVG for GitHub, nbviewer and nbconvert HTML.
+
+    - ``"interactive"``: the Vega 5 spec only (:func:`chart_mimebundle` ``"interactive"``);
+      JupyterLab, Notebook 7, Voilà and VS Code draw it with tooltips. On Colab: HTML with
+      vl-convert's JavaScript bundle inlined (about 0.9 MB per chart).
     - ``"static"``: altair's ``"png"`` renderer through vl-convert; no JavaScript, shows
-      everywhere (GitHub, nbviewer, papermill-executed notebooks), no tooltips.
-    - ``"both"``: a bundle with the HTML and a PNG; frontends that run JavaScript show the
-      interactive chart, others fall back to the image (larger notebook files).
+      everywhere, smallest files, no tooltips (the notebook test runner uses it).
+    - ``"both"``: the Vega 5 spec plus an SVG fallback; front ends with Vega draw it
+      interactively, the others show the SVG (on Colab: the inlined HTML plus the SVG).
     - ``"auto"``: the value of the environment variable ``FAIRPRIV_CHART_RENDERER`` if set
-      (one of the modes above, e.g. set to ``static`` by the notebook test runner);
-      otherwise ``"interactive"`` on Colab and ``"both"`` elsewhere.
+      (one of the modes above); otherwise ``"both"``.
 
     Parameters
     ----------
@@ -170,16 +253,13 @@ def enable_notebook_rendering(
     alt = altair()
     if mode == "auto":
         env = os.environ.get(RENDER_ENV, "").strip().lower()
-        if env:
-            mode = choice(RENDER_ENV, env, ("interactive", "static", "both"))
-        else:
-            mode = "interactive" if "google.colab" in sys.modules else "both"
-    if mode == "interactive":
-        alt.renderers.enable("default")
-    elif mode == "static":
+        mode = choice(RENDER_ENV, env, ("interactive", "static", "both")) if env else "both"
+    if mode == "static":
         alt.renderers.enable("png", scale_factor=1.5)
-    else:
-        if _BOTH not in alt.renderers.names():
-            alt.renderers.register(_BOTH, _both_renderer)
-        alt.renderers.enable(_BOTH)
+        return mode
+    on_colab = "google.colab" in sys.modules
+    name = f"fairpriv-{mode}" + ("-colab" if on_colab else "")
+    if name not in alt.renderers.names():
+        alt.renderers.register(name, _renderer(mode, on_colab))
+    alt.renderers.enable(name)
     return mode

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from ._core import (
     thin_steps,
     title_params,
 )
+from ._teach import bound_layers
 
 if TYPE_CHECKING:  # pragma: no cover
     import altair as alt
@@ -67,13 +68,18 @@ def _ci_tooltips(alt: Any, frame: pd.DataFrame) -> list[Any]:
 def gprp_vs_epsilon(
     results: Any,
     *,
+    delta: float = 1e-5,
+    neighbours: Literal["add_remove", "substitute"] = "substitute",
     title: str | None = None,
 ) -> alt.LayerChart:
     """GPRP (with CI) against the privacy budget epsilon for several methods, log x axis.
 
     GPRP = max_g GPR(g) - min_g GPR(g) in percentage points. Runs with epsilon = inf (SGD)
     cannot sit on a log axis: each is a horizontal dashed rule (its CI a light band) labelled
-    "<method> (ε = ∞)". Taught in notebooks 4 and 6.
+    "<method> (ε = ∞)". DP's ceiling on any group's GPR (hence on GPRP),
+    ``100 * advantage_bound(eps, delta, neighbours=...)``, is the grey dotted curve; the y axis
+    is symmetric-log so that the ceiling and the measured gaps fit one chart. Taught in
+    notebooks 4 and 6.
 
     Parameters
     ----------
@@ -81,13 +87,18 @@ def gprp_vs_epsilon(
         One row per run with columns ``method, epsilon, gprp`` (optional ``gprp_ci_low,
         gprp_ci_high``; GPRP in percentage points, epsilon in (0, inf]); or a list of entries
         accepted by :func:`sweep_frame`.
+    delta : float
+        The accounted delta of the DP runs (``result.delta``), for the ceiling.
+    neighbours : {"substitute", "add_remove"}
+        The audit game's neighbouring relation (ALOOA and half-split games: substitute).
     title : str, optional
         Chart title.
 
     Returns
     -------
     altair.LayerChart
-        Lines and points per method (colour), error bars for the CI, rules for epsilon = inf.
+        Lines and points per method (colour), error bars for the CI, rules for epsilon = inf,
+        DP's ceiling.
     """
     alt = altair()
     frame = _sweep_input(results, SWEEP_COLUMNS)
@@ -98,6 +109,7 @@ def gprp_vs_epsilon(
     mdom = domain(frame["method"], None, METHOD_ORDER)
     color = series_color(alt, "method", mdom, "Method")
     y_title = "GPRP (percentage points)"
+    yscale = alt.Scale(type="symlog", constant=1)
     tip = _ci_tooltips(alt, frame)
     base = alt.Chart(finite).encode(
         x=alt.X("epsilon:Q", title="Privacy budget ε (log scale)", scale=alt.Scale(type="log")),
@@ -106,20 +118,20 @@ def gprp_vs_epsilon(
     )
     layers = [
         base.mark_line(point=alt.OverlayMarkDef(filled=True, size=60)).encode(
-            y=alt.Y("gprp:Q", title=y_title)
+            y=alt.Y("gprp:Q", title=y_title, scale=yscale)
         )
     ]
     has_ci = "gprp_ci_low" in frame and "gprp_ci_high" in frame
     if has_ci:
         layers.append(
             base.mark_errorbar(ticks=True).encode(
-                y=alt.Y("gprp_ci_low:Q", title=y_title), y2="gprp_ci_high:Q"
+                y=alt.Y("gprp_ci_low:Q", title=y_title, scale=yscale), y2="gprp_ci_high:Q"
             )
         )
     if len(infinite):
         inf = infinite.assign(label=infinite["method"] + " (ε = ∞)")
         ib = alt.Chart(inf).encode(color=color, tooltip=tip)
-        layers.append(ib.mark_rule(strokeDash=[6, 4], size=2).encode(y="gprp:Q"))
+        layers.append(ib.mark_rule(strokeDash=[6, 4], size=2).encode(y=alt.Y("gprp:Q", scale=yscale)))
         if has_ci:
             layers.append(ib.mark_rect(opacity=0.12).encode(y="gprp_ci_low:Q", y2="gprp_ci_high:Q"))
         layers.append(
@@ -127,13 +139,17 @@ def gprp_vs_epsilon(
                 y="gprp:Q", text="label:N"
             )
         )
+    eps_range = (float(finite["epsilon"].min()), float(finite["epsilon"].max()))
+    bound, bound_sub = bound_layers(alt, eps_range, delta=delta, neighbours=neighbours, y_title=y_title)
+    layers.extend(bound)
     text = title or "Group privacy risk parity (GPRP) against ε"
-    sub = "lower is fairer; error bars: bootstrap CI; dashed: ε = ∞ (no DP)"
+    sub = ["lower is fairer; error bars: bootstrap CI; dashed: ε = ∞ (no DP); y: symmetric log scale",
+           bound_sub]
     return alt.layer(*layers).properties(
         width=WIDTH,
         height=HEIGHT,
         title=title_params(alt, text, sub),
-        description=f"{text}. {sub}",
+        description=f"{text}. {' '.join(sub)}",
     )
 
 

@@ -8,11 +8,14 @@ slider, changes the group attribute, presses Run, and checks that (a) no widget 
 (b) the GPR table changed and (c) the chart was drawn again with other content. Screenshots of
 the panel before and after, and the server logs, are written to ``test-artifacts/browser/``.
 
-Charts offline. altair's interactive renderer loads vega, vega-lite and vega-embed from
-cdn.jsdelivr.net. This browser has no internet, so those three URLs are answered with the same
-libraries as bundled by vl-convert (``vl_convert.javascript_bundle``, matching major versions);
-every other request that leaves 127.0.0.1 is refused and listed in failure messages. The test
-therefore never depends on the network, and a chart that fails to load shows as a failure.
+Charts offline. This browser has no internet: every request that leaves the server on
+127.0.0.1 is refused (Playwright ``route.abort``) and listed in failure messages. Charts must
+therefore draw with what JupyterLab and Voilà ship (their own Vega renderer, fed the Vega 5 spec
+of ``viz.enable_notebook_rendering``), the SVG stored in nbconvert HTML, and the inline SVG of
+the HTML reports; a chart that tried a CDN would show "Error loading script" and fail.
+(Until issue 18 this test answered cdn.jsdelivr.net with vl-convert's bundle, which hid that
+no chart drew offline.) ``test_charts_draw_offline_everywhere`` opens every notebook's
+stored outputs, their nbconvert HTML and a report, and screenshots each notebook's first chart.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -227,24 +229,11 @@ def _code_lines(notebook: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------- the browser
-def _vega_bundle() -> str:
-    """vega + vega-lite + vega-embed from vl-convert, defining window.vegaEmbed once."""
-    import altair
-    import vl_convert
-
-    version = ".".join(altair.SCHEMA_VERSION.lstrip("v").split(".")[:2])
-    kwargs = {"vl_version": version} if version in vl_convert.get_vegalite_versions() else {}
-    # A function scope, so that a second <script> with the bundle (two charts loading at once)
-    # redeclares nothing.
-    return "(() => {\nif (window.vegaEmbed) return;\n" + vl_convert.javascript_bundle(**kwargs) + "\n})();\n"
-
-
 @dataclass
 class Browser:
     """One Chromium for the module; a fresh context (cookies, routes) per page."""
 
     browser: Any
-    vega: str
     refused: list[str] = field(default_factory=list)
 
     def page(self, base: str) -> tuple[Any, list[str]]:
@@ -259,15 +248,10 @@ class Browser:
         return page, problems
 
     def _route(self, route: Any, base: str) -> None:
+        """Serve the local server only; every outside request (CDNs included) is refused."""
         url = route.request.url
         if url.startswith(base + "/") or url == base:
             route.continue_()
-            return
-        parts = urlsplit(url)
-        if parts.hostname == "cdn.jsdelivr.net" and parts.path.startswith("/npm/vega"):
-            name = parts.path.split("/")[2].split("@")[0]
-            body = self.vega if name == "vega" else f"/* {name}: in the vega bundle */"
-            route.fulfill(status=200, content_type="application/javascript", body=body)
             return
         self.refused.append(url)
         route.abort()
@@ -281,7 +265,7 @@ def browser() -> Iterator[Browser]:
     with sync_api.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
-            yield Browser(browser=chromium, vega=_vega_bundle())
+            yield Browser(browser=chromium)
         finally:
             chromium.close()
 
@@ -521,3 +505,130 @@ def test_explorer_in_voila(browser: Browser, jupyter: Jupyter, tmp_path: Path) -
         server.stop()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(server.log, ARTIFACTS / "voila-server.log")
+
+
+# ---------------------------------------------------------------- every chart, offline
+#: The teaching notebooks whose stored charts are checked offline (explorer: test_explorer_in_voila).
+TEACHING = sorted(p for p in (ROOT / "notebooks").glob("0*.ipynb"))
+
+_FIRST_CHART_JS = """root => {
+    const e = root.querySelector('.vega-embed');
+    if (!e) return 'no .vega-embed';
+    const marks = e.querySelector('svg.marks, canvas.marks');
+    if (!marks) return 'a .vega-embed without a drawing: ' + e.innerText.slice(0, 200);
+    const r = marks.getBoundingClientRect();
+    return r.width > 50 && r.height > 50 ? '' : `a drawing of ${r.width}x${r.height}`;
+}"""
+
+
+def _executed_notebooks(root: Path, cache: Path) -> dict[str, Path]:
+    """Every teaching notebook run with its small parameters, outputs as a student's Lab stores them."""
+    from fairpriv_lab.sweep.notebook_tools import execute_notebook, small_parameters
+
+    done = {}
+    for path in TEACHING:
+        out = root / path.name
+        # "both": the Vega 5 spec JupyterLab draws, plus the SVG nbconvert HTML shows.
+        execute_notebook(path, out, parameters=small_parameters(path), timeout=600, renderer="both",
+                         env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "FAIRPRIV_LAB_CACHE": str(cache)})
+        done[path.stem] = out
+    return done
+
+
+def _html_exports(notebooks: dict[str, Path]) -> dict[str, Path]:
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab")
+    out = {}
+    for stem, path in notebooks.items():
+        body, _ = exporter.from_filename(str(path))
+        out[stem] = path.with_suffix(".html")
+        out[stem].write_text(body, encoding="utf-8")
+    return out
+
+
+def _report(root: Path, cache: Path) -> Path:
+    from fairpriv_lab.experiment import ExperimentConfig, run
+    from fairpriv_lab.ui.report import write_report
+
+    config = ExperimentConfig(data={"name": "adult", "group": "sex", "n": 400},
+                              train={"epochs": 2, "batch_size": 64}, game={"n_models": 4, "m": 40},
+                              audit={"n_boot": 100, "min_group_size": 10}, device="cpu")
+    return write_report(run(config, cache=cache), root / "report.html")
+
+
+_HTML_CHARTS_JS = """() => {
+    const svgs = [...document.querySelectorAll('svg')].filter(e => e.getBoundingClientRect().width > 50);
+    const imgs = [...document.querySelectorAll('img[src^="data:image/svg+xml"]')];
+    return {inline: svgs.length, images: imgs.length,
+            broken: imgs.filter(i => !(i.complete && i.naturalWidth > 50)).length};
+}"""
+
+
+def test_charts_draw_offline_everywhere(browser: Browser, jupyter: Jupyter, tmp_path: Path) -> None:
+    """No outside network at all: each notebook's stored charts draw in JupyterLab, in nbconvert
+    HTML and in a report, as SVG or canvas, never as an error text; first charts screenshotted."""
+    _needs(*TEACHING)
+    root = tmp_path / "root"
+    root.mkdir()
+    cache = tmp_path / "cache"
+    notebooks = _executed_notebooks(root, cache)
+    pages = _html_exports(notebooks)
+    report = _report(root, cache)
+    server = _start_lab(jupyter, root, tmp_path / "lab.log")
+    failures: list[str] = []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        for stem, path in notebooks.items():
+            # A fresh page per notebook: JupyterLab's own Vega draws the stored Vega 5 spec.
+            page, problems = browser.page(server.base)
+            diagnose = _diagnose(page, server, problems, browser)
+            # A workspace of its own: JupyterLab would otherwise reopen the earlier notebooks too.
+            page.goto(f"{server.base}/lab/workspaces/offline-{stem}/tree/{path.name}?token={server.token}")
+            notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first
+            n_charts = sum(1 for c in nbformat_cells(path) for o in c.get("outputs", [])
+                           if "application/vnd.vega.v5+json" in o.get("data", {}))
+            try:
+                drawn = _wait(page, f"{stem}'s {n_charts} charts", lambda nb=notebook, k=n_charts: (
+                    nb.count() and (d := nb.evaluate(_CHARTS_JS)) and len(d) >= k and all(d) and d),
+                    timeout=180, diagnose=diagnose)
+            except pytest.fail.Exception as err:
+                failures.append(f"JupyterLab {stem}: {str(err)[:800]}")
+                page.context.close()
+                continue
+            first = notebook.locator(".vega-embed:visible").first
+            first.scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            shot = ARTIFACTS / f"offline-{stem}-first-chart.png"
+            first.screenshot(path=str(shot))
+            if _visible_errors(page):
+                page.screenshot(path=str(ARTIFACTS / f"offline-{stem}-failure.png"))
+                failures.append(f"JupyterLab {stem}: {_visible_errors(page)} "
+                                f"(screenshot {ARTIFACTS / f'offline-{stem}-failure.png'})")
+            print(f"{stem}: {len(drawn)} charts drawn offline in JupyterLab; first: {shot}")
+            page.evaluate("() => window.jupyterapp.serviceManager.sessions.shutdownAll()")
+            page.context.close()
+        page, problems = browser.page(server.base)
+        for stem, html_path in [*pages.items(), ("report", report)]:
+            page.goto(f"{server.base}/files/{html_path.name}?token={server.token}")
+            page.wait_for_load_state("load")
+            page.wait_for_timeout(300)
+            found = page.evaluate(_HTML_CHARTS_JS)
+            text = page.locator("body").inner_text()
+            if found["inline"] + found["images"] == 0 or found["broken"] or any(
+                    t.lower() in text.lower() for t in ERROR_TEXTS):
+                shot = ARTIFACTS / f"offline-{stem}-html-failure.png"
+                page.screenshot(path=str(shot), full_page=True)
+                failures.append(f"HTML {html_path.name}: {found} (screenshot {shot})")
+        page.context.close()
+        assert not failures, "\n".join(failures) + f"\nrefused requests: {sorted(set(browser.refused))[:10]}"
+        print(f"offline: {len(notebooks)} notebooks, {len(pages)} HTML exports and a report drew their "
+              f"charts; refused {len(set(browser.refused))} outside URLs: {sorted(set(browser.refused))[:5]}")
+    finally:
+        server.stop()
+        shutil.copy(server.log, ARTIFACTS / "offline-lab-server.log")
+
+
+def nbformat_cells(path: Path) -> list[dict[str, Any]]:
+    """The code cells of a stored notebook (plain JSON)."""
+    return [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]

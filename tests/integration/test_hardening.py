@@ -288,14 +288,13 @@ def test_8_disk_full_names_the_path_and_keeps_the_run(tmp_path, monkeypatch):
     import errno
 
     from fairpriv_lab._core.exceptions import CacheWriteError
-    from fairpriv_lab.experiment import cache as cache_mod
     from fairpriv_lab.experiment.cache import Cache, CacheWarning
     from fairpriv_lab.experiment.runner import run
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(cache_mod.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)  # every atomic write goes through os.fsync
     with pytest.raises(CacheWriteError, match=r"The disk holding .* is full: writing x\.npz needs \d[\d,]* bytes "
                                               r"and [\d,]+ are free") as err:
         Cache(tmp_path / "c").save("a" * 64, "x", {"v": np.arange(10)}, {})

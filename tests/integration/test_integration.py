@@ -274,6 +274,17 @@ def test_compare_and_format(tmp_path):
     text = format_comparison([a, b])
     assert "dpsgd" in text and "GPRP" in text
     assert 0 < b.epsilon < math.inf and b.noise_multiplier == 1.0
+    # GPRP is shown with its null references; the release's privacy is stated
+    assert {"floor_gprp", "minority_minus_majority", "mmm_ci_low", "mmm_ci_high"} <= set(df.columns)
+    assert "floor GPRP" in text and "min-maj" in text
+    s = b.summary()
+    assert {"gprp_floor", "minority_minus_majority", "mmm_ci_low", "mmm_ci_high", "private",
+            "empirical_epsilon_dp"} <= set(s.columns)
+    assert s["private"].all() and not a.summary()["private"].any()
+    assert np.all(s["mmm_ci_low"] <= s["minority_minus_majority"])
+    assert "private release" in b.table() and "floor GPRP" in b.table()
+    assert b.reference_epsilon > 2 * b.epsilon and b.to_dict()["private"] is True
+    assert b.telemetry["grc"].isna().all()  # no un-noised telemetry by default for DP
 
 
 # A leaky setup for the science checks: 160 synthetic records (128 train) with 100 features,

@@ -1,51 +1,110 @@
-"""viz's "both" renderer gives HTML that JupyterLab, Voila and Colab can draw.
+"""viz's notebook renderers draw with no internet: no output loads Vega from a CDN.
 
-JupyterLab and Voila insert an HTML output into the page and re-run its <script> elements: a
-script that loads from a URL runs later, an inline one at once. A full-page template (vega
-loaded by <script src> tags in <head>, then an inline call of ``vegaEmbed``) therefore fails
-with "vegaEmbed is not defined", and two charts in one output that both draw into
-``id="vis"`` overwrite each other. tests/browser/test_browser.py sees this end to end; this is the fast
-check of the bundle itself.
+JupyterLab 4 and Voilà 0.5 ship Vega 5 and draw ``application/vnd.vega.v5+json`` outputs
+themselves; altair writes Vega-Lite 6, so viz compiles each chart to Vega 5 with vl-convert.
+Stored outputs carry an SVG for nbconvert HTML, GitHub and nbviewer; Colab, which has no Vega
+renderer, gets the JavaScript inlined. (The earlier "both" renderer loaded vega from
+cdn.jsdelivr.net and its tests pinned that; issue 18 makes it a bug, so these replace them.)
+tests/browser/test_browser.py sees the charts drawn in a browser with all outside requests refused.
 """
 
 from __future__ import annotations
 
 import re
+import sys
+import types
 
+import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.slow  # vl-convert renders the PNG half of each bundle (seconds)
+pytestmark = pytest.mark.slow  # vl-convert compiles and renders each chart (a second or so)
 
 alt = pytest.importorskip("altair")
 viz = pytest.importorskip("fairpriv_lab.viz")
 
-PNG = b"\x89PNG\r\n\x1a\n"
+URL = re.compile(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|cdn\.jsdelivr|unpkg\.com|esm\.sh""", re.I)
 
 
 @pytest.fixture
-def both(monkeypatch):
+def renderer(monkeypatch):
     before = alt.renderers.active
     monkeypatch.delenv("FAIRPRIV_CHART_RENDERER", raising=False)
-    assert viz.enable_notebook_rendering("both") == "both"
-    yield alt.renderers.get()
+    yield
     alt.renderers.enable(before)
 
 
-def _chart(value: float):
-    return alt.Chart(alt.Data(values=[{"g": "a", "gpr": value}])).mark_bar().encode(x="gpr:Q", y="g:N")
+def _chart(value: float = 1.0):
+    frame = pd.DataFrame({"g": ["a", "b"], "gpr": [value, 2 * value]})
+    return alt.Chart(frame).mark_bar().encode(x="gpr:Q", y="g:N", tooltip=["g", "gpr"])
 
 
-def test_both_renderer_html_is_a_fragment_that_loads_vega_itself(both):
-    bundle, meta = both(_chart(1.0).to_dict())
-    html = bundle["text/html"]
-    assert bundle["image/png"][:8] == PNG and meta["image/png"]["width"] > 0
-    assert not re.search(r"<html|<head|<body", html, re.IGNORECASE), "a full page, not an output fragment"
-    # vega is loaded by the output's own script before vegaEmbed is called (altair's loader)
-    assert "maybeLoadScript" in html and "})(vegaEmbed)" not in html
-    assert re.search(r'<div id="altair-viz-[0-9a-f]{32}"></div>', html)
+def _bundle(chart):
+    out = chart._repr_mimebundle_(None, None)
+    return out[0] if isinstance(out, tuple) else out
 
 
-def test_both_renderer_gives_each_chart_its_own_div(both):
-    ids = [re.search(r'<div id="(altair-viz-[0-9a-f]{32})"', both(_chart(v).to_dict())[0]["text/html"]).group(1)
+def test_auto_gives_a_vega5_spec_and_an_svg_and_no_html(renderer):
+    assert viz.enable_notebook_rendering() == "both"
+    data = _bundle(_chart())
+    assert set(data) == {viz.VEGA_MIMETYPE, "image/svg+xml", "text/plain"}
+    # no text/html: JupyterLab ranks HTML above Vega and would pick it
+    spec = data[viz.VEGA_MIMETYPE]
+    assert spec["$schema"] == "https://vega.github.io/schema/vega/v5.json"
+    assert data["image/svg+xml"].lstrip().startswith("<svg") and "<rect" in data["image/svg+xml"]
+    assert not URL.search(str(data))
+
+
+def test_interactive_gives_the_vega_spec_alone(renderer):
+    assert viz.enable_notebook_rendering("interactive") == "interactive"
+    data = _bundle(_chart())
+    assert set(data) == {viz.VEGA_MIMETYPE, "text/plain"}
+
+
+def test_static_stays_png(renderer):
+    assert viz.enable_notebook_rendering("static") == "static"
+    assert _bundle(_chart())["image/png"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_env_variable_picks_the_mode(renderer, monkeypatch):
+    monkeypatch.setenv("FAIRPRIV_CHART_RENDERER", "interactive")
+    assert viz.enable_notebook_rendering() == "interactive"
+    monkeypatch.setenv("FAIRPRIV_CHART_RENDERER", "cdn")
+    with pytest.raises(ValueError, match="FAIRPRIV_CHART_RENDERER"):
+        viz.enable_notebook_rendering()
+
+
+def test_vega_spec_carries_the_data_and_the_tooltip():
+    spec = viz.to_vega(_chart(3.0))
+    values = [row for d in spec["data"] for row in d.get("values", [])]
+    assert {row["gpr"] for row in values if "gpr" in row} == {3.0, 6.0}
+    assert "tooltip" in str(spec)
+
+
+def test_colab_gets_the_javascript_inline(renderer, monkeypatch):
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert viz.enable_notebook_rendering() == "both"
+    data = _bundle(_chart())
+    html = data["text/html"]
+    assert viz.VEGA_MIMETYPE not in data and "image/svg+xml" in data
+    assert "window.vegaEmbed=" in html and "vegaEmbed(\"#fairpriv-chart-" in html
+    assert not URL.search(html), "Colab's chart must not load anything from the network"
+    assert html.startswith("<div id=") and html.count("</script>") == 2, "a fragment, not a full page"
+
+
+def test_two_inline_charts_draw_into_two_divs():
+    ids = [re.search(r'<div id="(fairpriv-chart-[0-9a-f]{32})"',
+                     viz.chart_mimebundle(_chart(v), "interactive", inline_js=True)[0]["text/html"]).group(1)
            for v in (1.0, 2.0)]
     assert ids[0] != ids[1]
+
+
+def test_saved_html_is_offline(tmp_path):
+    path = viz.save_chart(_chart(), tmp_path / "c.html")
+    text = path.read_text()
+    assert "vegaEmbed" in text and not re.search(r"<script[^>]+src=", text)
+
+
+def test_bad_mode_names_the_parameter():
+    with pytest.raises(ValueError, match="mode"):
+        viz.chart_mimebundle(_chart(), "cdn")

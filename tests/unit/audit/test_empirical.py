@@ -187,3 +187,41 @@ def test_both_empirical_bounds_are_reported():
     assert ee.per_record_dp.shape == ee.per_record.shape and np.all(ee.per_record_dp >= 0)
     assert {"epsilon", "epsilon_dp"} <= set(ee.per_group.columns)
     assert (ee.per_group["epsilon_dp"] > 0).all()
+
+
+# ---------------------------------------------------------------- the DP bound on advantage
+def _advantage_by_search(eps: float, delta: float) -> float:
+    """Slow reference: max TPR - FPR over a fine FPR grid inside the (eps, delta)-DP region."""
+    fpr = np.linspace(0.0, 1.0, 200_001)
+    tpr = np.minimum.reduce([np.ones_like(fpr), np.exp(eps) * fpr + delta,
+                             1.0 - (1.0 - fpr - delta) / np.exp(eps)])
+    return float(np.max(tpr - fpr))
+
+
+@pytest.mark.parametrize("eps,delta", [(0.1, 0.0), (0.5, 1e-5), (1.0, 0.0), (2.0, 1e-3), (8.0, 1e-5)])
+def test_advantage_bound_matches_a_search_over_the_privacy_region(eps, delta):
+    from fairpriv_lab.audit import advantage_bound
+
+    assert advantage_bound(eps, delta) == pytest.approx(_advantage_by_search(eps, delta), abs=2e-5)
+
+
+def test_advantage_bound_substitution_is_group_privacy_of_two():
+    from fairpriv_lab.audit import advantage_bound
+
+    eps, delta = 0.7, 1e-4
+    expected = _advantage_by_search(2 * eps, (1 + np.exp(eps)) * delta)
+    assert advantage_bound(eps, delta, neighbours="substitute") == pytest.approx(expected, abs=2e-5)
+    assert advantage_bound(eps, delta, neighbours="substitute") > advantage_bound(eps, delta)
+
+
+def test_advantage_bound_edges_and_messages():
+    from fairpriv_lab import ConfigError
+    from fairpriv_lab.audit import advantage_bound
+
+    assert advantage_bound(float("inf")) == 1.0
+    assert advantage_bound(1e-9) == pytest.approx(0.0, abs=1e-9)
+    assert advantage_bound(50.0, 0.5) == 1.0          # capped
+    with pytest.raises(ConfigError, match=r"Expected epsilon=0"):
+        advantage_bound(0.0)
+    with pytest.raises(ConfigError, match=r"Expected neighbours='swap' to be one of 'add_remove', 'substitute'"):
+        advantage_bound(1.0, neighbours="swap")

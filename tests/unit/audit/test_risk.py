@@ -254,3 +254,68 @@ def test_outcome_fairness_counts_equals_fairlearn():
                   "equalized_odds_difference", "multiclass"):
             a, b = getattr(got, k), getattr(ref, k)
             assert (a == pytest.approx(b)) or (math.isnan(a) and math.isnan(b)), k
+
+
+# ---------------------------------------------------------------- floor-corrected GPR and signed changes
+def _rr_floor(ipr, floor, groups):
+    from fairpriv_lab.audit import RecordRisk
+
+    ipr, floor = np.asarray(ipr, float), np.asarray(floor, float)
+    return RecordRisk(np.arange(ipr.size), np.asarray(groups), (1 + ipr) / 2, ipr, floor, "PA-ALOOA", "cross_fit")
+
+
+def test_floor_corrected_is_the_mean_of_ipr_minus_floor_per_group():
+    from fairpriv_lab.audit.risk import GroupRisk, floor_corrected
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1], [200, 300])
+    ipr = rng.normal(0.05, 0.1, 500)
+    floor = rng.normal(0.0, 0.1, 500)
+    fc = floor_corrected(GroupRisk(_rr_floor(ipr, floor, groups), ["a", "b"], n_boot=300, seed=0), seed=1)
+    for g in (0, 1):
+        sel = groups == g
+        row = fc.by_group.iloc[g]
+        assert row["gpr"] == pytest.approx(100 * (ipr[sel] - floor[sel]).mean())
+        assert row["floor"] == 0 and row["ci_low"] < row["gpr"] < row["ci_high"]
+
+
+def test_floor_corrected_of_pure_noise_is_zero_within_its_interval():
+    """IPR is 0 ± noise where nothing leaks: negative readings are expected, the CI covers 0."""
+    from fairpriv_lab.audit.risk import GroupRisk, floor_corrected
+
+    rng = np.random.default_rng(3)
+    groups = np.repeat([0, 1], 400)
+    ipr, floor = rng.normal(0, 0.1, 800), rng.normal(0, 0.1, 800)
+    assert (ipr < 0).mean() == pytest.approx(0.5, abs=0.06)
+    fc = floor_corrected(GroupRisk(_rr_floor(ipr, floor, groups), ["a", "b"], n_boot=500, seed=0), seed=0)
+    assert ((fc.by_group["ci_low"] < 0) & (fc.by_group["ci_high"] > 0)).all()
+
+
+def test_gpr_change_matches_the_replicates_and_detects_a_drop():
+    from fairpriv_lab.audit.risk import GroupRisk, gpr_change
+
+    rng = np.random.default_rng(1)
+    groups = np.repeat([0, 1], [150, 350])
+    before = GroupRisk(_rr_floor(rng.normal(0.06, 0.1, 500), np.zeros(500), groups), ["a", "b"], n_boot=400, seed=0)
+    after = GroupRisk(_rr_floor(rng.normal(0.0, 0.1, 500), np.zeros(500), groups), ["a", "b"], n_boot=400, seed=1)
+    ch = gpr_change(before, after).set_index("group")
+    for g, name in enumerate(["a", "b"]):
+        d = after.boot[:, g] - before.boot[:, g]
+        assert ch.loc[name, "change"] == pytest.approx(after.by_group["gpr"][g] - before.by_group["gpr"][g])
+        assert ch.loc[name, "ci_low"] == pytest.approx(np.quantile(d, 0.025))
+        assert ch.loc[name, "ci_high"] == pytest.approx(np.quantile(d, 0.975))
+    assert ch["lower"].all() and not ch["higher"].any()   # a 6 pp drop with ~1 pp noise
+    assert ch.loc["all records", "change"] == pytest.approx(100 * (after.record_risk.ipr.mean() - before.record_risk.ipr.mean()))
+    same = gpr_change(before, GroupRisk(before.record_risk, ["a", "b"], n_boot=400, seed=5)).set_index("group")
+    assert not same["lower"].any() and not same["higher"].any()
+
+
+def test_gpr_change_messages():
+    from fairpriv_lab.audit.risk import GroupRisk, gpr_change
+
+    rr = _rr_floor(np.zeros(60), np.zeros(60), np.repeat([0, 1], 30))
+    a = GroupRisk(rr, ["a", "b"], n_boot=100, seed=0)
+    with pytest.raises(ConfigError, match="to have the groups of before"):
+        gpr_change(a, GroupRisk(rr, ["x", "y"], n_boot=100, seed=0))
+    with pytest.raises(ConfigError, match="to be a GroupRisk"):
+        gpr_change(a, "b")

@@ -131,3 +131,48 @@ def test_diagnostics_flag_marks_release_not_private_and_keys_the_cache():
     assert TrainConfig().resolved_diagnostics and not TrainConfig().is_release_private  # SGD
     with pytest.raises(ConfigError, match="train.diagnostics"):
         TrainConfig(diagnostics="on")
+
+
+def test_scaler_reads_no_training_record():
+    # from_pandas z-scores with every row's statistics, so one extreme audited record moves
+    # every other record's features. The experiment pipeline refits the scaler on the held-out
+    # split (in no model's training set, never audited): the extreme row moves nothing else.
+    import numpy as np
+    import pandas as pd
+
+    from fairpriv_lab.data import from_pandas
+    from fairpriv_lab.experiment.runner import load_experiment_data
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200),
+                       "c": rng.choice(["x", "y"], 200), "g": rng.choice(["m", "f"], 200),
+                       "y": rng.integers(0, 2, 200)})
+
+    def split(frame, refit):  # refit: what the pipeline does (raw columns, held-out scaler)
+        ds = from_pandas(frame, target="y", group="g", standardize=not refit)
+        train, test = ds.train_test_split(test_size=0.25, seed=0)
+        return (train.restandardized(test), test.restandardized(test)) if refit else (train, test)
+
+    # a record of the training split (the split depends on groups and labels, not features)
+    old_train, _ = split(df, False)
+    b = df["b"].to_numpy()
+    z = ((b - b.mean()) / b.std()).astype(np.float32)
+    in_train = np.isin(z, old_train.X[:, 1])
+    target = int(np.flatnonzero(in_train)[0])
+    wild = df.copy()
+    wild.loc[target, "a"] = 1e6
+
+    train, test = split(df, True)
+    wtrain, wtest = split(wild, True)
+    assert np.array_equal(wtest.X, test.X)  # held-out rows do not move
+    moved = ~np.all(wtrain.X == train.X, axis=1)
+    assert moved.sum() == 1  # only the changed record itself
+    old_wild, _ = split(wild, False)
+    assert (~np.all(old_wild.X == old_train.X, axis=1)).all()  # before: every row moved
+    assert "held-out" in train.provenance["scaler"]
+    assert train.provenance["standardized_columns"] == [0, 1]
+    # the pipeline applies it (bundled Adult: its numeric columns)
+    _, real_train, real_test = load_experiment_data(ExperimentConfig(data={"name": "adult", "n": 1000}).data)
+    assert "held-out" in real_train.provenance["scaler"] and "held-out" in real_test.provenance["scaler"]
+    cols = real_train.provenance["standardized_columns"]
+    np.testing.assert_allclose(real_test.X[:, cols].mean(0), 0, atol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -88,6 +89,23 @@ def assert_png(chart) -> None:
     data = viz.to_png_bytes(chart, scale=1.0)
     assert data[:8] == PNG
     assert len(data) > 1000
+    assert_same_in_vega5(chart)
+
+
+def _svg_texts(svg: str) -> list[str]:
+    return sorted(re.findall(r"<text[^>]*>([^<]*)</text>", svg))
+
+
+def assert_same_in_vega5(chart) -> None:
+    """JupyterLab and Voila draw the Vega 5 compile (offline): same texts and marks as Vega-Lite 6."""
+    import vl_convert
+
+    vega = viz.to_vega(chart)
+    assert vega["$schema"].endswith("/vega/v5.json")
+    mine, reference = vl_convert.vega_to_svg(vega), viz.to_svg(chart)
+    assert _svg_texts(mine) == _svg_texts(reference)
+    for tag in ("<path", "<rect", "<line"):
+        assert mine.count(tag) == reference.count(tag), tag
 
 
 def by_group(gpr=(3.0, 1.0), groups=("Female", "Male")) -> pd.DataFrame:
@@ -639,8 +657,9 @@ def test_save_chart_formats(tmp_path):
     assert png.read_bytes()[:8] == PNG
     svg = viz.save_chart(chart, tmp_path / "c.svg")
     assert "<svg" in svg.read_text()[:200]
-    html = viz.save_chart(chart, tmp_path / "c.html", offline=False).read_text()
-    assert "<html" in html.lower() and "cdn.jsdelivr.net/npm/vega" in html
+    # (.html used to offer a CDN version; issue 18 removes it: test_save_chart_offline_html_inlines_vega)
+    with pytest.raises(TypeError, match="offline"):
+        viz.save_chart(chart, tmp_path / "c.html", offline=False)
     with pytest.raises(
         ConfigError, match=r"Expected path suffix='\.pdf' to be one of '\.png', '\.svg', '\.html'"
     ):
@@ -666,12 +685,14 @@ def test_enable_notebook_rendering(restore_renderer, monkeypatch):
     assert alt.renderers.active == "png"
     png, _ = alt.renderers.get()(viz.gpr_chart(by_group()).to_dict())
     assert png["image/png"][:8] == PNG
+    # (interactive used to be altair's CDN "default" renderer and both HTML + PNG; issue 18:
+    # no chart loads Vega from a CDN. Now a Vega 5 spec for the front end's own Vega + an SVG.)
     assert viz.enable_notebook_rendering("interactive") == "interactive"
-    assert alt.renderers.active == "default"
+    assert alt.renderers.active == "fairpriv-interactive"
     assert viz.enable_notebook_rendering("both") == "both"
-    bundle, meta = alt.renderers.get()(viz.gpr_chart(by_group()).to_dict())
-    assert "vegaEmbed" in bundle["text/html"] and bundle["image/png"][:8] == PNG
-    assert meta["image/png"]["width"] > 100
+    bundle, _ = alt.renderers.get()(viz.gpr_chart(by_group()).to_dict())
+    assert viz.VEGA_MIMETYPE in bundle and "<svg" in bundle["image/svg+xml"][:200]
+    assert "text/html" not in bundle
     assert viz.enable_notebook_rendering() == "both"
     monkeypatch.setenv(viz._export.RENDER_ENV, "static")
     assert viz.enable_notebook_rendering() == "static"
