@@ -564,8 +564,8 @@ def test_10_duplicate_records_and_bad_ipr_are_refused():
 
     with pytest.raises(ConfigError, match=r"NaN, infinite or out-of-range entries' to hold fractions in"):
         GroupRisk(rr([0.1, np.nan, 0.2]), ["a"])
-    with pytest.raises(ConfigError, match=r"Expected accuracy=.* to hold fractions in \[0, 1\]\. RecordRisk values "
-                                          r"are fractions, not percent"):
+    with pytest.raises(ConfigError, match=r"Expected accuracy=.* to hold fractions in \[-0\.5, 1\.5\]\. RecordRisk "
+                                          r"values are fractions .*, not percent"):
         GroupRisk(rr([10.0, 20.0, 30.0]), ["a"])  # percent passed as fractions
     with pytest.raises(ConfigError, match="to hold each audited record once"):
         rr([0.1, 0.2, 0.3], records=(4, 4, 5))
