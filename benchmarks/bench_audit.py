@@ -1,17 +1,27 @@
-"""Benchmark: score 45,222 records x 400 models with every auditor, floor and bootstrap.
+"""Benchmark: the whole audit of 45,222 records x 400 models, as a multiple of one np.sort.
 
-Usage: python benchmarks/bench_audit.py [--records N] [--models M] [--naive K]
+Usage: python benchmarks/bench_audit.py [--records N] [--models M] [--repeats R]
+                                        [--threads 1,2] [--old] [--pairs B] [--naive K]
 
-Prints wall and CPU seconds of each stage (PA-ALOOA cross_fit and in_sample with their floors,
-PA-GA, PA-GBA, GroupRisk bootstraps with n_boot=1000), the total, and the time of a naive
-per-record, per-threshold Python loop on a subset of records extrapolated to all records.
-Target (issue 4): total <= 3 s on the project's 2-core machine.
+The whole audit is what ``fl.run`` computes per experiment, at paper scale: PA-ALOOA with
+both estimators and their zero-leakage floors, PA-GA and PA-GBA (with floors), empirical
+epsilon per record and per group, and GroupRisk with 1,000 bootstrap replicates for each
+of the four auditors. Its time is printed as a ratio to ONE ``np.sort(losses, axis=0)`` of
+the same loss matrix (the issue-15 target: <= 15x), measured in one process, interleaved
+(sort, audit, sort, audit, ...), medians of ``--repeats``, for each audit thread count in
+``--threads`` (``FAIRPRIV_LAB_THREADS``), with the load average before and after.
+
+``--old`` also times the implementation before issue 15 (kept in ``tests/reference``) in
+the same interleaved loop, and checks that both give identical numbers. ``--pairs B`` times
+``pair_bootstrap`` with B replicates (new vs old with ``--old``). ``--naive K`` times a naive
+per-record, per-threshold Python loop on K records and extrapolates it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 import warnings
@@ -19,11 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from fairpriv_lab.audit.attacks import global_risk, record_risk  # noqa: E402
-from fairpriv_lab.audit.risk import GroupRisk  # noqa: E402
+from fairpriv_lab.audit import attacks, empirical, risk  # noqa: E402
 from fairpriv_lab.games import half_split_game  # noqa: E402
+
+STAGES = ("PA-ALOOA cross_fit", "PA-ALOOA in_sample", "PA-GA", "PA-GBA", "empirical eps", "GroupRisk x4")
 
 
 def realistic_losses(n: int, n_models: int, membership: np.ndarray, seed: int) -> np.ndarray:
@@ -48,56 +60,107 @@ def naive_in_sample(losses: np.ndarray, membership: np.ndarray, records: np.ndar
     return np.array(out)
 
 
-def timed(label: str, fn, log: list):
-    w, c = time.perf_counter(), time.process_time()
-    result = fn()
-    log.append((label, time.perf_counter() - w, time.process_time() - c))
-    print(f"  {label:34s} wall {log[-1][1]:6.2f} s   cpu {log[-1][2]:6.2f} s", flush=True)
-    return result
+def whole_audit(impl, L, mem, rec, groups, stage_times: dict) -> dict:
+    """Run every stage of the audit with ``impl`` (record_risk, global_risk, empirical_epsilon)."""
+    record_risk, global_risk, empirical_epsilon = impl
+    kw = dict(records=rec, groups=groups, seed=0)
+    calls = {
+        "PA-ALOOA cross_fit": lambda: record_risk(L, mem, **kw),
+        "PA-ALOOA in_sample": lambda: record_risk(L, mem, estimator="in_sample", **kw),
+        "PA-GA": lambda: global_risk(L, mem, **kw),
+        "PA-GBA": lambda: global_risk(L, mem, by_group=True, **kw),
+        "empirical eps": lambda: empirical_epsilon(L, mem, delta=1e-5, **kw),
+    }
+    out = {}
+    for name, call in calls.items():
+        t = time.perf_counter()
+        out[name] = call()
+        stage_times.setdefault(name, []).append(time.perf_counter() - t)
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["GroupRisk x4"] = [risk.GroupRisk(out[k], ["g0", "g1"], n_boot=1000, seed=0) for k in STAGES[:4]]
+    stage_times.setdefault("GroupRisk x4", []).append(time.perf_counter() - t)
+    return out
+
+
+def same_results(a: dict, b: dict) -> bool:
+    ok = all(np.array_equal(a[k].accuracy, b[k].accuracy) and np.array_equal(a[k].floor, b[k].floor)
+             for k in STAGES[:4])
+    ea, eb = a["empirical eps"], b["empirical eps"]
+    ok &= np.array_equal(ea.per_record, eb.per_record) and ea.per_group[eb.per_group.columns].equals(eb.per_group)
+    ok &= all(np.array_equal(x.boot, y.boot, equal_nan=True) for x, y in zip(a["GroupRisk x4"], b["GroupRisk x4"], strict=True))
+    return bool(ok)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=45_222)
     ap.add_argument("--models", type=int, default=400)
-    ap.add_argument("--naive", type=int, default=40, help="records in the naive-loop subset")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", default="1,2", help="audit thread counts (FAIRPRIV_LAB_THREADS)")
+    ap.add_argument("--old", action="store_true", help="also time the pre-issue-15 implementation")
+    ap.add_argument("--pairs", type=int, default=0, help="pair_bootstrap replicates to time (0: skip)")
+    ap.add_argument("--naive", type=int, default=0, help="records in the naive-loop subset (0: skip)")
     args = ap.parse_args()
     n, M = args.records, args.models
-    print(f"bench_audit: {n:,} records x {M} models; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     game = half_split_game(n, n_models=M, seed=0)
     groups = (np.random.default_rng(1).random(n) < 0.33).astype(np.int64)  # 2 groups, 1:2
-    losses = realistic_losses(n, M, game.membership, seed=2)
+    L = realistic_losses(n, M, game.membership, seed=2)
     mem, rec = game.membership, game.audit_idx
-    log: list = []
-    t0w, t0c = time.perf_counter(), time.process_time()
-    res = {}
-    res["PA-ALOOA cross_fit"] = timed("record_risk cross_fit + floor", lambda: record_risk(losses, mem, records=rec, groups=groups, seed=0), log)
-    res["PA-ALOOA in_sample"] = timed("record_risk in_sample + floor", lambda: record_risk(losses, mem, records=rec, groups=groups, estimator="in_sample", seed=0), log)
-    res["PA-GA"] = timed("global_risk PA-GA + floor", lambda: global_risk(losses, mem, records=rec, groups=groups, seed=0), log)
-    res["PA-GBA"] = timed("global_risk PA-GBA + floor", lambda: global_risk(losses, mem, records=rec, groups=groups, by_group=True, seed=0), log)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        grs = timed("GroupRisk x4 (n_boot=1000)", lambda: {k: GroupRisk(v, ["g0", "g1"], n_boot=1000, seed=0) for k, v in res.items()}, log)
-    total_w, total_c = time.perf_counter() - t0w, time.process_time() - t0c
-    print(f"  {'TOTAL':34s} wall {total_w:6.2f} s   cpu {total_c:6.2f} s   (target <= 3 s)")
-    print("\n  auditor              mean IPR (pp)  floor (pp)   GPRP (pp) [95% CI]")
-    for k, gr in grs.items():
-        lo, hi = gr.difference_ci()
-        print(f"  {k:20s} {gr.overall:12.2f} {gr.overall_floor:11.2f} {gr.difference():10.2f} [{lo:.2f}, {hi:.2f}]")
+    impls = {"new": (attacks.record_risk, attacks.global_risk, empirical.empirical_epsilon)}
+    if args.old:
+        from tests.reference import old_audit, old_empirical, old_risk
 
-    sub = rec[: args.naive]
-    w = time.perf_counter()
-    slow = naive_in_sample(losses, mem, sub)
-    naive_s = time.perf_counter() - w
-    fast = res["PA-ALOOA in_sample"].accuracy[: args.naive]
-    assert np.allclose(slow, fast), "naive loop and vectorised in_sample disagree"
-    per_record = naive_s / len(sub)
-    extrapolated = per_record * n
-    vec = log[1][1]
-    print(f"\n  naive loop over thresholds: {len(sub)} records in {naive_s:.2f} s "
-          f"({1e3 * per_record:.1f} ms/record) -> {extrapolated:,.0f} s for {n:,} records;")
-    print(f"  vectorised in_sample + floor: {vec:.2f} s -> speed-up x{extrapolated / vec:,.0f} "
-          "(same accuracies on the subset)")
+        impls["old"] = (old_audit.record_risk, attacks.global_risk, old_empirical.empirical_epsilon)  # PA-GA/GBA unchanged
+    print(f"bench_audit: {n:,} records x {M} models, float32 losses; {os.cpu_count()} CPUs; "
+          f"load average before {os.getloadavg()[0]:.1f}; numpy {np.__version__}")
+    for threads in [int(t) for t in args.threads.split(",")]:
+        os.environ["FAIRPRIV_LAB_THREADS"] = str(threads)
+        sorts, totals, stages = [], {k: [] for k in impls}, {k: {} for k in impls}
+        results = {}
+        for _ in range(args.repeats):
+            for name, impl in impls.items():  # interleaved: sort, new, sort, old, ...
+                t = time.perf_counter()
+                np.sort(L, axis=0)
+                sorts.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                results[name] = whole_audit(impl, L, mem, rec, groups, stages[name])
+                totals[name].append(time.perf_counter() - t)
+        s = statistics.median(sorts)
+        print(f"\n  audit threads {threads}: one np.sort(axis=0) {s * 1e3:.0f} ms (median of {len(sorts)}); "
+              f"load average now {os.getloadavg()[0]:.1f}")
+        print(f"  {'stage':22s}" + "".join(f"{k + ' (x sort)':>16s}" for k in impls))
+        for stage in STAGES:
+            print(f"  {stage:22s}" + "".join(f"{statistics.median(stages[k][stage]) / s:16.1f}" for k in impls))
+        print(f"  {'WHOLE AUDIT':22s}" + "".join(f"{statistics.median(totals[k]) / s:16.1f}" for k in impls)
+              + "   (target <= 15x)")
+        print(f"  {'whole audit seconds':22s}" + "".join(f"{statistics.median(totals[k]):16.2f}" for k in impls))
+        if args.old:
+            print(f"  new == old (every RecordRisk, empirical eps, bootstrap replicate): {same_results(results['new'], results['old'])}")
+
+    if args.pairs:
+        print(f"\n  pair_bootstrap, {args.pairs} replicates (cross_fit), audit threads {threads}:")
+        fns = {"new": risk.pair_bootstrap}
+        if args.old:
+            fns["old"] = old_risk.pair_bootstrap
+        reps = {}
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            reps[name] = fn(L, mem, records=rec, groups=groups, n_groups=2, n_boot=args.pairs, seed=0)
+            print(f"    {name}: {time.perf_counter() - t:.1f} s")
+        if args.old:
+            print(f"    identical replicates: {np.array_equal(reps['new'], reps['old'])}")
+
+    if args.naive:
+        sub = rec[: args.naive]
+        t = time.perf_counter()
+        slow = naive_in_sample(L, mem, sub)
+        naive_s = time.perf_counter() - t
+        fast = results["new"]["PA-ALOOA in_sample"].accuracy[: args.naive]
+        assert np.allclose(slow, fast), "naive loop and vectorised in_sample disagree"
+        print(f"\n  naive loop over thresholds: {1e3 * naive_s / len(sub):.1f} ms/record -> "
+              f"{naive_s / len(sub) * n:,.0f} s for {n:,} records (same accuracies on the subset)")
 
 
 if __name__ == "__main__":

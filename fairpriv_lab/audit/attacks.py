@@ -19,7 +19,7 @@ attack accuracy is ``acc(x)`` and the individual privacy risk is ``IPR(x) = 2 ac
     expectation is exactly 0.5 (tau never sees the trials it is scored on): it is unbiased
     **under the null only**. With leakage it under-reads, because a threshold chosen on R
     trials is worse than the best one (in planted tests about 83 % of the true IPR at
-    2R = 64 and 93 % at 2R = 400; ``tests/test_audit.py::
+    2R = 64 and 93 % at 2R = 400; ``tests/unit/audit/test_audit.py::
     test_cross_fit_is_unbiased_under_the_null_only_and_attenuates_a_planted_effect``).
 
 Thresholds are taken between distinct observed scores (the midpoint), so equal scores always
@@ -210,43 +210,191 @@ def attack_scores(
 
 
 # --------------------------------------------------------------------------- core kernels
-def _cut_correct(xs: np.ndarray, lab: np.ndarray) -> np.ndarray:
-    """Correct predictions at every cut k of sorted rows (k lowest -> "out"); -1 where invalid.
-
-    correct(k) = #out below k + #in at or above k = k - 2 cum_in(k) + n_in. A cut inside a run
-    of equal scores is invalid (ties fall on one side).
-    """
-    mb, n = xs.shape
-    cum_in = np.zeros((mb, n + 1), dtype=np.int32)
-    np.cumsum(lab, axis=1, dtype=np.int32, out=cum_in[:, 1:])
-    correct = np.arange(n + 1, dtype=np.int32)[None, :] - 2 * cum_in + cum_in[:, -1:]
-    if n > 1:
-        correct[:, 1:-1][xs[:, :-1] >= xs[:, 1:]] = -1
-    return correct
-
-
 def _taus(xs: np.ndarray, kstar: np.ndarray) -> np.ndarray:
     """Threshold of cut kstar in sorted rows: midpoint of the neighbours, -inf/+inf at the ends."""
     mb, n = xs.shape
-    tau = np.full(mb, -np.inf)
     if n == 0:
-        return tau
-    lo = np.take_along_axis(xs, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0].astype(np.float64)
-    hi = np.take_along_axis(xs, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0].astype(np.float64)
-    mid = lo / 2 + hi / 2
-    mid = np.where(mid <= lo, hi, mid)  # adjacent floats: keep lo < tau <= hi
-    tau = np.where(kstar == 0, -np.inf, np.where(kstar == n, np.inf, mid))
-    return tau
+        return np.full(mb, -np.inf)
+    lo = np.take_along_axis(xs, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(xs, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]
+    return _midpoint(lo, hi, kstar == 0, kstar == n, packed=False)
 
 
-def _fit_taus(xs: np.ndarray, lab: np.ndarray) -> np.ndarray:
-    """Lowest accuracy-maximising threshold of each sorted row (member iff score >= tau)."""
-    return _taus(xs, np.argmax(_cut_correct(xs, lab), axis=1))
+class SortedRows:
+    """Sorted scores of each record of a block, with the bits each analysis needs riding along.
+
+    Every per-record analysis (in-sample and cross-fitted estimators, their zero-leakage
+    floors, the empirical-epsilon folds, the pair-bootstrap replicates) needs only the sorted
+    values (to find ties and thresholds) and a few bits per entry: the in/out label and
+    per-pair flags such as "the floor swaps this pair" (``planes``). The bits ride in the sort
+    key, so nothing is gathered after the sort and each floor shares its estimator's sort.
+    ``top`` (per pair) sorts above the score: the rows come out as [entries of pairs with top
+    False | entries with top True], each part sorted, so one sort yields both folds of a
+    per-record random split (empirical epsilon) without a compaction.
+
+    float32 scores are sorted as uint64 keys (top bit 63, the order-preserving uint32 image of
+    the score in bits 31-62, the payload in bits 0-30; an integer sort is several times faster
+    than argsort + gathers); other dtypes go through one argsort. Both give identical results.
+
+    Why not one sort of all 2K scores for every analysis: numpy sorts short rows with
+    vectorised networks, and two sorts of K entries (a cross-fit's folds) cost less than one
+    of 2K plus a compaction of each fold out of it (measured: the compacting version was
+    about twice as slow, see benchmarks/README.md).
+
+    Attributes: ``v`` sorted values (uint32 keys or float64), ``low`` uint32 payload of every
+    entry (bit 0: in-model score; bit 1 + i: plane i), ``packed`` (True for uint32 keys),
+    ``K`` (pairs per row).
+    """
+
+    __slots__ = ("key", "_v", "_low", "packed", "K", "n_planes")
+
+    def __init__(self, s_in: np.ndarray, s_out: np.ndarray, planes: tuple = (),
+                 packed: bool | None = None, top: np.ndarray | None = None):
+        rows, K = s_in.shape
+        self.K, self.n_planes = K, len(planes)
+        if packed is None:
+            packed = s_in.dtype == np.float32 and s_out.dtype == np.float32
+        self.packed = packed
+        if len(planes) > 30:
+            raise ValueError("too many payload bits")  # internal: never with the callers here
+        base = np.zeros((rows, K), np.uint32)
+        for i, plane in enumerate(planes):
+            base |= np.asarray(plane).astype(np.uint32) << np.uint32(1 + i)
+        self.key = self._v = self._low = None
+        if packed:
+            key = np.empty((rows, 2 * K), np.uint64)
+            key[:, :K] = _u32(s_in.astype(np.float32, copy=False))
+            key[:, K:] = _u32(s_out.astype(np.float32, copy=False))
+            key <<= np.uint64(_PAYLOAD)
+            key[:, :K] |= base | np.uint32(1)
+            key[:, K:] |= base
+            if top is not None:  # above the score: the rows sort as [top False | top True]
+                t = np.asarray(top).astype(np.uint64) << np.uint64(63)
+                key[:, :K] |= t
+                key[:, K:] |= t
+            key.sort(axis=1)
+            self.key = key
+        else:
+            X = np.concatenate([s_in, s_out], axis=1)
+            if top is None:
+                order = np.argsort(X, axis=1)
+            else:
+                t = np.broadcast_to(np.asarray(top, bool), (rows, K))
+                order = np.lexsort((X, np.concatenate([t, t], axis=1)), axis=1)
+            self._v = np.take_along_axis(X, order, axis=1).astype(np.float64)
+            self._low = np.take_along_axis(np.concatenate([base | np.uint32(1), base], axis=1), order, axis=1)
+
+    @property
+    def v(self) -> np.ndarray:
+        """Sorted values: uint32 keys (packed) or float64."""
+        if self._v is None:
+            self._v = (self.key >> np.uint64(_PAYLOAD)).astype(np.uint32)
+        return self._v
+
+    @property
+    def low(self) -> np.ndarray:
+        """uint32 payload of every sorted entry."""
+        if self._low is None:
+            self._low = self.key.astype(np.uint32) & np.uint32(0x7FFFFFFF)
+        return self._low
+
+    @property
+    def lab(self) -> np.ndarray:
+        """Bool: the entry is the in-model's score."""
+        return (self.low & np.uint32(1)).astype(bool)
+
+    def plane(self, i: int) -> np.ndarray:
+        """Bool: plane i's flag of the entry's pair."""
+        return (self.low & np.uint32(2 << i)).astype(bool)
+
+    def split(self, n_low: int) -> tuple[SortedRows, SortedRows]:
+        """Split each row after its first ``n_low`` sorted entries (rows built with ``top``)."""
+        parts = []
+        for sl in (slice(0, n_low), slice(n_low, None)):
+            out = object.__new__(SortedRows)
+            out.key = out._v = out._low = None
+            if self.packed:
+                out.key = self.key[:, sl]
+            else:
+                out._v, out._low = self.v[:, sl], self.low[:, sl]
+            out.packed, out.n_planes = self.packed, self.n_planes
+            out.K = (out.key if self.packed else out._v).shape[1] // 2
+            parts.append(out)
+        return parts[0], parts[1]
+
+    def ties(self) -> np.ndarray:
+        """Bool (rows, 2K + 1): cuts that would split a run of equal scores."""
+        return _ties(self.v)
+
+    def thresholds(self, kstar: np.ndarray) -> np.ndarray:
+        """Threshold of cut kstar of each row (midpoint rule; member iff value >= it)."""
+        return _packed_threshold(self.v, kstar) if self.packed else _taus(self.v, kstar)
+
+    def above(self, tau: np.ndarray) -> np.ndarray:
+        """Bool (rows, n): the entries the rule ``score >= tau`` calls members."""
+        return self.v >= tau[:, None]
 
 
-def _score(xs: np.ndarray, lab: np.ndarray, tau: np.ndarray) -> np.ndarray:
-    """Count the correct predictions of the rule score >= tau in each row."""
-    return ((xs >= tau[:, None]) == lab).sum(axis=1)
+def _cut_gain(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """``d(k) = #out - #in among the k lowest`` at every cut of sorted rows; the minimum at ties.
+
+    ``correct(k) = d(k) + n_in``: with n_in fixed per row, d has the same best cut (one
+    cumulative sum of +-1 steps instead of counts and arithmetic afterwards).
+    """
+    mb, n = lab.shape
+    dt = np.int16 if n < 16000 else np.int32
+    d = np.zeros((mb, n + 1), dtype=dt)
+    step = np.subtract(np.int8(1), lab.view(np.int8) << np.int8(1), dtype=np.int8)
+    np.cumsum(step, axis=1, dtype=dt, out=d[:, 1:])
+    np.putmask(d, ties, np.iinfo(dt).min)
+    return d
+
+
+def _fit(rows: SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """Lowest accuracy-maximising threshold of each sorted row for labels ``lab``."""
+    return rows.thresholds(np.argmax(_cut_gain(lab, ties), axis=1))
+
+
+def _in_sample_acc(rows: SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """In-sample accuracy: the best cut's correct count over the 2K trials of each row.
+
+    Every pair puts exactly one entry "in" (also after the floor's swap), so n_in = K.
+    """
+    return (_cut_gain(lab, ties).max(axis=1) + rows.K) / (2 * rows.K)
+
+
+def cross_fit_acc(a: SortedRows, b: SortedRows, la, lb, ties_a, ties_b, K: int) -> np.ndarray:
+    """Cross-fitted accuracy: fold A's threshold scores fold B and vice versa."""
+    correct = (b.above(_fit(a, la, ties_a)) == lb).sum(axis=1) + (a.above(_fit(b, lb, ties_b)) == la).sum(axis=1)
+    return correct / (2 * K)
+
+
+def _record_estimates(rows: SortedRows, swap_plane: int, b: SortedRows | None = None):
+    """Accuracy and floor accuracy of one estimator on sorted rows.
+
+    In-sample: ``rows`` holds all 2K scores of each record. Cross-fit: ``rows`` and ``b`` hold
+    the sorted scores of the pairs of fold A and of fold B. Plane ``swap_plane`` marks the
+    pairs whose in/out labels the floor exchanges.
+    """
+    if b is None:
+        ties, lab = rows.ties(), rows.lab
+        return _in_sample_acc(rows, lab, ties), _in_sample_acc(rows, lab ^ rows.plane(swap_plane), ties)
+    a = rows
+    K = a.K + b.K
+    la, lb = a.lab, b.lab
+    fa, fb = la ^ a.plane(swap_plane), lb ^ b.plane(swap_plane)
+    ties_a, ties_b = a.ties(), b.ties()
+    return (cross_fit_acc(a, b, la, lb, ties_a, ties_b, K),
+            cross_fit_acc(a, b, fa, fb, ties_a, ties_b, K))
+
+
+def _block_estimates(s_in, s_out, fold, swap, packed=None):
+    """:func:`_record_estimates` of a block of records from their in/out scores (mb, K)."""
+    if fold is None:
+        return _record_estimates(SortedRows(s_in, s_out, (swap,), packed=packed), 0)
+    a = SortedRows(s_in[:, fold], s_out[:, fold], (swap[:, fold],), packed=packed)
+    b = SortedRows(s_in[:, ~fold], s_out[:, ~fold], (swap[:, ~fold],), packed=packed)
+    return _record_estimates(a, 0, b)
 
 
 def record_block(
@@ -256,39 +404,19 @@ def record_block(
 
     ``fold`` (K,) bool marks the pairs of fold A of the cross-fit (None: in-sample); ``swap``
     (mb, K) bool marks the pairs whose in/out labels the floor exchanges. float32 scores take
-    the packed-key path, others the generic argsort path; both give identical results.
+    the packed-key path, others the argsort path; both give identical results.
     """
-    if s_in.dtype == np.float32 and s_out.dtype == np.float32:
-        return _record_block_packed(s_in, s_out, fold, swap)
-    return _record_block_sorted(s_in, s_out, fold, swap)
+    return _block_estimates(s_in, s_out, fold, swap)
 
 
-def _sorted_fold(x_in, x_out, swap):
-    """Sort the 2k scores of each row; return sorted scores, labels and floor labels."""
-    k = x_in.shape[1]
-    X = np.concatenate([x_in, x_out], axis=1)
-    order = np.argsort(X, axis=1)
-    lab = order < k  # the first k columns hold the in-model scores
-    lab_floor = lab ^ np.take_along_axis(swap, order % k, axis=1)
-    return np.take_along_axis(X, order, axis=1), lab, lab_floor
+def _record_block_sorted(s_in, s_out, fold, swap):
+    """:func:`record_block` through the argsort path (any float dtype)."""
+    return _block_estimates(s_in, s_out, fold, swap, packed=False)
 
 
-def _record_block_sorted(
-    s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run the generic kernel of :func:`record_block` (argsort + gathers; any float dtype)."""
-    K = s_in.shape[1]
-    if fold is None:
-        xs, lab, lab_floor = _sorted_fold(s_in, s_out, swap)
-        return tuple(_cut_correct(xs, lb).max(axis=1) / (2 * K) for lb in (lab, lab_floor))
-    xa, la, fa = _sorted_fold(s_in[:, fold], s_out[:, fold], swap[:, fold])
-    xb, lb, fb = _sorted_fold(s_in[:, ~fold], s_out[:, ~fold], swap[:, ~fold])
-    out = []
-    for a, b in ((la, lb), (fa, fb)):
-        correct = _score(xb, b, _fit_taus(xa, a)) + _score(xa, a, _fit_taus(xb, b))
-        out.append(correct / (2 * K))
-    return out[0], out[1]
-
+def _record_block_packed(s_in, s_out, fold, swap):
+    """:func:`record_block` through the packed-key path (float32 scores)."""
+    return _block_estimates(s_in, s_out, fold, swap, packed=True)
 
 def _global_acc(
     scores: np.ndarray,
@@ -330,7 +458,7 @@ def _global_acc(
 # sorted keys carry everything the cumulative counts need.
 _SHIFT = 8  # score bits start here; bits 0-7 hold labels
 _TOP = 40  # fold / cell bits start here
-_CHUNK_ELEMENTS = 1 << 19  # rows per block so that a block's keys take about 4 MB
+CHUNK_ELEMENTS = 1 << 19  # rows per block so that a block's keys take about 4 MB
 
 
 def _u32(x: np.ndarray) -> np.ndarray:
@@ -349,6 +477,7 @@ def _f32(u: np.ndarray) -> np.ndarray:
 
 
 _NONE = np.uint32(0xFFFFFFFF)  # above the key of every finite float32: nobody is "member"
+_PAYLOAD = 31  # SortedRows keys: [top bit 63][uint32 score, bits 31-62][payload, bits 0-30]
 
 
 def _packed_threshold(us: np.ndarray, kstar: np.ndarray) -> np.ndarray:
@@ -356,47 +485,30 @@ def _packed_threshold(us: np.ndarray, kstar: np.ndarray) -> np.ndarray:
     mb, n = us.shape
     if n == 0:
         return np.zeros(mb, np.uint32)
-    lo = _f32(np.take_along_axis(us, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]).astype(np.float64)
-    hi = _f32(np.take_along_axis(us, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]).astype(np.float64)
-    mid = lo / 2 + hi / 2  # exact in float64 and strictly between two float32 values
-    t = mid.astype(np.float32)
-    t = np.where(t.astype(np.float64) < mid, np.nextafter(t, np.float32(np.inf)), t)
-    ut = _u32(t.astype(np.float32))
-    return np.where(kstar == 0, np.uint32(0), np.where(kstar == n, _NONE, ut)).astype(np.uint32)
+    lo = np.take_along_axis(us, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(us, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]
+    return _midpoint(lo, hi, kstar == 0, kstar == n, packed=True)
 
 
-def _packed_fold(x_in, x_out, swap):
-    """Packed-key sort of the 2k scores of each row: uint32 keys, labels, floor labels."""
-    k = x_in.shape[1]
-    key = _u32(np.concatenate([x_in, x_out], axis=1)).astype(np.uint64) << np.uint64(_SHIFT)
-    sw = swap.astype(np.uint64)  # bit 0: the floor swaps this pair's labels
-    key[:, :k] |= sw | np.uint64(2)  # bit 1: in-model score
-    key[:, k:] |= sw
-    key.sort(axis=1)
-    lab = (key & np.uint64(2)).astype(bool)
-    lab_floor = lab ^ (key & np.uint64(1)).astype(bool)
-    return (key >> np.uint64(_SHIFT)).astype(np.uint32), lab, lab_floor
+def _midpoint(lo, hi, first, last, packed: bool) -> np.ndarray:
+    """Threshold strictly between sorted neighbours lo < hi (the midpoint rule).
 
-
-def _record_block_packed(
-    s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Packed-key kernel of :func:`record_block` for float32 scores."""
-    K = s_in.shape[1]
-    if fold is None:
-        us, lab, lab_floor = _packed_fold(s_in, s_out, swap)
-        ties = _ties(us)
-        return tuple(_packed_correct(lb, ties).max(axis=1) / (2 * K) for lb in (lab, lab_floor))
-    ua, la, fa = _packed_fold(s_in[:, fold], s_out[:, fold], swap[:, fold])
-    ub, lb, fb = _packed_fold(s_in[:, ~fold], s_out[:, ~fold], swap[:, ~fold])
-    ties_a, ties_b = _ties(ua), _ties(ub)
-    out = []
-    for a, b in ((la, lb), (fa, fb)):
-        ta = _packed_threshold(ua, np.argmax(_packed_correct(a, ties_a), axis=1))
-        tb = _packed_threshold(ub, np.argmax(_packed_correct(b, ties_b), axis=1))
-        correct = ((ub >= ta[:, None]) == b).sum(axis=1) + ((ua >= tb[:, None]) == a).sum(axis=1)
-        out.append(correct / (2 * K))
-    return out[0], out[1]
+    ``first``: the cut is below every entry (threshold -inf: all "member"); ``last``: above
+    every entry (+inf: none). ``packed``: lo, hi and the result are uint32 keys of float32
+    scores (the result is the smallest float32 >= the exact float64 midpoint, so that
+    ``key >= threshold`` decides exactly as ``score >= midpoint``); else float64 values.
+    """
+    if packed:
+        lo64, hi64 = _f32(lo).astype(np.float64), _f32(hi).astype(np.float64)
+        mid = lo64 / 2 + hi64 / 2  # exact in float64 and strictly between two float32 values
+        t = mid.astype(np.float32)
+        t = np.where(t.astype(np.float64) < mid, np.nextafter(t, np.float32(np.inf)), t)
+        ut = _u32(t.astype(np.float32))
+        return np.where(first, np.uint32(0), np.where(last, _NONE, ut)).astype(np.uint32)
+    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
+    mid = lo / 2 + hi / 2
+    mid = np.where(mid <= lo, hi, mid)  # adjacent floats: keep lo < tau <= hi
+    return np.where(first, -np.inf, np.where(last, np.inf, mid))
 
 
 def _ties(us: np.ndarray) -> np.ndarray:
@@ -406,20 +518,6 @@ def _ties(us: np.ndarray) -> np.ndarray:
     if n > 1:
         np.equal(us[:, :-1], us[:, 1:], out=ties[:, 1:-1])
     return ties
-
-
-def _packed_correct(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
-    """Correct predictions at every cut of sorted rows (as :func:`_cut_correct`), in place."""
-    mb, n = lab.shape
-    dt = np.int16 if n < 16000 else np.int32
-    cum = np.zeros((mb, n + 1), dtype=dt)
-    np.cumsum(lab, axis=1, dtype=dt, out=cum[:, 1:])
-    n_in = cum[:, -1:].copy()
-    cum *= -2  # correct(k) = k - 2 cum_in(k) + n_in
-    cum += np.arange(n + 1, dtype=dt)
-    cum += n_in
-    np.putmask(cum, ties, -1)
-    return cum
 
 
 def _global_block(
@@ -442,14 +540,14 @@ def _global_block(
     floor_labels = labels ^ swap
     n_trials = trial.sum(axis=0)
     ok = np.zeros((2, m), np.int64)
-    step = max(1, _CHUNK_ELEMENTS // max(m, 1))
+    step = max(1, CHUNK_ELEMENTS // max(m, 1))
 
     def work(lo: int) -> np.ndarray:  # blocks of models keep the temporaries in cache
         rows = slice(lo, lo + step)
         args = (scores[rows], labels[rows], floor_labels[rows], trial[rows])
         return _global_chunk(*args, cell, partner, balanced)
 
-    for part in _map_threads(work, range(0, n_models, step)):
+    for part in map_threads(work, range(0, n_models, step)):
         ok += part  # integer counts: the sum does not depend on the order
     return ok[0] / n_trials, ok[1] / n_trials
 
@@ -465,7 +563,7 @@ def _n_threads() -> int:
         return max(1, min(8, os.cpu_count() or 1))
 
 
-def _map_threads(fn, items):
+def map_threads(fn, items):
     """Yield fn(item) for each item in order, computed on a small thread pool."""
     n = _n_threads()
     if n == 1:
@@ -619,7 +717,7 @@ def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
 
 
 def _pair_chunks(scores, mem, inf, cols, k):
-    step = max(1, _CHUNK_ELEMENTS // (2 * k))
+    step = max(1, CHUNK_ELEMENTS // (2 * k))
     full = cols.size == scores.shape[1]
     for lo in range(0, cols.size, step):
         r = slice(lo, lo + step)
@@ -633,6 +731,95 @@ def _pair_chunks(scores, mem, inf, cols, k):
             s_in = np.take_along_axis(s_in, pick, axis=0)
             s_out = np.take_along_axis(s_out, pick, axis=0)
         yield r, np.ascontiguousarray(s_in.T), np.ascontiguousarray(s_out.T)
+
+
+# --------------------------------------------------------------------------- one sort per record
+def _check_cross_fit(estimator: str, inf: np.ndarray) -> None:
+    K = inf.sum(axis=0)
+    if estimator == "cross_fit" and np.any(K < 2):
+        raise V.fail(
+            "estimator", estimator,
+            f"to be 'in_sample' when a record has fewer than 2 model pairs (found {int(K.min())})",
+            "cross_fit needs one pair to choose the threshold and another to score it",
+        )
+
+
+class _EstimatorTask:
+    """PA-ALOOA / PA-LOOA accuracy and floor of one estimator, fed by :func:`record_pass`."""
+
+    def __init__(self, estimator: str, rng: np.random.Generator, m: int):
+        self.estimator, self.rng = estimator, rng
+        self.acc, self.acc_floor = np.empty(m), np.empty(m)
+
+    def prepare(self, blocks) -> None:
+        """Draw all randomness up front, block by block (results independent of threads)."""
+        self.draws = []
+        for cols, k, _ in blocks:
+            # The pairs are exchangeable (independent trainings), so one seeded split of the
+            # pair positions serves every record of the block.
+            fold = None
+            if self.estimator == "cross_fit":
+                fold = np.zeros(k, dtype=bool)
+                fold[self.rng.permutation(k)[: k // 2]] = True
+            self.draws.append((fold, _coins(self.rng, (cols.size, k))))
+
+    def planes(self, bi: int, r: slice) -> tuple:
+        """Bits this task needs carried through the shared sort of all 2K scores."""
+        fold, swap = self.draws[bi]
+        return (swap[r],) if fold is None else ()
+
+    def compute(self, bi: int, r: slice, s_in, s_out, shared, first: int):
+        fold, swap = self.draws[bi]
+        if fold is None:
+            return _record_estimates(shared(), first)
+        # the two folds are sorted apart: two sorts of K entries cost less than one of 2K
+        # (numpy's vectorised sort networks) plus the compaction of each fold out of it
+        return _block_estimates(s_in, s_out, fold, swap[r])
+
+    def store(self, idx: np.ndarray, out) -> None:
+        self.acc[idx], self.acc_floor[idx] = out
+
+    def result(self, rec, grp, inf, signal) -> RecordRisk:
+        auditor = "PA-ALOOA" if np.all(inf) else "PA-LOOA"
+        K = inf.sum(axis=0).astype(np.int64)
+        acc = self.acc
+        return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * self.acc_floor - 1, auditor, self.estimator, K, signal)
+
+
+def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: list) -> None:
+    """Sort each audited record's 2K scores once and hand the sorted rows to every task.
+
+    Each task has ``prepare(blocks)`` (draws its randomness for every block of records with
+    equal K, in order, before any work), ``planes(block_index, rows_slice)`` (the per-pair bits
+    it needs carried through the shared sort), ``compute(block_index, rows_slice, s_in, s_out,
+    shared, first_plane)`` (``shared()`` returns the shared :class:`SortedRows`, built on first
+    use) and ``store(record_positions, output)``. Blocks of records keep the temporaries in cache;
+    numpy's sorts and reductions release the GIL, so blocks run on threads, and since all
+    randomness is drawn first the results do not depend on the number of threads.
+    """
+    blocks = list(pair_blocks(as_f32(scores), mem, inf))
+    for task in tasks:
+        task.prepare(blocks)
+    for bi, (cols, _k, chunks) in enumerate(blocks):
+
+        def work(chunk, bi=bi):
+            r, s_in, s_out = chunk
+            planes, first = [], []
+            for task in tasks:
+                first.append(len(planes))
+                planes.extend(np.broadcast_to(p, s_in.shape) for p in task.planes(bi, r))
+            full: list = []
+
+            def shared():  # all 2K scores of each record sorted once, for every task that reads them
+                if not full:
+                    full.append(SortedRows(s_in, s_out, tuple(planes)))
+                return full[0]
+
+            return r, [task.compute(bi, r, s_in, s_out, shared, f) for task, f in zip(tasks, first, strict=True)]
+
+        for r, outs in map_threads(work, chunks):
+            for task, out in zip(tasks, outs, strict=True):
+                task.store(cols[r], out)
 
 
 # --------------------------------------------------------------------------- public API
@@ -700,36 +887,10 @@ def record_risk(
     V.choice("estimator", estimator, _ESTIMATORS)
     scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
     inf = informative_pairs(mem, rec)
-    K = inf.sum(axis=0).astype(np.int64)
-    if estimator == "cross_fit" and np.any(K < 2):
-        raise V.fail(
-            "estimator", estimator,
-            f"to be 'in_sample' when a record has fewer than 2 model pairs (found {int(K.min())})",
-            "cross_fit needs one pair to choose the threshold and another to score it",
-        )
-    rng = as_generator(seed)
-    acc = np.empty(rec.size)
-    acc_floor = np.empty(rec.size)
-    for cols, k, chunks in pair_blocks(as_f32(scores), mem, inf):
-        # The pairs are exchangeable (independent trainings), so one seeded split of the pair
-        # positions serves every record of the block.
-        fold = None
-        if estimator == "cross_fit":
-            fold = np.zeros(k, dtype=bool)
-            fold[rng.permutation(k)[: k // 2]] = True
-        swap = _coins(rng, (cols.size, k))
-
-        def work(chunk, fold=fold, swap=swap):
-            r, s_in, s_out = chunk
-            return r, record_block(s_in, s_out, fold, swap[r])
-
-        # Blocks of records keep the temporaries in cache; numpy's sorts and reductions release
-        # the GIL, so blocks run on threads. All randomness is drawn above: results do not
-        # depend on the number of threads.
-        for r, (a, f) in _map_threads(work, chunks):
-            acc[cols[r]], acc_floor[cols[r]] = a, f
-    auditor = "PA-ALOOA" if np.all(inf) else "PA-LOOA"
-    return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * acc_floor - 1, auditor, estimator, K, signal)
+    _check_cross_fit(estimator, inf)
+    task = _EstimatorTask(estimator, as_generator(seed), rec.size)
+    record_pass(scores, mem, inf, [task])
+    return task.result(rec, grp, inf, signal)
 
 
 def global_risk(
@@ -765,7 +926,7 @@ def global_risk(
     used. Which equally good threshold a model uses decides which records count as correctly
     classified, so the rule is part of the definition; it is checked against a brute-force
     loop over thresholds in exact integer arithmetic
-    (``tests/test_audit.py::test_global_risk_lowest_threshold_rule_matches_brute_force``).
+    (``tests/unit/audit/test_audit.py::test_global_risk_lowest_threshold_rule_matches_brute_force``).
 
     Each model's scores are sorted once (no loop over records, models or thresholds; the
     thresholds loop over the few cells = groups x halves). The floor permutes labels within

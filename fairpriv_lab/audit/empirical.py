@@ -45,6 +45,7 @@ Taught in notebook 4.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -55,7 +56,15 @@ from scipy import special, stats
 from .._core import validate as V
 from .._core.dp import advantage_bound
 from .._core.rng import SeedLike, as_generator
-from .attacks import Signal, audit_inputs, informative_pairs, pair_blocks
+from .attacks import (
+    Signal,
+    SortedRows,
+    as_f32,
+    audit_inputs,
+    informative_pairs,
+    map_threads,
+    pair_blocks,
+)
 
 __all__ = [
     "EmpiricalEpsilon",
@@ -211,50 +220,73 @@ class EmpiricalEpsilon:
         return (self.fp == 0) & (self.fn == 0)
 
 
-def _select_threshold(x_in, x_out, level):
-    """Per row, the threshold maximising the fold's own GDP lower bound (midpoint rule)."""
-    mb, k = x_in.shape
-    X = np.concatenate([x_in, x_out], axis=1)
-    order = np.argsort(X, axis=1)
-    xs = np.take_along_axis(X, order, axis=1).astype(np.float64)
-    lab = order < k
-    n = 2 * k
-    cum_in = np.zeros((mb, n + 1), dtype=np.int64)
-    np.cumsum(lab, axis=1, out=cum_in[:, 1:])
-    cuts = np.arange(n + 1)
-    fn = cum_in  # in-trials below the cut are predicted "out"
-    fp = k - (cuts[None, :] - cum_in)  # out-trials at or above the cut
-    table = np.arange(k + 1)
-    z_fp = special.ndtri(1 - clopper_pearson_upper(table, k, level))
-    z_fn = special.ndtri(clopper_pearson_upper(table, k, level))
+@functools.lru_cache(maxsize=16)
+def _z_tables(k: int, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """``Phi^-1(1 - FPR+(fp))`` and ``Phi^-1(FNR+(fn))`` for every count 0..k of a k-pair fold."""
+    counts = np.arange(k + 1)
+    return (special.ndtri(1 - clopper_pearson_upper(counts, k, level)),
+            special.ndtri(clopper_pearson_upper(counts, k, level)))
+
+
+@functools.lru_cache(maxsize=16)
+def _mu_table(k: int, level: float) -> np.ndarray:
+    """Mu of every (fp, fn) count pair of a fold with k pairs, flat, -inf where undefined.
+
+    ``table[fp * (k + 1) + fn] = Phi^-1(1 - FPR+(fp)) - Phi^-1(FNR+(fn))``: one gather per cut
+    instead of two lookups and a subtraction (used up to 2,000 pairs per fold).
+    """
+    z_fp, z_fn = _z_tables(k, level)
     with np.errstate(invalid="ignore"):
-        mu = z_fp[fp] - z_fn[fn]
-    mu = np.where(np.isnan(mu), -np.inf, mu)
-    if n > 1:
-        mu[:, 1:-1][xs[:, :-1] >= xs[:, 1:]] = -np.inf
-    kstar = np.argmax(mu, axis=1)
-    lo = np.take_along_axis(xs, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]
-    hi = np.take_along_axis(xs, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]
-    mid = lo / 2 + hi / 2
-    mid = np.where(mid <= lo, hi, mid)
-    return np.where(kstar == 0, -np.inf, np.where(kstar == n, np.inf, mid))
+        mu = z_fp[:, None] - z_fn[None, :]
+    mu = np.where(np.isnan(mu), -np.inf, mu).ravel()
+    mu.setflags(write=False)
+    return mu
+
+
+def _select_threshold(rows, lab, ties, level):
+    """Per sorted row, the threshold maximising the fold's own GDP lower bound (midpoint rule).
+
+    ``rows`` holds one fold's k in-scores and k out-scores of each record, sorted
+    (:class:`fairpriv_lab.audit.attacks.SortedRows`). At the cut below sorted position j the
+    in-trials below are false negatives and the out-trials at or above false positives.
+    """
+    mb, n = lab.shape
+    k = n // 2
+    it = np.int32 if (k + 1) ** 2 < 2**31 else np.int64
+    cum_in = np.zeros((mb, n + 1), dtype=it)
+    np.cumsum(lab, axis=1, dtype=it, out=cum_in[:, 1:])
+    if k <= 2000:
+        # fp = k - (cut - cum_in); index = fp * (k + 1) + fn with fn = cum_in
+        idx = cum_in * (k + 2)
+        idx += (k - np.arange(n + 1, dtype=it)) * (k + 1)
+        mu = _mu_table(k, level)[idx]
+    else:  # the (k + 1)^2 table would be large: two lookups
+        z_fp, z_fn = _z_tables(k, level)
+        with np.errstate(invalid="ignore"):
+            mu = z_fp[k - np.arange(n + 1) + cum_in] - z_fn[cum_in]
+        mu[np.isnan(mu)] = -np.inf
+    np.putmask(mu, ties, -np.inf)
+    return rows.thresholds(np.argmax(mu, axis=1))
 
 
 def _heldout_counts(s_in, s_out, fold, level):
-    """FP and FN per row when each fold is scored by the threshold selected on the other."""
-    mb, k = s_in.shape
-    ia = np.argsort(~fold, axis=1, kind="stable")  # fold A pairs first
-    ka = int(fold[0].sum()) if mb else 0
-    parts = [
-        (np.take_along_axis(s_in, ia[:, sl], axis=1), np.take_along_axis(s_out, ia[:, sl], axis=1))
-        for sl in (slice(0, ka), slice(ka, k))
-    ]
-    fp = np.zeros(mb, np.int64)
-    fn = np.zeros(mb, np.int64)
-    for (fit_in, fit_out), (test_in, test_out) in ((parts[0], parts[1]), (parts[1], parts[0])):
-        tau = _select_threshold(fit_in, fit_out, level)[:, None]
-        fp += (test_out >= tau).sum(axis=1)
-        fn += (test_in < tau).sum(axis=1)
+    """FP and FN per row when each fold is scored by the threshold selected on the other.
+
+    ``s_in``, ``s_out`` (rows, K) scores; ``fold`` (rows, K) bool, ``K // 2`` True per row.
+    """
+    return _heldout(SortedRows(s_in, s_out, top=fold), level)
+
+
+def _heldout(rows, level):
+    """FP and FN of each row of sorted scores built with ``top`` = the fold-A flags."""
+    b, a = rows.split(2 * (rows.K - rows.K // 2))  # fold B sorts below fold A
+    fp = np.zeros(a.v.shape[0], np.int64)
+    fn = np.zeros(a.v.shape[0], np.int64)
+    for fit, test in ((a, b), (b, a)):
+        lab = test.lab
+        member = test.above(_select_threshold(fit, fit.lab, fit.ties(), level))
+        fp += (member > lab).sum(axis=1)
+        fn += (member < lab).sum(axis=1)
     return fp, fn
 
 
@@ -320,10 +352,16 @@ def empirical_epsilon(
     rng = as_generator(seed)
     fp = np.zeros(rec.size, np.int64)
     fn = np.zeros(rec.size, np.int64)
-    for cols, k, chunks in pair_blocks(scores, mem, inf):
+    for cols, k, chunks in pair_blocks(as_f32(scores), mem, inf):
         fold = rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (cols.size, k)), axis=1)
-        for r, s_in, s_out in chunks:
-            fp[cols[r]], fn[cols[r]] = _heldout_counts(s_in, s_out, fold[r], level)
+
+        def work(chunk, fold=fold):
+            r, s_in, s_out = chunk
+            return r, _heldout_counts(s_in, s_out, fold[r], level)
+
+        # blocks of records on the audit thread pool; all randomness is drawn above
+        for r, (a, b) in map_threads(work, chunks):
+            fp[cols[r]], fn[cols[r]] = a, b
     mu, fpr, fnr = _mu(fp, fn, K, K, level)
     eps = gdp_epsilon(mu, delta)
     eps_dp = dp_epsilon(fpr, fnr, delta)

@@ -28,14 +28,17 @@ from .._core.exceptions import ConfigError, SmallGroupWarning
 from .._core.rng import SeedLike, as_generator
 from .._core.vocabulary import ESTIMATORS as _ESTIMATORS
 from .attacks import (
+    CHUNK_ELEMENTS,
     Estimator,
     RecordRisk,
     Signal,
+    SortedRows,
     as_f32,
     audit_inputs,
+    cross_fit_acc,
     informative_pairs,
+    map_threads,
     pair_blocks,
-    record_block,
 )
 
 __all__ = [
@@ -353,9 +356,10 @@ def pair_bootstrap(
     drawn over the *original* pairs, so copies of one pair always land in the same fold
     (otherwise a model would both choose and test the threshold).
 
-    Cost: one :func:`~fairpriv_lab.audit.record_risk` per replicate (a loop over
-    replicates; each is vectorised): about 10 ms at 2,000 records x 64 models, about 1 s at
-    45,222 x 400. Meant for notebook-sized audits.
+    Cost: the records' in/out scores are laid out once; a replicate gathers the drawn pairs'
+    columns and sorts each fold (:func:`_replicate_ipr`; the same numbers as re-running
+    ``record_risk`` on the drawn models, without its floor): about a third of a
+    ``record_risk`` per replicate.
 
     Parameters
     ----------
@@ -421,30 +425,57 @@ def pair_bootstrap(
     rng = as_generator(seed)
     out = np.full((n_boot, n_groups), np.nan)
     members = [np.flatnonzero(grp == g) for g in range(n_groups)]
+    s_in, s_out = _record_major(scores, mem, inf)  # (m, R) in/out scores of every record, once
     for b in range(n_boot):  # loop over replicates; each replicate is vectorised
         pick = rng.integers(0, n_pairs, n_pairs)
-        fold = None
-        if estimator == "cross_fit":
-            orig_fold = rng.permutation(n_pairs) < n_pairs // 2
-            while orig_fold[pick].all() or not orig_fold[pick].any():  # both folds non-empty
-                pick = rng.integers(0, n_pairs, n_pairs)
-            fold = orig_fold[pick]  # copies of one pair share its fold
-        models = np.stack([2 * pick, 2 * pick + 1], axis=1).ravel()
-        s_b, m_b, inf_b = scores[models], mem[models], inf[pick]
-        ipr = np.full(rec.size, np.nan)
-        for cols, k, chunks in pair_blocks(s_b, m_b, inf_b):
-            if k == 0:  # LOO targets none of whose pairs were drawn
-                continue
-            swap = np.zeros((cols.size, k), dtype=bool)
-            for r, s_in, s_out in chunks:
-                acc, _ = record_block(s_in, s_out, fold, swap[r])
-                ipr[cols[r]] = 2 * acc - 1
+        orig_fold = rng.permutation(n_pairs) < n_pairs // 2
+        while orig_fold[pick].all() or not orig_fold[pick].any():  # both folds non-empty
+            pick = rng.integers(0, n_pairs, n_pairs)
+        fold = orig_fold[pick]  # copies of one pair share its fold
+        ipr = _replicate_ipr(s_in, s_out, pick[fold], pick[~fold])
         for g, idx in enumerate(members):
             vals = ipr[idx]
             vals = vals[np.isfinite(vals)]
             if vals.size:
                 out[b, g] = 100 * vals[rng.integers(0, vals.size, vals.size)].mean()
     return out
+
+
+def _record_major(scores, mem, inf) -> tuple[np.ndarray, np.ndarray]:
+    """Every record's in-model and out-model score of each pair, shape (m, R) each."""
+    m, R = inf.shape[1], inf.shape[0]
+    s_in, s_out = np.empty((m, R), scores.dtype), np.empty((m, R), scores.dtype)
+    for cols, _k, chunks in pair_blocks(scores, mem, inf):
+        for r, a, b in chunks:
+            s_in[cols[r]], s_out[cols[r]] = a, b
+    return s_in, s_out
+
+
+def _replicate_ipr(s_in, s_out, pick_a, pick_b) -> np.ndarray:
+    """Cross-fitted IPR of every record on the drawn pairs (fold A = pick_a, B = pick_b).
+
+    The same numbers as ``record_risk`` on the drawn models (copies included) with this fold
+    split; the per-record layout is built once per bootstrap, the zero-leakage floor (unused
+    by the replicates) is skipped, and each fold's scores are sorted apart (numpy sorts short
+    rows with vectorised networks: re-sorting a replicate's folds measured faster than
+    reweighting one stored sort of all 2R scores, which needs gathers and masked passes).
+    """
+    m = s_in.shape[0]
+    K = pick_a.size + pick_b.size
+    ipr = np.empty(m)
+    step = max(1, CHUNK_ELEMENTS // (2 * K))
+
+    def work(lo):
+        r = slice(lo, lo + step)
+        a = SortedRows(s_in[r][:, pick_a], s_out[r][:, pick_a])
+        b = SortedRows(s_in[r][:, pick_b], s_out[r][:, pick_b])
+        la, lb = a.lab, b.lab
+        acc = cross_fit_acc(a, b, la, lb, a.ties(), b.ties(), K)
+        return r, 2 * acc - 1
+
+    for r, values in map_threads(work, range(0, m, step)):
+        ipr[r] = values
+    return ipr
 
 
 # --------------------------------------------------------------------------- teaching helpers
@@ -529,7 +560,7 @@ def gpr_change(before: GroupRisk, after: GroupRisk) -> pd.DataFrame:
 # --------------------------------------------------------------------------- outcome fairness
 @dataclass(frozen=True)
 class OutcomeFairness:
-    """Outcome fairness of a classifier's predictions, computed with fairlearn.
+    """Outcome fairness of a classifier's predictions (fairlearn's definitions).
 
     Parameters
     ----------
@@ -574,14 +605,20 @@ class OutcomeFairness:
 def outcome_fairness(
     y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, group_names: Sequence[str]
 ) -> OutcomeFairness:
-    """Accuracy parity, demographic parity, equal opportunity and equalized odds via fairlearn.
+    """Accuracy parity, demographic parity, equal opportunity and equalized odds by group.
 
-    Binary labels (0/1, 1 = positive): fairlearn's ``MetricFrame`` gives per-group accuracy,
-    selection rate ``P(y_pred = 1 | g)``, TPR and FPR; ``demographic_parity_difference``,
-    ``equal_opportunity_difference`` (TPR gap) and ``equalized_odds_difference``
-    (max of the TPR and FPR gaps) come from ``fairlearn.metrics``. Multiclass labels: only
-    accuracy by group and its difference (the binary criteria have no single multiclass
-    definition; use one-vs-rest labels yourself if you need them).
+    Binary labels (0/1, 1 = positive): per group, accuracy, selection rate
+    ``P(y_pred = 1 | g)``, TPR ``= TP / (TP + FN)`` and FPR ``= FP / (FP + TN)`` (0 where the
+    group has no positives or no negatives, as fairlearn reports); the differences are
+    max - min over the groups present: ``demographic_parity_difference`` (selection rate),
+    ``equal_opportunity_difference`` (TPR) and ``equalized_odds_difference`` (the larger of
+    the TPR and FPR gaps). These are fairlearn's definitions (``MetricFrame`` and
+    ``fairlearn.metrics``); they are computed here from per-group counts of
+    (y_true, y_pred) -- one ``bincount`` -- because the experiment layer pools every model's
+    test predictions (256 models x 1,000 test records is 256,000 rows) and MetricFrame took
+    longer on that than training the models. A test checks equality with fairlearn.
+    Multiclass labels: only accuracy by group and its difference (the binary criteria have no
+    single multiclass definition; use one-vs-rest labels yourself if you need them).
 
     Parameters
     ----------
@@ -604,107 +641,49 @@ def outcome_fairness(
     >>> of.by_group["accuracy"].tolist(), of.equal_opportunity_difference
     ([1.0, 0.5], 1.0)
     """
-    from fairlearn.metrics import (
-        MetricFrame,
-        demographic_parity_difference,
-        equal_opportunity_difference,
-        equalized_odds_difference,
-        false_positive_rate,
-        selection_rate,
-        true_positive_rate,
-    )
-    from sklearn.metrics import accuracy_score
-
     yt, yp = np.asarray(y_true), np.asarray(y_pred)
     if yt.ndim != 1 or yp.shape != yt.shape:
         raise V.fail("y_pred", f"array of shape {yp.shape}", f"to have the shape of y_true {yt.shape}")
     if yt.size == 0:
         raise V.fail("y_true", "an empty array", "to hold at least one label")
     names = tuple(str(g) for g in group_names)
-    grp = V.group_ids("groups", groups, n=yt.size, n_groups=len(names))
-    sens = np.asarray(names, dtype=object)[grp]
-    labels = np.union1d(yt, yp)
-    multiclass = labels.size > 2 or not np.all(np.isin(labels, [0, 1]))
-    metrics = {"accuracy": accuracy_score}
-    if not multiclass:
-        metrics |= {
-            "selection_rate": selection_rate,
-            "true_positive_rate": true_positive_rate,
-            "false_positive_rate": false_positive_rate,
-        }
-    with warnings.catch_warnings():
-        # fairlearn warns when a group has no positives (TPR undefined); we report NaN-free 0s
-        # as fairlearn does and let the caller read n.
-        warnings.simplefilter("ignore", UserWarning)
-        mf = MetricFrame(metrics=metrics, y_true=yt, y_pred=yp, sensitive_features=sens)
-        by = mf.by_group.reset_index(drop=False)
-        by.columns = ["group", *by.columns[1:]]
-        order = {name: i for i, name in enumerate(names)}
-        by = by.sort_values("group", key=lambda s: s.map(order)).reset_index(drop=True)
-        counts = pd.Series(sens).value_counts()
-        by.insert(1, "n", by["group"].map(counts).astype(np.int64))
-        for col in ("selection_rate", "true_positive_rate", "false_positive_rate"):
-            if col not in by:
-                by[col] = np.nan
-        acc_diff = float(mf.difference()["accuracy"])
-        if multiclass:
-            dp = eo = eodds = math.nan
-        else:
-            dp = float(demographic_parity_difference(yt, yp, sensitive_features=sens))
-            eo = float(equal_opportunity_difference(yt, yp, sensitive_features=sens))
-            eodds = float(equalized_odds_difference(yt, yp, sensitive_features=sens))
-    return OutcomeFairness(by, acc_diff, dp, eo, eodds, bool(multiclass))
-
-
-def outcome_fairness_counts(
-    y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, group_names: Sequence[str]
-) -> OutcomeFairness:
-    """:func:`outcome_fairness` computed from per-group counts: the same numbers, fast.
-
-    The experiment layer pools the test predictions of every model (400 x 9,044 rows for
-    Adult); fairlearn's MetricFrame took about 200 CPU seconds per audit on that, more than
-    training the 400 models. Per-group counts give the same numbers: accuracy, selection rate
-    P(y_pred = 1), TPR = TP / (TP + FN) and FPR = FP / (FP + TN) (0 where undefined, as
-    fairlearn reports), the max - min differences, and equalized odds = max(TPR gap, FPR gap).
-    :func:`outcome_fairness` (fairlearn) is the reference it is tested against.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> of = outcome_fairness_counts(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]),
-    ...                              np.array([0, 0, 1, 1]), ["a", "b"])
-    >>> of.by_group["accuracy"].tolist(), of.equal_opportunity_difference
-    ([1.0, 0.5], 1.0)
-    """
-    yt, yp = np.asarray(y_true), np.asarray(y_pred)
-    names = tuple(str(g) for g in group_names)
-    grp = np.asarray(groups).astype(np.int64)
     G = len(names)
+    grp = V.group_ids("groups", groups, n=yt.size, n_groups=G)
     labels = np.union1d(yt, yp)
     multiclass = labels.size > 2 or not np.all(np.isin(labels, [0, 1]))
-    n = np.bincount(grp, minlength=G)
+    if multiclass:
+        n = np.bincount(grp, minlength=G)
+        hits = np.bincount(grp[yt == yp], minlength=G)
+    else:
+        # one pass: cell (g, y_true, y_pred) -> count; columns tn, fp, fn, tp
+        cells = np.bincount(4 * grp + 2 * yt.astype(np.int64) + yp.astype(np.int64), minlength=4 * G)
+        tn, fp, fn, tp = cells.reshape(G, 4).T
+        n = tn + fp + fn + tp
+        hits = tn + tp
     present = np.flatnonzero(n)
-
-    def count(mask):
-        return np.bincount(grp, weights=mask.astype(np.float64), minlength=G)[present]
-
     m = n[present].astype(np.float64)
     by = pd.DataFrame({"group": [names[k] for k in present], "n": n[present].astype(np.int64),
-                       "accuracy": count(yt == yp) / m})
+                       "accuracy": hits[present] / m})
     if multiclass:
         for col in ("selection_rate", "true_positive_rate", "false_positive_rate"):
             by[col] = np.nan
         dp = eo = eodds = math.nan
     else:
-        pos, neg = count(yt == 1), count(yt == 0)
-        by["selection_rate"] = count(yp == 1) / m
-        by["true_positive_rate"] = np.where(pos > 0, count((yt == 1) & (yp == 1)) / np.maximum(pos, 1), 0.0)
-        by["false_positive_rate"] = np.where(neg > 0, count((yt == 0) & (yp == 1)) / np.maximum(neg, 1), 0.0)
+        tn, fp, fn, tp = (c[present] for c in (tn, fp, fn, tp))
+        pos, neg = tp + fn, tn + fp
+        by["selection_rate"] = (fp + tp) / m
+        by["true_positive_rate"] = np.where(pos > 0, tp / np.maximum(pos, 1), 0.0)
+        by["false_positive_rate"] = np.where(neg > 0, fp / np.maximum(neg, 1), 0.0)
 
-        def gap(col):
+        def gap(col: str) -> float:
             return float(by[col].max() - by[col].min())
 
         dp, eo = gap("selection_rate"), gap("true_positive_rate")
         eodds = max(eo, gap("false_positive_rate"))
     acc_diff = float(by["accuracy"].max() - by["accuracy"].min())
     return OutcomeFairness(by, acc_diff, dp, eo, eodds, bool(multiclass))
+
+
+#: The same function under the name the experiment layer used when fairlearn's MetricFrame
+#: was the library's implementation (it is now the test reference, ``tests/reference``).
+outcome_fairness_counts = outcome_fairness

@@ -149,8 +149,8 @@ def test_5_local_cluster_uses_tls_with_temporary_credentials(tmp_path, monkeypat
 
 
 def test_5_tls_options_of_the_sweep_command(tmp_path, capsys):
+    from fairpriv_lab.cli.sweep import sweep_command
     from fairpriv_lab.sweep.executor import resolve_security, tls_security
-    from fairpriv_lab.sweep.runner import sweep_command
 
     assert tls_security(None, None, None) is None
     with pytest.raises(ConfigError, match="Expected --tls-ca-file='nope.pem' to be an existing file"):

@@ -1,0 +1,97 @@
+"""Benchmark: the audit's share of a warm ``fl.run`` (256 models x 5,000 Adult records, LR, 15 epochs).
+
+Usage: python benchmarks/bench_run_audit.py [--models 256] [--n 5000] [--epochs 15]
+                                            [--method dpsgd] [--repeats 2] [--no-old]
+
+Trains once (into a temporary cache), then re-runs the audit stage alone ``--repeats`` times
+per implementation, interleaved (old, new, old, new, ...; the cached models are reused and
+the cached audit is deleted before each run), and prints medians: train seconds, audit
+seconds and the audit's share of ``train + audit`` (issue-15 target: <= 25 %). "old" is the
+audit before issue 15 (fairlearn's MetricFrame for outcome fairness and the previous kernels,
+kept in ``tests/reference``), patched in for the measurement only. Load average and thread
+settings are printed with the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import fairpriv_lab as fl  # noqa: E402
+from fairpriv_lab.audit import attacks, empirical, risk  # noqa: E402
+from fairpriv_lab.experiment import Cache  # noqa: E402
+
+
+@contextlib.contextmanager
+def old_audit():
+    """Patch the pre-issue-15 audit functions into the modules the runner imports from.
+
+    (global_risk is unchanged by issue 15.)
+    """
+    from tests.reference import old_audit as oa
+    from tests.reference import old_empirical as oe
+    from tests.reference import old_risk as orisk
+
+    saved = [(attacks, "record_risk"), (empirical, "empirical_epsilon"), (risk, "outcome_fairness")]
+    values = [getattr(m, n) for m, n in saved]
+    new = [oa.record_risk, oe.empirical_epsilon, orisk.outcome_fairness]
+    for (m, n), v in zip(saved, new, strict=True):
+        setattr(m, n, v)
+    try:
+        yield
+    finally:
+        for (m, n), v in zip(saved, values, strict=True):
+            setattr(m, n, v)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", type=int, default=256)
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--method", default="dpsgd")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--no-old", action="store_true", help="skip the pre-issue-15 audit")
+    args = ap.parse_args()
+    train = {"model": "lr", "method": args.method, "epochs": args.epochs}
+    if args.method != "sgd":
+        train["noise_multiplier"] = 1.0
+    cfg = fl.ExperimentConfig.from_dict({
+        "data": {"name": "adult", "n": args.n}, "train": train,
+        "game": {"kind": "half", "n_models": args.models, "m": None},
+    })
+    threads = os.environ.get("FAIRPRIV_LAB_THREADS", "default")
+    print(f"bench_run_audit: {args.models} LR models x {args.n:,} Adult records (half-split game, every "
+          f"record audited), {args.method}, {args.epochs} epochs; audit threads {threads}; "
+          f"load average before {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Cache(tmp)
+        first = fl.run(cfg, cache=cache)  # trains (and audits) once
+        t_train = first.timings["train"]
+        audits: dict[str, list[float]] = {"new": [first.timings["audit"]]}
+        if not args.no_old:
+            audits["old"] = []
+        for _ in range(args.repeats):
+            for name in audits:
+                for p in Path(tmp).rglob("audit-*"):
+                    p.unlink()
+                ctx = old_audit() if name == "old" else contextlib.nullcontext()
+                with ctx:
+                    audits[name].append(fl.run(cfg, cache=cache).timings["audit"])
+    print(f"  training (first run): {t_train:.1f} s; load average now {os.getloadavg()[0]:.1f}")
+    for name, times in audits.items():
+        a = statistics.median(times)
+        print(f"  audit {name:3s}: median {a:6.2f} s of {len(times)} ({', '.join(f'{x:.2f}' for x in times)}); "
+              f"share of train + audit {100 * a / (t_train + a):5.1f} %   (target <= 25 %)")
+
+
+if __name__ == "__main__":
+    main()

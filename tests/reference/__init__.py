@@ -1,0 +1,1 @@
+"""Slow or old implementations the fast kernels are tested against (not part of the library)."""

@@ -1,0 +1,157 @@
+"""The one-sort audit kernels (issue 15) against the implementation they replaced and slow loops.
+
+``tests/reference`` keeps the old functions that issue 15 replaced (record_risk,
+empirical_epsilon, pair_bootstrap at commit daecb77, and outcome fairness through fairlearn's
+MetricFrame); the new ones must give the same numbers for the same seed, exactly. (PA-GA/GBA
+are unchanged; ``test_audit.py`` checks them against brute-force loops.)
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairpriv_lab.audit.attacks import record_risk
+from fairpriv_lab.audit.empirical import empirical_epsilon
+from fairpriv_lab.audit.risk import _replicate_ipr, outcome_fairness, pair_bootstrap
+from fairpriv_lab.games import aloo_game, half_split_game, loo_game
+from tests.reference import old_audit, old_empirical, old_risk
+
+
+def _losses(rng, game, tied, dtype):
+    L = rng.exponential(size=game.membership.shape) - 0.4 * game.membership
+    L = np.abs(np.round(L, 1) if tied else L)
+    return L.astype(dtype)
+
+
+GAMES = {
+    "half": lambda rng: half_split_game(120, n_models=16, seed=1),
+    "aloo": lambda rng: aloo_game(rng.integers(0, 3, 150), n_models=12, m=40, seed=2),
+    "one_pair": lambda rng: half_split_game(50, n_models=2, seed=3),
+    "odd_pairs": lambda rng: half_split_game(60, n_models=10, seed=4),
+}
+
+
+def _same_rr(a, b):
+    for f in ("records", "groups", "accuracy", "ipr", "floor", "n_pairs"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+    assert (a.auditor, a.estimator) == (b.auditor, b.estimator)
+
+
+@pytest.mark.parametrize("game_name", list(GAMES))
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_record_risk_and_empirical_equal_old(game_name, tied, dtype):
+    rng = np.random.default_rng(5)
+    game = GAMES[game_name](rng)
+    L = _losses(rng, game, tied, dtype)
+    groups = rng.integers(0, 3, game.n_samples)
+    kw = dict(records=game.audit_idx, groups=groups, seed=7)
+    estimators = ["in_sample"] + (["cross_fit"] if game.n_pairs >= 2 else [])
+    for est in estimators:
+        _same_rr(record_risk(L, game.membership, estimator=est, **kw),
+                 old_audit.record_risk(L, game.membership, estimator=est, **kw))
+    if game.n_pairs >= 2:
+        new = empirical_epsilon(L, game.membership, delta=1e-5, **kw)
+        old = old_empirical.empirical_epsilon(L, game.membership, delta=1e-5, **kw)
+        for f in ("fp", "fn", "per_record", "mu", "fpr_upper", "fnr_upper"):
+            np.testing.assert_array_equal(getattr(new, f), getattr(old, f), err_msg=f)
+        pd.testing.assert_frame_equal(new.per_group[old.per_group.columns], old.per_group)
+        assert new.max_certifiable == old.max_certifiable
+
+
+def test_record_risk_loo_and_confidence_signal_equal_old():
+    rng = np.random.default_rng(11)
+    game = loo_game(80, targets=np.arange(0, 80, 7), n_pairs=6, seed=1)
+    L = _losses(rng, game, False, np.float32)
+    kw = dict(records=game.audit_idx, groups=rng.integers(0, 2, 80), seed=3)
+    for est in ("in_sample", "cross_fit"):
+        _same_rr(record_risk(L, game.membership, estimator=est, **kw),
+                 old_audit.record_risk(L, game.membership, estimator=est, **kw))
+    half = half_split_game(90, n_models=8, seed=2)
+    L = _losses(rng, half, True, np.float32) + 0.01
+    _same_rr(record_risk(L, half.membership, signal="confidence", seed=1),
+             old_audit.record_risk(L, half.membership, signal="confidence", seed=1))
+
+
+@pytest.mark.parametrize("n_models", [4, 12])
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pair_bootstrap_equals_old(n_models, tied, dtype):
+    """Reweighting one sort per record gives exactly the replicates of re-running record_risk."""
+    rng = np.random.default_rng(3 + tied)
+    game = half_split_game(150, n_models=n_models, seed=1)
+    L = _losses(rng, game, tied, dtype)
+    g = rng.integers(0, 3, 150)
+    kw = dict(records=game.audit_idx, groups=g, n_groups=4, estimator="cross_fit", n_boot=25, seed=9)
+    np.testing.assert_array_equal(pair_bootstrap(L, game.membership, **kw),
+                                  old_risk.pair_bootstrap(L, game.membership, **kw))
+
+
+def _loop_acc(s_in, s_out, pick_a, pick_b):
+    """Slow reference: the drawn pairs' scores (copies included), plain loops over thresholds."""
+    def best_tau(s, lab):
+        u = np.unique(s).astype(np.float64)
+        cands = [-np.inf] + [u[i] / 2 + u[i + 1] / 2 for i in range(len(u) - 1)] + [np.inf]
+        accs = [np.sum((s >= t) == lab) for t in cands]
+        return cands[int(np.argmax(accs))]
+
+    parts = [(np.r_[s_in[p], s_out[p]], np.r_[np.ones(p.size, bool), np.zeros(p.size, bool)]) for p in (pick_a, pick_b)]
+    (sa, la), (sb, lb) = parts
+    correct = np.sum((sb >= best_tau(sa, la)) == lb) + np.sum((sa >= best_tau(sb, lb)) == la)
+    return correct / (2 * (pick_a.size + pick_b.size))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_replicate_ipr_matches_loop_over_thresholds(dtype):
+    """One pair-bootstrap replicate against the drawn pairs' scores and a loop over thresholds."""
+    rng = np.random.default_rng(1)
+    rows, K = 30, 6
+    s_in = rng.integers(0, 4, (rows, K)).astype(dtype) * 0.5 + 0.1
+    s_out = rng.integers(0, 4, (rows, K)).astype(dtype) * 0.5
+    s_in[0, 0], s_out[0, 0] = -0.0, 0.0  # signed zeros are one tie
+    for _ in range(6):
+        pick = rng.integers(0, K, K)
+        fold = (rng.permutation(K) < K // 2)[pick]
+        if fold.all() or not fold.any():
+            continue
+        got = _replicate_ipr(s_in, s_out, pick[fold], pick[~fold])
+        want = [2 * _loop_acc(s_in[r], s_out[r], pick[fold], pick[~fold]) - 1 for r in range(rows)]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def _same_outcome(got, ref):
+    pd.testing.assert_frame_equal(got.by_group, ref.by_group, check_dtype=False, check_exact=True)
+    for k in ("accuracy_difference", "demographic_parity_difference", "equal_opportunity_difference",
+              "equalized_odds_difference", "multiclass"):
+        a, b = getattr(got, k), getattr(ref, k)
+        assert a == b or (math.isnan(a) and math.isnan(b)), k
+
+
+def test_outcome_fairness_equals_fairlearn():
+    rng = np.random.default_rng(0)
+    y, p, g = rng.integers(0, 2, 600), rng.integers(0, 2, 600), rng.integers(0, 3, 600)
+    y[g == 2] = 0  # a group without positives: TPR undefined, reported as 0
+    names = ["a", "b", "c", "empty"]  # an empty group is left out of the table
+    cases = [
+        (y, p, g),
+        (rng.integers(0, 3, 600), rng.integers(0, 3, 600), g),  # multiclass
+        (np.ones(600, int), p, g),  # single true class
+        (y, np.zeros(600, int), g),  # single predicted class
+        (np.ones(600, int), np.ones(600, int), g),  # one label overall
+        (y.astype(bool), p.astype(bool), g),
+        (y, p, np.zeros(600, int)),  # one group
+    ]
+    for yy, pp, gg in cases:
+        _same_outcome(outcome_fairness(yy, pp, gg, names), old_risk.outcome_fairness(yy, pp, gg, names))
+
+
+def test_outcome_fairness_pooled_ensemble_equals_fairlearn():
+    """The experiment layer's case: many models' predictions of one test set, pooled."""
+    rng = np.random.default_rng(4)
+    n_models, n_test = 20, 300
+    y, g = rng.integers(0, 2, n_test), rng.integers(0, 2, n_test)
+    pred = np.where(rng.random((n_models, n_test)) < 0.8, y, 1 - y)
+    args = (np.tile(y, n_models), pred.reshape(-1), np.tile(g, n_models), ["f", "m"])
+    _same_outcome(outcome_fairness(*args), old_risk.outcome_fairness(*args))
