@@ -140,6 +140,11 @@ def run(
     cfg = config if isinstance(config, ExperimentConfig) else ExperimentConfig.from_dict(config)
     if progress is not None and not callable(progress):
         raise V.fail("progress", progress, "to be None or a callable progress(stage, done, total)")
+    # Refuses (ConfigError) in milliseconds, before data, game or training, a run that
+    # cannot fit the machine; printed before the first chunk trains.
+    from .plan import plan
+
+    run_plan = plan(cfg, time_budget=None)
     store = _as_cache(cache)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
@@ -165,7 +170,7 @@ def run(
 
     t0 = time.perf_counter()
     trained = _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute, manifest,
-                            writer)
+                            writer, run_plan)
     timings["train"] = time.perf_counter() - t0
     chunks = trained["chunk_digests"]
     if store is not None and chunks != manifest and all(chunks.values()):
@@ -342,7 +347,7 @@ def _membership_sha(rows: np.ndarray) -> str:
 
 
 def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute,
-                  manifest=None, writer=None) -> dict[str, Any]:
+                  manifest=None, writer=None, run_plan=None) -> dict[str, Any]:
     n_models, chunk = game.membership.shape[0], cfg.chunk_models
     starts = list(range(0, n_models, chunk))
     parts, trained_n, loaded_n = [], 0, 0
@@ -370,6 +375,8 @@ def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute
                     store.reject(key, name, f"missing or malformed field {err}")
                     item, part = None, None
         if part is None:
+            if trained_n == 0 and run_plan is not None:
+                print(run_plan, flush=True)  # the one-line plan, before the first chunk trains
             part = _train_one_chunk(cfg, train, test, rows, delta, _seed(cfg, _TRAIN_STREAM, c),
                                     progress, start, n_models)
             part["rows"] = [start, stop]
