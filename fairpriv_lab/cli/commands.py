@@ -199,6 +199,11 @@ def config_from_args(args: argparse.Namespace) -> C.ExperimentConfig:
             raise ConfigError(f"Expected --config={str(args.config)!r} to be a readable JSON file: {err}") from None
     overrides = {key: getattr(args, key) for key, *_ in _options() if hasattr(args, key)}
     if args.data_options:
+        from . import checks
+
+        # name the flag in the message: check --data-option against the chosen loader first
+        chosen = base.replace(**overrides) if overrides else base
+        checks.check_data_options(chosen.data.name, dict(args.data_options))
         overrides["data.options"] = {**dict(base.data.options), **dict(args.data_options)}
     return base.replace(**overrides) if overrides else base
 

@@ -155,6 +155,7 @@ def load_dataset(
     info = _REGISTRY[name]
     group = info.groups[0] if group is None else group
     V.choice("group", group, info.groups)
+    check_loader_options(name, kwargs, label="kwargs")
     if info.takes_seed:
         kwargs.setdefault("seed", seed)
     ds = info.loader(group=group, **kwargs)

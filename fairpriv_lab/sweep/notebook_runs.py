@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from .._core import validate as V
 from .._core.exceptions import ConfigError, FairPrivError
 from . import grid as _grid
 from .executor import TaskFailure, TaskOutcome, open_client, run_tasks
@@ -88,16 +89,22 @@ class NotebookSweepResult:
 
 
 def load_parameter_sets(source: str | os.PathLike | Sequence[Mapping] | Mapping) -> list[dict]:
-    """Read parameter sets: a YAML list of mappings, or grid sections (base / grid / points)."""
+    """Read parameter sets: a YAML list of mappings, or grid sections (base / grid / points).
+
+    Every value must be JSON-typed (null, bool, number, string, lists and mappings of them):
+    lists stay lists in every form, and anything else (``!!binary`` bytes, dates, sets) is
+    refused naming the parameter, because papermill writes such values into the notebook's
+    injected cell as unescaped text (docs/security.md).
+    """
     if isinstance(source, Mapping):
-        return Grid.from_yaml(source, config_class=None).points()
+        return _json_sets(Grid.from_yaml(source, config_class=None).points(), "grid")
     if isinstance(source, Sequence) and not isinstance(source, str):
         data: Any = list(source)
         where = "parameter sets"
     else:
         data, where = _grid.load_yaml(source, allow_list=True)
     if isinstance(data, Mapping):
-        return Grid.from_yaml(data, config_class=None).points()
+        return _json_sets(Grid.from_yaml(data, config_class=None).points(), where)
     sets = []
     for i, p in enumerate(data):
         if not isinstance(p, Mapping):
@@ -105,7 +112,18 @@ def load_parameter_sets(source: str | os.PathLike | Sequence[Mapping] | Mapping)
         sets.append(dict(p))
     if not sets:
         raise ConfigError(f"{where} holds no parameter sets")
-    return sets
+    return _json_sets(sets, where)
+
+
+def _json_sets(sets: Sequence[Mapping[str, Any]], where: str) -> list[dict]:
+    """Every set as plain JSON values (tuples back to lists); anything else is a ConfigError."""
+    out = []
+    for i, s in enumerate(sets):
+        try:
+            out.append(V.json_value(f"parameter set {i}", dict(s)))
+        except ConfigError as err:
+            raise ConfigError(f"{err} (in {where})") from None
+    return out
 
 
 def _execute_notebook(job: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,6 +186,7 @@ def run_notebooks(
     html: bool = True,
     timeout: float = 600.0,
     retries: int = 1,
+    security: Any = "auto",
 ) -> NotebookSweepResult:
     """Execute a notebook once per parameter set with papermill, in parallel on Dask.
 
@@ -179,7 +198,7 @@ def run_notebooks(
         A YAML list of parameter sets, or grid sections (base / grid / points) whose points
         are the sets. Names the notebook's parameters cell does not define are an error
         before anything runs.
-    scheduler, n_workers, progress, retries
+    scheduler, n_workers, progress, retries, security
         As in :func:`run_sweep`.
     out : path
         Folder for the executed notebooks ``NAME-NN.ipynb`` and their ``NAME-NN.html``, plus
@@ -229,7 +248,7 @@ def run_notebooks(
             run_tasks(_execute_notebook, jobs, keys, client=None, retries=retries,
                       on_result=on_result, progress=reporter)
         else:
-            with open_client(scheduler, n_workers) as client:
+            with open_client(scheduler, n_workers, security=security) as client:
                 run_tasks(_execute_notebook, jobs, keys, client=client, retries=retries,
                           on_result=on_result, progress=reporter)
     finally:

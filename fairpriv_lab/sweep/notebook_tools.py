@@ -351,7 +351,8 @@ def execute_notebook(
     src = Path(notebook)
     if not src.is_file():
         raise V.fail("notebook", str(notebook), "to be an existing .ipynb file")
-    params = dict(parameters or {})
+    # JSON values only: papermill writes other types into the injected cell unescaped
+    params = V.json_value("parameters", dict(parameters or {}))
     V.choice("renderer", renderer, ("static", "both", "interactive"))
     run_cwd = Path(cwd) if cwd is not None else src.resolve().parent
     with contextlib.ExitStack() as stack:
