@@ -255,7 +255,7 @@ def enable_notebook_rendering(
         env = os.environ.get(RENDER_ENV, "").strip().lower()
         mode = choice(RENDER_ENV, env, ("interactive", "static", "both")) if env else "both"
     if mode == "static":
-        alt.renderers.enable("png", scale_factor=1.5)
+        alt.renderers.enable("png", scale_factor=1.0)  # stored outputs: each notebook <= 1 MB
         return mode
     on_colab = "google.colab" in sys.modules
     name = f"fairpriv-{mode}" + ("-colab" if on_colab else "")
