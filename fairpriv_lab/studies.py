@@ -1090,6 +1090,7 @@ def seed_table(
     value: str = "gprp",
     record_ci: tuple[str, str] = ("gprp_ci_low", "gprp_ci_high"),
     seed: str = "seed",
+    floor: str | None = None,
     level: float = 0.95,
 ) -> pd.DataFrame:
     """Table-2-style rows over seeds: mean, seed-level t CI and the record-bootstrap CI side by side.
@@ -1107,6 +1108,9 @@ def seed_table(
         (``record_ci_low_mean, record_ci_high_mean``) and their mean half-width.
     seed : str
         The seed column.
+    floor : str, optional
+        A zero-leakage floor column (``floor_gprp``, ``floor``) whose mean over seeds is shown
+        beside the value (``floor_mean``).
     level : float
 
     Returns
@@ -1114,7 +1118,7 @@ def seed_table(
     pandas.DataFrame
         One row per ``by`` key: ``n_seeds, mean, sd, seed_ci_low, seed_ci_high`` (Student t
         over seeds), ``record_ci_low_mean, record_ci_high_mean, record_half_width_mean``,
-        ``values`` (the per-seed values, in seed order, as a string).
+        ``floor_mean`` (with ``floor``), ``values`` (the per-seed values, in seed order, as a string).
     """
     frame = _frame(frame, (*by, value, seed))
     rows = []
@@ -1128,6 +1132,8 @@ def seed_table(
             lo, hi = part[record_ci[0]].to_numpy(float), part[record_ci[1]].to_numpy(float)
             row.update({"record_ci_low_mean": float(np.mean(lo)), "record_ci_high_mean": float(np.mean(hi)),
                         "record_half_width_mean": float(np.mean((hi - lo) / 2))})
+        if floor is not None:
+            row["floor_mean"] = float(part[floor].astype(float).mean())
         row["values"] = " ".join(f"{v:.3f}" for v in part[value].to_numpy(float))
         rows.append(row)
     return pd.DataFrame(rows)

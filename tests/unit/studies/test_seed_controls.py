@@ -148,3 +148,69 @@ def test_clip_summary_labels_the_diagnostic():
     out = studies.clip_summary(SimpleNamespace(telemetry=tele)).set_index("group")
     assert out.loc["M", "frac_clipped"] == pytest.approx(0.1) and out.loc["F", "frac_clipped"] == pytest.approx(0.5)
     assert (out["frac_clipped_is"].str.contains("non-private")).all()
+
+
+def test_seed_table_floor_beside_value():
+    f = pd.DataFrame({"method": ["a"] * 3, "seed": [0, 1, 2], "gprp": [1.0, 2.0, 3.0],
+                      "floor_gprp": [0.1, 0.2, 0.3]})
+    t = studies.seed_table(f, by=["method"], floor="floor_gprp")
+    assert t["floor_mean"].iloc[0] == pytest.approx(0.2) and t["values"].iloc[0] == "1.000 2.000 3.000"
+
+
+# ---------------------------------------------------------------------------- the presets' wiring
+def _script():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    spec = importlib.util.spec_from_file_location("paper_scale", root / "benchmarks" / "paper_scale.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["paper_scale"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ISSUE14 = ("seeds-adult-lr", "controls-adult-lr", "clipsweep-adult-lr", "groups-digits-synth",
+           "aloo-loo-leaky", "frontier-adult-lr")
+
+
+def test_issue14_presets_listed_with_their_stated_time(capsys):
+    ps = _script()
+    assert ps.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ISSUE14:
+        assert name in out and ps.PRESETS[name].kind in ps.ISSUE14_RUNNERS
+        assert ps.PRESETS[name].small, name
+    assert out.count("time on 2 idle CPU cores:") == len(ISSUE14)
+    p = ps.PRESETS["seeds-adult-lr"]
+    assert len(p.seeds) >= 5 and {"dpsgds", "dpsgds-md"} <= set(p.methods) and p.n_models == 400
+    assert ps.PRESETS["aloo-loo-leaky"].max_pairs == 200 and ps.PRESETS["aloo-loo-leaky"].n_targets >= 50
+    assert ps.VARIANT_LABELS["dpsgds"] == "DP-SGD-S (norm)"
+
+
+def test_issue14_small_dry_run_uses_the_small_sizes(capsys):
+    ps = _script()
+    assert ps.main(["--preset", "seeds-adult-lr", "--small", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 * 5  # four methods (both DP-SGD-S statistics) x five seeds
+    assert all('"n_models": 8' in ln and '"n": 2000' in ln for ln in lines)
+
+
+@pytest.mark.slow
+def test_issue14_controls_preset_runs_tiny(tmp_path):
+    """The controls wiring end to end at a tiny size: matched noise / clip as documented."""
+    ps = _script()
+    out = tmp_path / "res"
+    assert ps.main(["--preset", "controls-adult-lr", "--small", "--seeds", "0", "1", "--n", "1200",
+                    "--n-boot", "20", "--methods", "dpsgds", "--out", str(out),
+                    "--cache", str(tmp_path / "cache"), "--threads", "0"]) == 0
+    d = pd.read_csv(out / "controls-adult-lr_derived.csv")
+    s = d[d.variant == "DP-SGD-S (norm)"].set_index("seed")
+    nm = d[d.variant == "DP-SGD noise-matched to DP-SGD-S (norm)"].set_index("seed")
+    cm = d[d.variant == "DP-SGD clip-matched to DP-SGD-S (norm)"].set_index("seed")
+    assert np.allclose(nm.noise_std, s.noise_std) and (nm.epsilon < s.epsilon).all()
+    assert np.allclose(cm["clip"], s.noise_bound.round(4)) and np.allclose(cm.epsilon, s.epsilon, rtol=0.01)
+    pairs = pd.read_csv(out / "controls-adult-lr_pairs.csv")
+    assert set(pairs.n_seeds) == {2} and pairs.ci_low.notna().all()
+    assert "DP-SGD-S (norm)" in (out / "controls-adult-lr.md").read_text()
