@@ -134,13 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="KEY=VALUE", help="loader option with a JSON value, e.g. group_sizes=[0.9,0.1]")
     _add_run_options(a)
     a.add_argument("--out", type=Path, help="write summary/records CSV and result.json here")
+    a.set_defaults(run=_cmd_audit)
 
     d = sub.add_parser("demo", help="the main job: SGD vs DP-SGD vs DP-SGD-S on Adult at eps = 10")
     d.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     _add_run_options(d)
+    d.set_defaults(run=_cmd_demo)
 
     ds = sub.add_parser("datasets", help="list or download datasets")
+    ds.set_defaults(run=_cmd_datasets)
     dsub = ds.add_subparsers(dest="action", required=True, parser_class=argparse.ArgumentParser)
     dsub.add_parser("list", help="list the datasets and their group attributes")
     dl = dsub.add_parser("download", help="download (and verify) a dataset into the data cache")
@@ -148,10 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     dl.add_argument("name", choices=[i.name for i in list_datasets()])
 
-    from ..ui.report import add_report_parser
+    from .report import add_report_parser
 
     add_report_parser(sub)
     c = sub.add_parser("cache", help="list or clear cached results")
+    c.set_defaults(run=_cmd_cache)
     csub = c.add_subparsers(dest="action", required=True, parser_class=argparse.ArgumentParser)
     for name, help_ in (("list", "list cached results"), ("clear", "remove cached results")):
         cp = csub.add_parser(name, help=help_)
@@ -159,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "clear":
             cp.add_argument("--key", help="remove only the entry with this key (or unique prefix)")
     # sweep and notebooks run: Dask and papermill (docs/sweeps.md)
-    from ..sweep.runner import add_sweep_commands
+    from .sweep import add_sweep_commands
 
     add_sweep_commands(sub)
     return p
@@ -349,19 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on bad options, 0 on --help
         return int(exc.code or 0)
     try:
-        if args.command in ("sweep", "notebooks"):
-            return args.run(args)
-        if args.command == "audit":
-            return _cmd_audit(args)
-        if args.command == "demo":
-            return _cmd_demo(args)
-        if args.command == "report":
-            from ..ui.report import cmd_report
-
-            return cmd_report(args)
-        if args.command == "datasets":
-            return _cmd_datasets(args)
-        return _cmd_cache(args)
+        return args.run(args)  # every subcommand's parser sets its ``run``
     except ConfigError as err:
         print(f"fairpriv-lab {args.command}: error: {_option_names(str(err))}", file=sys.stderr)
         return 2

@@ -797,16 +797,24 @@ def _calibrate(target: float, q: float, steps: int, delta: float, accountant: st
     # For RDP, the small-q expansion RDP_a ~ a c with c = q^2 (e^{1/sigma^2} - 1) / 2 gives
     # eps ~ T c + 2 sqrt(T c log(1/delta)) at the order a - 1 = sqrt(log(1/delta) / (T c)):
     # a start (sigma and order) within a few percent; Opacus's values decide from there.
+    slope = -1.0  # d log eps / d log sigma, refined by the secants
     if accountant != "rdp":
         x = _calibrate(target, q, steps, delta, "rdp", rtol)
     else:
         log_d = math.log(1.0 / delta)
+
+        def approx(sigma: float) -> float:
+            cc = (q * q * math.expm1(min(1.0 / sigma**2, 700.0)) / 2.0) if q < 1 else 1.0 / (2 * sigma**2)
+            return steps * cc + 2.0 * math.sqrt(steps * cc * log_d)
+
         u = math.sqrt(log_d + target) - math.sqrt(log_d)
         c = u * u / steps
         x = 1.0 / math.sqrt(math.log1p(2.0 * c / (q * q))) if q < 1 else 1.0 / math.sqrt(2.0 * c)
         orders = _rdp_orders()
         a = 1.0 + math.sqrt(log_d) / u
         hint[0] = min(range(len(orders)), key=lambda i: abs(orders[i] - a))
+        # the expansion's local slope is a better first secant than -1 (eps falls faster)
+        slope = min((math.log(approx(x * 1.01)) - math.log(approx(x))) / math.log(1.01), -0.05)
     def f(log_sigma: float) -> float:
         e = eps(math.exp(log_sigma))
         if band[0] <= e <= band[1]:
@@ -816,7 +824,6 @@ def _calibrate(target: float, q: float, steps: int, delta: float, accountant: st
     try:
         # Secant steps in (log sigma, log eps) until the target is bracketed, then Brent.
         lx, fx = math.log(x), f(math.log(x))
-        slope = -1.0
         while True:
             nxt = lx - fx / slope
             nxt = min(max(nxt, lx - math.log(16.0)), lx + math.log(16.0))

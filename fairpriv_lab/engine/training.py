@@ -3,14 +3,16 @@
 The loop (docs/design.md section 5), per step:
 
 1. Poisson sampling for every model at once: model ``m`` includes each of its ``N_m``
-   training records with probability ``q_m = batch_size / N_m`` (drawn as a binomial batch
-   size and a uniform subset of that size, which is the same distribution), padded to the
-   step's largest batch with a mask so that all models share one shape.
+   training records with probability ``q_m = batch_size / N_m`` (the included indices are
+   cumulative sums of geometric gaps, exactly that distribution), padded to the step's
+   largest batch with a mask so that all models share one shape.
 2. All random draws of the step (sampling, noise) are made for **all** models from one
    generator before the models are split into chunks, so results are identical for every
    chunk size (``memory_budget``) and the same seed.
-3. Per chunk of models: per-sample gradients (fast path or ``torch.func``), then the DP step
-   of :mod:`fairpriv_lab.engine.privacy`; then the optimizer updates all models.
+3. Per chunk of models: the batch is gathered into a reused buffer, per-sample gradients
+   come from the model's engine (ghost norms for linear stacks, batched unfold for
+   convolution stacks, ``torch.func`` otherwise), then the DP step of
+   :mod:`fairpriv_lab.engine.privacy`; then the optimizer updates all models.
 
 Afterwards losses and logit-scaled confidences of every (model, record) pair, and test
 accuracy, are computed in batched forward passes. Notebook 02 teaches this.
@@ -35,15 +37,18 @@ from .._core.exceptions import PrivacyWarning, TrainingDivergedError
 from .._core.rng import SeedLike, as_generator, spawn_seed
 from .._core.vocabulary import ACCOUNTANTS, OPTIMIZERS, Accountant, Optimizer, default_delta
 from ..data import GroupedDataset
-from .device import resolve_device
-from .models import FuncGrads, FuncStack, LinearGrads, LinearStack, build_model
+from .device import resolve_device, training_threads
+from .models import FuncGrads, FuncStack, LinearGrads, LinearStack, SeqGrads, build_model
 from .privacy import DPStep, as_method, calibrate_noise, epsilon_of, group_contribution
 
 __all__ = ["EnsembleResult", "train_ensemble", "poisson_batches", "evaluate"]
 
 _MAX_TELEMETRY_STEPS = 100
 _GRC_MODELS = 16  # telemetry's GRC is the mean over the first 16 models
-_CPU_BUDGET = 1 << 30  # bytes of activations per chunk on a CPU
+# Bytes of per-step working memory per chunk of models on a CPU. Cache-sized chunks (4-16 MiB)
+# measured slower in CPU time than one chunk of 400 Adult LR models (73-92 vs 42-55 ms a
+# step): the per-chunk pipeline's small operations cost more than the memory traffic saved.
+_CPU_BUDGET = 1 << 30
 
 
 @dataclass
@@ -127,12 +132,15 @@ def poisson_batches(
 ) -> tuple[Tensor, Tensor]:
     """Poisson-sample a batch of local indices for every model; shapes ``(n_models, width)``.
 
-    Model ``m`` draws ``B_m ~ Binomial(N_m, q_m)`` and then a uniform ``B_m``-subset of
-    ``0..N_m-1``; together this is exactly "each record independently with probability
-    ``q_m``". The subset is drawn by sampling with replacement and redrawing duplicates (the
-    procedure is symmetric in the labels, so the subset is uniform) when ``q`` is small, and by
-    random keys over all ``N_m`` records otherwise. Returns ``(index, mask)``: ``index[m, j]``
-    in ``[0, N_m)`` (0 where padded) and ``mask[m, j]`` true for the ``B_m`` real entries.
+    Model ``m`` includes each of its ``N_m`` records independently with probability ``q_m``.
+    The included indices are drawn as a Bernoulli process through its gaps: the gaps between
+    consecutive included records are i.i.d. ``Geometric(q_m)`` on ``{1, 2, ...}``, so the
+    cumulative sums of geometric draws (by inversion, ``1 + floor(log U / log(1 - q))``) are
+    exactly the included indices, in increasing order, and their number is
+    ``Binomial(N_m, q_m)``. No sort and no rejection; the draws are made in blocks of columns
+    until every model has passed its last record. Returns ``(index, mask)``: ``index[m, j]`` in
+    ``[0, N_m)`` (0 where padded) and ``mask[m, j]`` true for the real entries; ``width`` is the
+    largest batch of the step.
 
     Examples
     --------
@@ -143,37 +151,27 @@ def poisson_batches(
     True
     """
     device = n_train.device
-    n_f = n_train.to(torch.float64)
-    counts = torch.binomial(n_f, sample_rate.to(torch.float64), generator=generator).to(torch.int64)
-    width = max(int(counts.max()), 1)
-    M = n_train.shape[0]
-    cols = torch.arange(width, device=device)
-    mask = cols.unsqueeze(0) < counts.unsqueeze(1)
-    n_max = int(n_train.max()) if n_max is None else n_max
-    if float(sample_rate.max()) <= 0.2:
-        u = torch.rand((M, width), generator=generator, device=device, dtype=torch.float64)
-        idx = (u * n_f.unsqueeze(1)).to(torch.int64).clamp(max=n_max - 1)
-        idx = torch.minimum(idx, (n_train - 1).unsqueeze(1))
-        while True:
-            # Unique sentinels for padded slots so that only real duplicates collide.
-            key = torch.where(mask, idx, n_max + cols.unsqueeze(0))
-            sorted_key, order = key.sort(dim=1, stable=True)
-            dup_sorted = torch.zeros_like(mask)
-            dup_sorted[:, 1:] = sorted_key[:, 1:] == sorted_key[:, :-1]
-            if not bool(dup_sorted.any()):
-                break
-            dup = torch.zeros_like(mask)
-            dup.scatter_(1, order, dup_sorted)
-            rows = dup.nonzero(as_tuple=True)[0]
-            u = torch.rand(rows.shape[0], generator=generator, device=device, dtype=torch.float64)
-            new = (u * n_f[rows]).to(torch.int64)
-            idx[dup] = torch.minimum(new, n_train[rows] - 1)
-    else:
-        keys = torch.rand((M, n_max), generator=generator, device=device)
-        valid = torch.arange(n_max, device=device).unsqueeze(0) < n_train.unsqueeze(1)
-        keys = torch.where(valid, keys, 2.0)
-        idx = keys.argsort(dim=1)[:, :width]
-    return torch.where(mask, idx, 0), mask
+    q = sample_rate.to(torch.float64)
+    log1mq = torch.log1p(-q).unsqueeze(1)  # -inf when q = 1: every gap is 1
+    n_col = n_train.unsqueeze(1)
+    cap = float((int(n_train.max()) if n_max is None else n_max) + 1)  # a gap past N_m ends a row
+    mean = float((n_train.to(torch.float64) * q).max())
+    block = max(8, int(mean + 6.0 * math.sqrt(mean) + 8))  # enough for all rows almost always
+    parts: list[Tensor] = []
+    last = torch.full_like(n_col, -1)  # index of the last drawn record per model
+    while True:
+        u = torch.rand((n_train.shape[0], block), generator=generator, device=device, dtype=torch.float64)
+        gaps = torch.floor(torch.log1p(-u) / log1mq) + 1.0  # log(1 - u), 1 - u in (0, 1]
+        pos = last + gaps.clamp(max=cap).cumsum(1).to(torch.int64)
+        parts.append(pos)
+        last = pos[:, -1:]
+        if bool((last >= n_col).all()):
+            break
+    pos = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+    mask = pos < n_col
+    width = max(int(mask.sum(1).max()), 1)
+    pos, mask = pos[:, :width], mask[:, :width]
+    return torch.where(mask, pos, 0), mask
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -241,6 +239,23 @@ class _Optimizer:
 
 
 # ----------------------------------------------------------------------------- main entry
+def _with_training_threads(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` with :func:`~fairpriv_lab.engine.device.training_threads` intra-op threads."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        before = torch.get_num_threads()
+        torch.set_num_threads(training_threads())
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper
+
+
+@_with_training_threads
 def train_ensemble(
     dataset: GroupedDataset,
     membership: Any,
@@ -303,6 +318,9 @@ def train_ensemble(
     memory_budget : int or None
         Bytes of per-step working memory per chunk of models (default: half the free GPU
         memory, or 1 GiB on a CPU). Results do not depend on it.
+        The loop runs with :func:`~fairpriv_lab.engine.device.training_threads` intra-op
+        threads (default 1, the fastest on a busy 2-core machine; ``set_num_threads``, the
+        CLI's ``--threads`` or ``FAIRPRIV_LAB_THREADS`` choose), restored afterwards.
     test : GroupedDataset or None
         Held-out records for test accuracy (same features and groups).
     diagnostics : bool or None
@@ -481,35 +499,43 @@ def train_ensemble(
             diagnostics=diagnostics, private=bool(policy.private and not diagnostics),
         )
 
+    # Buffers reused by every step (DESIGN.md section 5): the batch gather, the noise and the
+    # update of all models; per-record squared norms of the first layer's input.
+    x_sq = X.flatten(1).square().sum(1) if isinstance(net, LinearStack) else None
+    noise_buf = [torch.empty((n_models, *s), device=dev) for s in shapes] if policy.private else None
+    update = [torch.empty_like(p) for p in params]
+    bounds = torch.empty((n_models, K), device=dev)
+    # Un-noised telemetry: only with diagnostics (outside epsilon, see the docstring).
+    frac = torch.full((n_models, K), torch.nan, device=dev)
+    grc = torch.full((n_models, K), torch.nan, device=dev)
+    new_state = None if state is None else torch.empty_like(state)
+    gather_buf: list[Tensor] = [X.new_empty(0)]
+    chunks = _chunks(n_models, model_chunk)
+
     for step in range(steps):
         local, mask = poisson_batches(n_train_t, q_t, gen, n_max=n_max)
         rec = train_idx_t.gather(1, local)
         maskf = mask.to(torch.float32)
-        noise = None
-        if policy.private:
-            noise = [torch.randn((n_models, *s), generator=gen, device=dev) for s in shapes]
+        if noise_buf is not None:
+            for z in noise_buf:
+                z.normal_(generator=gen)
         pnoise = policy.draw_noise(n_models, K, shapes, gen, dev) if policy.private else {}
         record = step % stride == 0
-        update = [torch.empty_like(p) for p in params] if model_chunk < n_models else []
-        bounds = torch.empty((n_models, K), device=dev)
-        # Un-noised telemetry: only with diagnostics (outside epsilon, see the docstring).
-        frac = torch.full((n_models, K), torch.nan, device=dev)
-        grc = torch.full((n_models, K), torch.nan, device=dev) if record else None
-        new_state = None if state is None else torch.empty_like(state)
-        for lo, hi in _chunks(n_models, model_chunk):
+        for lo, hi in chunks:
             idx = rec[lo:hi]
-            gr = net.per_sample([p[lo:hi] for p in params], X[idx], Y[idx])
+            xb = _gather(X, idx, gather_buf)
+            p_chunk = [p[lo:hi] for p in params]
+            gr = net.per_sample(p_chunk, xb, Y[idx])
+            if x_sq is not None:  # ||x_i||^2 of the first layer from the per-record table
+                gr.input_sq = [x_sq[idx]] + [None] * (len(gr.inputs) - 1)
             out = dp_step(
                 gr, groups=G[idx], mask=maskf[lo:hi],
-                noise=None if noise is None else [z[lo:hi] for z in noise],
+                noise=None if noise_buf is None else [z[lo:hi] for z in noise_buf],
                 policy_noise=_slice(pnoise, lo, hi),
                 state=None if state is None else state[lo:hi],
             )
-            if hi - lo == n_models:
-                update = out.update  # one chunk: no copy
-            else:
-                for u, o in zip(update, out.update):
-                    u[lo:hi] = o
+            for u, o in zip(update, out.update):
+                u[lo:hi] = o
             bounds[lo:hi] = out.group_bounds
             if out.frac_clipped is not None:
                 frac[lo:hi] = out.frac_clipped
@@ -524,7 +550,8 @@ def train_ensemble(
                 grc[lo:lo + top] = group_contribution(_head(gr, top), onehot, maskf[lo:lo + top])
         with torch.no_grad():
             opt.step(params, update)
-        state = new_state if new_state is not None else state
+        if new_state is not None:
+            state, new_state = new_state, state
         if record:
             _telemetry(tele_rows, step, epoch, dataset.group_names, bounds, grc, frac, policy.private)
         if step + 1 == epoch_end[epoch]:
@@ -538,7 +565,8 @@ def train_ensemble(
                     f"Model {m} diverged (NaN or infinite loss) in epoch {epoch}; lower lr "
                     f"(now {lr:g}) or clip. The models after {epoch} finished epochs are in "
                     "the error's .partial.", model=m, epoch=epoch, partial=partial)
-            snapshot = [p.clone() for p in params]
+            for snap, p in zip(snapshot, params):
+                snap.copy_(p)
             epoch_loss.zero_()
             epoch = min(epoch + 1, epochs - 1)
         if progress is not None and ((step + 1) % report_every == 0 or step + 1 == steps):
@@ -563,9 +591,28 @@ def _stream_seed(seed: int, dataset: GroupedDataset, membership: np.ndarray, pol
 
 def _head(grads: Any, top: int) -> Any:
     """Return the per-sample gradients of the first ``top`` models of a chunk."""
+    if isinstance(grads, SeqGrads):
+        return grads.head(top)
     if isinstance(grads, LinearGrads):
-        return LinearGrads([h[:top] for h in grads.inputs], [d[:top] for d in grads.deltas], grads.losses[:top])
+        sq = [None if t is None else t[:top] for t in (grads.input_sq or [None] * len(grads.inputs))]
+        return LinearGrads([h[:top] for h in grads.inputs], [d[:top] for d in grads.deltas],
+                           grads.losses[:top], sq)
     return FuncGrads([g[:top] for g in grads.grads], grads.losses[:top])
+
+
+def _gather(src: Tensor, idx: Tensor, buf: list[Tensor]) -> Tensor:
+    """``src[idx]`` of shape ``(*idx.shape, *src.shape[1:])`` written into a reused buffer.
+
+    ``buf[0]`` is a flat buffer that grows (by a quarter more than asked) when a step's batch
+    is wider than any before; the same memory serves every step and chunk.
+    """
+    row = src[0].numel()
+    need = idx.numel() * row
+    if buf[0].numel() < need:
+        buf[0] = src.new_empty(need + need // 4)
+    out = buf[0][:need].view(idx.numel(), *src.shape[1:])
+    torch.index_select(src, 0, idx.reshape(-1), out=out)
+    return out.view(*idx.shape, *src.shape[1:])
 
 
 def _slice(noise: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from .cache import Cache, CacheWarning, default_cache_dir
 from .config import AuditConfig, DataConfig, ExperimentConfig, GameConfig, TrainConfig
+from .plan import Plan, PlanWarning, plan
 from .result import AuditResult, compare, format_comparison
 from .runner import load_experiment_data, run
 
@@ -13,10 +14,13 @@ __all__ = [
     "DataConfig",
     "ExperimentConfig",
     "GameConfig",
+    "Plan",
+    "PlanWarning",
     "TrainConfig",
     "compare",
     "default_cache_dir",
     "format_comparison",
     "load_experiment_data",
+    "plan",
     "run",
 ]

@@ -138,6 +138,11 @@ def run(
     reuses the trained models. The device is not part of the key.
     """
     cfg = config if isinstance(config, ExperimentConfig) else ExperimentConfig.from_dict(config)
+    # Refuses (ConfigError) in milliseconds, before data, game or training, a run that
+    # cannot fit the machine; printed before the first chunk trains.
+    from .plan import plan
+
+    run_plan = plan(cfg, time_budget=None)
     store = _as_cache(cache)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
@@ -157,7 +162,7 @@ def run(
                                         "dataset_checksum": checksum})
 
     t0 = time.perf_counter()
-    trained = _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute)
+    trained = _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute, run_plan)
     timings["train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -279,7 +284,7 @@ def _membership_sha(rows: np.ndarray) -> str:
     return hashlib.sha256(np.packbits(rows, axis=None).tobytes() + str(rows.shape).encode()).hexdigest()
 
 
-def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute) -> dict[str, Any]:
+def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute, run_plan=None) -> dict[str, Any]:
     n_models, chunk = game.membership.shape[0], cfg.chunk_models
     starts = list(range(0, n_models, chunk))
     parts, trained_n, loaded_n = [], 0, 0
@@ -296,6 +301,8 @@ def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute
                               UserWarning, stacklevel=3)
                 item = None
         if item is None:
+            if trained_n == 0 and run_plan is not None:
+                print(run_plan, flush=True)  # the one-line plan, before the first chunk trains
             part = _train_one_chunk(cfg, train, test, rows, delta, _seed(cfg, _TRAIN_STREAM, c),
                                     progress, start, n_models)
             part["rows"] = [start, stop]

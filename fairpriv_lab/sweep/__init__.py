@@ -2,7 +2,8 @@
 
 ``grid`` expands a grid, ``executor`` runs tasks on a Dask client, ``notebook_runs`` executes
 notebooks with papermill, ``report`` writes the sweep's tables and charts, ``notebook_tools``
-executes and refreshes the teaching notebooks. ``python -m fairpriv_lab.sweep`` is the command.
+executes and refreshes the teaching notebooks. The command line (``fairpriv-lab sweep``,
+``python -m fairpriv_lab.sweep``) lives in :mod:`fairpriv_lab.cli.sweep`.
 """
 
 from .runner import (
@@ -13,14 +14,10 @@ from .runner import (
     Progress,
     SweepResult,
     TaskFailure,
-    add_sweep_commands,
     load_parameter_sets,
-    main,
-    notebooks_command,
     run_notebooks,
     run_point,
     run_sweep,
-    sweep_command,
 )
 
 __all__ = [
@@ -31,12 +28,8 @@ __all__ = [
     "Progress",
     "SweepResult",
     "TaskFailure",
-    "add_sweep_commands",
     "load_parameter_sets",
-    "main",
-    "notebooks_command",
     "run_notebooks",
     "run_point",
     "run_sweep",
-    "sweep_command",
 ]

@@ -10,16 +10,15 @@ The kernel always runs in the interpreter that calls these functions: :func:`exe
 writes a temporary kernelspec whose ``argv`` starts with ``sys.executable``, so a notebook
 never silently runs in another environment's Python.
 
-Command line (the Makefile's ``notebooks-refresh`` target)::
+Command line (:mod:`fairpriv_lab.cli.notebook_tools`, the Makefile's ``notebooks-refresh``)::
 
-    python -m fairpriv_lab.sweep.notebook_tools refresh notebooks          # re-execute, store outputs
-    python -m fairpriv_lab.sweep.notebook_tools refresh notebooks --strip  # store without outputs
-    python -m fairpriv_lab.sweep.notebook_tools run notebooks/00_start_here.ipynb --small -o out.ipynb
+    python -m fairpriv_lab.cli.notebook_tools refresh notebooks          # re-execute, store outputs
+    python -m fairpriv_lab.cli.notebook_tools refresh notebooks --strip  # store without outputs
+    python -m fairpriv_lab.cli.notebook_tools run notebooks/00_start_here.ipynb --small -o out.ipynb
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -47,7 +46,6 @@ __all__ = [
     "refresh",
     "small_parameters",
     "strip_outputs",
-    "main",
 ]
 
 KERNEL_NAME = "fairpriv-lab-current-env"
@@ -458,46 +456,3 @@ def refresh(
     if errors:
         raise errors[0]
     return runs
-
-
-# ---------------------------------------------------------------- command line
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``refresh DIR [--strip] [--small] [--only NN]`` and ``run NB [--small]``."""
-    parser = argparse.ArgumentParser(prog="python -m fairpriv_lab.sweep.notebook_tools")
-    sub = parser.add_subparsers(dest="command", required=True)
-    ref = sub.add_parser("refresh", help="re-execute notebooks and store their outputs in place")
-    ref.add_argument("directory", nargs="?", default="notebooks")
-    ref.add_argument("--strip", action="store_true", help="store without outputs")
-    ref.add_argument("--small", action="store_true", help="use the test-size parameters")
-    ref.add_argument("--only", action="append", default=[], help="file-name prefix, e.g. 03")
-    run = sub.add_parser("run", help="execute one notebook into an output file")
-    run.add_argument("notebook")
-    run.add_argument("-o", "--output", default=None)
-    run.add_argument("--small", action="store_true", help="use the test-size parameters")
-    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=JSON",
-                     help="a parameter, value parsed as JSON when possible")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "refresh":
-            refresh(args.directory, strip=args.strip, only=args.only, small=args.small)
-            return 0
-        params = small_parameters(args.notebook) if args.small else {}
-        for item in args.param:
-            name, sep, raw = item.partition("=")
-            if not sep:
-                raise V.fail("param", item, "to look like NAME=VALUE")
-            try:
-                params[name] = json.loads(raw)
-            except json.JSONDecodeError:
-                params[name] = raw
-        out = args.output or str(Path(args.notebook).with_suffix(".out.ipynb"))
-        result = execute_notebook(args.notebook, out, parameters=params)
-        print(f"{result.notebook} -> {result.output} in {result.seconds:.1f} s")
-        return 0
-    except FairPrivError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -9,7 +9,6 @@ opens offline, in a mail attachment, or on a course website. Used by
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime as _dt
 import html
@@ -24,7 +23,7 @@ from .._core import validate as V
 from .._core.io import atomic_write
 from .._core.vocabulary import GROUP_METHODS, METHOD_LABELS
 
-__all__ = ["report_html", "write_report", "load_results", "add_report_parser", "cmd_report"]
+__all__ = ["report_html", "write_report", "load_results"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;
@@ -331,22 +330,3 @@ def load_results(source: str | os.PathLike, *, cache_dir: str | os.PathLike | No
 
 def _looks_like_key(name: str) -> bool:
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
-
-
-def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``fairpriv-lab report SOURCE [-o FILE] [--cache-dir DIR]`` to a CLI's subparsers."""
-    p = subparsers.add_parser("report", help="write a self-contained HTML report of cached results")
-    p.add_argument("source", help="a cache key (or unique prefix), an `audit --out` folder, or a cache entry folder")
-    p.add_argument("-o", "--output", type=Path, default=Path("report.html"), help="HTML file (default report.html)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="cache folder (default $FAIRPRIV_LAB_CACHE or ~/.cache)")
-    p.add_argument("--title", default=None)
-    p.add_argument("--images", choices=("svg", "png"), default="svg")
-    return p
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    """Run the ``report`` subcommand parsed by :func:`add_report_parser`; return the exit status."""
-    results = load_results(args.source, cache_dir=args.cache_dir)
-    path = write_report(results, args.output, title=args.title, images=args.images)
-    print(f"wrote {path} ({len(results)} result{'s' if len(results) != 1 else ''})")
-    return 0

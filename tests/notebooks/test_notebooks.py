@@ -16,12 +16,12 @@ import nbformat
 import pytest
 
 from fairpriv_lab import ConfigError
+from fairpriv_lab.cli.notebook_tools import main
 from fairpriv_lab.sweep.notebook_tools import (
     NotebookError,
     check_parameters,
     execute_notebook,
     list_notebooks,
-    main,
     small_parameters,
 )
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "fairpriv_lab"
 
 #: The layers in data-flow order (docs/ARCHITECTURE.md). "" is the package's own facade
-#: (``fairpriv_lab/__init__.py``, ``__main__.py``), which may serve any layer.
+#: (``fairpriv_lab/__init__.py``), which may serve any layer. All argparse lives in ``cli``.
 ORDER = ("_core", "data", "games", "engine", "audit", "experiment", "viz", "studies", "ui",
          "sweep", "cli", "")
 
@@ -46,9 +46,12 @@ TORCH = frozenset({"torch", "opacus", "functorch"})
 
 
 def layer_of(module: str) -> str:
-    """``fairpriv_lab.audit.risk`` -> ``audit``; the facade modules -> ``""``."""
+    """``fairpriv_lab.audit.risk`` -> ``audit``; ``__main__`` modules (command entries) ->
+    ``cli``; the package's ``__init__`` -> ``""``."""
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] in ("__main__",):
+    if parts[-1] == "__main__":
+        return "cli"
+    if len(parts) == 1:
         return ""
     return parts[1]
 
@@ -267,6 +270,11 @@ def test_checker_reads_a_bad_package_from_disk(tmp_path):
 @pytest.fixture(scope="module")
 def graph() -> dict[str, set[str]]:
     return package_graph()
+
+
+def test_argparse_lives_in_cli_only(graph):
+    users = sorted(m for m, deps in graph.items() if "argparse" in deps and layer_of(m) != "cli")
+    assert users == [], "argparse belongs to fairpriv_lab/cli/"
 
 
 def test_every_module_belongs_to_a_layer(graph):

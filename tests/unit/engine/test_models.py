@@ -6,7 +6,14 @@ import torch
 from torch import nn
 
 from fairpriv_lab._core.exceptions import ConfigError, UnsupportedModelError
-from fairpriv_lab.engine.models import CNN, FuncStack, LinearStack, build_model, check_supported
+from fairpriv_lab.engine.models import (
+    CNN,
+    FuncStack,
+    LinearStack,
+    SeqStack,
+    build_model,
+    check_supported,
+)
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -67,10 +74,12 @@ def test_linear_stack_matches_per_sample_loop(sizes):
     _check(net, params, lambda m: net.to_module(params, m), x, y)
 
 
-def test_cnn_matches_per_sample_loop():
-    net = build_model("cnn", n_features=64, n_classes=10, image_shape=(1, 8, 8))
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28)])  # digits (padded) and MNIST (28x28)
+def test_cnn_matches_per_sample_loop(shape):
+    net = build_model("cnn", n_features=int(np.prod(shape)), n_classes=10, image_shape=shape)
+    assert isinstance(net, SeqStack)  # the batched unfold path, not vmap
     params = [p.double() for p in net.init(2, [3, 4])]
-    x = torch.rand(2, 5, 1, 8, 8, dtype=torch.float64)
+    x = torch.rand(2, 5, *shape, dtype=torch.float64)
     y = torch.randint(0, 10, (2, 5))
     _check(net, params, lambda m: net.to_module(params, m).double(), x, y)
 
@@ -143,3 +152,33 @@ def test_parameter_count():
     assert LinearStack((10, 256, 2)).n_params == 10 * 256 + 256 + 256 * 2 + 2
     assert np.isclose(build_model("cnn", n_features=64, n_classes=10, image_shape=(1, 8, 8)).n_params,
                       sum(p.numel() for p in CNN((1, 8, 8), 10).parameters()))
+
+
+def test_layered_stack_variants_match_per_sample_loop():
+    # Strided and bias-free convolutions, average pooling, ReLU, a bias-free linear layer.
+    def factory():
+        return nn.Sequential(
+            nn.Conv2d(2, 4, 3, stride=2, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+            nn.Conv2d(4, 3, 2, padding=(1, 0)), nn.Sigmoid(), nn.Flatten(),
+            nn.Linear(3 * 3 * 1, 5, bias=False), nn.Tanh(), nn.Linear(5, 4))
+
+    net = build_model(factory, n_features=2 * 9 * 9, n_classes=4, image_shape=(2, 9, 9))
+    assert isinstance(net, SeqStack)
+    params = [p.double() for p in net.init(3, [0, 1, 2])]
+    x = torch.randn(3, 4, 2, 9, 9, dtype=torch.float64)
+    y = torch.randint(0, 4, (3, 4))
+    _check(net, params, lambda m: net.to_module(params, m).double(), x, y)
+    shared = torch.randn(5, 2, 9, 9, dtype=torch.float64)
+    for m in range(3):
+        torch.testing.assert_close(net.forward(params, shared)[m], net.to_module(params, m).double()(shared))
+
+
+def test_unsupported_stacks_fall_back_to_torch_func():
+    def norm():
+        return nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.Linear(6, 3))
+
+    def dilated():
+        return nn.Sequential(nn.Conv2d(1, 2, 3, dilation=2), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+
+    assert type(build_model(norm, n_features=4, n_classes=3)) is FuncStack
+    assert type(build_model(dilated, n_features=64, n_classes=3, image_shape=(1, 8, 8))) is FuncStack

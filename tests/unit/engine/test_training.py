@@ -175,8 +175,11 @@ def test_leak_a_model_never_trains_on_an_out_record(data, monkeypatch):
     keep = np.arange(ds.n_samples) != r
     for method, extra in (("sgd", {}), ("dpsgd", {"noise_multiplier": 1.0}),
                           (DPSGDS(), {"noise_multiplier": 1.0})):
-        a = train_ensemble(ds, member, model="mlp", method=method, seed=0, **extra, **KW)
-        b = train_ensemble(wild, member, model="mlp", method=method, seed=0, **extra, **KW)
+        # 8 epochs (about 75 steps at q ~ 0.1): an in-model samples record r with probability
+        # 1 - 0.9^75; at 2 epochs it missed it in about one run in eight and nothing changed.
+        kw = {**KW, "epochs": 8}
+        a = train_ensemble(ds, member, model="mlp", method=method, seed=0, **extra, **kw)
+        b = train_ensemble(wild, member, model="mlp", method=method, seed=0, **extra, **kw)
         for m in (1, 3):
             assert np.array_equal(a.losses[m, keep], b.losses[m, keep])
         for m in (0, 2):
@@ -410,3 +413,30 @@ def test_noise_is_independent_across_data_with_one_seed(data, monkeypatch):
     # Each model has its own noise within a run.
     rows = np.corrcoef(a.numpy())
     assert np.abs(rows[np.triu_indices(4, 1)]).max() < 4.0 / math.sqrt(a.shape[1])
+
+
+def test_training_threads_knob_is_applied_and_restored(data, monkeypatch):
+    import fairpriv_lab.engine.device as device
+    import fairpriv_lab.engine.training as training
+
+    ds, member = data
+    seen = []
+    real = training.DPStep.__call__
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.DPStep, "__call__", spy)
+    monkeypatch.setattr(device, "_chosen_threads", None)
+    before = torch.get_num_threads()
+    monkeypatch.setenv("FAIRPRIV_LAB_THREADS", "2")
+    train_ensemble(ds, member, model="lr", seed=0, **KW)
+    assert set(seen) == {2} and torch.get_num_threads() == before
+    seen.clear()
+    monkeypatch.delenv("FAIRPRIV_LAB_THREADS")
+    train_ensemble(ds, member, model="lr", seed=0, **KW)
+    assert set(seen) == {device.DEFAULT_TRAIN_THREADS} and torch.get_num_threads() == before
+    monkeypatch.setenv("FAIRPRIV_LAB_THREADS", "zero")
+    with pytest.raises(ConfigError, match="FAIRPRIV_LAB_THREADS"):
+        train_ensemble(ds, member, model="lr", seed=0, **KW)

@@ -102,17 +102,17 @@ def test_adding_a_field_is_one_line(monkeypatch):
 
     @dataclasses.dataclass(frozen=True)
     class Train2(TrainConfig):
-        diagnostics: bool = C.param(False, "record non-private per-step diagnostics", "bool")
+        warm_start: bool = C.param(False, "start every model from the same initial weights", "bool")
 
     monkeypatch.setitem(C._SECTIONS, "train", Train2)
     monkeypatch.setattr(C, "TrainConfig", Train2)
-    assert schema()["train.diagnostics"].help.startswith("record")
-    with pytest.raises(ConfigError, match=r"^Expected train.diagnostics='yes' to be True or False"):
-        Train2(diagnostics="yes")
+    assert schema()["train.warm_start"].help.startswith("start")
+    with pytest.raises(ConfigError, match=r"^Expected train.warm_start='yes' to be True or False"):
+        Train2(warm_start="yes")
     cfg = ExperimentConfig(train=Train2())
-    assert cfg.replace(diagnostics=True).train.diagnostics is True
-    assert cfg.to_dict()["train"]["diagnostics"] is False
+    assert cfg.replace(warm_start=True).train.warm_start is True
+    assert cfg.to_dict()["train"]["warm_start"] is False
     options = {key: opt for key, opt, *_ in commands._options()}
-    assert options["train.diagnostics"] == "--diagnostics"
-    args = commands.build_parser().parse_args(["audit", "--diagnostics", "true"])
-    assert getattr(args, "train.diagnostics") is True
+    assert options["train.warm_start"] == "--warm-start"
+    args = commands.build_parser().parse_args(["audit", "--warm-start", "true"])
+    assert getattr(args, "train.warm_start") is True

@@ -16,15 +16,9 @@ import pandas as pd
 import pytest
 
 from fairpriv_lab._core.exceptions import ConfigError
+from fairpriv_lab.cli.sweep import main, notebooks_command, sweep_command
 from fairpriv_lab.sweep.executor import local_cluster
-from fairpriv_lab.sweep.runner import (
-    Grid,
-    main,
-    notebooks_command,
-    run_notebooks,
-    run_sweep,
-    sweep_command,
-)
+from fairpriv_lab.sweep.runner import Grid, run_notebooks, run_sweep
 
 DATA = Path(__file__).parents[2] / "data"
 VOLATILE = ["seconds", "host", "gpu", "worker", "pid"]

@@ -76,8 +76,9 @@ def test_bad_inputs_have_clear_messages(results, tmp_path):
 def test_report_command_from_cache_key_and_out_folder(tmp_path, capsys):
     import argparse
 
+    from fairpriv_lab.cli.report import add_report_parser, cmd_report
     from fairpriv_lab.experiment.runner import ExperimentConfig, run
-    from fairpriv_lab.ui.report import add_report_parser, cmd_report, load_results
+    from fairpriv_lab.ui.report import load_results
 
     cache = tmp_path / "cache"
     cfg = ExperimentConfig(data={"name": "adult", "group": "sex", "n": 400}, train={"epochs": 1, "batch_size": 64},
