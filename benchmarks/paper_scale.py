@@ -112,19 +112,21 @@ ISSUE14 = [
            "seed-level t CI and record-bootstrap CI per row, paired seed differences",
            "adult", "sex", "lr", kind="seeds", methods=("sgd", "dpsgd", "dpsgds", "dpsgds-md"),
            seeds=_SEEDS5, auditors=("PA-ALOOA",), small=_SMALL_ADULT),
-    Preset("controls-adult-lr", "(b) DP-SGD-S controls: Adult, LR, eps=10, 5 seeds x 400 models: "
+    Preset("controls-adult-lr", "(b) DP-SGD-S controls: Adult, LR, eps=10, 5 seeds x 256 models: "
            "DP-SGD, each DP-SGD-S variant (norm, mean direction), and for each a noise-matched DP-SGD "
            "(clip C, sigma raised to the S run's per-coordinate noise std) and a clip-matched DP-SGD "
            "(flat clip = the S run's max_k C_k, calibrated to eps)",
            "adult", "sex", "lr", kind="controls", methods=("dpsgds", "dpsgds-md"), seeds=_SEEDS5,
+           n_models=256, chunk_models=128,
            estimators=("cross_fit",), auditors=("PA-ALOOA",), small=_SMALL_ADULT),
-    Preset("clipsweep-adult-lr", "(c) clipping sweep: Adult, LR, eps=10, C from ~90 % clipped to none, "
-           "DP-SGD / DP-SGD-S (norm) / DP-SGD-S (mean direction), 5 seeds x 128 models; GPR per group, "
+    Preset("clipsweep-adult-lr", "(c) clipping sweep: Adult, LR, eps=10, C = 1..20 (the --small run clipped >= 99.8 % at C = 1, "
+           "< 0.4 % at C = 10), "
+           "DP-SGD / DP-SGD-S (norm) / DP-SGD-S (mean direction), 5 seeds x 64 models; GPR per group, "
            "GPRP, fraction clipped per group (non-private diagnostic, train.diagnostics=True)",
            "adult", "sex", "lr", kind="clipsweep", methods=("dpsgd", "dpsgds", "dpsgds-md"),
-           seeds=_SEEDS5, n_models=128, chunk_models=128, estimators=("cross_fit",),
-           auditors=("PA-ALOOA",), clips=(0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0),
-           small=(*_SMALL_ADULT, ("clips", (0.1, 1.0, 10.0)), ("seeds", (0, 1)))),
+           seeds=_SEEDS5, n_models=64, chunk_models=64, estimators=("cross_fit",),
+           auditors=("PA-ALOOA",), clips=(1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0, 20.0),
+           small=(*_SMALL_ADULT, ("clips", (1.0, 3.0, 5.0, 10.0)), ("seeds", (0, 1)))),
     Preset("groups-digits-synth", "(d) per-group GPR where groups differ: digits by class (MLP-256, CNN) "
            "and synthetic with a small atypical group (10 groups, LR), SGD / DP-SGD / DP-SGD-S (norm) at "
            "eps=10, 5 seeds x 400 models; GRC (non-private diagnostic) vs GPR correlation across "
@@ -132,9 +134,9 @@ ISSUE14 = [
            "digits", None, "mlp", kind="groups", methods=("sgd", "dpsgd", "dpsgds"), seeds=_SEEDS5,
            estimators=("cross_fit",), auditors=("PA-ALOOA",), gpu=True, chunk_models=200,
            settings=(("digits", None, "mlp", ()), ("digits", None, "cnn", ()),
-                     ("synthetic", None, "lr", (("n", 20000), *_SYNTH10))),
+                     ("synthetic", None, "lr", _SYNTH10)),
            small=(("n_models", 8), ("epochs", 2), ("chunk_models", 8), ("n_boot", 100),
-                  ("seeds", (0, 1)), ("hidden", 32), ("synthetic_n", 3000))),
+                  ("seeds", (0, 1)), ("hidden", 32))),
     Preset("aloo-loo-leaky", "(e) PA-ALOOA vs exact PA-LOOA on a leaky model (digits MLP-256, SGD, "
            "30 epochs), 2R up to 400, 50 targets; measured gap beside the noise-only expectation at "
            "the same 2R (simulated two independent audits of the same risk)",
@@ -144,11 +146,11 @@ ISSUE14 = [
            small=(("max_pairs", 4), ("epochs", 3), ("m", 200), ("hidden", 32), ("chunk_models", 8),
                   ("n_sim", 20))),
     Preset("frontier-adult-lr", "(f) accuracy-GPRP frontier: Adult, LR, eps in {1, 2, 4, 10} x C in "
-           "{1, 5, 10} per method (DP-SGD, DP-SGD-S norm / mean direction), 5 seeds x 64 models; "
+           "{5, 10} per method (DP-SGD, DP-SGD-S norm / mean direction), 5 seeds x 64 models; "
            "'does DP-SGD-S buy a smaller gap than DP-SGD at the same accuracy?' as a seed-level interval",
            "adult", "sex", "lr", kind="frontier", methods=("dpsgd", "dpsgds", "dpsgds-md"),
            seeds=_SEEDS5, n_models=64, chunk_models=64, estimators=("cross_fit",),
-           auditors=("PA-ALOOA",), epsilons=(1.0, 2.0, 4.0, 10.0), clips=(1.0, 5.0, 10.0),
+           auditors=("PA-ALOOA",), epsilons=(1.0, 2.0, 4.0, 10.0), clips=(5.0, 10.0),
            small=(*_SMALL_ADULT, ("epsilons", (1.0, 10.0)), ("clips", (1.0, 10.0)), ("seeds", (0, 1, 2)))),
 ]
 
@@ -570,8 +572,51 @@ def _pairs(frame: pd.DataFrame, pairs: list[tuple[str, str]], *, by: str = "vari
     return pd.DataFrame(rows)
 
 
+def planned_configs(p: Preset, *, device: str = "cpu", overrides: dict[str, Any] | None = None) -> list[Any]:
+    """Every configuration an issue-14 preset trains (first estimator; re-audits train nothing).
+
+    Controls are planned at the flat clip (their clip or sigma is set from the S run, which does
+    not change the cost); the ALOOA-vs-LOOA preset trains one ALOOA game of 2R models and one
+    LOO game of 2R models per target.
+    """
+    o = overrides or {}
+    seeds, methods = _opt(p, o, "seeds"), _opt(p, o, "methods")
+    out: list[Any] = []
+    if p.kind == "aloo-loo":
+        R, t = int(_opt(p, o, "max_pairs")), int(_opt(p, o, "n_targets"))
+        base = _base(p, device=device, overrides={**o, "n_models": 2 * R}, code="sgd", seed=seeds[0])
+        return [base, base.replace(**{"game.kind": "loo", "game.targets": tuple(range(t)),
+                                      "game.n_models": 2 * R * t, "chunk_models": 2 * R,
+                                      "audit.auditors": ("PA-LOOA",)})]
+    settings = p.settings or ((p.dataset, p.group, p.model, ()),)
+    for dataset, group, model, options in settings:
+        oo = {**o, "n": None} if dataset == "synthetic" else o
+        for seed in seeds:
+            for eps in (_opt(p, o, "epsilons") if p.kind == "frontier" else (10.0,)):
+                for C in (_opt(p, o, "clips") if p.kind in ("clipsweep", "frontier") else (None,)):
+                    codes = (["dpsgd"] + [c for c in methods for _ in range(3)]) if p.kind == "controls" else methods
+                    for code in codes:
+                        cfg = _base(p, device=device, overrides=oo, code=code, seed=seed, eps=float(eps),
+                                    dataset=dataset if p.settings else None, group=group, model=model,
+                                    options=options)
+                        out.append(cfg if C is None else cfg.replace(clip=float(C)))
+    return out
+
+
+def planned_seconds(p: Preset, *, device: str = "cpu", overrides: dict[str, Any] | None = None) -> float | None:
+    """The planner's CPU seconds (reference machine, one thread) summed over the preset's runs."""
+    try:
+        from fairpriv_lab.experiment.plan import plan
+    except ImportError:
+        return None
+    return float(sum(plan(c, check=False, time_budget=None).seconds
+                     for c in planned_configs(p, device=device, overrides=overrides)))
+
+
 def _start(p: Preset, device: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], float]:
     machine = _header(p, device)
+    machine["planned_cpu_seconds"] = planned_seconds(p, device=device, overrides=overrides)
+    machine["cpu_start"] = time.process_time()
     machine["seeds"] = list(_opt(p, overrides, "seeds"))
     machine["ci_types"] = ("seed level: Student t over seeds (95 %); record level: bootstrap over "
                            "audited records with the models fixed (95 %), averaged over seeds")
@@ -581,6 +626,7 @@ def _start(p: Preset, device: str, overrides: dict[str, Any]) -> tuple[dict[str,
 def _done(p: Preset, out: Path, tables: dict[str, pd.DataFrame], machine: dict[str, Any], t_all: float,
           timings: list[dict[str, Any]]) -> dict[str, Any]:
     _finish(machine, t_all)
+    machine["cpu_seconds"] = round(time.process_time() - machine.pop("cpu_start"), 1)
     tables["timings"] = pd.DataFrame(timings)
     write(p, out, tables, machine)
     return {**tables, "machine": machine}
@@ -737,10 +783,7 @@ def run_groups(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict
         if not _available(dataset):
             continue
         opts = dict(options)
-        o = dict(overrides)
-        n = opts.pop("n", None)  # synthetic: data.n is the number of records generated
-        if dataset == "synthetic":
-            o["n"] = overrides.get("synthetic_n", n)
+        o = {**overrides, "n": None} if dataset == "synthetic" else dict(overrides)  # 2,000 generated
         for seed in _opt(p, overrides, "seeds"):
             for code in _opt(p, overrides, "methods"):
                 cfg = _base(p, device=device, overrides=o, code=code, seed=seed, dataset=dataset, group=group,
@@ -847,30 +890,33 @@ ISSUE14_RUNNERS = {"seeds": run_seeds, "controls": run_controls, "clipsweep": ru
 
 
 def stated_time(p: Preset) -> str:
-    """The preset's time on 2 idle CPU cores: from the planner when present, else "not yet timed".
+    """The preset's time on 2 idle CPU cores: the planner's estimate scaled by a measured small run.
 
-    The planner (``fairpriv_lab.experiment.plan``) scales a measured small run to the preset's
-    size; without it no full-size time is claimed, and the measured small run (wall and CPU
-    seconds, load) is quoted from ``docs/results/<preset>-small/<preset>_machine.json``.
+    ``fairpriv_lab.experiment.plan`` estimates CPU seconds of each run from its size; the
+    ``--small`` run of the preset (``docs/results/<preset>-small/<preset>_machine.json``)
+    measured its own CPU seconds beside the planner's estimate for the same small configs, and
+    their ratio scales the planner's full-size estimate. One process with one torch thread: on
+    2 idle cores its CPU time is its wall time. "not yet timed" without the planner or without
+    a recorded small run.
     """
-    import importlib.util
-
     small = ROOT / "docs" / "results" / f"{p.name}-small" / f"{p.name}_machine.json"
-    measured = ""
-    if small.is_file():
-        m = json.loads(small.read_text())
-        measured = (f"; measured --small run: {m.get('total_seconds')} s wall at load "
-                    f"{(m.get('loadavg_start') or ['?'])[0]} ({small.parent.relative_to(ROOT)})")
-    try:
-        has_planner = importlib.util.find_spec("fairpriv_lab.experiment.plan") is not None
-    except (ImportError, ValueError):
-        has_planner = False
-    if has_planner:
-        from fairpriv_lab.experiment import plan  # type: ignore[attr-defined]
+    full = planned_seconds(p)
+    if full is None:
+        return "not yet timed (no planner fairpriv_lab.experiment.plan)"
+    if not small.is_file():
+        return f"not yet timed (planner alone: {_minutes(full)}; no --small run recorded)"
+    m = json.loads(small.read_text())
+    cpu, planned = m.get("cpu_seconds"), m.get("planned_cpu_seconds")
+    if not cpu or not planned:
+        return f"not yet timed (planner alone: {_minutes(full)}; the small run recorded no CPU seconds)"
+    ratio = cpu / planned
+    return (f"about {_minutes(full * ratio)} (planner {_minutes(full)} x {ratio:.2f}, the measured / planned "
+            f"CPU ratio of the --small run: {cpu:g} s / {planned:.1f} s at load "
+            f"{(m.get('loadavg_start') or ['?'])[0]})")
 
-        if hasattr(plan, "estimate_preset"):
-            return f"{plan.estimate_preset(p)}{measured}"
-    return f"not yet timed (no planner fairpriv_lab.experiment.plan){measured}"
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def write(p: Preset, out: Path, tables: dict[str, pd.DataFrame], machine: dict[str, Any]) -> None:
