@@ -890,14 +890,15 @@ ISSUE14_RUNNERS = {"seeds": run_seeds, "controls": run_controls, "clipsweep": ru
 
 
 def stated_time(p: Preset) -> str:
-    """The preset's time on 2 idle CPU cores: the planner's estimate scaled by a measured small run.
+    """The preset's time on 2 idle CPU cores: the planner's estimate beside a measured small run.
 
     ``fairpriv_lab.experiment.plan`` estimates CPU seconds of each run from its size; the
     ``--small`` run of the preset (``docs/results/<preset>-small/<preset>_machine.json``)
-    measured its own CPU seconds beside the planner's estimate for the same small configs, and
-    their ratio scales the planner's full-size estimate. One process with one torch thread: on
-    2 idle cores its CPU time is its wall time. "not yet timed" without the planner or without
-    a recorded small run.
+    measured its own CPU seconds beside the planner's estimate for the same small configs. At
+    that size fixed per-run costs (data, audit, Python) dominate, so the planner's full-size
+    figure times that ratio is an upper bound, and both are shown. One process with one torch
+    thread: on 2 idle cores its CPU time is its wall time. "not yet timed" without the planner
+    or without a recorded small run.
     """
     small = ROOT / "docs" / "results" / f"{p.name}-small" / f"{p.name}_machine.json"
     full = planned_seconds(p)
@@ -910,9 +911,10 @@ def stated_time(p: Preset) -> str:
     if not cpu or not planned:
         return f"not yet timed (planner alone: {_minutes(full)}; the small run recorded no CPU seconds)"
     ratio = cpu / planned
-    return (f"about {_minutes(full * ratio)} (planner {_minutes(full)} x {ratio:.2f}, the measured / planned "
-            f"CPU ratio of the --small run: {cpu:g} s / {planned:.1f} s at load "
-            f"{(m.get('loadavg_start') or ['?'])[0]})")
+    return (f"planner {_minutes(full)} of CPU (= wall with one thread on an idle core); the --small run "
+            f"measured {cpu:g} s CPU against {planned:.1f} s planned (x{ratio:.1f} at load "
+            f"{(m.get('loadavg_start') or ['?'])[0]}, dominated by per-run overhead at that size), so "
+            f"{_minutes(full * ratio)} is an upper bound, not a measurement")
 
 
 def _minutes(seconds: float) -> str:
