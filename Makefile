@@ -35,6 +35,7 @@ lint: $(STAMP)
 
 notebooks-refresh: $(STAMP)
 	$(PY) -m fairpriv_lab.cli.notebook_tools refresh notebooks
+	$(PY) -m fairpriv_lab.cli.notebook_tools warm
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_training.py

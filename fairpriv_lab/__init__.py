@@ -19,7 +19,8 @@ _LAZY: dict[str, str] = {
     "train_ensemble": ".engine.training",
     "record_risk": ".audit.attacks", "empirical_epsilon": ".audit.empirical",
     "GroupRisk": ".audit.risk",
-    "ExperimentConfig": ".experiment.config", "run": ".experiment.runner",
+    "ExperimentConfig": ".experiment.config", "plan": ".experiment.plan",
+    "run": ".experiment.runner", "precision": ".experiment.precision",
 }
 
 #: The layers, served as subpackages on first attribute access.

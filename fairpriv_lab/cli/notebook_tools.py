@@ -1,8 +1,10 @@
-"""``python -m fairpriv_lab.cli.notebook_tools refresh|run``: execute the teaching notebooks.
+"""``python -m fairpriv_lab.cli.notebook_tools refresh|run|warm``: execute the teaching notebooks.
 
 The command line of :mod:`fairpriv_lab.sweep.notebook_tools` (the Makefile's
 ``notebooks-refresh`` target): ``refresh DIR [--strip] [--small] [--only NN]`` re-executes
-notebooks and stores their outputs; ``run NB [--small] [-p NAME=JSON] [-o OUT]`` executes one.
+notebooks and stores their outputs; ``run NB [--small] [-p NAME=JSON] [-o OUT]`` executes one;
+``warm [--device D]`` computes the interactive panel's default and exercise configurations
+into the result cache (:func:`fairpriv_lab.ui.panel.warm`).
 """
 
 from __future__ import annotations
@@ -35,8 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--small", action="store_true", help="use the test-size parameters")
     run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=JSON",
                      help="a parameter, value parsed as JSON when possible")
+    warm = sub.add_parser("warm", help="compute the panel's default and exercise configurations into the cache")
+    warm.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     try:
+        if args.command == "warm":
+            from ..ui.panel import warm as warm_panel
+
+            for line in warm_panel(args.device):
+                print(line)
+            return 0
         if args.command == "refresh":
             refresh(args.directory, strip=args.strip, only=args.only, small=args.small)
             return 0

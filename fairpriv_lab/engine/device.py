@@ -51,6 +51,36 @@ def cuda_device_count() -> int:
     return int(torch.cuda.device_count())
 
 
+def free_memory(device: str) -> tuple[int, bool]:
+    """Return ``(bytes free now, whether that is host memory)`` for a resolved device string.
+
+    CUDA asks the driver; a CPU reads ``MemAvailable`` (psutil when installed, else
+    ``/proc/meminfo``, else total physical pages: an over-estimate, never a refusal by error).
+    """
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free), False
+    host = device == "cpu"
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available), host
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, host
+    except OSError:
+        pass
+    import os
+
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")), host
+
+
 #: Intra-op threads of the training loop on a CPU, when nobody chose (the one knob: set it
 #: with ``set_num_threads``, the CLI's ``--threads`` or ``FAIRPRIV_LAB_THREADS``). One thread
 #: is the default because it was fastest on the busy 2-core reference machine: a 400-model

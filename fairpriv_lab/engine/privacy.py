@@ -728,8 +728,8 @@ def calibrate_noise(
     if not policy.private:
         raise V.fail("method", method, "to be private when target_epsilon is given")
     V.choice("accountant", accountant, ACCOUNTANTS)
-    sigma_eff = calibrate_effective_noise(target, sample_rate=sample_rate, steps=steps, delta=delta,
-                                          accountant=accountant, rtol=rtol)
+    sigma_eff = _remembered_effective_noise(target, float(sample_rate), int(steps), float(delta),
+                                            accountant, float(rtol))
     return _sigma_of(sigma_eff, _noise_ratio(policy), target, float(sample_rate), int(steps),
                      float(delta), str(accountant))
 
@@ -742,6 +742,41 @@ def _sigma_of(sigma_eff: float, ratio: float, target: float, q: float, steps: in
     while _epsilon_cached(sigma * ratio, q, steps, delta, accountant) > target:
         sigma = math.nextafter(sigma, math.inf) * (1 + 1e-12)
     return sigma
+
+
+def _remembered_effective_noise(target: float, sample_rate: float, steps: int, delta: float,
+                                accountant: str, rtol: float) -> float:
+    """``calibrate_effective_noise``, remembered across sessions by the registered store."""
+    store = _CALIBRATION_STORE
+    question = {"target_epsilon": target, "sample_rate": sample_rate, "steps": steps, "delta": delta,
+                "accountant": accountant, "rtol": rtol, "quantity": "sigma_eff"}
+    if store is not None:
+        known = store.get(question)
+        if known is not None:
+            return float(known)
+    sigma_eff = calibrate_effective_noise(target, sample_rate=sample_rate, steps=steps, delta=delta,
+                                          accountant=accountant, rtol=rtol)
+    if store is not None:
+        store.put(question, sigma_eff)
+    return sigma_eff
+
+
+#: Where calibrate_noise remembers answers across sessions (``get(question) -> float | None``,
+#: ``put(question, sigma_eff)``, question a JSON-ready dict); set by the experiment layer, which
+#: owns the on-disk cache (:class:`fairpriv_lab.experiment.cache.CalibrationMemo`).
+_CALIBRATION_STORE: Any = None
+
+
+def set_calibration_store(store: Any) -> Any:
+    """Register the cross-session memo of :func:`calibrate_noise` (None: memory only); return the old one.
+
+    The effective noise multiplier depends only on the question (target ε, sampling rate,
+    steps, δ, accountant, tolerance; the method enters through its fixed ratio σ_eff / σ),
+    so a stored answer is exact.
+    """
+    global _CALIBRATION_STORE
+    old, _CALIBRATION_STORE = _CALIBRATION_STORE, store
+    return old
 
 
 def calibrate_effective_noise(

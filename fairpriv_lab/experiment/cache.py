@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -40,6 +41,7 @@ __all__ = [
     "CacheEntry",
     "CacheItem",
     "CacheWarning",
+    "CalibrationMemo",
     "default_cache_dir",
 ]
 
@@ -313,3 +315,51 @@ class _Corrupt(Exception):
         super().__init__(reason)
         self.path = path
         self.reason = reason
+
+
+class CalibrationMemo:
+    """Noise calibrations remembered on disk across sessions: question -> σ (one small JSON each).
+
+    Registered with :func:`fairpriv_lab.engine.privacy.set_calibration_store` by the
+    experiment layer, so a calibration answered once (by ``make notebooks-refresh``, or in
+    an earlier session) costs a file read. Files live in ``<cache folder>/calibration/``
+    (``$FAIRPRIV_LAB_CACHE`` read at each call) and are named by the sha256 of the question;
+    a file that does not hold the same question, or not a positive finite σ, is ignored.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> memo = CalibrationMemo(tempfile.mkdtemp())
+    >>> q = {"target_epsilon": 8.0, "steps": 100}
+    >>> memo.get(q) is None
+    True
+    >>> memo.put(q, 1.25); memo.get(q)
+    1.25
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self._root = None if root is None else Path(root)
+
+    def _path(self, question: Mapping[str, Any]) -> Path:
+        root = self._root if self._root is not None else default_cache_dir()
+        return root / "calibration" / f"{digest({'format': CACHE_FORMAT, 'question': question})}.json"
+
+    def get(self, question: Mapping[str, Any]) -> float | None:
+        """Return the stored σ of the question, or None."""
+        try:
+            data = json.loads(self._path(question).read_text())
+        except (OSError, ValueError):
+            return None
+        sigma = data.get("sigma") if isinstance(data, dict) else None
+        if data.get("question") != canonical(question) or not isinstance(sigma, int | float):
+            return None
+        return float(sigma) if math.isfinite(sigma) and sigma > 0 else None
+
+    def put(self, question: Mapping[str, Any], sigma: float) -> None:
+        """Store σ for the question (atomically; a read-only cache folder is skipped)."""
+        path = self._path(question)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, json.dumps({"question": canonical(question), "sigma": float(sigma)}).encode())
+        except OSError:
+            return

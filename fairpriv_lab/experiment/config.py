@@ -50,6 +50,7 @@ __all__ = [
     "param",
     "schema",
     "default_of",
+    "classroom_default_of",
     "lookup_key",
     "MODELS",
     "METHODS",
@@ -82,6 +83,11 @@ class Param:
     even_hint: str = "Models come in complementary pairs (2p, 2p+1)"
     flag: str | None = None
     aliases: tuple[str, ...] = ()
+    #: The interactive (classroom) default where it differs from ``default``: the panel's
+    #: starting value, chosen so that a run takes seconds on 2 CPU cores and its intervals
+    #: resolve the effects the notebooks teach (``benchmarks/bench_widgets.py``). ``"__same__"``
+    #: means the library default.
+    classroom: Any = "__same__"
 
     def check(self, name: str, value: Any, *, high: float | None = None) -> Any:
         """Return ``value`` validated (ints as int, floats as float); ConfigError naming ``name``.
@@ -210,7 +216,7 @@ class DataConfig(_Section):
     group: str | None = param(None, "group attribute (dataset default when omitted)", "str",
                               optional=True)
     n: int | None = param(None, "subsample this many records, stratified by group", "int",
-                          low=10, optional=True)
+                          low=10, optional=True, classroom=4000)
     seed: int = param(0, "seed of the subsample and of synthetic data", "int", low=0,
                       flag="--data-seed", aliases=("data_seed",))
     test_size: float = param(0.2, "held-out fraction for test accuracy", "float", low=0.0,
@@ -269,16 +275,16 @@ class TrainConfig(_Section):
     """
 
     SECTION: ClassVar[str] = "train"
-    model: Model = param("mlp", "model family", "choice", choices=MODELS)
+    model: Model = param("mlp", "model family", "choice", choices=MODELS, classroom="lr")
     hidden: int = param(256, "hidden units of the MLP", "int", low=1)
     method: Method = param(
         "sgd", "training method", "choice", choices=METHODS)
-    epochs: int = param(20, "epochs per model", "int", low=1)
+    epochs: int = param(20, "epochs per model", "int", low=1, classroom=10)
     batch_size: int = param(256, "expected (Poisson) batch size", "int", low=1)
-    lr: float = _pos(0.1, "learning rate")
+    lr: float = _pos(0.1, "learning rate", classroom=0.3)
     optimizer: Optimizer = param("sgd", "optimizer", "choice", choices=OPTIMIZERS)
     clip: float = _pos(1.0, "clipping bound C of the DP methods")
-    epsilon: float | None = _pos(None, "target epsilon (DP methods)", optional=True)
+    epsilon: float | None = _pos(None, "target epsilon (DP methods)", optional=True, classroom=8.0)
     noise_multiplier: float | None = _pos(
         None, "noise multiplier sigma instead of a target epsilon", optional=True)
     delta: float | None = param(None, "delta (default min(1e-5, 0.1/n))", "float", low=0.0,
@@ -364,9 +370,10 @@ class GameConfig(_Section):
 
     SECTION: ClassVar[str] = "game"
     kind: GameKind = param("aloo", "membership game", "choice",
-                                                 choices=GAMES, flag="--game")
-    n_models: int = param(64, "number of models (even)", "int", low=2, even=True)
-    m: int | None = param(500, "audited records of the ALOOA game", "int", low=2, optional=True)
+                                                 choices=GAMES, flag="--game", classroom="half")
+    n_models: int = param(64, "number of models (even)", "int", low=2, even=True, classroom=128)
+    m: int | None = param(500, "audited records of the ALOOA game", "int", low=2, optional=True,
+                          classroom=200)
     targets: tuple[int, ...] | None = param(
         None, "target records of the LOO game, e.g. 3,17", "ints", optional=True)
 
@@ -494,7 +501,7 @@ class ExperimentConfig:
     seed: int = param(0, "experiment seed (game, training, audit)", "int", low=0)
     device: str = param("auto", "auto, cpu, cuda, cuda:N or mps", "device")
     chunk_models: int = param(16, "models per cached chunk (even)", "int", low=2, even=True,
-                              even_hint="A chunk holds whole model pairs")
+                              even_hint="A chunk holds whole model pairs", classroom=32)
 
     #: Flat names accepted by :meth:`replace` and by sweep grids besides ``section.field`` and
     #: unique field names (declared on the fields' :class:`Param`, gathered here).
@@ -659,6 +666,20 @@ def schema() -> dict[str, Param]:
 def default_of(key: str) -> Any:
     """Return the schema's default of a field (``default_of("train.clip") == 1.0``)."""
     return schema()[key].default
+
+
+def classroom_default_of(key: str) -> Any:
+    """Return a field's interactive default (the panel's starting value), else its default.
+
+    Examples
+    --------
+    >>> classroom_default_of("game.kind"), default_of("game.kind")
+    ('half', 'aloo')
+    >>> classroom_default_of("train.clip") == default_of("train.clip")
+    True
+    """
+    p = schema()[key]
+    return p.default if p.classroom == "__same__" else p.classroom
 
 
 def lookup_key(key: str, keys: Sequence[str], aliases: Mapping[str, str]) -> tuple[str | None, tuple[str, ...]]:

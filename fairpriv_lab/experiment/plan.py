@@ -130,7 +130,7 @@ def _data_shape(cfg: ExperimentConfig) -> tuple[int, int, int, tuple[int, ...] |
     elif d.name in _KNOWN:
         shape = _KNOWN[d.name]
     else:  # unknown size: load it (cached datasets load in about a second)
-        from .runner import load_experiment_data
+        from .loading import load_experiment_data
 
         _, train, test = load_experiment_data(d)
         n = train.n_samples + test.n_samples
@@ -156,17 +156,6 @@ def _size(model: str, d: int, classes: int, hidden: int, image: tuple[int, ...] 
     p = (c * 25 + 1) * 16 + (16 * 16 + 1) * 32 + (flat + 1) * 32 + 33 * classes
     macs = h1 * w1 * c * 25 * 16 + h2 * w2 * 256 * 32 + flat * 32 + 32 * classes
     return p, max(macs, 1)
-
-
-def _free_bytes(device: str) -> tuple[int, bool]:
-    if device.startswith("cuda"):
-        import torch
-
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return int(free), False
-    import psutil
-
-    return int(psutil.virtual_memory().available), device == "cpu"
 
 
 def plan(config: ExperimentConfig | dict[str, Any], *, time_budget: float | None = 3600.0,
@@ -195,7 +184,7 @@ def plan(config: ExperimentConfig | dict[str, Any], *, time_budget: float | None
         naming the estimate and what to change (models, records, epochs, hidden units, device).
     """
     cfg = config if isinstance(config, ExperimentConfig) else ExperimentConfig.from_dict(config)
-    from ..engine.device import resolve_device
+    from ..engine.device import free_memory, resolve_device
 
     device = str(resolve_device(cfg.device))
     n, d, classes, image = _data_shape(cfg)
@@ -232,7 +221,7 @@ def plan(config: ExperimentConfig | dict[str, Any], *, time_budget: float | None
     chunk = int(max(2, min(M, round(30.0 / max(per_model_s, 1e-9)))))
     chunk -= chunk % 2
     chunk = max(2, chunk)
-    free, _ = _free_bytes(device)
+    free, _ = free_memory(device)
     result = Plan(device, t.model, M, per_model, steps, sample_grads, peak, free, seconds, chunk, calibrated)
     if check and peak > free:
         big = max((("game.n_models", M * per_model_bytes), ("data.n", data_bytes + M * n_train * 25),

@@ -17,6 +17,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from .._core import validate as V
 from .._core.exceptions import ConfigError, TrainingDivergedError
 from .._core.io import float_from_json, json_float
 from .._core.vocabulary import GROUP_METHODS, RECORD_AUDITORS, default_delta
-from .cache import Cache
+from .cache import Cache, CalibrationMemo
 from .config import (
     AUDITORS,
     METHODS,
@@ -39,6 +40,7 @@ from .config import (
     TrainConfig,
     digest,
 )
+from .loading import load_experiment_data
 from .result import AuditResult, compare, format_comparison
 
 __all__ = [
@@ -52,6 +54,8 @@ __all__ = [
     "compare",
     "format_comparison",
     "load_experiment_data",
+    "PartialResult",
+    "is_cached",
     "MODELS",
     "METHODS",
     "AUDITORS",
@@ -62,33 +66,44 @@ __all__ = [
 ProgressCallback = Callable[[str, float, float], None]
 
 
-# ---------------------------------------------------------------------------- data
-@functools.lru_cache(maxsize=4)
-def _load_split(name: str, group: str, n: int | None, seed: int, test_size: float,
-                options: tuple[tuple[str, Any], ...]):
-    import inspect
+@dataclass(frozen=True, eq=False)
+class PartialResult:
+    """The audit of the models trained so far, handed to ``run(..., on_chunk=...)`` between chunks.
 
-    from ..data import list_datasets, load_dataset
+    Only the per-record auditor (PA-ALOOA, or PA-LOOA in a LOO game) is computed, with
+    ``PARTIAL_BOOT`` bootstrap resamples: enough to draw GPR with its CI while the run
+    continues. Units as in :class:`AuditResult` (GPR in percentage points).
 
-    kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options}
-    # Loaders that can return raw numeric columns do; the scaler is then fitted on the held-out
-    # split only, so no training record (audited ones included) moves the features of any
-    # other record (docs/privacy.md). Other loaders' z-scores are refitted the same way.
-    loader = {d.name: d.loader for d in list_datasets()}[name]
-    if "standardize" in inspect.signature(loader).parameters:
-        kwargs.setdefault("standardize", False)
-    ds = load_dataset(name, group=group, n=n, seed=seed, **kwargs)
-    train, test = ds.train_test_split(test_size=test_size, seed=seed)
-    return ds.checksum, train.restandardized(test), test.restandardized(test)
-
-
-def load_experiment_data(data: DataConfig):
-    """Return ``(checksum, train, test)`` for a DataConfig (memoised in the process).
-
-    ``checksum`` identifies the loaded records (before the split) in cache keys; ``train``
-    holds the records the games draw from, ``test`` the held-out records for accuracy.
+    Attributes
+    ----------
+    config : ExperimentConfig
+    group_names : tuple of str
+    models_done, n_models : int
+        Models trained so far and in the whole game.
+    group_risk : dict of str to GroupRisk
+    record_risk : dict of str to RecordRisk
+    test_accuracy : ndarray of shape (models_done,)
+    epsilon : float
+        Accounted ε of the models so far (``inf`` for SGD).
     """
-    return _load_split(data.name, data.resolved_group, data.n, data.seed, data.test_size, data.options)
+
+    config: ExperimentConfig
+    group_names: tuple[str, ...]
+    models_done: int
+    n_models: int
+    group_risk: dict[str, Any]
+    record_risk: dict[str, Any]
+    test_accuracy: np.ndarray
+    epsilon: float
+
+    @property
+    def accuracy(self) -> float:
+        """Mean test accuracy of the models trained so far (fraction)."""
+        return float(np.mean(self.test_accuracy)) if self.test_accuracy.size else math.nan
+
+
+#: Bootstrap resamples of a partial result's intervals (the final result uses audit.n_boot).
+PARTIAL_BOOT = 200
 
 
 # ---------------------------------------------------------------------------- seeds
@@ -108,6 +123,7 @@ def run(
     cache: bool | Cache | str | os.PathLike = True,
     progress: ProgressCallback | None = None,
     recompute: bool = False,
+    on_chunk: Callable[[PartialResult], None] | None = None,
 ) -> AuditResult:
     """Run (or load from the cache) one audit experiment.
 
@@ -123,6 +139,11 @@ def run(
         ``progress(stage, done, total)`` with stage ``"train"`` (models) or ``"audit"``.
     recompute : bool
         Ignore (and overwrite) cached chunks and audits.
+    on_chunk : callable, optional
+        ``on_chunk(partial)`` after every chunk this call trains, except the last: a
+        :class:`PartialResult` auditing the models so far (the interactive panel redraws
+        with it). An exception raised by ``on_chunk`` or ``progress`` stops the run; the
+        chunks finished before it stay cached and a later call resumes from them.
 
     Returns
     -------
@@ -162,7 +183,9 @@ def run(
                                         "dataset_checksum": checksum})
 
     t0 = time.perf_counter()
-    trained = _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute, run_plan)
+    partial = None if on_chunk is None else functools.partial(_partial, on_chunk, cfg, train, game)
+    trained = _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute, run_plan,
+                            partial)
     timings["train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -284,7 +307,62 @@ def _membership_sha(rows: np.ndarray) -> str:
     return hashlib.sha256(np.packbits(rows, axis=None).tobytes() + str(rows.shape).encode()).hexdigest()
 
 
-def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute, run_plan=None) -> dict[str, Any]:
+def is_cached(config: ExperimentConfig | Mapping[str, Any], *, cache: bool | Cache | str | os.PathLike = True) -> bool:
+    """Return True when ``run(config, cache=cache)`` would train and audit nothing (all on disk).
+
+    Loads the data (memoised) to know the cache key; trains nothing. The interactive panel
+    uses it to open on a cached result at once.
+    """
+    cfg = config if isinstance(config, ExperimentConfig) else ExperimentConfig.from_dict(config)
+    store = _as_cache(cache)
+    if store is None:
+        return False
+    try:
+        checksum, train, _ = load_experiment_data(cfg.data)
+    except (ConfigError, OSError):
+        return False
+    delta = cfg.train.delta if cfg.train.delta is not None else min(1e-5, 1.0 / (10 * train.n_samples))
+    key = Cache.key(cfg.training_key_payload(), dataset_checksum=checksum)
+    audit_item = "audit-" + digest({"audit": cfg.audit.to_dict(), "delta": delta})[:20]
+    n_chunks = -(-cfg.game.n_models // cfg.chunk_models)
+    items = [f"chunk-{c:05d}" for c in range(n_chunks)] + [audit_item]
+    return all(store.has(key, item) for item in items)
+
+
+def _partial(on_chunk, cfg, train, game, parts) -> None:
+    """Audit the models of the chunks so far (per-record auditor only) and hand it to on_chunk."""
+    from .._core.exceptions import SmallGroupWarning
+    from ..audit.attacks import record_risk
+    from ..audit.risk import GroupRisk
+
+    losses = np.concatenate([p["losses"] for p in parts])
+    k = losses.shape[0]
+    rows = game.membership[:k]
+    records = np.asarray(game.audit_idx, dtype=np.int64)
+    if game.kind == "loo":  # only the targets whose pairs are all trained
+        records = np.unique(np.asarray(game.targets)[: k // 2])
+    a = cfg.audit
+    seed = _seed(cfg, _AUDIT_STREAM)
+    conf = np.concatenate([p["confidences"] for p in parts]) if a.signal == "confidence" else None
+    try:
+        rr = record_risk(losses, rows, records=records, groups=train.g, estimator=a.estimator,
+                         signal=a.signal, confidences=conf, seed=seed)
+    except ConfigError:
+        return  # too few pairs so far for this estimator: wait for the next chunk
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallGroupWarning)  # the final result warns once
+        gr = GroupRisk(rr, tuple(train.group_names), n_boot=min(a.n_boot, PARTIAL_BOOT), ci=a.ci,
+                       min_group_size=a.min_group_size, seed=seed)
+    on_chunk(PartialResult(
+        config=cfg, group_names=tuple(train.group_names), models_done=k, n_models=game.n_models,
+        group_risk={rr.auditor: gr}, record_risk={rr.auditor: rr},
+        test_accuracy=np.concatenate([p["test_accuracy"] for p in parts]),
+        epsilon=max(p["epsilon"] for p in parts),
+    ))
+
+
+def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute, run_plan=None,
+                  partial=None) -> dict[str, Any]:
     n_models, chunk = game.membership.shape[0], cfg.chunk_models
     starts = list(range(0, n_models, chunk))
     parts, trained_n, loaded_n = [], 0, 0
@@ -317,7 +395,22 @@ def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute
         parts.append(part)
         if progress is not None:
             progress("train", float(stop), float(n_models))
+        if partial is not None and item is None and stop < n_models:
+            partial(parts)
     return _merge_chunks(parts, test, trained_n, loaded_n)
+
+
+#: The on-disk memo of noise calibrations, registered with the engine on first training.
+_CALIBRATION_MEMO = CalibrationMemo()
+
+
+def _use_calibration_memo() -> None:
+    """Register the disk memo of σ calibrations with the engine, unless the user set another."""
+    from ..engine.privacy import set_calibration_store
+
+    previous = set_calibration_store(_CALIBRATION_MEMO)
+    if previous is not None and previous is not _CALIBRATION_MEMO:
+        set_calibration_store(previous)
 
 
 def _substitution_budget(cfg: ExperimentConfig, trained: dict[str, Any], delta: float) -> float:
@@ -336,6 +429,8 @@ def _substitution_budget(cfg: ExperimentConfig, trained: dict[str, Any], delta: 
 
 def _train_one_chunk(cfg, train, test, rows, delta, seed, progress, offset, total) -> dict[str, Any]:
     from ..engine.training import train_ensemble
+
+    _use_calibration_memo()
 
     t = cfg.train
     inner = None

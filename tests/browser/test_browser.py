@@ -381,7 +381,7 @@ def _exercise_panel(page: Any, driver: PanelDriver, *, prefix: str, diagnose: Ca
     if not any(driver.state(page)["charts"]):   # a panel that starts empty: a first run
         driver.run(page)
     before = _wait(page, "the first chart and table", lambda: (
-        (s := driver.state(page))["table"] and s["charts"] and all(s["charts"])
+        (s := driver.state(page))["table"] and PARTIAL not in s["table"] and s["charts"] and all(s["charts"])
         and re.search(driver.shown, s["message"]) and s), timeout=run_timeout, diagnose=diagnose)
     timings["first_run_s"] = time.monotonic() - t0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -400,6 +400,7 @@ def _exercise_panel(page: Any, driver: PanelDriver, *, prefix: str, diagnose: Ca
     driver.run(page)
     after = _wait(page, "the table and chart of the new settings", lambda: (
         (s := driver.state(page))["button_enabled"] and re.search(driver.done, s["message"])
+        and PARTIAL not in s["table"]
         and s["table"] != before["table"] and s["charts"] and all(s["charts"])
         and s["charts"] != before["charts"] and s), timeout=run_timeout, diagnose=diagnose)
     timings["second_run_s"] = time.monotonic() - t0
@@ -438,6 +439,10 @@ PANEL = PanelDriver(run_label="Run audit", slider="Epochs", slider_steps=2,
                     table="group privacy risk")
 
 
+#: What the GPR table says while models are still training (a partial result).
+PARTIAL = "so far"
+
+
 def _needs(*paths: Path) -> None:
     missing = [str(p.relative_to(ROOT)) for p in paths if not p.exists()]
     if missing:
@@ -446,7 +451,7 @@ def _needs(*paths: Path) -> None:
 
 def test_panel_in_jupyterlab(browser: Browser, jupyter: Jupyter, tmp_path: Path) -> None:
     """Open notebook 03 in JupyterLab, run all cells, use its panel, see the charts change."""
-    _needs(NOTEBOOK, ROOT / "fairpriv_lab" / "widgets.py")
+    _needs(NOTEBOOK, ROOT / "fairpriv_lab" / "ui" / "panel.py")
     root = tmp_path / "root"
     root.mkdir()
     notebook = _copy_notebook(NOTEBOOK, root / NOTEBOOK.name,
@@ -482,7 +487,7 @@ def test_panel_in_jupyterlab(browser: Browser, jupyter: Jupyter, tmp_path: Path)
 
 def test_explorer_in_voila(browser: Browser, jupyter: Jupyter, tmp_path: Path) -> None:
     """Serve the explorer with Voilà (no code shown), use the panel, see the charts change."""
-    _needs(EXPLORER, ROOT / "fairpriv_lab" / "widgets.py")
+    _needs(EXPLORER, ROOT / "fairpriv_lab" / "ui" / "panel.py")
     root = tmp_path / "root"
     root.mkdir()
     sizes = {"n_records": SMALL["n"], **{k: v for k, v in SMALL.items() if k != "n"}}
@@ -505,6 +510,55 @@ def test_explorer_in_voila(browser: Browser, jupyter: Jupyter, tmp_path: Path) -
         server.stop()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(server.log, ARTIFACTS / "voila-server.log")
+
+
+def test_explorer_draws_partials_and_a_change_during_a_run_restarts_it(
+        browser: Browser, jupyter: Jupyter, tmp_path: Path) -> None:
+    """Issue 16: a partial chart appears before the run ends; moving a slider mid-run cancels it
+    and the result of the new settings is drawn (Voilà explorer, synthetic data, half-split game).
+
+    Sizes: the panel's default game (128 logistic regressions on 3,200 Adult records, chunks
+    of 32: three partial pictures per run) with 30 epochs, so that a run lasts several
+    seconds on an idle machine and the slider moves while it runs; about two minutes at a
+    load of 10 on 2 cores, hence the generous timeouts.
+    """
+    _needs(EXPLORER, ROOT / "fairpriv_lab" / "ui" / "panel.py")
+    root = tmp_path / "root"
+    root.mkdir()
+    params = {"dataset": "adult", "group": None, "n_records": 4000, "n_models": 128, "m": None,
+              "epochs": 30, "device": "cpu", "run_at_start": False}
+    notebook = _copy_notebook(EXPLORER, root / EXPLORER.name, params)
+    server = _start_voila(jupyter, notebook, tmp_path / "voila-cancel.log")
+    try:
+        page, problems = browser.page(server.base)
+        diagnose = _diagnose(page, server, problems, browser)
+        page.goto(f"{server.base}/?token={server.token}")
+        _wait(page, "the panel's Run button", lambda: PANEL.root(page).count(), timeout=300, diagnose=diagnose)
+        PANEL.run(page)
+        partial = _wait(page, "a partial result (a chart and 'N of 128 models so far')", lambda: (
+            (s := PANEL.state(page))["table"] and PARTIAL in s["table"] and s["charts"] and all(s["charts"])
+            and s), timeout=600, diagnose=diagnose)
+        assert re.search(r"\d+ of 128 models", partial["table"]), partial["table"]
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        PANEL.root(page).screenshot(path=str(ARTIFACTS / "voila-partial.png"))
+        # The run is not over: the student moves the Epochs slider (30 -> 31).
+        slider = PANEL.control(page, "slider", "Epochs")
+        slider.locator(".noUi-handle").first.focus()
+        page.keyboard.press("ArrowRight")
+        final = _wait(page, "the new settings' result after the cancelled run", lambda: (
+            (s := PANEL.state(page))["table"] and PARTIAL not in s["table"]
+            and re.search(r"Done\s+in", s["message"]) and "31 epochs" in s["message"]
+            and s["charts"] and all(s["charts"]) and s), timeout=600, diagnose=diagnose)
+        # The first run was cancelled (said so) and the result on screen is the new settings'.
+        assert "restarted after a change during the run" in final["message"], final["message"] + diagnose()
+        assert "31 epochs" in final["message"].split("Showing:")[-1], final["message"]
+        PANEL.root(page).screenshot(path=str(ARTIFACTS / "voila-restarted.png"))
+        assert not _visible_errors(page), _visible_errors(page)
+        assert not [p for p in problems if "page error" in p], problems
+    finally:
+        server.stop()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(server.log, ARTIFACTS / "voila-cancel-server.log")
 
 
 # ---------------------------------------------------------------- every chart, offline

@@ -144,3 +144,35 @@ def test_default_dir_env(monkeypatch, tmp_path):
     assert Cache().root == tmp_path / "z"
     monkeypatch.delenv("FAIRPRIV_LAB_CACHE")
     assert default_cache_dir() == Path.home() / ".cache" / "fairpriv-lab" / "results"
+
+
+def test_calibration_memo_serves_sigma_across_sessions(tmp_path, monkeypatch):
+    """issue 16: sigma calibration is remembered on disk; a new session does not recompute it."""
+    from fairpriv_lab.engine import privacy
+    from fairpriv_lab.experiment.cache import CalibrationMemo
+
+    memo = CalibrationMemo(tmp_path)
+    old = privacy.set_calibration_store(memo)
+    try:
+        sigma = privacy.calibrate_noise(4.0, sample_rate=0.05, steps=200, delta=1e-5)
+        files = list((tmp_path / "calibration").glob("*.json"))
+        assert len(files) == 1
+        # a new session: the accountant must not be asked again
+
+        def boom(*args, **kwargs):
+            raise AssertionError("calibrated again instead of reading the disk memo")
+
+        monkeypatch.setattr(privacy, "calibrate_effective_noise", boom)
+        assert privacy.calibrate_noise(4.0, sample_rate=0.05, steps=200, delta=1e-5) == sigma
+        # another question is not served from the memo
+        with pytest.raises(AssertionError, match="calibrated again"):
+            privacy.calibrate_noise(4.0, sample_rate=0.05, steps=201, delta=1e-5)
+        # a tampered file (another question) is ignored
+        q = {"target_epsilon": 1.0}
+        memo.put(q, 2.0)
+        path = next(p for p in (tmp_path / "calibration").glob("*.json") if p != files[0])
+        path.write_text(path.read_text().replace('"target_epsilon":1.0', '"target_epsilon":9.0')
+                        .replace('"target_epsilon": 1.0', '"target_epsilon": 9.0'))
+        assert memo.get(q) is None
+    finally:
+        privacy.set_calibration_store(old)

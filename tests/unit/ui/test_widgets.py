@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -22,8 +23,10 @@ from fairpriv_lab.ui.panel import (
 pytest.importorskip("ipywidgets")
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-# Tiny but real: 400 Adult records, 4 models, 40 audited records, 2 epochs (about a second).
-TINY = {"n": 400, "n_models": 4, "m": 40, "epochs": 2, "device": "cpu"}
+# Tiny but real: 400 Adult records, an MLP, 4 models of the ALOOA game, 40 audited records,
+# 2 epochs (about a second). The interactive default game (half-split) is tested below.
+TINY = {"n": 400, "n_models": 4, "m": 40, "epochs": 2, "device": "cpu", "model": "mlp", "game": "aloo",
+        "chunk_models": 4}
 
 
 @pytest.fixture(autouse=True)
@@ -63,10 +66,16 @@ def test_settings_to_config_passes_only_what_the_method_uses():
     assert s.train.epsilon is None
 
 
-def test_default_settings_on_cpu_are_small():
+def test_default_settings_on_cpu_audit_every_record_of_a_half_split_game():
+    # issue 16: the half-split game auditing every training record is the interactive default
     s = default_settings("cpu")
-    assert (s.n, s.n_models, s.m) == (2000, 16, 200)
+    cfg = s.to_config()
+    assert (cfg.game.kind, cfg.game.m, cfg.game.n_models) == ("half", None, 128)
+    assert (s.dataset, s.model, s.n, s.epochs) == ("adult", "lr", 4000, 10)
     assert default_settings("cpu", epochs=3).epochs == 3
+    # ALOOA stays available, with its m
+    aloo = default_settings("cpu", game="aloo", m=300).to_config()
+    assert (aloo.game.kind, aloo.game.m) == ("aloo", 300)
 
 
 def test_progress_fraction_reads_the_experiment_callback():
@@ -206,3 +215,153 @@ def test_epsilon_slider_keeps_exact_values():
     assert panel.settings.epsilon == 8.0
     with pytest.raises(ConfigError, match="epsilon"):
         panel.set(epsilon=-1.0)
+
+
+# ---------------------------------------------------------------- issue 16 / 18: the panel's behaviour
+HALF = {"dataset": "synthetic", "model": "lr", "n_models": 16, "chunk_models": 4, "epochs": 2, "device": "cpu",
+        "game": "half", "n": None}
+
+
+def test_half_split_run_draws_partials_then_the_result():
+    p = AuditPanel(PanelSettings(**HALF))
+    seen = []
+    p.table.observe(lambda ch: seen.append(ch["new"]), names="value")
+    assert p.run() is True
+    partials = [h for h in p.history if h.startswith("partial")]
+    assert partials == ["partial 4/16", "partial 8/16", "partial 12/16"]
+    assert any("4 of 16 models" in t for t in seen)  # a partial picture before the end
+    assert "of 16 models" not in p.table.value and "half-split" in p.table.value
+    assert p.result.game.kind == "half" and p.result.game.m == p.result.n_train
+    assert p.partial is None and p.last_source == "computed"
+
+
+def test_plan_is_shown_before_running_and_uses_a_pilot_after():
+    p = AuditPanel(PanelSettings(**HALF))
+    assert "you can detect differences between groups ≥" in p.plan.value and "at least" in p.plan.value
+    p.run()
+    p.set(n_models=32)
+    assert p.plan_result is not None and not p.plan_result.lower_bound
+    assert "at least" not in p.plan.value
+
+
+def test_change_is_a_signed_difference_with_ci_and_ghost_bars_on_fixed_axes():
+    p = AuditPanel(PanelSettings(**HALF))
+    p.run()
+    first_domain = p.last_chart_spec["layer"][0]["encoding"]["y"]["scale"]["domain"]
+    p.set(method="dpsgd", epsilon=1.0)
+    p.run()
+    df = p.change
+    assert list(df["group"]) == ["g0", "g1"] and df["paired"].all()
+    g1 = p.result.group_risk["PA-ALOOA"].by_group.gpr[1] - p.previous.group_risk["PA-ALOOA"].by_group.gpr[1]
+    assert df["change"].iloc[1] == pytest.approx(g1)
+    assert (df["ci_low"] <= df["change"]).all() and (df["change"] <= df["ci_high"]).all()
+    assert "Change since the previous result" in p.change_table.value and "synthetic" in p.change_table.value
+    spec = p.last_chart_spec
+    ghost = [lay for lay in spec["layer"] if lay.get("mark", {}).get("type") == "bar" and lay["mark"].get("strokeDash")]
+    assert len(ghost) == 1 and "previous run" in " ".join(spec["title"]["subtitle"])
+    domain = spec["layer"][0]["encoding"]["y"]["scale"]["domain"]
+    assert domain[0] <= first_domain[0] and domain[1] >= first_domain[1]  # the axis never shrinks
+    assert all(lay["encoding"]["y"]["scale"]["domain"] == domain for lay in spec["layer"] if "y" in lay.get("encoding", {}))
+    # GPRP always comes with its zero-leakage reference
+    assert "zero-leakage GPRP" in p.table.value
+
+
+def test_stale_results_are_greyed_and_labelled_and_done_in_is_kept():
+    p = AuditPanel(PanelSettings(**HALF))
+    p.run()
+    done = p.timing.value
+    assert "Done in" in done and "fairpriv-stale" not in p.results._dom_classes
+    p.set(clip=0.5, method="dpsgd")
+    assert "fairpriv-stale" in p.results._dom_classes
+    assert "other settings" in p.shown_label.value and "synthetic/group lr sgd" in p.shown_label.value
+    assert done.split(" s")[0] in p.timing.value  # the time of the result on screen stays
+    p.set(method="sgd")  # back to the settings on screen
+    assert "fairpriv-stale" not in p.results._dom_classes
+
+
+def test_dataset_change_resets_sizes_that_do_not_fit():
+    p = AuditPanel(PanelSettings(n=2000, n_models=4, m=1500, game="aloo", device="cpu"))
+    p.set(dataset="digits")
+    assert p.n.value == 0  # all 1,797 records
+    assert "1,797 records" in p.message.value and "Records reset from 2,000" in p.message.value
+    assert "Audited records m reset from 1,500" in p.message.value
+    assert p.settings.to_config().game.m <= 1438
+    p.set(dataset="adult")  # "all" of digits is 1,797 records of adult: small and fits
+    assert p.n.value == 1797
+
+
+def test_a_change_during_a_threaded_run_cancels_it_and_starts_the_new_one():
+    p = AuditPanel(PanelSettings(**{**HALF, "n_models": 64, "epochs": 3}))
+    started = threading.Event()
+    p.table.observe(lambda ch: started.set(), names="value")
+    job = p.start()
+    assert started.wait(60), p.history  # a partial picture appeared
+    p.set(clip=0.5, method="dpsgd")
+    assert p.wait(120), p.message.value
+    assert job.cancelled.is_set() and not job.ok
+    assert any(h.startswith("cancelled synthetic/group lr sgd") for h in p.history), p.history
+    assert p.result.config.train.method == "dpsgd" and p.result.config.train.clip == 0.5
+    assert "fairpriv-stale" not in p.results._dom_classes and "Done in" in p.timing.value
+
+
+def test_the_panel_opens_on_a_cached_result():
+    s = PanelSettings(**HALF)
+    first = AuditPanel(s)
+    assert first.result is None and first.run()
+    again = AuditPanel(s)
+    assert again.result is not None and again.result.from_cache
+    assert "Opened on a cached result" in again.message.value
+
+
+def test_panel_defaults_are_the_schemas_classroom_defaults():
+    """One source of truth: every panel default that is an experiment field comes from the schema."""
+    from fairpriv_lab.experiment.config import classroom_default_of
+    from fairpriv_lab.ui.panel import PANEL_FIELDS
+
+    s = PanelSettings()
+    own = {"sigma", "stat_noise_ratio"}  # panel-only starting values of fields the schema leaves unset
+    for name, key in PANEL_FIELDS.items():
+        if name not in own:
+            assert getattr(s, name) == classroom_default_of(key), name
+
+
+def test_build_panel_with_m_is_the_notebooks_aloo_run():
+    """Notebooks 00 and 03 pass m: their own run(config) must be the panel's first (same cache entry)."""
+    from fairpriv_lab.experiment import ExperimentConfig
+
+    kw = {"dataset": "adult", "group": "sex", "model": "mlp", "n": 400, "n_models": 4, "m": 40,
+          "epochs": 2, "batch_size": 64, "lr": 0.3, "seed": 0}
+    p = build_panel(device="cpu", **kw)
+    notebook = ExperimentConfig(
+        data={"name": "adult", "group": "sex", "n": 400, "seed": 0},
+        train={"model": "mlp", "method": "sgd", "epochs": 2, "batch_size": 64, "lr": 0.3},
+        game={"kind": "aloo", "n_models": 4, "m": 40}, seed=0, device="cpu")
+    assert p.settings.to_config().digest == notebook.digest
+
+
+def test_progress_line_says_models_elapsed_and_time_left():
+    from fairpriv_lab.ui.panel import _progress_line
+
+    line = _progress_line(("train", 64.0, 128.0), {}, 0.45, 2.0)
+    assert "64 of 128 models" in line and "2.0 s elapsed" in line
+    assert "about 2.4 s left" in line  # 2.0 s * (1 - 0.45) / 0.45
+    assert "left" not in _progress_line(("train", 0.0, 128.0), {}, 0.0, 0.1)
+
+
+def test_warm_configs_cover_the_defaults_and_exercises_sized_to_each_dataset(monkeypatch, capsys):
+    from fairpriv_lab.cli import notebook_tools
+    from fairpriv_lab.ui import panel as panel_mod
+    from fairpriv_lab.ui.panel import fit_sizes, warm_configs
+
+    configs = warm_configs(device="cpu")
+    labels = [c.label for c in configs]
+    assert "adult/sex lr sgd" in labels and "adult/sex lr dpsgd eps=1" in labels
+    assert {c.train.clip for c in configs if c.train.method == "dpsgd"} == {1.0, 0.1}
+    synthetic = [c for c in configs if c.data.name == "synthetic"]
+    assert synthetic and all(c.data.n is None for c in synthetic)  # 4,000 > its 2,000 records
+    assert all(c.game.kind == "half" for c in configs)
+    s, notes = fit_sizes(PanelSettings(game="aloo", m=5000, n=1000, batch_size=512), 45222)
+    assert (s.n, s.m, s.batch_size) == (1000, 200, 512) and len(notes) == 1  # 600 records per model fit
+    monkeypatch.setattr(panel_mod, "warm", lambda device: [f"computed x on {device}"])
+    assert notebook_tools.main(["warm", "--device", "cpu"]) == 0
+    assert "computed x on cpu" in capsys.readouterr().out
