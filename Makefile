@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 notebooks-refresh: $(STAMP)
-	$(PY) -m fairpriv_lab.cli.notebook_tools refresh notebooks
+	$(PY) -m fairpriv_lab.cli.notebook_tools refresh notebooks --small
 	$(PY) -m fairpriv_lab.cli.notebook_tools warm
 
 bench: $(STAMP)

@@ -116,6 +116,10 @@ class Game:
         """Training-set size of each model, shape (n_models,)."""
         return self.membership.sum(axis=1)
 
+    def __repr__(self) -> str:
+        return (f"Game(kind={self.kind!r}, n_models={self.n_models}, n_samples={self.n_samples}, "
+                f"m={self.m} audited records)")
+
 
 def _check_n_models(n_models: object) -> int:
     n = V.integer("n_models", n_models, low=2)

@@ -16,6 +16,7 @@ __all__ = [
     "DatasetError",
     "DownloadError",
     "CacheCorruptedError",
+    "CacheWriteError",
     "DataWarning",
     "SmallGroupWarning",
     "PrivacyWarning",
@@ -68,6 +69,24 @@ class DownloadError(DatasetError, OSError):
 
 class CacheCorruptedError(FairPrivError):
     """A cached result failed verification (truncated, modified or unreadable)."""
+
+
+class CacheWriteError(FairPrivError, OSError):
+    """A cache file could not be written (disk full or over quota).
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file that could not be written.
+    needed, free : int
+        Bytes the file needed and bytes free on its disk (-1 when unknown).
+    """
+
+    def __init__(self, message: str, *, path: object, needed: int, free: int):
+        super().__init__(message)
+        self.path = path
+        self.needed = needed
+        self.free = free
 
 
 class DataWarning(UserWarning):

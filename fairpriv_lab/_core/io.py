@@ -8,6 +8,8 @@
   and reads them back with :func:`float_from_json`.
 - :func:`to_jsonable` and :func:`write_json`: numpy scalars and arrays, tuples, sets and
   timestamps made JSON-ready with that convention, then written atomically.
+- :func:`remove_stale_temporaries`: the temporary files a writer killed mid-write (``kill
+  -9``) leaves behind, removed once they are older than any write in progress can be.
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "json_float", "float_from_json", "to_jsonable", "write_json"]
+__all__ = ["atomic_write", "json_float", "float_from_json", "to_jsonable", "write_json",
+           "remove_stale_temporaries", "STALE_SECONDS"]
+
+#: Temporary files older than this (seconds) were left by a killed writer and are removed.
+STALE_SECONDS = 3600.0
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
@@ -96,3 +103,24 @@ def to_jsonable(obj: Any) -> Any:
 def write_json(path: str | os.PathLike[str], obj: Any, **dumps: Any) -> Path:
     """Write ``obj`` as strict JSON (:func:`to_jsonable`) with :func:`atomic_write`."""
     return atomic_write(path, json.dumps(to_jsonable(obj), allow_nan=False, **dumps))
+
+
+def remove_stale_temporaries(folder: Path, pattern: str = ".*.tmp", *,
+                             max_age: float = STALE_SECONDS) -> int:
+    """Remove files matching pattern (a glob under folder) older than max_age; return how many.
+
+    Atomic writes go through ``.NAME.XXXX.tmp`` (or ``.part``) files renamed into place; a
+    process killed mid-write (``kill -9``) leaves one behind forever. A file younger than
+    ``max_age`` may belong to a write in progress and is kept.
+    """
+    if not folder.is_dir():
+        return 0
+    now, removed = time.time(), 0
+    for p in folder.glob(pattern):
+        try:
+            if p.is_file() and now - p.stat().st_mtime > max_age:
+                p.unlink()
+                removed += 1
+        except OSError:  # pragma: no cover - removed concurrently or read-only
+            pass
+    return removed

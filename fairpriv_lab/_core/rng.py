@@ -17,6 +17,10 @@ def as_generator(seed: SeedLike) -> np.random.Generator:
         from .validate import fail
 
         raise fail("seed", seed, "to be an int, a numpy Generator, a SeedSequence or None")
+    if isinstance(seed, int | np.integer) and seed < 0:
+        from .validate import fail
+
+        raise fail("seed", seed, "to be an integer >= 0 (or a numpy Generator, a SeedSequence or None)")
     return np.random.default_rng(seed)
 
 

@@ -127,3 +127,38 @@ def _fmt(x: float) -> str:
     if x == -math.inf:
         return "-inf"
     return f"{x:g}"
+
+
+#: Deepest nesting of lists/dicts accepted in a parameter or config value from a file.
+MAX_JSON_DEPTH = 32
+
+
+def json_value(name: str, value: Any, *, _depth: int = 0) -> Any:
+    """Return value as plain JSON types (tuples become lists); reject anything else.
+
+    Accepted: None, bool, int, float, str, and lists/tuples/dicts (string keys) of them, at
+    most :data:`MAX_JSON_DEPTH` deep. Everything else (bytes from YAML ``!!binary``, dates,
+    sets, objects) raises naming the parameter: such values cannot be written into a
+    notebook's injected parameters cell safely (papermill writes them as unescaped text).
+    """
+    if _depth > MAX_JSON_DEPTH:
+        raise fail(name, "a value nested deeper than " + str(MAX_JSON_DEPTH), "to be at most "
+                   f"{MAX_JSON_DEPTH} lists/mappings deep")
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, Integral | np.integer):
+        return int(value)
+    if isinstance(value, Real | np.floating):
+        return float(value)
+    if isinstance(value, list | tuple):
+        return [json_value(f"{name}[{i}]", v, _depth=_depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise fail(f"{name} key", k, "to be a string")
+            out[k] = json_value(f"{name}.{k}", v, _depth=_depth + 1)
+        return out
+    shown = value if len(repr(value)) <= 80 else f"a {type(value).__name__} value"
+    raise fail(name, shown, "to be a JSON value (null, true/false, a number, a string, or a list or "
+               f"mapping of them), not {type(value).__name__}")

@@ -110,10 +110,19 @@ class RecordRisk:
         m = rec.shape[0]
         grp = V.group_ids("groups", self.groups, n=m)
         arrays = {"records": rec, "groups": grp}
-        for name in ("accuracy", "ipr", "floor"):
+        if np.unique(rec).size != m:
+            raise V.fail("records", "an array with repeated records", "to hold each audited record once")
+        # fractions: an IPR lies in [-1, 1]; a floor-corrected one (IPR - floor, as built by
+        # floor_corrected) in [-2, 2], with accuracy (1 + IPR) / 2 in [-0.5, 1.5]
+        for name, (lo, hi) in (("accuracy", (-0.5, 1.5)), ("ipr", (-2.0, 2.0)), ("floor", (-2.0, 2.0))):
             arr = V.float_array(name, getattr(self, name), 1, finite=False)
             if arr.shape != (m,):
                 raise V.fail(name, f"array of shape {arr.shape}", f"to have shape ({m},)")
+            if m and not (np.all(np.isfinite(arr)) and arr.min() >= lo - 1e-9 and arr.max() <= hi + 1e-9):
+                raise V.fail(name, "an array with NaN, infinite or out-of-range entries",
+                             f"to hold fractions in [{lo:g}, {hi:g}]",
+                             "RecordRisk values are fractions (an IPR lies in [-1, 1], a floor-corrected "
+                             "one in [-2, 2]), not percent (GroupRisk reports percent)")
             arrays[name] = arr
         n_pairs = np.zeros(m, np.int64) if self.n_pairs is None else np.asarray(self.n_pairs).astype(np.int64)
         if n_pairs.shape != (m,):
@@ -128,6 +137,12 @@ class RecordRisk:
     def m(self) -> int:
         """Number of audited records."""
         return int(self.records.shape[0])
+
+    def __repr__(self) -> str:
+        mean = f"{100 * float(np.mean(self.ipr)):.2f}" if self.m else "nan"
+        floor = f"{100 * float(np.mean(self.floor)):.2f}" if self.m else "nan"
+        return (f"RecordRisk(auditor={self.auditor!r}, estimator={self.estimator!r}, m={self.m}, "
+                f"mean IPR={mean} pp, mean floor={floor} pp)")
 
     def to_frame(self) -> pd.DataFrame:
         """Return a tidy DataFrame, one row per audited record (fractions, not percent)."""
@@ -652,6 +667,8 @@ def audit_inputs(losses, membership, records, groups, signal, confidences):
     rec = rec.astype(np.int64)
     if rec.min() < 0 or rec.max() >= n:
         raise V.fail("records", f"ids in [{rec.min()}, {rec.max()}]", f"to lie in [0, {n - 1}]")
+    if np.unique(rec).size != rec.size:
+        raise V.fail("records", "an array with repeated records", "to list each audited record once")
     grp = np.zeros(n, dtype=np.int64) if groups is None else V.group_ids("groups", groups, n=n)
     if rec.size == n and np.array_equal(rec, np.arange(n)):
         return scores, mem, rec, grp  # every record audited (half-split game): no copies

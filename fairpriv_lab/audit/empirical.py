@@ -214,6 +214,12 @@ class EmpiricalEpsilon:
     alpha: float
     per_record_dp: np.ndarray | None = None
 
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{g} {e:.2f}" for g, e in zip(self.per_group["group"], self.per_group["epsilon"]))
+        return (f"EmpiricalEpsilon(m={self.records.size}, delta={self.delta:.2g}, alpha={self.alpha:g}, "
+                f"per group: {groups}; largest per-record bound {np.max(self.per_record, initial=0.0):.2f}, "
+                f"cap per record {self.max_certifiable:.2f})")
+
     @property
     def at_cap(self) -> np.ndarray:
         """Records whose bound sits at the certifiable maximum (attack made no error)."""

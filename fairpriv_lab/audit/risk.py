@@ -582,6 +582,11 @@ class OutcomeFairness:
     equalized_odds_difference: float
     multiclass: bool
 
+    def __repr__(self) -> str:
+        return (f"OutcomeFairness(groups={len(self.by_group)}, accuracy_difference="
+                f"{self.accuracy_difference:.3f}, equalized_odds_difference="
+                f"{self.equalized_odds_difference:.3f})")
+
     def to_frame(self) -> pd.DataFrame:
         """Return the summary differences as a one-row-per-metric DataFrame."""
         return pd.DataFrame(

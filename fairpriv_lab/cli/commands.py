@@ -9,10 +9,12 @@ exit with status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .._core.version import __version__
 
     p.add_argument("--version", action="version", version=f"fairpriv-lab {__version__}")
+    p.add_argument("--debug", action="store_true",
+                   help="show the full traceback of an error (anywhere on the line)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=argparse.ArgumentParser)
 
     a = sub.add_parser("audit", help="train a game's models and audit them")
@@ -195,6 +199,11 @@ def config_from_args(args: argparse.Namespace) -> C.ExperimentConfig:
             raise ConfigError(f"Expected --config={str(args.config)!r} to be a readable JSON file: {err}") from None
     overrides = {key: getattr(args, key) for key, *_ in _options() if hasattr(args, key)}
     if args.data_options:
+        from . import checks
+
+        # name the flag in the message: check --data-option against the chosen loader first
+        chosen = base.replace(**overrides) if overrides else base
+        checks.check_data_options(chosen.data.name, dict(args.data_options))
         overrides["data.options"] = {**dict(base.data.options), **dict(args.data_options)}
     return base.replace(**overrides) if overrides else base
 
@@ -206,7 +215,7 @@ def _progress_bar(disable: bool, desc: str):
     # A bar redrawn with carriage returns turns a log file (CI, nohup) into noise: draw it only
     # on a terminal; the per-run "done in" lines report progress elsewhere.
     bar = tqdm(total=1.0, disable=disable or not sys.stderr.isatty(), desc=desc, unit="model", leave=False, file=sys.stderr,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed} elapsed, ETA {remaining}]")
     state = {"stage": ""}
 
     def callback(stage: str, done: float, total: float) -> None:
@@ -250,10 +259,26 @@ def _set_threads(threads: int | None) -> None:
     set_num_threads(threads)
 
 
+def _check_run_options(args: argparse.Namespace, device: str) -> None:
+    """Everything a run's options can get wrong, checked before the run (issue 17)."""
+    from . import checks
+
+    checks.check_device(device)
+    if getattr(args, "out", None) is not None:
+        checks.probe_folder("--out", args.out)
+    if getattr(args, "html", None) is not None:
+        checks.probe_file("--html", args.html, suffixes=(".html", ".htm"))
+    if getattr(args, "cache_dir", None) is not None and not getattr(args, "no_cache", False):
+        checks.probe_folder("--cache-dir", args.cache_dir)
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from ..experiment.runner import run
+    from . import checks
 
     cfg = config_from_args(args)
+    checks.check_data_options(cfg.data.name, dict(cfg.data.options))
+    _check_run_options(args, cfg.device)
     _set_threads(args.threads)
     report = _report_module() if args.html is not None else None
     callback, close = _progress_bar(args.no_progress, cfg.label)
@@ -277,12 +302,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ..ui.demo import run_demo
 
     C.ExperimentConfig(device=args.device)  # validates --device before any work
+    _check_run_options(args, args.device)
     _set_threads(args.threads)
     report = _report_module() if args.html is not None else None
     callback, close = _progress_bar(args.no_progress, "demo")
     try:
         demo = run_demo(args.out, device=args.device, cache=_cache_arg(args), recompute=args.recompute,
-                        progress=callback, echo=print)
+                        progress=callback, echo=print, html=args.html is None)
     finally:
         close()
     if report is not None:
@@ -334,7 +360,10 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 def _option_names(message: str) -> str:
     """Say ``--epsilon`` where a config message says ``train.epsilon`` (command-line words)."""
     for key, opt, *_ in sorted(_options(), key=lambda o: -len(o[0])):
-        message = re.sub(rf"(?<![\w.-]){re.escape(key)}(?![\w])", opt, message)
+        # a top-level key ("device", "seed") is also an English word: replace it only as a
+        # parameter ("device=..."), never in prose ("a present device")
+        after = r"(?![\w])" if "." in key else r"(?==)"
+        message = re.sub(rf"(?<![\w.-]){re.escape(key)}{after}", opt, message)
     return message
 
 
@@ -348,21 +377,74 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line: it shows tracebacks instead of one-line errors
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad options, 0 on --help
         return int(exc.code or 0)
+    prefix = f"fairpriv-lab {args.command}: error:"
     try:
-        return args.run(args)  # every subcommand's parser sets its ``run``
-    except ConfigError as err:
-        print(f"fairpriv-lab {args.command}: error: {_option_names(str(err))}", file=sys.stderr)
-        return 2
-    except FairPrivError as err:
-        print(f"fairpriv-lab {args.command}: error: {err}", file=sys.stderr)
-        return 1
+        with _one_line_warnings(args.command):
+            return _dispatch(args)
     except KeyboardInterrupt:
-        print("interrupted; finished chunks are cached and a re-run resumes from them", file=sys.stderr)
+        print("interrupted; chunks of models that finished before are cached (unless --no-cache) "
+              "and a re-run resumes from them", file=sys.stderr)
         return 130
+    except Exception as err:
+        if debug:
+            raise
+        if isinstance(err, ConfigError):
+            print(f"{prefix} {_option_names(str(err))}", file=sys.stderr)
+            return 2
+        if isinstance(err, FairPrivError):
+            print(f"{prefix} {err}", file=sys.stderr)
+            return 1
+        if isinstance(err, OSError):
+            from .checks import os_error_line
+
+            print(f"{prefix} {os_error_line(err)}", file=sys.stderr)
+            return 1
+        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(f"{prefix} {type(err).__name__}: {text} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """Show each distinct warning once as ``fairpriv-lab CMD: warning: ...`` (no source line)."""
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+        text = f"fairpriv-lab {command}: warning: {message}"
+        if text not in seen:
+            seen.add(text)
+            print(text, file=sys.stderr)
+
+    old = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = old
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Check what a command will write before it starts, then run it (its parser's ``run``)."""
+    from . import checks
+
+    if args.command in ("sweep", "notebooks"):
+        checks.probe_folder("--out", args.out)
+        if getattr(args, "cache", None):
+            checks.probe_folder("--cache", args.cache)
+    if args.command == "report":
+        from .report import default_output
+
+        checks.probe_file("-o/--output", args.output if args.output is not None else default_output(args.source),
+                          suffixes=(".html", ".htm"))
+    return args.run(args)  # every subcommand's parser sets its ``run``
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,11 @@ def _common_options(parser: argparse.ArgumentParser, out_default: str) -> None:
     parser.add_argument("--out", default=out_default, help=f"output folder (default {out_default})")
     parser.add_argument("--retries", type=int, default=2, help="retries of a crashed task (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tls = parser.add_argument_group("TLS of a remote scheduler (docs/sweeps.md); a local cluster "
+                                    "uses temporary credentials")
+    tls.add_argument("--tls-ca-file", default=None, help="CA certificate of the cluster (PEM)")
+    tls.add_argument("--tls-cert", default=None, help="this client's certificate (PEM)")
+    tls.add_argument("--tls-key", default=None, help="this client's private key (PEM), if not in --tls-cert")
 
 
 _SWEEP_HELP = "run a grid of experiments on a local or remote Dask cluster (docs/sweeps.md)"
@@ -80,11 +85,19 @@ def add_sweep_commands(subparsers: Any) -> None:
     notebooks_parser(subparsers.add_parser("notebooks", help=_NOTEBOOKS_HELP, description=_NOTEBOOKS_HELP))
 
 
+def _security_of(args: argparse.Namespace) -> Any:
+    from ..sweep.executor import tls_security
+
+    sec = tls_security(args.tls_ca_file, args.tls_cert, args.tls_key)
+    return "auto" if sec is None else sec
+
+
 def _sweep_from_args(args: argparse.Namespace) -> int:
     try:
         result = run_sweep(args.grid, scheduler=args.scheduler, n_workers=args.workers, out=args.out,
                            progress="none" if args.no_progress else "auto", cache=args.cache,
-                           retries=args.retries, resume=not args.no_resume)
+                           retries=args.retries, resume=not args.no_resume,
+                           security=_security_of(args))
     except ConfigError as err:
         print(f"fairpriv-lab sweep: error: {err}", file=sys.stderr)
         return 2
@@ -97,7 +110,8 @@ def _notebooks_from_args(args: argparse.Namespace) -> int:
         result = run_notebooks(args.notebook, args.params, scheduler=args.scheduler,
                                n_workers=args.workers, out=args.out,
                                progress="none" if args.no_progress else "auto",
-                               html=not args.no_html, timeout=args.timeout, retries=args.retries)
+                               html=not args.no_html, timeout=args.timeout, retries=args.retries,
+                               security=_security_of(args))
     except ConfigError as err:
         print(f"fairpriv-lab notebooks: error: {err}", file=sys.stderr)
         return 2

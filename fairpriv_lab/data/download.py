@@ -18,7 +18,13 @@ Guarantees:
 - Files whose sha256 could not be pinned when this package was written (``sha256=None``)
   are trusted on first use: the sha256 of the first download is recorded in
   ``<dataset>/SHA256SUMS`` beside the file (with a warning that says so) and checked on
-  every later use.
+  every later use. Before it is trusted, an archive (``.zip``, ``.gz``) is read to its end,
+  so a truncated body is refused.
+- Every download has an overall deadline (``deadline`` seconds, besides the per-operation
+  ``timeout``: a server trickling one byte a second is cut off) and a size cap per file
+  (:attr:`RemoteFile.max_bytes`); reads are streamed in blocks of at most 1 MiB.
+- Temporary ``.*.part`` files older than twice the deadline (left by a killed process)
+  are removed on the next fetch into their folder.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +47,8 @@ __all__ = [
     "dataset_dir",
     "fetch_file",
     "sha256_of",
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_BYTES",
 ]
 
 #: Environment variable that overrides the default cache folder.
@@ -47,6 +56,10 @@ ENV_VAR = "FAIRPRIV_LAB_DATA"
 _DEFAULT_HOME = Path("~") / ".cache" / "fairpriv-lab"
 _SUMS = "SHA256SUMS"
 _CHUNK = 1 << 20
+#: Overall seconds a single download may take (``fetch_file(deadline=)``).
+DEFAULT_DEADLINE = 3600.0
+#: Size cap of a file whose RemoteFile gives none (bytes).
+DEFAULT_MAX_BYTES = 256 << 20
 _USER_AGENT = "fairpriv-lab (https://pypi.org/project/fairpriv-lab)"
 
 
@@ -66,6 +79,9 @@ class RemoteFile:
         Expected hex digest; None when it could not be pinned (trust on first use).
     note : str
         Where the checksum comes from, or why there is none.
+    max_bytes : int or None
+        A download larger than this is refused (:data:`DEFAULT_MAX_BYTES` when None); set a
+        few times the real size, it bounds what an unpinned URL can push onto the disk.
 
     Examples
     --------
@@ -77,8 +93,11 @@ class RemoteFile:
     urls: tuple[str, ...]
     sha256: str | None
     note: str = ""
+    max_bytes: int | None = None
 
     def __post_init__(self) -> None:
+        if self.max_bytes is not None:
+            V.integer("max_bytes", self.max_bytes, 1)
         name = self.filename
         if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
             raise V.fail("filename", name, "to be a plain file name (no folders, not hidden)")
@@ -135,6 +154,7 @@ def fetch_file(
     dataset: str,
     data_home: str | os.PathLike[str] | None = None,
     timeout: float = 60.0,
+    deadline: float = DEFAULT_DEADLINE,
 ) -> Path:
     """Return the path of a verified local copy of ``remote``, downloading it if needed.
 
@@ -147,6 +167,8 @@ def fetch_file(
         Overrides ``$FAIRPRIV_LAB_DATA`` and the default ``~/.cache/fairpriv-lab``.
     timeout : float
         Seconds to wait for the server on each network operation.
+    deadline : float
+        Seconds one download may take in all (per URL tried).
 
     Raises
     ------
@@ -158,7 +180,11 @@ def fetch_file(
     if not isinstance(remote, RemoteFile):
         raise V.fail("remote", type(remote).__name__, "to be a RemoteFile")
     timeout = V.positive("timeout", timeout)
+    deadline = V.positive("deadline", deadline)
     folder = dataset_dir(dataset, data_home)
+    from .._core.io import remove_stale_temporaries
+
+    remove_stale_temporaries(folder, ".*.part", max_age=max(2 * deadline, 3600.0))
     target = folder / remote.filename
     expected = remote.sha256 or _recorded_sha256(folder, remote.filename)
     if target.is_file():
@@ -180,7 +206,8 @@ def fetch_file(
     errors: list[str] = []
     for url in remote.urls:
         try:
-            actual = _download(url, target, expected, timeout)
+            actual = _download(url, target, expected, timeout, deadline=deadline,
+                               max_bytes=remote.max_bytes or DEFAULT_MAX_BYTES)
         except _ChecksumMismatch as exc:
             raise DownloadError(
                 f"Downloaded {url} but its sha256 is {exc.actual}, expected {exc.expected}; "
@@ -221,7 +248,8 @@ def _open_url(url: str, timeout: float):
     return urllib.request.urlopen(request, timeout=timeout)
 
 
-def _download(url: str, target: Path, expected: str | None, timeout: float) -> str:
+def _download(url: str, target: Path, expected: str | None, timeout: float, *,
+              deadline: float = DEFAULT_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     """Stream url into a temporary file beside target, verify, rename; return the sha256."""
     import http.client
     import urllib.error
@@ -233,19 +261,31 @@ def _download(url: str, target: Path, expected: str | None, timeout: float) -> s
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
+    end = time.monotonic() + deadline
     try:
         h = hashlib.sha256()
         received = 0
         try:
-            with os.fdopen(fd, "wb") as out, _open_url(url, timeout) as response:
+            with os.fdopen(fd, "wb") as out, _open_url(url, min(timeout, deadline)) as response:
                 announced = response.headers.get("Content-Length")
+                if announced is not None and announced.isdigit() and int(announced) > max_bytes:
+                    raise _FetchFailed(f"the server announces {int(announced):,} bytes, more than the "
+                                       f"{max_bytes:,} allowed for this file")
+                # read1: at most one read from the socket, so a trickle cannot hold one call
+                read = getattr(response, "read1", response.read)
                 while True:
-                    block = response.read(_CHUNK)
+                    if time.monotonic() > end:
+                        raise _FetchFailed(f"the download took longer than its deadline of {deadline:g} s "
+                                           f"({received:,} bytes received)")
+                    block = read(_CHUNK)
                     if not block:
                         break
+                    received += len(block)
+                    if received > max_bytes:
+                        raise _FetchFailed(f"the body is larger than the {max_bytes:,} bytes allowed "
+                                           "for this file")
                     out.write(block)
                     h.update(block)
-                    received += len(block)
         except urllib.error.HTTPError as exc:
             raise _FetchFailed(f"HTTP {exc.code} {exc.reason}") from None
         except urllib.error.URLError as exc:
@@ -262,6 +302,8 @@ def _download(url: str, target: Path, expected: str | None, timeout: float) -> s
         actual = h.hexdigest()
         if expected is not None and actual != expected:
             raise _ChecksumMismatch(actual, expected)
+        if expected is None:
+            _check_complete(tmp, target.name)  # trusted on first use: refuse a truncated archive
         os.replace(tmp, target)
         return actual
     except BaseException:
@@ -269,6 +311,28 @@ def _download(url: str, target: Path, expected: str | None, timeout: float) -> s
         if created:
             _remove_if_empty(folder)
         raise
+
+
+def _check_complete(path: Path, name: str) -> None:
+    """Read a .zip (every member's CRC) or .gz file to its end; raise _FetchFailed if cut short."""
+    import gzip
+    import zipfile
+    import zlib
+
+    lower = name.lower()
+    try:
+        if lower.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+            if bad is not None:
+                raise _FetchFailed(f"member {bad} of the zip archive is corrupted")
+        elif lower.endswith((".gz", ".tgz")):
+            with gzip.open(path, "rb") as fh:
+                while fh.read(_CHUNK):
+                    pass
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+        raise _FetchFailed(f"the body is not a complete {Path(lower).suffix} file "
+                           f"(truncated or corrupted: {exc})") from None
 
 
 def _remove_if_empty(folder: Path) -> None:

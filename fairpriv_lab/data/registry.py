@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,8 @@ from .dataset import GroupedDataset
 from .remote import load_adult_full, load_bank, load_credit, load_law, load_mnist, load_utkface
 from .tabular import ADULT_GROUPS, load_adult
 
-__all__ = ["DatasetInfo", "load_dataset", "list_datasets", "register_dataset"]
+__all__ = ["DatasetInfo", "check_loader_options", "load_dataset", "list_datasets", "loader_options",
+           "register_dataset"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class DatasetInfo:
     modality: str = "tabular"  # "tabular" or "image"
     #: The loader takes ``seed`` (generation or subsampling); load_dataset passes its own.
     takes_seed: bool = False
+    #: The function whose keyword parameters are the loader's options, when ``loader`` is a
+    #: thin wrapper taking ``**kwargs`` (see :func:`loader_options`).
+    options_of: Callable[..., Any] | None = None
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}
@@ -66,6 +71,59 @@ def list_datasets() -> list[DatasetInfo]:
     ['adult', 'digits', 'synthetic']
     """
     return sorted(_REGISTRY.values(), key=lambda d: (not d.offline, list(_REGISTRY).index(d.name)))
+
+
+#: Set by load_dataset itself, never a loader option.
+_RESERVED = ("group", "n", "seed")
+
+
+def loader_options(name: str) -> dict[str, inspect.Parameter]:
+    """Return the options (keyword parameters) the loader of dataset ``name`` accepts.
+
+    Examples
+    --------
+    >>> sorted(loader_options("synthetic"))[:3]
+    ['group_sizes', 'label_noise', 'n_features']
+    """
+    V.choice("name", name, list(_REGISTRY))
+    info = _REGISTRY[name]
+    sig = inspect.signature(info.options_of or info.loader)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {k: p for k, p in sig.parameters.items() if p.kind in kinds and k not in _RESERVED}
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """Whether a JSON value can be what an annotation (a string under PEP 563) describes."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    if annotation is inspect.Parameter.empty or "Any" in text:
+        return True
+    if value is None:
+        return "None" in text or "Optional" in text
+    if isinstance(value, bool):
+        return "bool" in text
+    if isinstance(value, int | float):
+        return any(t in text for t in ("float", "int", "Real", "SeedLike"))
+    if isinstance(value, list | tuple):  # the frozen config stores lists as tuples
+        return any(t in text for t in ("Sequence", "list", "tuple", "ArrayLike", "ndarray"))
+    if isinstance(value, Mapping):
+        return any(t in text for t in ("Mapping", "dict"))
+    return any(t in text for t in ("str", "Path", "Literal", "PathLike"))
+
+
+def check_loader_options(name: str, options: Mapping[str, Any], *, label: str = "data.options") -> None:
+    """Raise a ConfigError unless every option is a parameter of the loader, of a fitting type.
+
+    Checked before any work (a wrong option otherwise fails as a TypeError deep in a run).
+    """
+    allowed = loader_options(name)
+    for key, value in options.items():
+        if key not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise V.fail(f"{label} {key}", value, f"to name an option of the {name!r} loader ({known})")
+        ann = allowed[key].annotation
+        if not _fits(value, ann):
+            shown = ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))
+            raise V.fail(f"{label} {key}", value, f"to be {shown} (a JSON value, e.g. [0.9, 0.1] for a list)")
 
 
 def load_dataset(
@@ -97,6 +155,7 @@ def load_dataset(
     info = _REGISTRY[name]
     group = info.groups[0] if group is None else group
     V.choice("group", group, info.groups)
+    check_loader_options(name, kwargs, label="kwargs")
     if info.takes_seed:
         kwargs.setdefault("seed", seed)
     ds = info.loader(group=group, **kwargs)
@@ -118,7 +177,7 @@ register_dataset(DatasetInfo(
 register_dataset(DatasetInfo(
     "synthetic", ("group",), True,
     "generated binary task with controllable group sizes, separability and outliers",
-    lambda group, **kw: make_synthetic(**kw), takes_seed=True,
+    lambda group, **kw: make_synthetic(**kw), takes_seed=True, options_of=make_synthetic,
 ))
 # The downloadable datasets (listed after the offline ones).
 for _info in (

@@ -24,6 +24,8 @@ import io
 import os
 import struct
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +36,7 @@ from .._core import validate as V
 from .._core.exceptions import DatasetError, DataWarning
 from .._core.rng import SeedLike, as_generator
 from .dataset import GroupedDataset
-from .download import RemoteFile, dataset_dir, fetch_file, sha256_of
+from .download import DEFAULT_DEADLINE, RemoteFile, dataset_dir, fetch_file, sha256_of
 from .tabular import ADULT_GROUPS, adult_frame_from_raw, from_pandas, load_adult
 
 __all__ = [
@@ -58,7 +60,12 @@ _MNIST_MIRRORS = (
 
 
 def _mnist_file(name: str, sha: str) -> RemoteFile:
-    return RemoteFile(name, tuple(f"{base}/{name}" for base in _MNIST_MIRRORS), sha, "sha256 widely published")
+    return RemoteFile(name, tuple(f"{base}/{name}" for base in _MNIST_MIRRORS), sha, "sha256 widely published",
+                      max_bytes=_MiB(64))
+
+
+def _MiB(n: int) -> int:  # noqa: N802 - a unit
+    return n << 20
 
 
 #: dataset name -> the files it needs (official URL first, then mirrors) and their sha256.
@@ -75,6 +82,7 @@ REMOTE_FILES: dict[str, tuple[RemoteFile, ...]] = {
             ("https://storage.googleapis.com/lawschool_dataset/bar_pass_prediction.csv",),
             "c9a1d27b932bd697641c1c848d7e965232910285307e2edeb01c71edaeef11a2",
             "the copy used by TensorFlow's Fairness Indicators case study; sha256 from a third-party loader",
+            max_bytes=_MiB(64),
         ),
     ),
     "utkface": (
@@ -84,25 +92,30 @@ REMOTE_FILES: dict[str, tuple[RemoteFile, ...]] = {
             None,
             "official copy is on Google Drive (https://susanqq.github.io/UTKFace/), which urllib "
             "cannot fetch; this is a public mirror of the 'Aligned&Cropped Faces' tarball",
+            max_bytes=_MiB(512),
         ),
     ),
-    "bank": (RemoteFile("bank.zip", (f"{_UCI}/00222/bank.zip",), None, "no published sha256"),),
+    "bank": (RemoteFile("bank.zip", (f"{_UCI}/00222/bank.zip",), None, "no published sha256",
+                        max_bytes=_MiB(16)),),
     "credit": (
         RemoteFile(
             "default_of_credit_card_clients.xls",
             (f"{_UCI}/00350/default%20of%20credit%20card%20clients.xls",),
             "30c6be3abd8dcfd3e6096c828bad8c2f011238620f5369220bd60cfc82700933",
             "sha256 of the .xls inside UCI's zip, from a third-party loader",
+            max_bytes=_MiB(64),
         ),
     ),
     "adult-full": (
         RemoteFile(
             "adult.data", (f"{_UCI}/adult/adult.data",),
             "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d", "verified copy",
+            max_bytes=_MiB(64),
         ),
         RemoteFile(
             "adult.test", (f"{_UCI}/adult/adult.test",),
             "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05", "verified copy",
+            max_bytes=_MiB(64),
         ),
     ),
 }
@@ -305,8 +318,13 @@ def load_bank(
 
     path = _fetch("bank", "bank.zip", data_home, timeout)
     try:
-        with zipfile.ZipFile(path) as zf, zf.open("bank-full.csv") as fh:
-            df = pd.read_csv(fh, sep=";")
+        with zipfile.ZipFile(path) as zf:
+            size = zf.getinfo("bank-full.csv").file_size
+            if size > _MAX_MEMBER_BYTES:
+                raise DatasetError(f"{path}: bank-full.csv unpacks to {size:,} bytes, more than the "
+                                   f"{_MAX_MEMBER_BYTES:,} allowed (the real file has about 4.6 MB)")
+            with zf.open("bank-full.csv") as fh:  # streamed into pandas
+                df = pd.read_csv(fh, sep=";")
     except (zipfile.BadZipFile, KeyError) as exc:
         raise DatasetError(f"{path} is not UCI's bank.zip with bank-full.csv inside ({exc})") from None
     return from_pandas(
@@ -412,9 +430,19 @@ def _image_decoder(size: int) -> Callable[[bytes], np.ndarray]:
         ) from None
 
     def decode(data: bytes) -> np.ndarray:
-        with Image.open(io.BytesIO(data)) as im:
-            small = im.convert("RGB").resize((size, size), Image.Resampling.BOX)
-            return np.asarray(small, dtype=np.uint8).transpose(2, 0, 1)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as im:
+                    if im.width * im.height > _MAX_IMAGE_PIXELS:
+                        raise DatasetError(f"the image declares {im.width}x{im.height} pixels, more than "
+                                           f"{_MAX_IMAGE_PIXELS:,} (a UTKFace image is 200x200)")
+                    small = im.convert("RGB").resize((size, size), Image.Resampling.BOX)
+                    return np.asarray(small, dtype=np.uint8).transpose(2, 0, 1)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise DatasetError(f"decompression bomb refused by Pillow: {exc}") from None
+        except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
+            raise DatasetError(f"not a readable image: {exc}") from None
 
     return decode
 
@@ -447,14 +475,7 @@ def load_utkface(
     tar_path = _fetch("utkface", "UTKFace.tar.gz", data_home, timeout)
     tar_sha = sha256_of(tar_path)
     cache = tar_path.parent / f"utkface-{size}px.npz"
-    images = gender = race = None
-    if cache.is_file():
-        try:
-            with np.load(cache) as z:
-                if str(z["source_sha256"]) == tar_sha:
-                    images, gender, race = z["images"], z["gender"], z["race"]
-        except (OSError, KeyError, ValueError):
-            images = None
+    images, gender, race = _load_derived(cache, tar_sha)
     if images is None:
         images, gender, race, skipped = _read_utkface_tar(tar_path, decode)
         if skipped:
@@ -462,9 +483,7 @@ def load_utkface(
                 f"Skipped {skipped} UTKFace files whose names lack age, gender or race.",
                 DataWarning, stacklevel=2,
             )
-        tmp = cache.with_suffix(".part.npz")
-        np.savez_compressed(tmp, images=images, gender=gender, race=race, source_sha256=tar_sha)
-        os.replace(tmp, cache)
+        _save_derived(cache, images=images, gender=gender, race=race, source_sha256=tar_sha)
     n = images.shape[0]
     X = images.reshape(n, -1).astype(np.float32) / 255.0
     return GroupedDataset(
@@ -477,6 +496,55 @@ def load_utkface(
             "Conditional Adversarial Autoencoder. CVPR.",
         ),
     )
+
+
+#: Largest archive member read into memory (a UTKFace JPEG is ~10 kB, bank-full.csv 4.6 MB).
+_MAX_MEMBER_BYTES = 64 << 20
+#: Largest image decoded (pixels); Pillow's own bomb limit is ~89 M.
+_MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def _save_derived(path: Path, **arrays: np.ndarray) -> None:
+    """Write a derived cache (npz) atomically with its sha256 in ``<name>.sha256`` beside it."""
+    tmp = path.with_name(f".{path.stem}.part.npz")
+    try:
+        np.savez_compressed(tmp, **arrays)
+        digest = sha256_of(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    side = path.with_name(path.name + ".sha256")
+    side_tmp = path.with_name(f".{side.name}.part")
+    side_tmp.write_text(f"{digest}  {path.name}\n")
+    os.replace(side_tmp, side)
+
+
+def _load_derived(path: Path, source_sha: str) -> tuple[Any, Any, Any]:
+    """Return (images, gender, race) of a verified derived cache, or Nones to rebuild it.
+
+    The npz must match the sha256 recorded beside it and name the tarball it came from; one
+    that does not (bit flips, truncation, a missing record) is reported and rebuilt.
+    """
+    side = path.with_name(path.name + ".sha256")
+    if not path.is_file():
+        return None, None, None
+    problem = None
+    try:
+        recorded = side.read_text().split()[0] if side.is_file() else None
+        if recorded is None:
+            problem = "no checksum recorded beside it"
+        elif sha256_of(path) != recorded:
+            problem = "sha256 mismatch"
+        else:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["source_sha256"]) != source_sha:
+                    return None, None, None  # made from another tarball: rebuild quietly
+                return z["images"], z["gender"], z["race"]
+    except (OSError, KeyError, ValueError, IndexError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        problem = f"unreadable: {exc}"
+    warnings.warn(f"Derived cache {path} failed verification ({problem}); rebuilding it from the tarball.",
+                  DataWarning, stacklevel=3)
+    return None, None, None
 
 
 def _read_utkface_tar(path: Path, decode: Callable[[bytes], np.ndarray]):
@@ -492,10 +560,16 @@ def _read_utkface_tar(path: Path, decode: Callable[[bytes], np.ndarray]):
                 if label is None:
                     skipped += 1
                     continue
+                if member.size > _MAX_MEMBER_BYTES:
+                    raise DatasetError(f"{path}: member {member.name} is {member.size:,} bytes, more than "
+                                       f"the {_MAX_MEMBER_BYTES:,} read into memory (a UTKFace image is ~10 kB)")
                 fh = tf.extractfile(member)
                 if fh is None:
                     continue
-                images.append(decode(fh.read()))
+                try:
+                    images.append(decode(fh.read(_MAX_MEMBER_BYTES)))
+                except DatasetError as exc:
+                    raise DatasetError(f"{path}: member {member.name}: {exc}") from None
                 gender.append(label[1])
                 race.append(label[2])
     except (tarfile.TarError, EOFError, OSError) as exc:
@@ -522,7 +596,8 @@ def load_adult_full(
 
 
 def download_dataset(
-    name: str, *, data_home: str | os.PathLike[str] | None = None, timeout: float = 60.0
+    name: str, *, data_home: str | os.PathLike[str] | None = None, timeout: float = 60.0,
+    deadline: float = DEFAULT_DEADLINE,
 ) -> list[Path]:
     """Fetch (or verify in the cache) every file of a downloadable dataset.
 
@@ -538,4 +613,5 @@ def download_dataset(
         The verified local files, in the order of the dataset's file table.
     """
     V.choice("name", name, list(REMOTE_FILES))
-    return [fetch_file(f, dataset=name, data_home=data_home, timeout=timeout) for f in REMOTE_FILES[name]]
+    return [fetch_file(f, dataset=name, data_home=data_home, timeout=timeout, deadline=deadline)
+            for f in REMOTE_FILES[name]]

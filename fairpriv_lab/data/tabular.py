@@ -219,6 +219,9 @@ def from_pandas(
 
     if not isinstance(df, pd.DataFrame):
         raise V.fail("df", type(df).__name__, "to be a pandas DataFrame")
+    dup = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+    if dup:
+        raise V.fail("df", f"a frame with duplicate columns {', '.join(dup)}", "to have unique column names")
     if target not in df.columns:
         raise V.fail("target", target, "to be a column of df: " + ", ".join(map(str, df.columns)))
     if isinstance(group, pd.Series):
@@ -244,6 +247,16 @@ def from_pandas(
         bad = [c for c in cols if c not in df.columns]
         if bad:
             raise V.fail(param, bad, "to be columns of df: " + ", ".join(map(str, df.columns)))
+        if target in cols:
+            raise V.fail(param, cols, f"not to include the target column {target!r}",
+                         "A feature equal to the label makes every model perfect and the audit meaningless")
+    both = sorted(set(map(str, categorical)) & set(map(str, numeric)))
+    if both:
+        raise V.fail("numeric", numeric, f"not to repeat columns of categorical ({both})")
+    for c in numeric:
+        if not (pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])):
+            raise V.fail("numeric", c, f"to name numeric columns (column {c!r} has dtype {df[c].dtype})",
+                         "Put it in categorical= instead")
     used = [target, *categorical, *numeric]
     nan_cols = [c for c in used if df[c].isna().any()]
     if gser.isna().any():
@@ -254,7 +267,18 @@ def from_pandas(
             "Drop or impute those rows first (e.g. df.dropna(subset=...))",
         )
     # Labels.
+    values = pd.unique(df[target])
+    if len(values) < 2:
+        raise V.fail("target", target, f"to hold at least two classes (column {target!r} holds only "
+                     f"{[v.item() if hasattr(v, 'item') else v for v in values]})",
+                     "A membership audit needs a classification task")
     if positive_label is not None:
+        if not (df[target] == positive_label).any():
+            shown = sorted(map(str, values))[:10]
+            hint = next((f"Did you mean {v!r}?" for v in values
+                         if str(v).strip().lower() == str(positive_label).strip().lower()), "")
+            raise V.fail("positive_label", positive_label,
+                         f"to be one of the values of column {target!r}: {', '.join(shown)}", hint)
         y = (df[target] == positive_label).to_numpy().astype(np.int64)
         class_names: tuple[str, ...] = (f"not {positive_label}", str(positive_label))
     else:
@@ -275,9 +299,19 @@ def from_pandas(
     blocks, names = [], []
     if numeric:
         num = df[numeric].to_numpy(dtype=np.float64)
+        if not np.isfinite(num).all():
+            bad = [c for c, ok in zip(numeric, np.isfinite(num).all(axis=0)) if not ok]
+            raise V.fail("df", f"a frame with infinite values in {bad}", "to have finite numeric columns")
         if standardize:
+            # scale-invariant: divide by each column's largest |value| first, so that the
+            # squares of values near 1e308 cannot overflow
+            scale = np.abs(num).max(axis=0) if num.size else np.ones(num.shape[1])
+            num = num / np.where(scale > 0, scale, 1.0)
             sd = num.std(axis=0)
             num = (num - num.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        elif num.size and np.abs(num).max() > np.finfo(np.float32).max:
+            raise V.fail("df", "a frame with numeric values beyond float32", "to have |values| < 3.4e38",
+                         "Features are float32; rescale those columns or pass standardize=True")
         blocks.append(num)
         names += numeric
     if categorical:

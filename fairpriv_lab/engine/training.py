@@ -50,6 +50,9 @@ _GRC_MODELS = 16  # telemetry's GRC is the mean over the first 16 models
 # step): the per-chunk pipeline's small operations cost more than the memory traffic saved.
 _CPU_BUDGET = 1 << 30
 
+#: Mean training loss (nats) above which a model counts as diverged even when finite.
+_DIVERGED_LOSS = 1e4
+
 
 @dataclass
 class EnsembleResult:
@@ -555,14 +558,21 @@ def train_ensemble(
         if record:
             _telemetry(tele_rows, step, epoch, dataset.group_names, bounds, grc, frac, policy.private)
         if step + 1 == epoch_end[epoch]:
-            bad = ~torch.isfinite(epoch_loss)
+            # a mean loss of 1e4 nats (probability e^-10000 for the true class) is no model:
+            # lr=1e30 keeps the numbers finite, but the training has diverged
+            n_steps = max(epoch_end[epoch] - (epoch_end[epoch - 1] if epoch else 0), 1)
+            bad = ~torch.isfinite(epoch_loss) | (epoch_loss / n_steps > _DIVERGED_LOSS)
             for p in params:
                 bad |= ~torch.isfinite(p.flatten(1)).all(1)
             if bool(bad.any()):
                 m = int(bad.nonzero()[0, 0])
                 partial = result(snapshot, epoch)
+                finite = bool(torch.isfinite(epoch_loss[m])) and all(
+                    bool(torch.isfinite(p[m]).all()) for p in params)
+                why = f"exploding loss, mean {float(epoch_loss[m]) / n_steps:.3g} nats" if finite else \
+                    "NaN or infinite loss"
                 raise TrainingDivergedError(
-                    f"Model {m} diverged (NaN or infinite loss) in epoch {epoch}; lower lr "
+                    f"Model {m} diverged ({why}) in epoch {epoch}; lower lr "
                     f"(now {lr:g}) or clip. The models after {epoch} finished epochs are in "
                     "the error's .partial.", model=m, epoch=epoch, partial=partial)
             for snap, p in zip(snapshot, params):

@@ -14,6 +14,7 @@ on save.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -31,8 +32,8 @@ from typing import Any, Literal
 import numpy as np
 
 from .._core import validate as V
-from .._core.exceptions import CacheCorruptedError
-from .._core.io import atomic_write
+from .._core.exceptions import CacheCorruptedError, CacheWriteError
+from .._core.io import STALE_SECONDS, atomic_write, remove_stale_temporaries
 from .config import canonical, digest
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "CacheItem",
     "CacheWarning",
     "CalibrationMemo",
+    "CacheWriteError",
     "default_cache_dir",
 ]
 
@@ -72,6 +74,9 @@ class CacheItem:
 
     arrays: dict[str, np.ndarray]
     meta: dict[str, Any]
+    #: the checksum of the item's JSON record (which holds the npz's sha256): names this
+    #: exact content, so an entry or an audit can record which chunks it was made from
+    digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,30 @@ def _sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write a cache file with :func:`atomic_write`, naming the folder when the disk is full.
+
+    A folder where the file belongs is removed first; a full disk (or quota) raises
+    :class:`CacheWriteError` with the bytes needed and free (the temporary file is removed).
+    """
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    try:
+        atomic_write(path, data)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:  # pragma: no cover
+            free = -1
+        raise CacheWriteError(
+            f"The disk holding {path.parent} is full: writing {path.name} needs "
+            f"{len(data):,} bytes and {max(free, 0):,} are free. Free some space (e.g. "
+            "`fairpriv-lab cache clear`) or set FAIRPRIV_LAB_CACHE to another disk.",
+            path=path, needed=len(data), free=free) from err
 
 
 class Cache:
@@ -156,7 +185,12 @@ class Cache:
         JSON (holding the npz's sha256) last, each through a temporary file and os.replace.
         """
         npz_path, json_path = self._paths(key, item)
-        npz_path.parent.mkdir(parents=True, exist_ok=True)
+        folder = npz_path.parent
+        if folder.exists() and not folder.is_dir():
+            warnings.warn(f"Cache entry {folder} is a file, not a folder; it was removed and the "
+                          "entry is written again.", CacheWarning, stacklevel=2)
+            folder.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
         record: dict[str, Any] = {"format": CACHE_FORMAT, "key": key, "item": item,
                                   "written": time.time(), "meta": canonical(dict(meta))}
         if arrays is not None:
@@ -170,7 +204,7 @@ class Cache:
             buf = io.BytesIO()
             np.savez(buf, **clean)
             data = buf.getvalue()
-            atomic_write(npz_path, data)
+            _atomic_write(npz_path, data)
             record["npz"] = {"file": npz_path.name, "sha256": _sha256_bytes(data),
                              "bytes": len(data), "arrays": sorted(clean)}
         else:
@@ -178,7 +212,7 @@ class Cache:
             record["npz"] = None
         record["checksum"] = digest({k: v for k, v in record.items()})
         text = json.dumps(record, sort_keys=True, indent=1, allow_nan=False)
-        atomic_write(json_path, text.encode())
+        _atomic_write(json_path, text.encode())
         return json_path
 
     def load(self, key: str, item: str) -> CacheItem | None:
@@ -191,20 +225,53 @@ class Cache:
         ``on_corrupt='raise'``), deleted, and None is returned so the caller recomputes.
         """
         npz_path, json_path = self._paths(key, item)
-        if not json_path.exists():
+        if not json_path.exists() and not json_path.is_symlink():
             return None
         try:
             return self._verified(key, item, npz_path, json_path)
         except _Corrupt as err:
-            self._discard(npz_path, json_path)
-            msg = (f"Cached file {err.path} failed verification ({err.reason}); it was "
-                   "removed and will be recomputed.")
-            if self.on_corrupt == "raise":
-                raise CacheCorruptedError(msg) from None
-            warnings.warn(msg, CacheWarning, stacklevel=2)
+            self._report(npz_path, json_path, err.path, err.reason, stacklevel=3)
+            return None
+
+    def reject(self, key: str, item: str, reason: str) -> None:
+        """Report and remove an item that verified but cannot be used, like a corrupted one.
+
+        For example an array the reader needs is missing; the caller recomputes the item.
+        """
+        npz_path, json_path = self._paths(key, item)
+        self._report(npz_path, json_path, json_path, reason, stacklevel=3)
+
+    def _report(self, npz_path: Path, json_path: Path, path: Path, reason: str, *, stacklevel: int) -> None:
+        self._discard(npz_path, json_path)
+        msg = f"Cached file {path} failed verification ({reason}); it was removed and will be recomputed."
+        if self.on_corrupt == "raise":
+            raise CacheCorruptedError(msg) from None
+        warnings.warn(msg, CacheWarning, stacklevel=stacklevel + 1)
+
+    def remove_stale_temporaries(self, max_age: float = STALE_SECONDS) -> int:
+        """Remove ``.*.tmp`` files older than max_age left in the entries by killed writers."""
+        return remove_stale_temporaries(self.root, "*/.*.tmp", max_age=max_age)
+
+    def item_digest(self, key: str, item: str) -> str | None:
+        """Return the checksum recorded in an item's JSON (not verified; :meth:`load` verifies)."""
+        try:
+            return str(json.loads(self._paths(key, item)[1].read_text())["checksum"])
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
 
     def _verified(self, key: str, item: str, npz_path: Path, json_path: Path) -> CacheItem:
+        try:
+            return self._verified_unchecked(key, item, npz_path, json_path)
+        except _Corrupt:
+            raise
+        except RecursionError:
+            raise _Corrupt(json_path, "nested too deeply") from None
+        except (KeyError, TypeError, ValueError, AttributeError, OSError) as err:
+            raise _Corrupt(json_path, f"malformed content: {type(err).__name__}: {err}") from None
+
+    def _verified_unchecked(self, key: str, item: str, npz_path: Path, json_path: Path) -> CacheItem:
+        if not json_path.is_file():
+            raise _Corrupt(json_path, "not a regular file")
         try:
             record = json.loads(json_path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -225,6 +292,8 @@ class Cache:
         if info is not None:
             if not npz_path.exists():
                 raise _Corrupt(npz_path, "the array file is missing")
+            if not npz_path.is_file():
+                raise _Corrupt(npz_path, "not a regular file")
             size = npz_path.stat().st_size
             if size != info["bytes"]:
                 raise _Corrupt(npz_path, f"truncated or extended: {size} bytes, expected {info['bytes']}")
@@ -240,13 +309,18 @@ class Cache:
                 raise _Corrupt(npz_path, "it holds other arrays than recorded")
             for a in arrays.values():
                 a.setflags(write=False)
-        return CacheItem(arrays=arrays, meta=record["meta"])
+        if not isinstance(record.get("meta"), dict):
+            raise _Corrupt(json_path, "no metadata mapping")
+        return CacheItem(arrays=arrays, meta=record["meta"], digest=claimed)
 
     @staticmethod
     def _discard(*paths: Path) -> None:
         for p in paths:
             try:
-                p.unlink(missing_ok=True)
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink(missing_ok=True)
             except OSError:  # pragma: no cover - read-only cache folder
                 pass
 
@@ -277,7 +351,7 @@ class Cache:
                 rec = json.loads(meta_path.read_text())
                 label = str(rec.get("meta", {}).get("label", ""))
                 created = float(rec.get("written", created))
-            except (OSError, ValueError):
+            except (OSError, ValueError, TypeError, AttributeError, RecursionError):
                 label = "(no entry metadata)"
             files = [p for p in folder.iterdir() if p.is_file()]
             out.append(CacheEntry(

@@ -57,7 +57,6 @@ __all__ = [
     "AUDITORS",
 ]
 
-
 # ---------------------------------------------------------------------------- the schema
 @dataclass(frozen=True)
 class Param:
@@ -100,6 +99,9 @@ class Param:
         high = self.high if high is None else high
         if self.kind == "choice":
             return V.choice(name, value, self.choices or ())
+        if self.kind in ("choices", "ints") and not isinstance(value, str | list | tuple):
+            raise V.fail(name, value, "to name one or more of " + ", ".join(self.choices or ())
+                         if self.kind == "choices" else "to be a list of integers")
         if self.kind == "int":
             v = V.integer(name, value, None if self.low is None else int(self.low),
                           None if high is None else int(high))
@@ -233,8 +235,12 @@ class DataConfig(_Section):
         try:
             opts = tuple((str(k), _freeze(v)) for k, v in opts)
             json.dumps(canonical(dict(opts)), allow_nan=False)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, RecursionError) as err:
             raise V.fail("data.options", self.options, "to be a mapping of names to JSON values") from err
+        from ..data.registry import check_loader_options
+
+        # unknown or mistyped options fail here, not when the loader runs
+        check_loader_options(self.name, canonical(dict(opts)), label="data.options")
         object.__setattr__(self, "options", tuple(sorted(opts)))
 
     @property

@@ -12,10 +12,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._core.glossary import EMPIRICAL_BOUND, empirical_epsilon_line
 from .._core.io import json_float
 from .config import ExperimentConfig
 
-__all__ = ["AuditResult", "compare", "format_comparison"]
+__all__ = ["AuditResult", "SummaryFrame", "compare", "format_comparison"]
+
+
+class SummaryFrame(pd.DataFrame):
+    """A DataFrame that prints whole: every row and column, wrapped to the terminal's width.
+
+    ``print(result.summary())`` would otherwise hide GPR and its CIs behind
+    ``... [6 rows x 18 columns]``. Everything else is a plain DataFrame (derived frames are
+    plain DataFrames again).
+    """
+
+    def __repr__(self) -> str:
+        import shutil
+
+        width = shutil.get_terminal_size((120, 24)).columns
+        with pd.option_context("display.max_rows", None, "display.max_columns", None,
+                               "display.width", width, "display.expand_frame_repr", True,
+                               "display.precision", 3):
+            return super().__repr__()
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,7 +62,9 @@ class AuditResult:
     empirical_record : ndarray of shape (m,)
         Per audited record, its empirical ε lower bound.
     max_certifiable_epsilon : float
-        The largest ε the number of models can certify at all (docs/design.md 4.7).
+        The largest ε̂ these many models could certify for one record (its model pairs alone;
+        docs/design.md 4.7). A group's records pooled can certify more: see the
+        ``max_certifiable`` column of ``empirical_epsilon``.
     outcome : OutcomeFairness
         Outcome fairness of the audited models on the test split (fairlearn metrics; every
         model's predictions pooled, which equals the mean over models of each group's rates).
@@ -162,7 +183,7 @@ class AuditResult:
         return float(self.group_risk[auditor or self.auditors[0]].difference())
 
     # ------------------------------------------------------------------ tables
-    def summary(self) -> pd.DataFrame:
+    def summary(self) -> SummaryFrame:
         """Tidy table: one row per auditor x group, GPR with CI, floor, GPRP with CI, ε.
 
         Columns: ``auditor, group, n, gpr, ci_low, ci_high, floor`` (percentage points),
@@ -170,13 +191,17 @@ class AuditResult:
         permutation floor, the null reference; repeated on its rows),
         ``minority_minus_majority, mmm_ci_low, mmm_ci_high`` (signed GPR difference with CI;
         two groups only, else NaN),
-        ``empirical_epsilon`` (the group's heuristic GDP-shaped lower bound),
-        ``empirical_epsilon_dp`` (its rigorous (ε, δ) lower bound), ``test_accuracy`` (the group's),
-        and the run's ``method, model, epsilon, delta, private, dataset, group_attribute``.
+        ``empirical_epsilon`` (the group's heuristic GDP-shaped lower bound ε̂),
+        ``empirical_epsilon_dp`` (its rigorous (ε, δ) lower bound), ``empirical_epsilon_cap``
+        (the largest ε̂ these many models could certify for the group), ``test_accuracy`` (the
+        group's), and the run's ``method, model, epsilon, delta, private, dataset,
+        group_attribute``. Printing it shows every row and column (:class:`SummaryFrame`).
         """
         emp = dict(zip(self.empirical_epsilon["group"], self.empirical_epsilon["epsilon"]))
         emp_dp = dict(zip(self.empirical_epsilon["group"], self.empirical_epsilon["epsilon_dp"])) \
             if "epsilon_dp" in self.empirical_epsilon else {}
+        cap = dict(zip(self.empirical_epsilon["group"], self.empirical_epsilon["max_certifiable"])) \
+            if "max_certifiable" in self.empirical_epsilon else {}
         rows = []
         for auditor, gr in self.group_risk.items():
             lo, hi = gr.difference_ci()
@@ -194,9 +219,10 @@ class AuditResult:
                     "mmm_ci_high": float(dhi),
                     "empirical_epsilon": float(emp.get(g, math.nan)),
                     "empirical_epsilon_dp": float(emp_dp.get(g, math.nan)),
+                    "empirical_epsilon_cap": float(cap.get(g, math.nan)),
                     "test_accuracy": float(self.group_accuracy.get(g, math.nan)),
                 })
-        df = pd.DataFrame(rows)
+        df = SummaryFrame(rows)
         t = self.config.train
         df["method"] = t.method
         df["model"] = t.model
@@ -247,14 +273,15 @@ class AuditResult:
                 line += (f"; minority - majority {r0.minority_minus_majority:+.2f} "
                          f"[{r0.mmm_ci_low:.2f}, {r0.mmm_ci_high:.2f}]")
             lines.append(line)
-        frame = self.empirical_epsilon
-        rigorous = frame["epsilon_dp"] if "epsilon_dp" in frame else [math.nan] * len(frame)
-        emp = ", ".join(f"{g} {e:.2f} (rigorous {r:.2f})"
-                        for g, e, r in zip(frame["group"], frame["epsilon"], rigorous))
-        lines.append(f"Empirical eps lower bounds, GDP-shaped heuristic and rigorous (eps, delta) "
-                     f"(alpha = {self.config.audit.alpha:g}): {emp}; "
-                     f"at most {self.max_certifiable_epsilon:.2f} is certifiable with "
-                     f"{self.n_models} models")
+        lines.append(f"{EMPIRICAL_BOUND[0].upper()}{EMPIRICAL_BOUND[1:]} per group, records pooled "
+                     f"(Clopper-Pearson, alpha = {self.config.audit.alpha:g})")
+        emp = self.empirical_epsilon
+        nan = [math.nan] * len(emp)
+        caps = emp["max_certifiable"] if "max_certifiable" in emp else nan
+        rigorous = emp["epsilon_dp"] if "epsilon_dp" in emp else nan
+        for g, e, r, c in zip(emp["group"], emp["epsilon"], rigorous, caps):
+            lines.append("    " + empirical_epsilon_line(str(g), float(e), float(c), self.n_models,
+                                                         width=width, rigorous=float(r)))
         if math.isfinite(self.epsilon):
             kind = "add/remove game: compare with eps" if self.game.kind == "loo" else \
                 "substitution game: compare with the substitution eps at delta, > 2 eps"

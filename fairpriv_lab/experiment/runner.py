@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .._core import validate as V
-from .._core.exceptions import ConfigError, TrainingDivergedError
+from .._core.exceptions import CacheWriteError, ConfigError, FairPrivError, TrainingDivergedError
 from .._core.io import float_from_json, json_float
 from .._core.vocabulary import GROUP_METHODS, RECORD_AUDITORS, default_delta
 from .cache import Cache, CalibrationMemo
@@ -159,6 +159,8 @@ def run(
     reuses the trained models. The device is not part of the key.
     """
     cfg = config if isinstance(config, ExperimentConfig) else ExperimentConfig.from_dict(config)
+    if progress is not None and not callable(progress):
+        raise V.fail("progress", progress, "to be None or a callable progress(stage, done, total)")
     # Refuses (ConfigError) in milliseconds, before data, game or training, a run that
     # cannot fit the machine; printed before the first chunk trains.
     from .plan import plan
@@ -178,24 +180,44 @@ def run(
     game = _build_game(cfg, train)
     _check_pairs(cfg)
     _check_batch_size(cfg, game)
+    manifest: dict[str, str] = {}
+    entry_meta = {"label": cfg.label, "config": cfg.to_dict(), "dataset_checksum": checksum}
     if store is not None:
-        store.save(key, "entry", None, {"label": cfg.label, "config": cfg.to_dict(),
-                                        "dataset_checksum": checksum})
+        store.remove_stale_temporaries()  # left by a writer killed mid-write
+        manifest = _entry_manifest(store, key)
+    writer = _Writer(store) if store is not None else None
+    if writer is not None:
+        writer.save(key, "entry", None, {**entry_meta, "chunks": manifest}, "the entry")
 
     t0 = time.perf_counter()
     partial = None if on_chunk is None else functools.partial(_partial, on_chunk, cfg, train, game)
-    trained = _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute, run_plan,
-                            partial)
+    trained = _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute, manifest,
+                            writer, run_plan, partial)
     timings["train"] = time.perf_counter() - t0
+    chunks = trained["chunk_digests"]
+    if store is not None and chunks != manifest and all(chunks.values()):
+        writer.save(key, "entry", None, {**entry_meta, "chunks": chunks}, "the entry")
 
     t0 = time.perf_counter()
     # a chunk trained by this call (e.g. after corruption, maybe on another device) gets a
-    # fresh audit: the cached one describes the losses it was computed from
+    # fresh audit: the cached one describes the losses it was computed from; so does an
+    # audit that records other chunks than the ones loaded (a chunk swapped or forged)
     fresh = store is None or recompute or trained["chunks_trained"] > 0
     cached_audit = None if fresh else store.load(key, audit_item)
-    audit = _audit(cfg, train, test, game, trained, delta, cached_audit, progress)
-    if store is not None and cached_audit is None:
-        store.save(key, audit_item, audit["arrays"], audit["meta"])
+    if cached_audit is not None and cached_audit.meta.get("chunks") != chunks:
+        store.reject(key, audit_item, "it was computed from other chunks of trained models than the "
+                     "ones in the cache now")
+        cached_audit = None
+    try:
+        audit = _audit(cfg, train, test, game, trained, delta, cached_audit, progress)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        if cached_audit is None or isinstance(err, FairPrivError):
+            raise
+        store.reject(key, audit_item, f"missing or malformed field {err}")
+        cached_audit = None
+        audit = _audit(cfg, train, test, game, trained, delta, None, progress)
+    if store is not None and cached_audit is None and all(chunks.values()):
+        writer.save(key, audit_item, audit["arrays"], {**audit["meta"], "chunks": chunks}, "the audit")
     timings["audit"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
 
@@ -229,6 +251,45 @@ def _as_cache(cache: bool | Cache | str | os.PathLike) -> Cache | None:
     if isinstance(cache, str | os.PathLike):
         return Cache(Path(cache))
     raise V.fail("cache", cache, "to be True, False, a Cache or a folder path")
+
+
+def _entry_manifest(store: Cache, key: str) -> dict[str, str]:
+    """Return the chunk digests the entry recorded when its chunks were last complete (or {})."""
+    prior = store.load(key, "entry")
+    chunks = prior.meta.get("chunks") if prior is not None else None
+    if chunks is None:
+        return {}
+    if not isinstance(chunks, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                               for k, v in chunks.items()):
+        store.reject(key, "entry", "its chunk list is malformed")
+        return {}
+    return dict(chunks)
+
+
+class _Writer:
+    """Save items to the cache; on a full disk warn once and write nothing more in this run.
+
+    The warning names the path and the bytes needed; the run goes on with its arrays in
+    memory and returns a complete result, only uncached.
+    """
+
+    def __init__(self, store: Cache) -> None:
+        self.store = store
+        self.failed = False
+
+    def save(self, key: str, item: str, arrays, meta, what: str) -> str | None:
+        from .cache import CacheWarning
+
+        if self.failed:
+            return None
+        try:
+            self.store.save(key, item, arrays, meta)
+        except CacheWriteError as err:
+            self.failed = True
+            warnings.warn(f"{err} The run goes on with {what} and everything after it in memory; "
+                          "nothing more is cached in this run.", CacheWarning, stacklevel=3)
+            return None
+        return self.store.item_digest(key, item)
 
 
 def _check_against_data(cfg: ExperimentConfig, train) -> None:
@@ -361,43 +422,68 @@ def _partial(on_chunk, cfg, train, game, parts) -> None:
     ))
 
 
-def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute, run_plan=None,
-                  partial=None) -> dict[str, Any]:
+def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute,
+                  manifest=None, writer=None, run_plan=None, partial=None) -> dict[str, Any]:
     n_models, chunk = game.membership.shape[0], cfg.chunk_models
     starts = list(range(0, n_models, chunk))
     parts, trained_n, loaded_n = [], 0, 0
+    digests: dict[str, str | None] = {}
     for c, start in enumerate(starts):
         stop = min(start + chunk, n_models)
         rows = game.membership[start:stop]
         name = f"chunk-{c:05d}"
-        item = None
+        item, part = None, None
         if store is not None and not recompute:
             item = store.load(key, name)
+            if item is not None and (manifest or {}).get(name, item.digest) != item.digest:
+                store.reject(key, name, "it is not the chunk its cache entry recorded (swapped or forged)")
+                item = None
             if item is not None and (item.meta.get("rows") != [start, stop]
                                      or item.meta.get("membership_sha256") != _membership_sha(rows)):
                 warnings.warn(f"Cached {name} of {key[:12]} was made for another game; retraining it.",
                               UserWarning, stacklevel=3)
                 item = None
-        if item is None:
+            if item is not None:
+                try:
+                    part = _chunk_from_cache(item)
+                    _check_chunk(part, stop - start)
+                except (KeyError, TypeError, ValueError, AttributeError) as err:
+                    store.reject(key, name, f"missing or malformed field {err}")
+                    item, part = None, None
+        if part is None:
             if trained_n == 0 and run_plan is not None:
                 print(run_plan, flush=True)  # the one-line plan, before the first chunk trains
             part = _train_one_chunk(cfg, train, test, rows, delta, _seed(cfg, _TRAIN_STREAM, c),
                                     progress, start, n_models)
             part["rows"] = [start, stop]
             part["membership_sha256"] = _membership_sha(rows)
+            digests[name] = None
             if store is not None:
                 arrays, meta = _chunk_to_cache(part)
-                store.save(key, name, arrays, meta)
+                writer = writer or _Writer(store)
+                digests[name] = writer.save(key, name, arrays, meta, f"{name} (trained models)")
             trained_n += 1
         else:
-            part = _chunk_from_cache(item)
+            digests[name] = item.digest
             loaded_n += 1
         parts.append(part)
         if progress is not None:
             progress("train", float(stop), float(n_models))
         if partial is not None and item is None and stop < n_models:
             partial(parts)
-    return _merge_chunks(parts, test, trained_n, loaded_n)
+    merged = _merge_chunks(parts, test, trained_n, loaded_n)
+    merged["chunk_digests"] = digests
+    return merged
+
+
+def _check_chunk(part: dict[str, Any], n_models: int) -> None:
+    """Raise ValueError when a verified chunk's arrays do not have the shapes of its rows."""
+    for name in ("losses", "confidences"):
+        if part[name].ndim != 2 or part[name].shape[0] != n_models:
+            raise ValueError(f"{name!r} of shape {part[name].shape}")
+    for name in ("test_accuracy", "sample_rate"):
+        if part[name].shape[:1] != (n_models,):
+            raise ValueError(f"{name!r} of shape {part[name].shape}")
 
 
 #: The on-disk memo of noise calibrations, registered with the engine on first training.
@@ -452,8 +538,9 @@ def _train_one_chunk(cfg, train, test, rows, delta, seed, progress, offset, tota
         # the engine counts models within the chunk: name the model of the game instead
         model = offset + err.model
         chunk = offset // cfg.chunk_models
+        why = "exploding loss" if "exploding loss" in str(err) else "NaN or infinite loss"
         raise TrainingDivergedError(
-            f"Model {model} of the game (chunk {chunk}) diverged (NaN or infinite loss) in epoch "
+            f"Model {model} of the game (chunk {chunk}) diverged ({why}) in epoch "
             f"{err.epoch}; lower train.lr (now {t.lr:g}) or train.clip. Chunks before {chunk} "
             "are cached and a re-run resumes from them; .partial holds this chunk after its "
             "finished epochs.", model=model, epoch=err.epoch, partial=err.partial) from err
@@ -605,9 +692,16 @@ def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str
                 progress("audit", float(i + 1), float(len(a.auditors) + 1))
         emp, emp_record, max_cert = _empirical(signal, game.membership, records, train.g, names, delta, a, seed)
         outcome = _outcome(test, trained["test_predictions"], names)
+    outcome = _count_test_records(outcome, test, len(names))
     replicates = _replicates(a, signal, game, records, train, cached, seed, rrs)
-    grs = {name: GroupRisk(rr, names, n_boot=a.n_boot, ci=a.ci, min_group_size=a.min_group_size,
-                           seed=seed, replicates=replicates.get(name)) for name, rr in rrs.items()}
+    # Every auditor sees the same audited records, so a small-group warning would repeat once
+    # per auditor: collect them and warn once per distinct message.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        grs = {name: GroupRisk(rr, names, n_boot=a.n_boot, ci=a.ci, min_group_size=a.min_group_size,
+                               seed=seed, replicates=replicates.get(name)) for name, rr in rrs.items()}
+    for text, category in dict.fromkeys((str(w.message), w.category) for w in caught):
+        warnings.warn(text, category, stacklevel=3)
     if progress is not None:
         progress("audit", float(len(a.auditors) + 1), float(len(a.auditors) + 1))
     arrays: dict[str, np.ndarray] = {}
@@ -655,6 +749,15 @@ def _empirical(signal, membership, records, groups, names, delta, a: AuditConfig
     df = pd.DataFrame(res.per_group).reset_index(drop=True)
     df["group"] = df["group"].astype(str)
     return df, np.asarray(res.per_record, dtype=np.float64), float(res.max_certifiable)
+
+
+def _count_test_records(outcome, test, n_groups: int):
+    """Say ``n`` = the group's test records (the pooled rates count every model's predictions)."""
+    import dataclasses
+
+    by = outcome.by_group.copy()
+    by["n"] = np.bincount(np.asarray(test.g, dtype=np.int64), minlength=n_groups)[: len(by)]
+    return dataclasses.replace(outcome, by_group=by)
 
 
 def _outcome(test, predictions, names):

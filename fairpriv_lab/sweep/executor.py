@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._core.exceptions import FairPrivError
+from .._core.exceptions import ConfigError, FairPrivError
 
 ProgressFn = Callable[["Progress"], None]
 
@@ -139,13 +139,71 @@ def gpu_count() -> int:
         return 0
 
 
+SecurityOption = Any  # "auto", True, False, None or a distributed.Security
+
+
+def resolve_security(security: SecurityOption, *, local: bool) -> Any:
+    """Return the distributed.Security (or None) a cluster or client uses.
+
+    ``"auto"`` (the default): a local cluster gets fresh temporary TLS credentials
+    (``Security.temporary()``: a self-signed CA, every connection mutually authenticated and
+    encrypted, so another process on the machine cannot submit work), when the optional
+    package ``cryptography`` is installed, and plain TCP on 127.0.0.1 otherwise; a remote
+    scheduler uses Dask's own configuration (``distributed.comm.tls.*``, ``DASK_*``
+    variables). ``True`` requires TLS (temporary credentials for a local cluster; an error
+    without ``cryptography``); ``False``/``None`` plain TCP; a ``Security`` object is used
+    as given (certificates of a remote cluster, docs/sweeps.md).
+    """
+    from distributed import Security
+
+    if isinstance(security, Security):
+        return security
+    if security is False or security is None:
+        return None
+    if security not in ("auto", True):
+        raise ConfigError(f"Expected security={security!r} to be 'auto', True, False or a "
+                            "distributed.Security")
+    if not local:
+        if security is True:
+            raise ConfigError("Expected security=True with a remote scheduler to be a "
+                                "distributed.Security holding that cluster's certificates "
+                                "(or pass --tls-ca-file/--tls-cert/--tls-key)")
+        return None  # Dask's configuration decides
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        if security is True:
+            raise ConfigError("Expected the optional package 'cryptography' for security=True "
+                                "(pip install cryptography, or fairpriv-lab[sweep])") from None
+        return None
+    return Security.temporary()
+
+
+def tls_security(ca_file: str | None, cert: str | None, key: str | None) -> Any:
+    """A distributed.Security from certificate files (the ``--tls-*`` options), or None."""
+    if not (ca_file or cert or key):
+        return None
+    missing = [n for n, v in (("--tls-ca-file", ca_file), ("--tls-cert", cert)) if not v]
+    if missing:
+        raise ConfigError(f"Expected {' and '.join(missing)} with the other --tls-* options")
+    for name, path in (("--tls-ca-file", ca_file), ("--tls-cert", cert), ("--tls-key", key)):
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"Expected {name}={path!r} to be an existing file")
+    from distributed import Security
+
+    return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key,
+                    require_encryption=True)
+
+
 @contextmanager
-def open_client(scheduler: Any, n_workers: int, *, dashboard: bool = False) -> Iterator[Any]:
+def open_client(scheduler: Any, n_workers: int, *, dashboard: bool = False,
+                security: SecurityOption = "auto") -> Iterator[Any]:
     """Yield a distributed Client: a given Client, a scheduler address, or a local cluster.
 
-    The local cluster listens on 127.0.0.1 only, runs one process per worker with one thread
-    each, and, when this machine has GPUs, pins worker i to GPU i (``CUDA_VISIBLE_DEVICES``)
-    and gives it the resource ``GPU=1`` so that one training at a time runs per GPU.
+    The local cluster listens on 127.0.0.1 only, with TLS and temporary credentials by
+    default (:func:`resolve_security`), runs one process per worker with one thread each,
+    and, when this machine has GPUs, pins worker i to GPU i (``CUDA_VISIBLE_DEVICES``) and
+    gives it the resource ``GPU=1`` so that one training at a time runs per GPU.
     """
     from distributed import Client
 
@@ -153,12 +211,14 @@ def open_client(scheduler: Any, n_workers: int, *, dashboard: bool = False) -> I
         yield scheduler
         return
     if scheduler is not None:
-        with Client(scheduler, set_as_default=False) as client:
+        with Client(scheduler, set_as_default=False,
+                    security=resolve_security(security, local=False)) as client:
             yield client
         return
-    cluster = local_cluster(n_workers, dashboard=dashboard)
+    sec = resolve_security(security, local=True)
+    cluster = local_cluster(n_workers, dashboard=dashboard, security=sec)
     try:
-        with Client(cluster, set_as_default=False) as client:
+        with Client(cluster, set_as_default=False, security=sec) as client:
             yield client
     finally:
         # A worker that imported torch can take longer to exit than the nanny waits (4 s);
@@ -172,12 +232,17 @@ def open_client(scheduler: Any, n_workers: int, *, dashboard: bool = False) -> I
             nanny_log.setLevel(level)
 
 
-def local_cluster(n_workers: int, *, dashboard: bool = False) -> Any:
-    """Start a cluster on 127.0.0.1: a LocalCluster, or a SpecCluster with one worker per GPU."""
+def local_cluster(n_workers: int, *, dashboard: bool = False, security: Any = None) -> Any:
+    """Start a cluster on 127.0.0.1: a LocalCluster, or a SpecCluster with one worker per GPU.
+
+    ``security``: a distributed.Security (then every connection uses TLS with it) or None
+    (plain TCP on loopback).
+    """
     from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
 
     dash = "127.0.0.1:0"  # a free port on loopback only, and only when asked for
     n_gpus = gpu_count()
+    tls = {"security": security, "protocol": "tls://"} if security is not None else {}
     # Dask's nanny sets OMP_NUM_THREADS=1 in workers; give each worker its share of the cores
     # instead, so that torch's CPU kernels use the machine without oversubscribing it.
     threads = str(max(1, (os.cpu_count() or 1) // max(n_workers, 1)))
@@ -191,6 +256,7 @@ def local_cluster(n_workers: int, *, dashboard: bool = False) -> Any:
             dashboard_address=dash,
             scheduler_kwargs={"dashboard": dashboard},
             env=env,
+            **tls,
         )
     workers = {}
     for i in range(max(n_workers, 1)):
@@ -202,11 +268,13 @@ def local_cluster(n_workers: int, *, dashboard: bool = False) -> Any:
                 "host": "127.0.0.1",
                 "env": {**env, "CUDA_VISIBLE_DEVICES": str(i) if gpu else ""},
                 "resources": {"GPU": 1} if gpu else {},
+                **({"security": security} if security is not None else {}),
             },
         }
     sched = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": dash,
-                                                 "dashboard": dashboard}}
-    return SpecCluster(scheduler=sched, workers=workers)
+                                                 "dashboard": dashboard, **tls}}
+    return SpecCluster(scheduler=sched, workers=workers,
+                       **({"security": security} if security is not None else {}))
 
 
 def cluster_has_gpus(client: Any) -> bool:

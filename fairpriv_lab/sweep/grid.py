@@ -215,14 +215,84 @@ def _describe(ann: Any) -> str:
 
 def point_key(point: Mapping[str, Any]) -> str:
     """Stable 16-hex-digit key of a point: a hash of its sorted JSON form."""
+    return point_digest(point)[:16]
+
+
+def point_digest(point: Mapping[str, Any]) -> str:
+    """sha256 of the point's settings (sorted JSON); :func:`point_key` is its first 16 digits."""
     text = json.dumps(point, sort_keys=True, default=_json_default, allow_nan=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, tuple | set | frozenset):
         return list(obj)
     return repr(obj)
+
+
+#: Largest grid or parameter file read (bytes), and most nodes its YAML may expand to once
+#: aliases (``*name``) are resolved: a 3 kB "billion laughs" file expands to 10^9 nodes.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000
+
+
+def safe_load_bounded(text: str, where: str = "YAML text") -> Any:
+    """``yaml.safe_load`` that refuses documents expanding past :data:`MAX_YAML_NODES` nodes.
+
+    The document is composed first (aliases stay shared there, so this is linear in the
+    text), its expanded size counted with memoisation (a recursive alias counts as
+    unbounded), and only then constructed.
+    """
+    import yaml
+
+    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = loader_cls(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_nodes(node)
+        if size > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{where} expands to more than {MAX_YAML_NODES} values once its aliases (*name) are "
+                "resolved; write the values out or use fewer nested aliases")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_nodes(root: Any) -> int:
+    import yaml
+
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def count(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:  # a recursive alias: unbounded
+            return MAX_YAML_NODES + 1
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        for child in children:
+            total += count(child)
+            if total > MAX_YAML_NODES:
+                break
+        active.discard(key)
+        sizes[key] = min(total, MAX_YAML_NODES + 1)
+        return sizes[key]
+
+    try:
+        return count(root)
+    except RecursionError:
+        return MAX_YAML_NODES + 1
 
 
 def load_yaml(source: str | Path | Mapping[str, Any], *, allow_list: bool = False) -> tuple[Any, str]:
@@ -238,11 +308,17 @@ def load_yaml(source: str | Path | Mapping[str, Any], *, allow_list: bool = Fals
     if looks_like_path:
         if not Path(source).is_file():
             raise ConfigError(f"Expected file {text!r} to exist")
+        size = Path(source).stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ConfigError(f"Expected file {text!r} to be at most {MAX_YAML_BYTES} bytes (it has {size}); "
+                              "a grid or parameter file is a few kB")
         text, where = Path(source).read_text(), str(source)
     else:
         where = "YAML text"
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"Expected {where} to be at most {MAX_YAML_BYTES} characters (it has {len(text)})")
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_bounded(text, where)
     except yaml.YAMLError as err:
         raise ConfigError(f"Cannot parse {where} as YAML: {err}") from err
     if data is None:

@@ -8,6 +8,7 @@ reported with the failing cell; the other runs still complete.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from .._core import validate as V
 from .._core.exceptions import ConfigError, FairPrivError
 from . import grid as _grid
 from .executor import TaskFailure, TaskOutcome, open_client, run_tasks
@@ -87,16 +89,22 @@ class NotebookSweepResult:
 
 
 def load_parameter_sets(source: str | os.PathLike | Sequence[Mapping] | Mapping) -> list[dict]:
-    """Read parameter sets: a YAML list of mappings, or grid sections (base / grid / points)."""
+    """Read parameter sets: a YAML list of mappings, or grid sections (base / grid / points).
+
+    Every value must be JSON-typed (null, bool, number, string, lists and mappings of them):
+    lists stay lists in every form, and anything else (``!!binary`` bytes, dates, sets) is
+    refused naming the parameter, because papermill writes such values into the notebook's
+    injected cell as unescaped text (docs/security.md).
+    """
     if isinstance(source, Mapping):
-        return Grid.from_yaml(source, config_class=None).points()
+        return _json_sets(Grid.from_yaml(source, config_class=None).points(), "grid")
     if isinstance(source, Sequence) and not isinstance(source, str):
         data: Any = list(source)
         where = "parameter sets"
     else:
         data, where = _grid.load_yaml(source, allow_list=True)
     if isinstance(data, Mapping):
-        return Grid.from_yaml(data, config_class=None).points()
+        return _json_sets(Grid.from_yaml(data, config_class=None).points(), where)
     sets = []
     for i, p in enumerate(data):
         if not isinstance(p, Mapping):
@@ -104,7 +112,18 @@ def load_parameter_sets(source: str | os.PathLike | Sequence[Mapping] | Mapping)
         sets.append(dict(p))
     if not sets:
         raise ConfigError(f"{where} holds no parameter sets")
-    return sets
+    return _json_sets(sets, where)
+
+
+def _json_sets(sets: Sequence[Mapping[str, Any]], where: str) -> list[dict]:
+    """Every set as plain JSON values (tuples back to lists); anything else is a ConfigError."""
+    out = []
+    for i, s in enumerate(sets):
+        try:
+            out.append(V.json_value(f"parameter set {i}", dict(s)))
+        except ConfigError as err:
+            raise ConfigError(f"{err} (in {where})") from None
+    return out
 
 
 def _execute_notebook(job: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,12 +150,26 @@ def _execute_notebook(job: Mapping[str, Any]) -> dict[str, Any]:
     return {"html": html}
 
 
+_BADGE = re.compile(r'<img(?P<attrs>[^>]*?)src="(?P<src>https://(?:colab\.research\.google\.com|mybinder\.org)/[^"]*)"')
+
+
+def offline_badges(page: str) -> str:
+    """Let the Colab/Binder badge images of an exported page show only online.
+
+    Offline, a badge is a broken image; with this, the browser replaces a badge that fails
+    to load by its alt text, so the link stays and reads "Open In Colab" or "Binder".
+    """
+    fallback = "this.replaceWith(document.createTextNode(this.alt || 'link'))"
+    return _BADGE.sub(lambda m: f'<img{m["attrs"]}onerror="{fallback}" src="{m["src"]}"', page)
+
+
 def _export_html(notebook: str) -> str:
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(notebook, as_version=4)
     body, _ = HTMLExporter().from_notebook_node(nb)
+    body = offline_badges(body)
     path = str(Path(notebook).with_suffix(".html"))
     Path(path).write_text(body, encoding="utf-8")
     return path
@@ -153,6 +186,7 @@ def run_notebooks(
     html: bool = True,
     timeout: float = 600.0,
     retries: int = 1,
+    security: Any = "auto",
 ) -> NotebookSweepResult:
     """Execute a notebook once per parameter set with papermill, in parallel on Dask.
 
@@ -164,7 +198,7 @@ def run_notebooks(
         A YAML list of parameter sets, or grid sections (base / grid / points) whose points
         are the sets. Names the notebook's parameters cell does not define are an error
         before anything runs.
-    scheduler, n_workers, progress, retries
+    scheduler, n_workers, progress, retries, security
         As in :func:`run_sweep`.
     out : path
         Folder for the executed notebooks ``NAME-NN.ipynb`` and their ``NAME-NN.html``, plus
@@ -205,7 +239,7 @@ def run_notebooks(
                      "timeout": timeout, "html": html})
     keys = [f"notebook-{nb_path.stem}-{i:02d}-{_grid.point_key(s)}" for i, s in enumerate(sets)]
     outcomes: dict[int, TaskOutcome] = {}
-    reporter, close = progress_reporter(progress, len(sets), 0)
+    reporter, close = progress_reporter(progress, len(sets), 0, label="notebooks", unit="run")
     try:
         def on_result(i: int, outcome: TaskOutcome) -> None:
             outcomes[i] = outcome
@@ -214,7 +248,7 @@ def run_notebooks(
             run_tasks(_execute_notebook, jobs, keys, client=None, retries=retries,
                       on_result=on_result, progress=reporter)
         else:
-            with open_client(scheduler, n_workers) as client:
+            with open_client(scheduler, n_workers, security=security) as client:
                 run_tasks(_execute_notebook, jobs, keys, client=client, retries=retries,
                           on_result=on_result, progress=reporter)
     finally:

@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -277,7 +278,10 @@ def current_env_kernel(env: Mapping[str, str] | None = None) -> Iterator[str]:
         spec_dir = Path(tmp) / "kernels" / KERNEL_NAME
         spec_dir.mkdir(parents=True)
         spec = {
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            # The kernel listens on 127.0.0.1 only; its "running over TCP without encryption"
+            # warning would print once per notebook run and say nothing actionable here.
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                     "--IPKernelApp.log_level=ERROR"],
             "display_name": f"Python (fairpriv-lab, {sys.executable})",
             "language": "python",
             "metadata": {"debugger": False},
@@ -347,7 +351,8 @@ def execute_notebook(
     src = Path(notebook)
     if not src.is_file():
         raise V.fail("notebook", str(notebook), "to be an existing .ipynb file")
-    params = dict(parameters or {})
+    # JSON values only: papermill writes other types into the injected cell unescaped
+    params = V.json_value("parameters", dict(parameters or {}))
     V.choice("renderer", renderer, ("static", "both", "interactive"))
     run_cwd = Path(cwd) if cwd is not None else src.resolve().parent
     with contextlib.ExitStack() as stack:
@@ -397,6 +402,82 @@ def _clean(nb: Any, *, strip: bool) -> Any:
         kept.append(cell)
     nb.cells = kept
     return nb
+
+
+#: Largest committed notebook (outputs included): charts are PNGs, never data dumps.
+MAX_NOTEBOOK_BYTES = 1_000_000
+#: Text that legitimately changes between two runs of the same code: timings, cache keys,
+#: object addresses, temporary paths, dates. Replaced before outputs are compared.
+_VOLATILE = [
+    (re.compile(r"\d+(?:\.\d+)?\s?(?:ms|s|sec|seconds|min)\b"), "<time>"),
+    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<address>"),
+    (re.compile(r"\b[0-9a-f]{8,64}\b"), "<key>"),
+    (re.compile(r"(?:/tmp|/var/folders)/[^\s'\"]+"), "<path>"),
+    (re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?(?:\s?UTC)?"), "<date>"),
+]
+_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+_COMPARED = ("text/plain",)  # compared as text; other mime types only have to be present
+
+
+def _output_text(out: Any) -> tuple[str, str | None]:
+    """(kind, text) of one output: the stream name or the sorted mime types, and its text."""
+    kind = out.get("output_type", "")
+    if kind == "stream":
+        return f"stream:{out.get('name')}", "".join(out.get("text", ""))
+    if kind == "error":
+        return "error", f"{out.get('ename')}: {out.get('evalue')}"
+    data = out.get("data", {})
+    mimes = ",".join(sorted(k for k in data if not k.startswith("application/vnd.jupyter.widget")))
+    text = next(("".join(data[m]) for m in _COMPARED if m in data and len(data) == 1), None)
+    return f"{kind}:{mimes}", text
+
+
+def _same_text(stored: str, fresh: str, rtol: float, atol: float) -> bool:
+    for pattern, token in _VOLATILE:
+        stored, fresh = pattern.sub(token, stored), pattern.sub(token, fresh)
+    if _NUMBER.sub("#", " ".join(stored.split())) != _NUMBER.sub("#", " ".join(fresh.split())):
+        return False
+    a = [float(x) for x in _NUMBER.findall(stored)]
+    b = [float(x) for x in _NUMBER.findall(fresh)]
+    return len(a) == len(b) and all(abs(x - y) <= atol + rtol * abs(x) for x, y in zip(a, b))
+
+
+def compare_outputs(stored: Any, fresh: Any, *, rtol: float = 0.02, atol: float = 0.02) -> list[str]:
+    """Return what differs between stored outputs and a fresh execution (nbval-style).
+
+    Cells are paired in order (papermill's injected cell skipped). Per cell the outputs must
+    have the same kinds (stream, mime types) in the same order; text (stdout, ``text/plain``)
+    must be equal after volatile parts (timings, keys, paths, dates) are masked, numbers within
+    ``atol + rtol * |stored|``. Images and HTML only have to be there: a chart drawn from the
+    same numbers is the same chart. Returns one line per stale cell (empty when up to date).
+    """
+    def code(nb: Any) -> list[Any]:
+        return [c for c in nb.cells if c.cell_type == "code"
+                and "injected-parameters" not in c.metadata.get("tags", [])]
+
+    old, new = code(stored), code(fresh)
+    if len(old) != len(new):
+        return [f"{len(old)} code cells stored, {len(new)} executed"]
+    problems = []
+    for i, (a, b) in enumerate(zip(old, new)):
+        if "NBVAL_SKIP" in a.source:
+            continue
+        ka = [_output_text(o) for o in a.get("outputs", [])]
+        kb = [_output_text(o) for o in b.get("outputs", [])]
+        if [k for k, _ in ka] != [k for k, _ in kb]:
+            problems.append(f"cell {i}: stored outputs {[k for k, _ in ka]}, now {[k for k, _ in kb]}")
+            continue
+        for (kind, ta), (_, tb) in zip(ka, kb):
+            if ta is not None and tb is not None and not _same_text(ta, tb, rtol, atol):
+                first = next((x for x, y in zip(ta.splitlines(), tb.splitlines()) if x != y), ta[:80])
+                problems.append(f"cell {i} ({kind}) changed: stored {first.strip()[:100]!r}")
+                break
+    return problems
+
+
+def has_outputs(notebook: Any) -> bool:
+    """Return whether a notebook (node) stores any output."""
+    return any(c.get("outputs") for c in notebook.cells if c.cell_type == "code")
 
 
 def strip_outputs(notebook: str | os.PathLike) -> None:
@@ -450,6 +531,17 @@ def refresh(
                 print(f"FAILED {path.name}: {err}", file=sys.stderr)
                 continue
             nb = _clean(nbformat.read(out, as_version=4), strip=strip)
+            if not strip:  # which sizes the stored outputs come from (the staleness test reruns them)
+                nb.metadata.setdefault("fairpriv_lab", {})["outputs_parameters"] = dict(params)
+            size = len(nbformat.writes(nb).encode("utf-8"))
+            if size > MAX_NOTEBOOK_BYTES:
+                errors.append(NotebookError(
+                    f"{path.name}: {size / 1e6:.2f} MB with outputs, above the "
+                    f"{MAX_NOTEBOOK_BYTES / 1e6:.0f} MB budget; left unchanged (smaller charts or "
+                    "fewer printed rows)", notebook=str(path), cell_index=None, source="",
+                    ename="SizeBudget", evalue=f"{size} bytes"))
+                print(f"FAILED {path.name}: {size / 1e6:.2f} MB > budget", file=sys.stderr)
+                continue
             nbformat.write(nb, path)
         runs.append(NotebookRun(path, path, params, run.seconds))
         print(f"refreshed {path.name} in {run.seconds:.1f} s")

@@ -67,19 +67,21 @@ def write_table(table: pd.DataFrame, stem: Path) -> dict[str, Path]:
 ProgressOption = Literal["auto", "none"] | Callable[[Progress], None] | None
 
 
-def progress_reporter(progress: ProgressOption, total: int, resumed: int):
+def progress_reporter(progress: ProgressOption, total: int, resumed: int, *, label: str = "sweep",
+                      unit: str = "point"):
     """Return (callback, closer) for a progress option: a bar or log lines, a callable, or nothing.
 
     "auto" draws a tqdm bar in a notebook or on a terminal; when stderr is not a terminal (a
     log file, CI) it prints one plain line each time a point finishes instead of a bar
-    redrawn with carriage returns.
+    redrawn with carriage returns. ``label`` names the work ("sweep", "notebooks") and
+    ``unit`` what is counted ("point", "run").
     """
     if progress is None or progress == "none":
         return None, lambda: None
     if progress == "auto":
         if _in_notebook() or sys.stderr.isatty():
-            return tqdm_progress(total, resumed)
-        return line_progress(), lambda: None
+            return tqdm_progress(total, resumed, label=label, unit=unit)
+        return line_progress(label), lambda: None
     if callable(progress):
         return progress, lambda: None
     raise ConfigError(f"Expected progress={progress!r} to be one of 'auto', 'none', None or a callable")
@@ -94,21 +96,21 @@ def _in_notebook() -> bool:
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
-def line_progress():
-    """A progress callback printing one line to stderr whenever a point finishes."""
+def line_progress(label: str = "sweep"):
+    """Return a progress callback printing one line ``label: ...`` to stderr per finished task."""
     state = {"finished": None}
 
     def update(p: Progress) -> None:
         finished = p.done + p.failed
         if finished != state["finished"]:
             state["finished"] = finished
-            print(f"sweep: {p}", file=sys.stderr, flush=True)
+            print(f"{label}: {p}", file=sys.stderr, flush=True)
 
     return update
 
 
-def tqdm_progress(total: int, resumed: int):
-    """A progress callback drawing a tqdm bar (a widget in notebooks) and its closer.
+def tqdm_progress(total: int, resumed: int, *, label: str = "sweep", unit: str = "point"):
+    """Return a progress callback drawing a tqdm bar (a widget in notebooks) and its closer.
 
     The bar counts finished points (done or failed; resumed ones from the start) and shows
     tqdm's rate and ETA; the postfix says done / running / failed and is redrawn only when a
@@ -116,7 +118,7 @@ def tqdm_progress(total: int, resumed: int):
     """
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=resumed, unit="point", dynamic_ncols=True)
+    bar = tqdm(total=total, initial=resumed, unit=unit, desc=label, dynamic_ncols=True)
     state: dict[str, Any] = {"n": resumed, "text": None}
 
     def update(p: Progress) -> None:
@@ -264,5 +266,8 @@ def _fmt(x: float) -> str:
     return "inf" if x == math.inf else f"{x:.4g}"
 
 
-_CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:90%}"
-        "td,th{border:1px solid #ccc;padding:2px 6px}th{background:#eee}")
+# Wide tables scroll inside the page instead of pushing it sideways; headers wrap.
+_CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:90%;"
+        "display:block;overflow-x:auto;max-width:100%}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}th{background:#eee;white-space:normal;"
+        "overflow-wrap:anywhere;min-width:4em}")

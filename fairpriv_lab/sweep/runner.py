@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +35,7 @@ from typing import Any
 import pandas as pd
 
 from .._core.exceptions import ConfigError
-from .._core.io import write_json
+from .._core.io import to_jsonable, write_json
 from . import grid as _grid
 from .executor import Progress, TaskFailure, TaskOutcome, cluster_has_gpus, open_client, run_tasks
 from .grid import Grid, build_config
@@ -162,6 +164,7 @@ def run_sweep(
     retries: int = 2,
     resume: bool = True,
     title: str = "fairpriv-lab sweep",
+    security: Any = "auto",
 ) -> SweepResult:
     """Run every point of a grid on Dask and gather one tidy table.
 
@@ -196,6 +199,11 @@ def run_sweep(
         Take points already in ``out/points`` instead of running them again.
     title : str
         Title of the HTML summary.
+    security : "auto", True, False or distributed.Security
+        TLS of the Dask connections. "auto": the local cluster gets temporary credentials
+        (mutual TLS; no other process can submit work to its workers) when ``cryptography``
+        is installed; a remote scheduler uses Dask's configuration. A ``Security`` object
+        holds a remote cluster's certificates (docs/sweeps.md, docs/security.md).
 
     Returns
     -------
@@ -215,9 +223,13 @@ def run_sweep(
     done: dict[int, TaskOutcome] = {}
     if out_dir is not None:
         (out_dir / "points").mkdir(parents=True, exist_ok=True)
+        from .._core.io import remove_stale_temporaries
+
+        for folder in (out_dir, out_dir / "points"):  # left by a sweep killed mid-write
+            remove_stale_temporaries(folder, ".*.tmp")
         write_json(out_dir / "grid.json", grid.to_dict())
         if resume:
-            done = _load_finished(out_dir, keys)
+            done = _load_finished(out_dir, keys, points)
     n_resumed = len(done)
     todo = [i for i in range(len(points)) if i not in done]
     failed: dict[int, TaskFailure] = {}
@@ -231,7 +243,9 @@ def run_sweep(
         outcome = dataclasses.replace(outcome, value=rows)
         done[i] = outcome
         if out_dir is not None:
-            record = {"key": keys[i], "point": points[i], "rows": rows.to_dict("records"),
+            records = _json_round_trip(rows.to_dict("records"))
+            record = {"key": keys[i], "point": points[i], "point_digest": _grid.point_digest(points[i]),
+                      "rows": records, "rows_sha256": _rows_sha256(records),
                       **{c: getattr(outcome, c) for c in _TIMING_COLUMNS}}
             write_json(out_dir / "points" / f"{keys[i]}.json", record)
 
@@ -240,7 +254,7 @@ def run_sweep(
         if scheduler == "sequential" or not todo:  # nothing left to run: no cluster either
             _run(fn, points, keys, todo, None, retries, on_result, reporter, n_resumed)
         else:
-            with open_client(scheduler, n_workers) as client:
+            with open_client(scheduler, n_workers, security=security) as client:
                 _run(fn, points, keys, todo, client, retries, on_result, reporter, n_resumed)
     finally:
         close()
@@ -283,7 +297,23 @@ def _device_of(point: Mapping[str, Any]) -> str:
     return "auto"
 
 
-def _load_finished(out_dir: Path, keys: Sequence[str]) -> dict[int, TaskOutcome]:
+def _json_round_trip(obj: Any) -> Any:
+    """Return obj as it reads back from a file of :func:`write_json` (NaN as null, lists)."""
+    return json.loads(json.dumps(to_jsonable(obj), allow_nan=False))
+
+
+def _rows_sha256(records: Any) -> str:
+    return hashlib.sha256(json.dumps(records, sort_keys=True, allow_nan=True).encode()).hexdigest()
+
+
+def _load_finished(out_dir: Path, keys: Sequence[str], points: Sequence[Mapping[str, Any]]) -> dict[int, TaskOutcome]:
+    """Return the finished points of an earlier run, each verified.
+
+    A file that is unreadable, holds another point (edited or swapped) or rows that do not
+    match their checksum is reported with a CacheWarning and its point runs again.
+    """
+    from ..experiment.cache import CacheWarning
+
     found: dict[int, TaskOutcome] = {}
     for i, key in enumerate(keys):
         path = out_dir / "points" / f"{key}.json"
@@ -292,8 +322,17 @@ def _load_finished(out_dir: Path, keys: Sequence[str]) -> dict[int, TaskOutcome]
         try:
             record = json.loads(path.read_text())
             rows = _numeric_columns(pd.DataFrame.from_records(record["rows"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            problem = None
+            if record.get("key") != key or record.get("point_digest") != _grid.point_digest(points[i]):
+                problem = "it holds another point's settings"
+            elif record.get("rows_sha256") != _rows_sha256(record["rows"]):
+                problem = "its rows do not match their checksum"
+        except (OSError, ValueError, KeyError, TypeError, RecursionError, AttributeError):
             continue  # unreadable (e.g. cut short by a crash): run the point again
+        if problem is not None:
+            warnings.warn(f"Finished-point file {path} failed verification ({problem}); point {i} "
+                          "runs again.", CacheWarning, stacklevel=3)
+            continue
         found[i] = TaskOutcome(key, rows, None, record.get("seconds", math.nan), record.get("host", ""),
                                record.get("gpu", ""), record.get("worker", ""))
     return found

@@ -30,20 +30,22 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em a
 color:#222;line-height:1.45;padding:0 1em}
 h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.3em;margin-top:2em;border-bottom:1px solid #ccc}
 h3{font-size:1.05em;margin-top:1.4em}
-table.fp{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+table.fp{border-collapse:collapse;margin:.6em 0;font-size:.9em;display:block;overflow-x:auto;max-width:100%}
+table.fp th{white-space:normal;overflow-wrap:anywhere;min-width:3.5em}
 table.fp th,table.fp td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 table.fp th{background:#f3f3f3}table.fp td:first-child,table.fp th:first-child{text-align:left}
 .meta{color:#555;font-size:.9em}.charts{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
-.chart{max-width:100%}.note{background:#f7f7f2;border-left:4px solid #c9b458;padding:.4em .8em;font-size:.9em}
+.chart{max-width:100%}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em;margin:.4em 0}
+dt{font-weight:600}dd{margin:0}.note{background:#f7f7f2;border-left:4px solid #c9b458;padding:.4em .8em;font-size:.9em}
 """
 
-_NOTE = (
-    "GPR, its confidence interval and the floor are in percentage points. GPR of a group = mean "
-    "individual privacy risk (IPR = 2·accuracy − 1 of the best per-record membership attack) over "
-    "its audited records; the floor is the same estimator with membership labels permuted "
-    "within each record (what zero leakage reads). GPRP = max GPR − min GPR. Empirical ε is a "
-    "lower bound from the attacks; it can never exceed the accounted ε of a DP run."
-)
+def _note() -> str:
+    """Return the page's terms, each defined once (fairpriv_lab._core.glossary, shared with the demo)."""
+    from .._core.glossary import TERMS
+
+    items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in TERMS.items())
+    return ('<details class="note" open><summary>What the numbers mean (GPR, GPRP and floors in '
+            f"percentage points)</summary><dl>{items}</dl></details>")
 
 
 def _as_results(results: Any) -> list[tuple[str, Any]]:
@@ -109,8 +111,12 @@ def _result_section(label: str, result: Any, *, auditor: str | None, images: str
     summary = result.summary()
     cols = ["auditor", "group", "n", "gpr", "ci_low", "ci_high", "floor", "gprp", "gprp_ci_low",
             "gprp_ci_high", "gprp_floor", "minority_minus_majority", "mmm_ci_low", "mmm_ci_high",
-            "empirical_epsilon", "empirical_epsilon_dp", "test_accuracy"]
-    summary = summary[[c for c in cols if c in summary.columns]]
+            "empirical_epsilon", "empirical_epsilon_dp", "empirical_epsilon_cap", "test_accuracy"]
+    from .._core.glossary import EMPIRICAL_CAP
+
+    summary = summary[[c for c in cols if c in summary.columns]].rename(columns={
+        "empirical_epsilon": "ε̂ (lower bound, heuristic)", "empirical_epsilon_dp": "ε̂ rigorous (ε, δ)",
+        "empirical_epsilon_cap": EMPIRICAL_CAP.format(n_models=result.n_models)})
     charts = [viz.gpr_chart(result.group_risk[main], group_order=order, title=f"{main}: GPR by group")]
     if len(auditors) > 1:
         charts.append(viz.auditors_side_by_side(result.group_risk, group_order=order))
@@ -129,7 +135,12 @@ def _result_section(label: str, result: Any, *, auditor: str | None, images: str
     ]
     emp = getattr(result, "empirical_epsilon", None)
     if emp is not None and len(emp):
-        parts += ["<h3>Empirical ε lower bounds per group</h3>", _table(emp)]
+        from .._core.glossary import EMPIRICAL_BOUND, EMPIRICAL_CAP
+
+        cap = EMPIRICAL_CAP.format(n_models=result.n_models)
+        shown = emp.rename(columns={"epsilon": "ε̂ (lower bound)", "max_certifiable": cap})
+        parts += [f"<h3>{html.escape(EMPIRICAL_BOUND[0].upper() + EMPIRICAL_BOUND[1:])} per group, "
+                  "records pooled</h3>", _table(shown)]
     parts += _outcome_html(getattr(result, "outcome", None))
     parts.append("<details><summary>Configuration</summary><pre>"
                  + html.escape(_pretty(cfg.to_dict())) + "</pre></details>")
@@ -177,9 +188,12 @@ def _comparison_section(items: list[tuple[str, Any]], *, auditor: str | None, im
         main = auditor if auditor is not None else next(iter(r.group_risk))
         gr = r.group_risk[main]
         lo, hi = gr.difference_ci()
+        diff, dlo, dhi = gr.signed_difference()  # NaNs unless two groups
         rows.append({"run": label, "method": r.config.train.method, "auditor": main,
                      "epsilon": r.epsilon, "accuracy (%)": 100 * r.accuracy,
-                     "GPRP (pp)": float(gr.difference()), "CI low": float(lo), "CI high": float(hi)})
+                     "GPRP (pp)": float(gr.difference()), "CI low": float(lo), "CI high": float(hi),
+                     "GPRP floor (pp)": float(gr.difference_floor()),
+                     "minority - majority (pp)": diff, "its CI low": dlo, "its CI high": dhi})
         entries.append({"method": METHOD_LABELS.get(r.config.train.method, r.config.train.method),
                         "epsilon": r.epsilon, "risk": gr, "accuracy": r.accuracy})
     frame = pd.DataFrame(rows)
@@ -226,7 +240,7 @@ def report_html(
     title = title or "fairpriv-lab audit report"
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [f"<h1>{html.escape(title)}</h1>", f'<p class="meta">Generated {stamp} by fairpriv-lab.</p>',
-            f'<p class="note">{html.escape(_NOTE)}</p>']
+            _note()]
     if len(items) > 1:
         body.append(_comparison_section(items, auditor=auditor, images=images))
     body += [_result_section(label, r, auditor=auditor, images=images) for label, r in items]

@@ -29,7 +29,29 @@ from ._core import (
 if TYPE_CHECKING:  # pragma: no cover
     import altair as alt
 
-FLOOR_NOTE = "black ticks: zero-leakage floor (same estimator, membership labels permuted)"
+FLOOR_NOTE = "black diamonds: zero-leakage floor (same estimator, membership labels permuted)"
+FLOOR_LABEL = "zero-leakage floor"
+CI_LABEL = "CI (bootstrap)"
+ENDS_LABEL = "max / min GPR (GPRP = gap)"
+ZERO_LABEL = "0 pp (no leakage)"
+#: Thin whiskers with small caps, so that an interval never looks like a marker.
+WHISKER = {"ticks": {"size": 7}, "thickness": 1.2}
+
+
+def line_legend(alt: Any, entries: Sequence[str], dashes: Sequence[Sequence[int]]) -> Any:
+    """Return a strokeDash encoding whose legend names every line of a chart (field ``line``)."""
+    return alt.StrokeDash(
+        "line:N",
+        scale=alt.Scale(domain=list(entries), range=[list(d) for d in dashes]),
+        legend=alt.Legend(title=None, symbolType="stroke", symbolStrokeColor="#333333",
+                          symbolStrokeWidth=1.5, orient="right", labelLimit=0),
+    )
+
+
+def marker_legend(alt: Any, label: str, shape: str = "diamond") -> Any:
+    """Return a shape encoding (field ``marker``) putting one labelled marker in the legend."""
+    return alt.Shape("marker:N", scale=alt.Scale(domain=[label], range=[shape]),
+                     legend=alt.Legend(title=None, orient="right", labelLimit=0))
 
 
 def _gprp_text(name: str, value: tuple[float, float, float]) -> str:
@@ -86,29 +108,38 @@ def _grouped_gpr(
     offset = {"xOffset": alt.XOffset(f"{series}:N", sort=sdom)} if multi else {}
     base = alt.Chart(frame).encode(x=x, tooltip=tooltip, **offset)
     y_title = "GPR (percentage points)"
+    # Every line is named in one legend: the CI whiskers (drawn by errorbar, solid), the zero
+    # rule (dotted) and, for one series, the dashed rules at the max and min GPR.
+    entries, dashes = [CI_LABEL, ZERO_LABEL], [[1, 0], [1, 2]]
+    if not multi:
+        entries.append(ENDS_LABEL)
+        dashes.append([4, 3])
+    lines = line_legend(alt, entries, dashes)
     layers = [
         base.mark_bar(opacity=0.85).encode(y=alt.Y("gpr:Q", title=y_title), color=color),
-        base.mark_errorbar(ticks=True, color="#333333").encode(
+        base.mark_errorbar(color="#333333", **WHISKER).encode(
             y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q"
         ),
     ]
     if show_floor and "floor" in frame:
         layers.append(
-            base.mark_tick(color="black", thickness=2, size=14 if multi else 30).encode(
-                y=alt.Y("floor:Q", title=y_title)
-            )
+            base.transform_calculate(marker=f"'{FLOOR_LABEL}'")
+            .mark_point(filled=True, color="black", size=45 if multi else 60, opacity=1)
+            .encode(y=alt.Y("floor:Q", title=y_title), shape=marker_legend(alt, FLOOR_LABEL))
         )
-    layers.append(alt.Chart().mark_rule(color="#777777").encode(y=alt.datum(0)))
+    zero = pd.DataFrame({"gpr": [0.0], "line": [ZERO_LABEL]})
+    layers.append(alt.Chart(zero).mark_rule(color="#777777").encode(y="gpr:Q", strokeDash=lines))
     subtitle = ["; ".join(_gprp_text(s, gprp[s]) for s in sdom if s in gprp) + " (max - min GPR)"]
     if not multi:
         hi, lo = float(frame["gpr"].max()), float(frame["gpr"].min())
-        marks = pd.DataFrame({"gpr": [hi, lo], "label": [f"max {hi:.2f} pp", f"min {lo:.2f} pp"]})
+        marks = pd.DataFrame({"gpr": [hi, lo], "label": [f"max {hi:.2f} pp", f"min {lo:.2f} pp"],
+                              "line": ENDS_LABEL})
         layers.append(
             alt.Chart(marks)
-            .mark_rule(strokeDash=[4, 3], color="#555555")
-            .encode(y="gpr:Q", tooltip=[alt.Tooltip("label:N", title="GPRP end")])
+            .mark_rule(color="#555555")
+            .encode(y="gpr:Q", strokeDash=lines, tooltip=[alt.Tooltip("label:N", title="GPRP end")])
         )
-    notes = "bars: GPR, error bars: bootstrap CI"
+    notes = "bars: GPR, whiskers: bootstrap CI"
     if show_floor and "floor" in frame:
         notes += "; " + FLOOR_NOTE
     subtitle.append(notes)
@@ -144,7 +175,7 @@ def gpr_chart(
         Group order on the axis and for colours; pass the same one to every builder to keep a
         group's colour fixed across charts (default: sorted names).
     show_floor : bool
-        Draw the zero-leakage floor as a black tick when the table has a ``floor`` column.
+        Draw the zero-leakage floor as a black diamond (named in the legend) when the table has a ``floor`` column.
     title : str, optional
         Chart title.
 

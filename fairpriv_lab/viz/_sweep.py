@@ -23,12 +23,14 @@ from ._core import (
     thin_steps,
     title_params,
 )
+from ._risk import CI_LABEL, WHISKER, line_legend
 from ._teach import bound_layers
 
 if TYPE_CHECKING:  # pragma: no cover
     import altair as alt
 
 SWEEP_COLUMNS = ("method", "epsilon", "gprp")
+INF_LABEL = "ε = ∞ (no DP): GPRP; shaded: its CI"
 SWEEP_OPTIONAL = ("gprp_ci_low", "gprp_ci_high", "accuracy")
 
 
@@ -44,9 +46,43 @@ def _sweep_input(results: Any, required: Sequence[str]) -> pd.DataFrame:
     if (frame["epsilon"] <= 0).any() or frame["epsilon"].isna().any():
         raise fail("results['epsilon']", "values <= 0 or NaN", "to be in (0, inf] (inf for SGD)")
     frame["eps_label"] = np.where(
-        np.isinf(frame["epsilon"]), "ε = ∞", frame["epsilon"].map(lambda e: f"ε = {e:g}")
+        np.isinf(frame["epsilon"]), "ε = ∞", frame["epsilon"].map(lambda e: f"ε = {_eps2(e)}")
     )
     return frame
+
+
+def _eps2(e: float) -> str:
+    """ε with at most 2 decimals (9.97571 -> 9.98, 10.0 -> 10)."""
+    return f"{e:.2f}".rstrip("0").rstrip(".")
+
+
+def _label_positions(x: np.ndarray, y: np.ndarray, text: Sequence[str], *, y_span: float,
+                     x_span: float, line_px: float = 12.0, width_px: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
+    """Place point labels without overlap: return (label y in data units, keep mask).
+
+    Labels sit above their point; one that would overlap an earlier label (closer than a text
+    line vertically and a label's width horizontally, in pixels of a WIDTH x HEIGHT chart)
+    moves up a line, and an identical text at the same place is drawn once.
+    """
+    px_y = HEIGHT / y_span if y_span > 0 else 0.0
+    px_x = WIDTH / x_span if x_span > 0 else 0.0
+    placed: list[tuple[float, float, str]] = []
+    label_y = np.asarray(y, dtype=float).copy()
+    keep = np.ones(len(label_y), dtype=bool)
+    for i in np.argsort(y, kind="stable"):
+        lx, ly = float(x[i]) * px_x, float(y[i]) * px_y + line_px
+        for _ in range(len(placed) + 1):
+            clash = [p for p in placed if abs(p[0] - lx) < width_px and abs(p[1] - ly) < line_px]
+            if not clash:
+                break
+            if any(p[2] == text[i] for p in clash):
+                keep[i] = False
+                break
+            ly = max(p[1] for p in clash) + line_px
+        if keep[i]:
+            placed.append((lx, ly, text[i]))
+            label_y[i] = ly / px_y if px_y else float(y[i])
+    return label_y, keep
 
 
 def _ci_tooltips(alt: Any, frame: pd.DataFrame) -> list[Any]:
@@ -111,8 +147,14 @@ def gprp_vs_epsilon(
     y_title = "GPRP (percentage points)"
     yscale = alt.Scale(type="symlog", constant=1)
     tip = _ci_tooltips(alt, frame)
+    # The axis spans the finite ε of the runs with some room on both sides (a log axis
+    # starting at 1 squeezes runs at ε = 8-10 against its right edge).
+    lo_eps, hi_eps = float(finite["epsilon"].min()), float(finite["epsilon"].max())
+    x_domain = [lo_eps / 1.6, hi_eps * 1.6]
     base = alt.Chart(finite).encode(
-        x=alt.X("epsilon:Q", title="Privacy budget ε (log scale)", scale=alt.Scale(type="log")),
+        x=alt.X("epsilon:Q", title="Privacy budget ε (log scale)",
+                scale=alt.Scale(type="log", domain=x_domain, nice=False),
+                axis=alt.Axis(format=".2~f")),
         color=color,
         tooltip=tip,
     )
@@ -124,14 +166,19 @@ def gprp_vs_epsilon(
     has_ci = "gprp_ci_low" in frame and "gprp_ci_high" in frame
     if has_ci:
         layers.append(
-            base.mark_errorbar(ticks=True).encode(
+            base.mark_errorbar(**WHISKER).encode(
                 y=alt.Y("gprp_ci_low:Q", title=y_title, scale=yscale), y2="gprp_ci_high:Q"
             )
         )
+    entries, dashes = [CI_LABEL, "GPRP at each ε"], [[1, 0], [1, 0]]
     if len(infinite):
-        inf = infinite.assign(label=infinite["method"] + " (ε = ∞)")
+        entries.append(INF_LABEL)
+        dashes.append([6, 4])
+    lines = line_legend(alt, entries, dashes)
+    if len(infinite):
+        inf = infinite.assign(label=infinite["method"] + " (ε = ∞)", line=INF_LABEL)
         ib = alt.Chart(inf).encode(color=color, tooltip=tip)
-        layers.append(ib.mark_rule(strokeDash=[6, 4], size=2).encode(y=alt.Y("gprp:Q", scale=yscale)))
+        layers.append(ib.mark_rule(size=2).encode(y=alt.Y("gprp:Q", scale=yscale), strokeDash=lines))
         if has_ci:
             layers.append(ib.mark_rect(opacity=0.12).encode(y="gprp_ci_low:Q", y2="gprp_ci_high:Q"))
         layers.append(
@@ -139,12 +186,14 @@ def gprp_vs_epsilon(
                 y="gprp:Q", text="label:N"
             )
         )
+    else:  # the legend still names the whiskers
+        layers.append(alt.Chart(pd.DataFrame({"line": [CI_LABEL]})).mark_rule(opacity=0).encode(strokeDash=lines))
     eps_range = (float(finite["epsilon"].min()), float(finite["epsilon"].max()))
     bound, bound_sub = bound_layers(alt, eps_range, delta=delta, neighbours=neighbours, y_title=y_title)
     layers.extend(bound)
     text = title or "Group privacy risk parity (GPRP) against ε"
-    sub = ["lower is fairer; error bars: bootstrap CI; dashed: ε = ∞ (no DP); y: symmetric log scale",
-           bound_sub]
+    sub = ["lower is fairer; whiskers: bootstrap CI; dashed: ε = ∞ (no DP), its CI shaded; "
+           "y: symmetric log scale", bound_sub]
     return alt.layer(*layers).properties(
         width=WIDTH,
         height=HEIGHT,
@@ -189,6 +238,15 @@ def accuracy_gprp_frontier(
     mdom = domain(frame["method"], None, METHOD_ORDER)
     color = series_color(alt, "method", mdom, "Method")
     y_title = "GPRP (percentage points)"
+    has_ci = "gprp_ci_low" in frame and "gprp_ci_high" in frame
+    tops = frame["gprp_ci_high"].fillna(frame["gprp"]) if has_ci else frame["gprp"]
+    bottoms = frame["gprp_ci_low"].fillna(frame["gprp"]) if has_ci else frame["gprp"]
+    y_span = float(max(tops.max(), 0.0) - min(bottoms.min(), 0.0))
+    x_span = float(frame["accuracy_pct"].max() - frame["accuracy_pct"].min()) + 60 * 0.01
+    label_y, keep = _label_positions(frame["accuracy_pct"].to_numpy(), frame["gprp"].to_numpy(),
+                                     frame["eps_label"].tolist(), y_span=y_span, x_span=x_span)
+    frame["label_y"] = label_y
+    frame["show_label"] = keep
     base = alt.Chart(frame).encode(
         x=alt.X(
             "accuracy_pct:Q", title="Test accuracy (%)", scale=alt.Scale(zero=False, padding=30)
@@ -200,18 +258,22 @@ def accuracy_gprp_frontier(
         base.mark_line(point=alt.OverlayMarkDef(filled=True, size=60)).encode(
             y=alt.Y("gprp:Q", title=y_title), order="eps_rank:Q"
         ),
-        base.mark_text(align="left", dx=7, dy=-11, fontSize=10).encode(
-            y="gprp:Q", text="eps_label:N"
+        base.transform_filter("datum.show_label").mark_text(
+            align="left", baseline="bottom", dx=7, fontSize=10).encode(
+            y="label_y:Q", text="eps_label:N", color=alt.value("#444444")
         ),
     ]
-    if "gprp_ci_low" in frame and "gprp_ci_high" in frame:
+    if has_ci:
         layers.append(
-            base.mark_errorbar(ticks=True).encode(
+            base.mark_errorbar(**WHISKER).encode(
                 y=alt.Y("gprp_ci_low:Q", title=y_title), y2="gprp_ci_high:Q"
             )
         )
+    lines = line_legend(alt, [CI_LABEL], [[1, 0]])
+    layers.append(alt.Chart(pd.DataFrame({"line": [CI_LABEL]})).mark_rule(opacity=0).encode(strokeDash=lines))
     text = title or "Accuracy against GPRP (matched-utility comparison)"
-    sub = "better: bottom right (more accurate, fairer); compare methods at equal accuracy"
+    sub = ("better: bottom right (more accurate, fairer); compare methods at equal accuracy; "
+           "labels: ε of each run; whiskers: bootstrap CI")
     return alt.layer(*layers).properties(
         width=WIDTH,
         height=HEIGHT,

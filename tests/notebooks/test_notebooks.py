@@ -271,3 +271,63 @@ def test_nbval_lax_runs_every_notebook(path, executed):
     out, _ = executed(path)
     problems = nbval_lax_problems(nbformat.read(path, as_version=4), nbformat.read(out, as_version=4))
     assert problems == [], f"{path.name}: " + "; ".join(problems)
+
+
+# ---------------------------------------------------------------- stored outputs (issue 17)
+def test_compare_outputs_passes_reruns_and_catches_stale_numbers():
+    from fairpriv_lab.sweep.notebook_tools import compare_outputs
+
+    def nb(*outputs):
+        book = nbformat.v4.new_notebook()
+        c = nbformat.v4.new_code_cell("print(risk)")
+        c.outputs = [nbformat.from_dict(o) for o in outputs]
+        book.cells = [c]
+        return book
+
+    def out(text):
+        return {"output_type": "stream", "name": "stdout", "text": text}
+
+    png = {"output_type": "display_data", "data": {"image/png": "AAAA", "text/plain": "<Chart>"}, "metadata": {}}
+    stored = nb(out("GPRP = 1.392 pp, done in 3.1 s, key 7479325f2e3e\n"), png)
+    rerun = nb(out("GPRP = 1.395 pp, done in 0.4 s, key 0123456789ab\n"), {**png, "data": {"image/png": "BBBB",
+                                                                                           "text/plain": "<Chart>"}})
+    assert compare_outputs(stored, rerun) == []  # timings, keys and pixels may differ
+    stale = nb(out("GPRP = 2.10 pp, done in 3.1 s, key 7479325f2e3e\n"), png)
+    assert compare_outputs(stored, stale) == ["cell 0 (stream:stdout) changed: stored 'GPRP = 1.392 pp, "
+                                              "done in 3.1 s, key 7479325f2e3e'"]
+    assert compare_outputs(stored, nb(out("GPRP = 1.392 pp, done in 3.1 s, key 7479325f2e3e\n")))[0].startswith(
+        "cell 0: stored outputs")
+    assert compare_outputs(stored, nb(out("GPR = 1.392 pp, done in 3.1 s, key 7479325f2e3e\n"), png))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_stored_outputs_fit_the_budget_and_say_their_sizes(path):
+    from fairpriv_lab.sweep.notebook_tools import MAX_NOTEBOOK_BYTES, has_outputs
+
+    nb = nbformat.read(path, as_version=4)
+    if not has_outputs(nb):
+        pytest.skip(f"{path.name} is stored without outputs (make notebooks-refresh stores them)")
+    assert path.stat().st_size <= MAX_NOTEBOOK_BYTES, f"{path.name}: over the 1 MB budget"
+    stored_with = nb.metadata.get("fairpriv_lab", {}).get("outputs_parameters")
+    assert stored_with == small_parameters(path), (
+        f"{path.name}: outputs stored with {stored_with}, the documented small sizes are "
+        f"{small_parameters(path)}; run `make notebooks-refresh`")
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert images, f"{path.name}: stored outputs without a chart"
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_stored_outputs_are_not_stale(path, executed):
+    """nbval on the stored outputs: a fresh run at the same sizes prints the same (numbers ± 2 %)."""
+    from fairpriv_lab.sweep.notebook_tools import compare_outputs, has_outputs
+
+    stored = nbformat.read(path, as_version=4)
+    if not has_outputs(stored):
+        pytest.skip(f"{path.name} is stored without outputs")
+    out, _ = executed(path)
+    problems = compare_outputs(stored, nbformat.read(out, as_version=4))
+    assert not problems, (f"{path.name}: stored outputs are stale, run `make notebooks-refresh`:\n"
+                          + "\n".join(problems[:10]))

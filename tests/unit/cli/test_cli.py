@@ -164,7 +164,8 @@ def test_audit_end_to_end_writes_outputs(tmp_path, capsys, torch_one_thread):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "synthetic/group lr sgd: 4 models, 40 audited records" in out
-    assert out.count("GPRP") == 3 and "chunks trained 2, from cache 0" in out
+    # one GPRP line per auditor (each also names its floor GPRP since the soundness merge)
+    assert out.count("\n    GPRP ") == 3 and "chunks trained 2, from cache 0" in out
     assert (tmp_path / "out" / "summary.csv").exists() and (tmp_path / "out" / "result.json").exists()
     assert main(argv) == 0  # second time from the cache
     assert "chunks trained 0, from cache 2" in capsys.readouterr().out
@@ -188,6 +189,14 @@ def test_demo_plumbing_with_tiny_settings(tmp_path, capsys, monkeypatch, torch_o
         assert f"\n{method} " in out
         assert (tmp_path / "d" / f"{method}_summary.csv").exists()
     assert "GPR Male" in out and "GPRP" in out
+    # item 3 of issue 17: terms defined once, a conclusion with the signed difference and its CI,
+    # the GPRP floor, and pointers to the HTML report written by default and to notebook 00
+    for term in ("IPR ", "GPR ", "GPRP ", "PA-ALOOA ", "PA-GA ", "PA-GBA ", "floor ", "negative GPR "):
+        assert out.count(f"\n  {term}") == 1, term
+    conclusion = out.split("Conclusion:", 1)[1]
+    assert "GPRP floor" in conclusion and "The signed difference GPR(Female) - GPR(Male)" in conclusion
+    assert (tmp_path / "d" / "report.html").exists()
+    assert f"open {tmp_path / 'd' / 'report.html'}" in out and "notebooks/00_start_here.ipynb" in out
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "d" / "comparison.csv")
@@ -200,7 +209,8 @@ def test_demo_plumbing_with_tiny_settings(tmp_path, capsys, monkeypatch, torch_o
     [
         ("diverged", 1, "fairpriv-lab audit: error: Model 3 diverged (NaN or infinite loss) in epoch 1"),
         ("config", 2, "fairpriv-lab audit: error: Expected --batch-size=512 to be <= the smallest"),
-        ("interrupt", 130, "interrupted; finished chunks are cached and a re-run resumes from them"),
+        # issue 17: "finished chunks are cached" was said even when none had finished
+        ("interrupt", 130, "interrupted; chunks of models that finished before are cached (unless --no-cache)"),
     ],
 )
 def test_audit_run_time_errors_exit_codes(error, code, message, capsys, monkeypatch, tmp_path):

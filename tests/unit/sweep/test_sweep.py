@@ -244,7 +244,8 @@ def test_killed_worker_is_retried_and_table_equals_sequential(tmp_path, sequenti
     assert killed_pid not in set(redone)  # both a=3 points finished on a live process
     assert res.ok, res.failures
     pd.testing.assert_frame_equal(res.table.drop(columns=VOLATILE), sequential.table.drop(columns=VOLATILE))
-    assert res.table["worker"].str.startswith("tcp://127.0.0.1:").all()
+    # loopback only, and (issue 13 item 5) TLS with temporary credentials by default
+    assert res.table["worker"].str.startswith("tls://127.0.0.1:").all()
     last = seen[-1]
     assert (last.total, last.done, last.failed, last.running) == (8, 8, 0, 0)
     assert any(p.running > 0 for p in seen)

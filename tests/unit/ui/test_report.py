@@ -98,6 +98,10 @@ def test_report_command_from_cache_key_and_out_folder(tmp_path, capsys):
     result.save(tmp_path / "out")
     from_out = load_results(tmp_path / "out", cache_dir=cache)
     assert from_out[0].from_cache
+    # `report DIR` writes into DIR, not into the current folder (issue 17)
+    args = parser.parse_args(["report", str(tmp_path / "out"), "--cache-dir", str(cache)])
+    assert cmd_report(args) == 0
+    assert (tmp_path / "out" / "report.html").is_file()
     with pytest.raises(ConfigError, match=r"^Expected source='abcdef' to name exactly one entry"):
         load_results("abcdef", cache_dir=cache)
     with pytest.raises(ConfigError, match=r"^Expected source='nope' to be an existing folder or a cache key"):

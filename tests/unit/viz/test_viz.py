@@ -148,7 +148,7 @@ def test_gpr_chart_single_spec_and_png():
     chart = viz.gpr_chart(by_group())
     spec = chart.to_dict()
     types = mark_types(spec)
-    assert {"bar", "errorbar", "tick", "rule"} <= set(types)
+    assert {"bar", "errorbar", "point", "rule"} <= set(types)
     bar = encodings_of(spec, "bar")[0]
     assert bar["x"]["field"] == "group" and bar["y"]["field"] == "gpr"
     assert bar["y"]["title"] == "GPR (percentage points)"
@@ -162,7 +162,15 @@ def test_gpr_chart_single_spec_and_png():
     }
     err = encodings_of(spec, "errorbar")[0]
     assert err["y"]["field"] == "ci_low" and err["y2"]["field"] == "ci_high"
-    assert encodings_of(spec, "tick")[0]["y"]["field"] == "floor"
+    # issue 17: the floor is a labelled marker (a diamond named in the legend), not a tick
+    # that looks like a CI cap; whiskers are thin with small caps; every line is in a legend
+    floor = encodings_of(spec, "point")[0]
+    assert floor["y"]["field"] == "floor" and floor["shape"]["scale"]["range"] == ["diamond"]
+    assert floor["shape"]["scale"]["domain"] == ["zero-leakage floor"]
+    assert spec["layer"][1]["mark"]["ticks"] == {"size": 7} and spec["layer"][1]["mark"]["thickness"] < 2
+    dash = [e["strokeDash"] for e in encodings_of(spec, "rule") if "strokeDash" in e]
+    assert dash and all(d["scale"]["domain"] == dash[0]["scale"]["domain"] for d in dash)
+    assert dash[0]["scale"]["domain"] == ["CI (bootstrap)", "0 pp (no leakage)", "max / min GPR (GPRP = gap)"]
     assert {"group", "gpr", "ci_low", "ci_high", "floor", "n"} <= columns(spec)
     text, sub = title_of(spec)
     assert text == "Group privacy risk (GPR) by group"
@@ -203,10 +211,10 @@ def test_gpr_chart_several_methods_colour_coded():
 def test_gpr_chart_dataframe_with_method_column_and_no_floor():
     table = pd.concat([by_group().assign(method="A"), by_group((2, 2)).assign(method="B")])
     spec = viz.gpr_chart(table.drop(columns="floor")).to_dict()
-    assert "tick" not in mark_types(spec)
+    assert not [e for e in encodings_of(spec, "point") if e.get("y", {}).get("field") == "floor"]
     assert title_of(spec)[1][0] == "A: GPRP = 2.00 pp; B: GPRP = 0.00 pp (max - min GPR)"
     spec = viz.gpr_chart(by_group(), show_floor=False).to_dict()
-    assert "tick" not in mark_types(spec)
+    assert not [e for e in encodings_of(spec, "point") if e.get("y", {}).get("field") == "floor"]
 
 
 def test_gpr_chart_accepts_group_index_and_checks_group_ids():
@@ -486,6 +494,38 @@ def test_accuracy_gprp_frontier():
     assert_png(chart)
     with pytest.raises(ConfigError, match="Missing: accuracy"):
         viz.accuracy_gprp_frontier(sweep().drop(columns="accuracy"))
+
+
+def test_gprp_vs_epsilon_axis_spans_the_runs_and_labels_have_two_decimals():
+    """Issue 17: runs at ε ≈ 10 were squeezed against the right edge of a 1..10 log axis."""
+    runs = pd.DataFrame({"method": ["SGD", "DP-SGD", "DP-SGD-S"], "epsilon": [math.inf, 9.97571, 9.9752],
+                         "gprp": [1.39, 0.55, 0.47], "gprp_ci_low": [0.1, 0.05, 0.03],
+                         "gprp_ci_high": [2.98, 1.98, 2.02], "accuracy": [0.823, 0.805, 0.804]})
+    spec = viz.gprp_vs_epsilon(runs).to_dict()
+    x = encodings_of(spec, "line")[0]["x"]
+    lo, hi = x["scale"]["domain"]
+    assert lo < 9.9752 / 1.5 and hi > 9.97571 * 1.5 and hi / lo < 3  # room on both sides, not 1..10
+    labels = {r["eps_label"] for rows in spec["datasets"].values() for r in rows if "eps_label" in r}
+    assert labels == {"ε = ∞", "ε = 9.98"}
+    legend = [e["strokeDash"]["scale"]["domain"] for e in encodings_of(spec, "rule") if "strokeDash" in e]
+    assert legend and "ε = ∞ (no DP): GPRP; shaded: its CI" in legend[0] and "CI (bootstrap)" in legend[0]
+    # frontier: the two "ε = 9.98" labels at nearly the same place are drawn once
+    spec = viz.accuracy_gprp_frontier(runs).to_dict()
+    data = rows_with(spec, "eps_label", "show_label")
+    assert data["show_label"].tolist().count(True) == 2
+    assert data.loc[data["show_label"], "eps_label"].tolist().count("ε = 9.98") == 1
+
+
+def test_label_positions_stack_distinct_labels_and_drop_duplicates():
+    from fairpriv_lab.viz._sweep import _label_positions
+
+    y, keep = _label_positions(np.array([80.0, 80.0, 90.0]), np.array([1.0, 1.0, 1.0]),
+                               ["ε = 1", "ε = 2", "ε = 1"], y_span=4.0, x_span=20.0)
+    assert keep.tolist() == [True, True, True]        # the third label is far to the right
+    assert y[1] > y[0] and y[2] == pytest.approx(y[0])  # the second moved up a line
+    _, keep = _label_positions(np.array([80.0, 80.01]), np.array([1.0, 1.01]), ["ε = 9.98"] * 2,
+                               y_span=4.0, x_span=20.0)
+    assert keep.tolist().count(True) == 1
 
 
 # --------------------------------------------------------------------------- telemetry
