@@ -63,6 +63,14 @@ __all__ = [
     "matched_utility_chart",
     "grc_chart",
     "soundness_chart",
+    "clip_summary",
+    "matched_accuracy_difference",
+    "noise_only_gap",
+    "binomial_abs_diff",
+    "correlation_ci",
+    "paired_seed_difference",
+    "seed_table",
+    "seed_ci",
 ]
 
 
@@ -1031,3 +1039,330 @@ def soundness_chart(frame: pd.DataFrame, *, title: str | None = None):
     f = f.assign(epsilon=f["epsilon_bound"])[["group", "epsilon", "epsilon_lower", "method"]]
     return viz.empirical_vs_accounted_epsilon(
         f, title=title or "Empirical ε lower bound vs the budget it must respect")
+
+
+# ---------------------------------------------------------------------------- issue 14: seeds, controls
+def seed_ci(values: Sequence[float], *, level: float = 0.95) -> dict[str, float]:
+    """Mean over seeds with a Student-t confidence interval (retraining variance).
+
+    Each value is one retrained experiment (a seed); the interval is
+    ``mean +- t_{n-1, (1+level)/2} * sd / sqrt(n)``, the uncertainty of the mean over
+    retraining (models, splits, batches, noise), which a record bootstrap with the models held
+    fixed leaves out. NaN bounds below two seeds.
+
+    Parameters
+    ----------
+    values : sequence of float
+        One value per seed (NaNs are dropped).
+    level : float in (0, 1)
+
+    Returns
+    -------
+    dict
+        ``n_seeds, mean, sd, ci_low, ci_high``.
+
+    Examples
+    --------
+    >>> r = seed_ci([1.0, 2.0, 3.0])
+    >>> r["mean"], round(r["ci_low"], 3), round(r["ci_high"], 3)
+    (2.0, -0.484, 4.484)
+    """
+    from scipy import stats
+
+    level = V.number("level", level, 0.0, 1.0, low_open=True, high_open=True)
+    x = np.asarray(values, dtype=float).ravel()
+    x = x[np.isfinite(x)]
+    n = int(x.size)
+    if n == 0:
+        return {"n_seeds": 0, "mean": math.nan, "sd": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    mean = float(x.mean())
+    if n < 2:
+        return {"n_seeds": 1, "mean": mean, "sd": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    sd = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return {"n_seeds": n, "mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def seed_table(
+    frame: pd.DataFrame,
+    *,
+    by: Sequence[str],
+    value: str = "gprp",
+    record_ci: tuple[str, str] = ("gprp_ci_low", "gprp_ci_high"),
+    seed: str = "seed",
+    floor: str | None = None,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Table-2-style rows over seeds: mean, seed-level t CI and the record-bootstrap CI side by side.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per (run, seed), e.g. :func:`gprp_table` of runs at several seeds.
+    by : sequence of str
+        Columns that identify a row of the table (method, auditor, estimator, ...).
+    value : str
+        The measured column (``gprp`` or ``gpr``).
+    record_ci : (str, str)
+        Columns of the per-run record-bootstrap interval; their means over seeds are reported
+        (``record_ci_low_mean, record_ci_high_mean``) and their mean half-width.
+    seed : str
+        The seed column.
+    floor : str, optional
+        A zero-leakage floor column (``floor_gprp``, ``floor``) whose mean over seeds is shown
+        beside the value (``floor_mean``).
+    level : float
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``by`` key: ``n_seeds, mean, sd, seed_ci_low, seed_ci_high`` (Student t
+        over seeds), ``record_ci_low_mean, record_ci_high_mean, record_half_width_mean``,
+        ``floor_mean`` (with ``floor``), ``values`` (the per-seed values, in seed order, as a string).
+    """
+    frame = _frame(frame, (*by, value, seed))
+    rows = []
+    for key, part in frame.groupby(list(by), sort=False):
+        part = part.sort_values(seed)
+        s = seed_ci(part[value].to_numpy(float), level=level)
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        row.update({"n_seeds": s["n_seeds"], "mean": s["mean"], "sd": s["sd"],
+                    "seed_ci_low": s["ci_low"], "seed_ci_high": s["ci_high"]})
+        if set(record_ci) <= set(part.columns):
+            lo, hi = part[record_ci[0]].to_numpy(float), part[record_ci[1]].to_numpy(float)
+            row.update({"record_ci_low_mean": float(np.mean(lo)), "record_ci_high_mean": float(np.mean(hi)),
+                        "record_half_width_mean": float(np.mean((hi - lo) / 2))})
+        if floor is not None:
+            row["floor_mean"] = float(part[floor].astype(float).mean())
+        row["values"] = " ".join(f"{v:.3f}" for v in part[value].to_numpy(float))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_seed_difference(
+    frame: pd.DataFrame,
+    *,
+    by: str,
+    first: str,
+    second: str,
+    value: str = "gprp",
+    seed: str = "seed",
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Signed difference ``first - second`` paired by seed, with its seed-level t CI.
+
+    An ordering claim ("first > second") is supported only when the whole interval lies
+    above zero; ``verdict`` says which (``"first larger"``, ``"second larger"`` or
+    ``"not separated"``). Seeds present for only one of the two are dropped.
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"method": ["a"] * 3 + ["b"] * 3, "seed": [0, 1, 2] * 2,
+    ...                   "gprp": [1.0, 1.2, 1.1, 0.5, 0.6, 0.4]})
+    >>> d = paired_seed_difference(f, by="method", first="a", second="b")
+    >>> round(d["mean"], 3), d["verdict"]
+    (0.6, 'first larger')
+    """
+    frame = _frame(frame, (by, value, seed))
+    a = frame[frame[by] == first].groupby(seed)[value].mean()
+    b = frame[frame[by] == second].groupby(seed)[value].mean()
+    for name, part in (("first", a), ("second", b)):
+        if part.empty:
+            raise V.fail(name, first if name == "first" else second,
+                         f"to be a value of column {by!r}: " + ", ".join(map(str, frame[by].unique())))
+    common = a.index.intersection(b.index)
+    s = seed_ci((a[common] - b[common]).to_numpy(float), level=level)
+    verdict = "not separated"
+    if s["ci_low"] > 0:
+        verdict = "first larger"
+    elif s["ci_high"] < 0:
+        verdict = "second larger"
+    return {"first": first, "second": second, "n_seeds": s["n_seeds"], "mean": s["mean"],
+            "ci_low": s["ci_low"], "ci_high": s["ci_high"], "verdict": verdict}
+
+
+def correlation_ci(x: Sequence[float], y: Sequence[float], *, level: float = 0.95) -> dict[str, float]:
+    """Pearson r with a Fisher-z confidence interval (GRC vs GPR across groups, issue 14).
+
+    ``z = atanh(r)``, ``z +- z_{(1+level)/2} / sqrt(n - 3)``, back-transformed. Needs at least
+    4 pairs with spread (NaN otherwise); with two groups (Adult by sex) nothing is estimated.
+
+    Examples
+    --------
+    >>> r = correlation_ci([1, 2, 3, 4, 5, 6], [1, 3, 2, 5, 4, 6])
+    >>> round(r["r"], 3), r["n"]
+    (0.886, 6)
+    """
+    from scipy import stats
+
+    level = V.number("level", level, 0.0, 1.0, low_open=True, high_open=True)
+    a, b = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if a.shape != b.shape:
+        raise V.fail("y", f"{b.size} values", f"as many values as x ({a.size})")
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    n = int(a.size)
+    out = {"n": n, "r": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    if n < 4 or a.std() == 0 or b.std() == 0:
+        return out
+    r = float(np.corrcoef(a, b)[0, 1])
+    z, half = math.atanh(min(max(r, -0.999999), 0.999999)), float(stats.norm.ppf(0.5 + level / 2)) / math.sqrt(n - 3)
+    return {"n": n, "r": r, "ci_low": math.tanh(z - half), "ci_high": math.tanh(z + half)}
+
+
+def binomial_abs_diff(p: float, n: int) -> float:
+    """``E|A1 - A2|`` for two independent proportions ``A_i ~ Binomial(n, p) / n`` (exact).
+
+    The noise-only reference of an agreement between two estimates of the same per-record
+    accuracy from ``n`` Bernoulli trials each: what two audits would disagree by if nothing
+    but sampling separated them. Computed from the binomial pmf (O(n^2)).
+
+    Examples
+    --------
+    >>> round(binomial_abs_diff(0.5, 1), 3)
+    0.5
+    """
+    from scipy import stats
+
+    p = V.number("p", p, 0.0, 1.0)
+    n = V.integer("n", n, 1)
+    k = np.arange(n + 1)
+    pmf = stats.binom.pmf(k, n, p)
+    return float(pmf @ np.abs(k[:, None] - k[None, :]) @ pmf) / n
+
+
+def noise_only_gap(
+    n_models: int,
+    *,
+    n_targets: int = 50,
+    shift: float = 0.0,
+    estimator: Estimator = "in_sample",
+    n_sim: int = 200,
+    seed: SeedLike = None,
+) -> dict[str, float]:
+    """Simulate the ALOOA-vs-LOOA disagreement of two independent audits of the SAME risk.
+
+    Two independent half-split games of ``n_models`` models audit the same ``n_targets``
+    records, whose member losses are ``Exp(1)`` shifted down by ``shift`` (0: no leakage;
+    larger: a leakier model) and non-member losses ``Exp(1)``; each game's per-record attack
+    accuracies come from :func:`fairpriv_lab.audit.record_risk` with ``estimator``. The mean
+    absolute difference over targets (percentage points of accuracy, as
+    :func:`agreement_vs_models` reports it) is repeated ``n_sim`` times.
+
+    Returns
+    -------
+    dict
+        ``n_models, n_targets, shift, estimator, mean`` (expected mean abs. difference, pp),
+        ``q025, q975`` (its 2.5 / 97.5 % quantiles over simulations), ``se`` (Monte Carlo
+        standard error of ``mean``), ``accuracy`` (mean per-record accuracy, fraction).
+
+    Examples
+    --------
+    >>> r = noise_only_gap(400, n_targets=50, n_sim=20, seed=0)
+    >>> 1.0 < r["mean"] < 5.0
+    True
+    """
+    from .audit.attacks import record_risk
+    from .games import half_split_game
+
+    n_models = V.integer("n_models", n_models, 2)
+    if n_models % 2:
+        raise V.fail("n_models", n_models, "to be even (complementary pairs)")
+    n_targets = V.integer("n_targets", n_targets, 1)
+    shift = V.number("shift", shift, 0.0, math.inf)
+    V.choice("estimator", estimator, _ESTIMATORS)
+    n_sim = V.integer("n_sim", n_sim, 2)
+    rng = as_generator(seed)
+
+    def accuracies() -> np.ndarray:
+        mem = np.asarray(half_split_game(n_targets, n_models=n_models, seed=spawn_seed(rng)).membership)
+        losses = rng.exponential(1.0, size=mem.shape) - shift * mem
+        rr = record_risk(losses, mem, estimator=estimator, seed=spawn_seed(rng))
+        return np.asarray(rr.accuracy, dtype=float)
+
+    diffs, accs = np.empty(n_sim), np.empty(n_sim)
+    for i in range(n_sim):
+        a, b = accuracies(), accuracies()
+        diffs[i] = 100.0 * float(np.mean(np.abs(a - b)))
+        accs[i] = float(np.mean((a + b) / 2))
+    return {"n_models": n_models, "n_targets": n_targets, "shift": float(shift), "estimator": estimator,
+            "mean": float(diffs.mean()), "q025": float(np.quantile(diffs, 0.025)),
+            "q975": float(np.quantile(diffs, 0.975)), "se": float(diffs.std(ddof=1) / math.sqrt(n_sim)),
+            "accuracy": float(accs.mean())}
+
+
+def matched_accuracy_difference(
+    frame: pd.DataFrame,
+    *,
+    candidate: str,
+    reference: str,
+    x: str = "accuracy",
+    y: str = "gprp",
+    method: str = "method",
+    seed: str = "seed",
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Answer "a smaller gap than the reference at the same accuracy?" with a seed-level interval.
+
+    Within each seed, every candidate run (accuracy ``a``, gap ``g``) is compared with the
+    reference's gap at accuracy ``a``, linearly interpolated on the reference's runs of that
+    seed sorted by accuracy (candidate runs outside the reference's accuracy range are
+    skipped). The seed's value is the mean of ``g - g_ref(a)``; the answer is the seed-level t
+    interval of those values (negative: the candidate has the smaller gap at equal accuracy).
+
+    Returns
+    -------
+    dict
+        ``candidate, reference, n_seeds, n_pairs`` (matched candidate runs), ``mean, ci_low,
+        ci_high`` (pp) and ``verdict`` (``"candidate smaller"``, ``"candidate larger"``,
+        ``"not separated"`` or ``"no overlap in accuracy"``).
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"method": ["r", "r", "c"] * 2, "seed": [0] * 3 + [1] * 3,
+    ...                   "accuracy": [0.7, 0.9, 0.8] * 2, "gprp": [1.0, 3.0, 1.5, 1.0, 3.0, 1.7]})
+    >>> d = matched_accuracy_difference(f, candidate="c", reference="r")
+    >>> round(d["mean"], 2), d["n_pairs"]
+    (-0.4, 2)
+    """
+    frame = _frame(frame, (method, x, y, seed))
+    per_seed, n_pairs = [], 0
+    for _, part in frame.groupby(seed, sort=True):
+        ref = part[part[method] == reference].sort_values(x)
+        cand = part[part[method] == candidate]
+        if len(ref) < 2 or cand.empty:
+            continue
+        rx, ry = ref[x].to_numpy(float), ref[y].to_numpy(float)
+        d = [float(g - np.interp(a, rx, ry)) for a, g in zip(cand[x].to_numpy(float), cand[y].to_numpy(float))
+             if rx[0] <= a <= rx[-1]]
+        if d:
+            per_seed.append(float(np.mean(d)))
+            n_pairs += len(d)
+    s = seed_ci(per_seed, level=level)
+    if not per_seed:
+        verdict = "no overlap in accuracy"
+    elif s["ci_high"] < 0:
+        verdict = "candidate smaller"
+    elif s["ci_low"] > 0:
+        verdict = "candidate larger"
+    else:
+        verdict = "not separated"
+    return {"candidate": candidate, "reference": reference, "n_seeds": s["n_seeds"], "n_pairs": n_pairs,
+            "mean": s["mean"], "ci_low": s["ci_low"], "ci_high": s["ci_high"], "verdict": verdict}
+
+
+def clip_summary(res: Any) -> pd.DataFrame:
+    """Per group of one run: mean clip bound and mean fraction clipped over the recorded steps.
+
+    ``clip_bound`` is post-processing of the accounted release (DP-SGD-S / -F; the flat ``C``
+    for DP-SGD). ``frac_clipped`` reads the private batches without noise: a **non-private
+    diagnostic**, present only when the run had ``train.diagnostics=True`` (NaN otherwise);
+    the ``frac_clipped_is`` column says so on every row.
+    """
+    tele = res.telemetry
+    if tele is None or len(tele) == 0:
+        return pd.DataFrame(columns=["group", "clip_bound", "frac_clipped", "frac_clipped_is"])
+    g = tele.groupby("group", sort=False)[["clip_bound", "frac_clipped"]].mean().reset_index()
+    g["group"] = g["group"].astype(str)
+    g["frac_clipped_is"] = "non-private diagnostic (train.diagnostics=True)"
+    return g
