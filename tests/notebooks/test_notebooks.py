@@ -298,6 +298,10 @@ def test_compare_outputs_passes_reruns_and_catches_stale_numbers():
     assert compare_outputs(stored, nb(out("GPRP = 1.392 pp, done in 3.1 s, key 7479325f2e3e\n")))[0].startswith(
         "cell 0: stored outputs")
     assert compare_outputs(stored, nb(out("GPR = 1.392 pp, done in 3.1 s, key 7479325f2e3e\n"), png))
+    # the run plan prints only when run() trains (not from the cache): left out, streams merged
+    plan = out("plan: 8 lr models x 10 steps on cpu: ~1 s, peak ~0.6 GB of 21.3 GB free\n")
+    assert compare_outputs(stored, nb(plan, out("GPRP = 1.392 pp, done in 3.1 s, key 7479325f2e3e\n"), png)) == []
+    assert compare_outputs(nb(png), nb(plan, png)) == []
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
