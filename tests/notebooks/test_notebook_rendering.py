@@ -20,7 +20,7 @@ import pytest
 pytestmark = pytest.mark.slow  # vl-convert compiles and renders each chart (a second or so)
 
 alt = pytest.importorskip("altair")
-viz = pytest.importorskip("fairpriv_lab.viz")
+from fairpriv_lab import viz  # noqa: E402  (a broken import must fail, not skip)
 
 URL = re.compile(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|cdn\.jsdelivr|unpkg\.com|esm\.sh""", re.I)
 
