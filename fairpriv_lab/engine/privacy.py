@@ -623,16 +623,23 @@ def epsilon_of(
     >>> round(epsilon_of(1.0, sample_rate=0.01, steps=1000, delta=1e-5), 2)
     2.1
     """
+    sigma_eff = _checked_sigma_eff(noise_multiplier, sample_rate, steps, delta, method, accountant)
+    if sigma_eff is None:
+        return math.inf
+    return _epsilon_cached(sigma_eff, float(sample_rate), int(steps), float(delta), accountant)
+
+
+def _checked_sigma_eff(noise_multiplier, sample_rate, steps, delta, method, accountant) -> float | None:
+    """Validate an accounting question; its effective sigma, or None for a non-private method."""
     policy = as_method(method)
     V.choice("accountant", accountant, ACCOUNTANTS)
     if not policy.private:
-        return math.inf
+        return None
     V.positive("noise_multiplier", noise_multiplier)
     V.number("sample_rate", sample_rate, 0.0, 1.0, low_open=True)
     V.integer("steps", steps, 1)
     V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
-    sigma_eff = float(noise_multiplier) * _noise_ratio(policy)
-    return _epsilon_cached(sigma_eff, float(sample_rate), int(steps), float(delta), accountant)
+    return float(noise_multiplier) * _noise_ratio(policy)
 
 
 def substitution_epsilon(
@@ -660,15 +667,9 @@ def substitution_epsilon(
     >>> substitution_epsilon(1.0, **kw) > 2 * epsilon_of(1.0, **kw)
     True
     """
-    policy = as_method(method)
-    V.choice("accountant", accountant, ACCOUNTANTS)
-    if not policy.private:
+    sigma_eff = _checked_sigma_eff(noise_multiplier, sample_rate, steps, delta, method, accountant)
+    if sigma_eff is None:
         return math.inf
-    V.positive("noise_multiplier", noise_multiplier)
-    V.number("sample_rate", sample_rate, 0.0, 1.0, low_open=True)
-    V.integer("steps", steps, 1)
-    V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
-    sigma_eff = float(noise_multiplier) * _noise_ratio(policy)
     return _substitution(sigma_eff, float(sample_rate), int(steps), float(delta), accountant)
 
 
