@@ -95,6 +95,12 @@ class Preset:
     settings: tuple[tuple[str, str | None, str, tuple[tuple[str, Any], ...]], ...] = ()
     max_pairs: int = 200
     small: tuple[tuple[str, Any], ...] = ()
+    #: Overrides of the ``--device cuda`` variant (a lent GPU): the full sizes the CPU preset trims.
+    cuda: tuple[tuple[str, Any], ...] = ()
+    #: Stated time (minutes of CPU on 2 idle cores, one process with one torch thread, so wall =
+    #: CPU when idle) of the CPU preset at its full size; checked against the planner and against
+    #: the recorded run (tests/unit/studies/test_seed_controls.py).
+    minutes: float | None = None
 
 
 _SEEDS5 = (0, 1, 2, 3, 4)
@@ -104,54 +110,70 @@ _SMALL_ADULT = (("n", 2000), ("n_models", 8), ("epochs", 2), ("chunk_models", 8)
 _SYNTH10 = (("group_sizes", (1.0,) * 9 + (0.2,)),
             ("outlier_rate", (0.0,) * 9 + (0.2,)), ("label_noise", (0.0,) * 9 + (0.1,)),
             ("separation", (2.0,) * 9 + (1.0,)))
-#: Issue 14: where the paper's mechanism shows, with controls and retraining variance. Each has a
-#: ``--small`` size (its ``small`` overrides) that finishes in minutes on a shared 2-core machine.
+#: Issue 14: where the paper's mechanism shows, with controls and retraining variance. Each preset
+#: has three sizes: the CPU preset itself (``minutes`` of CPU on 2 idle cores, each <= 30, the six
+#: <= 2 h), ``--small`` (its ``small`` overrides: a wiring check in seconds) and ``--device cuda``
+#: (its ``cuda`` overrides: the sizes the CPU preset trims, for a lent GPU).
 ISSUE14 = [
     Preset("seeds-adult-lr", "(a) retraining variance: Adult (sex), LR, half-split, SGD / DP-SGD / "
            "DP-SGD-S (norm) / DP-SGD-S (mean direction) at eps=10, 5 seeds x 400 models; mean, "
            "seed-level t CI and record-bootstrap CI per row, paired seed differences",
            "adult", "sex", "lr", kind="seeds", methods=("sgd", "dpsgd", "dpsgds", "dpsgds-md"),
-           seeds=_SEEDS5, auditors=("PA-ALOOA",), small=_SMALL_ADULT),
-    Preset("controls-adult-lr", "(b) DP-SGD-S controls: Adult, LR, eps=10, 5 seeds x 256 models: "
+           seeds=_SEEDS5, auditors=("PA-ALOOA",), small=_SMALL_ADULT, minutes=28.0,
+           cuda=(("seeds", tuple(range(10))),)),
+    Preset("controls-adult-lr", "(b) DP-SGD-S controls: Adult, LR, eps=10, 5 seeds x 200 models: "
            "DP-SGD, each DP-SGD-S variant (norm, mean direction), and for each a noise-matched DP-SGD "
            "(clip C, sigma raised to the S run's per-coordinate noise std) and a clip-matched DP-SGD "
-           "(flat clip = the S run's max_k C_k, calibrated to eps)",
+           "(flat clip = the S run's max_k C_k, calibrated to eps); --device cuda: 400 models",
            "adult", "sex", "lr", kind="controls", methods=("dpsgds", "dpsgds-md"), seeds=_SEEDS5,
-           n_models=256, chunk_models=128,
-           estimators=("cross_fit",), auditors=("PA-ALOOA",), small=_SMALL_ADULT),
-    Preset("clipsweep-adult-lr", "(c) clipping sweep: Adult, LR, eps=10, C = 1..20 (the --small run clipped >= 99.8 % at C = 1, "
-           "< 0.4 % at C = 10), "
-           "DP-SGD / DP-SGD-S (norm) / DP-SGD-S (mean direction), 5 seeds x 64 models; GPR per group, "
-           "GPRP, fraction clipped per group (non-private diagnostic, train.diagnostics=True)",
+           n_models=200, chunk_models=100, minutes=25.0,
+           estimators=("cross_fit",), auditors=("PA-ALOOA",), small=_SMALL_ADULT,
+           cuda=(("n_models", 400), ("chunk_models", 400))),
+    Preset("clipsweep-adult-lr", "(c) clipping sweep: Adult, LR, eps=10, C in {1, 2, 3, 5, 10} (from "
+           "where almost every per-sample gradient clips to where almost none does), DP-SGD / DP-SGD-S "
+           "(norm) / DP-SGD-S (mean direction), 5 seeds x 64 models; GPR per group, GPRP, fraction "
+           "clipped per group (non-private diagnostic, train.diagnostics=True); --device cuda: "
+           "C = 1..20 (8 values) x 400 models",
            "adult", "sex", "lr", kind="clipsweep", methods=("dpsgd", "dpsgds", "dpsgds-md"),
            seeds=_SEEDS5, n_models=64, chunk_models=64, estimators=("cross_fit",),
-           auditors=("PA-ALOOA",), clips=(1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0, 20.0),
-           small=(*_SMALL_ADULT, ("clips", (1.0, 3.0, 5.0, 10.0)), ("seeds", (0, 1)))),
-    Preset("groups-digits-synth", "(d) per-group GPR where groups differ: digits by class (MLP-256, CNN) "
+           auditors=("PA-ALOOA",), clips=(1.0, 2.0, 3.0, 5.0, 10.0), minutes=20.0,
+           small=(*_SMALL_ADULT, ("clips", (1.0, 3.0, 5.0, 10.0)), ("seeds", (0, 1))),
+           cuda=(("clips", (1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0, 20.0)), ("n_models", 400),
+                 ("chunk_models", 400))),
+    Preset("groups-digits-synth", "(d) per-group GPR where groups differ: digits by class (MLP-256) "
            "and synthetic with a small atypical group (10 groups, LR), SGD / DP-SGD / DP-SGD-S (norm) at "
            "eps=10, 5 seeds x 400 models; GRC (non-private diagnostic) vs GPR correlation across "
-           "groups with a Fisher-z CI",
+           "groups with a Fisher-z CI; --device cuda adds the digits CNN (400 models, 5 seeds; "
+           "about 4.7 h of CPU, so not on the CPU preset)",
            "digits", None, "mlp", kind="groups", methods=("sgd", "dpsgd", "dpsgds"), seeds=_SEEDS5,
-           estimators=("cross_fit",), auditors=("PA-ALOOA",), gpu=True, chunk_models=200,
-           settings=(("digits", None, "mlp", ()), ("digits", None, "cnn", ()),
-                     ("synthetic", None, "lr", _SYNTH10)),
+           estimators=("cross_fit",), auditors=("PA-ALOOA",), chunk_models=200, minutes=10.0,
+           settings=(("digits", None, "mlp", ()), ("synthetic", None, "lr", _SYNTH10)),
            small=(("n_models", 8), ("epochs", 2), ("chunk_models", 8), ("n_boot", 100),
-                  ("seeds", (0, 1)), ("hidden", 32))),
-    Preset("aloo-loo-leaky", "(e) PA-ALOOA vs exact PA-LOOA on a leaky model (digits MLP-256, SGD, "
-           "30 epochs), 2R up to 400, 50 targets; measured gap beside the noise-only expectation at "
-           "the same 2R (simulated two independent audits of the same risk)",
-           "digits", None, "mlp", kind="aloo-loo", games=("aloo",), methods=("sgd",), m=600,
-           epochs=30, n_targets=50, max_pairs=200, gpu=True, chunk_models=200,
+                  ("seeds", (0, 1)), ("hidden", 32),
+                  ("settings", (("digits", None, "mlp", ()), ("digits", None, "cnn", ()),
+                                ("synthetic", None, "lr", _SYNTH10)))),
+           cuda=(("settings", (("digits", None, "mlp", ()), ("digits", None, "cnn", ()),
+                               ("synthetic", None, "lr", _SYNTH10))),)),
+    Preset("aloo-loo-leaky", "(e) PA-ALOOA vs exact PA-LOOA on a leaky model: MLP-128 overfitting "
+           "400 digits (320 training records, m = 200 audited), SGD, 40 epochs of batch 32, 2R up to "
+           "400, 50 targets; measured gap beside the noise-only expectation at the same 2R "
+           "(simulated two independent audits of the same risk); --device cuda: all 1,797 digits, "
+           "m = 600, MLP-256, 100 targets",
+           "digits", None, "mlp", kind="aloo-loo", games=("aloo",), methods=("sgd",), n=400, m=200,
+           epochs=40, batch_size=32, hidden=128, n_targets=50, max_pairs=200, chunk_models=200, minutes=13.0,
            estimators=("in_sample", "cross_fit"), auditors=("PA-ALOOA",),
-           small=(("max_pairs", 4), ("epochs", 3), ("m", 200), ("hidden", 32), ("chunk_models", 8),
-                  ("n_sim", 20))),
-    Preset("frontier-adult-lr", "(f) accuracy-GPRP frontier: Adult, LR, eps in {1, 2, 4, 10} x C in "
+           small=(("max_pairs", 4), ("epochs", 3), ("hidden", 32), ("chunk_models", 8),
+                  ("n_sim", 20)),
+           cuda=(("n", None), ("m", 600), ("n_targets", 100), ("hidden", 256))),
+    Preset("frontier-adult-lr", "(f) accuracy-GPRP frontier: Adult, LR, eps in {1, 2, 10} x C in "
            "{5, 10} per method (DP-SGD, DP-SGD-S norm / mean direction), 5 seeds x 64 models; "
-           "'does DP-SGD-S buy a smaller gap than DP-SGD at the same accuracy?' as a seed-level interval",
+           "'does DP-SGD-S buy a smaller gap than DP-SGD at the same accuracy?' as a seed-level "
+           "interval; --device cuda: eps in {1, 2, 4, 10} x 400 models",
            "adult", "sex", "lr", kind="frontier", methods=("dpsgd", "dpsgds", "dpsgds-md"),
            seeds=_SEEDS5, n_models=64, chunk_models=64, estimators=("cross_fit",),
-           auditors=("PA-ALOOA",), epsilons=(1.0, 2.0, 4.0, 10.0), clips=(5.0, 10.0),
-           small=(*_SMALL_ADULT, ("epsilons", (1.0, 10.0)), ("clips", (1.0, 10.0)), ("seeds", (0, 1, 2)))),
+           auditors=("PA-ALOOA",), epsilons=(1.0, 2.0, 10.0), clips=(5.0, 10.0), minutes=24.0,
+           small=(*_SMALL_ADULT, ("epsilons", (1.0, 10.0)), ("clips", (1.0, 10.0)), ("seeds", (0, 1, 2))),
+           cuda=(("epsilons", (1.0, 2.0, 4.0, 10.0)), ("n_models", 400), ("chunk_models", 400))),
 ]
 
 _PAPER = {"n_models": 400, "m": 600, "epochs": 20, "batch_size": 256, "lr": 0.1, "delta": 1e-5, "tau": 2.0}
@@ -253,8 +275,9 @@ def build_configs(p: Preset, *, device: str, datasets: list[tuple[str, str | Non
                         spec = dict(METHODS[code])
                         private = spec["method"] != "sgd"
                         train = {
-                            "model": p.model, "hidden": p.hidden, "epochs": o.get("epochs", p.epochs),
-                            "batch_size": p.batch_size, "lr": p.lr, "delta": p.delta, "tau": p.tau,
+                            "model": p.model, "hidden": o.get("hidden", p.hidden),
+                            "epochs": o.get("epochs", p.epochs), "batch_size": o.get("batch_size", p.batch_size),
+                            "lr": o.get("lr", p.lr), "delta": p.delta, "tau": p.tau,
                             "clip": PAPER_CLIP.get(float(eps), 10.0) if private else 1.0,
                             "epsilon": float(eps) if private else None, **spec,
                         }
@@ -301,6 +324,32 @@ def _available(dataset: str) -> bool:
 
 
 # ---------------------------------------------------------------------------- progress
+class LoadSampler:
+    """Sample the 1-minute load average every ``every`` seconds in a daemon thread until stop()."""
+
+    def __init__(self, every: float = 15.0):
+        import threading
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._every = every
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            load = _loadavg()
+            if load:
+                self.samples.append(load[0])
+            if self._stop.wait(self._every):
+                return
+
+    def stop(self) -> list[float]:
+        self._stop.set()
+        self._thread.join()
+        return self.samples
+
+
 class Progress:
     """Print one line per 10 % of training and per audit stage, with elapsed time and load."""
 
@@ -588,7 +637,7 @@ def planned_configs(p: Preset, *, device: str = "cpu", overrides: dict[str, Any]
         return [base, base.replace(**{"game.kind": "loo", "game.targets": tuple(range(t)),
                                       "game.n_models": 2 * R * t, "chunk_models": 2 * R,
                                       "audit.auditors": ("PA-LOOA",)})]
-    settings = p.settings or ((p.dataset, p.group, p.model, ()),)
+    settings = _opt(p, o, "settings") or ((p.dataset, p.group, p.model, ()),)
     for dataset, group, model, options in settings:
         oo = {**o, "n": None} if dataset == "synthetic" else o
         for seed in seeds:
@@ -597,7 +646,7 @@ def planned_configs(p: Preset, *, device: str = "cpu", overrides: dict[str, Any]
                     codes = (["dpsgd"] + [c for c in methods for _ in range(3)]) if p.kind == "controls" else methods
                     for code in codes:
                         cfg = _base(p, device=device, overrides=oo, code=code, seed=seed, eps=float(eps),
-                                    dataset=dataset if p.settings else None, group=group, model=model,
+                                    dataset=dataset if p.kind == "groups" else None, group=group, model=model,
                                     options=options)
                         out.append(cfg if C is None else cfg.replace(clip=float(C)))
     return out
@@ -616,6 +665,8 @@ def planned_seconds(p: Preset, *, device: str = "cpu", overrides: dict[str, Any]
 def _start(p: Preset, device: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], float]:
     machine = _header(p, device)
     machine["planned_cpu_seconds"] = planned_seconds(p, device=device, overrides=overrides)
+    machine["stated_cpu_minutes"] = p.minutes
+    machine["_load_sampler"] = LoadSampler()
     machine["cpu_start"] = time.process_time()
     machine["seeds"] = list(_opt(p, overrides, "seeds"))
     machine["ci_types"] = ("seed level: Student t over seeds (95 %); record level: bootstrap over "
@@ -627,6 +678,14 @@ def _done(p: Preset, out: Path, tables: dict[str, pd.DataFrame], machine: dict[s
           timings: list[dict[str, Any]]) -> dict[str, Any]:
     _finish(machine, t_all)
     machine["cpu_seconds"] = round(time.process_time() - machine.pop("cpu_start"), 1)
+    sampler = machine.pop("_load_sampler", None)
+    loads = sampler.stop() if sampler is not None else []
+    # the 1-minute load average every 15 s during the run: what the shared cores carried
+    machine["loadavg_1min_during"] = {"mean": round(float(np.mean(loads)), 2), "min": min(loads),
+                                      "max": max(loads), "samples": len(loads)} if loads else None
+    machine["wall_over_cpu"] = round(machine["total_seconds"] / machine["cpu_seconds"], 2) \
+        if machine["cpu_seconds"] else None
+    machine["nice"] = os.nice(0) if hasattr(os, "nice") else None
     tables["timings"] = pd.DataFrame(timings)
     write(p, out, tables, machine)
     return {**tables, "machine": machine}
@@ -779,7 +838,7 @@ def run_groups(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict
     machine["diagnostics"] = ("train.diagnostics=True for the GRC telemetry (un-noised: a non-private "
                               "diagnostic; the DP runs are NOT private as released)")
     results, labels, timings, corr, grc = [], [], [], [], []
-    for dataset, group, model, options in p.settings:
+    for dataset, group, model, options in _opt(p, overrides, "settings"):
         if not _available(dataset):
             continue
         opts = dict(options)
@@ -889,32 +948,37 @@ ISSUE14_RUNNERS = {"seeds": run_seeds, "controls": run_controls, "clipsweep": ru
                    "groups": run_groups, "aloo-loo": run_aloo_loo, "frontier": run_frontier}
 
 
-def stated_time(p: Preset) -> str:
-    """The preset's time on 2 idle CPU cores: the planner's estimate beside a measured small run.
+def recorded_run(p: Preset, size: str = "") -> dict[str, Any] | None:
+    """The machine record (``<preset>_machine.json``) of the preset's recorded run, or None.
 
-    ``fairpriv_lab.experiment.plan`` estimates CPU seconds of each run from its size; the
-    ``--small`` run of the preset (``docs/results/<preset>-small/<preset>_machine.json``)
-    measured its own CPU seconds beside the planner's estimate for the same small configs. At
-    that size fixed per-run costs (data, audit, Python) dominate, so the planner's full-size
-    figure times that ratio is an upper bound, and both are shown. One process with one torch
-    thread: on 2 idle cores its CPU time is its wall time. "not yet timed" without the planner
-    or without a recorded small run.
+    ``size`` is "" (the CPU preset, ``docs/results/<preset>/``), "small" or "cuda".
     """
-    small = ROOT / "docs" / "results" / f"{p.name}-small" / f"{p.name}_machine.json"
+    path = ROOT / "docs" / "results" / (p.name + (f"-{size}" if size else "")) / f"{p.name}_machine.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def stated_time(p: Preset) -> str:
+    """The preset's time on 2 CPU cores: the stated CPU minutes, the planner, the measured run.
+
+    ``p.minutes`` is the stated time: CPU minutes of the whole preset in one process with one
+    torch thread, which on 2 idle cores is its wall time. Beside it, the planner's estimate
+    (``fairpriv_lab.experiment.plan``, training only, calibrated on the 2-core reference
+    machine) and, once the preset has run at its full size, the recorded CPU and wall time with
+    the load average it ran under (``docs/results/<preset>/<preset>_machine.json``): on the
+    shared machine wall > CPU by the share of the cores the other jobs took.
+    """
     full = planned_seconds(p)
-    if full is None:
-        return "not yet timed (no planner fairpriv_lab.experiment.plan)"
-    if not small.is_file():
-        return f"not yet timed (planner alone: {_minutes(full)}; no --small run recorded)"
-    m = json.loads(small.read_text())
-    cpu, planned = m.get("cpu_seconds"), m.get("planned_cpu_seconds")
-    if not cpu or not planned:
-        return f"not yet timed (planner alone: {_minutes(full)}; the small run recorded no CPU seconds)"
-    ratio = cpu / planned
-    return (f"planner {_minutes(full)} of CPU (= wall with one thread on an idle core); the --small run "
-            f"measured {cpu:g} s CPU against {planned:.1f} s planned (x{ratio:.1f} at load "
-            f"{(m.get('loadavg_start') or ['?'])[0]}, dominated by per-run overhead at that size), so "
-            f"{_minutes(full * ratio)} is an upper bound, not a measurement")
+    parts = [f"stated {p.minutes:g} min CPU (= wall on idle cores)" if p.minutes else "no stated time"]
+    if full is not None:
+        parts.append(f"planner {_minutes(full)}")
+    m = recorded_run(p)
+    if m and m.get("cpu_seconds"):
+        parts.append(f"measured {_minutes(m['cpu_seconds'])} CPU, {_minutes(m['total_seconds'])} wall at load "
+                     f"{(m.get('loadavg_start') or ['?'])[0]} -> {(m.get('loadavg_end') or ['?'])[0]} "
+                     f"({m.get('date_utc', '?')})")
+    else:
+        parts.append("not yet run at this size")
+    return "; ".join(parts)
 
 
 def _minutes(seconds: float) -> str:
@@ -1082,6 +1146,16 @@ def markdown14(p: Preset, tables: dict[str, pd.DataFrame], machine: dict[str, An
              f"{' (' + machine['gpu'] + ')' if machine.get('gpu') else ''}; load average at start "
              f"{machine['loadavg_start']}, at end {machine.get('loadavg_end')}; total "
              f"{machine.get('total_seconds')} s wall; {machine['date_utc']}.", ""]
+    during = machine.get("loadavg_1min_during")
+    if machine.get("cpu_seconds"):
+        lines += [f"Time: {machine['total_seconds']:.0f} s wall, {machine['cpu_seconds']:.0f} s CPU of this "
+                  f"process (one torch thread; nice {machine.get('nice')})"
+                  + (f", 1-minute load average during the run {during['mean']} (min {during['min']}, max "
+                     f"{during['max']}, {during['samples']} samples)" if during else "")
+                  + (f"; planner {machine['planned_cpu_seconds']:.0f} s" if machine.get("planned_cpu_seconds")
+                     else "")
+                  + (f"; stated {machine['stated_cpu_minutes']:g} min CPU" if machine.get("stated_cpu_minutes")
+                     else "") + ".", ""]
     if machine.get("diagnostics"):
         lines += [f"**Privacy:** {machine['diagnostics']}.", ""]
     for name, note in TABLE_NOTES14.items():
@@ -1129,27 +1203,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _is_cuda(device: str) -> bool:
+    """True when ``device`` resolves to a CUDA GPU ("auto" on a machine with one, "cuda", "cuda:N")."""
+    if device.startswith("cuda"):
+        return True
+    if device != "auto":
+        return False
+    from fairpriv_lab.engine.device import resolve_device
+
+    return resolve_device(device).type == "cuda"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list:
         for p in PRESETS.values():
             print(f"{p.name:14s} {'[GPU] ' if p.gpu else ''}{p.description}")
             if p.kind in ISSUE14_RUNNERS:
-                print(f"{'':14s}   time on 2 idle CPU cores: {stated_time(p)}")
+                print(f"{'':14s}   time on 2 CPU cores: {stated_time(p)}")
                 print(f"{'':14s}   run: python benchmarks/paper_scale.py --preset {p.name} [--device cuda] "
                       f"[--seeds ...]; small: --small")
         return 0
     p = PRESETS[args.preset]
+    size = "small" if args.small else ("cuda" if p.cuda and _is_cuda(args.device) else "")
     if args.out is None:
-        args.out = ROOT / "docs" / "results" / (f"{p.name}-small" if args.small else "")
+        folder = p.name + (f"-{size}" if size else "") if p.kind in ISSUE14_RUNNERS else (
+            f"{p.name}-small" if args.small else "")
+        args.out = ROOT / "docs" / "results" / folder
     overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in {
         "seeds": args.seeds, "methods": args.methods, "games": args.games, "epsilons": args.epsilons,
         "n_models": args.n_models, "m": args.m, "n": args.n, "epochs": args.epochs,
         "chunk_models": args.chunk_models, "n_boot": args.n_boot,
     }.items() if v is not None}
-    if args.small:
-        overrides = {**dict(p.small), **overrides}
+    if size:  # the preset's --small or --device cuda sizes, under what the command line sets
+        overrides = {**dict(p.small if size == "small" else p.cuda), **overrides}
     if args.dry_run:
+        if p.kind in ISSUE14_RUNNERS:  # every run the preset trains (controls at their flat clip)
+            for cfg in planned_configs(p, device=args.device, overrides=overrides):
+                print(json.dumps(cfg.to_dict()))
+            return 0
         for labels, cfg in build_configs(p, device=args.device, overrides=overrides):
             print(labels, json.dumps(cfg.to_dict()))
         return 0
