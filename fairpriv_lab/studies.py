@@ -28,6 +28,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,9 @@ __all__ = [
     "paired_seed_difference",
     "seed_table",
     "seed_ci",
+    "CLAIMS",
+    "claim_verdict",
+    "claims_evidence",
 ]
 
 
@@ -1366,3 +1370,113 @@ def clip_summary(res: Any) -> pd.DataFrame:
     g["group"] = g["group"].astype(str)
     g["frac_clipped_is"] = "non-private diagnostic (train.diagnostics=True)"
     return g
+
+
+# ---------------------------------------------------------------------------- claims (issue 14)
+#: The paper's claims the issue-14 presets test: (claim, preset, table, comparison rows, expected
+#: sign of the value when the claim holds). ``comparison`` selects rows of the recorded table.
+CLAIMS: tuple[tuple[str, str, str, str], ...] = (
+    ("2: DP-SGD lowers the gap (GPRP SGD - DP-SGD > 0)", "seeds-adult-lr", "pairs", "positive"),
+    ("3: DP-SGD-S lowers it further (GPRP DP-SGD - DP-SGD-S > 0)", "seeds-adult-lr", "pairs", "positive"),
+    ("3: DP-SGD-S's gain is its group clipping (GPRP S - noise- / clip-matched DP-SGD < 0)",
+     "controls-adult-lr", "pairs", "negative"),
+    ("4: larger GRC, larger GPR (Pearson r across groups > 0)", "groups-digits-synth",
+     "seed_grc_correlation", "positive"),
+    ("5: DP-SGD-S has the smaller gap at equal accuracy (GPRP S - DP-SGD at DP-SGD's accuracy < 0)",
+     "frontier-adult-lr", "matched_accuracy", "negative"),
+    ("5: the same over the clipping sweep", "clipsweep-adult-lr", "matched_accuracy", "negative"),
+    ("6: PA-ALOOA agrees with exact PA-LOOA (gap within the noise-only expectation at 2R = 400)",
+     "aloo-loo-leaky", "loo_agreement", "within noise"),
+)
+
+
+def claim_verdict(ci_low: float, ci_high: float, *, expected: str) -> str:
+    """Verdict on a claim from the interval of its signed statistic.
+
+    ``expected`` is the sign the statistic has when the claim holds ("positive" or
+    "negative"). "confirmed" when the whole interval has that sign, "refuted" when the whole
+    interval has the other one, "not detectable" when it contains 0 (at this scale: more seeds
+    or models could still separate it), "not measured" when an end is NaN.
+
+    Examples
+    --------
+    >>> claim_verdict(0.1, 0.4, expected="positive"), claim_verdict(-0.2, 0.3, expected="positive")
+    ('confirmed', 'not detectable')
+    >>> claim_verdict(0.1, 0.4, expected="negative")
+    'refuted'
+    """
+    V.choice("expected", expected, ("positive", "negative"))
+    lo, hi = float(ci_low), float(ci_high)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "not measured"
+    if lo > hi:
+        raise V.fail("ci_low", lo, f"to be at most ci_high ({hi})")
+    if lo > 0:
+        return "confirmed" if expected == "positive" else "refuted"
+    if hi < 0:
+        return "confirmed" if expected == "negative" else "refuted"
+    return "not detectable"
+
+
+def claims_evidence(results_dir: str | Path, *, size: str = "") -> pd.DataFrame:
+    """Judge each of the paper's claims from the recorded issue-14 runs.
+
+    Reads ``<results_dir>/<preset>[-<size>]/<preset>_<table>.csv`` as written by
+    ``benchmarks/paper_scale.py`` (``size`` "" for the CPU presets, "small", "cuda", or a
+    folder suffix such as "64models"); presets not recorded there are left out. One row per
+    comparison: the signed statistic's mean over seeds with its seed-level 95 % t interval
+    (retraining variance; ALOOA vs LOOA: the measured gap at the largest 2R and the noise-only
+    expectation's 2.5-97.5 % range), the verdict of :func:`claim_verdict` ("within noise" /
+    "beyond noise" for ALOOA vs LOOA), and the file it comes from.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``claim, preset, comparison, estimator, n_seeds, mean, ci_low, ci_high, verdict, file``.
+    """
+    root = Path(results_dir)
+    rows: list[dict[str, Any]] = []
+    for claim, preset, table, expected in CLAIMS:
+        folder = root / (preset + (f"-{size}" if size else ""))
+        path = folder / f"{preset}_{table}.csv"
+        if not path.is_file():
+            continue
+        df = pd.read_csv(path)
+        rel = f"{folder.name}/{path.name}"
+        if table == "pairs":
+            if claim.startswith("2"):
+                part = df[(df["first"] == "SGD") & (df["second"] == "DP-SGD")]
+            elif preset == "seeds-adult-lr":
+                part = df[(df["first"] == "DP-SGD") & df["second"].str.startswith("DP-SGD-S")]
+            else:
+                part = df[df["second"].str.contains("matched")]
+            for r in part.itertuples():
+                rows.append({"claim": claim, "preset": preset, "comparison": f"{r.first} - {r.second}",
+                             "estimator": getattr(r, "estimator", "cross_fit"), "n_seeds": int(r.n_seeds),
+                             "mean": r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                             "verdict": claim_verdict(r.ci_low, r.ci_high, expected=expected), "file": rel})
+        elif table == "seed_grc_correlation":
+            for r in df.itertuples():
+                rows.append({"claim": claim, "preset": preset, "comparison": f"r(GRC, GPR): {r.setting}, {r.variant}",
+                             "estimator": "cross_fit", "n_seeds": int(r.n_seeds), "mean": r.mean,
+                             "ci_low": r.seed_ci_low, "ci_high": r.seed_ci_high,
+                             "verdict": claim_verdict(r.seed_ci_low, r.seed_ci_high, expected=expected),
+                             "file": rel})
+        elif table == "matched_accuracy":
+            for r in df.itertuples():
+                rows.append({"claim": claim, "preset": preset, "comparison": f"{r.candidate} - {r.reference}",
+                             "estimator": "cross_fit", "n_seeds": int(r.n_seeds), "mean": r.mean,
+                             "ci_low": r.ci_low, "ci_high": r.ci_high,
+                             "verdict": claim_verdict(r.ci_low, r.ci_high, expected=expected), "file": rel})
+        else:  # loo_agreement: the measured gap at the largest 2R against the noise-only range
+            for est, part in df.groupby("estimator", sort=False):
+                r = part.sort_values("n_models").iloc[-1]
+                within = r["mean_abs_diff"] <= r["noise_only_matched_q975"]
+                rows.append({"claim": claim, "preset": preset,
+                             "comparison": f"mean |acc ALOOA - acc LOOA| at 2R = {int(r['n_models'])} "
+                                           f"({int(r['n_targets'])} targets) vs noise only",
+                             "estimator": est, "n_seeds": 1, "mean": r["mean_abs_diff"],
+                             "ci_low": r["noise_only_matched_q025"], "ci_high": r["noise_only_matched_q975"],
+                             "verdict": "within noise" if within else "beyond noise", "file": rel})
+    cols = ["claim", "preset", "comparison", "estimator", "n_seeds", "mean", "ci_low", "ci_high", "verdict", "file"]
+    return pd.DataFrame(rows, columns=cols)

@@ -246,3 +246,41 @@ def test_issue14_cuda_variants_keep_the_full_sizes(capsys):
     assert first["data"]["n"] is None and first["game"]["m"] == 600
     for name in ISSUE14:
         assert ps.PRESETS[name].cuda, name
+
+
+# ---------------------------------------------------------------------------- claims from recorded runs
+@pytest.mark.parametrize("lo, hi, expected, verdict", [
+    (0.1, 0.3, "positive", "confirmed"), (-0.3, -0.1, "positive", "refuted"),
+    (-0.1, 0.3, "positive", "not detectable"), (-0.3, -0.1, "negative", "confirmed"),
+    (0.1, 0.3, "negative", "refuted"), (0.0, 0.3, "positive", "not detectable"),
+    (float("nan"), 0.3, "positive", "not measured"),
+])
+def test_claim_verdict_follows_the_interval(lo, hi, expected, verdict):
+    assert studies.claim_verdict(lo, hi, expected=expected) == verdict
+
+
+def test_claim_verdict_rejects_bad_input():
+    with pytest.raises(ValidationError, match="expected"):
+        studies.claim_verdict(0.1, 0.2, expected="up")
+    with pytest.raises(ValidationError, match="ci_low"):
+        studies.claim_verdict(0.3, 0.2, expected="positive")
+
+
+def test_claims_evidence_reads_recorded_tables(tmp_path):
+    seeds = tmp_path / "seeds-adult-lr"
+    seeds.mkdir()
+    pd.DataFrame({"estimator": ["cross_fit"] * 3, "auditor": ["PA-ALOOA"] * 3,
+                  "first": ["SGD", "DP-SGD", "SGD"], "second": ["DP-SGD", "DP-SGD-S (norm)", "DP-SGD-S (norm)"],
+                  "n_seeds": [5] * 3, "mean": [0.2, 0.0, 0.2], "ci_low": [0.1, -0.1, 0.05],
+                  "ci_high": [0.3, 0.1, 0.35], "verdict": ["first larger", "not separated", "first larger"]}
+                 ).to_csv(seeds / "seeds-adult-lr_pairs.csv", index=False)
+    aloo = tmp_path / "aloo-loo-leaky"
+    aloo.mkdir()
+    pd.DataFrame({"estimator": ["cross_fit"] * 2, "n_models": [64, 400], "n_targets": [50, 50],
+                  "mean_abs_diff": [9.0, 6.0], "noise_only_matched_q025": [5.0, 2.0],
+                  "noise_only_matched_q975": [8.0, 4.0]}).to_csv(aloo / "aloo-loo-leaky_loo_agreement.csv", index=False)
+    ev = studies.claims_evidence(tmp_path)
+    assert list(ev["preset"]) == ["seeds-adult-lr", "seeds-adult-lr", "aloo-loo-leaky"]  # SGD - DP-SGD-S is no claim
+    assert list(ev["verdict"]) == ["confirmed", "not detectable", "beyond noise"]  # 6.0 > 4.0 at 2R = 400
+    assert ev["comparison"].iloc[2].startswith("mean |acc ALOOA - acc LOOA| at 2R = 400")
+    assert studies.claims_evidence(tmp_path, size="small").empty
