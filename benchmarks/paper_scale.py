@@ -1168,6 +1168,89 @@ def markdown14(p: Preset, tables: dict[str, pd.DataFrame], machine: dict[str, An
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------- docs/results.md sections
+#: Per issue-14 kind, the evidence tables of its docs/results.md section: (table, row filter
+#: column=value or "", the value's name). Every seed table shows mean, seed-level t CI and, where the
+#: value has one, the record-bootstrap CI (mean of the per-seed bounds) side by side.
+DOC_TABLES14 = {
+    "seeds": (("seed_gprp", "GPRP (pp), PA-ALOOA"), ("seed_gpr", "GPR per group (pp), PA-ALOOA"),
+              ("seed_accuracy", "test accuracy")),
+    "controls": (("derived", "as trained (means over seeds)"), ("seed_gprp", "GPRP (pp), cross-fit, PA-ALOOA"),
+                 ("seed_accuracy", "test accuracy")),
+    "clipsweep": (("seed_gprp", "GPRP (pp), cross-fit, PA-ALOOA"),
+                  ("seed_frac_clipped", "fraction clipped per group (NON-PRIVATE DIAGNOSTIC)"),
+                  ("seed_gpr", "GPR per group (pp)")),
+    "groups": (("seed_gprp", "GPRP (pp), cross-fit, PA-ALOOA"),
+               ("seed_grc_correlation", "Pearson r of GRC (NON-PRIVATE DIAGNOSTIC) with GPR across groups"),
+               ("seed_gpr", "GPR per group (pp), cross-fit, PA-ALOOA")),
+    "aloo-loo": (("loo_agreement", "ALOOA vs LOOA against 2R"),),
+    "frontier": (("seed_frontier", "GPRP (pp), cross-fit, PA-ALOOA"), ("seed_frontier_accuracy", "test accuracy")),
+}
+
+
+def _cell(v: Any, digits: int) -> str:
+    if isinstance(v, float | np.floating):
+        return "inf" if v == math.inf else ("" if v != v else f"{v:.{digits}f}")
+    return str(v)
+
+
+def _evidence_table(df: pd.DataFrame, digits: int) -> list[str]:
+    """A seed table with 'mean [seed CI]' and '[record CI]' cells side by side, other columns as they are."""
+    df = df.copy()
+    if {"mean", "seed_ci_low", "seed_ci_high"} <= set(df):
+        df["mean [seed-level t CI]"] = [f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" for m, lo, hi in
+                                        zip(df["mean"], df["seed_ci_low"], df["seed_ci_high"])]
+        drop = ["mean", "sd", "seed_ci_low", "seed_ci_high", "record_half_width_mean"]
+        if "record_ci_low_mean" in df and df["record_ci_low_mean"].notna().any():
+            df["record-bootstrap CI (mean of seeds)"] = [
+                f"[{lo:.{digits}f}, {hi:.{digits}f}]" for lo, hi in zip(df["record_ci_low_mean"], df["record_ci_high_mean"])]
+        drop += ["record_ci_low_mean", "record_ci_high_mean", "auditor"]
+        df = df.drop(columns=[c for c in drop if c in df])
+        if "values" in df:
+            df = df[[c for c in df if c != "values"] + ["values"]].rename(columns={"values": "per seed"})
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(_cell(v, digits) for v in rec.values()) + " |" for rec in df.to_dict("records")]
+    return lines + [""]
+
+
+def docs_section(p: Preset, folder: Path) -> str:
+    """The docs/results.md section of a recorded issue-14 run: command, seeds, CIs, machine, time, evidence, verdicts."""
+    from fairpriv_lab import studies
+
+    m = json.loads((folder / f"{p.name}_machine.json").read_text())
+    during = m.get("loadavg_1min_during") or {}
+    rel = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
+    lines = [f"`python benchmarks/{m.get('command', '')}` → `{rel}/`.", "",
+             f"- Seeds: {m.get('seeds')}. CIs: {m.get('ci_types')}.",
+             f"- Machine: {m['cpu_model']}, {m['cpu_count']} cores, {m.get('memory_gib')} GiB, torch {m['torch']} "
+             f"({m['torch_threads']} thread), device `{m['device']}`{' (' + m['gpu'] + ')' if m.get('gpu') else ''}, "
+             f"nice {m.get('nice')}; started {m['date_utc']}.",
+             f"- Time: **{m['total_seconds'] / 60:.1f} min wall, {m['cpu_seconds'] / 60:.1f} min CPU** "
+             f"(wall / CPU = {m.get('wall_over_cpu')}); 1-minute load average during the run {during.get('mean')} "
+             f"(min {during.get('min')}, max {during.get('max')}) on the 2 shared cores; stated "
+             f"{m.get('stated_cpu_minutes')} min CPU on idle cores, planner {(m.get('planned_cpu_seconds') or 0) / 60:.1f} min.",
+             ""]
+    if m.get("diagnostics"):
+        lines += [f"- Privacy: {m['diagnostics']}.", ""]
+    for table, title in DOC_TABLES14.get(p.kind, ()):
+        path = folder / f"{p.name}_{table}.csv"
+        if not path.is_file():
+            continue
+        df = pd.read_csv(path)
+        if table == "loo_agreement":
+            df = df[["estimator", "n_models", "n_targets", "mean_abs_diff", "noise_only_matched",
+                     "noise_only_matched_q025", "noise_only_matched_q975", "noise_only_no_leak", "correlation",
+                     "ipr_aloo", "ipr_loo"]]
+        lines += [f"{title}:", ""] + _evidence_table(df, 4 if "accuracy" in table else 3)
+    ev = studies.claims_evidence(folder.parent, size=folder.name[len(p.name) + 1:])
+    ev = ev[ev.preset == p.name]
+    if len(ev):
+        lines += ["Verdicts (`studies.claims_evidence`; the interval is the seed-level 95 % t CI of the signed "
+                  "statistic, for ALOOA vs LOOA the noise-only 2.5-97.5 % range):", ""]
+        lines += _evidence_table(ev.drop(columns=["preset", "file"]), 3)
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------- command line
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -1197,6 +1280,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="torch intra-op threads (default 1: the LR/MLP steps are small, and on a "
                          "shared 2-core machine 2 threads measured 6x slower; 0 keeps torch's default)")
     ap.add_argument("--dry-run", action="store_true", help="print the configurations and exit")
+    ap.add_argument("--docs-section", type=Path, metavar="FOLDER",
+                    help="print the docs/results.md section of the preset's run recorded in FOLDER and exit")
     args = ap.parse_args(argv)
     if not args.list and not args.preset:
         ap.error("give --preset NAME (or --list)")
@@ -1225,6 +1310,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"[--seeds ...]; small: --small")
         return 0
     p = PRESETS[args.preset]
+    if args.docs_section is not None:
+        print(docs_section(p, args.docs_section.resolve()))
+        return 0
     size = "small" if args.small else ("cuda" if p.cuda and _is_cuda(args.device) else "")
     if args.out is None:
         folder = p.name + (f"-{size}" if size else "") if p.kind in ISSUE14_RUNNERS else (
