@@ -155,16 +155,17 @@ ISSUE14 = [
            cuda=(("settings", (("digits", None, "mlp", ()), ("digits", None, "cnn", ()),
                                ("synthetic", None, "lr", _SYNTH10))),)),
     Preset("aloo-loo-leaky", "(e) PA-ALOOA vs exact PA-LOOA on a leaky model: MLP-128 overfitting "
-           "400 digits (320 training records, m = 200 audited), SGD, 40 epochs of batch 32, 2R up to "
-           "400, 50 targets; measured gap beside the noise-only expectation at the same 2R "
-           "(simulated two independent audits of the same risk); --device cuda: all 1,797 digits, "
-           "m = 600, MLP-256, 100 targets",
-           "digits", None, "mlp", kind="aloo-loo", games=("aloo",), methods=("sgd",), n=400, m=200,
-           epochs=40, batch_size=32, hidden=128, n_targets=50, max_pairs=200, chunk_models=200, minutes=13.0,
-           estimators=("in_sample", "cross_fit"), auditors=("PA-ALOOA",),
+           "400 digits (320 training records; m = 100 audited, so an ALOOA model trains on 270 records "
+           "where a LOO model trains on 319-320), SGD, 40 epochs of batch 32, 2R up to 400, 50 targets; "
+           "measured gap beside the noise-only expectation at the same 2R (simulated two independent "
+           "audits of the same risk); --device cuda: all 1,797 digits (m = 200: 1,337 against 1,437 "
+           "records), MLP-256, 100 targets",
+           "digits", None, "mlp", kind="aloo-loo", games=("aloo",), methods=("sgd",), n=400, m=100,
+           epochs=40, batch_size=32, hidden=128, n_targets=50, max_pairs=200, chunk_models=200,
+           minutes=13.0, estimators=("in_sample", "cross_fit"), auditors=("PA-ALOOA",),
            small=(("max_pairs", 4), ("epochs", 3), ("hidden", 32), ("chunk_models", 8),
                   ("n_sim", 20)),
-           cuda=(("n", None), ("m", 600), ("n_targets", 100), ("hidden", 256))),
+           cuda=(("n", None), ("m", 200), ("n_targets", 100), ("hidden", 256))),
     Preset("frontier-adult-lr", "(f) accuracy-GPRP frontier: Adult, LR, eps in {1, 2, 10} x C in "
            "{5, 10} per method (DP-SGD, DP-SGD-S norm / mean direction), 5 seeds x 64 models; "
            "'does DP-SGD-S buy a smaller gap than DP-SGD at the same accuracy?' as a seed-level "

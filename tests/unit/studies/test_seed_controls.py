@@ -243,7 +243,7 @@ def test_issue14_cuda_variants_keep_the_full_sizes(capsys):
     assert '"model": "cnn"' not in capsys.readouterr().out  # the CPU preset leaves the CNN to a GPU
     assert ps.main(["--preset", "aloo-loo-leaky", "--device", "cuda", "--dry-run"]) == 0
     first = json.loads(capsys.readouterr().out.splitlines()[0])
-    assert first["data"]["n"] is None and first["game"]["m"] == 600
+    assert first["data"]["n"] is None and first["game"]["m"] == 200
     for name in ISSUE14:
         assert ps.PRESETS[name].cuda, name
 
