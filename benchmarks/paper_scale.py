@@ -18,6 +18,25 @@ Outputs (in ``--out``, default ``docs/results``), for preset P:
 - ``P_machine.json``: CPU model, cores, torch version, device, load averages;
 - ``P.md``: the tables in markdown, beside the paper's published values.
 
+Issue-14 presets (docs/results.md, "The claims at a glance"): each runs on 2 CPU cores in the
+time it states (``Preset.minutes``: CPU minutes of the whole preset in one process with one torch
+thread, i.e. its wall time on idle cores; each <= 30, the six <= 2 h), writes
+``docs/results/<preset>/`` and takes ``--small`` (a wiring check, ``docs/results/<preset>-small/``)
+and ``--device cuda`` (the full sizes the CPU preset trims, ``docs/results/<preset>-cuda/``).
+Measured on the shared 2-core machine (wall > CPU by the share of the cores other jobs took;
+``--list`` reads the same figures from each run's ``<preset>_machine.json``):
+
+=====================  ===========  =========  ==================================================
+preset                 stated CPU   planner    measured at full size (wall / CPU, 1-min load)
+=====================  ===========  =========  ==================================================
+seeds-adult-lr         28 min       22.3 min   not yet run
+controls-adult-lr      25 min       20.4 min   not yet run
+clipsweep-adult-lr     20 min       16.4 min   not yet run
+groups-digits-synth    10 min       7.6 min    not yet run
+aloo-loo-leaky         13 min       10.4 min   not yet run
+frontier-adult-lr      24 min       19.6 min   not yet run
+=====================  ===========  =========  ==================================================
+
 Examples::
 
     python benchmarks/paper_scale.py --list

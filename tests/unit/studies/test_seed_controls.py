@@ -284,3 +284,13 @@ def test_claims_evidence_reads_recorded_tables(tmp_path):
     assert list(ev["verdict"]) == ["confirmed", "not detectable", "beyond noise"]  # 6.0 > 4.0 at 2R = 400
     assert ev["comparison"].iloc[2].startswith("mean |acc ALOOA - acc LOOA| at 2R = 400")
     assert studies.claims_evidence(tmp_path, size="small").empty
+
+
+def test_issue14_docstring_states_each_preset_time():
+    """The script's docstring table says each preset's stated minutes and, once run, its measured CPU time."""
+    ps = _script()
+    for name in ISSUE14:
+        line = next(ln for ln in ps.__doc__.splitlines() if ln.startswith(name + " "))
+        assert f" {ps.PRESETS[name].minutes:g} min " in line, line
+        m = ps.recorded_run(ps.PRESETS[name])
+        assert (f"{m['cpu_seconds'] / 60:.1f} min CPU" in line) if m else ("not yet run" in line), line
