@@ -1473,7 +1473,7 @@ def claims_evidence(results_dir: str | Path, *, size: str = "") -> pd.DataFrame:
                 r = part.sort_values("n_models").iloc[-1]
                 within = r["mean_abs_diff"] <= r["noise_only_matched_q975"]
                 rows.append({"claim": claim, "preset": preset,
-                             "comparison": f"mean |acc ALOOA - acc LOOA| at 2R = {int(r['n_models'])} "
+                             "comparison": f"mean abs. diff. of attack accuracy ALOOA vs LOOA at 2R = {int(r['n_models'])} "
                                            f"({int(r['n_targets'])} targets) vs noise only",
                              "estimator": est, "n_seeds": 1, "mean": r["mean_abs_diff"],
                              "ci_low": r["noise_only_matched_q025"], "ci_high": r["noise_only_matched_q975"],

@@ -282,7 +282,7 @@ def test_claims_evidence_reads_recorded_tables(tmp_path):
     ev = studies.claims_evidence(tmp_path)
     assert list(ev["preset"]) == ["seeds-adult-lr", "seeds-adult-lr", "aloo-loo-leaky"]  # SGD - DP-SGD-S is no claim
     assert list(ev["verdict"]) == ["confirmed", "not detectable", "beyond noise"]  # 6.0 > 4.0 at 2R = 400
-    assert ev["comparison"].iloc[2].startswith("mean |acc ALOOA - acc LOOA| at 2R = 400")
+    assert ev["comparison"].iloc[2].startswith("mean abs. diff. of attack accuracy ALOOA vs LOOA at 2R = 400")
     assert studies.claims_evidence(tmp_path, size="small").empty
 
 
