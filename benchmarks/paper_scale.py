@@ -33,7 +33,7 @@ seeds-adult-lr         28 min       22.3 min   not yet run
 controls-adult-lr      25 min       20.4 min   not yet run
 clipsweep-adult-lr     20 min       16.4 min   not yet run
 groups-digits-synth    10 min       7.6 min    not yet run
-aloo-loo-leaky         13 min       10.4 min   not yet run
+aloo-loo-leaky         13 min       5.2 min    not yet run
 frontier-adult-lr      24 min       19.6 min   not yet run
 =====================  ===========  =========  ==================================================
 
@@ -173,14 +173,14 @@ ISSUE14 = [
                                 ("synthetic", None, "lr", _SYNTH10)))),
            cuda=(("settings", (("digits", None, "mlp", ()), ("digits", None, "cnn", ()),
                                ("synthetic", None, "lr", _SYNTH10))),)),
-    Preset("aloo-loo-leaky", "(e) PA-ALOOA vs exact PA-LOOA on a leaky model: MLP-128 overfitting "
+    Preset("aloo-loo-leaky", "(e) PA-ALOOA vs exact PA-LOOA on a leaky model: MLP-64 overfitting "
            "400 digits (320 training records; m = 100 audited, so an ALOOA model trains on 270 records "
            "where a LOO model trains on 319-320), SGD, 40 epochs of batch 32, 2R up to 400, 50 targets; "
            "measured gap beside the noise-only expectation at the same 2R (simulated two independent "
            "audits of the same risk); --device cuda: all 1,797 digits (m = 200: 1,337 against 1,437 "
            "records), MLP-256, 100 targets",
            "digits", None, "mlp", kind="aloo-loo", games=("aloo",), methods=("sgd",), n=400, m=100,
-           epochs=40, batch_size=32, hidden=128, n_targets=50, max_pairs=200, chunk_models=200,
+           epochs=40, batch_size=32, hidden=64, n_targets=50, max_pairs=200, chunk_models=200,
            minutes=13.0, estimators=("in_sample", "cross_fit"), auditors=("PA-ALOOA",),
            small=(("max_pairs", 4), ("epochs", 3), ("hidden", 32), ("chunk_models", 8),
                   ("n_sim", 20)),
