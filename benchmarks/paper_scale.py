@@ -352,7 +352,7 @@ def run_preset(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict
 def run_audit(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict[str, Any],
               recompute: bool = False) -> dict[str, Any]:
     """Run every configuration of a preset (both estimators), the side studies, write the tables."""
-    from fairpriv_lab import studies
+    from fairpriv_lab.experiment.result import gpr_table, gprp_table
     from fairpriv_lab.experiment.runner import run
 
     datasets = [(p.dataset, p.group)]
@@ -394,8 +394,8 @@ def run_audit(p: Preset, *, out: Path, device: str, cache: Any, overrides: dict[
                   f"({res.chunks_trained} chunks trained, {res.chunks_loaded} from cache)", flush=True)
     _finish(machine, t_all)
     tables = {
-        "gprp": studies.gprp_table(results).assign(preset=p.name),
-        "gpr": studies.gpr_table(results).assign(preset=p.name),
+        "gprp": gprp_table(results).assign(preset=p.name),
+        "gpr": gpr_table(results).assign(preset=p.name),
         "timings": pd.DataFrame(timings),
     }
     tables.update(side_studies(p, results))
@@ -548,12 +548,12 @@ def _base(p: Preset, *, device: str, overrides: dict[str, Any], code: str, seed:
 
 def _tables(results: list[Any], labels: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """gprp_table and gpr_table of the runs, each row tagged with its labels (variant, ...)."""
-    from fairpriv_lab import studies
+    from fairpriv_lab.experiment.result import gpr_table, gprp_table
 
     gprp, gpr = [], []
     for res, lab in zip(results, labels):
-        gprp.append(studies.gprp_table([res]).assign(**lab))
-        gpr.append(studies.gpr_table([res]).assign(**lab))
+        gprp.append(gprp_table([res]).assign(**lab))
+        gpr.append(gpr_table([res]).assign(**lab))
     return pd.concat(gprp, ignore_index=True), pd.concat(gpr, ignore_index=True)
 
 

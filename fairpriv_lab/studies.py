@@ -38,15 +38,13 @@ from ._core.exceptions import SmallGroupWarning
 from ._core.rng import SeedLike, as_generator, spawn_seed
 from ._core.vocabulary import ESTIMATORS as _ESTIMATORS
 from ._core.vocabulary import METHOD_LABELS, Estimator
+from .experiment.result import empirical_by_group, method_label
 
 __all__ = [
     "METHOD_LABELS",
     "NullGame",
     "paper_table2",
     "method_label",
-    "run_info",
-    "gprp_table",
-    "gpr_table",
     "compare_with_paper",
     "null_game",
     "floor_vs_models",
@@ -73,21 +71,6 @@ __all__ = [
     "seed_ci",
 ]
 
-
-
-def method_label(method: str, statistic: str | None = None) -> str:
-    """Display name of a method; DP-SGD-S with the paper's statistic is marked "(mean dir.)".
-
-    Examples
-    --------
-    >>> method_label("dpsgds", "norm"), method_label("dpsgds", "mean_direction")
-    ('DP-SGD-S', 'DP-SGD-S (mean dir.)')
-    """
-    V.choice("method", method, list(METHOD_LABELS))
-    label = METHOD_LABELS[method]
-    if method == "dpsgds" and statistic == "mean_direction":
-        label += " (mean dir.)"
-    return label
 
 
 # ---------------------------------------------------------------------------- the paper
@@ -123,139 +106,13 @@ def paper_table2() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _empirical(res: Any) -> pd.DataFrame:
-    """Return a run's per-group empirical ε as ``group`` (name), ``n``, ``epsilon``, ``max_certifiable``.
-
-    Accepts group ids or names and ``n`` or ``n_records`` (the empirical module and the
-    experiment layer have used both).
-    """
-    emp = res.empirical_epsilon
-    names = list(res.group_names)
-    if emp is None or len(emp) == 0:
-        return pd.DataFrame(columns=["group", "n", "epsilon", "max_certifiable"])
-    g = emp["group"]
-    if pd.api.types.is_numeric_dtype(g.dtype):
-        group = [names[int(v)] if 0 <= int(v) < len(names) else str(v) for v in g]
-    else:
-        group = g.astype(str).tolist()
-    ncol = "n" if "n" in emp else ("n_records" if "n_records" in emp else None)
-    n = emp[ncol].astype(int).tolist() if ncol else [-1] * len(emp)
-    cap = (emp["max_certifiable"].astype(float).tolist() if "max_certifiable" in emp
-           else [float(res.max_certifiable_epsilon)] * len(emp))
-    return pd.DataFrame({"group": group, "n": n, "epsilon": emp["epsilon"].astype(float).to_numpy(),
-                         "max_certifiable": cap})
-
-
-# ---------------------------------------------------------------------------- result tables
-def run_info(res: Any) -> dict[str, Any]:
-    """Return the settings of one run as flat columns: data, model, game, method, budget, accuracy.
-
-    Parameters
-    ----------
-    res : AuditResult
-        A result of :func:`fairpriv_lab.experiment.run`.
-
-    Returns
-    -------
-    dict
-        ``dataset, group_attribute, model, game, n_models, m, method, method_code, statistic,
-        seed, epochs, batch_size, lr, clip, target_epsilon, epsilon, delta, noise_multiplier,
-        accuracy, accuracy_sd, estimator`` (accuracy a fraction; ε of SGD ``inf``).
-    """
-    cfg = res.config
-    t = cfg.train
-    acc = np.asarray(res.test_accuracy, dtype=float)
-    private = t.method != "sgd"
-    return {
-        "dataset": cfg.data.name, "group_attribute": cfg.data.resolved_group, "model": t.model,
-        "game": cfg.game.kind, "n_models": int(res.n_models), "m": int(len(res.empirical_record)),
-        "method": method_label(t.method, t.statistic), "method_code": t.method,
-        "statistic": t.statistic if t.method == "dpsgds" else "",
-        "seed": int(cfg.seed), "epochs": int(t.epochs), "batch_size": int(t.batch_size),
-        "lr": float(t.lr), "clip": float(t.clip) if private else math.nan,
-        "target_epsilon": float(t.epsilon) if t.epsilon is not None else math.inf,
-        "epsilon": float(res.epsilon), "delta": float(res.delta),
-        "noise_multiplier": math.nan if res.noise_multiplier is None else float(res.noise_multiplier),
-        "accuracy": float(np.mean(acc)) if acc.size else math.nan,
-        "accuracy_sd": float(np.std(acc, ddof=1)) if acc.size > 1 else math.nan,
-        "estimator": cfg.audit.estimator,
-    }
-
-
-def gprp_table(results: Iterable[Any]) -> pd.DataFrame:
-    """One row per run and auditor: settings, GPRP with CI, the floor, the largest empirical ε.
-
-    Parameters
-    ----------
-    results : iterable of AuditResult
-
-    Returns
-    -------
-    pandas.DataFrame
-        The :func:`run_info` columns, then ``auditor, gprp, gprp_ci_low, gprp_ci_high``
-        (percentage points), ``floor_mean`` (mean zero-leakage floor over groups, pp),
-        ``floor_gprp`` (max - min of the group floors, pp), ``empirical_epsilon_max`` (largest
-        per-group empirical ε lower bound), ``train_seconds, audit_seconds, from_cache``.
-    """
-    rows = []
-    for res in results:
-        info = run_info(res)
-        emp = _empirical(res)
-        emp_groups = emp[emp["group"] != "overall"]["epsilon"]
-        for auditor, gr in res.group_risk.items():
-            by = gr.by_group
-            lo, hi = gr.difference_ci()
-            rows.append({
-                **info, "auditor": auditor, "gprp": float(gr.difference()),
-                "gprp_ci_low": float(lo), "gprp_ci_high": float(hi),
-                "floor_mean": float(np.nanmean(by["floor"])),
-                "floor_gprp": float(np.nanmax(by["floor"]) - np.nanmin(by["floor"])),
-                "empirical_epsilon_max": float(emp_groups.max()) if len(emp_groups) else math.nan,
-                "train_seconds": float(res.timings.get("train", math.nan)),
-                "audit_seconds": float(res.timings.get("audit", math.nan)),
-                "from_cache": bool(res.chunks_trained == 0),
-            })
-    return pd.DataFrame(rows)
-
-
-def gpr_table(results: Iterable[Any]) -> pd.DataFrame:
-    """One row per run, auditor and group: GPR with CI, floor, test accuracy, empirical ε.
-
-    Parameters
-    ----------
-    results : iterable of AuditResult
-
-    Returns
-    -------
-    pandas.DataFrame
-        The :func:`run_info` columns, then ``auditor, group, n, gpr, ci_low, ci_high, floor``
-        (percentage points), ``group_accuracy`` (fraction), ``empirical_epsilon``.
-    """
-    rows = []
-    for res in results:
-        info = run_info(res)
-        e = _empirical(res)
-        emp = dict(zip(e["group"], e["epsilon"]))
-        for auditor, gr in res.group_risk.items():
-            for rec in gr.by_group.to_dict("records"):
-                g = str(rec["group"])
-                rows.append({
-                    **info, "auditor": auditor, "group": g, "n": int(rec["n"]),
-                    "gpr": float(rec["gpr"]), "ci_low": float(rec["ci_low"]),
-                    "ci_high": float(rec["ci_high"]), "floor": float(rec["floor"]),
-                    "group_accuracy": float(res.group_accuracy.get(g, math.nan)),
-                    "empirical_epsilon": float(emp.get(g, math.nan)),
-                })
-    return pd.DataFrame(rows)
-
-
 def compare_with_paper(table: pd.DataFrame, *, auditor: str = "PA-ALOOA", epsilon: float = 10.0) -> pd.DataFrame:
     """Measured GPRP beside the paper's Table 2 (SGD, DP-SGD, DP-SGD-S at ε = 10).
 
     Parameters
     ----------
     table : pandas.DataFrame
-        As :func:`gprp_table` returns (several seeds are averaged; their spread is reported).
+        As :func:`fairpriv_lab.experiment.gprp_table` returns (several seeds are averaged; their spread is reported).
     auditor : str
         The auditor compared (the paper's Table 2 uses PA-ALOOA).
     epsilon : float
@@ -883,7 +740,7 @@ def soundness(results: Mapping[str, Any] | Iterable[Any]) -> pd.DataFrame:
             bound = acc
         else:
             bound = float(getattr(res, "reference_epsilon", math.nan))
-        for rec in _empirical(res).to_dict("records"):
+        for rec in empirical_by_group(res).to_dict("records"):
             lower = float(rec["epsilon"])
             n = int(rec["n"])
             checkable = n > 0 and math.isfinite(lower) and not math.isnan(bound)
@@ -1098,7 +955,7 @@ def seed_table(
     Parameters
     ----------
     frame : pandas.DataFrame
-        One row per (run, seed), e.g. :func:`gprp_table` of runs at several seeds.
+        One row per (run, seed), e.g. :func:`fairpriv_lab.experiment.gprp_table` of runs at several seeds.
     by : sequence of str
         Columns that identify a row of the table (method, auditor, estimator, ...).
     value : str
