@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._core import validate as V
-from ._core.exceptions import SmallGroupWarning
-from ._core.rng import SeedLike, as_generator, spawn_seed
-from ._core.vocabulary import ESTIMATORS as _ESTIMATORS
-from ._core.vocabulary import METHOD_LABELS, Estimator
-from .experiment.result import empirical_by_group, method_label
+from .._core import validate as V
+from .._core.exceptions import SmallGroupWarning
+from .._core.rng import SeedLike, as_generator, spawn_seed
+from .._core.vocabulary import ESTIMATORS as _ESTIMATORS
+from .._core.vocabulary import METHOD_LABELS, Estimator
+from ..experiment.result import empirical_by_group, method_label
 
 __all__ = [
     "METHOD_LABELS",
@@ -191,7 +191,7 @@ def null_game(
     >>> g.losses.shape, g.membership.shape, int(g.groups.sum())
     ((4, 10), (4, 10), 3)
     """
-    from .games import half_split_game
+    from ..games import half_split_game
 
     n_samples = V.integer("n_samples", n_samples, 2)
     n_models = V.integer("n_models", n_models, 2)
@@ -263,7 +263,7 @@ def floor_vs_models(
     >>> df.loc[df.group == -1, ["n_models", "estimator", "m"]].values.tolist()
     [[2, 'in_sample', 200]]
     """
-    from .audit.attacks import record_risk
+    from ..audit.attacks import record_risk
 
     mem = V.bool_matrix("membership", membership)
     total = mem.shape[0]
@@ -349,7 +349,7 @@ def agreement_vs_models(
         points of attack accuracy), ``correlation`` (Pearson r of the accuracies),
         ``ipr_aloo, ipr_loo`` (mean IPR over targets, pp), ``estimator``.
     """
-    from .audit.attacks import agreement, record_risk
+    from ..audit.attacks import agreement, record_risk
 
     a_mem = V.bool_matrix("aloo_membership", aloo_membership)
     l_mem = V.bool_matrix("loo_membership", loo_membership, shape=(None, a_mem.shape[1]))
@@ -403,7 +403,7 @@ def loo_agreement_study(
     pandas.DataFrame
         As :func:`agreement_vs_models`, plus ``dataset, model, method``.
     """
-    from .experiment.runner import ExperimentConfig, run
+    from ..experiment.runner import ExperimentConfig, run
 
     if not isinstance(base, ExperimentConfig):
         base = ExperimentConfig.from_dict(base)
@@ -436,7 +436,7 @@ def loo_agreement_study(
 
 
 def _experiment_data(cfg: Any):
-    from .experiment.runner import load_experiment_data
+    from ..experiment.runner import load_experiment_data
 
     return load_experiment_data(cfg.data)
 
@@ -484,7 +484,7 @@ def utility_sweep(
         One row per run: ``method, epsilon`` (accounted), ``target_epsilon, accuracy, gprp,
         gprp_ci_low, gprp_ci_high`` (pp).
     """
-    from .experiment.runner import ExperimentConfig, run
+    from ..experiment.runner import ExperimentConfig, run
 
     if not isinstance(base, ExperimentConfig):
         base = ExperimentConfig.from_dict(base)
@@ -774,7 +774,7 @@ def paper_comparison_chart(comparison: pd.DataFrame, *, title: str | None = None
         x = method; filled points with error bars = measured (colour = estimator); black
         diamonds = the paper's published value (no CI was published).
     """
-    from .viz import HEIGHT, WIDTH, altair, title_params
+    from ..viz import HEIGHT, WIDTH, altair, title_params
 
     alt = altair()
     f = _frame(comparison, ("method", "estimator", "measured", "ci_low", "ci_high", "paper"))
@@ -809,7 +809,7 @@ def floor_chart(frame: pd.DataFrame, *, title: str | None = None):
     -------
     altair.LayerChart
     """
-    from .viz import HEIGHT, WIDTH, altair, series_color, title_params
+    from ..viz import HEIGHT, WIDTH, altair, series_color, title_params
 
     alt = altair()
     f = _frame(frame, ("n_models", "estimator", "floor", "floor_se", "group"))
@@ -851,7 +851,7 @@ def agreement_chart(frame: pd.DataFrame, *, title: str | None = None):
     -------
     altair.LayerChart
     """
-    from .viz import HEIGHT, WIDTH, altair, title_params
+    from ..viz import HEIGHT, WIDTH, altair, title_params
 
     alt = altair()
     f = _frame(frame, ("n_models", "mean_abs_diff", "correlation"))
@@ -868,7 +868,7 @@ def agreement_chart(frame: pd.DataFrame, *, title: str | None = None):
 
 def matched_utility_chart(sweep: pd.DataFrame, *, title: str | None = None):
     """Draw the accuracy-GPRP frontier of a sweep (:func:`fairpriv_lab.viz.accuracy_gprp_frontier`)."""
-    from . import viz
+    from .. import viz
 
     f = _frame(sweep, ("method", "epsilon", "accuracy", "gprp"))
     f["eps_label"] = [("ε=∞" if not math.isfinite(e) else f"ε={e:.3g}") for e in f["epsilon"]]
@@ -877,7 +877,7 @@ def matched_utility_chart(sweep: pd.DataFrame, *, title: str | None = None):
 
 def grc_chart(frame: pd.DataFrame, *, run: str | None = None, title: str | None = None):
     """GPR against GRC for one run of :func:`grc_gpr` (:func:`fairpriv_lab.viz.grc_vs_gpr`)."""
-    from . import viz
+    from .. import viz
 
     f = _frame(frame, ("run", "group", "grc", "gpr"))
     run = run if run is not None else f["run"].iloc[0]
@@ -887,7 +887,7 @@ def grc_chart(frame: pd.DataFrame, *, run: str | None = None, title: str | None 
 
 def soundness_chart(frame: pd.DataFrame, *, title: str | None = None):
     """Empirical ε by group against its bound (:func:`fairpriv_lab.viz.empirical_vs_accounted_epsilon`)."""
-    from . import viz
+    from .. import viz
 
     f = _frame(frame, ("group", "epsilon_bound", "epsilon_lower", "method"))
     f = f[f["group"] != "overall"]
@@ -1119,8 +1119,8 @@ def noise_only_gap(
     >>> 1.0 < r["mean"] < 5.0
     True
     """
-    from .audit.attacks import record_risk
-    from .games import half_split_game
+    from ..audit.attacks import record_risk
+    from ..games import half_split_game
 
     n_models = V.integer("n_models", n_models, 2)
     if n_models % 2:
