@@ -2,15 +2,8 @@
 
 The presets, their runs and their tables are ``fairpriv_lab.studies.paper_scale``; the options
 are ``fairpriv_lab.cli.paper_scale`` (``--list`` names every preset with its stated time).
-Tables go to this checkout's ``docs/results`` unless ``--out`` says otherwise.
-
-Examples::
-
-    python benchmarks/paper_scale.py --list
-    python benchmarks/paper_scale.py --preset adult-lr                 # CPU, about 10 minutes
-    python benchmarks/paper_scale.py --preset adult-lr --seeds 0 1 2 3 4
-    python benchmarks/paper_scale.py --preset digits-cnn --device cuda  # GPU preset
-    python benchmarks/paper_scale.py --preset smoke --out /tmp/smoke    # seconds
+Tables go to this checkout's ``docs/results`` unless ``--out`` says otherwise. Start with
+``python benchmarks/paper_scale.py --list``; more examples in that module's docstring.
 """
 
 from __future__ import annotations

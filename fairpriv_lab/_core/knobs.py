@@ -42,12 +42,18 @@ class ScaledClipKnobs:
     stat_clip: float | None = positive_param(
         None, "DP-SGD-S: clip C_s of the norm statistic (default tau * C)", optional=True)
 
+    def __post_init__(self) -> None:
+        check_knobs(self)
+
 
 @dataclass(frozen=True)
 class CountKnobs:
     """DP-SGD-F: the noisy above/below counts' multiplier."""
 
     count_noise: float = _count_noise()
+
+    def __post_init__(self) -> None:
+        check_knobs(self)
 
 
 #: The knobs of each training method (every method is one clipping policy).
@@ -68,7 +74,10 @@ def knob_names(method: str) -> tuple[str, ...]:
 
 
 def check_knobs(knobs: Any, prefix: str = "") -> None:
-    """Validate a knob dataclass's fields with their declarations (messages name ``prefix + field``)."""
+    """Validate a knob dataclass's fields with their declarations (messages name ``prefix + field``).
+
+    The knob classes (and so the policies) call it on construction.
+    """
     for name, p in params_of(type(knobs)).items():
         p.check(prefix + name, getattr(knobs, name))
     if hasattr(knobs, "floor") and hasattr(knobs, "tau"):

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from .._core import validate as V
 from .._core.exceptions import PrivacyAccountingError
-from .._core.knobs import CountKnobs, ScaledClipKnobs, check_knobs, knob_names
+from .._core.knobs import CountKnobs, ScaledClipKnobs, knob_names
 from .._core.vocabulary import ACCOUNTANTS, Accountant
 
 __all__ = [
@@ -232,9 +232,6 @@ class DPSGDS(ScaledClipKnobs, ClippingPolicy):
 
     name: ClassVar[str] = "dpsgds"
 
-    def __post_init__(self) -> None:
-        check_knobs(self)
-
     def mechanisms(self, noise_multiplier: float) -> tuple[Mechanism, ...]:
         """Gradient, group statistic (sensitivity 1 or ``C_s``) and group counts (sensitivity 1)."""
         return (
@@ -310,9 +307,6 @@ class DPSGDF(CountKnobs, ClippingPolicy):
     """
 
     name: ClassVar[str] = "dpsgdf"
-
-    def __post_init__(self) -> None:
-        check_knobs(self)
 
     def mechanisms(self, noise_multiplier: float) -> tuple[Mechanism, ...]:
         """Gradient and the above/below counts."""

@@ -545,15 +545,9 @@ def gprp_table(results: Iterable[Any]) -> pd.DataFrame:
 def gpr_table(results: Iterable[Any]) -> pd.DataFrame:
     """One row per run, auditor and group: GPR with CI, floor, test accuracy, empirical ε.
 
-    Parameters
-    ----------
-    results : iterable of AuditResult
-
-    Returns
-    -------
-    pandas.DataFrame
-        The :func:`run_info` columns, then ``auditor, group, n, gpr, ci_low, ci_high, floor``
-        (percentage points), ``group_accuracy`` (fraction), ``empirical_epsilon``.
+    ``results`` as for :func:`gprp_table`. Returns a DataFrame: the :func:`run_info` columns,
+    then ``auditor, group, n, gpr, ci_low, ci_high, floor`` (percentage points),
+    ``group_accuracy`` (fraction), ``empirical_epsilon``.
     """
     rows = []
     for res in results:
