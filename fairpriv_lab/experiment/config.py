@@ -207,9 +207,7 @@ class TrainConfig(_Section):
     SECTION: ClassVar[str] = "train"
     model: Model = param("mlp", "model family", "choice", choices=MODELS, classroom="lr")
     hidden: int = param(256, "hidden units of the MLP", "int", low=1)
-    method: Method | ClippingPolicy = param(
-        "sgd", "training method (in Python also a policy: DPSGDS(tau=3.0), ...)", "choice",
-        choices=METHODS)
+    method: Method | ClippingPolicy = param("sgd", "training method", "choice", choices=METHODS)
     epochs: int = param(20, "epochs per model", "int", low=1, classroom=10)
     batch_size: int = param(256, "expected (Poisson) batch size", "int", low=1)
     lr: float = positive_param(0.1, "learning rate", classroom=0.3)
