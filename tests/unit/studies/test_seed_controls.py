@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,6 +15,8 @@ from scipy import stats
 
 from fairpriv_lab import studies
 from fairpriv_lab._core.exceptions import ConfigError as ValidationError
+from fairpriv_lab.cli import paper_scale as ps_cli
+from fairpriv_lab.studies import paper_scale as ps
 
 
 def _t_reference(xs, level=0.95):
@@ -159,26 +162,14 @@ def test_seed_table_floor_beside_value():
 
 
 # ---------------------------------------------------------------------------- the presets' wiring
-def _script():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[3]
-    spec = importlib.util.spec_from_file_location("paper_scale", root / "benchmarks" / "paper_scale.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["paper_scale"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
+#: The repository's recorded results (the tests run from any working directory).
+RESULTS = Path(__file__).resolve().parents[3] / "docs" / "results"
 ISSUE14 = ("seeds-adult-lr", "controls-adult-lr", "clipsweep-adult-lr", "groups-digits-synth",
            "aloo-loo-leaky", "frontier-adult-lr")
 
 
 def test_issue14_presets_listed_with_their_stated_time(capsys):
-    ps = _script()
-    assert ps.main(["--list"]) == 0
+    assert ps_cli.main(["--list"]) == 0
     out = capsys.readouterr().out
     for name in ISSUE14:
         assert name in out and ps.PRESETS[name].kind in ps.ISSUE14_RUNNERS
@@ -191,8 +182,7 @@ def test_issue14_presets_listed_with_their_stated_time(capsys):
 
 
 def test_issue14_small_dry_run_uses_the_small_sizes(capsys):
-    ps = _script()
-    assert ps.main(["--preset", "seeds-adult-lr", "--small", "--dry-run"]) == 0
+    assert ps_cli.main(["--preset", "seeds-adult-lr", "--small", "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 * 5  # four methods (both DP-SGD-S statistics) x five seeds
     assert all('"n_models": 8' in ln and '"n": 2000' in ln for ln in lines)
@@ -201,9 +191,8 @@ def test_issue14_small_dry_run_uses_the_small_sizes(capsys):
 @pytest.mark.slow
 def test_issue14_controls_preset_runs_tiny(tmp_path):
     """The controls wiring end to end at a tiny size: matched noise / clip as documented."""
-    ps = _script()
     out = tmp_path / "res"
-    assert ps.main(["--preset", "controls-adult-lr", "--small", "--seeds", "0", "1", "--n", "1200",
+    assert ps_cli.main(["--preset", "controls-adult-lr", "--small", "--seeds", "0", "1", "--n", "1200",
                     "--n-boot", "20", "--methods", "dpsgds", "--out", str(out),
                     "--cache", str(tmp_path / "cache"), "--threads", "0"]) == 0
     d = pd.read_csv(out / "controls-adult-lr_derived.csv")
@@ -219,13 +208,12 @@ def test_issue14_controls_preset_runs_tiny(tmp_path):
 
 def test_issue14_stated_times_fit_two_cpu_cores():
     """Each CPU preset states <= 30 min of CPU, the six <= 2 h; the planner and the recorded run agree."""
-    ps = _script()
     total = 0.0
     for name in ISSUE14:
         p = ps.PRESETS[name]
         assert p.minutes is not None and 0 < p.minutes <= 30, name
         assert ps.planned_seconds(p) / 60 <= p.minutes, name  # training alone fits the stated time
-        m = ps.recorded_run(p)
+        m = ps.recorded_run(p, RESULTS)
         if m is not None:  # the full-size run recorded: its CPU time is within the stated time
             assert m["cpu_seconds"] / 60 <= p.minutes, (name, m["cpu_seconds"])
             assert m["stated_cpu_minutes"] == p.minutes and m["loadavg_1min_during"]["samples"] >= 1
@@ -234,14 +222,13 @@ def test_issue14_stated_times_fit_two_cpu_cores():
 
 
 def test_issue14_cuda_variants_keep_the_full_sizes(capsys):
-    ps = _script()
-    assert ps.main(["--preset", "groups-digits-synth", "--device", "cuda", "--dry-run"]) == 0
+    assert ps_cli.main(["--preset", "groups-digits-synth", "--device", "cuda", "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert sum('"model": "cnn"' in ln for ln in lines) == 3 * 5  # the CNN, 3 methods x 5 seeds
     assert all('"n_models": 400' in ln for ln in lines)
-    assert ps.main(["--preset", "groups-digits-synth", "--dry-run", "--device", "cpu"]) == 0
+    assert ps_cli.main(["--preset", "groups-digits-synth", "--dry-run", "--device", "cpu"]) == 0
     assert '"model": "cnn"' not in capsys.readouterr().out  # the CPU preset leaves the CNN to a GPU
-    assert ps.main(["--preset", "aloo-loo-leaky", "--device", "cuda", "--dry-run"]) == 0
+    assert ps_cli.main(["--preset", "aloo-loo-leaky", "--device", "cuda", "--dry-run"]) == 0
     first = json.loads(capsys.readouterr().out.splitlines()[0])
     assert first["data"]["n"] is None and first["game"]["m"] == 200
     for name in ISSUE14:
@@ -287,10 +274,9 @@ def test_claims_evidence_reads_recorded_tables(tmp_path):
 
 
 def test_issue14_docstring_states_each_preset_time():
-    """The script's docstring table says each preset's stated minutes and, once run, its measured CPU time."""
-    ps = _script()
+    """The module docstring's table says each preset's stated minutes and, once run, its measured CPU time."""
     for name in ISSUE14:
         line = next(ln for ln in ps.__doc__.splitlines() if ln.startswith(name + " "))
         assert f" {ps.PRESETS[name].minutes:g} min " in line, line
-        m = ps.recorded_run(ps.PRESETS[name])
+        m = ps.recorded_run(ps.PRESETS[name], RESULTS)
         assert (f"{m['cpu_seconds'] / 60:.1f} min CPU" in line) if m else ("not yet run" in line), line
