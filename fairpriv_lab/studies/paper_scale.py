@@ -325,6 +325,7 @@ class LoadSampler:
                 return
 
     def stop(self) -> list[float]:
+        """Stop sampling; return the samples."""
         self._stop.set()
         self._thread.join()
         return self.samples
@@ -559,7 +560,7 @@ def _timed(p: Preset, cfg: Any, *, label: str, cache: Any, timings: list[dict[st
 
 
 def _slim(res: Any) -> Any:
-    """The result without its (n_models, n_train) losses and confidences, which no issue-14 table reads.
+    """Drop a result's (n_models, n_train) losses and confidences, which no issue-14 table reads.
 
     A 400-model run on full Adult holds 116 MB of them; a preset keeps 20-40 results until its
     tables are written. ``n_models`` still reads from the (n_models, 0) arrays left in their place.
@@ -1185,7 +1186,7 @@ def _cell(v: Any, digits: int) -> str:
 
 
 def _evidence_table(df: pd.DataFrame, digits: int) -> list[str]:
-    """A seed table with 'mean [seed CI]' and '[record CI]' cells side by side, other columns as they are."""
+    """Render a seed table with 'mean [seed CI]' and '[record CI]' cells side by side, other columns as they are."""
     df = df.copy()
     if {"mean", "seed_ci_low", "seed_ci_high"} <= set(df):
         df["mean [seed-level t CI]"] = [f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" for m, lo, hi in
