@@ -33,12 +33,12 @@ Measured on the shared 2-core machine (wall > CPU by the share of the cores othe
 =====================  ===========  =========  ==================================================
 preset                 stated CPU   planner    measured at full size (wall / CPU, 1-min load)
 =====================  ===========  =========  ==================================================
-seeds-adult-lr         28 min       22.3 min   not yet run
+seeds-adult-lr         30 min       22.3 min   not yet run
 controls-adult-lr      25 min       20.4 min   not yet run
 clipsweep-adult-lr     20 min       16.4 min   not yet run
 groups-digits-synth    10 min       7.6 min    not yet run
-aloo-loo-leaky         13 min       5.2 min    not yet run
-frontier-adult-lr      24 min       19.6 min   not yet run
+aloo-loo-leaky         12 min       5.2 min    not yet run
+frontier-adult-lr      23 min       19.6 min   not yet run
 =====================  ===========  =========  ==================================================
 """
 
@@ -131,7 +131,7 @@ ISSUE14 = [
            "DP-SGD-S (norm) / DP-SGD-S (mean direction) at eps=10, 5 seeds x 400 models; mean, "
            "seed-level t CI and record-bootstrap CI per row, paired seed differences",
            "adult", "sex", "lr", kind="seeds", methods=("sgd", "dpsgd", "dpsgds", "dpsgds-md"),
-           seeds=_SEEDS5, auditors=("PA-ALOOA",), small=_SMALL_ADULT, minutes=28.0,
+           seeds=_SEEDS5, auditors=("PA-ALOOA",), small=_SMALL_ADULT, minutes=30.0,
            cuda=(("seeds", tuple(range(10))),)),
     Preset("controls-adult-lr", "(b) DP-SGD-S controls: Adult, LR, eps=10, 5 seeds x 200 models: "
            "DP-SGD, each DP-SGD-S variant (norm, mean direction), and for each a noise-matched DP-SGD "
@@ -174,7 +174,7 @@ ISSUE14 = [
            "records), MLP-256, 100 targets",
            "digits", None, "mlp", kind="aloo-loo", games=("aloo",), methods=("sgd",), n=400, m=100,
            epochs=40, batch_size=32, hidden=64, n_targets=50, max_pairs=200, chunk_models=200,
-           minutes=13.0, estimators=("in_sample", "cross_fit"), auditors=("PA-ALOOA",),
+           minutes=12.0, estimators=("in_sample", "cross_fit"), auditors=("PA-ALOOA",),
            small=(("max_pairs", 4), ("epochs", 3), ("hidden", 32), ("chunk_models", 8),
                   ("n_sim", 20)),
            cuda=(("n", None), ("m", 200), ("n_targets", 100), ("hidden", 256))),
@@ -184,7 +184,7 @@ ISSUE14 = [
            "interval; --device cuda: eps in {1, 2, 4, 10} x 400 models",
            "adult", "sex", "lr", kind="frontier", methods=("dpsgd", "dpsgds", "dpsgds-md"),
            seeds=_SEEDS5, n_models=64, chunk_models=64, estimators=("cross_fit",),
-           auditors=("PA-ALOOA",), epsilons=(1.0, 2.0, 10.0), clips=(5.0, 10.0), minutes=24.0,
+           auditors=("PA-ALOOA",), epsilons=(1.0, 2.0, 10.0), clips=(5.0, 10.0), minutes=23.0,
            small=(*_SMALL_ADULT, ("epsilons", (1.0, 10.0)), ("clips", (1.0, 10.0)), ("seeds", (0, 1, 2))),
            cuda=(("epsilons", (1.0, 2.0, 4.0, 10.0)), ("n_models", 400), ("chunk_models", 400))),
 ]

@@ -216,7 +216,7 @@ def test_issue14_stated_times_fit_two_cpu_cores():
         m = ps.recorded_run(p, RESULTS)
         if m is not None:  # the full-size run recorded: its CPU time is within the stated time
             assert m["cpu_seconds"] / 60 <= p.minutes, (name, m["cpu_seconds"])
-            assert m["stated_cpu_minutes"] == p.minutes and m["loadavg_1min_during"]["samples"] >= 1
+            assert m["loadavg_1min_during"]["samples"] >= 1 and m["nice"] == 10  # the load it ran under
         total += p.minutes
     assert total <= 120
 
