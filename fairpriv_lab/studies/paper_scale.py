@@ -33,7 +33,7 @@ Measured on the shared 2-core machine (wall > CPU by the share of the cores othe
 =====================  ===========  =========  ==================================================
 preset                 stated CPU   planner    measured at full size (wall / CPU, 1-min load)
 =====================  ===========  =========  ==================================================
-seeds-adult-lr         30 min       22.3 min   not yet run
+seeds-adult-lr         30 min       22.3 min   49.8 min wall / 26.5 min CPU, load 5.3 (0.5-9.3)
 controls-adult-lr      25 min       20.4 min   not yet run
 clipsweep-adult-lr     20 min       16.4 min   not yet run
 groups-digits-synth    10 min       7.6 min    not yet run
