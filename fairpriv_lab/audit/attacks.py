@@ -548,8 +548,12 @@ def _global_block(
     ok = np.zeros((2, m), np.int64)
     step = max(1, CHUNK_ELEMENTS // max(m, 1))
 
+    hist = m >= _HIST_MIN_RECORDS and bool(trial.all())
+
     def work(lo: int) -> np.ndarray:  # blocks of models keep the temporaries in cache
         rows = slice(lo, lo + step)
+        if hist:  # every (model, record) a trial (ALOOA, half-split): no row sort
+            return _global_chunk_hist(scores[rows], labels[rows], floor_labels[rows], cell, partner, balanced)
         args = (scores[rows], labels[rows], floor_labels[rows], trial[rows])
         return _global_chunk(*args, cell, partner, balanced)
 
@@ -1071,3 +1075,153 @@ def agreement(a: RecordRisk, b: RecordRisk) -> Agreement:
     gm = frame.groupby("group").agg(n=("ipr_a", "size"), ipr_a=("ipr_a", "mean"), ipr_b=("ipr_b", "mean"))
     gm["difference"] = gm["ipr_a"] - gm["ipr_b"]
     return Agreement(common, float(np.mean(np.abs(da - db))), corr, gm.reset_index())
+
+
+# --------------------------------------------------------------------------- PA-GA/GBA without a row sort
+_HIST_MIN_RECORDS = 256  # below this a model's row is sorted (the histogram gains nothing)
+
+
+def _bit_length(x: np.ndarray) -> np.ndarray:
+    """Bits of non-negative integers below 2**53 (0 for 0), elementwise."""
+    return np.frexp(x.astype(np.float64))[1].astype(np.int64)
+
+
+def _global_chunk_hist(scores, labels, floor_labels, cell, partner, balanced=False) -> np.ndarray:
+    """:func:`_global_chunk` for a block of models where every (model, record) is a trial, without sorting rows.
+
+    The best cut of a model's scores (in a cell) maximises ``correct(k) = out below + in at or
+    above`` (or the balanced version) over the cuts that split no run of equal scores; the
+    lowest such cut wins. Instead of sorting each row of m scores (the old kernel, kept as the
+    reference and the fallback), the scores' uint32 keys are counted in ``B`` buckets (one
+    ``bincount`` of bucket x label bits per model and cell); the count at every bucket
+    boundary is exact, and a bucket's interior cuts can beat the best boundary by at most
+    its number of "out" entries. Only the candidate buckets (that bound reaches the best
+    boundary) and the two buckets around the best boundary (its threshold's neighbours) are
+    gathered and sorted, a few per cent of the entries. The chosen cut, its threshold
+    (midpoint rule) and therefore every count are exactly those of the sorting kernel
+    (``tests/unit/audit/test_audit_kernels.py::test_global_histogram_kernel_equals_sort``).
+    """
+    nm, m = scores.shape
+    C = int(max(cell.max(), partner.max())) + 1
+    u = _u32(scores)
+    bits = (labels.view(np.uint8) << np.uint8(1)) | floor_labels.view(np.uint8)  # bit 1: label, bit 0: floor
+    thr = _hist_thresholds(u, bits, cell, C, balanced)
+    out = np.empty((2, m), np.int64)
+    for j, lb in enumerate((labels, floor_labels)):
+        pred = u >= (thr[j][:, :1] if C == 1 else thr[j][:, partner])
+        out[j] = (pred == lb).sum(axis=0)
+    return out
+
+
+def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, balanced: bool) -> np.ndarray:
+    """Thresholds (uint32 keys), shape (2, n_models, C): label sets bit 1 (j=0) and bit 0 (j=1)."""
+    nm, m = u.shape
+    nb = int(min(16, max(4, (m // 8).bit_length())))
+    B = 1 << nb
+    umin = u.min(axis=1)
+    span = (u.max(axis=1) - umin).astype(np.int64)
+    shift = np.maximum(_bit_length(span) - nb, 0).astype(np.uint32)
+    idx = np.subtract(u, umin[:, None], dtype=np.uint32)
+    idx >>= shift[:, None]  # bucket in [0, B): monotone in the score, equal scores share one
+    idx = idx.astype(np.int64)
+    idx <<= 2
+    idx |= bits
+    idx += (cell.astype(np.int64) * (B * 4))[None, :]
+    idx += (np.arange(nm, dtype=np.int64) * (C * B * 4))[:, None]
+    counts = np.bincount(idx.ravel(), minlength=nm * C * B * 4).reshape(nm * C, B, 4)
+    tot = counts.sum(axis=2)
+    nonempty = tot > 0
+    R = nm * C  # one "row" per (model, cell)
+    ctot = np.zeros((R, B + 1), np.int64)
+    np.cumsum(tot, axis=1, out=ctot[:, 1:])
+    n_all = ctot[:, -1]
+    ar = np.arange(B)
+    needed = np.zeros((R, B), bool)
+    per_j = []
+    for mask in (2, 1):
+        inb = counts[:, :, mask] + counts[:, :, 3]
+        cin = np.zeros((R, B + 1), np.int64)
+        np.cumsum(inb, axis=1, out=cin[:, 1:])
+        n_in = cin[:, -1]
+        value = _cut_value(ctot, cin, n_all[:, None], n_in[:, None], balanced)
+        best = value.max(axis=1)
+        bpos = np.argmax(value == best[:, None], axis=1)
+        outb = tot - inb
+        if balanced:
+            reach = value[:, :-1] + outb / np.maximum(n_all - n_in, 1.0)[:, None]
+            cand = reach >= (best - 1e-9 * np.maximum(1.0, np.abs(best)))[:, None]
+        else:
+            cand = value[:, :-1] + outb >= best[:, None]
+        needed |= cand & (tot >= 2)
+        # the buckets holding the neighbours of the best boundary (its threshold)
+        after = nonempty & (ar[None, :] >= bpos[:, None])
+        before = nonempty & (ar[None, :] < bpos[:, None])
+        nxt = np.argmax(after, axis=1)
+        prv = B - 1 - np.argmax(before[:, ::-1], axis=1)
+        rows = np.arange(R)
+        needed[rows[after.any(axis=1)], nxt[after.any(axis=1)]] = True
+        needed[rows[before.any(axis=1)], prv[before.any(axis=1)]] = True
+        per_j.append((cin, n_in, value, best, bpos))
+    # gather the needed buckets' entries and sort them: key = (row, bucket) | score | bits
+    flat = idx.ravel()
+    pos = np.flatnonzero(needed.ravel()[flat >> 2])
+    sel = flat[pos]
+    key = (sel >> 2).astype(np.uint64) << np.uint64(34)
+    key |= u.ravel()[pos].astype(np.uint64) << np.uint64(2)
+    key |= (sel & 3).astype(np.uint64)
+    key.sort()
+    g = (key >> np.uint64(34)).astype(np.int64)  # (row * B + bucket)
+    us = ((key >> np.uint64(2)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    lab_bits = (key & np.uint64(3)).astype(np.uint8)
+    n = g.size
+    r_of, b_of = g // B, g % B
+    new_seg = np.ones(n, bool)
+    new_seg[1:] = g[1:] != g[:-1]
+    seg_start = np.maximum.accumulate(np.where(new_seg, np.arange(n), 0))
+    t1 = np.arange(n) - seg_start + 1  # entries of the bucket up to and including this one
+    interior = np.zeros(n, bool)  # the cut just above entry p lies inside its bucket, between distinct keys
+    if n > 1:
+        interior[:-1] = (g[1:] == g[:-1]) & (us[1:] != us[:-1])
+    thr = np.zeros((2, R), np.uint32)
+    for j, mask in enumerate((2, 1)):
+        cin, n_in, value, best, bpos = per_j[j]
+        lab = (lab_bits & np.uint8(mask)) != 0
+        cl = np.cumsum(lab, dtype=np.int64)
+        in1 = cl - (cl - lab)[seg_start]  # "in" entries of the bucket up to this one
+        ctrial = ctot[r_of, b_of] + t1
+        cin_p = cin[r_of, b_of] + in1
+        val = _cut_value(ctrial, cin_p, n_all[r_of], n_in[r_of], balanced)
+        val = np.where(interior, val, -np.inf)
+        top = best.astype(np.float64)
+        if n:
+            starts = np.flatnonzero(np.r_[True, r_of[1:] != r_of[:-1]])
+            rmax = np.maximum.reduceat(val, starts)
+            rr = r_of[starts]
+            top[rr] = np.maximum(top[rr], rmax)
+        hit = np.flatnonzero(interior & (val == top[r_of]))
+        first_rows, first_at = np.unique(r_of[hit], return_index=True)
+        p_int = np.full(R, -1, np.int64)
+        p_int[first_rows] = hit[first_at]
+        b_int = np.full(R, B + 1, np.int64)  # bucket of the first best interior cut (none: B + 1)
+        b_int[first_rows] = b_of[hit[first_at]]
+        use_boundary = (best == top) & (bpos <= b_int)
+        # cut index c in the sorted candidates: lo = us[c - 1], hi = us[c]
+        at = ctot[np.arange(R), bpos]
+        first = use_boundary & (at == 0)
+        last = use_boundary & (at == n_all)
+        c = np.where(use_boundary, np.searchsorted(g, np.arange(R) * B + bpos), p_int + 1)
+        ok = ~(first | last)
+        cc = np.clip(c, 1, max(n - 1, 1))
+        lo = np.where(ok, us[cc - 1] if n else 0, 0).astype(np.uint32)
+        hi = np.where(ok, us[cc] if n else 0, 0).astype(np.uint32)
+        thr[j] = _midpoint(lo, hi, first, last, packed=True)
+    return thr.reshape(2, nm, C)
+
+
+def _cut_value(ctrial, cin, n_all, n_in, balanced: bool):
+    """Correct count at a cut (out below + in at or above), or the sorting kernel's balanced value."""
+    if not balanced:
+        return ctrial - 2 * cin + n_in
+    n_in = n_in.astype(np.float64)
+    n_out = n_all - n_in
+    return (ctrial - cin) / np.maximum(n_out, 1.0) + (n_in - cin) / np.maximum(n_in, 1.0)

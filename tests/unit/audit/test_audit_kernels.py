@@ -2,8 +2,9 @@
 
 ``tests/reference`` keeps the old functions that issue 15 replaced (record_risk,
 empirical_epsilon, pair_bootstrap at commit daecb77, and outcome fairness through fairlearn's
-MetricFrame); the new ones must give the same numbers for the same seed, exactly. (PA-GA/GBA
-are unchanged; ``test_audit.py`` checks them against brute-force loops.)
+MetricFrame); the new ones must give the same numbers for the same seed, exactly. PA-GA/GBA's
+histogram kernel equals the row-sorting kernel it bypasses (``_global_chunk``, checked against
+brute-force loops in ``test_audit.py``) exactly, and a brute-force threshold fit here.
 """
 
 import math
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairpriv_lab.audit.attacks import record_risk
+from fairpriv_lab.audit.attacks import _global_chunk, _global_chunk_hist, global_risk, record_risk
 from fairpriv_lab.audit.empirical import empirical_epsilon
 from fairpriv_lab.audit.risk import _replicate_ipr, outcome_fairness, pair_bootstrap
 from fairpriv_lab.games import aloo_game, half_split_game, loo_game
@@ -155,3 +156,94 @@ def test_outcome_fairness_pooled_ensemble_equals_fairlearn():
     pred = np.where(rng.random((n_models, n_test)) < 0.8, y, 1 - y)
     args = (np.tile(y, n_models), pred.reshape(-1), np.tile(g, n_models), ["f", "m"])
     _same_outcome(outcome_fairness(*args), old_risk.outcome_fairness(*args))
+
+
+def _scores(rng, kind, shape):
+    if kind == "normal":
+        return rng.normal(size=shape)
+    if kind == "tied":  # few levels: many equally good cuts, the lowest must win
+        return rng.integers(0, 5, size=shape) / 4
+    if kind == "lognormal":
+        return -np.exp(rng.normal(-1.5, 1.5, size=shape))
+    # one far outlier per model: most entries fall into a few buckets of the histogram
+    out = -np.exp(rng.normal(0, 1, shape))
+    out[:, 0] = -1e-30
+    out[:, 1] = -0.0
+    out[:, 2] = 0.0
+    return out
+
+
+@pytest.mark.parametrize("kind", ["normal", "tied", "lognormal", "outlier"])
+@pytest.mark.parametrize("cells", ["one", "groups", "halves"])
+@pytest.mark.parametrize("balanced", [False, True])
+def test_global_histogram_kernel_equals_sort(kind, cells, balanced):
+    """PA-GA/GBA's counting kernel picks exactly the sorting kernel's cuts, thresholds and counts."""
+    rng = np.random.default_rng(hash((kind, cells, balanced)) % 2**32)
+    for _ in range(12):
+        nm, m = int(rng.integers(1, 5)), int(rng.integers(1, 2500))
+        labels = rng.random((nm, m)) < rng.random()
+        s = (_scores(rng, kind, (nm, m)) + 0.3 * labels * rng.random()).astype(np.float32)
+        floor_labels = rng.random((nm, m)) < 0.5
+        grp = rng.integers(0, 3, m) if cells != "one" else np.zeros(m, np.int64)
+        cell, partner = grp, grp
+        if cells == "halves":
+            cell = 2 * grp + (rng.random(m) < 0.5)
+            partner = cell ^ 1
+        want = _global_chunk(s, labels, floor_labels, np.ones((nm, m), bool), cell, partner, balanced)
+        got = _global_chunk_hist(s, labels, floor_labels, cell, partner, balanced)
+        np.testing.assert_array_equal(got, want)
+
+
+def _fit_exact(s, lab, balanced):
+    """Lowest best midpoint threshold by brute force in exact integers (as test_audit.py)."""
+    u = np.unique(s).astype(np.float64)
+    cands = [-np.inf] + [u[i] / 2 + u[i + 1] / 2 for i in range(len(u) - 1)] + [np.inf]
+    n_in, n_out = int(lab.sum()), int((~lab).sum())
+    best, tau = None, None
+    for t in cands:
+        pred = s >= t
+        out_below, in_above = int(np.sum(~pred & ~lab)), int(np.sum(pred & lab))
+        value = out_below * max(n_in, 1) + in_above * max(n_out, 1) if balanced else out_below + in_above
+        if best is None or value > best:
+            best, tau = value, t
+    return tau
+
+
+@pytest.mark.parametrize("estimator", ["in_sample", "cross_fit"])
+@pytest.mark.parametrize("by_group", [False, True])
+def test_global_risk_histogram_path_matches_brute_force(estimator, by_group):
+    """global_risk at m >= 256 (the histogram path) against per-(model, cell) brute-force fits."""
+    from fairpriv_lab.audit.attacks import _HIST_MIN_RECORDS, _coins
+
+    rng = np.random.default_rng(3 + by_group)
+    n = 400
+    groups = rng.integers(0, 2, n)
+    game = half_split_game(n, n_models=4, seed=1)
+    losses = rng.integers(0, 12, size=(4, n)) / 8.0 - 0.2 * game.membership + 0.5
+    rec = game.audit_idx
+    assert rec.size >= _HIST_MIN_RECORDS
+    got = global_risk(losses, game.membership, records=rec, groups=groups, by_group=by_group,
+                      estimator=estimator, seed=5)
+    # brute force, with the cross-fit halves drawn as global_risk draws them
+    r2 = np.random.default_rng(5)
+    mem = game.membership[:, rec]
+    scores = -losses[:, rec].astype(np.float32).astype(np.float64)
+    _coins(r2, (2, rec.size))  # the floor's coins come first
+    cell = groups[rec].copy() if by_group else np.zeros(rec.size, np.int64)
+    if estimator == "cross_fit":
+        half = np.zeros(rec.size, dtype=bool)
+        for g in np.unique(cell):
+            idx = np.flatnonzero(cell == g)
+            half[r2.permutation(idx)[: idx.size // 2]] = True
+        cell = 2 * cell + half
+        partner = cell ^ 1
+    else:
+        partner = cell
+    hits = np.zeros(rec.size)
+    for k in range(4):
+        for c in np.unique(partner):
+            sel = cell == c
+            tau = _fit_exact(scores[k, sel], mem[k, sel], estimator == "cross_fit") if sel.any() else -np.inf
+            scored = partner == c
+            hits[scored] += (scores[k, scored] >= tau) == mem[k, scored]
+    np.testing.assert_allclose(got.accuracy, hits / 4)
