@@ -59,11 +59,9 @@ from .._core.rng import SeedLike, as_generator
 from .attacks import (
     Signal,
     SortedRows,
-    as_f32,
     audit_inputs,
     informative_pairs,
-    map_threads,
-    pair_blocks,
+    record_pass,
 )
 
 __all__ = [
@@ -354,30 +352,61 @@ def empirical_epsilon(
             "membership", f"a game with {int(K.min())} pair(s) for some record",
             "to audit every record with >= 2 model pairs (one fold chooses the threshold, the other tests it)",
         )
+    _check_group_names(grp, group_names)  # before the work, not after it
+    task = EmpiricalTask(as_generator(seed), rec.size, alpha / 2)
+    record_pass(scores, mem, inf, [task])
+    return task.result(rec, grp, K, group_names, delta, alpha)
+
+
+class EmpiricalTask:
+    """Held-out FP / FN counts of every record, fed by :func:`~fairpriv_lab.audit.attacks.record_pass`.
+
+    Each record's pairs are split at random into two folds (``K // 2`` pairs in fold A), drawn
+    block by block before any work, so the counts do not depend on the threads or on which
+    other analyses share the pass (each analysis has its own generator).
+    """
+
+    def __init__(self, rng: np.random.Generator, m: int, level: float):
+        self.rng, self.level = rng, level
+        self.fp = np.zeros(m, np.int64)
+        self.fn = np.zeros(m, np.int64)
+
+    def prepare(self, blocks) -> None:
+        self.folds = [self.rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (cols.size, k)), axis=1)
+                      for cols, k, _ in blocks]
+
+    def planes(self, bi: int, r: slice) -> tuple:
+        return ()
+
+    def compute(self, bi: int, r: slice, s_in, s_out, shared, first: int):
+        return _heldout_counts(s_in, s_out, self.folds[bi][r], self.level)
+
+    def store(self, idx: np.ndarray, out) -> None:
+        self.fp[idx], self.fn[idx] = out
+
+    def result(self, rec, grp, K, group_names, delta: float, alpha: float) -> EmpiricalEpsilon:
+        """Per-record and per-group bounds from the stored counts."""
+        return _bounds(rec, grp, K, self.fp, self.fn, group_names, delta, alpha)
+
+
+def _check_group_names(grp, group_names) -> list[str]:
+    """Return the per-group table's names (ids as strings by default); every group id needs one."""
+    n_groups = int(grp.max()) + 1 if group_names is None else len(group_names)
+    names = [str(g) for g in range(n_groups)] if group_names is None else [str(g) for g in group_names]
+    if grp.max() >= len(names):
+        raise V.fail("group_names", tuple(names), f"to name every group id up to {int(grp.max())}")
+    return names
+
+
+def _bounds(rec, grp, K, fp, fn, group_names, delta, alpha) -> EmpiricalEpsilon:
     level = alpha / 2
-    rng = as_generator(seed)
-    fp = np.zeros(rec.size, np.int64)
-    fn = np.zeros(rec.size, np.int64)
-    for cols, k, chunks in pair_blocks(as_f32(scores), mem, inf):
-        fold = rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (cols.size, k)), axis=1)
-
-        def work(chunk, fold=fold):
-            r, s_in, s_out = chunk
-            return r, _heldout_counts(s_in, s_out, fold[r], level)
-
-        # blocks of records on the audit thread pool; all randomness is drawn above
-        for r, (a, b) in map_threads(work, chunks):
-            fp[cols[r]], fn[cols[r]] = a, b
     mu, fpr, fnr = _mu(fp, fn, K, K, level)
     eps = gdp_epsilon(mu, delta)
     eps_dp = dp_epsilon(fpr, fnr, delta)
     cap_mu, _, _ = _mu(np.zeros(1), np.zeros(1), K.min(keepdims=True), K.min(keepdims=True), level)
     max_cert = float(gdp_epsilon(cap_mu, delta)[0])
 
-    n_groups = int(grp.max()) + 1 if group_names is None else len(group_names)
-    names = [str(g) for g in range(n_groups)] if group_names is None else [str(g) for g in group_names]
-    if grp.max() >= len(names):
-        raise V.fail("group_names", tuple(names), f"to name every group id up to {int(grp.max())}")
+    names = _check_group_names(grp, group_names)
     n_rec = np.bincount(grp, minlength=len(names))
     n_tr = np.bincount(grp, weights=K, minlength=len(names)).astype(np.int64)
     gfp = np.bincount(grp, weights=fp, minlength=len(names)).astype(np.int64)
