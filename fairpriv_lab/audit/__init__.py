@@ -1,7 +1,8 @@
 """Auditing on arrays (NumPy only): per-record attacks, empirical ε, group risk.
 
 ``attacks`` holds the games' attacks and IPR estimators, ``empirical`` the empirical ε lower
-bounds, ``risk`` ``GroupRisk`` (GPR with CIs, GPRP) and outcome fairness.
+bounds, ``risk`` ``GroupRisk`` (GPR with CIs, GPRP) and outcome fairness; ``whole`` runs the
+attacks and empirical ε of one ensemble in one pass (what an experiment reports).
 """
 
 from .attacks import Agreement, RecordRisk, agreement, attack_scores, global_risk, record_risk
@@ -15,6 +16,7 @@ from .risk import (
     outcome_fairness_counts,
     pair_bootstrap,
 )
+from .whole import WholeAudit, whole_audit
 
 __all__ = [
     "Agreement",
@@ -22,6 +24,7 @@ __all__ = [
     "GroupRisk",
     "OutcomeFairness",
     "RecordRisk",
+    "WholeAudit",
     "advantage_bound",
     "agreement",
     "attack_scores",
@@ -34,4 +37,5 @@ __all__ = [
     "outcome_fairness_counts",
     "pair_bootstrap",
     "record_risk",
+    "whole_audit",
 ]

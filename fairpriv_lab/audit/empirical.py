@@ -342,17 +342,12 @@ def empirical_epsilon(
     >>> bool(np.allclose(ee.per_record, ee.max_certifiable)), round(ee.max_certifiable, 2)
     (True, 25.89)
     """
-    delta = V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
-    alpha = V.number("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
+    V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
+    V.number("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
     scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
     inf = informative_pairs(mem, rec)
-    K = inf.sum(axis=0).astype(np.int64)
-    if np.any(K < 2):
-        raise V.fail(
-            "membership", f"a game with {int(K.min())} pair(s) for some record",
-            "to audit every record with >= 2 model pairs (one fold chooses the threshold, the other tests it)",
-        )
-    _check_group_names(grp, group_names)  # before the work, not after it
+    delta, alpha, K = check_empirical(delta, alpha, inf)
+    check_group_names(grp, group_names)  # before the work, not after it
     task = EmpiricalTask(as_generator(seed), rec.size, alpha / 2)
     record_pass(scores, mem, inf, [task])
     return task.result(rec, grp, K, group_names, delta, alpha)
@@ -389,7 +384,20 @@ class EmpiricalTask:
         return _bounds(rec, grp, K, self.fp, self.fn, group_names, delta, alpha)
 
 
-def _check_group_names(grp, group_names) -> list[str]:
+def check_empirical(delta, alpha, inf) -> tuple[float, float, np.ndarray]:
+    """Return the checked ``delta``, ``alpha`` and pairs per record (each needs >= 2)."""
+    delta = V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
+    alpha = V.number("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
+    K = inf.sum(axis=0).astype(np.int64)
+    if np.any(K < 2):
+        raise V.fail(
+            "membership", f"a game with {int(K.min())} pair(s) for some record",
+            "to audit every record with >= 2 model pairs (one fold chooses the threshold, the other tests it)",
+        )
+    return delta, alpha, K
+
+
+def check_group_names(grp, group_names) -> list[str]:
     """Return the per-group table's names (ids as strings by default); every group id needs one."""
     n_groups = int(grp.max()) + 1 if group_names is None else len(group_names)
     names = [str(g) for g in range(n_groups)] if group_names is None else [str(g) for g in group_names]
@@ -406,7 +414,7 @@ def _bounds(rec, grp, K, fp, fn, group_names, delta, alpha) -> EmpiricalEpsilon:
     cap_mu, _, _ = _mu(np.zeros(1), np.zeros(1), K.min(keepdims=True), K.min(keepdims=True), level)
     max_cert = float(gdp_epsilon(cap_mu, delta)[0])
 
-    names = _check_group_names(grp, group_names)
+    names = check_group_names(grp, group_names)
     n_rec = np.bincount(grp, minlength=len(names))
     n_tr = np.bincount(grp, weights=K, minlength=len(names)).astype(np.int64)
     gfp = np.bincount(grp, weights=fp, minlength=len(names)).astype(np.int64)
