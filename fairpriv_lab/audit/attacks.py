@@ -465,6 +465,7 @@ def _global_acc(
 _SHIFT = 8  # score bits start here; bits 0-7 hold labels
 _TOP = 40  # fold / cell bits start here
 CHUNK_ELEMENTS = 1 << 19  # rows per block so that a block's keys take about 4 MB
+HIST_CHUNK_ELEMENTS = 1 << 20  # (model, record) entries per block of the PA-GA/GBA histogram kernel
 
 
 def _u32(x: np.ndarray) -> np.ndarray:
@@ -536,30 +537,39 @@ def _global_block(
     balanced: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy and floor accuracy of PA-GA/PA-GBA (floor labels = labels ^ swap)."""
+    return _global_runs(scores, labels, trial, [(swap, cell, partner, balanced)])[0]
+
+
+def _global_runs(scores: np.ndarray, labels: np.ndarray, trial: np.ndarray, runs: list) -> list:
+    """:func:`_global_block` of several runs ``(swap, cell, partner, balanced)`` on the same scores.
+
+    The runs share each block of models' uint32 keys and histogram buckets.
+    """
     if scores.dtype != np.float32:
         order = np.argsort(scores, axis=1)
-        return (
-            _global_acc(scores, labels, trial, cell, partner, order, balanced),
-            _global_acc(scores, labels ^ swap, trial, cell, partner, order, balanced),
-        )
+        return [(_global_acc(scores, labels, trial, cell, partner, order, balanced),
+                 _global_acc(scores, labels ^ swap, trial, cell, partner, order, balanced))
+                for swap, cell, partner, balanced in runs]
     n_models, m = scores.shape
-    floor_labels = labels ^ swap
+    floors = [labels ^ swap for swap, *_ in runs]
     n_trials = trial.sum(axis=0)
-    ok = np.zeros((2, m), np.int64)
-    step = max(1, CHUNK_ELEMENTS // max(m, 1))
-
     hist = m >= _HIST_MIN_RECORDS and bool(trial.all())
+    step = max(1, (HIST_CHUNK_ELEMENTS if hist else CHUNK_ELEMENTS) // max(m, 1))
 
-    def work(lo: int) -> np.ndarray:  # blocks of models keep the temporaries in cache
+    def work(lo: int) -> list:  # blocks of models keep the temporaries in cache
         rows = slice(lo, lo + step)
         if hist:  # every (model, record) a trial (ALOOA, half-split): no row sort
-            return _global_chunk_hist(scores[rows], labels[rows], floor_labels[rows], cell, partner, balanced)
-        args = (scores[rows], labels[rows], floor_labels[rows], trial[rows])
-        return _global_chunk(*args, cell, partner, balanced)
+            u = _u32(scores[rows])
+            buckets = _hist_buckets(u)
+            return [_global_chunk_hist(u, labels[rows], fl[rows], cell, partner, balanced, buckets)
+                    for fl, (_swap, cell, partner, balanced) in zip(floors, runs, strict=True)]
+        return [_global_chunk(scores[rows], labels[rows], fl[rows], trial[rows], cell, partner, balanced)
+                for fl, (_swap, cell, partner, balanced) in zip(floors, runs, strict=True)]
 
-    for part in map_threads(work, range(0, n_models, step)):
-        ok += part  # integer counts: the sum does not depend on the order
-    return ok[0] / n_trials, ok[1] / n_trials
+    ok = np.zeros((len(runs), 2, m), np.int64)
+    for parts in map_threads(work, range(0, n_models, step)):
+        ok += np.stack(parts)  # integer counts: the sum does not depend on the order
+    return [(o[0] / n_trials, o[1] / n_trials) for o in ok]
 
 
 def _n_threads() -> int:
@@ -1010,9 +1020,8 @@ def global_draws(rng: np.random.Generator, inf: np.ndarray, grp: np.ndarray, by_
 def global_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, runs: list) -> list:
     """``(accuracy, floor accuracy)`` of each run of :func:`global_draws` on the same scores."""
     trial = np.repeat(inf, 2, axis=0)  # (n_models, m): the (model, record) trials
-    return [_global_block(scores, mem, np.repeat(swap, 2, axis=0), trial, cell, partner,
-                          balanced=estimator == "cross_fit")
-            for _by_group, estimator, swap, cell, partner in runs]
+    return _global_runs(scores, mem, trial, [(np.repeat(swap, 2, axis=0), cell, partner, estimator == "cross_fit")
+                                             for _by_group, estimator, swap, cell, partner in runs])
 
 
 def global_result(rec, grp, inf, run, acc, acc_floor, signal) -> RecordRisk:
@@ -1108,7 +1117,7 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
     return np.frexp(x.astype(np.float64))[1].astype(np.int64)
 
 
-def _global_chunk_hist(scores, labels, floor_labels, cell, partner, balanced=False) -> np.ndarray:
+def _global_chunk_hist(u, labels, floor_labels, cell, partner, balanced=False, buckets=None) -> np.ndarray:
     """:func:`_global_chunk` for a block of models where every (model, record) is a trial, without sorting rows.
 
     The best cut of a model's scores (in a cell) maximises ``correct(k) = out below + in at or
@@ -1123,11 +1132,12 @@ def _global_chunk_hist(scores, labels, floor_labels, cell, partner, balanced=Fal
     (midpoint rule) and therefore every count are exactly those of the sorting kernel
     (``tests/unit/audit/test_audit_kernels.py::test_global_histogram_kernel_equals_sort``).
     """
-    nm, m = scores.shape
+    if u.dtype != np.uint32:
+        u = _u32(u)  # float32 scores
+    nm, m = u.shape
     C = int(max(cell.max(), partner.max())) + 1
-    u = _u32(scores)
     bits = (labels.view(np.uint8) << np.uint8(1)) | floor_labels.view(np.uint8)  # bit 1: label, bit 0: floor
-    thr = _hist_thresholds(u, bits, cell, C, balanced)
+    thr = _hist_thresholds(u, bits, cell, C, balanced, _hist_buckets(u) if buckets is None else buckets)
     out = np.empty((2, m), np.int64)
     for j, lb in enumerate((labels, floor_labels)):
         pred = u >= (thr[j][:, :1] if C == 1 else thr[j][:, partner])
@@ -1135,17 +1145,24 @@ def _global_chunk_hist(scores, labels, floor_labels, cell, partner, balanced=Fal
     return out
 
 
-def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, balanced: bool) -> np.ndarray:
-    """Thresholds (uint32 keys), shape (2, n_models, C): label sets bit 1 (j=0) and bit 0 (j=1)."""
+def _hist_buckets(u: np.ndarray) -> tuple[np.ndarray, int]:
+    """Bucket of every key, in [0, B): monotone in the key (equal keys share one); and B."""
     nm, m = u.shape
     nb = int(min(16, max(4, (m // 8).bit_length())))
-    B = 1 << nb
     umin = u.min(axis=1)
     span = (u.max(axis=1) - umin).astype(np.int64)
     shift = np.maximum(_bit_length(span) - nb, 0).astype(np.uint32)
-    idx = np.subtract(u, umin[:, None], dtype=np.uint32)
-    idx >>= shift[:, None]  # bucket in [0, B): monotone in the score, equal scores share one
-    idx = idx.astype(np.int64)
+    b = np.subtract(u, umin[:, None], dtype=np.uint32)
+    b >>= shift[:, None]
+    return b, 1 << nb
+
+
+def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, balanced: bool,
+                     buckets: tuple[np.ndarray, int]) -> np.ndarray:
+    """Thresholds (uint32 keys), shape (2, n_models, C): label sets bit 1 (j=0) and bit 0 (j=1)."""
+    nm, m = u.shape
+    b, B = buckets
+    idx = b.astype(np.int64)
     idx <<= 2
     idx |= bits
     idx += (cell.astype(np.int64) * (B * 4))[None, :]
