@@ -259,7 +259,7 @@ class SortedRows:
         rows, K = s_in.shape
         self.K, self.n_planes = K, len(planes)
         if packed is None:
-            packed = s_in.dtype == np.float32 and s_out.dtype == np.float32
+            packed = s_in.dtype in _PACKABLE and s_out.dtype in _PACKABLE
         self.packed = packed
         if len(planes) > 30:
             raise ValueError("too many payload bits")  # internal: never with the callers here
@@ -269,8 +269,8 @@ class SortedRows:
         self.key = self._v = self._low = None
         if packed:
             key = np.empty((rows, 2 * K), np.uint64)
-            key[:, :K] = _u32(s_in.astype(np.float32, copy=False))
-            key[:, K:] = _u32(s_out.astype(np.float32, copy=False))
+            key[:, :K] = _keys(s_in)
+            key[:, K:] = _keys(s_out)
             key <<= np.uint64(_PAYLOAD)
             key[:, :K] |= base | np.uint32(1)
             key[:, K:] |= base
@@ -476,6 +476,14 @@ def _u32(x: np.ndarray) -> np.ndarray:
     return (i ^ np.int32(-(2**31))).view(np.uint32)
 
 
+def _keys(x: np.ndarray) -> np.ndarray:
+    """uint32 sort keys of float32 scores (:func:`_u32`); uint32 input is taken as keys already."""
+    return x if x.dtype == np.uint32 else _u32(x.astype(np.float32, copy=False))
+
+
+_PACKABLE = (np.dtype(np.float32), np.dtype(np.uint32))  # scores the packed kernels take (keys or float32)
+
+
 def _f32(u: np.ndarray) -> np.ndarray:
     """Inverse of :func:`_u32`."""
     i = np.ascontiguousarray(u, dtype=np.uint32).view(np.int32) ^ np.int32(-(2**31))
@@ -545,7 +553,7 @@ def _global_runs(scores: np.ndarray, labels: np.ndarray, trial: np.ndarray, runs
 
     The runs share each block of models' uint32 keys and histogram buckets.
     """
-    if scores.dtype != np.float32:
+    if scores.dtype not in _PACKABLE:
         order = np.argsort(scores, axis=1)
         return [(_global_acc(scores, labels, trial, cell, partner, order, balanced),
                  _global_acc(scores, labels ^ swap, trial, cell, partner, order, balanced))
@@ -559,7 +567,7 @@ def _global_runs(scores: np.ndarray, labels: np.ndarray, trial: np.ndarray, runs
     def work(lo: int) -> list:  # blocks of models keep the temporaries in cache
         rows = slice(lo, lo + step)
         if hist:  # every (model, record) a trial (ALOOA, half-split): no row sort
-            u = _u32(scores[rows])
+            u = _keys(scores[rows])
             buckets = _hist_buckets(u)
             return [_global_chunk_hist(u, labels[rows], fl[rows], cell, partner, balanced, buckets)
                     for fl, (_swap, cell, partner, balanced) in zip(floors, runs, strict=True)]
@@ -611,7 +619,7 @@ def _balanced(ctrial: np.ndarray, cin: np.ndarray) -> np.ndarray:
 def _global_chunk(scores, labels, floor_labels, trial, cell, partner, balanced=False) -> np.ndarray:
     """Correct-prediction counts per record, shape (2, m), for a block of models (packed)."""
     n_models, m = scores.shape
-    u = _u32(scores)
+    u = _keys(scores)
     bits = (labels.view(np.uint8) << np.uint8(2)) | (floor_labels.view(np.uint8) << np.uint8(1))
     bits |= trial.view(np.uint8)
     key = u.astype(np.uint64) << np.uint64(_SHIFT)
@@ -702,6 +710,17 @@ def as_f32(scores: np.ndarray) -> np.ndarray:
         return scores
     f = scores.astype(np.float32)
     return f if np.array_equal(f, scores) else scores
+
+
+def as_keys(scores: np.ndarray) -> np.ndarray:
+    """Scores as the packed kernels' uint32 sort keys when float32 loses nothing, else unchanged.
+
+    Converting once, before the scores are gathered, saves every later sort its conversion.
+    """
+    if scores.dtype == np.uint32:
+        return scores  # keys already
+    f = as_f32(scores)
+    return _u32(f) if f.dtype == np.float32 else f
 
 
 def informative_pairs(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
@@ -817,7 +836,7 @@ def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: lis
     numpy's sorts and reductions release the GIL, so blocks run on threads, and since all
     randomness is drawn first the results do not depend on the number of threads.
     """
-    blocks = list(pair_blocks(as_f32(scores), mem, inf))
+    blocks = list(pair_blocks(as_keys(scores), mem, inf))  # sortable keys once, for every task
     for task in tasks:
         task.prepare(blocks)
     for bi, (cols, _k, chunks) in enumerate(blocks):
@@ -991,7 +1010,7 @@ def global_risk(
     scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
     inf = informative_pairs(mem, rec)
     run = global_draws(as_generator(seed), inf, grp, by_group, estimator)
-    (acc, acc_floor), = global_blocks(as_f32(scores), mem, inf, [run])
+    (acc, acc_floor), = global_blocks(as_keys(scores), mem, inf, [run])
     return global_result(rec, grp, inf, run, acc, acc_floor, signal)
 
 
@@ -1132,8 +1151,7 @@ def _global_chunk_hist(u, labels, floor_labels, cell, partner, balanced=False, b
     (midpoint rule) and therefore every count are exactly those of the sorting kernel
     (``tests/unit/audit/test_audit_kernels.py::test_global_histogram_kernel_equals_sort``).
     """
-    if u.dtype != np.uint32:
-        u = _u32(u)  # float32 scores
+    u = _keys(u)
     nm, m = u.shape
     C = int(max(cell.max(), partner.max())) + 1
     bits = (labels.view(np.uint8) << np.uint8(1)) | floor_labels.view(np.uint8)  # bit 1: label, bit 0: floor

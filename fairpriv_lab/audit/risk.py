@@ -33,7 +33,7 @@ from .attacks import (
     RecordRisk,
     Signal,
     SortedRows,
-    as_f32,
+    as_keys,
     audit_inputs,
     cross_fit_acc,
     informative_pairs,
@@ -421,7 +421,7 @@ def pair_bootstrap(
             "to let every pair (>= 2) audit every record (ALOOA, half-split) for the cross-fitted "
             "pair bootstrap; use GroupRisk's record bootstrap for LOO games",
         )
-    scores = as_f32(scores)
+    scores = as_keys(scores)  # float32 scores become sort keys once, for every replicate
     rng = as_generator(seed)
     out = np.full((n_boot, n_groups), np.nan)
     members = [np.flatnonzero(grp == g) for g in range(n_groups)]
