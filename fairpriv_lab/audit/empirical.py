@@ -247,6 +247,22 @@ def _mu_table(k: int, level: float) -> np.ndarray:
     return mu
 
 
+@functools.lru_cache(maxsize=16)
+def _mu_rank_table(k: int, level: float) -> tuple[np.ndarray, int]:
+    """:func:`_mu_table` as int16 ranks (equal mu, equal rank), and the rank a tied cut gets.
+
+    argmax over ranks picks exactly the cut argmax over the mu values picks (the order and
+    every equality are kept, the -inf of undefined entries included), from a table 4x smaller
+    and with 16-bit compares. A tied cut is -inf in the float version: it gets the rank of
+    -inf when the table holds -inf, else one below every rank.
+    """
+    mu = _mu_table(k, level)
+    levels, ranks = np.unique(mu, return_inverse=True)
+    ranks = ranks.astype(np.int16)
+    ranks.setflags(write=False)
+    return ranks, (0 if levels.size and levels[0] == -np.inf else -1)
+
+
 def _select_threshold(rows, lab, ties, level):
     """Per sorted row, the threshold maximising the fold's own GDP lower bound (midpoint rule).
 
@@ -259,8 +275,16 @@ def _select_threshold(rows, lab, ties, level):
     it = np.int32 if (k + 1) ** 2 < 2**31 else np.int64
     cum_in = np.zeros((mb, n + 1), dtype=it)
     np.cumsum(lab, axis=1, dtype=it, out=cum_in[:, 1:])
-    if k <= 2000:
+    if (k + 1) * (k + 2) < 2**15:  # index and ranks fit 16 bits: the same cut, faster
         # fp = k - (cut - cum_in); index = fp * (k + 1) + fn with fn = cum_in
+        ranks, tie_rank = _mu_rank_table(k, level)
+        idx = cum_in.astype(np.int16)
+        idx *= np.int16(k + 2)
+        idx += ((k - np.arange(n + 1)) * (k + 1)).astype(np.int16)
+        r = ranks[idx]
+        np.putmask(r, ties, np.int16(tie_rank))
+        return rows.thresholds(np.argmax(r, axis=1))
+    if k <= 2000:
         idx = cum_in * (k + 2)
         idx += (k - np.arange(n + 1, dtype=it)) * (k + 1)
         mu = _mu_table(k, level)[idx]
