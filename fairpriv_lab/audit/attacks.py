@@ -805,15 +805,16 @@ class EstimatorTask:
     def planes(self, bi: int, r: slice) -> tuple:
         """Bits this task needs carried through the shared sort of all 2K scores."""
         fold, swap = self.draws[bi]
-        return (swap[r],) if fold is None else ()
+        return (swap[r],)
 
     def compute(self, bi: int, r: slice, s_in, s_out, shared, first: int):
         fold, swap = self.draws[bi]
         if fold is None:
             return _record_estimates(shared(), first)
-        # the two folds are sorted apart: two sorts of K entries cost less than one of 2K
-        # (numpy's vectorised sort networks) plus the compaction of each fold out of it
-        return _block_estimates(s_in, s_out, fold, swap[r])
+        # one sort with the fold above the score: [fold B sorted | fold A sorted], no compaction;
+        # the same sorted entries as sorting each fold apart
+        b, a = shared(fold).split(2 * (fold.size - int(fold.sum())))
+        return _record_estimates(a, first, b)
 
     def store(self, idx: np.ndarray, out) -> None:
         self.acc[idx], self.acc_floor[idx] = out
@@ -847,12 +848,14 @@ def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: lis
             for task in tasks:
                 first.append(len(planes))
                 planes.extend(np.broadcast_to(p, s_in.shape) for p in task.planes(bi, r))
-            full: list = []
+            made: dict = {}
 
-            def shared():  # all 2K scores of each record sorted once, for every task that reads them
-                if not full:
-                    full.append(SortedRows(s_in, s_out, tuple(planes)))
-                return full[0]
+            def shared(top=None):
+                """All 2K scores of each record sorted once per ``top`` split, for every task reading them."""
+                key = None if top is None else (top.shape, top.tobytes())
+                if key not in made:
+                    made[key] = SortedRows(s_in, s_out, tuple(planes), top=top)
+                return made[key]
 
             return r, [task.compute(bi, r, s_in, s_out, shared, f) for task, f in zip(tasks, first, strict=True)]
 

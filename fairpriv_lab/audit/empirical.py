@@ -398,7 +398,7 @@ class EmpiricalTask:
         return ()
 
     def compute(self, bi: int, r: slice, s_in, s_out, shared, first: int):
-        return _heldout_counts(s_in, s_out, self.folds[bi][r], self.level)
+        return _heldout(shared(self.folds[bi][r]), self.level)
 
     def store(self, idx: np.ndarray, out) -> None:
         self.fp[idx], self.fn[idx] = out
