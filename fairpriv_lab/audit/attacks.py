@@ -805,16 +805,15 @@ class EstimatorTask:
     def planes(self, bi: int, r: slice) -> tuple:
         """Bits this task needs carried through the shared sort of all 2K scores."""
         fold, swap = self.draws[bi]
-        return (swap[r],)
+        return (swap[r],) if fold is None else ()
 
     def compute(self, bi: int, r: slice, s_in, s_out, shared, first: int):
         fold, swap = self.draws[bi]
         if fold is None:
             return _record_estimates(shared(), first)
-        # one sort with the fold above the score: [fold B sorted | fold A sorted], no compaction;
-        # the same sorted entries as sorting each fold apart
-        b, a = shared(fold).split(2 * (fold.size - int(fold.sum())))
-        return _record_estimates(a, first, b)
+        # the two folds are sorted apart: two sorts of K entries cost less than one of 2K with
+        # the fold as its top key bit (measured 2.1 vs 2.9 times one np.sort of the matrix)
+        return _block_estimates(s_in, s_out, fold, swap[r])
 
     def store(self, idx: np.ndarray, out) -> None:
         self.acc[idx], self.acc_floor[idx] = out
@@ -1132,6 +1131,7 @@ def agreement(a: RecordRisk, b: RecordRisk) -> Agreement:
 
 # --------------------------------------------------------------------------- PA-GA/GBA without a row sort
 _HIST_MIN_RECORDS = 256  # below this a model's row is sorted (the histogram gains nothing)
+_HIST_ENTRIES_PER_BUCKET = 16  # buckets per row about m / 16 (measured: 8 to 32 cost about the same)
 
 
 def _bit_length(x: np.ndarray) -> np.ndarray:
@@ -1169,7 +1169,7 @@ def _global_chunk_hist(u, labels, floor_labels, cell, partner, balanced=False, b
 def _hist_buckets(u: np.ndarray) -> tuple[np.ndarray, int]:
     """Bucket of every key, in [0, B): monotone in the key (equal keys share one); and B."""
     nm, m = u.shape
-    nb = int(min(16, max(4, (m // 8).bit_length())))
+    nb = int(min(16, max(4, (m // _HIST_ENTRIES_PER_BUCKET).bit_length())))
     umin = u.min(axis=1)
     span = (u.max(axis=1) - umin).astype(np.int64)
     shift = np.maximum(_bit_length(span) - nb, 0).astype(np.uint32)
@@ -1183,23 +1183,35 @@ def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, 
     """Thresholds (uint32 keys), shape (2, n_models, C): label sets bit 1 (j=0) and bit 0 (j=1)."""
     nm, m = u.shape
     b, B = buckets
-    idx = b.astype(np.int64)
-    idx <<= 2
-    idx |= bits
-    idx += (cell.astype(np.int64) * (B * 4))[None, :]
-    idx += (np.arange(nm, dtype=np.int64) * (C * B * 4))[:, None]
-    counts = np.bincount(idx.ravel(), minlength=nm * C * B * 4).reshape(nm * C, B, 4)
-    tot = counts.sum(axis=2)
-    nonempty = tot > 0
     R = nm * C  # one "row" per (model, cell)
+    RB = R * B
+    # entry -> (label bits, row, bucket), label bits outermost so that each count plane is contiguous
+    idx = bits.astype(np.int64)
+    idx *= RB
+    idx += b
+    idx += (cell.astype(np.int64) * B)[None, :]
+    idx += (np.arange(nm, dtype=np.int64) * (C * B))[:, None]
+    counts = np.bincount(idx.ravel(), minlength=4 * RB).reshape(4, R, B)
+    tot = counts[0] + counts[1]
+    tot += counts[2]
+    tot += counts[3]
     ctot = np.zeros((R, B + 1), np.int64)
     np.cumsum(tot, axis=1, out=ctot[:, 1:])
     n_all = ctot[:, -1]
-    ar = np.arange(B)
+    # bucket holding entry e of a row: the last boundary b with ctot[b] <= e (one search over
+    # all rows, each row's counts offset above the previous row's)
+    rows = np.arange(R)
+    offset = rows * (m + 1)
+    flat_ctot = (ctot + offset[:, None]).ravel()
+
+    def bucket_of(e):
+        return np.searchsorted(flat_ctot, e + offset, side="right") - 1 - rows * (B + 1)
+
+    several = tot >= 2  # buckets with interior cuts
     needed = np.zeros((R, B), bool)
     per_j = []
     for mask in (2, 1):
-        inb = counts[:, :, mask] + counts[:, :, 3]
+        inb = counts[mask] + counts[3]
         cin = np.zeros((R, B + 1), np.int64)
         np.cumsum(inb, axis=1, out=cin[:, 1:])
         n_in = cin[:, -1]
@@ -1212,24 +1224,22 @@ def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, 
             cand = reach >= (best - 1e-9 * np.maximum(1.0, np.abs(best)))[:, None]
         else:
             cand = value[:, :-1] + outb >= best[:, None]
-        needed |= cand & (tot >= 2)
+        cand &= several
+        needed |= cand
         # the buckets holding the neighbours of the best boundary (its threshold)
-        after = nonempty & (ar[None, :] >= bpos[:, None])
-        before = nonempty & (ar[None, :] < bpos[:, None])
-        nxt = np.argmax(after, axis=1)
-        prv = B - 1 - np.argmax(before[:, ::-1], axis=1)
-        rows = np.arange(R)
-        needed[rows[after.any(axis=1)], nxt[after.any(axis=1)]] = True
-        needed[rows[before.any(axis=1)], prv[before.any(axis=1)]] = True
+        e = ctot[rows, bpos]
+        above, below = e < n_all, e > 0
+        needed[rows[above], bucket_of(e)[above]] = True
+        needed[rows[below], bucket_of(e - 1)[below]] = True
         per_j.append((cin, n_in, value, best, bpos))
     # gather the needed buckets' entries and sort them: key = (row, bucket) | score | bits
     flat = idx.ravel()
-    pos = np.flatnonzero(needed.ravel()[flat >> 2])
+    pos = np.flatnonzero(np.tile(needed.ravel(), 4)[flat])
     sel = flat[pos]
-    key = (sel >> 2).astype(np.uint64) << np.uint64(34)
+    key = (sel % RB).astype(np.uint64) << np.uint64(34)
+    key |= (sel // RB).astype(np.uint64)
     key |= u.ravel()[pos].astype(np.uint64) << np.uint64(2)
-    key |= (sel & 3).astype(np.uint64)
-    key.sort()
+    key.sort(kind="stable")  # runs of ascending rows: the merge sort is far faster here
     g = (key >> np.uint64(34)).astype(np.int64)  # (row * B + bucket)
     us = ((key >> np.uint64(2)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     lab_bits = (key & np.uint64(3)).astype(np.uint8)
