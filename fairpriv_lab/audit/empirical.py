@@ -432,9 +432,17 @@ def check_group_names(grp, group_names) -> list[str]:
 
 def _bounds(rec, grp, K, fp, fn, group_names, delta, alpha) -> EmpiricalEpsilon:
     level = alpha / 2
-    mu, fpr, fnr = _mu(fp, fn, K, K, level)
-    eps = gdp_epsilon(mu, delta)
-    eps_dp = dp_epsilon(fpr, fnr, delta)
+    # The bounds depend on (fp, fn, K) alone, which take few distinct values (at most
+    # (K + 1)^2): each is computed once. Elementwise functions of the same set of values, so the
+    # numbers are those of computing every record (gdp_epsilon's iterations depend on the set).
+    base = int(K.max()) + 1  # fp, fn <= K: one integer code per (K, fp, fn)
+    code, inv = np.unique((K * base + fp) * base + fn, return_inverse=True)
+    inv = inv.reshape(-1)
+    u_k, u_fp, u_fn = code // (base * base), code // base % base, code % base
+    mu, fpr, fnr = _mu(u_fp, u_fn, u_k, u_k, level)
+    eps = gdp_epsilon(mu, delta)[inv]
+    eps_dp = dp_epsilon(fpr, fnr, delta)[inv]
+    mu, fpr, fnr = mu[inv], fpr[inv], fnr[inv]
     cap_mu, _, _ = _mu(np.zeros(1), np.zeros(1), K.min(keepdims=True), K.min(keepdims=True), level)
     max_cert = float(gdp_epsilon(cap_mu, delta)[0])
 

@@ -27,7 +27,7 @@ from .attacks import (
     EstimatorTask,
     RecordRisk,
     Signal,
-    as_keys,
+    as_f32,
     audit_inputs,
     check_cross_fit,
     global_blocks,
@@ -143,7 +143,7 @@ def whole_audit(
         check_group_names(grp, group_names)
         emp = EmpiricalTask(as_generator(seed), rec.size, alpha / 2)
         tasks.append(emp)
-    scores = as_keys(scores)  # float32 scores become sort keys once, for every analysis
+    scores = as_f32(scores)
     out: dict[tuple[str, str], RecordRisk] = {}
     if tasks:
         record_pass(scores, mem, inf, tasks)
