@@ -553,6 +553,8 @@ def _global_runs(scores: np.ndarray, labels: np.ndarray, trial: np.ndarray, runs
 
     The runs share each block of models' uint32 keys and histogram buckets.
     """
+    if not runs:
+        return []
     if scores.dtype not in _PACKABLE:
         order = np.argsort(scores, axis=1)
         return [(_global_acc(scores, labels, trial, cell, partner, order, balanced),

@@ -60,6 +60,18 @@ def test_whole_audit_loo_game_and_confidence_signal():
     assert out.empirical is None
 
 
+def test_whole_audit_record_auditor_only_and_global_only():
+    game = half_split_game(50, n_models=6, seed=2)
+    L = np.random.default_rng(0).exponential(size=game.membership.shape)
+    kw = dict(records=game.audit_idx, groups=np.arange(50) % 2, seed=4)
+    out = whole_audit(L, game.membership, delta=1e-5, **kw)  # the default: PA-ALOOA cross_fit
+    assert list(out.risk) == [("PA-ALOOA", "cross_fit")]
+    _same(out.risk["PA-ALOOA", "cross_fit"], record_risk(L, game.membership, **kw))
+    out = whole_audit(L, game.membership, auditors=[("PA-GBA", "cross_fit")], **kw)
+    _same(out.risk["PA-GBA", "cross_fit"], global_risk(L, game.membership, by_group=True,
+                                                       estimator="cross_fit", **kw))
+
+
 def test_whole_audit_bad_inputs():
     game = half_split_game(20, n_models=4, seed=0)
     L = np.ones(game.membership.shape)
