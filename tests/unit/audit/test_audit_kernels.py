@@ -247,3 +247,23 @@ def test_global_risk_histogram_path_matches_brute_force(estimator, by_group):
             scored = partner == c
             hits[scored] += (scores[k, scored] >= tau) == mem[k, scored]
     np.testing.assert_allclose(got.accuracy, hits / 4)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_in_sample_step_lookup_equals_label_path(tied):
+    """The in-sample estimator's lookup of +-1 steps from the key's low byte, for every plane."""
+    from fairpriv_lab.audit.attacks import SortedRows, _in_sample_acc, _record_estimates
+
+    rng = np.random.default_rng(8 + tied)
+    rows, K = 200, 9
+    s_in, s_out = (rng.normal(size=(rows, K)).astype(np.float32) for _ in range(2))
+    if tied:
+        s_in, s_out = np.round(s_in), np.round(s_out)
+    planes = tuple(rng.random((rows, K)) < 0.5 for _ in range(9))
+    sr = SortedRows(s_in, s_out, planes)
+    assert sr.packed
+    for p in range(9):  # planes 0-6 take the lookup, 7 and 8 the label path
+        acc, floor = _record_estimates(sr, p)
+        ties = sr.ties()
+        np.testing.assert_array_equal(acc, _in_sample_acc(sr, sr.lab, ties))
+        np.testing.assert_array_equal(floor, _in_sample_acc(sr, sr.lab ^ sr.plane(p), ties))
