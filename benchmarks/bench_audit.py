@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fairpriv_lab.audit import attacks, empirical, risk  # noqa: E402
+from fairpriv_lab.audit import attacks, empirical, kernels, risk  # noqa: E402
 from fairpriv_lab.games import half_split_game  # noqa: E402
 
 STAGES = ("PA-ALOOA cross_fit", "PA-ALOOA in_sample", "PA-GA", "PA-GBA", "empirical eps", "GroupRisk x4")
@@ -43,12 +43,12 @@ STAGES = ("PA-ALOOA cross_fit", "PA-ALOOA in_sample", "PA-GA", "PA-GBA", "empiri
 
 def sorting_global_risk(*args, **kwargs):
     """PA-GA / PA-GBA through the row-sorting kernel (before the histogram kernel of issue 15)."""
-    saved = attacks._HIST_MIN_RECORDS
-    attacks._HIST_MIN_RECORDS = 1 << 62
+    saved = kernels._HIST_MIN_RECORDS
+    kernels._HIST_MIN_RECORDS = 1 << 62
     try:
         return attacks.global_risk(*args, **kwargs)
     finally:
-        attacks._HIST_MIN_RECORDS = saved
+        kernels._HIST_MIN_RECORDS = saved
 
 
 def realistic_losses(n: int, n_models: int, membership: np.ndarray, seed: int) -> np.ndarray:

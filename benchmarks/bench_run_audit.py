@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import fairpriv_lab as fl  # noqa: E402
-from fairpriv_lab.audit import attacks, risk  # noqa: E402
+from fairpriv_lab.audit import attacks, kernels, risk  # noqa: E402
 from fairpriv_lab.experiment import Cache  # noqa: E402
 
 
@@ -43,13 +43,13 @@ def _old_whole_audit(losses, membership, *, records=None, groups=None, auditors=
         if auditor in ("PA-ALOOA", "PA-LOOA"):
             out[auditor, est] = oa.record_risk(losses, membership, estimator=est, **kw)
         else:  # PA-GA / PA-GBA through the row-sorting kernel
-            saved = attacks._HIST_MIN_RECORDS
-            attacks._HIST_MIN_RECORDS = 1 << 62
+            saved = kernels._HIST_MIN_RECORDS
+            kernels._HIST_MIN_RECORDS = 1 << 62
             try:
                 out[auditor, est] = attacks.global_risk(losses, membership, by_group=auditor == "PA-GBA",
                                                         estimator=est, **kw)
             finally:
-                attacks._HIST_MIN_RECORDS = saved
+                kernels._HIST_MIN_RECORDS = saved
     emp = None
     if delta is not None:
         emp = oe.empirical_epsilon(losses, membership, delta=delta, alpha=alpha, group_names=group_names, **kw)

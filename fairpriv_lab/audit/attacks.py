@@ -24,6 +24,7 @@ attack accuracy is ``acc(x)`` and the individual privacy risk is ``IPR(x) = 2 ac
 
 Thresholds are taken between distinct observed scores (the midpoint), so equal scores always
 fall on the same side of a cut; among equally good cuts the lowest threshold is used. The
+sort and cumulative-count machinery is :mod:`fairpriv_lab.audit.kernels`. The
 zero-leakage **floor** is the same estimator on labels permuted within each record (which model
 of each pair is "in" is re-drawn at random), computed from the same sort.
 
@@ -32,20 +33,25 @@ Taught in notebooks 1-3.
 
 from __future__ import annotations
 
-import functools
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from .._core import validate as V
-from .._core.exceptions import ConfigError
 from .._core.rng import SeedLike, as_generator
 from .._core.vocabulary import AUDITORS as _AUDITORS
 from .._core.vocabulary import ESTIMATORS as _ESTIMATORS
 from .._core.vocabulary import SIGNALS as _SIGNALS
 from .._core.vocabulary import Estimator, Signal
+from .kernels import (
+    EstimatorTask,
+    as_f32,
+    coins,
+    global_runs,
+    informative_pairs,
+    record_pass,
+)
 
 __all__ = [
     "RecordRisk",
@@ -216,487 +222,6 @@ def attack_scores(
     return -loss - np.log(-np.expm1(-loss))
 
 
-# --------------------------------------------------------------------------- core kernels
-def _taus(xs: np.ndarray, kstar: np.ndarray) -> np.ndarray:
-    """Threshold of cut kstar in sorted rows: midpoint of the neighbours, -inf/+inf at the ends."""
-    mb, n = xs.shape
-    if n == 0:
-        return np.full(mb, -np.inf)
-    lo = np.take_along_axis(xs, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]
-    hi = np.take_along_axis(xs, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]
-    return _midpoint(lo, hi, kstar == 0, kstar == n, packed=False)
-
-
-class SortedRows:
-    """Sorted scores of each record of a block, with the bits each analysis needs riding along.
-
-    Every per-record analysis (in-sample and cross-fitted estimators, their zero-leakage
-    floors, the empirical-epsilon folds, the pair-bootstrap replicates) needs only the sorted
-    values (to find ties and thresholds) and a few bits per entry: the in/out label and
-    per-pair flags such as "the floor swaps this pair" (``planes``). The bits ride in the sort
-    key, so nothing is gathered after the sort and each floor shares its estimator's sort.
-    ``top`` (per pair) sorts above the score: the rows come out as [entries of pairs with top
-    False | entries with top True], each part sorted, so one sort yields both folds of a
-    per-record random split (empirical epsilon) without a compaction.
-
-    float32 scores are sorted as uint64 keys (top bit 63, the order-preserving uint32 image of
-    the score in bits 31-62, the payload in bits 0-30; an integer sort is several times faster
-    than argsort + gathers); other dtypes go through one argsort. Both give identical results.
-
-    Why not one sort of all 2K scores for every analysis: numpy sorts short rows with
-    vectorised networks, and two sorts of K entries (a cross-fit's folds) cost less than one
-    of 2K plus a compaction of each fold out of it (measured: the compacting version was
-    about twice as slow, see benchmarks/README.md).
-
-    Attributes: ``v`` sorted values (uint32 keys or float64), ``low`` uint32 payload of every
-    entry (bit 0: in-model score; bit 1 + i: plane i), ``packed`` (True for uint32 keys),
-    ``K`` (pairs per row).
-    """
-
-    __slots__ = ("key", "_v", "_low", "packed", "K", "n_planes")
-
-    def __init__(self, s_in: np.ndarray, s_out: np.ndarray, planes: tuple = (),
-                 packed: bool | None = None, top: np.ndarray | None = None):
-        rows, K = s_in.shape
-        self.K, self.n_planes = K, len(planes)
-        if packed is None:
-            packed = s_in.dtype in _PACKABLE and s_out.dtype in _PACKABLE
-        self.packed = packed
-        if len(planes) > 30:
-            raise ValueError("too many payload bits")  # internal: never with the callers here
-        base = np.zeros((rows, K), np.uint32)
-        for i, plane in enumerate(planes):
-            base |= np.asarray(plane).astype(np.uint32) << np.uint32(1 + i)
-        self.key = self._v = self._low = None
-        if packed:
-            key = np.empty((rows, 2 * K), np.uint64)
-            key[:, :K] = _keys(s_in)
-            key[:, K:] = _keys(s_out)
-            key <<= np.uint64(_PAYLOAD)
-            key[:, :K] |= base | np.uint32(1)
-            key[:, K:] |= base
-            if top is not None:  # above the score: the rows sort as [top False | top True]
-                t = np.asarray(top).astype(np.uint64) << np.uint64(63)
-                key[:, :K] |= t
-                key[:, K:] |= t
-            key.sort(axis=1)
-            self.key = key
-        else:
-            X = np.concatenate([s_in, s_out], axis=1)
-            if top is None:
-                order = np.argsort(X, axis=1)
-            else:
-                t = np.broadcast_to(np.asarray(top, bool), (rows, K))
-                order = np.lexsort((X, np.concatenate([t, t], axis=1)), axis=1)
-            self._v = np.take_along_axis(X, order, axis=1).astype(np.float64)
-            self._low = np.take_along_axis(np.concatenate([base | np.uint32(1), base], axis=1), order, axis=1)
-
-    @property
-    def v(self) -> np.ndarray:
-        """Sorted values: uint32 keys (packed) or float64."""
-        if self._v is None:
-            self._v = (self.key >> np.uint64(_PAYLOAD)).astype(np.uint32)
-        return self._v
-
-    @property
-    def low(self) -> np.ndarray:
-        """uint32 payload of every sorted entry."""
-        if self._low is None:
-            self._low = self.key.astype(np.uint32) & np.uint32(0x7FFFFFFF)
-        return self._low
-
-    @property
-    def lab(self) -> np.ndarray:
-        """Bool: the entry is the in-model's score."""
-        return (self.low & np.uint32(1)).astype(bool)
-
-    def plane(self, i: int) -> np.ndarray:
-        """Bool: plane i's flag of the entry's pair."""
-        return (self.low & np.uint32(2 << i)).astype(bool)
-
-    def split(self, n_low: int) -> tuple[SortedRows, SortedRows]:
-        """Split each row after its first ``n_low`` sorted entries (rows built with ``top``)."""
-        parts = []
-        for sl in (slice(0, n_low), slice(n_low, None)):
-            out = object.__new__(SortedRows)
-            out.key = out._v = out._low = None
-            if self.packed:
-                out.key = self.key[:, sl]
-            else:
-                out._v, out._low = self.v[:, sl], self.low[:, sl]
-            out.packed, out.n_planes = self.packed, self.n_planes
-            out.K = (out.key if self.packed else out._v).shape[1] // 2
-            parts.append(out)
-        return parts[0], parts[1]
-
-    def ties(self) -> np.ndarray:
-        """Bool (rows, 2K + 1): cuts that would split a run of equal scores."""
-        return _ties(self.v)
-
-    def thresholds(self, kstar: np.ndarray) -> np.ndarray:
-        """Threshold of cut kstar of each row (midpoint rule; member iff value >= it)."""
-        return _packed_threshold(self.v, kstar) if self.packed else _taus(self.v, kstar)
-
-    def above(self, tau: np.ndarray) -> np.ndarray:
-        """Bool (rows, n): the entries the rule ``score >= tau`` calls members."""
-        return self.v >= tau[:, None]
-
-
-def _cut_gain(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
-    """``d(k) = #out - #in among the k lowest`` at every cut of sorted rows; the minimum at ties.
-
-    ``correct(k) = d(k) + n_in``: with n_in fixed per row, d has the same best cut (one
-    cumulative sum of +-1 steps instead of counts and arithmetic afterwards).
-    """
-    mb, n = lab.shape
-    dt = np.int16 if n < 16000 else np.int32
-    d = np.zeros((mb, n + 1), dtype=dt)
-    step = np.subtract(np.int8(1), lab.view(np.int8) << np.int8(1), dtype=np.int8)
-    np.cumsum(step, axis=1, dtype=dt, out=d[:, 1:])
-    np.putmask(d, ties, np.iinfo(dt).min)
-    return d
-
-
-def _fit(rows: SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
-    """Lowest accuracy-maximising threshold of each sorted row for labels ``lab``."""
-    return rows.thresholds(np.argmax(_cut_gain(lab, ties), axis=1))
-
-
-@functools.lru_cache(maxsize=16)
-def _step_table(swap_plane: int, floor: bool) -> np.ndarray:
-    """Step of :func:`_cut_gain` (+1 out, -1 in) for every low byte of a packed key.
-
-    Bit 0 of the byte is the in/out label, bit ``1 + swap_plane`` the floor's swap of the pair;
-    with ``floor`` the label is the swapped one.
-    """
-    v = np.arange(256)
-    lab = (v & 1) ^ (((v >> (1 + swap_plane)) & 1) if floor else 0)
-    out = (1 - 2 * lab).astype(np.int8)
-    out.setflags(write=False)
-    return out
-
-
-def _best_gain(step: np.ndarray, ties: np.ndarray) -> np.ndarray:
-    """``max_k d(k)`` over the cuts that split no tie, from the +-1 steps of sorted rows."""
-    mb, n = step.shape
-    dt = np.int16 if n < 16000 else np.int32
-    d = np.zeros((mb, n + 1), dtype=dt)
-    np.cumsum(step, axis=1, dtype=dt, out=d[:, 1:])
-    np.putmask(d, ties, np.iinfo(dt).min)
-    return d.max(axis=1)
-
-
-def _in_sample_acc(rows: SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
-    """In-sample accuracy: the best cut's correct count over the 2K trials of each row.
-
-    Every pair puts exactly one entry "in" (also after the floor's swap), so n_in = K.
-    """
-    return (_cut_gain(lab, ties).max(axis=1) + rows.K) / (2 * rows.K)
-
-
-def cross_fit_acc(a: SortedRows, b: SortedRows, la, lb, ties_a, ties_b, K: int) -> np.ndarray:
-    """Cross-fitted accuracy: fold A's threshold scores fold B and vice versa."""
-    correct = (b.above(_fit(a, la, ties_a)) == lb).sum(axis=1) + (a.above(_fit(b, lb, ties_b)) == la).sum(axis=1)
-    return correct / (2 * K)
-
-
-def _record_estimates(rows: SortedRows, swap_plane: int, b: SortedRows | None = None):
-    """Accuracy and floor accuracy of one estimator on sorted rows.
-
-    In-sample: ``rows`` holds all 2K scores of each record. Cross-fit: ``rows`` and ``b`` hold
-    the sorted scores of the pairs of fold A and of fold B. Plane ``swap_plane`` marks the
-    pairs whose in/out labels the floor exchanges.
-    """
-    if b is None:
-        ties = rows.ties()
-        if rows.packed and swap_plane < 7:  # label and swap in the key's low byte: steps by lookup
-            low = rows.key.astype(np.uint8)
-            return tuple((_best_gain(_step_table(swap_plane, floor)[low], ties) + rows.K) / (2 * rows.K)
-                         for floor in (False, True))
-        lab = rows.lab
-        return _in_sample_acc(rows, lab, ties), _in_sample_acc(rows, lab ^ rows.plane(swap_plane), ties)
-    a = rows
-    K = a.K + b.K
-    la, lb = a.lab, b.lab
-    fa, fb = la ^ a.plane(swap_plane), lb ^ b.plane(swap_plane)
-    ties_a, ties_b = a.ties(), b.ties()
-    return (cross_fit_acc(a, b, la, lb, ties_a, ties_b, K),
-            cross_fit_acc(a, b, fa, fb, ties_a, ties_b, K))
-
-
-def _block_estimates(s_in, s_out, fold, swap, packed=None):
-    """:func:`_record_estimates` of a block of records from their in/out scores (mb, K)."""
-    if fold is None:
-        return _record_estimates(SortedRows(s_in, s_out, (swap,), packed=packed), 0)
-    a = SortedRows(s_in[:, fold], s_out[:, fold], (swap[:, fold],), packed=packed)
-    b = SortedRows(s_in[:, ~fold], s_out[:, ~fold], (swap[:, ~fold],), packed=packed)
-    return _record_estimates(a, 0, b)
-
-
-def record_block(
-    s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy and floor accuracy of records whose K pairs give scores s_in, s_out (mb, K).
-
-    ``fold`` (K,) bool marks the pairs of fold A of the cross-fit (None: in-sample); ``swap``
-    (mb, K) bool marks the pairs whose in/out labels the floor exchanges. float32 scores take
-    the packed-key path, others the argsort path; both give identical results.
-    """
-    return _block_estimates(s_in, s_out, fold, swap)
-
-
-def _record_block_sorted(s_in, s_out, fold, swap):
-    """:func:`record_block` through the argsort path (any float dtype)."""
-    return _block_estimates(s_in, s_out, fold, swap, packed=False)
-
-
-def _record_block_packed(s_in, s_out, fold, swap):
-    """:func:`record_block` through the packed-key path (float32 scores)."""
-    return _block_estimates(s_in, s_out, fold, swap, packed=True)
-
-def _global_acc(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    trial: np.ndarray,
-    cell: np.ndarray,
-    partner: np.ndarray,
-    order: np.ndarray | None = None,
-    balanced: bool = False,
-) -> np.ndarray:
-    """Per-record accuracy of per-(model, cell) thresholds; records scored by their partner's.
-
-    scores, labels, trial: (n_models, m); cell, partner: int (m,). Thresholds of cell c are
-    fitted on the trials of the records of cell c; record x is scored with the thresholds of
-    cell ``partner[x]``. ``order`` is the row-wise argsort of scores if already known.
-    """
-    if order is None:
-        order = np.argsort(scores, axis=1)
-    xs = np.take_along_axis(scores, order, axis=1)
-    tr = np.take_along_axis(trial, order, axis=1)
-    ls = np.take_along_axis(labels, order, axis=1)
-    cell_sorted = cell[order]
-    n_cells = int(max(cell.max(), partner.max())) + 1
-    tau = np.full((scores.shape[0], n_cells), -np.inf)
-    for c in np.unique(cell):  # loop over cells (groups x folds), never over records
-        sel = cell_sorted == c
-        mc = int(sel[0].sum())
-        xc = xs[sel].reshape(-1, mc)
-        lc, tc = ls[sel].reshape(-1, mc), tr[sel].reshape(-1, mc)
-        tau[:, c] = _weighted_taus(xc, lc, tc, balanced)
-    pred = scores >= tau[:, partner]
-    return ((pred == labels) & trial).sum(axis=0) / trial.sum(axis=0)
-
-
-# --------------------------------------------------------------------------- packed kernels
-# For float32 scores the sort is done on uint64 keys that pack the order-preserving uint32 image
-# of the score with the few bits each entry needs (fold or cell above it, labels below it):
-# np.sort on integers is several times faster than argsort followed by gathers, and the
-# sorted keys carry everything the cumulative counts need.
-_SHIFT = 8  # score bits start here; bits 0-7 hold labels
-_TOP = 40  # fold / cell bits start here
-CHUNK_ELEMENTS = 1 << 19  # rows per block so that a block's keys take about 4 MB
-HIST_CHUNK_ELEMENTS = 1 << 20  # (model, record) entries per block of the PA-GA/GBA histogram kernel
-
-
-def _u32(x: np.ndarray) -> np.ndarray:
-    """Order-preserving map float32 -> uint32 (-0.0 and 0.0 map to the same key)."""
-    i = (x + np.float32(0)).view(np.int32)  # + 0 turns -0.0 into 0.0
-    # negative floats: flip the magnitude bits (two's-complement order); then sign -> offset
-    i = i ^ ((i >> 31) & np.int32(0x7FFFFFFF))
-    return (i ^ np.int32(-(2**31))).view(np.uint32)
-
-
-def _keys(x: np.ndarray) -> np.ndarray:
-    """uint32 sort keys of float32 scores (:func:`_u32`); uint32 input is taken as keys already."""
-    return x if x.dtype == np.uint32 else _u32(x.astype(np.float32, copy=False))
-
-
-_PACKABLE = (np.dtype(np.float32), np.dtype(np.uint32))  # scores the packed kernels take (keys or float32)
-
-
-def _f32(u: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`_u32`."""
-    i = np.ascontiguousarray(u, dtype=np.uint32).view(np.int32) ^ np.int32(-(2**31))
-    i = i ^ ((i >> 31) & np.int32(0x7FFFFFFF))
-    return i.view(np.float32)
-
-
-_NONE = np.uint32(0xFFFFFFFF)  # above the key of every finite float32: nobody is "member"
-_PAYLOAD = 31  # SortedRows keys: [top bit 63][uint32 score, bits 31-62][payload, bits 0-30]
-
-
-def _packed_threshold(us: np.ndarray, kstar: np.ndarray) -> np.ndarray:
-    """uint32-key threshold of cut kstar: member iff key >= it; midpoint rule."""
-    mb, n = us.shape
-    if n == 0:
-        return np.zeros(mb, np.uint32)
-    lo = np.take_along_axis(us, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]
-    hi = np.take_along_axis(us, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]
-    return _midpoint(lo, hi, kstar == 0, kstar == n, packed=True)
-
-
-def _midpoint(lo, hi, first, last, packed: bool) -> np.ndarray:
-    """Threshold strictly between sorted neighbours lo < hi (the midpoint rule).
-
-    ``first``: the cut is below every entry (threshold -inf: all "member"); ``last``: above
-    every entry (+inf: none). ``packed``: lo, hi and the result are uint32 keys of float32
-    scores (the result is the smallest float32 >= the exact float64 midpoint, so that
-    ``key >= threshold`` decides exactly as ``score >= midpoint``); else float64 values.
-    """
-    if packed:
-        lo64, hi64 = _f32(lo).astype(np.float64), _f32(hi).astype(np.float64)
-        mid = lo64 / 2 + hi64 / 2  # exact in float64 and strictly between two float32 values
-        t = mid.astype(np.float32)
-        t = np.where(t.astype(np.float64) < mid, np.nextafter(t, np.float32(np.inf)), t)
-        ut = _u32(t.astype(np.float32))
-        return np.where(first, np.uint32(0), np.where(last, _NONE, ut)).astype(np.uint32)
-    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
-    mid = lo / 2 + hi / 2
-    mid = np.where(mid <= lo, hi, mid)  # adjacent floats: keep lo < tau <= hi
-    return np.where(first, -np.inf, np.where(last, np.inf, mid))
-
-
-def _ties(us: np.ndarray) -> np.ndarray:
-    """Bool (rows, n + 1): cuts that would split a run of equal sorted keys."""
-    mb, n = us.shape
-    ties = np.zeros((mb, n + 1), dtype=bool)
-    if n > 1:
-        np.equal(us[:, :-1], us[:, 1:], out=ties[:, 1:-1])
-    return ties
-
-
-def _global_block(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    swap: np.ndarray,
-    trial: np.ndarray,
-    cell: np.ndarray,
-    partner: np.ndarray,
-    balanced: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy and floor accuracy of PA-GA/PA-GBA (floor labels = labels ^ swap)."""
-    return _global_runs(scores, labels, trial, [(swap, cell, partner, balanced)])[0]
-
-
-def _global_runs(scores: np.ndarray, labels: np.ndarray, trial: np.ndarray, runs: list) -> list:
-    """:func:`_global_block` of several runs ``(swap, cell, partner, balanced)`` on the same scores.
-
-    The runs share each block of models' uint32 keys and histogram buckets.
-    """
-    if not runs:
-        return []
-    if scores.dtype not in _PACKABLE:
-        order = np.argsort(scores, axis=1)
-        return [(_global_acc(scores, labels, trial, cell, partner, order, balanced),
-                 _global_acc(scores, labels ^ swap, trial, cell, partner, order, balanced))
-                for swap, cell, partner, balanced in runs]
-    n_models, m = scores.shape
-    floors = [labels ^ swap for swap, *_ in runs]
-    n_trials = trial.sum(axis=0)
-    hist = m >= _HIST_MIN_RECORDS and bool(trial.all())
-    step = max(1, (HIST_CHUNK_ELEMENTS if hist else CHUNK_ELEMENTS) // max(m, 1))
-
-    def work(lo: int) -> list:  # blocks of models keep the temporaries in cache
-        rows = slice(lo, lo + step)
-        if hist:  # every (model, record) a trial (ALOOA, half-split): no row sort
-            u = _keys(scores[rows])
-            buckets = _hist_buckets(u)
-            return [_global_chunk_hist(u, labels[rows], fl[rows], cell, partner, balanced, buckets)
-                    for fl, (_swap, cell, partner, balanced) in zip(floors, runs, strict=True)]
-        return [_global_chunk(scores[rows], labels[rows], fl[rows], trial[rows], cell, partner, balanced)
-                for fl, (_swap, cell, partner, balanced) in zip(floors, runs, strict=True)]
-
-    ok = np.zeros((len(runs), 2, m), np.int64)
-    for parts in map_threads(work, range(0, n_models, step)):
-        ok += np.stack(parts)  # integer counts: the sum does not depend on the order
-    return [(o[0] / n_trials, o[1] / n_trials) for o in ok]
-
-
-def _n_threads() -> int:
-    """Threads for the audit kernels: FAIRPRIV_LAB_THREADS, else the CPUs this process may use."""
-    env = os.environ.get("FAIRPRIV_LAB_THREADS")
-    if env:
-        return max(1, int(env))
-    try:
-        return max(1, min(8, len(os.sched_getaffinity(0))))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, min(8, os.cpu_count() or 1))
-
-
-def map_threads(fn, items):
-    """Yield fn(item) for each item in order, computed on a small thread pool."""
-    n = _n_threads()
-    if n == 1:
-        yield from map(fn, items)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        yield from pool.map(fn, items)
-
-
-def _balanced(ctrial: np.ndarray, cin: np.ndarray) -> np.ndarray:
-    """Balanced accuracy at every cut: (out below)/n_out + (in at or above)/n_in (times 1/2 dropped).
-
-    Cross-fitted global thresholds must not learn the base rate: in a model's fitting half the
-    share of members is anti-correlated with the scoring half's (a model holds a fixed number
-    of audited members), so an accuracy-maximising threshold with no signal would score below
-    chance on the other half. Balanced accuracy has no base rate to learn.
-    """
-    n_in = cin[:, -1:].astype(np.float64)
-    n_out = ctrial[:, -1:] - n_in
-    return (ctrial - cin) / np.maximum(n_out, 1.0) + (n_in - cin) / np.maximum(n_in, 1.0)
-
-
-def _global_chunk(scores, labels, floor_labels, trial, cell, partner, balanced=False) -> np.ndarray:
-    """Correct-prediction counts per record, shape (2, m), for a block of models (packed)."""
-    n_models, m = scores.shape
-    u = _keys(scores)
-    bits = (labels.view(np.uint8) << np.uint8(2)) | (floor_labels.view(np.uint8) << np.uint8(1))
-    bits |= trial.view(np.uint8)
-    key = u.astype(np.uint64) << np.uint64(_SHIFT)
-    key |= bits
-    if cell.any():
-        key |= (cell.astype(np.uint64) << np.uint64(_TOP))[None, :]
-    key.sort(axis=1)
-    us = (key >> np.uint64(_SHIFT)).astype(np.uint32)
-    all_trials = bool(trial.all())
-    sizes = np.bincount(cell)
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    n_cells = int(max(cell.max(), partner.max())) + 1
-    thr = np.zeros((2, n_models, n_cells), np.uint32)
-    dt = np.int32
-    for c in np.flatnonzero(sizes):  # loop over cells (groups x halves), never over records
-        blk = slice(starts[c], starts[c + 1])
-        kb, ub = key[:, blk], us[:, blk]
-        n = ub.shape[1]
-        ties = _ties(ub)
-        ctrial = np.zeros((n_models, n + 1), dt)
-        if all_trials:
-            ctrial[:] = np.arange(n + 1, dtype=dt)
-        else:
-            np.cumsum((kb & np.uint64(1)).astype(bool), axis=1, dtype=dt, out=ctrial[:, 1:])
-        for j, bit in enumerate((4, 2)):
-            lab = (kb & np.uint64(bit | 1)) == np.uint64(bit | 1)
-            cin = np.zeros((n_models, n + 1), dt)
-            np.cumsum(lab, axis=1, dtype=dt, out=cin[:, 1:])
-            correct = ctrial - 2 * cin + cin[:, -1:]  # out below the cut + in at or above it
-            if balanced:
-                correct = _balanced(ctrial, cin)
-            np.putmask(correct, ties, -1)
-            thr[j, :, c] = _packed_threshold(ub, np.argmax(correct, axis=1))
-    del key, us
-    out = np.empty((2, m), np.int64)
-    single = n_cells == 1
-    for j, lb in enumerate((labels, floor_labels)):
-        pred = u >= (thr[j][:, :1] if single else thr[j][:, partner])
-        hit = pred == lb
-        if not all_trials:
-            hit &= trial
-        out[j] = hit.sum(axis=0)
-    return out
-
-
 # --------------------------------------------------------------------------- validation
 def audit_inputs(losses, membership, records, groups, signal, confidences):
     """Validate and return (scores (n_models, m), membership (n_models, m), records, groups_rec)."""
@@ -729,85 +254,6 @@ def audit_inputs(losses, membership, records, groups, signal, confidences):
     return scores[:, rec], mem[:, rec], rec, grp[rec]
 
 
-def _coins(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Fair coin flips as a bool array (8 per random byte)."""
-    n = int(np.prod(shape))
-    bits = np.unpackbits(rng.integers(0, 256, size=(n + 7) // 8, dtype=np.uint8))[:n]
-    return bits.view(bool).reshape(shape)
-
-
-def as_f32(scores: np.ndarray) -> np.ndarray:
-    """Scores as float32 when that loses nothing (the packed kernels), else unchanged."""
-    if scores.dtype == np.float32:
-        return scores
-    f = scores.astype(np.float32)
-    return f if np.array_equal(f, scores) else scores
-
-
-def as_keys(scores: np.ndarray) -> np.ndarray:
-    """Scores as the packed kernels' uint32 sort keys when float32 loses nothing, else unchanged.
-
-    Converting once, before the scores are gathered, saves every later sort its conversion.
-    """
-    if scores.dtype == np.uint32:
-        return scores  # keys already
-    f = as_f32(scores)
-    return _u32(f) if f.dtype == np.float32 else f
-
-
-def informative_pairs(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
-    """Bool (n_pairs, m): pairs where the record is in exactly one model; errors if none."""
-    inf = mem[0::2] != mem[1::2]
-    K = inf.sum(axis=0)
-    if np.any(K == 0):
-        bad = rec[K == 0]
-        shown = ", ".join(str(b) for b in bad[:5]) + (", ..." if bad.size > 5 else "")
-        raise ConfigError(
-            f"Records [{shown}] ({bad.size} in all) have no model pair in which they are in one "
-            "model and out of the other, so they have no in models or no out models to compare. "
-            "Audit only the game's audit records (records=game.audit_idx)."
-        )
-    return inf
-
-
-def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, keys: bool = False):
-    """Yield (columns, K, chunks) for the records sharing the same number K of pairs.
-
-    ``chunks`` iterates over (row slice, s_in, s_out) with s_in/s_out of shape (rows, K): the
-    scores of each record's in-model and out-model in its K auditing pairs, built a block of
-    records at a time so that the transposition stays in cache. ``keys``: float32 scores come
-    as their uint32 sort keys, converted block by block (converting the whole matrix first
-    allocates and faults in several matrix-sized temporaries: measured slower).
-    """
-    K = inf.sum(axis=0)
-    if np.all(inf):
-        ks = [int(inf.shape[0])]
-    else:
-        ks = [int(k) for k in np.unique(K)]  # distinct pair counts (1 for every game here)
-    for k in ks:
-        cols = np.flatnonzero(K == k)
-        yield cols, k, _pair_chunks(scores, mem, inf, cols, k, keys and scores.dtype == np.float32)
-
-
-def _pair_chunks(scores, mem, inf, cols, k, keys=False):
-    step = max(1, CHUNK_ELEMENTS // (2 * k))
-    full = cols.size == scores.shape[1]
-    for lo in range(0, cols.size, step):
-        r = slice(lo, lo + step)
-        c = slice(lo, min(lo + step, cols.size)) if full else cols[r]
-        in_even = mem[0::2, c]
-        even, odd = scores[0::2, c], scores[1::2, c]
-        s_in = np.where(in_even, even, odd)
-        s_out = np.where(in_even, odd, even)
-        if k < inf.shape[0]:
-            pick = np.argsort(~inf[:, c], axis=0, kind="stable")[:k]
-            s_in = np.take_along_axis(s_in, pick, axis=0)
-            s_out = np.take_along_axis(s_out, pick, axis=0)
-        s_in, s_out = np.ascontiguousarray(s_in.T), np.ascontiguousarray(s_out.T)
-        yield r, (_u32(s_in) if keys else s_in), (_u32(s_out) if keys else s_out)
-
-
-# --------------------------------------------------------------------------- one sort per record
 def check_cross_fit(estimator: str, inf: np.ndarray) -> None:
     K = inf.sum(axis=0)
     if estimator == "cross_fit" and np.any(K < 2):
@@ -816,86 +262,6 @@ def check_cross_fit(estimator: str, inf: np.ndarray) -> None:
             f"to be 'in_sample' when a record has fewer than 2 model pairs (found {int(K.min())})",
             "cross_fit needs one pair to choose the threshold and another to score it",
         )
-
-
-class EstimatorTask:
-    """PA-ALOOA / PA-LOOA accuracy and floor of one estimator, fed by :func:`record_pass`."""
-
-    def __init__(self, estimator: str, rng: np.random.Generator, m: int):
-        self.estimator, self.rng = estimator, rng
-        self.acc, self.acc_floor = np.empty(m), np.empty(m)
-
-    def prepare(self, blocks) -> None:
-        """Draw all randomness up front, block by block (results independent of threads)."""
-        self.draws = []
-        for cols, k, _ in blocks:
-            # The pairs are exchangeable (independent trainings), so one seeded split of the
-            # pair positions serves every record of the block.
-            fold = None
-            if self.estimator == "cross_fit":
-                fold = np.zeros(k, dtype=bool)
-                fold[self.rng.permutation(k)[: k // 2]] = True
-            self.draws.append((fold, _coins(self.rng, (cols.size, k))))
-
-    def planes(self, bi: int, r: slice) -> tuple:
-        """Bits this task needs carried through the shared sort of all 2K scores."""
-        fold, swap = self.draws[bi]
-        return (swap[r],) if fold is None else ()
-
-    def compute(self, bi: int, r: slice, s_in, s_out, shared, first: int):
-        fold, swap = self.draws[bi]
-        if fold is None:
-            return _record_estimates(shared(), first)
-        # the two folds are sorted apart: two sorts of K entries cost less than one of 2K with
-        # the fold as its top key bit (measured 2.1 vs 2.9 times one np.sort of the matrix)
-        return _block_estimates(s_in, s_out, fold, swap[r])
-
-    def store(self, idx: np.ndarray, out) -> None:
-        self.acc[idx], self.acc_floor[idx] = out
-
-    def result(self, rec, grp, inf, signal) -> RecordRisk:
-        auditor = "PA-ALOOA" if np.all(inf) else "PA-LOOA"
-        K = inf.sum(axis=0).astype(np.int64)
-        acc = self.acc
-        return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * self.acc_floor - 1, auditor, self.estimator, K, signal)
-
-
-def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: list) -> None:
-    """Sort each audited record's 2K scores once and hand the sorted rows to every task.
-
-    Each task has ``prepare(blocks)`` (draws its randomness for every block of records with
-    equal K, in order, before any work), ``planes(block_index, rows_slice)`` (the per-pair bits
-    it needs carried through the shared sort), ``compute(block_index, rows_slice, s_in, s_out,
-    shared, first_plane)`` (``shared()`` returns the shared :class:`SortedRows`, built on first
-    use) and ``store(record_positions, output)``. Blocks of records keep the temporaries in cache;
-    numpy's sorts and reductions release the GIL, so blocks run on threads, and since all
-    randomness is drawn first the results do not depend on the number of threads.
-    """
-    blocks = list(pair_blocks(as_f32(scores), mem, inf, keys=True))  # sort keys once per block, for every task
-    for task in tasks:
-        task.prepare(blocks)
-    for bi, (cols, _k, chunks) in enumerate(blocks):
-
-        def work(chunk, bi=bi):
-            r, s_in, s_out = chunk
-            planes, first = [], []
-            for task in tasks:
-                first.append(len(planes))
-                planes.extend(np.broadcast_to(p, s_in.shape) for p in task.planes(bi, r))
-            made: dict = {}
-
-            def shared(top=None):
-                """All 2K scores of each record sorted once per ``top`` split, for every task reading them."""
-                key = None if top is None else (top.shape, top.tobytes())
-                if key not in made:
-                    made[key] = SortedRows(s_in, s_out, tuple(planes), top=top)
-                return made[key]
-
-            return r, [task.compute(bi, r, s_in, s_out, shared, f) for task, f in zip(tasks, first, strict=True)]
-
-        for r, outs in map_threads(work, chunks):
-            for task, out in zip(tasks, outs, strict=True):
-                task.store(cols[r], out)
 
 
 # --------------------------------------------------------------------------- public API
@@ -966,7 +332,15 @@ def record_risk(
     check_cross_fit(estimator, inf)
     task = EstimatorTask(estimator, as_generator(seed), rec.size)
     record_pass(scores, mem, inf, [task])
-    return task.result(rec, grp, inf, signal)
+    return record_result(rec, grp, inf, task, signal)
+
+
+def record_result(rec, grp, inf, task: EstimatorTask, signal) -> RecordRisk:
+    """Return the RecordRisk of an :class:`~fairpriv_lab.audit.kernels.EstimatorTask` after its pass."""
+    auditor = "PA-ALOOA" if np.all(inf) else "PA-LOOA"
+    K = inf.sum(axis=0).astype(np.int64)
+    acc = task.acc
+    return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * task.acc_floor - 1, auditor, task.estimator, K, signal)
 
 
 def global_risk(
@@ -1059,7 +433,7 @@ def global_draws(rng: np.random.Generator, inf: np.ndarray, grp: np.ndarray, by_
     of cell c are fitted on the records of cell c, a record is scored by its partner cell's.
     """
     m = grp.size
-    swap = _coins(rng, inf.shape) & inf
+    swap = coins(rng, inf.shape) & inf
     cell = grp.copy() if by_group else np.zeros(m, np.int64)
     if estimator == "cross_fit":
         half = np.zeros(m, dtype=bool)
@@ -1076,7 +450,7 @@ def global_draws(rng: np.random.Generator, inf: np.ndarray, grp: np.ndarray, by_
 def global_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, runs: list) -> list:
     """``(accuracy, floor accuracy)`` of each run of :func:`global_draws` on the same scores."""
     trial = np.repeat(inf, 2, axis=0)  # (n_models, m): the (model, record) trials
-    return _global_runs(scores, mem, trial, [(np.repeat(swap, 2, axis=0), cell, partner, estimator == "cross_fit")
+    return global_runs(scores, mem, trial, [(np.repeat(swap, 2, axis=0), cell, partner, estimator == "cross_fit")
                                              for _by_group, estimator, swap, cell, partner in runs])
 
 
@@ -1086,21 +460,6 @@ def global_result(rec, grp, inf, run, acc, acc_floor, signal) -> RecordRisk:
     auditor = "PA-GBA" if by_group else "PA-GA"
     K = inf.sum(axis=0).astype(np.int64)
     return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * acc_floor - 1, auditor, estimator, K, signal)
-
-
-def _weighted_taus(xs: np.ndarray, lab: np.ndarray, w: np.ndarray, balanced: bool = False) -> np.ndarray:
-    """Lowest accuracy-maximising threshold per sorted row, counting only entries with w."""
-    mb, n = xs.shape
-    cin = np.zeros((mb, n + 1), dtype=np.int64)
-    cout = np.zeros((mb, n + 1), dtype=np.int64)
-    np.cumsum(lab & w, axis=1, out=cin[:, 1:])
-    np.cumsum(~lab & w, axis=1, out=cout[:, 1:])
-    correct = cout + cin[:, -1:] - cin
-    if balanced:
-        correct = _balanced(cout + cin, cin)
-    if n > 1:
-        correct[:, 1:-1][xs[:, :-1] >= xs[:, 1:]] = -1
-    return _taus(xs, np.argmax(correct, axis=1))
 
 
 # --------------------------------------------------------------------------- agreement
@@ -1162,171 +521,3 @@ def agreement(a: RecordRisk, b: RecordRisk) -> Agreement:
     gm = frame.groupby("group").agg(n=("ipr_a", "size"), ipr_a=("ipr_a", "mean"), ipr_b=("ipr_b", "mean"))
     gm["difference"] = gm["ipr_a"] - gm["ipr_b"]
     return Agreement(common, float(np.mean(np.abs(da - db))), corr, gm.reset_index())
-
-
-# --------------------------------------------------------------------------- PA-GA/GBA without a row sort
-_HIST_MIN_RECORDS = 256  # below this a model's row is sorted (the histogram gains nothing)
-_HIST_ENTRIES_PER_BUCKET = 16  # buckets per row about m / 16 (measured: 8 to 32 cost about the same)
-
-
-def _bit_length(x: np.ndarray) -> np.ndarray:
-    """Bits of non-negative integers below 2**53 (0 for 0), elementwise."""
-    return np.frexp(x.astype(np.float64))[1].astype(np.int64)
-
-
-def _global_chunk_hist(u, labels, floor_labels, cell, partner, balanced=False, buckets=None) -> np.ndarray:
-    """:func:`_global_chunk` for a block of models where every (model, record) is a trial, without sorting rows.
-
-    The best cut of a model's scores (in a cell) maximises ``correct(k) = out below + in at or
-    above`` (or the balanced version) over the cuts that split no run of equal scores; the
-    lowest such cut wins. Instead of sorting each row of m scores (the old kernel, kept as the
-    reference and the fallback), the scores' uint32 keys are counted in ``B`` buckets (one
-    ``bincount`` of bucket x label bits per model and cell); the count at every bucket
-    boundary is exact, and a bucket's interior cuts can beat the best boundary by at most
-    its number of "out" entries. Only the candidate buckets (that bound reaches the best
-    boundary) and the two buckets around the best boundary (its threshold's neighbours) are
-    gathered and sorted, a few per cent of the entries. The chosen cut, its threshold
-    (midpoint rule) and therefore every count are exactly those of the sorting kernel
-    (``tests/unit/audit/test_audit_kernels.py::test_global_histogram_kernel_equals_sort``).
-    """
-    u = _keys(u)
-    nm, m = u.shape
-    C = int(max(cell.max(), partner.max())) + 1
-    bits = (labels.view(np.uint8) << np.uint8(1)) | floor_labels.view(np.uint8)  # bit 1: label, bit 0: floor
-    thr = _hist_thresholds(u, bits, cell, C, balanced, _hist_buckets(u) if buckets is None else buckets)
-    out = np.empty((2, m), np.int64)
-    for j, lb in enumerate((labels, floor_labels)):
-        pred = u >= (thr[j][:, :1] if C == 1 else thr[j][:, partner])
-        out[j] = (pred == lb).sum(axis=0)
-    return out
-
-
-def _hist_buckets(u: np.ndarray) -> tuple[np.ndarray, int]:
-    """Bucket of every key, in [0, B): monotone in the key (equal keys share one); and B."""
-    nm, m = u.shape
-    nb = int(min(16, max(4, (m // _HIST_ENTRIES_PER_BUCKET).bit_length())))
-    umin = u.min(axis=1)
-    span = (u.max(axis=1) - umin).astype(np.int64)
-    shift = np.maximum(_bit_length(span) - nb, 0).astype(np.uint32)
-    b = np.subtract(u, umin[:, None], dtype=np.uint32)
-    b >>= shift[:, None]
-    return b, 1 << nb
-
-
-def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, balanced: bool,
-                     buckets: tuple[np.ndarray, int]) -> np.ndarray:
-    """Thresholds (uint32 keys), shape (2, n_models, C): label sets bit 1 (j=0) and bit 0 (j=1)."""
-    nm, m = u.shape
-    b, B = buckets
-    R = nm * C  # one "row" per (model, cell)
-    RB = R * B
-    # entry -> (label bits, row, bucket), label bits outermost so that each count plane is contiguous
-    idx = bits.astype(np.int64)
-    idx *= RB
-    idx += b
-    idx += (cell.astype(np.int64) * B)[None, :]
-    idx += (np.arange(nm, dtype=np.int64) * (C * B))[:, None]
-    counts = np.bincount(idx.ravel(), minlength=4 * RB).reshape(4, R, B)
-    tot = counts[0] + counts[1]
-    tot += counts[2]
-    tot += counts[3]
-    ctot = np.zeros((R, B + 1), np.int64)
-    np.cumsum(tot, axis=1, out=ctot[:, 1:])
-    n_all = ctot[:, -1]
-    # bucket holding entry e of a row: the last boundary b with ctot[b] <= e (one search over
-    # all rows, each row's counts offset above the previous row's)
-    rows = np.arange(R)
-    offset = rows * (m + 1)
-    flat_ctot = (ctot + offset[:, None]).ravel()
-
-    def bucket_of(e):
-        return np.searchsorted(flat_ctot, e + offset, side="right") - 1 - rows * (B + 1)
-
-    several = tot >= 2  # buckets with interior cuts
-    needed = np.zeros((R, B), bool)
-    per_j = []
-    for mask in (2, 1):
-        inb = counts[mask] + counts[3]
-        cin = np.zeros((R, B + 1), np.int64)
-        np.cumsum(inb, axis=1, out=cin[:, 1:])
-        n_in = cin[:, -1]
-        value = _cut_value(ctot, cin, n_all[:, None], n_in[:, None], balanced)
-        best = value.max(axis=1)
-        bpos = np.argmax(value == best[:, None], axis=1)
-        outb = tot - inb
-        if balanced:
-            reach = value[:, :-1] + outb / np.maximum(n_all - n_in, 1.0)[:, None]
-            cand = reach >= (best - 1e-9 * np.maximum(1.0, np.abs(best)))[:, None]
-        else:
-            cand = value[:, :-1] + outb >= best[:, None]
-        cand &= several
-        needed |= cand
-        # the buckets holding the neighbours of the best boundary (its threshold)
-        e = ctot[rows, bpos]
-        above, below = e < n_all, e > 0
-        needed[rows[above], bucket_of(e)[above]] = True
-        needed[rows[below], bucket_of(e - 1)[below]] = True
-        per_j.append((cin, n_in, value, best, bpos))
-    # gather the needed buckets' entries and sort them: key = (row, bucket) | score | bits
-    flat = idx.ravel()
-    pos = np.flatnonzero(np.tile(needed.ravel(), 4)[flat])
-    sel = flat[pos]
-    key = (sel % RB).astype(np.uint64) << np.uint64(34)
-    key |= (sel // RB).astype(np.uint64)
-    key |= u.ravel()[pos].astype(np.uint64) << np.uint64(2)
-    key.sort(kind="stable")  # runs of ascending rows: the merge sort is far faster here
-    g = (key >> np.uint64(34)).astype(np.int64)  # (row * B + bucket)
-    us = ((key >> np.uint64(2)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    lab_bits = (key & np.uint64(3)).astype(np.uint8)
-    n = g.size
-    r_of, b_of = g // B, g % B
-    new_seg = np.ones(n, bool)
-    new_seg[1:] = g[1:] != g[:-1]
-    seg_start = np.maximum.accumulate(np.where(new_seg, np.arange(n), 0))
-    t1 = np.arange(n) - seg_start + 1  # entries of the bucket up to and including this one
-    interior = np.zeros(n, bool)  # the cut just above entry p lies inside its bucket, between distinct keys
-    if n > 1:
-        interior[:-1] = (g[1:] == g[:-1]) & (us[1:] != us[:-1])
-    thr = np.zeros((2, R), np.uint32)
-    for j, mask in enumerate((2, 1)):
-        cin, n_in, value, best, bpos = per_j[j]
-        lab = (lab_bits & np.uint8(mask)) != 0
-        cl = np.cumsum(lab, dtype=np.int64)
-        in1 = cl - (cl - lab)[seg_start]  # "in" entries of the bucket up to this one
-        ctrial = ctot[r_of, b_of] + t1
-        cin_p = cin[r_of, b_of] + in1
-        val = _cut_value(ctrial, cin_p, n_all[r_of], n_in[r_of], balanced)
-        val = np.where(interior, val, -np.inf)
-        top = best.astype(np.float64)
-        if n:
-            starts = np.flatnonzero(np.r_[True, r_of[1:] != r_of[:-1]])
-            rmax = np.maximum.reduceat(val, starts)
-            rr = r_of[starts]
-            top[rr] = np.maximum(top[rr], rmax)
-        hit = np.flatnonzero(interior & (val == top[r_of]))
-        first_rows, first_at = np.unique(r_of[hit], return_index=True)
-        p_int = np.full(R, -1, np.int64)
-        p_int[first_rows] = hit[first_at]
-        b_int = np.full(R, B + 1, np.int64)  # bucket of the first best interior cut (none: B + 1)
-        b_int[first_rows] = b_of[hit[first_at]]
-        use_boundary = (best == top) & (bpos <= b_int)
-        # cut index c in the sorted candidates: lo = us[c - 1], hi = us[c]
-        at = ctot[np.arange(R), bpos]
-        first = use_boundary & (at == 0)
-        last = use_boundary & (at == n_all)
-        c = np.where(use_boundary, np.searchsorted(g, np.arange(R) * B + bpos), p_int + 1)
-        ok = ~(first | last)
-        cc = np.clip(c, 1, max(n - 1, 1))
-        lo = np.where(ok, us[cc - 1] if n else 0, 0).astype(np.uint32)
-        hi = np.where(ok, us[cc] if n else 0, 0).astype(np.uint32)
-        thr[j] = _midpoint(lo, hi, first, last, packed=True)
-    return thr.reshape(2, nm, C)
-
-
-def _cut_value(ctrial, cin, n_all, n_in, balanced: bool):
-    """Correct count at a cut (out below + in at or above), or the sorting kernel's balanced value."""
-    if not balanced:
-        return ctrial - 2 * cin + n_in
-    n_in = n_in.astype(np.float64)
-    n_out = n_all - n_in
-    return (ctrial - cin) / np.maximum(n_out, 1.0) + (n_in - cin) / np.maximum(n_in, 1.0)

@@ -56,13 +56,8 @@ from scipy import special, stats
 from .._core import validate as V
 from .._core.dp import advantage_bound
 from .._core.rng import SeedLike, as_generator
-from .attacks import (
-    Signal,
-    SortedRows,
-    audit_inputs,
-    informative_pairs,
-    record_pass,
-)
+from .attacks import Signal, audit_inputs
+from .kernels import SortedRows, informative_pairs, record_pass
 
 __all__ = [
     "EmpiricalEpsilon",
@@ -267,7 +262,7 @@ def _select_threshold(rows, lab, ties, level):
     """Per sorted row, the threshold maximising the fold's own GDP lower bound (midpoint rule).
 
     ``rows`` holds one fold's k in-scores and k out-scores of each record, sorted
-    (:class:`fairpriv_lab.audit.attacks.SortedRows`). At the cut below sorted position j the
+    (:class:`fairpriv_lab.audit.kernels.SortedRows`). At the cut below sorted position j the
     in-trials below are false negatives and the out-trials at or above false positives.
     """
     mb, n = lab.shape
@@ -378,7 +373,7 @@ def empirical_epsilon(
 
 
 class EmpiricalTask:
-    """Held-out FP / FN counts of every record, fed by :func:`~fairpriv_lab.audit.attacks.record_pass`.
+    """Held-out FP / FN counts of every record, fed by :func:`~fairpriv_lab.audit.kernels.record_pass`.
 
     Each record's pairs are split at random into two folds (``K // 2`` pairs in fold A), drawn
     block by block before any work, so the counts do not depend on the threads or on which

@@ -4,7 +4,7 @@ What an experiment reports about one trained ensemble -- per-record IPR (PA-ALOO
 for one or both estimators with their zero-leakage floors, PA-GA and PA-GBA, and empirical
 epsilon -- is computed here from one validation of the inputs, one conversion of the scores
 to sortable keys and one gathering of every record's in/out scores, which all per-record
-analyses share (:func:`~fairpriv_lab.audit.attacks.record_pass`); the in-sample estimator and
+analyses share (:func:`~fairpriv_lab.audit.kernels.record_pass`); the in-sample estimator and
 its floor share one sort of each record's scores. Every component equals the separate call
 (:func:`~fairpriv_lab.audit.attacks.record_risk`, :func:`~fairpriv_lab.audit.attacks.global_risk`,
 :func:`~fairpriv_lab.audit.empirical.empirical_epsilon`) with the same integer seed, exactly
@@ -24,19 +24,17 @@ from .._core.rng import SeedLike, as_generator
 from .._core.vocabulary import AUDITORS as _AUDITORS
 from .._core.vocabulary import ESTIMATORS as _ESTIMATORS
 from .attacks import (
-    EstimatorTask,
     RecordRisk,
     Signal,
-    as_f32,
     audit_inputs,
     check_cross_fit,
     global_blocks,
     global_draws,
     global_result,
-    informative_pairs,
-    record_pass,
+    record_result,
 )
 from .empirical import EmpiricalEpsilon, EmpiricalTask, check_empirical, check_group_names
+from .kernels import EstimatorTask, as_f32, informative_pairs, record_pass
 
 __all__ = ["WholeAudit", "whole_audit"]
 
@@ -148,7 +146,7 @@ def whole_audit(
     if tasks:
         record_pass(scores, mem, inf, tasks)
         for (a, e), task in zip(record_kinds, tasks, strict=False):
-            out[a, e] = task.result(rec, grp, inf, signal)
+            out[a, e] = record_result(rec, grp, inf, task, signal)
     global_kinds = [(a, e) for a, e in pairs if a in ("PA-GA", "PA-GBA")]
     runs = [global_draws(as_generator(seed), inf, grp, a == "PA-GBA", e) for a, e in global_kinds]
     for (a, e), run, (acc, acc_floor) in zip(global_kinds, runs, global_blocks(scores, mem, inf, runs),

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairpriv_lab.audit.attacks import _global_chunk, _global_chunk_hist, global_risk, record_risk
+from fairpriv_lab.audit.attacks import global_risk, record_risk
 from fairpriv_lab.audit.empirical import empirical_epsilon
+from fairpriv_lab.audit.kernels import _global_chunk, _global_chunk_hist
 from fairpriv_lab.audit.risk import _replicate_ipr, outcome_fairness, pair_bootstrap
 from fairpriv_lab.games import aloo_game, half_split_game, loo_game
 from tests.reference import old_audit, old_empirical, old_risk
@@ -213,7 +214,7 @@ def _fit_exact(s, lab, balanced):
 @pytest.mark.parametrize("by_group", [False, True])
 def test_global_risk_histogram_path_matches_brute_force(estimator, by_group):
     """global_risk at m >= 256 (the histogram path) against per-(model, cell) brute-force fits."""
-    from fairpriv_lab.audit.attacks import _HIST_MIN_RECORDS, _coins
+    from fairpriv_lab.audit.kernels import _HIST_MIN_RECORDS, coins
 
     rng = np.random.default_rng(3 + by_group)
     n = 400
@@ -228,7 +229,7 @@ def test_global_risk_histogram_path_matches_brute_force(estimator, by_group):
     r2 = np.random.default_rng(5)
     mem = game.membership[:, rec]
     scores = -losses[:, rec].astype(np.float32).astype(np.float64)
-    _coins(r2, (2, rec.size))  # the floor's coins come first
+    coins(r2, (2, rec.size))  # the floor's coins come first
     cell = groups[rec].copy() if by_group else np.zeros(rec.size, np.int64)
     if estimator == "cross_fit":
         half = np.zeros(rec.size, dtype=bool)
@@ -252,7 +253,7 @@ def test_global_risk_histogram_path_matches_brute_force(estimator, by_group):
 @pytest.mark.parametrize("tied", [False, True])
 def test_in_sample_step_lookup_equals_label_path(tied):
     """The in-sample estimator's lookup of +-1 steps from the key's low byte, for every plane."""
-    from fairpriv_lab.audit.attacks import SortedRows, _in_sample_acc, _record_estimates
+    from fairpriv_lab.audit.kernels import SortedRows, _in_sample_acc, _record_estimates
 
     rng = np.random.default_rng(8 + tied)
     rows, K = 200, 9

@@ -408,3 +408,16 @@ def test_vectorised_rdp_equals_opacus():
     # the special cases are Opacus's own
     assert _compute_rdp(1.0, 0.8, 3.5) == rdp._compute_rdp(1.0, 0.8, 3.5)
     assert _compute_rdp(0.01, 0.0, 3.5) == math.inf and _compute_rdp(0.0, 1.0, 2.0) == 0
+
+
+def test_as_method_sets_a_named_policys_knobs():
+    assert as_method("dpsgds", tau=3.0, floor=0.5) == DPSGDS(tau=3.0, floor=0.5)
+    assert as_method("dpsgdf", count_noise=2.0) == DPSGDF(count_noise=2.0)
+    pol = DPSGDS(tau=3.0)
+    assert as_method(pol) is pol
+    with pytest.raises(ConfigError, match="Expected knob='tau' to be one of count_noise with method='dpsgdf'"):
+        as_method("dpsgdf", tau=3.0)
+    with pytest.raises(ConfigError, match="Expected knob='tau' to be one of none with method='dpsgd'"):
+        as_method("dpsgd", tau=3.0)
+    with pytest.raises(ConfigError, match="Expected knobs=.* to be empty with a policy instance"):
+        as_method(pol, tau=2.0)
