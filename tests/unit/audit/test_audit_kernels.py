@@ -195,26 +195,12 @@ def test_global_histogram_kernel_equals_sort(kind, cells, balanced):
         np.testing.assert_array_equal(got, want)
 
 
-def _fit_exact(s, lab, balanced):
-    """Lowest best midpoint threshold by brute force in exact integers (as test_audit.py)."""
-    u = np.unique(s).astype(np.float64)
-    cands = [-np.inf] + [u[i] / 2 + u[i + 1] / 2 for i in range(len(u) - 1)] + [np.inf]
-    n_in, n_out = int(lab.sum()), int((~lab).sum())
-    best, tau = None, None
-    for t in cands:
-        pred = s >= t
-        out_below, in_above = int(np.sum(~pred & ~lab)), int(np.sum(pred & lab))
-        value = out_below * max(n_in, 1) + in_above * max(n_out, 1) if balanced else out_below + in_above
-        if best is None or value > best:
-            best, tau = value, t
-    return tau
-
-
 @pytest.mark.parametrize("estimator", ["in_sample", "cross_fit"])
 @pytest.mark.parametrize("by_group", [False, True])
 def test_global_risk_histogram_path_matches_brute_force(estimator, by_group):
-    """global_risk at m >= 256 (the histogram path) against per-(model, cell) brute-force fits."""
-    from fairpriv_lab.audit.kernels import _HIST_MIN_RECORDS, coins
+    """global_risk at m >= 256 (the histogram path) against test_audit.py's brute force."""
+    from fairpriv_lab.audit.kernels import _HIST_MIN_RECORDS
+    from tests.unit.audit.test_audit import ref_global_public
 
     rng = np.random.default_rng(3 + by_group)
     n = 400
@@ -225,29 +211,8 @@ def test_global_risk_histogram_path_matches_brute_force(estimator, by_group):
     assert rec.size >= _HIST_MIN_RECORDS
     got = global_risk(losses, game.membership, records=rec, groups=groups, by_group=by_group,
                       estimator=estimator, seed=5)
-    # brute force, with the cross-fit halves drawn as global_risk draws them
-    r2 = np.random.default_rng(5)
-    mem = game.membership[:, rec]
-    scores = -losses[:, rec].astype(np.float32).astype(np.float64)
-    coins(r2, (2, rec.size))  # the floor's coins come first
-    cell = groups[rec].copy() if by_group else np.zeros(rec.size, np.int64)
-    if estimator == "cross_fit":
-        half = np.zeros(rec.size, dtype=bool)
-        for g in np.unique(cell):
-            idx = np.flatnonzero(cell == g)
-            half[r2.permutation(idx)[: idx.size // 2]] = True
-        cell = 2 * cell + half
-        partner = cell ^ 1
-    else:
-        partner = cell
-    hits = np.zeros(rec.size)
-    for k in range(4):
-        for c in np.unique(partner):
-            sel = cell == c
-            tau = _fit_exact(scores[k, sel], mem[k, sel], estimator == "cross_fit") if sel.any() else -np.inf
-            scored = partner == c
-            hits[scored] += (scores[k, scored] >= tau) == mem[k, scored]
-    np.testing.assert_allclose(got.accuracy, hits / 4)
+    want = ref_global_public(losses, game.membership, rec, groups, by_group, estimator, 5)
+    np.testing.assert_allclose(got.accuracy, want)
 
 
 @pytest.mark.parametrize("tied", [False, True])
