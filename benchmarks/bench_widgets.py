@@ -6,8 +6,10 @@ Usage::
     python benchmarks/bench_widgets.py --datasets synthetic --threads 1
     python benchmarks/bench_widgets.py --set n_models=256    # try other sizes
 
-For each dataset, with an empty result cache, a panel at the defaults of
-``fairpriv_lab.ui.panel.PanelSettings`` (the one place the interactive defaults live):
+For each dataset, with an empty result cache, a panel at the classroom defaults
+(``fairpriv_lab.ui.panel.default_settings``, read from the schema: Adult's, and a dataset's
+own where it declares them) switched to the dataset as a student would (``synthetic`` moves
+to its 8,000 generated records, ε = 0.5 and C = 10):
 
 1. "cold SGD": Run at the defaults (plain SGD) — train, audit, draw;
 2. "cold DP-SGD": the student switches to DP-SGD and presses Run (σ calibrated, unless the
@@ -21,7 +23,8 @@ For each dataset, with an empty result cache, a panel at the defaults of
 Targets (issue 16, 2 CPU cores): cold <= 5 s, first picture <= 1.5 s, cached <= 0.3 s,
 every half-width <= 1 pp, every change CI excluding 0; and for the teaching data set where
 groups genuinely differ (``synthetic``) the lesson itself: the small group's GPR above the
-big group's, the signed minority - majority difference with a CI excluding 0. Each target
+big group's under SGD, the signed minority - majority difference with a CI above 0 (DP-SGD
+narrowing that gap is part of the lesson, printed but not a target). Each target
 is printed as PASS or FAIL per dataset, with the measured value and the target; the exit
 status is 1 when any fails. The machine is shared: the load average is printed beside the
 numbers and process CPU time is printed too (on a loaded machine wall time overstates what a
@@ -110,12 +113,11 @@ def checks(dataset: str, r: dict[str, object]) -> list[tuple[str, str, bool]]:
     out.append(("every SGD -> DP-SGD change CI excludes 0", ", ".join(
         f"{row.group} {row.change:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}]" for row in ch.itertuples()),
         bool(ch["excludes_zero"].all())))
-    if dataset in GROUPS_DIFFER:
-        for name, label in (("gap_sgd", "SGD"), ("gap_dp", "DP-SGD")):
-            gap = r[name]
-            ok = gap is not None and gap[2] > 0
-            shown = "n/a" if gap is None else f"{gap[0]} - majority {gap[1]:+.2f} [{gap[2]:+.2f}, {gap[3]:+.2f}] pp"
-            out.append((f"groups differ ({label}): minority - majority CI above 0", shown, ok))
+    if dataset in GROUPS_DIFFER:  # the lesson: without DP the small atypical group is more exposed
+        gap = r["gap_sgd"]
+        ok = gap is not None and gap[2] > 0
+        shown = "n/a" if gap is None else f"GPR({gap[0]}) - GPR(majority) {gap[1]:+.2f} [{gap[2]:+.2f}, {gap[3]:+.2f}] pp"
+        out.append(("groups differ under SGD: minority - majority CI above 0", shown, ok))
     return out
 
 
@@ -171,7 +173,7 @@ def main() -> None:
         s = r["settings"]
         print(f"\n== {ds}: {s.model}, n={s.n or 'all'}, {s.n_models} models ({s.game}), epochs={s.epochs}, "
               f"lr={s.lr}, batch {s.batch_size}, chunks of {s.chunk_models}; DP-SGD eps={s.epsilon} C={s.clip}")
-        if r["reset"]:
+        if "Classroom" in r["reset"]:
             print(f"panel on switching to {ds}: {re.sub('<[^>]+>', ' ', r['reset']).strip()}")
         print(f"load average before/after: {load0:.1f} / {load1:.1f}")
         for name in ("sgd", "dp"):
