@@ -1,18 +1,8 @@
-"""benchmarks/bench_widgets.py: every issue-16 target is judged PASS/FAIL per dataset."""
-
-import importlib.util
-from pathlib import Path
+"""The classroom targets of issue 16 (benchmarks/bench_widgets.py prints them): each judged PASS/FAIL per dataset."""
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_widgets", ROOT / "benchmarks" / "bench_widgets.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from fairpriv_lab.ui.targets import judge
 
 
 def _result(cold=2.0, first=0.8, cached=0.2, hw=0.6, change_hi=-0.3, gap_lo=0.5):
@@ -26,15 +16,14 @@ def _result(cold=2.0, first=0.8, cached=0.2, hw=0.6, change_hi=-0.3, gap_lo=0.5)
 
 
 def test_every_target_passes_or_fails_on_its_own_number():
-    bench = _bench()
-    ok = bench.checks("synthetic", _result())
+    ok = judge("synthetic", _result())
     assert len(ok) == 9 and all(passed for _, _, passed in ok)
     assert [t for t, _, _ in ok][-1] == "groups differ under SGD: minority - majority CI above 0"
-    assert len(bench.checks("adult", _result())) == 8  # the gap is synthetic's lesson, not Adult's
+    assert len(judge("adult", _result())) == 8  # the gap is synthetic's lesson, not Adult's
     cases = {"cold SGD <= 5 s": {"cold": 5.2}, "first picture DP-SGD <= 1.5 s": {"first": 1.6},
              "cached <= 0.3 s": {"cached": 0.31}, "every GPR CI half-width SGD <= 1 pp": {"hw": 1.05},
              "every SGD -> DP-SGD change CI excludes 0": {"change_hi": 0.02},
              "groups differ under SGD: minority - majority CI above 0": {"gap_lo": -0.1}}
     for target, bad in cases.items():
-        failed = [t for t, _, passed in bench.checks("synthetic", _result(**bad)) if not passed]
+        failed = [t for t, _, passed in judge("synthetic", _result(**bad)) if not passed]
         assert target in failed, (target, failed)
