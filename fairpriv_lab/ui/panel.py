@@ -310,7 +310,7 @@ def warm_configs(datasets: tuple[str, ...] = ("adult", "synthetic"), device: str
 
     Per dataset (its classroom defaults, sizes fitted to it): plain SGD, DP-SGD at the default
     ε and C, DP-SGD at ε = 1, DP-SGD with C = 0.1 ("what did moving C from 1 to 0.1 do?") and
-    with the library's C = 1 (synthetic's classroom C is 10: "what does clipping alone do?"). :func:`warm`
+    at Adult's ε = 8, C = 1 (synthetic's own are ε = 0.5, C = 10: "what does clipping alone do?"). :func:`warm`
     (``python -m fairpriv_lab.cli.notebook_tools warm``, run by ``make notebooks-refresh``)
     computes them into the cache, so that a class opens the panel on cached results (σ
     calibrations included).
@@ -323,7 +323,9 @@ def warm_configs(datasets: tuple[str, ...] = ("adult", "synthetic"), device: str
         base, _ = fit_sizes(default_settings(device, dataset=ds), load_dataset(ds).n_samples,
                             generated=generated[ds])
         for change in ({"method": "sgd"}, {"method": "dpsgd"}, {"method": "dpsgd", "epsilon": 1.0},
-                       {"method": "dpsgd", "clip": 0.1}, {"method": "dpsgd", "clip": default_of("train.clip")}):
+                       {"method": "dpsgd", "clip": 0.1},
+                       {"method": "dpsgd", "epsilon": classroom_default_of("train.epsilon"),
+                        "clip": default_of("train.clip")}):
             config = replace(base, **change).to_config()
             if all(config.digest != c.digest for c in configs):
                 configs.append(config)
