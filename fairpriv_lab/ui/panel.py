@@ -1232,11 +1232,13 @@ def _display_output(chart: Any) -> dict[str, Any]:
     """Return an Output-widget display entry for a chart (or its spec) that draws with no internet.
 
     The front end's own Vega draws it (JupyterLab, Voilà); on Colab the JavaScript is inlined.
-    Never altair's active renderer, whose default loads Vega from a CDN.
+    Never altair's active renderer, whose default loads Vega from a CDN. No PNG: an Output
+    widget's outputs are models, to which the front end's renderer adds one itself
+    (``viz.chart_mimebundle``), and each run of the panel is spared a render per chart.
     """
     from ..viz import chart_mimebundle
 
-    data, meta = chart_mimebundle(chart, "interactive", inline_js="google.colab" in sys.modules)
+    data, meta = chart_mimebundle(chart, "interactive", inline_js="google.colab" in sys.modules, png=False)
     return {"output_type": "display_data", "data": data, "metadata": dict(meta)}
 
 
