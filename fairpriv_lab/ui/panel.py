@@ -251,9 +251,10 @@ def default_settings(device: str = "auto", **overrides: Any) -> PanelSettings:
     defaults of its own in the schema (:func:`~fairpriv_lab.experiment.config.classroom_overrides`)
     starts from them: ``synthetic`` generates 8,000 records, so that its small atypical group
     (1,280 training records) gets as narrow an interval, and its DP-SGD runs at ε = 0.5 with
-    C = 10, where the noise (not only clipping) acts on its logistic regressions. On a CUDA GPU: all 45,222 records of
-    a dataset that is loaded (the classroom size of a generated one) and 256 models, batches
-    of 512 (still seconds, since every model of the game trains at once). ``overrides`` win.
+    C = 10, where the noise (not only clipping) acts on its logistic regressions. On a CUDA
+    GPU: all 45,222 records of a dataset that is loaded (the classroom size of a generated
+    one) and 256 models, batches of 512 (still seconds, since every model of the game trains
+    at once). ``overrides`` win.
     """
     from ..data import list_datasets
     from ..engine.device import resolve_device
@@ -310,8 +311,9 @@ def warm_configs(datasets: tuple[str, ...] = ("adult", "synthetic"), device: str
 
     Per dataset (its classroom defaults, sizes fitted to it): plain SGD, DP-SGD at the default
     ε and C, DP-SGD at ε = 1, DP-SGD with C = 0.1 ("what did moving C from 1 to 0.1 do?") and
-    at Adult's ε = 8, C = 1 (synthetic's own are ε = 0.5, C = 10: "what does clipping alone do?"). :func:`warm`
-    (``python -m fairpriv_lab.cli.notebook_tools warm``, run by ``make notebooks-refresh``)
+    at Adult's ε = 8, C = 1 (synthetic's own are ε = 0.5, C = 10: "what does clipping alone
+    do?"). :func:`warm` (``python -m fairpriv_lab.cli.notebook_tools warm``, run by
+    ``make notebooks-refresh``)
     computes them into the cache, so that a class opens the panel on cached results (σ
     calibrations included).
     """
@@ -530,7 +532,7 @@ class AuditPanel:
 
         notes = self._sync_choices(initial=s)
         self._sizes_for(s.dataset)
-        self._untouched_sizes()
+        self._track_student_settings()
         controls = W.VBox([
             self.dataset, self.group, self.model, self.method, self.privacy, self.epsilon, self.sigma,
             self.privacy_note, self.clip, self.tau, self.stat_noise_ratio, self.epochs, self.n_models,
@@ -673,8 +675,11 @@ class AuditPanel:
             self._syncing = False
         return notes
 
-    def _classroom_sizes(self, dataset: str) -> dict[str, Any] | None:
-        """Return the classroom controls' values at a dataset's classroom defaults (fitted to it); None if unknown."""
+    def _classroom_values(self, dataset: str) -> dict[str, Any] | None:
+        """Return the values of :data:`CLASSROOM_FIELDS` at a dataset's classroom defaults, fitted to it.
+
+        None when the dataset's size is unknown (not downloaded yet).
+        """
         total = self._sizes_for(dataset)
         if not total:
             return None
@@ -696,7 +701,7 @@ class AuditPanel:
         if not total:
             return []
         notes: list[str] = []
-        new = self._classroom_sizes(dataset) or {}
+        new = self._classroom_values(dataset) or {}
         moved = []
         self._syncing = True
         try:
@@ -725,9 +730,9 @@ class AuditPanel:
             self._syncing = False
         return notes
 
-    def _untouched_sizes(self) -> None:
-        """Start tracking which size controls the student set: those the panel opened on off its defaults."""
-        default = self._classroom_sizes(self.dataset.value) or {}
+    def _track_student_settings(self) -> None:
+        """Start tracking which classroom controls the student set: those the panel opened off their defaults."""
+        default = self._classroom_values(self.dataset.value) or {}
         self._touched = {name for name in CLASSROOM_FIELDS if getattr(self, name).value != default.get(name)}
 
     def _refresh_state(self) -> None:
