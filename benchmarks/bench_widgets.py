@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_widgets.py                      # adult and synthetic, CPU, 2 threads
     python benchmarks/bench_widgets.py --datasets synthetic --threads 1
     python benchmarks/bench_widgets.py --set n_models=256    # try other sizes
+    python benchmarks/bench_widgets.py --repeat 3            # interleaved, medians, ratios to adult
 
 For each dataset, with an empty result cache, a panel at the classroom defaults
 (``fairpriv_lab.ui.panel.default_settings``, read from the schema: Adult's, and a dataset's
@@ -119,11 +120,25 @@ def bench(dataset: str, overrides: dict[str, object]) -> dict[str, object]:
                 "eps": panel.result.epsilon, "acc": (panel.previous.accuracy, panel.result.accuracy)}
 
 
+def _median_times(runs: list[dict[str, object]]) -> dict[str, object]:
+    """The last run's numbers with every time replaced by the median over the runs."""
+    import statistics
+
+    out = dict(runs[-1])
+    for name in ("sgd", "dp"):
+        out[name] = {k: statistics.median(r[name][k] for r in runs) for k in ("wall", "cpu", "first")}
+    out["cached"] = statistics.median(r["cached"] for r in runs)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["adult", "synthetic"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", nargs="*", default=[], help="PanelSettings overrides, e.g. n_models=256")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of every dataset, interleaved (A B A B ...); times are medians, and "
+                             "each dataset's are also printed as a ratio to the first dataset's")
     args = parser.parse_args()
 
     import torch
@@ -137,20 +152,31 @@ def main() -> None:
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     verdicts: list[tuple[str, str, str, bool]] = []
+    runs: dict[str, list[dict[str, object]]] = {ds: [] for ds in args.datasets}
+    loads: dict[str, list[float]] = {ds: [] for ds in args.datasets}
+    for _ in range(max(1, args.repeat)):  # interleaved, so that every dataset sees the same load
+        for ds in args.datasets:
+            loads[ds].append(os.getloadavg()[0])
+            runs[ds].append(bench(ds, overrides))
+            loads[ds].append(os.getloadavg()[0])
+    base = args.datasets[0]
     for ds in args.datasets:
-        load0 = os.getloadavg()[0]
-        r = bench(ds, overrides)
-        load1 = os.getloadavg()[0]
+        r = _median_times(runs[ds])
+        load0, load1 = min(loads[ds]), max(loads[ds])
         s = r["settings"]
         print(f"\n== {ds}: {s.model}, n={s.n or 'all'}, {s.n_models} models ({s.game}), epochs={s.epochs}, "
               f"lr={s.lr}, batch {s.batch_size}, chunks of {s.chunk_models}; DP-SGD eps={s.epsilon} C={s.clip}")
         if "Classroom" in r["reset"]:
             print(f"panel on switching to {ds}: {re.sub('<[^>]+>', ' ', r['reset']).strip()}")
-        print(f"load average before/after: {load0:.1f} / {load1:.1f}")
+        print(f"load average over its runs: {load0:.1f}-{load1:.1f}"
+              + (f"; times are medians of {len(runs[ds])} runs" if len(runs[ds]) > 1 else ""))
+        b = _median_times(runs[base])
         for name in ("sgd", "dp"):
             t = r[name]
             label = "cold SGD" if name == "sgd" else "cold DP-SGD"
-            print(f"{label:12s} {t['wall']:6.2f} s wall ({t['cpu']:5.2f} s CPU) · first picture {t['first']:5.2f} s")
+            ratio = f" · {t['wall'] / b[name]['wall']:.2f}x {base}'s" if ds != base else ""
+            print(f"{label:12s} {t['wall']:6.2f} s wall ({t['cpu']:5.2f} s CPU) · first picture {t['first']:5.2f} s"
+                  + ratio)
         print(f"cached (new panel opens on it) {r['cached']:.3f} s")
         print(f"test accuracy SGD {100 * r['acc'][0]:.1f} % -> DP-SGD {100 * r['acc'][1]:.1f} % (eps {r['eps']:.2f})")
         for name, plan in (("SGD", r["plan_sgd"]), ("DP-SGD", r["plan_dp"])):
@@ -170,6 +196,7 @@ def main() -> None:
     print(f"\n{len(verdicts) - len(failed)} of {len(verdicts)} targets met"
           + ("" if not failed else "; FAIL: " + "; ".join(f"{d}: {t}" for d, t, _, _ in failed)))
     sys.exit(1 if failed else 0)
+
 
 if __name__ == "__main__":
     main()
