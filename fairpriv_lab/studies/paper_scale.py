@@ -36,9 +36,9 @@ preset                 stated CPU   planner    measured at full size (wall / CPU
 seeds-adult-lr         30 min       22.3 min   49.8 min wall / 26.5 min CPU, load 5.3 (0.5-9.3)
 controls-adult-lr      25 min       20.4 min   not yet run
 clipsweep-adult-lr     20 min       16.4 min   not yet run
-groups-digits-synth    10 min       7.6 min    not yet run
+groups-digits-synth    16 min       7.6 min    16.3 min wall / 15.5 min CPU, load 2.1 (1.1-2.9)
 aloo-loo-leaky         12 min       5.2 min    not yet run
-frontier-adult-lr      23 min       19.6 min   not yet run
+frontier-adult-lr      16 min       13.1 min   not yet run
 =====================  ===========  =========  ==================================================
 """
 
@@ -158,7 +158,7 @@ ISSUE14 = [
            "groups with a Fisher-z CI; --device cuda adds the digits CNN (400 models, 5 seeds; "
            "about 4.7 h of CPU, so not on the CPU preset)",
            "digits", None, "mlp", kind="groups", methods=("sgd", "dpsgd", "dpsgds"), seeds=_SEEDS5,
-           estimators=("cross_fit",), auditors=("PA-ALOOA",), chunk_models=200, minutes=10.0,
+           estimators=("cross_fit",), auditors=("PA-ALOOA",), chunk_models=200, minutes=16.0,
            settings=(("digits", None, "mlp", ()), ("synthetic", None, "lr", _SYNTH10)),
            small=(("n_models", 8), ("epochs", 2), ("chunk_models", 8), ("n_boot", 100),
                   ("seeds", (0, 1)), ("hidden", 32),
@@ -178,13 +178,13 @@ ISSUE14 = [
            small=(("max_pairs", 4), ("epochs", 3), ("hidden", 32), ("chunk_models", 8),
                   ("n_sim", 20)),
            cuda=(("n", None), ("m", 200), ("n_targets", 100), ("hidden", 256))),
-    Preset("frontier-adult-lr", "(f) accuracy-GPRP frontier: Adult, LR, eps in {1, 2, 10} x C in "
+    Preset("frontier-adult-lr", "(f) accuracy-GPRP frontier: Adult, LR, eps in {1, 10} x C in "
            "{5, 10} per method (DP-SGD, DP-SGD-S norm / mean direction), 5 seeds x 64 models; "
            "'does DP-SGD-S buy a smaller gap than DP-SGD at the same accuracy?' as a seed-level "
            "interval; --device cuda: eps in {1, 2, 4, 10} x 400 models",
            "adult", "sex", "lr", kind="frontier", methods=("dpsgd", "dpsgds", "dpsgds-md"),
            seeds=_SEEDS5, n_models=64, chunk_models=64, estimators=("cross_fit",),
-           auditors=("PA-ALOOA",), epsilons=(1.0, 2.0, 10.0), clips=(5.0, 10.0), minutes=23.0,
+           auditors=("PA-ALOOA",), epsilons=(1.0, 10.0), clips=(5.0, 10.0), minutes=16.0,
            small=(*_SMALL_ADULT, ("epsilons", (1.0, 10.0)), ("clips", (1.0, 10.0)), ("seeds", (0, 1, 2))),
            cuda=(("epsilons", (1.0, 2.0, 4.0, 10.0)), ("n_models", 400), ("chunk_models", 400))),
 ]
