@@ -37,7 +37,7 @@ seeds-adult-lr         30 min       22.3 min   49.8 min wall / 26.5 min CPU, loa
 controls-adult-lr      25 min       20.4 min   not yet run
 clipsweep-adult-lr     20 min       16.4 min   not yet run
 groups-digits-synth    16 min       7.6 min    16.3 min wall / 15.5 min CPU, load 2.1 (1.1-2.9)
-aloo-loo-leaky         12 min       5.2 min    not yet run
+aloo-loo-leaky         12 min       5.2 min    10.5 min wall / 10.3 min CPU, load 1.99 (1.3-2.56)
 frontier-adult-lr      16 min       13.1 min   not yet run
 =====================  ===========  =========  ==================================================
 """
