@@ -502,7 +502,7 @@ def train_ensemble(
             diagnostics=diagnostics, private=bool(policy.private and not diagnostics),
         )
 
-    # Buffers reused by every step (DESIGN.md section 5): the batch gather, the noise and the
+    # Buffers reused by every step (docs/design.md section 5): the batch gather, the noise and the
     # update of all models; per-record squared norms of the first layer's input.
     x_sq = X.flatten(1).square().sum(1) if isinstance(net, LinearStack) else None
     noise_buf = [torch.empty((n_models, *s), device=dev) for s in shapes] if policy.private else None
