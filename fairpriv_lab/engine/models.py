@@ -530,17 +530,39 @@ def _unfold(h: Tensor, op: _Op, M: int) -> Tensor:
     return patches.permute(0, 1, 2, 4, 5, 3).reshape(M, -1, kh * kw * op.geom[0])
 
 
-def _fold(dU: Tensor, op: _Op, N: int) -> Tensor:
-    """Adjoint of :func:`_unfold`: sum the rows' gradients back onto ``(N, H, W, C)``."""
-    C, _, kh, kw, sh, sw, ph, pw = op.geom
-    H, W = op.shape_in[0], op.shape_in[1]
-    ho, wo = op.shape_out[0], op.shape_out[1]
-    dU = dU.view(N, ho, wo, kh, kw, C)
-    dp = dU.new_zeros((N, H + 2 * ph, W + 2 * pw, C))
-    for i in range(kh):
-        for k in range(kw):
-            dp[:, i:i + sh * (ho - 1) + 1:sh, k:k + sw * (wo - 1) + 1:sw, :] += dU[:, :, :, i, k, :]
-    return dp[:, ph:ph + H, pw:pw + W, :]
+def _to_groups(t: Tensor, M: int) -> Tensor:
+    """``(M B, H, W, C)`` -> ``(B, M C, H, W)`` in channels-last memory: models as conv groups."""
+    N, H, W, C = t.shape
+    g = t.view(M, N // M, H, W, C).permute(1, 2, 3, 0, 4).reshape(N // M, H, W, M * C)
+    return g.permute(0, 3, 1, 2)
+
+
+def _from_groups(t: Tensor, M: int) -> Tensor:
+    """Inverse of :func:`_to_groups`: ``(B, M C, H, W)`` -> contiguous ``(M B, H, W, C)``."""
+    B, MC, H, W = t.shape
+    g = t.permute(0, 2, 3, 1).reshape(B, H, W, M, MC // M)
+    return g.permute(3, 0, 1, 2, 4).reshape(M * B, H, W, MC // M)
+
+
+def _conv_input_grad(dz: Tensor, op: _Op, h: Tensor, W: Tensor, M: int) -> Tensor:
+    """Errors at a convolution's input ``h`` ``(M B, H, W, C)`` from those at its output ``dz``.
+
+    One grouped ``convolution_backward`` (the models as groups, channels-last): torch's own
+    kernel, instead of ``dz W^T`` on the im2col rows and their scatter back (the adjoint of
+    im2col), which costs a ``kh kw``-fold larger temporary.
+    """
+    C, n_out, kh, kw, sh, sw, ph, pw = op.geom
+    H, W_ = op.shape_in[0], op.shape_in[1]
+    xin = _to_groups(h, M)
+    Wg = W.reshape(M * n_out, C, kh, kw).contiguous(memory_format=torch.channels_last)
+    full = ((H + 2 * ph - kh) // sh + 1, (W_ + 2 * pw - kw) // sw + 1)
+    g = _to_groups(dz, M)
+    if g.shape[2:] != full:  # a cropped grid: the unread rows and columns have no error
+        g = torch.nn.functional.pad(g, (0, full[1] - g.shape[3], 0, full[0] - g.shape[2]))
+        g = g.contiguous(memory_format=torch.channels_last)
+    dx, _, _ = torch.ops.aten.convolution_backward(
+        g, xin, Wg, None, (sh, sw), (ph, pw), (1, 1), False, (0, 0), M, (True, False, False))
+    return _from_groups(dx, M)
 
 
 @dataclass
@@ -666,7 +688,7 @@ class SeqStack(FuncStack):
                 W = params[op.w]
                 Wt = W.permute(0, 3, 4, 2, 1).reshape(M, -1, W.shape[1])  # (M, kh kw C, n_out)
                 z = torch.bmm(U, Wt) if op.b < 0 else torch.baddbmm(params[op.b].unsqueeze(1), U, Wt)
-                h, keep = z.view(N, *op.shape_out), (U, Wt)
+                h, keep = z.view(N, *op.shape_out), (U, h, W)
             elif op.kind == "linear":
                 hm = h.view(M, N // M, -1)
                 Wt = params[op.w].transpose(1, 2)
@@ -730,7 +752,7 @@ class SeqStack(FuncStack):
             i -= 1
             keep = saved[i]
             if op.kind == "conv":
-                U, Wt = keep
+                U, h_in, W = keep
                 n_out = op.geom[1]
                 dz = d.reshape(N, -1, n_out)  # (N, P, n_out)
                 P, width = dz.shape[1], U.shape[-1]
@@ -741,7 +763,7 @@ class SeqStack(FuncStack):
                     g = torch.bmm(dz.transpose(1, 2), U.view(N, P, width))  # (N, n_out, kh kw C)
                     pieces.append(("conv", g.view(M, B, n_out, -1), dz.sum(1).view(M, B, n_out), wshape, op.b >= 0))
                 if not last:
-                    d = _fold(torch.bmm(dz.view(M, -1, n_out), Wt.transpose(1, 2)), op, N)
+                    d = _conv_input_grad(dz.view(N, *op.shape_out), op, h_in, W, M)
             elif op.kind == "linear":
                 hm, W = keep
                 dm = d.reshape(M, B, -1)
