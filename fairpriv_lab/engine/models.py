@@ -651,10 +651,12 @@ class SeqStack(FuncStack):
     ``autograd``, no ``vmap``): images are kept channels-last ``(N, H, W, C)``, a convolution
     is an im2col copy ``U`` (rows ``(kh, kw, C)``) and one batched matmul per model, poolings
     are torch's own kernels (and their backward), and the errors ``delta`` flow back through
-    ``delta W`` and the adjoint of im2col. Then closed forms: per-sample convolution gradients
-    by one batched matmul ``delta^T U`` per sample (for these small images cheaper than ghost
-    norms, ``P^2 (kh kw C + n_out)`` against ``P n_out kh kw C`` multiply-adds, and the clipped sum
-    needs them anyway), ghost norms and a ``bmm`` clipped sum for linear layers. Used for
+    ``delta W`` (linear layers) and one grouped ``convolution_backward`` over all models
+    (convolutions). Then, per convolution, the cheaper of two closed forms by Bu et al.
+    (2023)'s rule for ``P`` output positions: ghost norms (``2 P^2 < n_out kh kw C``, e.g. the
+    digits CNN's second convolution) from the Gram matrices of ``U`` and ``delta``, with the
+    clipped sum one matmul per model over all rows; else per-sample gradients by one batched
+    matmul ``delta^T U`` per sample. Linear layers: ghost norms and a ``bmm`` clipped sum. Used for
     ``"cnn"`` and for any user module of the supported layers (:func:`_sequential_layers`);
     others go through :class:`FuncStack`.
     """
