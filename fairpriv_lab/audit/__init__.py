@@ -1,6 +1,7 @@
 """Auditing on arrays (NumPy only): per-record attacks, empirical ε, group risk.
 
-``attacks`` holds the games' attacks and IPR estimators, ``empirical`` the empirical ε lower
+``attacks`` holds the games' attacks and IPR estimators (the API), ``kernels`` the sort and
+cumulative-count machinery under them, ``empirical`` the empirical ε lower
 bounds, ``risk`` ``GroupRisk`` (GPR with CIs, GPRP) and outcome fairness.
 """
 

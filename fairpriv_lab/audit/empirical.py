@@ -56,15 +56,8 @@ from scipy import special, stats
 from .._core import validate as V
 from .._core.dp import advantage_bound
 from .._core.rng import SeedLike, as_generator
-from .attacks import (
-    Signal,
-    SortedRows,
-    as_f32,
-    audit_inputs,
-    informative_pairs,
-    map_threads,
-    pair_blocks,
-)
+from .attacks import Signal, audit_inputs
+from .kernels import SortedRows, as_f32, informative_pairs, map_threads, pair_blocks
 
 __all__ = [
     "EmpiricalEpsilon",
@@ -253,7 +246,7 @@ def _select_threshold(rows, lab, ties, level):
     """Per sorted row, the threshold maximising the fold's own GDP lower bound (midpoint rule).
 
     ``rows`` holds one fold's k in-scores and k out-scores of each record, sorted
-    (:class:`fairpriv_lab.audit.attacks.SortedRows`). At the cut below sorted position j the
+    (:class:`fairpriv_lab.audit.kernels.SortedRows`). At the cut below sorted position j the
     in-trials below are false negatives and the out-trials at or above false positives.
     """
     mb, n = lab.shape

@@ -27,14 +27,11 @@ from .._core import validate as V
 from .._core.exceptions import ConfigError, SmallGroupWarning
 from .._core.rng import SeedLike, as_generator
 from .._core.vocabulary import ESTIMATORS as _ESTIMATORS
-from .attacks import (
+from .attacks import Estimator, RecordRisk, Signal, audit_inputs
+from .kernels import (
     CHUNK_ELEMENTS,
-    Estimator,
-    RecordRisk,
-    Signal,
     SortedRows,
     as_f32,
-    audit_inputs,
     cross_fit_acc,
     informative_pairs,
     map_threads,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._core.exceptions import ConfigError
@@ -92,31 +92,29 @@ def _security_of(args: argparse.Namespace) -> Any:
     return "auto" if sec is None else sec
 
 
-def _sweep_from_args(args: argparse.Namespace) -> int:
+def _reported(command: str, call: Callable[[], Any]) -> int:
+    """Run a sweep; print its result (exit 0 when every task succeeded, else 1) or the error (2)."""
     try:
-        result = run_sweep(args.grid, scheduler=args.scheduler, n_workers=args.workers, out=args.out,
-                           progress="none" if args.no_progress else "auto", cache=args.cache,
-                           retries=args.retries, resume=not args.no_resume,
-                           security=_security_of(args))
+        result = call()
     except ConfigError as err:
-        print(f"fairpriv-lab sweep: error: {err}", file=sys.stderr)
+        print(f"fairpriv-lab {command}: error: {err}", file=sys.stderr)
         return 2
     print(result)
     return 0 if result.ok else 1
+
+
+def _sweep_from_args(args: argparse.Namespace) -> int:
+    return _reported("sweep", lambda: run_sweep(
+        args.grid, scheduler=args.scheduler, n_workers=args.workers, out=args.out,
+        progress="none" if args.no_progress else "auto", cache=args.cache, retries=args.retries,
+        resume=not args.no_resume, security=_security_of(args)))
 
 
 def _notebooks_from_args(args: argparse.Namespace) -> int:
-    try:
-        result = run_notebooks(args.notebook, args.params, scheduler=args.scheduler,
-                               n_workers=args.workers, out=args.out,
-                               progress="none" if args.no_progress else "auto",
-                               html=not args.no_html, timeout=args.timeout, retries=args.retries,
-                               security=_security_of(args))
-    except ConfigError as err:
-        print(f"fairpriv-lab notebooks: error: {err}", file=sys.stderr)
-        return 2
-    print(result)
-    return 0 if result.ok else 1
+    return _reported("notebooks", lambda: run_notebooks(
+        args.notebook, args.params, scheduler=args.scheduler, n_workers=args.workers, out=args.out,
+        progress="none" if args.no_progress else "auto", html=not args.no_html,
+        timeout=args.timeout, retries=args.retries, security=_security_of(args)))
 
 
 def sweep_command(argv: Sequence[str] | None = None) -> int:

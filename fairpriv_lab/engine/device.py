@@ -1,4 +1,4 @@
-"""Resolve a device string once; no module hard-codes 'cuda'."""
+"""Resolve a device string once (no module hard-codes 'cuda'); threads; the machine a run ran on."""
 
 from __future__ import annotations
 
@@ -134,3 +134,48 @@ def dataset_tensors(dataset: Any, device: object = "cpu", *, images: bool = Fals
         X = X.reshape(-1, *dataset.image_shape)
     return (X.to(dev), torch.from_numpy(np.array(dataset.y)).to(dev),
             torch.from_numpy(np.array(dataset.g)).to(dev))
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    """Return the CPU model, cores, memory, torch version and threads, resolved device, load average.
+
+    Written beside every benchmark's and study's figures (``benchmarks/paper_scale.py``), so
+    that a time is read with the machine and the load it was measured under.
+    """
+    import os
+    import platform
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from .._core.version import __version__
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load: list[float] | None = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    dev = resolve_device(device)
+    info = {
+        "cpu_model": cpu, "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(), "platform": platform.platform(),
+        "device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "fairpriv_lab": __version__, "loadavg_start": load,
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        info["memory_gib"] = round(pages / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        info["memory_gib"] = None
+    return info

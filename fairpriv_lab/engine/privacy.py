@@ -32,7 +32,8 @@ from torch import Tensor
 
 from .._core import validate as V
 from .._core.exceptions import PrivacyAccountingError
-from .._core.vocabulary import ACCOUNTANTS, STATISTICS, Accountant, Statistic
+from .._core.knobs import CountKnobs, ScaledClipKnobs, knob_names
+from .._core.vocabulary import ACCOUNTANTS, Accountant
 
 __all__ = [
     "Mechanism",
@@ -188,7 +189,7 @@ class DPSGD(ClippingPolicy):
 
 
 @dataclass(frozen=True)
-class DPSGDS(ClippingPolicy):
+class DPSGDS(ScaledClipKnobs, ClippingPolicy):
     """DP-SGD-S: group-scaled clip bounds ``C_k = C * clamp(rbar / r_k, floor, tau)``.
 
     Two statistics of a group's contribution (docs/design.md 4.6), both released with noise:
@@ -230,23 +231,6 @@ class DPSGDS(ClippingPolicy):
     """
 
     name: ClassVar[str] = "dpsgds"
-    tau: float = 2.0
-    statistic: Statistic = "norm"
-    stat_noise_ratio: float = 5.0
-    count_noise: float = 5.0
-    smoothing: float = 0.0
-    floor: float = 0.0
-    stat_clip: float | None = None
-
-    def __post_init__(self) -> None:
-        V.number("tau", self.tau, 1.0, math.inf, high_open=True)
-        V.choice("statistic", self.statistic, STATISTICS)
-        V.positive("stat_noise_ratio", self.stat_noise_ratio)
-        V.positive("count_noise", self.count_noise)
-        V.number("smoothing", self.smoothing, 0.0, 1.0, high_open=True)
-        V.number("floor", self.floor, 0.0, self.tau)
-        if self.stat_clip is not None:
-            V.positive("stat_clip", self.stat_clip)
 
     def mechanisms(self, noise_multiplier: float) -> tuple[Mechanism, ...]:
         """Gradient, group statistic (sensitivity 1 or ``C_s``) and group counts (sensitivity 1)."""
@@ -302,7 +286,7 @@ class DPSGDS(ClippingPolicy):
 
 
 @dataclass(frozen=True)
-class DPSGDF(ClippingPolicy):
+class DPSGDF(CountKnobs, ClippingPolicy):
     """DP-SGD-F (Xu, Du & Wu 2021): bounds grow for groups with more large gradients.
 
     Noisy per-group counts of batch samples above and below ``C_0 = C``,
@@ -323,10 +307,6 @@ class DPSGDF(ClippingPolicy):
     """
 
     name: ClassVar[str] = "dpsgdf"
-    count_noise: float = 5.0
-
-    def __post_init__(self) -> None:
-        V.positive("count_noise", self.count_noise)
 
     def mechanisms(self, noise_multiplier: float) -> tuple[Mechanism, ...]:
         """Gradient and the above/below counts."""
@@ -354,19 +334,31 @@ class DPSGDF(ClippingPolicy):
         return ClipDecision(sample, bounds, bounds.max(1).values)
 
 
-def as_method(method: Any) -> ClippingPolicy:
+def as_method(method: Any, **knobs: Any) -> ClippingPolicy:
     """Return the policy for ``"sgd"``, ``"dpsgd"``, ``"dpsgds"``, ``"dpsgdf"`` or a policy instance.
+
+    ``knobs`` set the named policy's research knobs (``as_method("dpsgds", tau=3.0)``); a
+    policy instance carries its own.
 
     Examples
     --------
     >>> as_method("dpsgd")
     DPSGD()
+    >>> as_method("dpsgdf", count_noise=2.0)
+    DPSGDF(count_noise=2.0)
     """
     if isinstance(method, ClippingPolicy):
+        if knobs:
+            raise V.fail("knobs", sorted(knobs), "to be empty with a policy instance",
+                         "A policy object carries its own knobs: DPSGDS(tau=3.0)")
         return method
     names = {"sgd": SGD, "dpsgd": DPSGD, "dpsgds": DPSGDS, "dpsgdf": DPSGDF}
     if isinstance(method, str) and method in names:
-        return names[method]()
+        allowed = knob_names(method)
+        for k in knobs:
+            if k not in allowed:
+                raise V.fail("knob", k, f"to be one of {', '.join(allowed) or 'none'} with method={method!r}")
+        return names[method](**knobs)
     raise V.fail(
         "method", method,
         "to be one of 'sgd', 'dpsgd', 'dpsgds', 'dpsgdf' or a DPSGDS(...) / DPSGDF(...) instance",

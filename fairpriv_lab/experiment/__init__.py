@@ -1,9 +1,9 @@
-"""Experiments: frozen configurations, ``run(config) -> AuditResult``, the on-disk cache."""
+"""Experiments: frozen configurations, ``run(config) -> AuditResult``, the on-disk cache, result tables."""
 
 from .cache import Cache, CacheWarning, default_cache_dir
 from .config import AuditConfig, DataConfig, ExperimentConfig, GameConfig, TrainConfig
 from .plan import Plan, PlanWarning, plan
-from .result import AuditResult, compare, format_comparison
+from .result import AuditResult, compare, format_comparison, gpr_table, gprp_table, run_info
 from .runner import load_experiment_data, run
 
 __all__ = [
@@ -20,7 +20,10 @@ __all__ = [
     "compare",
     "default_cache_dir",
     "format_comparison",
+    "gpr_table",
+    "gprp_table",
     "load_experiment_data",
     "plan",
     "run",
+    "run_info",
 ]

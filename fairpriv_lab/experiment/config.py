@@ -5,30 +5,26 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._core import validate as V
 from .._core.exceptions import ConfigError
+from .._core.knobs import ScaledClipKnobs, knob_names
+from .._core.schema import Param, param, params_of, positive_param, same_param
 from .._core.vocabulary import (
     ACCOUNTANTS,
     AUDITORS,
     BOOTSTRAPS,
     DEFAULT_AUDITORS,
-    DEVICE_HINT,
-    DEVICE_PATTERN,
     DP_METHODS,
     ESTIMATORS,
     GAMES,
-    GROUP_METHODS,
     METHODS,
     MODELS,
     OPTIMIZERS,
     SIGNALS,
-    STATISTICS,
     Accountant,
     Bootstrap,
     Estimator,
@@ -39,6 +35,9 @@ from .._core.vocabulary import (
     Signal,
     Statistic,
 )
+
+if TYPE_CHECKING:
+    from ..engine.privacy import ClippingPolicy
 
 __all__ = [
     "DataConfig",
@@ -58,85 +57,6 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------- the schema
-@dataclass(frozen=True)
-class Param:
-    """One configuration field, declared once: its kind, choices, bounds, default and help.
-
-    The config sections validate with it, and the command line (``cli``), the panel (``ui``),
-    the notebooks' parameter checks and the sweep grids read their options, bounds, defaults
-    and help from it (:func:`schema`). ``kind`` is ``"int"``, ``"float"``, ``"choice"``,
-    ``"choices"`` (a tuple of choices), ``"ints"`` (a tuple of integers), ``"bool"``, ``"str"``,
-    ``"mapping"`` (JSON values) or ``"device"``.
-    """
-
-    default: Any
-    help: str
-    kind: str
-    choices: tuple[str, ...] | None = None
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    optional: bool = False
-    even: bool = False
-    even_hint: str = "Models come in complementary pairs (2p, 2p+1)"
-    flag: str | None = None
-    aliases: tuple[str, ...] = ()
-    #: The interactive (classroom) default where it differs from ``default``: the panel's
-    #: starting value, chosen so that a run takes seconds on 2 CPU cores and its intervals
-    #: resolve the effects the notebooks teach (``benchmarks/bench_widgets.py``). ``"__same__"``
-    #: means the library default.
-    classroom: Any = "__same__"
-
-    def check(self, name: str, value: Any, *, high: float | None = None) -> Any:
-        """Return ``value`` validated (ints as int, floats as float); ConfigError naming ``name``.
-
-        ``high`` overrides the declared upper bound where the context knows a tighter one
-        (a notebook's ``m`` is at most its ``n``).
-        """
-        if value is None and self.optional:
-            return None
-        high = self.high if high is None else high
-        if self.kind == "choice":
-            return V.choice(name, value, self.choices or ())
-        if self.kind in ("choices", "ints") and not isinstance(value, str | list | tuple):
-            raise V.fail(name, value, "to name one or more of " + ", ".join(self.choices or ())
-                         if self.kind == "choices" else "to be a list of integers")
-        if self.kind == "int":
-            v = V.integer(name, value, None if self.low is None else int(self.low),
-                          None if high is None else int(high))
-            if self.even and v % 2:
-                raise V.fail(name, v, "to be even", self.even_hint)
-            return v
-        if self.kind == "float":
-            return V.number(name, value, -math.inf if self.low is None else self.low,
-                            math.inf if high is None else high,
-                            low_open=self.low_open, high_open=self.high_open)
-        if self.kind == "bool":
-            if not isinstance(value, bool):
-                raise V.fail(name, value, "to be True or False")
-            return value
-        if self.kind == "device":
-            if not isinstance(value, str) or not re.match(DEVICE_PATTERN, value):
-                raise V.fail(name, value, DEVICE_HINT)
-            return value
-        return value
-
-
-def param(default: Any, help: str, kind: str, **spec: Any) -> Any:
-    """Declare a config field and its :class:`Param` in one line (a ``dataclasses.field``)."""
-    return field(default=default, metadata={"param": Param(default, help, kind, **spec)})
-
-
-def _pos(default: Any, help: str, **spec: Any) -> Any:
-    """A float field that must be finite and > 0."""
-    return param(default, help, "float", low=0.0, high=math.inf, low_open=True, high_open=True, **spec)
-
-
-def _params_of(cls: type) -> dict[str, Param]:
-    return {f.name: f.metadata["param"] for f in fields(cls) if "param" in f.metadata}
-
-
 def canonical(value: Any) -> Any:
     """JSON-ready copy: tuples -> lists, numpy scalars -> Python, mapping keys sorted."""
     if isinstance(value, Mapping):
@@ -170,7 +90,7 @@ class _Section:
 
     def _validate(self) -> None:
         """Check every field against its :class:`Param` (messages name ``section.field``)."""
-        for name, p in _params_of(type(self)).items():
+        for name, p in params_of(type(self)).items():
             p.check(f"{self.SECTION}.{name}", getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
@@ -271,10 +191,14 @@ class TrainConfig(_Section):
     Exactly one of ``epsilon`` (a target ε; σ is calibrated by bisection on the accountant)
     and ``noise_multiplier`` is set for the DP methods; neither for ``"sgd"``.
     ``delta=None`` means ``min(1e-5, 1 / (10 n))`` with n the number of training records.
-    ``tau``, ``statistic``, ``stat_noise_ratio``, ``smoothing``, ``clip_floor`` and
-    ``stat_clip`` tune DP-SGD-S (:class:`fairpriv_lab.engine.privacy.DPSGDS`, docs/design.md 4.6) and
-    ``count_noise`` (the noisy group counts' multiplier relative to σ) DP-SGD-S and DP-SGD-F;
-    the methods that ignore a field have it normalised away from the cache key.
+    ``method`` is a method name or a clipping policy of the package, which carries its own
+    research knobs (``method=DPSGDS(tau=3.0, floor=0.5)``, docs/design.md 4.6). The knobs are
+    declared once, on the policies (:mod:`fairpriv_lab._core.knobs`); this section exposes them
+    under the same names (``tau``, ``statistic``, ``stat_noise_ratio``, ``smoothing``, ``floor``,
+    ``stat_clip`` of DP-SGD-S; ``count_noise`` of DP-SGD-S and DP-SGD-F) so that the command
+    line, the panel and the sweep grids can set them, and :attr:`policy` builds the policy from
+    them. A policy passed in is stored as its name and its knobs (a knob also set here must
+    agree with it); the methods that ignore a knob have it normalised away from the cache key.
     ``diagnostics`` turns on the un-noised telemetry (GRC, fraction clipped): it reads the
     private batches without noise, so a DP run with it is marked not private (results say
     so); ``None`` means off for the DP methods, on for SGD (docs/privacy.md).
@@ -283,38 +207,36 @@ class TrainConfig(_Section):
     SECTION: ClassVar[str] = "train"
     model: Model = param("mlp", "model family", "choice", choices=MODELS, classroom="lr")
     hidden: int = param(256, "hidden units of the MLP", "int", low=1)
-    method: Method = param(
-        "sgd", "training method", "choice", choices=METHODS)
+    method: Method | ClippingPolicy = param("sgd", "training method", "choice", choices=METHODS)
     epochs: int = param(20, "epochs per model", "int", low=1, classroom=10)
     batch_size: int = param(256, "expected (Poisson) batch size", "int", low=1)
-    lr: float = _pos(0.1, "learning rate", classroom=0.3)
+    lr: float = positive_param(0.1, "learning rate", classroom=0.3)
     optimizer: Optimizer = param("sgd", "optimizer", "choice", choices=OPTIMIZERS)
-    clip: float = _pos(1.0, "clipping bound C of the DP methods")
-    epsilon: float | None = _pos(None, "target epsilon (DP methods)", optional=True, classroom=8.0)
-    noise_multiplier: float | None = _pos(
+    clip: float = positive_param(1.0, "clipping bound C of the DP methods")
+    epsilon: float | None = positive_param(None, "target epsilon (DP methods)", optional=True, classroom=8.0)
+    noise_multiplier: float | None = positive_param(
         None, "noise multiplier sigma instead of a target epsilon", optional=True)
     delta: float | None = param(None, "delta (default min(1e-5, 0.1/n))", "float", low=0.0,
                                 high=1.0, low_open=True, high_open=True, optional=True)
     accountant: Accountant = param("rdp", "privacy accountant", "choice",
                                               choices=ACCOUNTANTS)
-    tau: float = param(2.0, "DP-SGD-S: largest ratio C_k / C", "float", low=1.0,
-                       high=math.inf, high_open=True)
-    statistic: Statistic = param(
-        "norm", "DP-SGD-S group statistic", "choice", choices=STATISTICS)
-    stat_noise_ratio: float = _pos(5.0, "DP-SGD-S: noise multiplier of the statistic relative to sigma")
-    count_noise: float = _pos(5.0, "DP-SGD-S/-F: noise multiplier of the group counts relative to sigma")
-    smoothing: float = param(0.0, "DP-SGD-S: EMA weight of the previous bounds", "float", low=0.0,
-                             high=1.0, high_open=True)
-    clip_floor: float = param(0.0, "DP-SGD-S: lowest ratio C_k / C (at most tau)", "float",
-                              low=0.0)
-    stat_clip: float | None = _pos(None, "DP-SGD-S: clip C_s of the norm statistic", optional=True)
+    # The policies' knobs: declared once in _core/knobs.py, exposed here under the same names.
+    tau: float = same_param(ScaledClipKnobs, "tau")
+    statistic: Statistic = same_param(ScaledClipKnobs, "statistic")
+    stat_noise_ratio: float = same_param(ScaledClipKnobs, "stat_noise_ratio")
+    count_noise: float = same_param(ScaledClipKnobs, "count_noise")
+    smoothing: float = same_param(ScaledClipKnobs, "smoothing")
+    floor: float = same_param(ScaledClipKnobs, "floor")
+    stat_clip: float | None = same_param(ScaledClipKnobs, "stat_clip")
     diagnostics: bool | None = param(
         None, "un-noised telemetry (GRC, fraction clipped): outside epsilon, marks the result "
         "not private; default off for the DP methods, on for SGD", "bool", optional=True)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.method, str):
+            self._take_policy(self.method)
         self._validate()
-        V.number("train.clip_floor", self.clip_floor, 0.0, self.tau)
+        V.number("train.floor", self.floor, 0.0, self.tau)
         if self.method == "sgd":
             for name in ("epsilon", "noise_multiplier"):
                 if getattr(self, name) is not None:
@@ -344,13 +266,52 @@ class TrainConfig(_Section):
         if not self.is_private:
             for k in ("clip", "accountant"):
                 d[k] = None
-        if self.method != "dpsgds":
-            for k in ("tau", "statistic", "stat_noise_ratio", "smoothing", "clip_floor", "stat_clip"):
+        used = knob_names(self.method)
+        for k in KNOB_FIELDS:
+            if k not in used:
                 d[k] = None
-        if self.method not in GROUP_METHODS:
-            d["count_noise"] = None
         d["diagnostics"] = self.resolved_diagnostics
         return d
+
+    @property
+    def policy(self) -> Any:
+        """The clipping policy this section trains with, knobs included (imports the engine).
+
+        Examples
+        --------
+        >>> TrainConfig(method="dpsgds", epsilon=8.0, tau=3.0).policy.tau
+        3.0
+        """
+        from ..engine.privacy import as_method
+
+        return as_method(self.method, **{k: getattr(self, k) for k in knob_names(self.method)})
+
+    def _take_policy(self, policy: Any) -> None:
+        """Store a policy object passed as ``method`` as its name and its knobs."""
+        import sys
+
+        privacy = sys.modules.get("fairpriv_lab.engine.privacy")  # a policy object means it is loaded
+        builtin = {} if privacy is None else {
+            privacy.SGD: "sgd", privacy.DPSGD: "dpsgd", privacy.DPSGDS: "dpsgds", privacy.DPSGDF: "dpsgdf"}
+        if type(policy) not in builtin:
+            raise V.fail(
+                "train.method", policy if privacy is None or not isinstance(policy, privacy.ClippingPolicy)
+                else type(policy).__name__,
+                "to be one of " + ", ".join(repr(m) for m in METHODS) + " or a policy SGD(), DPSGD(), "
+                "DPSGDS(...), DPSGDF(...) of fairpriv_lab.engine",
+                "An experiment's cache key holds its method's name and knobs, not a policy's code: "
+                "train a policy of your own with fairpriv_lab.engine.train_ensemble(method=policy)",
+            )
+        name = builtin[type(policy)]
+        for k in knob_names(name):
+            mine, theirs = getattr(self, k), getattr(policy, k)
+            if mine != KNOB_DEFAULTS[k] and mine != theirs:
+                raise V.fail(
+                    f"train.{k}", mine, f"to be left unset or to equal the policy's {k}={theirs!r}",
+                    "A policy object carries its own knobs; set them on the policy",
+                )
+            object.__setattr__(self, k, theirs)
+        object.__setattr__(self, "method", name)
 
     @property
     def resolved_diagnostics(self) -> bool:
@@ -361,6 +322,11 @@ class TrainConfig(_Section):
     def is_release_private(self) -> bool:
         """True when everything the run hands out is covered by its accounted ε."""
         return self.is_private and not self.resolved_diagnostics
+
+
+#: The policies' knobs that TrainConfig exposes, and their declared defaults.
+KNOB_FIELDS: tuple[str, ...] = tuple(params_of(ScaledClipKnobs))
+KNOB_DEFAULTS: dict[str, Any] = {k: p.default for k, p in params_of(ScaledClipKnobs).items()}
 
 
 @dataclass(frozen=True)
@@ -520,7 +486,7 @@ class ExperimentConfig:
                 object.__setattr__(self, name, cls.from_dict(value))
             elif not isinstance(value, cls):
                 raise V.fail(name, value, f"to be a {cls.__name__} or a dict")
-        for name, p in _params_of(ExperimentConfig).items():
+        for name, p in params_of(ExperimentConfig).items():
             p.check(name, getattr(self, name))
         check_dataset(self.data.name, None, model=self.train.model, name_key="data.name",
                       model_key="train.model")
@@ -554,7 +520,7 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         """Return a nested JSON-ready dict; ``from_dict(to_dict())`` gives an equal config."""
         d: dict[str, Any] = {name: getattr(self, name).to_dict() for name in _SECTIONS}
-        d.update({k: getattr(self, k) for k in _params_of(ExperimentConfig)})
+        d.update({k: getattr(self, k) for k in params_of(ExperimentConfig)})
         return d
 
     @classmethod
@@ -562,7 +528,7 @@ class ExperimentConfig:
         """Build from a nested dict (sections as dicts); flat keys are applied as overrides."""
         if not isinstance(d, Mapping):
             raise V.fail("config", d, "to be a mapping")
-        nested = {k: v for k, v in d.items() if k in _SECTIONS or k in _params_of(ExperimentConfig)}
+        nested = {k: v for k, v in d.items() if k in _SECTIONS or k in params_of(ExperimentConfig)}
         flat = {k: v for k, v in d.items() if k not in nested}
         cfg = cls(**nested)
         return cfg.replace(**flat) if flat else cfg
@@ -627,6 +593,9 @@ class ExperimentConfig:
 def _train_changes(current: TrainConfig, changes: dict[str, Any]) -> dict[str, Any]:
     """Switching method to/from SGD drops a stale budget instead of failing on it."""
     changes = dict(changes)
+    if "method" in changes and not isinstance(changes["method"], str):
+        for k in KNOB_FIELDS:  # a policy object carries its knobs: the current ones give way
+            changes.setdefault(k, KNOB_DEFAULTS[k])
     if changes.get("method") == "sgd":
         changes.setdefault("epsilon", None)
         changes.setdefault("noise_multiplier", None)
@@ -664,8 +633,8 @@ def schema() -> dict[str, Param]:
     ('float', 0.0, True)
     """
     out = {f"{section}.{name}": p for section, cls in _SECTIONS.items()
-           for name, p in _params_of(cls).items()}
-    out.update(_params_of(ExperimentConfig))
+           for name, p in params_of(cls).items()}
+    out.update(params_of(ExperimentConfig))
     return out
 
 

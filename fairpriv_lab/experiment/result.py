@@ -1,10 +1,15 @@
-"""`AuditResult`: everything one experiment measured, with tidy tables and file export."""
+"""`AuditResult` and the result tables: the only place tables of results are built.
+
+:class:`AuditResult` (everything one experiment measured, its summary and file export),
+:func:`compare` / :func:`format_comparison`, and the tables of many runs that the studies and
+``benchmarks/paper_scale.py`` write: :func:`run_info`, :func:`gprp_table`, :func:`gpr_table`.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,11 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._core import validate as V
 from .._core.glossary import EMPIRICAL_BOUND, empirical_epsilon_line
 from .._core.io import json_float
+from .._core.vocabulary import METHOD_LABELS
 from .config import ExperimentConfig
 
-__all__ = ["AuditResult", "SummaryFrame", "compare", "format_comparison"]
+__all__ = [
+    "AuditResult", "SummaryFrame", "compare", "format_comparison", "method_label", "run_info",
+    "gprp_table", "gpr_table", "empirical_by_group",
+]
 
 
 class SummaryFrame(pd.DataFrame):
@@ -420,3 +430,138 @@ def format_comparison(results: Sequence[AuditResult]) -> str:
                if math.isfinite(r["minority_minus_majority"]) else "n/a")
         )
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- tables of many runs
+def method_label(method: str, statistic: str | None = None) -> str:
+    """Display name of a method; DP-SGD-S with the paper's statistic is marked "(mean dir.)".
+
+    Examples
+    --------
+    >>> method_label("dpsgds", "norm"), method_label("dpsgds", "mean_direction")
+    ('DP-SGD-S', 'DP-SGD-S (mean dir.)')
+    """
+    V.choice("method", method, list(METHOD_LABELS))
+    label = METHOD_LABELS[method]
+    if method == "dpsgds" and statistic == "mean_direction":
+        label += " (mean dir.)"
+    return label
+
+
+def empirical_by_group(res: Any) -> pd.DataFrame:
+    """Return a run's per-group empirical ε as ``group`` (name), ``n``, ``epsilon``, ``max_certifiable``.
+
+    Accepts group ids or names and ``n`` or ``n_records`` (the empirical module and the
+    experiment layer have used both). The studies read it too.
+    """
+    emp = res.empirical_epsilon
+    names = list(res.group_names)
+    if emp is None or len(emp) == 0:
+        return pd.DataFrame(columns=["group", "n", "epsilon", "max_certifiable"])
+    g = emp["group"]
+    if pd.api.types.is_numeric_dtype(g.dtype):
+        group = [names[int(v)] if 0 <= int(v) < len(names) else str(v) for v in g]
+    else:
+        group = g.astype(str).tolist()
+    ncol = "n" if "n" in emp else ("n_records" if "n_records" in emp else None)
+    n = emp[ncol].astype(int).tolist() if ncol else [-1] * len(emp)
+    cap = (emp["max_certifiable"].astype(float).tolist() if "max_certifiable" in emp
+           else [float(res.max_certifiable_epsilon)] * len(emp))
+    return pd.DataFrame({"group": group, "n": n, "epsilon": emp["epsilon"].astype(float).to_numpy(),
+                         "max_certifiable": cap})
+
+
+def run_info(res: Any) -> dict[str, Any]:
+    """Return the settings of one run as flat columns: data, model, game, method, budget, accuracy.
+
+    Parameters
+    ----------
+    res : AuditResult
+        A result of :func:`fairpriv_lab.experiment.run`.
+
+    Returns
+    -------
+    dict
+        ``dataset, group_attribute, model, game, n_models, m, method, method_code, statistic,
+        seed, epochs, batch_size, lr, clip, target_epsilon, epsilon, delta, noise_multiplier,
+        accuracy, accuracy_sd, estimator`` (accuracy a fraction; ε of SGD ``inf``).
+    """
+    cfg = res.config
+    t = cfg.train
+    acc = np.asarray(res.test_accuracy, dtype=float)
+    private = t.method != "sgd"
+    return {
+        "dataset": cfg.data.name, "group_attribute": cfg.data.resolved_group, "model": t.model,
+        "game": cfg.game.kind, "n_models": int(res.n_models), "m": int(len(res.empirical_record)),
+        "method": method_label(t.method, t.statistic), "method_code": t.method,
+        "statistic": t.statistic if t.method == "dpsgds" else "",
+        "seed": int(cfg.seed), "epochs": int(t.epochs), "batch_size": int(t.batch_size),
+        "lr": float(t.lr), "clip": float(t.clip) if private else math.nan,
+        "target_epsilon": float(t.epsilon) if t.epsilon is not None else math.inf,
+        "epsilon": float(res.epsilon), "delta": float(res.delta),
+        "noise_multiplier": math.nan if res.noise_multiplier is None else float(res.noise_multiplier),
+        "accuracy": float(np.mean(acc)) if acc.size else math.nan,
+        "accuracy_sd": float(np.std(acc, ddof=1)) if acc.size > 1 else math.nan,
+        "estimator": cfg.audit.estimator,
+    }
+
+
+def gprp_table(results: Iterable[Any]) -> pd.DataFrame:
+    """One row per run and auditor: settings, GPRP with CI, the floor, the largest empirical ε.
+
+    Parameters
+    ----------
+    results : iterable of AuditResult
+
+    Returns
+    -------
+    pandas.DataFrame
+        The :func:`run_info` columns, then ``auditor, gprp, gprp_ci_low, gprp_ci_high``
+        (percentage points), ``floor_mean`` (mean zero-leakage floor over groups, pp),
+        ``floor_gprp`` (max - min of the group floors, pp), ``empirical_epsilon_max`` (largest
+        per-group empirical ε lower bound), ``train_seconds, audit_seconds, from_cache``.
+    """
+    rows = []
+    for res in results:
+        info = run_info(res)
+        emp = empirical_by_group(res)
+        emp_groups = emp[emp["group"] != "overall"]["epsilon"]
+        for auditor, gr in res.group_risk.items():
+            by = gr.by_group
+            lo, hi = gr.difference_ci()
+            rows.append({
+                **info, "auditor": auditor, "gprp": float(gr.difference()),
+                "gprp_ci_low": float(lo), "gprp_ci_high": float(hi),
+                "floor_mean": float(np.nanmean(by["floor"])),
+                "floor_gprp": float(np.nanmax(by["floor"]) - np.nanmin(by["floor"])),
+                "empirical_epsilon_max": float(emp_groups.max()) if len(emp_groups) else math.nan,
+                "train_seconds": float(res.timings.get("train", math.nan)),
+                "audit_seconds": float(res.timings.get("audit", math.nan)),
+                "from_cache": bool(res.chunks_trained == 0),
+            })
+    return pd.DataFrame(rows)
+
+
+def gpr_table(results: Iterable[Any]) -> pd.DataFrame:
+    """One row per run, auditor and group: GPR with CI, floor, test accuracy, empirical ε.
+
+    ``results`` as for :func:`gprp_table`. Returns a DataFrame: the :func:`run_info` columns,
+    then ``auditor, group, n, gpr, ci_low, ci_high, floor`` (percentage points),
+    ``group_accuracy`` (fraction), ``empirical_epsilon``.
+    """
+    rows = []
+    for res in results:
+        info = run_info(res)
+        e = empirical_by_group(res)
+        emp = dict(zip(e["group"], e["epsilon"]))
+        for auditor, gr in res.group_risk.items():
+            for rec in gr.by_group.to_dict("records"):
+                g = str(rec["group"])
+                rows.append({
+                    **info, "auditor": auditor, "group": g, "n": int(rec["n"]),
+                    "gpr": float(rec["gpr"]), "ci_low": float(rec["ci_low"]),
+                    "ci_high": float(rec["ci_high"]), "floor": float(rec["floor"]),
+                    "group_accuracy": float(res.group_accuracy.get(g, math.nan)),
+                    "empirical_epsilon": float(emp.get(g, math.nan)),
+                })
+    return pd.DataFrame(rows)

@@ -350,18 +350,8 @@ def _build_game(cfg: ExperimentConfig, train):
 
 # ---------------------------------------------------------------------------- training
 def _method_spec(t: TrainConfig):
-    """Return the ``method`` argument of train_ensemble (a name or a policy object)."""
-    if t.method == "dpsgds":
-        from ..engine.privacy import DPSGDS
-
-        return DPSGDS(tau=t.tau, statistic=t.statistic, stat_noise_ratio=t.stat_noise_ratio,
-                      count_noise=t.count_noise, smoothing=t.smoothing, floor=t.clip_floor,
-                      stat_clip=t.stat_clip)
-    if t.method == "dpsgdf":
-        from ..engine.privacy import DPSGDF
-
-        return DPSGDF(count_noise=t.count_noise)
-    return t.method
+    """Return the ``method`` argument of train_ensemble: the section's policy, knobs included."""
+    return t.policy
 
 
 def _membership_sha(rows: np.ndarray) -> str:

@@ -581,6 +581,16 @@ class AuditPanel:
                     continue
             w.value = value
 
+    def _offer(self, name: str, options: list, want: Any, fallback: tuple[str, str], notes: list[str]) -> None:
+        """Offer ``options`` in a dropdown; keep ``want`` if offered, else switch to ``fallback`` and say why."""
+        widget = getattr(self, name)
+        widget.options = options
+        if want in [v for _, v in options]:
+            widget.value = want
+        else:
+            widget.value = fallback[0]
+            notes.append(self._why_not_offered(name, want) + f" Switched to {fallback[1]}.")
+
     def _why_not_offered(self, name: str, value: Any) -> str:
         ds = self.dataset.value
         if name == "model" and value == "cnn":
@@ -628,23 +638,13 @@ class AuditPanel:
             self.group.value = want_group if want_group in groups else groups[0]
 
             models = [c for c in _MODEL_CHOICES if c[1] != "cnn" or info.modality == "image"]
-            want_model = initial.model if initial is not None else self.model.value
-            self.model.options = models
-            if want_model in [v for _, v in models]:
-                self.model.value = want_model
-            else:
-                self.model.value = "mlp"
-                notes.append(self._why_not_offered("model", want_model) + " Switched to the MLP.")
+            self._offer("model", models, initial.model if initial is not None else self.model.value,
+                        ("mlp", "the MLP"), notes)
 
             single = self._n_groups(self.dataset.value, self.group.value) < 2
             methods = [c for c in METHOD_CHOICES if not (single and c[1] in _GROUP_METHODS)]
-            want_method = initial.method if initial is not None else self.method.value
-            self.method.options = methods
-            if want_method in [v for _, v in methods]:
-                self.method.value = want_method
-            else:
-                self.method.value = "dpsgd"
-                notes.append(self._why_not_offered("method", want_method) + " Switched to DP-SGD.")
+            self._offer("method", methods, initial.method if initial is not None else self.method.value,
+                        ("dpsgd", "DP-SGD"), notes)
         finally:
             self._syncing = False
         return notes

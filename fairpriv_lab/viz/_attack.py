@@ -11,14 +11,13 @@ import pandas as pd
 from .._core.validate import fail, float_array, integer, number
 from ._core import (
     HEIGHT,
-    WIDTH,
     altair,
     domain,
     group_color,
     labels,
     numeric,
     require_frame,
-    title_params,
+    titled,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -229,12 +228,7 @@ def roc_by_group(
     )
     text = title or "Membership attack ROC by group (log-log)"
     sub = [s for s in (auc_text, "dashed: chance (TPR = FPR)") if s]
-    return alt.layer(lines, diag).properties(
-        width=HEIGHT + 60,
-        height=HEIGHT + 60,
-        title=title_params(alt, text, sub),
-        description=f"{text}. {' '.join(sub)}",
-    )
+    return titled(alt.layer(lines, diag), alt, text, sub, width=HEIGHT + 60, height=HEIGHT + 60)
 
 
 def empirical_vs_accounted_epsilon(
@@ -315,9 +309,4 @@ def empirical_vs_accounted_epsilon(
     if n_inf:
         sub.append(f"{n_inf} row(s) with ε = ∞ (SGD) not shown")
     text = title or "Empirical vs accounted ε by group"
-    return alt.layer(points, diag).properties(
-        width=WIDTH,
-        height=HEIGHT,
-        title=title_params(alt, text, sub),
-        description=f"{text}. {' '.join(sub)}",
-    )
+    return titled(alt.layer(points, diag), alt, text, sub)

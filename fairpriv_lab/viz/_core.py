@@ -198,6 +198,14 @@ def title_params(alt: Any, text: str, subtitle: str | Sequence[str] | None = Non
     return alt.TitleParams(text=text, subtitle=subtitle, anchor="start", subtitleColor="#444444")
 
 
+def titled(chart: Any, alt: Any, text: str, subtitle: str | Sequence[str], *,
+           width: int = WIDTH, height: int = HEIGHT) -> Any:
+    """Size a chart and give it its title, subtitle and a text description (title. subtitle)."""
+    sub = subtitle if isinstance(subtitle, str) else " ".join(subtitle)
+    return chart.properties(width=width, height=height, title=title_params(alt, text, subtitle),
+                            description=f"{text}. {sub}")
+
+
 def fmt_pp(x: float) -> str:
     """Format a percentage-point value with two decimals."""
     return "n/a" if not np.isfinite(x) else f"{x:.2f} pp"

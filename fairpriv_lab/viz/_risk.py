@@ -24,6 +24,7 @@ from ._core import (
     require_frame,
     series_color,
     title_params,
+    titled,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -143,12 +144,7 @@ def _grouped_gpr(
     if show_floor and "floor" in frame:
         notes += "; " + FLOOR_NOTE
     subtitle.append(notes)
-    return alt.layer(*layers).properties(
-        width=WIDTH,
-        height=HEIGHT,
-        title=title_params(alt, title, subtitle),
-        description=f"{title}. {' '.join(subtitle)}",
-    )
+    return titled(alt.layer(*layers), alt, title, subtitle)
 
 
 def gpr_chart(

@@ -22,6 +22,7 @@ from ._core import (
     numeric,
     require_frame,
     title_params,
+    titled,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -152,12 +153,7 @@ def loo_vs_aloo(
         line = _identity_line(alt, lo, hi, "aloo_pp", "loo_pp")
     text = title or "Exact PA-LOOA vs approximate PA-ALOOA, per record"
     sub = f"mean |difference| = {mad:.2f} pp over {n:,} records; {r_text}; dashed: y = x"
-    return alt.layer(points, line).properties(
-        width=HEIGHT + 60,
-        height=HEIGHT + 60,
-        title=title_params(alt, text, sub),
-        description=f"{text}. {sub}",
-    )
+    return titled(alt.layer(points, line), alt, text, sub, width=HEIGHT + 60, height=HEIGHT + 60)
 
 
 def grc_vs_gpr(

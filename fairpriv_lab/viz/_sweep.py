@@ -22,6 +22,7 @@ from ._core import (
     series_color,
     thin_steps,
     title_params,
+    titled,
 )
 from ._risk import CI_LABEL, WHISKER, line_legend
 from ._teach import bound_layers
@@ -194,12 +195,7 @@ def gprp_vs_epsilon(
     text = title or "Group privacy risk parity (GPRP) against ε"
     sub = ["lower is fairer; whiskers: bootstrap CI; dashed: ε = ∞ (no DP), its CI shaded; "
            "y: symmetric log scale", bound_sub]
-    return alt.layer(*layers).properties(
-        width=WIDTH,
-        height=HEIGHT,
-        title=title_params(alt, text, sub),
-        description=f"{text}. {' '.join(sub)}",
-    )
+    return titled(alt.layer(*layers), alt, text, sub)
 
 
 def accuracy_gprp_frontier(
@@ -274,12 +270,7 @@ def accuracy_gprp_frontier(
     text = title or "Accuracy against GPRP (matched-utility comparison)"
     sub = ("better: bottom right (more accurate, fairer); compare methods at equal accuracy; "
            "labels: ε of each run; whiskers: bootstrap CI")
-    return alt.layer(*layers).properties(
-        width=WIDTH,
-        height=HEIGHT,
-        title=title_params(alt, text, sub),
-        description=f"{text}. {sub}",
-    )
+    return titled(alt.layer(*layers), alt, text, sub)
 
 
 def clip_bounds_over_training(

@@ -17,7 +17,7 @@ from .._core.dp import advantage_bound
 from .._core.rng import as_generator
 from .._core.validate import choice, fail, float_array, integer, number, positive
 from ._adapters import by_group_frame
-from ._core import HEIGHT, WIDTH, altair, domain, group_color, title_params
+from ._core import WIDTH, altair, domain, group_color, title_params, titled
 
 Neighbours = Literal["add_remove", "substitute"]
 
@@ -150,8 +150,7 @@ def gpr_vs_epsilon(
             y=alt.Y("gpr:Q", scale=yscale), color=color, tooltip=tip))
     text = title or "Group privacy risk against ε, under DP's ceiling"
     sub = [bound_sub, "points: GPR with 95% CI; dashed: SGD (ε = ∞, no ceiling); y: symmetric log scale"]
-    return alt.layer(*layers).properties(
-        width=WIDTH, height=HEIGHT, title=title_params(alt, text, sub), description=f"{text}. {' '.join(sub)}")
+    return titled(alt.layer(*layers), alt, text, sub)
 
 
 # ---------------------------------------------------------------- the membership game

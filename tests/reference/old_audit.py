@@ -12,18 +12,14 @@ from typing import Literal
 
 import numpy as np
 
-from fairpriv_lab.audit.attacks import (  # unchanged by issue 15: shared with the library
-    RecordRisk,
-    _coins,
-    _f32,
-    _ties,
-    _u32,
-)
-from fairpriv_lab.audit.attacks import as_f32 as _as_f32
+from fairpriv_lab.audit.attacks import RecordRisk  # unchanged by issue 15: shared with the library
 from fairpriv_lab.audit.attacks import audit_inputs as _inputs
-from fairpriv_lab.audit.attacks import informative_pairs as _informative
-from fairpriv_lab.audit.attacks import map_threads as _map_threads
-from fairpriv_lab.audit.attacks import pair_blocks as _pair_blocks
+from fairpriv_lab.audit.kernels import _f32, _ties, _u32
+from fairpriv_lab.audit.kernels import as_f32 as _as_f32
+from fairpriv_lab.audit.kernels import coins as _coins
+from fairpriv_lab.audit.kernels import informative_pairs as _informative
+from fairpriv_lab.audit.kernels import map_threads as _map_threads
+from fairpriv_lab.audit.kernels import pair_blocks as _pair_blocks
 
 from ._compat import SeedLike, V, as_generator
 

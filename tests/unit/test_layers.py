@@ -37,7 +37,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "studies": frozenset({"_core", "data", "games", "audit", "experiment", "viz"}),
     "ui": frozenset({"_core", "data", "engine", "experiment", "viz"}),
     "sweep": frozenset({"_core", "data", "engine", "experiment", "viz"}),
-    "cli": frozenset({"_core", "data", "engine", "experiment", "ui", "sweep"}),
+    "cli": frozenset({"_core", "data", "engine", "experiment", "studies", "ui", "sweep"}),
     "": frozenset(ORDER[:-1]),
 }
 

@@ -1,164 +1,17 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from scipy.stats import norm
 
 from fairpriv_lab._core.exceptions import ConfigError
 from fairpriv_lab.audit.attacks import (
     RecordRisk,
-    _global_acc,
-    _global_block,
-    _record_block_packed,
-    _record_block_sorted,
     agreement,
     attack_scores,
     global_risk,
-    record_block,
     record_risk,
 )
 from fairpriv_lab.games import aloo_game, half_split_game, loo_game
-
-
-# ----------------------------------------------------------------- slow references
-def ref_best_acc(s, lab):
-    """In-sample: best accuracy of 'member iff s >= t' over every observed threshold."""
-    best = 0.0
-    for t in list(np.unique(s)) + [np.inf]:
-        best = max(best, np.mean((s >= t) == lab))
-    return best
-
-
-def ref_fit_tau(s, lab):
-    """Lowest accuracy-maximising midpoint threshold (plain loop over thresholds)."""
-    u = np.unique(s).astype(np.float64)
-    cands = [-np.inf] + [u[i] / 2 + u[i + 1] / 2 for i in range(len(u) - 1)] + [np.inf]
-    best, tau = -1.0, None
-    for t in cands:
-        acc = np.mean((s >= t) == lab)
-        if acc > best:
-            best, tau = acc, t
-    return tau
-
-
-def ref_cross_fit(s_in, s_out, fold):
-    K = s_in.size
-    parts = []
-    for f in (fold, ~fold):
-        parts.append((np.concatenate([s_in[f], s_out[f]]), np.r_[np.ones(f.sum(), bool), np.zeros(f.sum(), bool)]))
-    (sa, la), (sb, lb) = parts
-    correct = np.sum((sb >= ref_fit_tau(sa, la)) == lb) + np.sum((sa >= ref_fit_tau(sb, lb)) == la)
-    return correct / (2 * K)
-
-
-def ref_record_in_sample(losses, mem, records):
-    """Per record: gather its in/out scores by looping over the pairs (independent of audit.py)."""
-    out = []
-    for r in records:
-        s, lab = [], []
-        for p in range(mem.shape[0] // 2):
-            a, b = mem[2 * p, r], mem[2 * p + 1, r]
-            if a != b:
-                s += [-losses[2 * p, r], -losses[2 * p + 1, r]]
-                lab += [a, b]
-        out.append(ref_best_acc(np.array(s), np.array(lab)))
-    return np.array(out)
-
-
-def ref_global(scores, labels, trial, cell, partner):
-    n_models, m = scores.shape
-    tau = {}
-    for k in range(n_models):
-        for c in np.unique(cell):
-            sel = (cell == c) & trial[k]
-            tau[k, c] = ref_fit_tau(scores[k, sel], labels[k, sel]) if sel.any() else -np.inf
-    acc = np.zeros(m)
-    for r in range(m):
-        ks = np.flatnonzero(trial[:, r])
-        acc[r] = np.mean([(scores[k, r] >= tau.get((k, partner[r]), -np.inf)) == labels[k, r] for k in ks])
-    return acc
-
-
-def _random_scores(rng, shape, tied, dtype=np.float64):
-    if tied:
-        return rng.integers(-2, 2, size=shape).astype(dtype)
-    return rng.normal(size=shape).astype(dtype)
-
-
-# ----------------------------------------------------------------- kernels vs references
-@pytest.mark.parametrize("kernel", [_record_block_sorted, _record_block_packed])
-@pytest.mark.parametrize("tied", [False, True])
-@pytest.mark.parametrize("K", [2, 3, 8])
-def test_record_kernel_matches_reference(kernel, tied, K):
-    rng = np.random.default_rng(K + 10 * tied)
-    mb = 40
-    dtype = np.float32 if kernel is _record_block_packed else np.float64
-    s_in, s_out = _random_scores(rng, (mb, K), tied, dtype), _random_scores(rng, (mb, K), tied, dtype)
-    if tied:
-        s_in[0, 0], s_out[0, 0] = -0.0, 0.0  # signed zeros are one tie
-    swap = rng.random((mb, K)) < 0.5
-    fold = rng.permutation(K) < K // 2
-    acc, floor = kernel(s_in, s_out, None, swap)
-    acc_cf, floor_cf = kernel(s_in, s_out, fold, swap)
-    f_in, f_out = np.where(swap, s_out, s_in), np.where(swap, s_in, s_out)
-    for r in range(mb):
-        lab = np.r_[np.ones(K, bool), np.zeros(K, bool)]
-        assert acc[r] == pytest.approx(ref_best_acc(np.r_[s_in[r], s_out[r]], lab))
-        assert floor[r] == pytest.approx(ref_best_acc(np.r_[f_in[r], f_out[r]], lab))
-        assert acc_cf[r] == pytest.approx(ref_cross_fit(s_in[r], s_out[r], fold))
-        assert floor_cf[r] == pytest.approx(ref_cross_fit(f_in[r], f_out[r], fold))
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    K=st.integers(2, 6),
-    mb=st.integers(1, 4),
-    levels=st.integers(1, 5),
-    seed=st.integers(0, 2**31),
-)
-def test_record_kernel_hypothesis(K, mb, levels, seed):
-    rng = np.random.default_rng(seed)
-    s_in = (rng.integers(0, levels, size=(mb, K)) * 0.37 - 0.5).astype(np.float32)
-    s_out = (rng.integers(0, levels, size=(mb, K)) * 0.37 - 0.5).astype(np.float32)
-    swap = rng.random((mb, K)) < 0.5
-    fold = rng.permutation(K) < K // 2
-    lab = np.r_[np.ones(K, bool), np.zeros(K, bool)]
-    for x_in, x_out in ((s_in, s_out), (s_in.astype(np.float64), s_out.astype(np.float64))):
-        acc, _ = record_block(x_in, x_out, None, swap)
-        acc_cf, _ = record_block(x_in, x_out, fold, swap)
-        for r in range(mb):
-            assert acc[r] == pytest.approx(ref_best_acc(np.r_[s_in[r], s_out[r]], lab))
-            assert acc_cf[r] == pytest.approx(ref_cross_fit(s_in[r], s_out[r], fold))
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("tied", [False, True])
-@pytest.mark.parametrize("by_group", [False, True])
-@pytest.mark.parametrize("cross", [False, True])
-def test_global_kernel_matches_reference(dtype, tied, by_group, cross):
-    rng = np.random.default_rng(1 + tied + 2 * by_group + 4 * cross)
-    game = aloo_game(rng.integers(0, 3, 30), n_models=6, m=24, seed=2)
-    m = game.m
-    scores = _random_scores(rng, (6, m), tied, dtype)
-    labels = game.membership[:, game.audit_idx]
-    trial = np.ones((6, m), bool)
-    if tied:
-        trial[:, :3] = rng.random((6, 3)) < 0.5  # some (model, record) pairs are no trial
-        trial[0, :3] = True
-    swap = rng.random((6, m)) < 0.5
-    grp = rng.integers(0, 3, m)
-    cell = grp if by_group else np.zeros(m, np.int64)
-    if cross:
-        half = rng.random(m) < 0.5
-        cell, partner = 2 * cell + half, (2 * cell + half) ^ 1
-    else:
-        partner = cell
-    got = _global_acc(scores, labels, trial, cell, partner)
-    want = ref_global(scores, labels, trial, cell, partner)
-    np.testing.assert_allclose(got, want)
-    acc, floor = _global_block(scores, labels, swap, trial, cell, partner)
-    np.testing.assert_allclose(acc, want)
-    np.testing.assert_allclose(floor, ref_global(scores, labels ^ swap, trial, cell, partner))
+from tests.reference.slow_audit import ref_global, ref_record_in_sample
 
 
 # ----------------------------------------------------------------- public functions vs references
@@ -429,13 +282,13 @@ def ref_fit_tau_exact(s, lab, balanced):
 
 def ref_global_public(losses, membership, records, groups, by_group, estimator, seed):
     """global_risk by brute force, with the cross-fit halves drawn as global_risk draws them."""
-    from fairpriv_lab.audit.attacks import _coins, informative_pairs
+    from fairpriv_lab.audit.kernels import coins, informative_pairs
 
     rng = np.random.default_rng(seed)
     mem = membership[:, records]
     scores = -np.asarray(losses, np.float64)[:, records].astype(np.float32).astype(np.float64)
     inf = informative_pairs(mem, records)
-    _coins(rng, inf.shape)  # the floor's coins come first
+    coins(rng, inf.shape)  # the floor's coins come first
     m = records.size
     cell = groups[records].copy() if by_group else np.zeros(m, np.int64)
     if estimator == "cross_fit":

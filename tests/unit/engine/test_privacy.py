@@ -379,3 +379,16 @@ def test_substitution_budget_bounds_the_exact_substitution_profile(q, sigma):
 
         assert 2 * float(gdp_epsilon(1.0 / sigma, delta)) < exact
     assert substitution_epsilon(1.0, sample_rate=q, steps=1, delta=delta, method="sgd") == math.inf
+
+
+def test_as_method_sets_a_named_policys_knobs():
+    assert as_method("dpsgds", tau=3.0, floor=0.5) == DPSGDS(tau=3.0, floor=0.5)
+    assert as_method("dpsgdf", count_noise=2.0) == DPSGDF(count_noise=2.0)
+    pol = DPSGDS(tau=3.0)
+    assert as_method(pol) is pol
+    with pytest.raises(ConfigError, match="Expected knob='tau' to be one of count_noise with method='dpsgdf'"):
+        as_method("dpsgdf", tau=3.0)
+    with pytest.raises(ConfigError, match="Expected knob='tau' to be one of none with method='dpsgd'"):
+        as_method("dpsgd", tau=3.0)
+    with pytest.raises(ConfigError, match="Expected knobs=.* to be empty with a policy instance"):
+        as_method(pol, tau=2.0)

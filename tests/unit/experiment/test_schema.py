@@ -116,3 +116,82 @@ def test_adding_a_field_is_one_line(monkeypatch):
     assert options["train.warm_start"] == "--warm-start"
     args = commands.build_parser().parse_args(["audit", "--warm-start", "true"])
     assert getattr(args, "train.warm_start") is True
+
+
+# ---------------------------------------------------------------------------- the policies' knobs
+def test_policy_knobs_are_declared_once_on_the_policy():
+    """DPSGDS/DPSGDF carry the knobs; the training section shows the same declarations."""
+    from fairpriv_lab._core.schema import params_of
+    from fairpriv_lab.engine.privacy import DPSGDF, DPSGDS
+
+    s = schema()
+    for name, p in params_of(DPSGDS).items():
+        assert s[f"train.{name}"] is p, name  # the same Param object, not a copy
+        assert getattr(DPSGDS(), name) == default_of(f"train.{name}") == getattr(TrainConfig(), name)
+    assert s["train.count_noise"] == params_of(DPSGDF)["count_noise"]  # both from _count_noise()
+    assert DPSGDF().count_noise == default_of("train.count_noise")
+    assert "train.clip_floor" not in s  # no copy of DPSGDS.floor under another name
+
+
+def test_a_string_method_builds_the_default_policy_and_a_policy_carries_its_knobs():
+    from fairpriv_lab.engine.privacy import DPSGD, DPSGDF, DPSGDS, SGD
+
+    assert TrainConfig().policy == SGD()
+    assert TrainConfig(method="dpsgd", epsilon=8.0).policy == DPSGD()
+    assert TrainConfig(method="dpsgds", epsilon=8.0).policy == DPSGDS()
+    assert TrainConfig(method="dpsgdf", epsilon=8.0).policy == DPSGDF()
+    pol = DPSGDS(tau=3.0, floor=0.5, statistic="mean_direction", stat_clip=4.0)
+    t = TrainConfig(method=pol, epsilon=8.0)
+    assert (t.method, t.tau, t.floor, t.statistic, t.stat_clip) == ("dpsgds", 3.0, 0.5, "mean_direction", 4.0)
+    assert t.policy == pol
+    assert t == TrainConfig(method="dpsgds", epsilon=8.0, tau=3.0, floor=0.5,
+                            statistic="mean_direction", stat_clip=4.0)
+    assert TrainConfig(method=DPSGDF(count_noise=2.0), noise_multiplier=1.0).policy == DPSGDF(count_noise=2.0)
+    # a knob set beside the policy must agree with it
+    assert TrainConfig(method=pol, epsilon=8.0, tau=3.0).tau == 3.0
+    with pytest.raises(ConfigError, match=r"^Expected train.tau=4.0 to be left unset or to equal the policy's tau=3.0"):
+        TrainConfig(method=pol, epsilon=8.0, tau=4.0)
+    # the section still validates the knobs with their one declaration
+    with pytest.raises(ConfigError, match=r"^Expected train.floor=3 in \[0, 2\]"):
+        TrainConfig(method="dpsgds", epsilon=8.0, floor=3)
+
+
+def test_policy_objects_through_the_experiment_config():
+    from fairpriv_lab.engine.privacy import DPSGDS
+
+    base = ExperimentConfig(train={"method": "dpsgds", "epsilon": 8.0, "tau": 5.0})
+    cfg = base.replace(method=DPSGDS(tau=3.0))  # the policy's knobs replace the section's
+    assert (cfg.train.method, cfg.train.tau) == ("dpsgds", 3.0) and cfg.train.epsilon == 8.0
+    assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.digest == ExperimentConfig(train={"method": "dpsgds", "epsilon": 8.0, "tau": 3.0}).digest
+    assert ExperimentConfig(train={"method": DPSGDS(tau=3.0), "epsilon": 8.0}) == cfg
+
+
+def test_custom_policies_and_other_objects_are_refused_with_the_reason():
+    from fairpriv_lab.engine.privacy import DPSGDS
+
+    class Mine(DPSGDS):
+        pass
+
+    with pytest.raises(ConfigError, match=r"^Expected train.method='Mine' to be one of 'sgd'.*"
+                                          r"train_ensemble\(method=policy\)"):
+        TrainConfig(method=Mine(), epsilon=1.0)
+    with pytest.raises(ConfigError, match=r"^Expected train.method=3 to be one of 'sgd', 'dpsgd'"):
+        TrainConfig(method=3)
+
+
+@pytest.mark.parametrize("method, knob, value", [
+    ("dpsgds", "tau", 3.0), ("dpsgds", "statistic", "mean_direction"), ("dpsgds", "stat_noise_ratio", 2.0),
+    ("dpsgds", "count_noise", 2.0), ("dpsgds", "smoothing", 0.5), ("dpsgds", "floor", 0.5),
+    ("dpsgds", "stat_clip", 4.0), ("dpsgdf", "count_noise", 2.0),
+])
+def test_cache_keys_distinguish_every_knob_value(method, knob, value):
+    from fairpriv_lab.engine.privacy import as_method
+
+    base = ExperimentConfig(train={"method": method, "epsilon": 8.0})
+    changed = base.replace(**{f"train.{knob}": value})
+    assert changed.digest != base.digest
+    by_policy = base.replace(method=as_method(method, **{knob: value}))
+    assert by_policy.digest == changed.digest  # the same training, the same cache entry
+    if method == "dpsgdf":  # DP-SGD-F has no tau: changing it changes nothing
+        assert base.replace(tau=3.0).digest == base.digest

@@ -13,6 +13,8 @@ from scipy import stats
 
 from fairpriv_lab import studies
 from fairpriv_lab._core.exceptions import ConfigError as ValidationError
+from fairpriv_lab.cli import paper_scale as ps_cli
+from fairpriv_lab.studies import paper_scale as ps
 
 
 def _t_reference(xs, level=0.95):
@@ -158,26 +160,12 @@ def test_seed_table_floor_beside_value():
 
 
 # ---------------------------------------------------------------------------- the presets' wiring
-def _script():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[3]
-    spec = importlib.util.spec_from_file_location("paper_scale", root / "benchmarks" / "paper_scale.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["paper_scale"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 ISSUE14 = ("seeds-adult-lr", "controls-adult-lr", "clipsweep-adult-lr", "groups-digits-synth",
            "aloo-loo-leaky", "frontier-adult-lr")
 
 
 def test_issue14_presets_listed_with_their_stated_time(capsys):
-    ps = _script()
-    assert ps.main(["--list"]) == 0
+    assert ps_cli.main(["--list"]) == 0
     out = capsys.readouterr().out
     for name in ISSUE14:
         assert name in out and ps.PRESETS[name].kind in ps.ISSUE14_RUNNERS
@@ -190,8 +178,7 @@ def test_issue14_presets_listed_with_their_stated_time(capsys):
 
 
 def test_issue14_small_dry_run_uses_the_small_sizes(capsys):
-    ps = _script()
-    assert ps.main(["--preset", "seeds-adult-lr", "--small", "--dry-run"]) == 0
+    assert ps_cli.main(["--preset", "seeds-adult-lr", "--small", "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 * 5  # four methods (both DP-SGD-S statistics) x five seeds
     assert all('"n_models": 8' in ln and '"n": 2000' in ln for ln in lines)
@@ -200,9 +187,8 @@ def test_issue14_small_dry_run_uses_the_small_sizes(capsys):
 @pytest.mark.slow
 def test_issue14_controls_preset_runs_tiny(tmp_path):
     """The controls wiring end to end at a tiny size: matched noise / clip as documented."""
-    ps = _script()
     out = tmp_path / "res"
-    assert ps.main(["--preset", "controls-adult-lr", "--small", "--seeds", "0", "1", "--n", "1200",
+    assert ps_cli.main(["--preset", "controls-adult-lr", "--small", "--seeds", "0", "1", "--n", "1200",
                     "--n-boot", "20", "--methods", "dpsgds", "--out", str(out),
                     "--cache", str(tmp_path / "cache"), "--threads", "0"]) == 0
     d = pd.read_csv(out / "controls-adult-lr_derived.csv")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,8 +13,8 @@ import pytest
 
 from fairpriv_lab import studies as S
 from fairpriv_lab._core.exceptions import ConfigError
-
-ROOT = Path(__file__).resolve().parents[3]
+from fairpriv_lab.cli import paper_scale as ps_cli
+from fairpriv_lab.studies import paper_scale as ps
 
 
 # ---------------------------------------------------------------------------- references
@@ -320,17 +317,8 @@ def test_charts_build_specs():
     assert "Pearson" in str(S.grc_chart(S.grc_gpr({"r": _fake_result()})).to_dict()["title"])
 
 
-# ---------------------------------------------------------------------------- the benchmark script
-def _load_script():
-    spec = importlib.util.spec_from_file_location("paper_scale", ROOT / "benchmarks" / "paper_scale.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["paper_scale"] = mod  # dataclasses look their module up while being built
-    spec.loader.exec_module(mod)
-    return mod
-
-
+# ------------------------------------------------- the paper-scale presets (benchmarks/paper_scale.py runs them)
 def test_paper_scale_presets_follow_the_paper(capsys):
-    ps = _load_script()
     p = ps.PRESETS["adult-lr"]
     assert (p.n_models, p.epochs, p.batch_size, p.lr, p.delta, p.tau) == (400, 20, 256, 0.1, 1e-5, 2.0)
     cfgs = ps.build_configs(p, device="cpu")
@@ -342,18 +330,17 @@ def test_paper_scale_presets_follow_the_paper(capsys):
     assert clips[("dpsgd", 1.0)] == 5.0 and clips[("dpsgd", 10.0)] == 10.0
     assert sum(c.train.method == "sgd" for _, c in every) == 2 * 5  # once per game and seed
     assert {c.game.m for _, c in every if c.game.kind == "aloo"} == {600}
-    assert ps.main(["--list"]) == 0
+    assert ps_cli.main(["--list"]) == 0
     assert "adult-lr" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        ps.parse_args([])
+        ps_cli.parse_args([])
 
 
 @pytest.mark.slow
 def test_paper_scale_smoke_preset_writes_every_table(tmp_path, monkeypatch):
-    ps = _load_script()
     monkeypatch.setenv("FAIRPRIV_LAB_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "results"
-    assert ps.main(["--preset", "smoke", "--out", str(out), "--n-boot", "50", "--threads", "0"]) == 0
+    assert ps_cli.main(["--preset", "smoke", "--out", str(out), "--n-boot", "50", "--threads", "0"]) == 0
     for name in ("gprp", "gpr", "timings", "soundness", "grc", "floor"):
         assert (out / f"smoke_{name}.csv").is_file(), name
     gprp = pd.read_csv(out / "smoke_gprp.csv")
@@ -369,7 +356,7 @@ def test_paper_scale_smoke_preset_writes_every_table(tmp_path, monkeypatch):
     timings = pd.read_csv(out / "smoke_timings.csv")
     assert (timings.chunks_trained.iloc[::2] == 1).all() and (timings.chunks_loaded.iloc[1::2] == 1).all()
     # A second invocation is served from the cache (resumable) and gives the same table.
-    assert ps.main(["--preset", "smoke", "--out", str(out), "--n-boot", "50", "--threads", "0"]) == 0
+    assert ps_cli.main(["--preset", "smoke", "--out", str(out), "--n-boot", "50", "--threads", "0"]) == 0
     again = pd.read_csv(out / "smoke_gprp.csv")
     pd.testing.assert_series_equal(again.gprp, gprp.gprp)
     assert pd.read_csv(out / "smoke_timings.csv").chunks_trained.sum() == 0

@@ -33,20 +33,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._core import validate as V
-from ._core.exceptions import SmallGroupWarning
-from ._core.rng import SeedLike, as_generator, spawn_seed
-from ._core.vocabulary import ESTIMATORS as _ESTIMATORS
-from ._core.vocabulary import METHOD_LABELS, Estimator
+from .._core import validate as V
+from .._core.exceptions import SmallGroupWarning
+from .._core.rng import SeedLike, as_generator, spawn_seed
+from .._core.vocabulary import ESTIMATORS as _ESTIMATORS
+from .._core.vocabulary import METHOD_LABELS, Estimator
+from ..experiment.result import empirical_by_group, method_label
 
 __all__ = [
     "METHOD_LABELS",
     "NullGame",
     "paper_table2",
     "method_label",
-    "run_info",
-    "gprp_table",
-    "gpr_table",
     "compare_with_paper",
     "null_game",
     "floor_vs_models",
@@ -73,21 +71,6 @@ __all__ = [
     "seed_ci",
 ]
 
-
-
-def method_label(method: str, statistic: str | None = None) -> str:
-    """Display name of a method; DP-SGD-S with the paper's statistic is marked "(mean dir.)".
-
-    Examples
-    --------
-    >>> method_label("dpsgds", "norm"), method_label("dpsgds", "mean_direction")
-    ('DP-SGD-S', 'DP-SGD-S (mean dir.)')
-    """
-    V.choice("method", method, list(METHOD_LABELS))
-    label = METHOD_LABELS[method]
-    if method == "dpsgds" and statistic == "mean_direction":
-        label += " (mean dir.)"
-    return label
 
 
 # ---------------------------------------------------------------------------- the paper
@@ -123,139 +106,13 @@ def paper_table2() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _empirical(res: Any) -> pd.DataFrame:
-    """Return a run's per-group empirical ε as ``group`` (name), ``n``, ``epsilon``, ``max_certifiable``.
-
-    Accepts group ids or names and ``n`` or ``n_records`` (the empirical module and the
-    experiment layer have used both).
-    """
-    emp = res.empirical_epsilon
-    names = list(res.group_names)
-    if emp is None or len(emp) == 0:
-        return pd.DataFrame(columns=["group", "n", "epsilon", "max_certifiable"])
-    g = emp["group"]
-    if pd.api.types.is_numeric_dtype(g.dtype):
-        group = [names[int(v)] if 0 <= int(v) < len(names) else str(v) for v in g]
-    else:
-        group = g.astype(str).tolist()
-    ncol = "n" if "n" in emp else ("n_records" if "n_records" in emp else None)
-    n = emp[ncol].astype(int).tolist() if ncol else [-1] * len(emp)
-    cap = (emp["max_certifiable"].astype(float).tolist() if "max_certifiable" in emp
-           else [float(res.max_certifiable_epsilon)] * len(emp))
-    return pd.DataFrame({"group": group, "n": n, "epsilon": emp["epsilon"].astype(float).to_numpy(),
-                         "max_certifiable": cap})
-
-
-# ---------------------------------------------------------------------------- result tables
-def run_info(res: Any) -> dict[str, Any]:
-    """Return the settings of one run as flat columns: data, model, game, method, budget, accuracy.
-
-    Parameters
-    ----------
-    res : AuditResult
-        A result of :func:`fairpriv_lab.experiment.run`.
-
-    Returns
-    -------
-    dict
-        ``dataset, group_attribute, model, game, n_models, m, method, method_code, statistic,
-        seed, epochs, batch_size, lr, clip, target_epsilon, epsilon, delta, noise_multiplier,
-        accuracy, accuracy_sd, estimator`` (accuracy a fraction; ε of SGD ``inf``).
-    """
-    cfg = res.config
-    t = cfg.train
-    acc = np.asarray(res.test_accuracy, dtype=float)
-    private = t.method != "sgd"
-    return {
-        "dataset": cfg.data.name, "group_attribute": cfg.data.resolved_group, "model": t.model,
-        "game": cfg.game.kind, "n_models": int(res.n_models), "m": int(len(res.empirical_record)),
-        "method": method_label(t.method, t.statistic), "method_code": t.method,
-        "statistic": t.statistic if t.method == "dpsgds" else "",
-        "seed": int(cfg.seed), "epochs": int(t.epochs), "batch_size": int(t.batch_size),
-        "lr": float(t.lr), "clip": float(t.clip) if private else math.nan,
-        "target_epsilon": float(t.epsilon) if t.epsilon is not None else math.inf,
-        "epsilon": float(res.epsilon), "delta": float(res.delta),
-        "noise_multiplier": math.nan if res.noise_multiplier is None else float(res.noise_multiplier),
-        "accuracy": float(np.mean(acc)) if acc.size else math.nan,
-        "accuracy_sd": float(np.std(acc, ddof=1)) if acc.size > 1 else math.nan,
-        "estimator": cfg.audit.estimator,
-    }
-
-
-def gprp_table(results: Iterable[Any]) -> pd.DataFrame:
-    """One row per run and auditor: settings, GPRP with CI, the floor, the largest empirical ε.
-
-    Parameters
-    ----------
-    results : iterable of AuditResult
-
-    Returns
-    -------
-    pandas.DataFrame
-        The :func:`run_info` columns, then ``auditor, gprp, gprp_ci_low, gprp_ci_high``
-        (percentage points), ``floor_mean`` (mean zero-leakage floor over groups, pp),
-        ``floor_gprp`` (max - min of the group floors, pp), ``empirical_epsilon_max`` (largest
-        per-group empirical ε lower bound), ``train_seconds, audit_seconds, from_cache``.
-    """
-    rows = []
-    for res in results:
-        info = run_info(res)
-        emp = _empirical(res)
-        emp_groups = emp[emp["group"] != "overall"]["epsilon"]
-        for auditor, gr in res.group_risk.items():
-            by = gr.by_group
-            lo, hi = gr.difference_ci()
-            rows.append({
-                **info, "auditor": auditor, "gprp": float(gr.difference()),
-                "gprp_ci_low": float(lo), "gprp_ci_high": float(hi),
-                "floor_mean": float(np.nanmean(by["floor"])),
-                "floor_gprp": float(np.nanmax(by["floor"]) - np.nanmin(by["floor"])),
-                "empirical_epsilon_max": float(emp_groups.max()) if len(emp_groups) else math.nan,
-                "train_seconds": float(res.timings.get("train", math.nan)),
-                "audit_seconds": float(res.timings.get("audit", math.nan)),
-                "from_cache": bool(res.chunks_trained == 0),
-            })
-    return pd.DataFrame(rows)
-
-
-def gpr_table(results: Iterable[Any]) -> pd.DataFrame:
-    """One row per run, auditor and group: GPR with CI, floor, test accuracy, empirical ε.
-
-    Parameters
-    ----------
-    results : iterable of AuditResult
-
-    Returns
-    -------
-    pandas.DataFrame
-        The :func:`run_info` columns, then ``auditor, group, n, gpr, ci_low, ci_high, floor``
-        (percentage points), ``group_accuracy`` (fraction), ``empirical_epsilon``.
-    """
-    rows = []
-    for res in results:
-        info = run_info(res)
-        e = _empirical(res)
-        emp = dict(zip(e["group"], e["epsilon"]))
-        for auditor, gr in res.group_risk.items():
-            for rec in gr.by_group.to_dict("records"):
-                g = str(rec["group"])
-                rows.append({
-                    **info, "auditor": auditor, "group": g, "n": int(rec["n"]),
-                    "gpr": float(rec["gpr"]), "ci_low": float(rec["ci_low"]),
-                    "ci_high": float(rec["ci_high"]), "floor": float(rec["floor"]),
-                    "group_accuracy": float(res.group_accuracy.get(g, math.nan)),
-                    "empirical_epsilon": float(emp.get(g, math.nan)),
-                })
-    return pd.DataFrame(rows)
-
-
 def compare_with_paper(table: pd.DataFrame, *, auditor: str = "PA-ALOOA", epsilon: float = 10.0) -> pd.DataFrame:
     """Measured GPRP beside the paper's Table 2 (SGD, DP-SGD, DP-SGD-S at ε = 10).
 
     Parameters
     ----------
     table : pandas.DataFrame
-        As :func:`gprp_table` returns (several seeds are averaged; their spread is reported).
+        As :func:`fairpriv_lab.experiment.gprp_table` returns (several seeds are averaged; their spread is reported).
     auditor : str
         The auditor compared (the paper's Table 2 uses PA-ALOOA).
     epsilon : float
@@ -334,7 +191,7 @@ def null_game(
     >>> g.losses.shape, g.membership.shape, int(g.groups.sum())
     ((4, 10), (4, 10), 3)
     """
-    from .games import half_split_game
+    from ..games import half_split_game
 
     n_samples = V.integer("n_samples", n_samples, 2)
     n_models = V.integer("n_models", n_models, 2)
@@ -406,7 +263,7 @@ def floor_vs_models(
     >>> df.loc[df.group == -1, ["n_models", "estimator", "m"]].values.tolist()
     [[2, 'in_sample', 200]]
     """
-    from .audit.attacks import record_risk
+    from ..audit.attacks import record_risk
 
     mem = V.bool_matrix("membership", membership)
     total = mem.shape[0]
@@ -492,7 +349,7 @@ def agreement_vs_models(
         points of attack accuracy), ``correlation`` (Pearson r of the accuracies),
         ``ipr_aloo, ipr_loo`` (mean IPR over targets, pp), ``estimator``.
     """
-    from .audit.attacks import agreement, record_risk
+    from ..audit.attacks import agreement, record_risk
 
     a_mem = V.bool_matrix("aloo_membership", aloo_membership)
     l_mem = V.bool_matrix("loo_membership", loo_membership, shape=(None, a_mem.shape[1]))
@@ -546,7 +403,7 @@ def loo_agreement_study(
     pandas.DataFrame
         As :func:`agreement_vs_models`, plus ``dataset, model, method``.
     """
-    from .experiment.runner import ExperimentConfig, run
+    from ..experiment.runner import ExperimentConfig, run
 
     if not isinstance(base, ExperimentConfig):
         base = ExperimentConfig.from_dict(base)
@@ -579,7 +436,7 @@ def loo_agreement_study(
 
 
 def _experiment_data(cfg: Any):
-    from .experiment.runner import load_experiment_data
+    from ..experiment.runner import load_experiment_data
 
     return load_experiment_data(cfg.data)
 
@@ -627,7 +484,7 @@ def utility_sweep(
         One row per run: ``method, epsilon`` (accounted), ``target_epsilon, accuracy, gprp,
         gprp_ci_low, gprp_ci_high`` (pp).
     """
-    from .experiment.runner import ExperimentConfig, run
+    from ..experiment.runner import ExperimentConfig, run
 
     if not isinstance(base, ExperimentConfig):
         base = ExperimentConfig.from_dict(base)
@@ -883,7 +740,7 @@ def soundness(results: Mapping[str, Any] | Iterable[Any]) -> pd.DataFrame:
             bound = acc
         else:
             bound = float(getattr(res, "reference_epsilon", math.nan))
-        for rec in _empirical(res).to_dict("records"):
+        for rec in empirical_by_group(res).to_dict("records"):
             lower = float(rec["epsilon"])
             n = int(rec["n"])
             checkable = n > 0 and math.isfinite(lower) and not math.isnan(bound)
@@ -917,7 +774,7 @@ def paper_comparison_chart(comparison: pd.DataFrame, *, title: str | None = None
         x = method; filled points with error bars = measured (colour = estimator); black
         diamonds = the paper's published value (no CI was published).
     """
-    from .viz import HEIGHT, WIDTH, altair, title_params
+    from ..viz import HEIGHT, WIDTH, altair, title_params
 
     alt = altair()
     f = _frame(comparison, ("method", "estimator", "measured", "ci_low", "ci_high", "paper"))
@@ -952,7 +809,7 @@ def floor_chart(frame: pd.DataFrame, *, title: str | None = None):
     -------
     altair.LayerChart
     """
-    from .viz import HEIGHT, WIDTH, altair, series_color, title_params
+    from ..viz import HEIGHT, WIDTH, altair, series_color, title_params
 
     alt = altair()
     f = _frame(frame, ("n_models", "estimator", "floor", "floor_se", "group"))
@@ -994,7 +851,7 @@ def agreement_chart(frame: pd.DataFrame, *, title: str | None = None):
     -------
     altair.LayerChart
     """
-    from .viz import HEIGHT, WIDTH, altair, title_params
+    from ..viz import HEIGHT, WIDTH, altair, title_params
 
     alt = altair()
     f = _frame(frame, ("n_models", "mean_abs_diff", "correlation"))
@@ -1011,7 +868,7 @@ def agreement_chart(frame: pd.DataFrame, *, title: str | None = None):
 
 def matched_utility_chart(sweep: pd.DataFrame, *, title: str | None = None):
     """Draw the accuracy-GPRP frontier of a sweep (:func:`fairpriv_lab.viz.accuracy_gprp_frontier`)."""
-    from . import viz
+    from .. import viz
 
     f = _frame(sweep, ("method", "epsilon", "accuracy", "gprp"))
     f["eps_label"] = [("ε=∞" if not math.isfinite(e) else f"ε={e:.3g}") for e in f["epsilon"]]
@@ -1020,7 +877,7 @@ def matched_utility_chart(sweep: pd.DataFrame, *, title: str | None = None):
 
 def grc_chart(frame: pd.DataFrame, *, run: str | None = None, title: str | None = None):
     """GPR against GRC for one run of :func:`grc_gpr` (:func:`fairpriv_lab.viz.grc_vs_gpr`)."""
-    from . import viz
+    from .. import viz
 
     f = _frame(frame, ("run", "group", "grc", "gpr"))
     run = run if run is not None else f["run"].iloc[0]
@@ -1030,7 +887,7 @@ def grc_chart(frame: pd.DataFrame, *, run: str | None = None, title: str | None 
 
 def soundness_chart(frame: pd.DataFrame, *, title: str | None = None):
     """Empirical ε by group against its bound (:func:`fairpriv_lab.viz.empirical_vs_accounted_epsilon`)."""
-    from . import viz
+    from .. import viz
 
     f = _frame(frame, ("group", "epsilon_bound", "epsilon_lower", "method"))
     f = f[f["group"] != "overall"]
@@ -1098,7 +955,7 @@ def seed_table(
     Parameters
     ----------
     frame : pandas.DataFrame
-        One row per (run, seed), e.g. :func:`gprp_table` of runs at several seeds.
+        One row per (run, seed), e.g. :func:`fairpriv_lab.experiment.gprp_table` of runs at several seeds.
     by : sequence of str
         Columns that identify a row of the table (method, auditor, estimator, ...).
     value : str
@@ -1262,8 +1119,8 @@ def noise_only_gap(
     >>> 1.0 < r["mean"] < 5.0
     True
     """
-    from .audit.attacks import record_risk
-    from .games import half_split_game
+    from ..audit.attacks import record_risk
+    from ..games import half_split_game
 
     n_models = V.integer("n_models", n_models, 2)
     if n_models % 2:

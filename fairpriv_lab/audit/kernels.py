@@ -1,0 +1,632 @@
+"""The numeric kernels of the membership audits: one sort per record, cumulative counts.
+
+:mod:`fairpriv_lab.audit.attacks` is the API (signals, validation, ``record_risk``,
+``global_risk``); this module is the machinery under it, shared with
+:mod:`~fairpriv_lab.audit.empirical` and :mod:`~fairpriv_lab.audit.risk`:
+
+* :class:`SortedRows` sorts each audited record's 2K scores once (argsort, or packed
+  ``uint64`` keys for float32 scores) and carries per-pair bit planes (labels, folds, the
+  floor's coins) through the sort; the accuracy at every cut comes from cumulative counts,
+  with no loop over records or thresholds;
+* :func:`record_block` (PA-ALOOA / PA-LOOA, in-sample and cross-fit) and
+  :func:`global_block` (PA-GA / PA-GBA: one threshold per model, or per model and group);
+* :func:`pair_blocks` / :func:`record_pass` walk the records in cache-sized blocks of equal
+  K on threads (:func:`map_threads`); all randomness is drawn first (:func:`coins`), so
+  results do not depend on the number of threads.
+
+Thresholds are taken between distinct observed scores (the midpoint), so equal scores always
+fall on the same side of a cut; among equally good cuts the lowest threshold is used. Each
+kernel is tested against a slow, obvious loop in ``tests/unit/audit/test_kernels.py``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .._core.exceptions import ConfigError
+
+__all__ = [
+    "SortedRows",
+    "CHUNK_ELEMENTS",
+    "cross_fit_acc",
+    "record_block",
+    "global_block",
+    "map_threads",
+    "coins",
+    "as_f32",
+    "informative_pairs",
+    "pair_blocks",
+    "EstimatorTask",
+    "record_pass",
+]
+
+
+# --------------------------------------------------------------------------- one sort per record
+def _taus(xs: np.ndarray, kstar: np.ndarray) -> np.ndarray:
+    """Threshold of cut kstar in sorted rows: midpoint of the neighbours, -inf/+inf at the ends."""
+    mb, n = xs.shape
+    if n == 0:
+        return np.full(mb, -np.inf)
+    lo = np.take_along_axis(xs, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(xs, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]
+    return _midpoint(lo, hi, kstar == 0, kstar == n, packed=False)
+
+
+class SortedRows:
+    """Sorted scores of each record of a block, with the bits each analysis needs riding along.
+
+    Every per-record analysis (in-sample and cross-fitted estimators, their zero-leakage
+    floors, the empirical-epsilon folds, the pair-bootstrap replicates) needs only the sorted
+    values (to find ties and thresholds) and a few bits per entry: the in/out label and
+    per-pair flags such as "the floor swaps this pair" (``planes``). The bits ride in the sort
+    key, so nothing is gathered after the sort and each floor shares its estimator's sort.
+    ``top`` (per pair) sorts above the score: the rows come out as [entries of pairs with top
+    False | entries with top True], each part sorted, so one sort yields both folds of a
+    per-record random split (empirical epsilon) without a compaction.
+
+    float32 scores are sorted as uint64 keys (top bit 63, the order-preserving uint32 image of
+    the score in bits 31-62, the payload in bits 0-30; an integer sort is several times faster
+    than argsort + gathers); other dtypes go through one argsort. Both give identical results.
+
+    Why not one sort of all 2K scores for every analysis: numpy sorts short rows with
+    vectorised networks, and two sorts of K entries (a cross-fit's folds) cost less than one
+    of 2K plus a compaction of each fold out of it (measured: the compacting version was
+    about twice as slow, see benchmarks/README.md).
+
+    Attributes: ``v`` sorted values (uint32 keys or float64), ``low`` uint32 payload of every
+    entry (bit 0: in-model score; bit 1 + i: plane i), ``packed`` (True for uint32 keys),
+    ``K`` (pairs per row).
+    """
+
+    __slots__ = ("key", "_v", "_low", "packed", "K", "n_planes")
+
+    def __init__(self, s_in: np.ndarray, s_out: np.ndarray, planes: tuple = (),
+                 packed: bool | None = None, top: np.ndarray | None = None):
+        rows, K = s_in.shape
+        self.K, self.n_planes = K, len(planes)
+        if packed is None:
+            packed = s_in.dtype == np.float32 and s_out.dtype == np.float32
+        self.packed = packed
+        if len(planes) > 30:
+            raise ValueError("too many payload bits")  # internal: never with the callers here
+        base = np.zeros((rows, K), np.uint32)
+        for i, plane in enumerate(planes):
+            base |= np.asarray(plane).astype(np.uint32) << np.uint32(1 + i)
+        self.key = self._v = self._low = None
+        if packed:
+            key = np.empty((rows, 2 * K), np.uint64)
+            key[:, :K] = _u32(s_in.astype(np.float32, copy=False))
+            key[:, K:] = _u32(s_out.astype(np.float32, copy=False))
+            key <<= np.uint64(_PAYLOAD)
+            key[:, :K] |= base | np.uint32(1)
+            key[:, K:] |= base
+            if top is not None:  # above the score: the rows sort as [top False | top True]
+                t = np.asarray(top).astype(np.uint64) << np.uint64(63)
+                key[:, :K] |= t
+                key[:, K:] |= t
+            key.sort(axis=1)
+            self.key = key
+        else:
+            X = np.concatenate([s_in, s_out], axis=1)
+            if top is None:
+                order = np.argsort(X, axis=1)
+            else:
+                t = np.broadcast_to(np.asarray(top, bool), (rows, K))
+                order = np.lexsort((X, np.concatenate([t, t], axis=1)), axis=1)
+            self._v = np.take_along_axis(X, order, axis=1).astype(np.float64)
+            self._low = np.take_along_axis(np.concatenate([base | np.uint32(1), base], axis=1), order, axis=1)
+
+    @property
+    def v(self) -> np.ndarray:
+        """Sorted values: uint32 keys (packed) or float64."""
+        if self._v is None:
+            self._v = (self.key >> np.uint64(_PAYLOAD)).astype(np.uint32)
+        return self._v
+
+    @property
+    def low(self) -> np.ndarray:
+        """uint32 payload of every sorted entry."""
+        if self._low is None:
+            self._low = self.key.astype(np.uint32) & np.uint32(0x7FFFFFFF)
+        return self._low
+
+    @property
+    def lab(self) -> np.ndarray:
+        """Bool: the entry is the in-model's score."""
+        return (self.low & np.uint32(1)).astype(bool)
+
+    def plane(self, i: int) -> np.ndarray:
+        """Bool: plane i's flag of the entry's pair."""
+        return (self.low & np.uint32(2 << i)).astype(bool)
+
+    def split(self, n_low: int) -> tuple[SortedRows, SortedRows]:
+        """Split each row after its first ``n_low`` sorted entries (rows built with ``top``)."""
+        parts = []
+        for sl in (slice(0, n_low), slice(n_low, None)):
+            out = object.__new__(SortedRows)
+            out.key = out._v = out._low = None
+            if self.packed:
+                out.key = self.key[:, sl]
+            else:
+                out._v, out._low = self.v[:, sl], self.low[:, sl]
+            out.packed, out.n_planes = self.packed, self.n_planes
+            out.K = (out.key if self.packed else out._v).shape[1] // 2
+            parts.append(out)
+        return parts[0], parts[1]
+
+    def ties(self) -> np.ndarray:
+        """Bool (rows, 2K + 1): cuts that would split a run of equal scores."""
+        return _ties(self.v)
+
+    def thresholds(self, kstar: np.ndarray) -> np.ndarray:
+        """Threshold of cut kstar of each row (midpoint rule; member iff value >= it)."""
+        return _packed_threshold(self.v, kstar) if self.packed else _taus(self.v, kstar)
+
+    def above(self, tau: np.ndarray) -> np.ndarray:
+        """Bool (rows, n): the entries the rule ``score >= tau`` calls members."""
+        return self.v >= tau[:, None]
+
+
+def _cut_gain(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """``d(k) = #out - #in among the k lowest`` at every cut of sorted rows; the minimum at ties.
+
+    ``correct(k) = d(k) + n_in``: with n_in fixed per row, d has the same best cut (one
+    cumulative sum of +-1 steps instead of counts and arithmetic afterwards).
+    """
+    mb, n = lab.shape
+    dt = np.int16 if n < 16000 else np.int32
+    d = np.zeros((mb, n + 1), dtype=dt)
+    step = np.subtract(np.int8(1), lab.view(np.int8) << np.int8(1), dtype=np.int8)
+    np.cumsum(step, axis=1, dtype=dt, out=d[:, 1:])
+    np.putmask(d, ties, np.iinfo(dt).min)
+    return d
+
+
+def _fit(rows: SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """Lowest accuracy-maximising threshold of each sorted row for labels ``lab``."""
+    return rows.thresholds(np.argmax(_cut_gain(lab, ties), axis=1))
+
+
+def _in_sample_acc(rows: SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """In-sample accuracy: the best cut's correct count over the 2K trials of each row.
+
+    Every pair puts exactly one entry "in" (also after the floor's swap), so n_in = K.
+    """
+    return (_cut_gain(lab, ties).max(axis=1) + rows.K) / (2 * rows.K)
+
+
+def cross_fit_acc(a: SortedRows, b: SortedRows, la, lb, ties_a, ties_b, K: int) -> np.ndarray:
+    """Cross-fitted accuracy: fold A's threshold scores fold B and vice versa."""
+    correct = (b.above(_fit(a, la, ties_a)) == lb).sum(axis=1) + (a.above(_fit(b, lb, ties_b)) == la).sum(axis=1)
+    return correct / (2 * K)
+
+
+def _record_estimates(rows: SortedRows, swap_plane: int, b: SortedRows | None = None):
+    """Accuracy and floor accuracy of one estimator on sorted rows.
+
+    In-sample: ``rows`` holds all 2K scores of each record. Cross-fit: ``rows`` and ``b`` hold
+    the sorted scores of the pairs of fold A and of fold B. Plane ``swap_plane`` marks the
+    pairs whose in/out labels the floor exchanges.
+    """
+    if b is None:
+        ties, lab = rows.ties(), rows.lab
+        return _in_sample_acc(rows, lab, ties), _in_sample_acc(rows, lab ^ rows.plane(swap_plane), ties)
+    a = rows
+    K = a.K + b.K
+    la, lb = a.lab, b.lab
+    fa, fb = la ^ a.plane(swap_plane), lb ^ b.plane(swap_plane)
+    ties_a, ties_b = a.ties(), b.ties()
+    return (cross_fit_acc(a, b, la, lb, ties_a, ties_b, K),
+            cross_fit_acc(a, b, fa, fb, ties_a, ties_b, K))
+
+
+def _block_estimates(s_in, s_out, fold, swap, packed=None):
+    """:func:`_record_estimates` of a block of records from their in/out scores (mb, K)."""
+    if fold is None:
+        return _record_estimates(SortedRows(s_in, s_out, (swap,), packed=packed), 0)
+    a = SortedRows(s_in[:, fold], s_out[:, fold], (swap[:, fold],), packed=packed)
+    b = SortedRows(s_in[:, ~fold], s_out[:, ~fold], (swap[:, ~fold],), packed=packed)
+    return _record_estimates(a, 0, b)
+
+
+def record_block(
+    s_in: np.ndarray, s_out: np.ndarray, fold: np.ndarray | None, swap: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and floor accuracy of records whose K pairs give scores s_in, s_out (mb, K).
+
+    ``fold`` (K,) bool marks the pairs of fold A of the cross-fit (None: in-sample); ``swap``
+    (mb, K) bool marks the pairs whose in/out labels the floor exchanges. float32 scores take
+    the packed-key path, others the argsort path; both give identical results.
+    """
+    return _block_estimates(s_in, s_out, fold, swap)
+
+
+def _record_block_sorted(s_in, s_out, fold, swap):
+    """:func:`record_block` through the argsort path (any float dtype)."""
+    return _block_estimates(s_in, s_out, fold, swap, packed=False)
+
+
+def _record_block_packed(s_in, s_out, fold, swap):
+    """:func:`record_block` through the packed-key path (float32 scores)."""
+    return _block_estimates(s_in, s_out, fold, swap, packed=True)
+
+def _global_acc(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    trial: np.ndarray,
+    cell: np.ndarray,
+    partner: np.ndarray,
+    order: np.ndarray | None = None,
+    balanced: bool = False,
+) -> np.ndarray:
+    """Per-record accuracy of per-(model, cell) thresholds; records scored by their partner's.
+
+    scores, labels, trial: (n_models, m); cell, partner: int (m,). Thresholds of cell c are
+    fitted on the trials of the records of cell c; record x is scored with the thresholds of
+    cell ``partner[x]``. ``order`` is the row-wise argsort of scores if already known.
+    """
+    if order is None:
+        order = np.argsort(scores, axis=1)
+    xs = np.take_along_axis(scores, order, axis=1)
+    tr = np.take_along_axis(trial, order, axis=1)
+    ls = np.take_along_axis(labels, order, axis=1)
+    cell_sorted = cell[order]
+    n_cells = int(max(cell.max(), partner.max())) + 1
+    tau = np.full((scores.shape[0], n_cells), -np.inf)
+    for c in np.unique(cell):  # loop over cells (groups x folds), never over records
+        sel = cell_sorted == c
+        mc = int(sel[0].sum())
+        xc = xs[sel].reshape(-1, mc)
+        lc, tc = ls[sel].reshape(-1, mc), tr[sel].reshape(-1, mc)
+        tau[:, c] = _weighted_taus(xc, lc, tc, balanced)
+    pred = scores >= tau[:, partner]
+    return ((pred == labels) & trial).sum(axis=0) / trial.sum(axis=0)
+
+
+# --------------------------------------------------------------------------- packed kernels
+# For float32 scores the sort is done on uint64 keys that pack the order-preserving uint32 image
+# of the score with the few bits each entry needs (fold or cell above it, labels below it):
+# np.sort on integers is several times faster than argsort followed by gathers, and the
+# sorted keys carry everything the cumulative counts need.
+_SHIFT = 8  # score bits start here; bits 0-7 hold labels
+_TOP = 40  # fold / cell bits start here
+CHUNK_ELEMENTS = 1 << 19  # rows per block so that a block's keys take about 4 MB
+
+
+def _u32(x: np.ndarray) -> np.ndarray:
+    """Order-preserving map float32 -> uint32 (-0.0 and 0.0 map to the same key)."""
+    i = (x + np.float32(0)).view(np.int32)  # + 0 turns -0.0 into 0.0
+    # negative floats: flip the magnitude bits (two's-complement order); then sign -> offset
+    i = i ^ ((i >> 31) & np.int32(0x7FFFFFFF))
+    return (i ^ np.int32(-(2**31))).view(np.uint32)
+
+
+def _f32(u: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_u32`."""
+    i = np.ascontiguousarray(u, dtype=np.uint32).view(np.int32) ^ np.int32(-(2**31))
+    i = i ^ ((i >> 31) & np.int32(0x7FFFFFFF))
+    return i.view(np.float32)
+
+
+_NONE = np.uint32(0xFFFFFFFF)  # above the key of every finite float32: nobody is "member"
+_PAYLOAD = 31  # SortedRows keys: [top bit 63][uint32 score, bits 31-62][payload, bits 0-30]
+
+
+def _packed_threshold(us: np.ndarray, kstar: np.ndarray) -> np.ndarray:
+    """uint32-key threshold of cut kstar: member iff key >= it; midpoint rule."""
+    mb, n = us.shape
+    if n == 0:
+        return np.zeros(mb, np.uint32)
+    lo = np.take_along_axis(us, np.clip(kstar - 1, 0, n - 1)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(us, np.clip(kstar, 0, n - 1)[:, None], axis=1)[:, 0]
+    return _midpoint(lo, hi, kstar == 0, kstar == n, packed=True)
+
+
+def _midpoint(lo, hi, first, last, packed: bool) -> np.ndarray:
+    """Threshold strictly between sorted neighbours lo < hi (the midpoint rule).
+
+    ``first``: the cut is below every entry (threshold -inf: all "member"); ``last``: above
+    every entry (+inf: none). ``packed``: lo, hi and the result are uint32 keys of float32
+    scores (the result is the smallest float32 >= the exact float64 midpoint, so that
+    ``key >= threshold`` decides exactly as ``score >= midpoint``); else float64 values.
+    """
+    if packed:
+        lo64, hi64 = _f32(lo).astype(np.float64), _f32(hi).astype(np.float64)
+        mid = lo64 / 2 + hi64 / 2  # exact in float64 and strictly between two float32 values
+        t = mid.astype(np.float32)
+        t = np.where(t.astype(np.float64) < mid, np.nextafter(t, np.float32(np.inf)), t)
+        ut = _u32(t.astype(np.float32))
+        return np.where(first, np.uint32(0), np.where(last, _NONE, ut)).astype(np.uint32)
+    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
+    mid = lo / 2 + hi / 2
+    mid = np.where(mid <= lo, hi, mid)  # adjacent floats: keep lo < tau <= hi
+    return np.where(first, -np.inf, np.where(last, np.inf, mid))
+
+
+def _ties(us: np.ndarray) -> np.ndarray:
+    """Bool (rows, n + 1): cuts that would split a run of equal sorted keys."""
+    mb, n = us.shape
+    ties = np.zeros((mb, n + 1), dtype=bool)
+    if n > 1:
+        np.equal(us[:, :-1], us[:, 1:], out=ties[:, 1:-1])
+    return ties
+
+
+def global_block(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    swap: np.ndarray,
+    trial: np.ndarray,
+    cell: np.ndarray,
+    partner: np.ndarray,
+    balanced: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and floor accuracy of PA-GA/PA-GBA (floor labels = labels ^ swap)."""
+    if scores.dtype != np.float32:
+        order = np.argsort(scores, axis=1)
+        return (
+            _global_acc(scores, labels, trial, cell, partner, order, balanced),
+            _global_acc(scores, labels ^ swap, trial, cell, partner, order, balanced),
+        )
+    n_models, m = scores.shape
+    floor_labels = labels ^ swap
+    n_trials = trial.sum(axis=0)
+    ok = np.zeros((2, m), np.int64)
+    step = max(1, CHUNK_ELEMENTS // max(m, 1))
+
+    def work(lo: int) -> np.ndarray:  # blocks of models keep the temporaries in cache
+        rows = slice(lo, lo + step)
+        args = (scores[rows], labels[rows], floor_labels[rows], trial[rows])
+        return _global_chunk(*args, cell, partner, balanced)
+
+    for part in map_threads(work, range(0, n_models, step)):
+        ok += part  # integer counts: the sum does not depend on the order
+    return ok[0] / n_trials, ok[1] / n_trials
+
+
+def _n_threads() -> int:
+    """Threads for the audit kernels: FAIRPRIV_LAB_THREADS, else the CPUs this process may use."""
+    env = os.environ.get("FAIRPRIV_LAB_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, min(8, os.cpu_count() or 1))
+
+
+def map_threads(fn, items):
+    """Yield fn(item) for each item in order, computed on a small thread pool."""
+    n = _n_threads()
+    if n == 1:
+        yield from map(fn, items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        yield from pool.map(fn, items)
+
+
+def _balanced(ctrial: np.ndarray, cin: np.ndarray) -> np.ndarray:
+    """Balanced accuracy at every cut: (out below)/n_out + (in at or above)/n_in (times 1/2 dropped).
+
+    Cross-fitted global thresholds must not learn the base rate: in a model's fitting half the
+    share of members is anti-correlated with the scoring half's (a model holds a fixed number
+    of audited members), so an accuracy-maximising threshold with no signal would score below
+    chance on the other half. Balanced accuracy has no base rate to learn.
+    """
+    n_in = cin[:, -1:].astype(np.float64)
+    n_out = ctrial[:, -1:] - n_in
+    return (ctrial - cin) / np.maximum(n_out, 1.0) + (n_in - cin) / np.maximum(n_in, 1.0)
+
+
+def _global_chunk(scores, labels, floor_labels, trial, cell, partner, balanced=False) -> np.ndarray:
+    """Correct-prediction counts per record, shape (2, m), for a block of models (packed)."""
+    n_models, m = scores.shape
+    u = _u32(scores)
+    bits = (labels.view(np.uint8) << np.uint8(2)) | (floor_labels.view(np.uint8) << np.uint8(1))
+    bits |= trial.view(np.uint8)
+    key = u.astype(np.uint64) << np.uint64(_SHIFT)
+    key |= bits
+    if cell.any():
+        key |= (cell.astype(np.uint64) << np.uint64(_TOP))[None, :]
+    key.sort(axis=1)
+    us = (key >> np.uint64(_SHIFT)).astype(np.uint32)
+    all_trials = bool(trial.all())
+    sizes = np.bincount(cell)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    n_cells = int(max(cell.max(), partner.max())) + 1
+    thr = np.zeros((2, n_models, n_cells), np.uint32)
+    dt = np.int32
+    for c in np.flatnonzero(sizes):  # loop over cells (groups x halves), never over records
+        blk = slice(starts[c], starts[c + 1])
+        kb, ub = key[:, blk], us[:, blk]
+        n = ub.shape[1]
+        ties = _ties(ub)
+        ctrial = np.zeros((n_models, n + 1), dt)
+        if all_trials:
+            ctrial[:] = np.arange(n + 1, dtype=dt)
+        else:
+            np.cumsum((kb & np.uint64(1)).astype(bool), axis=1, dtype=dt, out=ctrial[:, 1:])
+        for j, bit in enumerate((4, 2)):
+            lab = (kb & np.uint64(bit | 1)) == np.uint64(bit | 1)
+            cin = np.zeros((n_models, n + 1), dt)
+            np.cumsum(lab, axis=1, dtype=dt, out=cin[:, 1:])
+            correct = ctrial - 2 * cin + cin[:, -1:]  # out below the cut + in at or above it
+            if balanced:
+                correct = _balanced(ctrial, cin)
+            np.putmask(correct, ties, -1)
+            thr[j, :, c] = _packed_threshold(ub, np.argmax(correct, axis=1))
+    del key, us
+    out = np.empty((2, m), np.int64)
+    single = n_cells == 1
+    for j, lb in enumerate((labels, floor_labels)):
+        pred = u >= (thr[j][:, :1] if single else thr[j][:, partner])
+        hit = pred == lb
+        if not all_trials:
+            hit &= trial
+        out[j] = hit.sum(axis=0)
+    return out
+
+
+# --------------------------------------------------------------------------- pairs
+def coins(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Fair coin flips as a bool array (8 per random byte)."""
+    n = int(np.prod(shape))
+    bits = np.unpackbits(rng.integers(0, 256, size=(n + 7) // 8, dtype=np.uint8))[:n]
+    return bits.view(bool).reshape(shape)
+
+
+def as_f32(scores: np.ndarray) -> np.ndarray:
+    """Scores as float32 when that loses nothing (the packed kernels), else unchanged."""
+    if scores.dtype == np.float32:
+        return scores
+    f = scores.astype(np.float32)
+    return f if np.array_equal(f, scores) else scores
+
+
+def informative_pairs(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
+    """Bool (n_pairs, m): pairs where the record is in exactly one model; errors if none."""
+    inf = mem[0::2] != mem[1::2]
+    K = inf.sum(axis=0)
+    if np.any(K == 0):
+        bad = rec[K == 0]
+        shown = ", ".join(str(b) for b in bad[:5]) + (", ..." if bad.size > 5 else "")
+        raise ConfigError(
+            f"Records [{shown}] ({bad.size} in all) have no model pair in which they are in one "
+            "model and out of the other, so they have no in models or no out models to compare. "
+            "Audit only the game's audit records (records=game.audit_idx)."
+        )
+    return inf
+
+
+def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
+    """Yield (columns, K, chunks) for the records sharing the same number K of pairs.
+
+    ``chunks`` iterates over (row slice, s_in, s_out) with s_in/s_out of shape (rows, K): the
+    scores of each record's in-model and out-model in its K auditing pairs, built a block of
+    records at a time so that the transposition stays in cache.
+    """
+    K = inf.sum(axis=0)
+    if np.all(inf):
+        ks = [int(inf.shape[0])]
+    else:
+        ks = [int(k) for k in np.unique(K)]  # distinct pair counts (1 for every game here)
+    for k in ks:
+        cols = np.flatnonzero(K == k)
+        yield cols, k, _pair_chunks(scores, mem, inf, cols, k)
+
+
+def _pair_chunks(scores, mem, inf, cols, k):
+    step = max(1, CHUNK_ELEMENTS // (2 * k))
+    full = cols.size == scores.shape[1]
+    for lo in range(0, cols.size, step):
+        r = slice(lo, lo + step)
+        c = slice(lo, min(lo + step, cols.size)) if full else cols[r]
+        in_even = mem[0::2, c]
+        even, odd = scores[0::2, c], scores[1::2, c]
+        s_in = np.where(in_even, even, odd)
+        s_out = np.where(in_even, odd, even)
+        if k < inf.shape[0]:
+            pick = np.argsort(~inf[:, c], axis=0, kind="stable")[:k]
+            s_in = np.take_along_axis(s_in, pick, axis=0)
+            s_out = np.take_along_axis(s_out, pick, axis=0)
+        yield r, np.ascontiguousarray(s_in.T), np.ascontiguousarray(s_out.T)
+
+
+
+def _weighted_taus(xs: np.ndarray, lab: np.ndarray, w: np.ndarray, balanced: bool = False) -> np.ndarray:
+    """Lowest accuracy-maximising threshold per sorted row, counting only entries with w."""
+    mb, n = xs.shape
+    cin = np.zeros((mb, n + 1), dtype=np.int64)
+    cout = np.zeros((mb, n + 1), dtype=np.int64)
+    np.cumsum(lab & w, axis=1, out=cin[:, 1:])
+    np.cumsum(~lab & w, axis=1, out=cout[:, 1:])
+    correct = cout + cin[:, -1:] - cin
+    if balanced:
+        correct = _balanced(cout + cin, cin)
+    if n > 1:
+        correct[:, 1:-1][xs[:, :-1] >= xs[:, 1:]] = -1
+    return _taus(xs, np.argmax(correct, axis=1))
+
+
+class EstimatorTask:
+    """PA-ALOOA / PA-LOOA accuracy and floor of one estimator, fed by :func:`record_pass`.
+
+    After the pass, ``acc`` and ``acc_floor`` hold each audited record's attack accuracy and
+    its zero-leakage floor (fractions); :func:`fairpriv_lab.audit.attacks.record_risk` wraps
+    them in a ``RecordRisk``.
+    """
+
+    def __init__(self, estimator: str, rng: np.random.Generator, m: int):
+        self.estimator, self.rng = estimator, rng
+        self.acc, self.acc_floor = np.empty(m), np.empty(m)
+
+    def prepare(self, blocks) -> None:
+        """Draw all randomness up front, block by block (results independent of threads)."""
+        self.draws = []
+        for cols, k, _ in blocks:
+            # The pairs are exchangeable (independent trainings), so one seeded split of the
+            # pair positions serves every record of the block.
+            fold = None
+            if self.estimator == "cross_fit":
+                fold = np.zeros(k, dtype=bool)
+                fold[self.rng.permutation(k)[: k // 2]] = True
+            self.draws.append((fold, coins(self.rng, (cols.size, k))))
+
+    def planes(self, bi: int, r: slice) -> tuple:
+        """Bits this task needs carried through the shared sort of all 2K scores."""
+        fold, swap = self.draws[bi]
+        return (swap[r],) if fold is None else ()
+
+    def compute(self, bi: int, r: slice, s_in, s_out, shared, first: int):
+        """Accuracy and floor of the block's rows ``r`` (from the shared sort when in-sample)."""
+        fold, swap = self.draws[bi]
+        if fold is None:
+            return _record_estimates(shared(), first)
+        # the two folds are sorted apart: two sorts of K entries cost less than one of 2K
+        # (numpy's vectorised sort networks) plus the compaction of each fold out of it
+        return _block_estimates(s_in, s_out, fold, swap[r])
+
+    def store(self, idx: np.ndarray, out) -> None:
+        """Keep a block's output at the audited records' positions ``idx``."""
+        self.acc[idx], self.acc_floor[idx] = out
+
+
+
+def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: list) -> None:
+    """Sort each audited record's 2K scores once and hand the sorted rows to every task.
+
+    Each task has ``prepare(blocks)`` (draws its randomness for every block of records with
+    equal K, in order, before any work), ``planes(block_index, rows_slice)`` (the per-pair bits
+    it needs carried through the shared sort), ``compute(block_index, rows_slice, s_in, s_out,
+    shared, first_plane)`` (``shared()`` returns the shared :class:`SortedRows`, built on first
+    use) and ``store(record_positions, output)``. Blocks of records keep the temporaries in cache;
+    numpy's sorts and reductions release the GIL, so blocks run on threads, and since all
+    randomness is drawn first the results do not depend on the number of threads.
+    """
+    blocks = list(pair_blocks(as_f32(scores), mem, inf))
+    for task in tasks:
+        task.prepare(blocks)
+    for bi, (cols, _k, chunks) in enumerate(blocks):
+
+        def work(chunk, bi=bi):
+            r, s_in, s_out = chunk
+            planes, first = [], []
+            for task in tasks:
+                first.append(len(planes))
+                planes.extend(np.broadcast_to(p, s_in.shape) for p in task.planes(bi, r))
+            full: list = []
+
+            def shared():  # all 2K scores of each record sorted once, for every task that reads them
+                if not full:
+                    full.append(SortedRows(s_in, s_out, tuple(planes)))
+                return full[0]
+
+            return r, [task.compute(bi, r, s_in, s_out, shared, f) for task, f in zip(tasks, first, strict=True)]
+
+        for r, outs in map_threads(work, chunks):
+            for task, out in zip(tasks, outs, strict=True):
+                task.store(cols[r], out)
