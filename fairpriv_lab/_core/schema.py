@@ -49,6 +49,11 @@ class Param:
     #: resolve the effects the notebooks teach (``benchmarks/bench_widgets.py``). ``"__same__"``
     #: means the library default.
     classroom: Any = "__same__"
+    #: Classroom defaults of particular datasets, ``((dataset, value), ...)``, where the
+    #: panel's default (``classroom``, chosen for the default dataset) would not show the
+    #: lesson on that dataset (e.g. ``synthetic`` generates more records so that its small
+    #: group's interval is as narrow); read by ``experiment.config.classroom_default_of``.
+    classroom_for: tuple[tuple[str, Any], ...] = ()
 
     def check(self, name: str, value: Any, *, high: float | None = None) -> Any:
         """Return ``value`` validated (ints as int, floats as float); ConfigError naming ``name``.

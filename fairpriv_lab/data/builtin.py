@@ -64,7 +64,8 @@ def make_synthetic(
     Parameters
     ----------
     n : int
-        Number of records.
+        Number of records (``load_dataset("synthetic", n=...)`` and the experiment's
+        ``data.n`` set it; this default when they leave it out).
     group_sizes : sequence of float
         Relative sizes (normalised to sum to 1); one entry per group.
     separation, outlier_rate, label_noise : float or sequence of float

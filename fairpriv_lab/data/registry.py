@@ -52,6 +52,18 @@ class DatasetInfo:
     #: The function whose keyword parameters are the loader's options, when ``loader`` is a
     #: thin wrapper taking ``**kwargs`` (see :func:`loader_options`).
     options_of: Callable[..., Any] | None = None
+    #: The loader generates its records and takes ``n`` (how many to generate; its own
+    #: default size when None): :func:`load_dataset` passes ``n`` on instead of subsampling,
+    #: so a generated dataset has no upper size.
+    generated: bool = False
+
+    @property
+    def default_size(self) -> int | None:
+        """Records generated when ``n`` is not given (the loader's own default); None unless generated."""
+        if not self.generated:
+            return None
+        default = inspect.signature(self.options_of or self.loader).parameters["n"].default
+        return int(default)
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}
@@ -140,7 +152,9 @@ def load_dataset(
     group : str, optional
         The group attribute; the dataset's default when None.
     n : int, optional
-        Keep n records drawn at random, stratified by group (seeded by ``seed``).
+        Keep n records drawn at random, stratified by group (seeded by ``seed``). A
+        generated dataset (``synthetic``, :attr:`DatasetInfo.generated`) generates n
+        records instead (its default size when None), so n may exceed that size.
     seed : int, Generator or None
         Used for the subsample (and by ``synthetic`` for generation).
     **kwargs
@@ -150,6 +164,8 @@ def load_dataset(
     --------
     >>> load_dataset("adult", group="sex").n_samples
     45222
+    >>> load_dataset("synthetic", n=5000, seed=0).group_sizes    # generated: any size
+    {'g0': 4000, 'g1': 1000}
     """
     V.choice("name", name, list(_REGISTRY))
     info = _REGISTRY[name]
@@ -158,6 +174,8 @@ def load_dataset(
     check_loader_options(name, kwargs, label="kwargs")
     if info.takes_seed:
         kwargs.setdefault("seed", seed)
+    if info.generated and n is not None:
+        return info.loader(group=group, n=n, **kwargs)  # the generator checks n
     ds = info.loader(group=group, **kwargs)
     if n is not None:
         V.integer("n", n, 1, ds.n_samples)
@@ -176,8 +194,8 @@ register_dataset(DatasetInfo(
 ))
 register_dataset(DatasetInfo(
     "synthetic", ("group",), True,
-    "generated binary task with controllable group sizes, separability and outliers",
-    lambda group, **kw: make_synthetic(**kw), takes_seed=True, options_of=make_synthetic,
+    "generated binary task with controllable size, group sizes, separability and outliers",
+    lambda group, **kw: make_synthetic(**kw), takes_seed=True, options_of=make_synthetic, generated=True,
 ))
 # The downloadable datasets (listed after the offline ones).
 for _info in (

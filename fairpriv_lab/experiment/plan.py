@@ -124,12 +124,14 @@ def _duration(s: float) -> str:
 
 
 def _data_shape(cfg: ExperimentConfig) -> tuple[int, int, int, tuple[int, ...] | None]:
+    from ..data import list_datasets
+
     d = cfg.data
-    if d.name == "synthetic":
-        opts = dict(d.options)
-        n = int(opts.get("n", 2000))
-        shape = (n, int(opts.get("n_features", 10)), 2, None)
-    elif d.name in _KNOWN:
+    if d.name == "synthetic":  # generated: data.n records (the generator's default size when None)
+        info = {i.name: i for i in list_datasets()}[d.name]
+        n_features = dict(d.options).get("n_features", _parameter_default(info, "n_features"))
+        return (int(d.n or info.default_size), int(n_features), 2, None)
+    if d.name in _KNOWN:
         shape = _KNOWN[d.name]
     else:  # unknown size: load it (cached datasets load in about a second)
         from .loading import load_experiment_data
@@ -139,6 +141,12 @@ def _data_shape(cfg: ExperimentConfig) -> tuple[int, int, int, tuple[int, ...] |
         shape = (n, train.n_features, train.n_classes, train.image_shape)
     n = shape[0] if d.n is None else min(int(d.n), shape[0])
     return (n, *shape[1:])
+
+
+def _parameter_default(info: Any, name: str) -> Any:
+    import inspect
+
+    return inspect.signature(info.options_of or info.loader).parameters[name].default
 
 
 def _size(model: str, d: int, classes: int, hidden: int, image: tuple[int, ...] | None) -> tuple[int, int]:

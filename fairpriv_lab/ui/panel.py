@@ -55,7 +55,7 @@ import numpy as np
 from .._core import validate as V
 from .._core.exceptions import FairPrivError
 from .._core.vocabulary import DEFAULT_AUDITORS, GROUP_METHODS, MODEL_LABELS, GameKind, Model
-from ..experiment.config import classroom_default_of, default_of, schema
+from ..experiment.config import classroom_default_of, classroom_overrides, default_of, schema
 
 __all__ = [
     "MISSING_UI_MESSAGE",
@@ -237,29 +237,44 @@ class PanelSettings:
         )
 
 
+#: The panel's settings that may have classroom defaults of a dataset's own: on a dataset
+#: change, those the student has not set move to the new dataset's (:meth:`AuditPanel._fit_sizes`).
+CLASSROOM_FIELDS = ("n", "m", "n_models", "epochs", "lr", "batch_size", "epsilon", "clip")
+
+
 def default_settings(device: str = "auto", **overrides: Any) -> PanelSettings:
-    """Return the interactive defaults (:class:`PanelSettings`), scaled up on a GPU.
+    """Return the interactive defaults (:class:`PanelSettings`) of a dataset, scaled up on a GPU.
 
     On a CPU the :class:`PanelSettings` defaults: 4,000 Adult records, logistic regression,
     the half-split game with 128 models auditing all 3,200 training records, 10 epochs
-    (``benchmarks/bench_widgets.py`` prints the times and widths). On a CUDA GPU: all
-    45,222 records and 256 models, batches of 512 (still seconds, since every model of the
-    game trains at once).
+    (``benchmarks/bench_widgets.py`` prints the times and widths). A dataset with classroom
+    defaults of its own in the schema (:func:`~fairpriv_lab.experiment.config.classroom_overrides`)
+    starts from them: ``synthetic`` generates 8,000 records, so that its small atypical group
+    (1,280 training records) gets as narrow an interval, and its DP-SGD runs at ε = 0.5 with
+    C = 10, where the noise (not only clipping) acts on its logistic regressions. On a CUDA
+    GPU: all 45,222 records of a dataset that is loaded (the classroom size of a generated
+    one) and 256 models, batches of 512 (still seconds, since every model of the game trains
+    at once). ``overrides`` win.
     """
+    from ..data import list_datasets
     from ..engine.device import resolve_device
 
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        base = PanelSettings(n=None, n_models=256, batch_size=512, device=device, chunk_models=64)
-    else:
-        base = PanelSettings(device=device)
+    dataset = overrides.get("dataset", default_of("data.name"))
+    by_key = {key: name for name, key in PANEL_FIELDS.items()}
+    own = {by_key[key]: value for key, value in classroom_overrides(dataset).items() if key in by_key}
+    base = replace(PanelSettings(device=device), dataset=dataset, **own)
+    if resolve_device(device).type == "cuda":
+        generated = {d.name: d.generated for d in list_datasets()}.get(dataset, False)
+        base = replace(base, n=base.n if generated else None, n_models=256, batch_size=512, chunk_models=64)
     return replace(base, **overrides)
 
 
-def fit_sizes(settings: PanelSettings, records: int, *, test_size: float = 0.2) -> tuple[PanelSettings, list[str]]:
+def fit_sizes(settings: PanelSettings, records: int, *, test_size: float = 0.2,
+              generated: bool = False) -> tuple[PanelSettings, list[str]]:
     """Return settings whose sizes fit a dataset of ``records`` records, and what was reset and why.
 
-    ``n`` above the dataset's size becomes all records; ``m`` (ALOOA) above the training
+    ``n`` above the dataset's size becomes all records (a ``generated`` dataset generates
+    any ``n``; ``records`` is then its default size); ``m`` (ALOOA) above the training
     records becomes a quarter of them; a batch larger than the smallest training set of the
     game becomes a power of two near a quarter of it.
 
@@ -268,10 +283,12 @@ def fit_sizes(settings: PanelSettings, records: int, *, test_size: float = 0.2) 
     >>> s, notes = fit_sizes(PanelSettings(dataset="digits", n=4000), 1797)
     >>> s.n is None, notes[0]
     (True, "'digits' has 1,797 records: Records reset from 4,000 to all 1,797.")
+    >>> fit_sizes(PanelSettings(dataset="synthetic", n=8000), 2000, generated=True)[0].n
+    8000
     """
     notes: list[str] = []
     n = settings.n
-    if n is not None and n > records:
+    if n is not None and n > records and not generated:
         notes.append(f"{settings.dataset!r} has {records:,} records: Records reset from {n:,} to all {records:,}.")
         n = None
     size = n or records
@@ -292,20 +309,28 @@ def fit_sizes(settings: PanelSettings, records: int, *, test_size: float = 0.2) 
 def warm_configs(datasets: tuple[str, ...] = ("adult", "synthetic"), device: str = "auto") -> list[Any]:
     """Return the experiment configs the panel's defaults and the notebooks' panel exercises reach.
 
-    Per dataset (sizes fitted to it): plain SGD, DP-SGD at the default ε and C, DP-SGD at
-    ε = 1 and DP-SGD with C = 0.1 ("what did moving C from 1 to 0.1 do?"). :func:`warm`
-    (``python -m fairpriv_lab.cli.notebook_tools warm``, run by ``make notebooks-refresh``)
+    Per dataset (its classroom defaults, sizes fitted to it): plain SGD, DP-SGD at the default
+    ε and C, DP-SGD at ε = 1, DP-SGD with C = 0.1 ("what did moving C from 1 to 0.1 do?") and
+    at Adult's ε = 8, C = 1 (synthetic's own are ε = 0.5, C = 10: "what does clipping alone
+    do?"). :func:`warm` (``python -m fairpriv_lab.cli.notebook_tools warm``, run by
+    ``make notebooks-refresh``)
     computes them into the cache, so that a class opens the panel on cached results (σ
     calibrations included).
     """
-    from ..data import load_dataset
+    from ..data import list_datasets, load_dataset
 
+    generated = {d.name: d.generated for d in list_datasets()}
     configs = []
     for ds in datasets:
-        base, _ = fit_sizes(default_settings(device, dataset=ds), load_dataset(ds).n_samples)
+        base, _ = fit_sizes(default_settings(device, dataset=ds), load_dataset(ds).n_samples,
+                            generated=generated[ds])
         for change in ({"method": "sgd"}, {"method": "dpsgd"}, {"method": "dpsgd", "epsilon": 1.0},
-                       {"method": "dpsgd", "clip": 0.1}):
-            configs.append(replace(base, **change).to_config())
+                       {"method": "dpsgd", "clip": 0.1},
+                       {"method": "dpsgd", "epsilon": classroom_default_of("train.epsilon"),
+                        "clip": default_of("train.clip")}):
+            config = replace(base, **change).to_config()
+            if all(config.digest != c.digest for c in configs):
+                configs.append(config)
     return configs
 
 
@@ -507,6 +532,7 @@ class AuditPanel:
 
         notes = self._sync_choices(initial=s)
         self._sizes_for(s.dataset)
+        self._track_student_settings()
         controls = W.VBox([
             self.dataset, self.group, self.model, self.method, self.privacy, self.epsilon, self.sigma,
             self.privacy_note, self.clip, self.tau, self.stat_noise_ratio, self.epochs, self.n_models,
@@ -649,18 +675,52 @@ class AuditPanel:
             self._syncing = False
         return notes
 
+    def _classroom_values(self, dataset: str) -> dict[str, Any] | None:
+        """Return the values of :data:`CLASSROOM_FIELDS` at a dataset's classroom defaults, fitted to it.
+
+        None when the dataset's size is unknown (not downloaded yet).
+        """
+        total = self._sizes_for(dataset)
+        if not total:
+            return None
+        s = replace(default_settings(self._device, dataset=dataset), chunk_models=self._chunk_models,
+                    game=self.game.value)
+        fitted, _ = fit_sizes(s, total, generated=self._infos[dataset].generated)
+        return {name: (getattr(fitted, name) or 0) if name == "n" else getattr(fitted, name) for name in CLASSROOM_FIELDS}
+
     def _fit_sizes(self, old_dataset: str | None) -> list[str]:
-        """After a dataset change, reset the sizes that no longer fit it; return what changed and why."""
-        total = self._sizes_for(self.dataset.value)
+        """After a dataset change, move the settings to the new dataset's and reset what no longer fits.
+
+        A control of :data:`CLASSROOM_FIELDS` the student has not set moves to the new
+        dataset's classroom default (``synthetic`` generates more records than Adult's
+        classroom subsample, with its own ε and C); one the student set stays, unless it does
+        not fit. Returns what changed and why.
+        """
+        dataset = self.dataset.value
+        total = self._sizes_for(dataset)
         if not total:
             return []
-        if int(self.n.value) == 0 and old_dataset is not None:  # "all" of the old dataset, in records
-            self._syncing = True
-            try:
+        notes: list[str] = []
+        new = self._classroom_values(dataset) or {}
+        moved = []
+        self._syncing = True
+        try:
+            for name in CLASSROOM_FIELDS:
+                w = getattr(self, name)
+                if name in new and name not in self._touched and w.value != new[name]:
+                    moved.append(f"{w.description.split(' (')[0]} {_shown(w.value)} → {_shown(new[name])}")
+                    if name == "epsilon" and new[name] not in [o[1] for o in w.options]:
+                        w.options = _grid(tuple(o[1] for o in w.options), new[name])
+                    w.value = new[name]
+            if int(self.n.value) == 0 and old_dataset is not None and "n" in self._touched:
+                # the student's "all" of the old dataset, in records
                 self.n.value = self._sizes_for(old_dataset) or 0
-            finally:
-                self._syncing = False
-        fitted, notes = fit_sizes(self.settings, total)
+        finally:
+            self._syncing = False
+        if moved:
+            notes.append(f"Classroom settings of {dataset!r}: " + ", ".join(moved) + ".")
+        fitted, fit_notes = fit_sizes(self.settings, total, generated=self._infos[dataset].generated)
+        notes += fit_notes
         self._syncing = True
         try:
             for name in ("m", "batch_size"):
@@ -669,6 +729,11 @@ class AuditPanel:
         finally:
             self._syncing = False
         return notes
+
+    def _track_student_settings(self) -> None:
+        """Start tracking which classroom controls the student set: those the panel opened off their defaults."""
+        default = self._classroom_values(self.dataset.value) or {}
+        self._touched = {name for name in CLASSROOM_FIELDS if getattr(self, name).value != default.get(name)}
 
     def _refresh_state(self) -> None:
         """Enable exactly the controls the chosen method uses, and say why others are off."""
@@ -691,6 +756,7 @@ class AuditPanel:
     def _on_change(self, change: dict[str, Any]) -> None:
         if self._syncing:
             return
+        self._touched.update(name for name in CLASSROOM_FIELDS if change["owner"] is getattr(self, name))
         notes = self._sync_choices() if change["owner"] in (self.dataset, self.group) else []
         if change["owner"] is self.dataset:
             notes += self._fit_sizes(change.get("old"))
@@ -1140,6 +1206,13 @@ def _esc(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def _shown(value: Any) -> str:
+    """Return a size control's value as shown in a sentence: 4,000; all (records 0); 0.3."""
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}" if value else "all"
+    return f"{value:g}"
+
+
 def _warning_notes(caught: list[Any]) -> str:
     """HTML lines for the distinct user warnings of a run (e.g. SmallGroupWarning)."""
     seen: dict[str, str] = {}
@@ -1164,11 +1237,13 @@ def _display_output(chart: Any) -> dict[str, Any]:
     """Return an Output-widget display entry for a chart (or its spec) that draws with no internet.
 
     The front end's own Vega draws it (JupyterLab, Voilà); on Colab the JavaScript is inlined.
-    Never altair's active renderer, whose default loads Vega from a CDN.
+    Never altair's active renderer, whose default loads Vega from a CDN. No PNG: an Output
+    widget's outputs are models, to which the front end's renderer adds one itself
+    (``viz.chart_mimebundle``), and each run of the panel is spared a render per chart.
     """
     from ..viz import chart_mimebundle
 
-    data, meta = chart_mimebundle(chart, "interactive", inline_js="google.colab" in sys.modules)
+    data, meta = chart_mimebundle(chart, "interactive", inline_js="google.colab" in sys.modules, png=False)
     return {"output_type": "display_data", "data": data, "metadata": dict(meta)}
 
 

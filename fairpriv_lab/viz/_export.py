@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 import uuid
@@ -176,15 +177,24 @@ def _inline_html(spec: dict) -> str:
 
 
 def chart_mimebundle(
-    chart: Any, mode: Literal["interactive", "both"] = "both", *, inline_js: bool = False
+    chart: Any, mode: Literal["interactive", "both"] = "both", *, inline_js: bool = False,
+    png: bool = True,
 ) -> tuple[dict, dict]:
     """Return a chart's Jupyter output (data, metadata) that draws with no internet.
 
-    - ``"interactive"``: the Vega 5 spec alone (:data:`VEGA_MIMETYPE`), drawn by the front
-      end's own Vega (JupyterLab, Voilà, VS Code), with tooltips.
-    - ``"both"``: the Vega 5 spec plus an SVG of the same chart from vl-convert. Front ends that
-      know Vega draw it interactively (it ranks above SVG); nbconvert HTML, GitHub and nbviewer
+    - ``"interactive"``: the Vega 5 spec (:data:`VEGA_MIMETYPE`), drawn by the front end's own
+      Vega (JupyterLab, Voilà, VS Code), with tooltips, and its PNG (see ``png``).
+    - ``"both"``: the same plus an SVG of the chart from vl-convert. Front ends that know Vega
+      draw it interactively (it ranks above SVG and PNG); nbconvert HTML, GitHub and nbviewer
       show the SVG.
+
+    Why a PNG rides along with the spec: the Vega renderer of JupyterLab and Voilà
+    (``@jupyterlab/vega5-extension``), once it has drawn a spec, adds the chart's PNG to the
+    output with ``model.setData`` unless the output already has one. Voilà hands its notebook
+    outputs (not those of Output widgets) to that renderer as plain JSON, which has no
+    ``setData``: the drawn chart then gets "Javascript Error: e.setData is not a function"
+    below it (issue 18; JupyterLab, whose outputs are models, draws it cleanly). With the PNG
+    in the output the renderer stops after drawing, in every front end.
 
     Parameters
     ----------
@@ -196,6 +206,10 @@ def chart_mimebundle(
         Replace the Vega spec by an HTML fragment with vega, vega-lite and vega-embed inlined
         from vl-convert's bundle (about 0.9 MB): Colab runs each output in a frame of its own
         and has no Vega renderer.
+    png : bool
+        Add the PNG (scale 1, as the front end's renderer would make it) beside the Vega spec.
+        Only outputs of an ``ipywidgets.Output`` (output models, which have ``setData``) may
+        leave it out, saving a render per chart; ignored with ``inline_js`` (no Vega spec).
 
     Returns
     -------
@@ -209,8 +223,12 @@ def chart_mimebundle(
         data["text/html"] = _inline_html(spec)
     else:
         data[VEGA_MIMETYPE] = to_vega(spec)
+    svg = to_svg(spec) if mode == "both" or (png and not inline_js) else None
     if mode == "both":
-        data["image/svg+xml"] = to_svg(spec)
+        data["image/svg+xml"] = svg
+    if png and not inline_js:
+        # From the SVG just drawn (a few ms), base64 as nbformat stores it.
+        data["image/png"] = base64.b64encode(vl_convert().svg_to_png(svg, scale=1.0)).decode("ascii")
     return data, {}
 
 
@@ -229,12 +247,12 @@ def enable_notebook_rendering(
     none): JupyterLab and Voilà draw the Vega 5 spec with the Vega they ship, Colab gets the
     JavaScript inlined, and stored outputs carry an SVG for GitHub, nbviewer and nbconvert HTML.
 
-    - ``"interactive"``: the Vega 5 spec only (:func:`chart_mimebundle` ``"interactive"``);
+    - ``"interactive"``: the Vega 5 spec and its PNG (:func:`chart_mimebundle` ``"interactive"``);
       JupyterLab, Notebook 7, Voilà and VS Code draw it with tooltips. On Colab: HTML with
       vl-convert's JavaScript bundle inlined (about 0.9 MB per chart).
     - ``"static"``: altair's ``"png"`` renderer through vl-convert; no JavaScript, shows
       everywhere, smallest files, no tooltips (the notebook test runner uses it).
-    - ``"both"``: the Vega 5 spec plus an SVG fallback; front ends with Vega draw it
+    - ``"both"``: the Vega 5 spec and its PNG plus an SVG fallback; front ends with Vega draw it
       interactively, the others show the SVG (on Colab: the inlined HTML plus the SVG).
     - ``"auto"``: the value of the environment variable ``FAIRPRIV_CHART_RENDERER`` if set
       (one of the modes above); otherwise ``"both"``.

@@ -46,17 +46,47 @@ def _bundle(chart):
 def test_auto_gives_a_vega5_spec_and_an_svg_and_no_html(renderer):
     assert viz.enable_notebook_rendering() == "both"
     data = _bundle(_chart())
-    assert set(data) == {viz.VEGA_MIMETYPE, "image/svg+xml", "text/plain"}
+    assert set(data) == {viz.VEGA_MIMETYPE, "image/svg+xml", "image/png", "text/plain"}
     # no text/html: JupyterLab ranks HTML above Vega and would pick it
     spec = data[viz.VEGA_MIMETYPE]
     assert spec["$schema"] == "https://vega.github.io/schema/vega/v5.json"
     assert data["image/svg+xml"].lstrip().startswith("<svg") and "<rect" in data["image/svg+xml"]
+    _assert_png_of_the_chart(data)
     assert not URL.search(str(data))
 
 
-def test_interactive_gives_the_vega_spec_alone(renderer):
+def _assert_png_of_the_chart(data):
+    """The PNG beside a Vega spec is the chart itself, base64 as nbformat stores it, at scale 1."""
+    import base64
+    import zlib
+
+    png = base64.b64decode(data["image/png"], validate=True)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    # the SVG of the same chart has the same size in pixels (vl-convert draws both)
+    svg = viz.to_svg(_chart())
+    size = re.search(r'<svg[^>]*\swidth="([\d.]+)"[^>]*\sheight="([\d.]+)"', svg)
+    assert (width, height) == (round(float(size.group(1))), round(float(size.group(2))))
+    # the pixels (IDAT chunks, inflated): a drawing has many colours, a blank image one or two
+    idat, at = b"", 8
+    while at < len(png):
+        length, kind = int.from_bytes(png[at:at + 4], "big"), png[at + 4:at + 8]
+        idat += png[at + 8:at + 8 + length] if kind == b"IDAT" else b""
+        at += 12 + length
+    assert len(set(zlib.decompress(idat))) > 16, "a blank image, not the chart"
+
+
+def test_interactive_gives_the_vega_spec_and_its_png(renderer):
+    """Issue 18: the PNG keeps Voilà's Vega renderer from calling setData on a plain JSON output."""
     assert viz.enable_notebook_rendering("interactive") == "interactive"
     data = _bundle(_chart())
+    assert set(data) == {viz.VEGA_MIMETYPE, "image/png", "text/plain"}
+    _assert_png_of_the_chart(data)
+
+
+def test_output_widget_bundles_may_leave_the_png_out():
+    """The panel's Output widgets hold output models (setData works): no PNG render per run."""
+    data, _ = viz.chart_mimebundle(_chart(), "interactive", png=False)
     assert set(data) == {viz.VEGA_MIMETYPE, "text/plain"}
 
 
@@ -86,7 +116,7 @@ def test_colab_gets_the_javascript_inline(renderer, monkeypatch):
     assert viz.enable_notebook_rendering() == "both"
     data = _bundle(_chart())
     html = data["text/html"]
-    assert viz.VEGA_MIMETYPE not in data and "image/svg+xml" in data
+    assert viz.VEGA_MIMETYPE not in data and "image/png" not in data and "image/svg+xml" in data
     assert "window.vegaEmbed=" in html and "vegaEmbed(\"#fairpriv-chart-" in html
     assert not URL.search(html), "Colab's chart must not load anything from the network"
     assert html.startswith("<div id=") and html.count("</script>") == 2, "a fragment, not a full page"

@@ -146,6 +146,30 @@ def test_synthetic_sizes_and_seeds():
     assert via_registry.checksum == make_synthetic(n_features=3, group_sizes=(0.5, 0.5), seed=0).checksum
 
 
+def test_synthetic_size_is_a_parameter_of_the_loader_and_the_config():
+    # issue 16: a generated dataset generates data.n records (no fixed 2,000-record pool)
+    from fairpriv_lab.data.registry import list_datasets
+    from fairpriv_lab.experiment import ExperimentConfig
+    from fairpriv_lab.experiment.loading import load_experiment_data
+
+    info = {d.name: d for d in list_datasets()}
+    assert info["synthetic"].generated and info["synthetic"].default_size == 2000
+    assert not info["adult"].generated and info["adult"].default_size is None
+    big = fl.load_dataset("synthetic", n=8000, seed=0)
+    assert big.group_sizes == {"g0": 6400, "g1": 1600}
+    assert big.checksum == make_synthetic(8000, seed=0).checksum  # generated, not a subsample
+    assert fl.load_dataset("synthetic", seed=0).n_samples == 2000  # the generator's default
+    assert fl.load_dataset("synthetic", n=300, seed=0, group_sizes=(0.9, 0.1)).group_sizes == {"g0": 270, "g1": 30}
+    checksum, train, test = load_experiment_data(ExperimentConfig(data={"name": "synthetic", "n": 6000}).data)
+    assert train.n_samples + test.n_samples == 6000 and test.n_samples == 1200
+    with pytest.raises(ConfigError, match=re.escape("Expected n=1 to be an integer in [2, inf]")):
+        fl.load_dataset("synthetic", n=1)
+    with pytest.raises(ConfigError, match=re.escape("Expected data.n=5 to be an integer in [10, inf]")):
+        ExperimentConfig(data={"name": "synthetic", "n": 5})
+    with pytest.raises(ConfigError, match=r"Expected n=2000 to be an integer in \[1, 1797\]"):
+        fl.load_dataset("digits", n=2000)  # a loaded dataset is subsampled, never grown
+
+
 def test_synthetic_separation_is_measurable():
     # Accuracy of the Bayes rule is Phi(separation / 2): Phi(2) = 0.977, Phi(0.25) = 0.599.
     ds = make_synthetic(4000, group_sizes=(0.5, 0.5), separation=(4.0, 0.5), outlier_rate=0.0, seed=0)

@@ -323,6 +323,33 @@ def test_panel_defaults_are_the_schemas_classroom_defaults():
     for name, key in PANEL_FIELDS.items():
         if name not in own:
             assert getattr(s, name) == classroom_default_of(key), name
+    # a dataset's own classroom defaults (synthetic: more generated records) come from the schema too
+    syn = default_settings("cpu", dataset="synthetic")
+    for name, key in PANEL_FIELDS.items():
+        if name not in own:
+            assert getattr(syn, name) == classroom_default_of(key, "synthetic"), name
+    assert syn.n > s.n and default_settings("cpu", dataset="synthetic", n=500).n == 500
+
+
+def test_switching_dataset_moves_the_sizes_the_student_did_not_set():
+    from fairpriv_lab.experiment.config import classroom_default_of
+
+    p = AuditPanel(default_settings("cpu"), show_cached=False)
+    p.set(dataset="synthetic")
+    syn = classroom_default_of("data.n", "synthetic")
+    assert p.n.value == syn and "Classroom settings of 'synthetic': Records 4,000 → 8,000" in p.message.value
+    assert p.settings.to_config().data.n == syn  # generated at that size: no reset to 2,000
+    assert (p.settings.epsilon, p.settings.clip) == (classroom_default_of("train.epsilon", "synthetic"),
+                                                     classroom_default_of("train.clip", "synthetic"))
+    assert "ε 8 → 0.5, C 1 → 10" in p.message.value
+    p.set(dataset="adult")
+    assert p.n.value == 4000
+    p.set(n=3000, epochs=4)  # the student's own sizes stay
+    p.set(dataset="synthetic")
+    assert (p.n.value, p.epochs.value) == (3000, 4) and "Classroom sizes" not in p.message.value
+    q = AuditPanel(default_settings("cpu", dataset="synthetic", n=1000), show_cached=False)
+    q.set(dataset="adult")  # opened off the classroom size: the student's, kept
+    assert q.n.value == 1000
 
 
 def test_build_panel_with_m_is_the_notebooks_aloo_run():
@@ -350,15 +377,19 @@ def test_progress_line_says_models_elapsed_and_time_left():
 
 def test_warm_configs_cover_the_defaults_and_exercises_sized_to_each_dataset(monkeypatch, capsys):
     from fairpriv_lab.cli import notebook_tools
+    from fairpriv_lab.experiment.config import classroom_default_of
     from fairpriv_lab.ui import panel as panel_mod
     from fairpriv_lab.ui.panel import fit_sizes, warm_configs
 
     configs = warm_configs(device="cpu")
     labels = [c.label for c in configs]
     assert "adult/sex lr sgd" in labels and "adult/sex lr dpsgd eps=1" in labels
-    assert {c.train.clip for c in configs if c.train.method == "dpsgd"} == {1.0, 0.1}
+    assert {c.train.clip for c in configs if c.train.method == "dpsgd" and c.data.name == "adult"} == {1.0, 0.1}
+    assert len({c.digest for c in configs}) == len(configs)
     synthetic = [c for c in configs if c.data.name == "synthetic"]
-    assert synthetic and all(c.data.n is None for c in synthetic)  # 4,000 > its 2,000 records
+    # synthetic is generated at its own classroom size (issue 16), not cut to 2,000 records
+    assert synthetic and all(c.data.n == classroom_default_of("data.n", "synthetic") for c in synthetic)
+    assert all(c.data.n == classroom_default_of("data.n") for c in configs if c.data.name == "adult")
     assert all(c.game.kind == "half" for c in configs)
     s, notes = fit_sizes(PanelSettings(game="aloo", m=5000, n=1000, batch_size=512), 45222)
     assert (s.n, s.m, s.batch_size) == (1000, 200, 512) and len(notes) == 1  # 600 records per model fit
