@@ -570,7 +570,7 @@ class SeqGrads:
     """Per-sample gradient pieces of a :class:`SeqStack` batch, in parameter order.
 
     A convolution contributes either materialised per-sample weight gradients
-    ``(M, B, n_out, kh kw C)`` (kind ``"conv"``: one batched matmul ``delta^T U`` per sample,
+    ``(M, B, kh kw C, n_out)`` (kind ``"conv"``: one batched matmul ``U^T delta`` per sample,
     ``U`` the unfolded channels-last input ``(P, kh kw C)``) and bias gradients ``(M, B, n_out)``,
     or (kind ``"ghost"``) its unfolded input ``U`` ``(M, B, P, kh kw C)`` and errors ``delta``
     ``(M, B, P, n_out)``: then ``||dW_i||^2 = sum_{t,t'} (U_t . U_t') (delta_t . delta_t')`` (ghost
@@ -585,7 +585,7 @@ class SeqGrads:
     def norms(self) -> Tensor:
         sq = None
         for kind, a, b, _, bias in self.pieces:
-            if kind == "conv":  # a: weight gradients (M, B, n_out, kh kw C), b: bias gradients (M, B, n_out)
+            if kind == "conv":  # a: weight gradients (M, B, kh kw C, n_out), b: bias gradients (M, B, n_out)
                 term = torch.linalg.vector_norm(a.flatten(2), dim=-1).square()
                 if bias:
                     term = term + b.square().sum(-1)
@@ -612,10 +612,10 @@ class SeqGrads:
         lead = (M,) if factors.dim() == 2 else (M, factors.shape[-1])
         nl = len(lead)
         for kind, a, b, wshape, bias in self.pieces:
-            if kind == "conv":  # wshape (n_out, C, kh, kw); a's columns are (kh, kw, C)
+            if kind == "conv":  # wshape (n_out, C, kh, kw); a is (M, B, kh kw C, n_out)
                 n_out, C, kh, kw = wshape
-                s = torch.bmm(f, a.flatten(2)).reshape(*lead, n_out, kh, kw, C)
-                out.append(s.permute(*range(nl), nl, nl + 3, nl + 1, nl + 2))
+                s = torch.bmm(f, a.flatten(2)).reshape(*lead, kh, kw, C, n_out)
+                out.append(s.permute(*range(nl), nl + 3, nl + 2, nl, nl + 1))
                 if bias:
                     out.append(torch.bmm(f, b).reshape(*lead, -1))
             elif kind == "ghost":  # sum_{i,t} f_i delta_{i,t} U_{i,t}^T over all B P rows at once
@@ -656,7 +656,7 @@ class SeqStack(FuncStack):
     (2023)'s rule for ``P`` output positions: ghost norms (``2 P^2 < n_out kh kw C``, e.g. the
     digits CNN's second convolution) from the Gram matrices of ``U`` and ``delta``, with the
     clipped sum one matmul per model over all rows; else per-sample gradients by one batched
-    matmul ``delta^T U`` per sample. Linear layers: ghost norms and a ``bmm`` clipped sum. Used for
+    matmul ``U^T delta`` per sample. Linear layers: ghost norms and a ``bmm`` clipped sum. Used for
     ``"cnn"`` and for any user module of the supported layers (:func:`_sequential_layers`);
     others go through :class:`FuncStack`.
     """
@@ -762,8 +762,8 @@ class SeqStack(FuncStack):
                 if 2 * P * P < n_out * width:  # ghost norms cost less (Bu et al. 2023's rule)
                     pieces.append(("ghost", U.view(M, B, P, width), dz.view(M, B, P, n_out), wshape, op.b >= 0))
                 else:
-                    g = torch.bmm(dz.transpose(1, 2), U.view(N, P, width))  # (N, n_out, kh kw C)
-                    pieces.append(("conv", g.view(M, B, n_out, -1), dz.sum(1).view(M, B, n_out), wshape, op.b >= 0))
+                    g = torch.bmm(U.view(N, P, width).transpose(1, 2), dz)  # (N, kh kw C, n_out)
+                    pieces.append(("conv", g.view(M, B, width, n_out), dz.sum(1).view(M, B, n_out), wshape, op.b >= 0))
                 if not last:
                     d = _conv_input_grad(dz.view(N, *op.shape_out), op, h_in, W, M)
             elif op.kind == "linear":
