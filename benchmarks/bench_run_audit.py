@@ -26,23 +26,49 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import fairpriv_lab as fl  # noqa: E402
-from fairpriv_lab.audit import attacks, empirical, risk  # noqa: E402
+from fairpriv_lab.audit import attacks, kernels, risk  # noqa: E402
 from fairpriv_lab.experiment import Cache  # noqa: E402
+
+
+def _old_whole_audit(losses, membership, *, records=None, groups=None, auditors=(), delta=None,
+                     alpha=0.05, group_names=None, signal="loss", confidences=None, seed=None):
+    """The audit stage before issue 15: separate calls of the old kernels (``tests/reference``)."""
+    from fairpriv_lab.audit.whole import WholeAudit
+    from tests.reference import old_audit as oa
+    from tests.reference import old_empirical as oe
+
+    kw = dict(records=records, groups=groups, signal=signal, confidences=confidences, seed=seed)
+    out = {}
+    for auditor, est in auditors:
+        if auditor in ("PA-ALOOA", "PA-LOOA"):
+            out[auditor, est] = oa.record_risk(losses, membership, estimator=est, **kw)
+        else:  # PA-GA / PA-GBA through the row-sorting kernel
+            saved = kernels._HIST_MIN_RECORDS
+            kernels._HIST_MIN_RECORDS = 1 << 62
+            try:
+                out[auditor, est] = attacks.global_risk(losses, membership, by_group=auditor == "PA-GBA",
+                                                        estimator=est, **kw)
+            finally:
+                kernels._HIST_MIN_RECORDS = saved
+    emp = None
+    if delta is not None:
+        emp = oe.empirical_epsilon(losses, membership, delta=delta, alpha=alpha, group_names=group_names, **kw)
+    return WholeAudit(out, emp)
 
 
 @contextlib.contextmanager
 def old_audit():
-    """Patch the pre-issue-15 audit functions into the modules the runner imports from.
+    """Patch the pre-issue-15 audit into the modules the runner imports from.
 
-    (global_risk is unchanged by issue 15.)
+    The runner calls ``audit.whole.whole_audit`` (separate old kernels here) and
+    ``audit.risk.outcome_fairness_counts`` (fairlearn's MetricFrame here).
     """
-    from tests.reference import old_audit as oa
-    from tests.reference import old_empirical as oe
+    from fairpriv_lab.audit import whole
     from tests.reference import old_risk as orisk
 
-    saved = [(attacks, "record_risk"), (empirical, "empirical_epsilon"), (risk, "outcome_fairness")]
+    saved = [(whole, "whole_audit"), (risk, "outcome_fairness"), (risk, "outcome_fairness_counts")]
     values = [getattr(m, n) for m, n in saved]
-    new = [oa.record_risk, oe.empirical_epsilon, orisk.outcome_fairness]
+    new = [_old_whole_audit, orisk.outcome_fairness, orisk.outcome_fairness]
     for (m, n), v in zip(saved, new, strict=True):
         setattr(m, n, v)
     try:

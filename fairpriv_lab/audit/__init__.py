@@ -2,7 +2,8 @@
 
 ``attacks`` holds the games' attacks and IPR estimators (the API), ``kernels`` the sort and
 cumulative-count machinery under them, ``empirical`` the empirical ε lower
-bounds, ``risk`` ``GroupRisk`` (GPR with CIs, GPRP) and outcome fairness.
+bounds, ``risk`` ``GroupRisk`` (GPR with CIs, GPRP) and outcome fairness; ``whole`` runs the
+attacks and empirical ε of one ensemble in one pass (what an experiment reports).
 """
 
 from .attacks import Agreement, RecordRisk, agreement, attack_scores, global_risk, record_risk
@@ -16,6 +17,7 @@ from .risk import (
     outcome_fairness_counts,
     pair_bootstrap,
 )
+from .whole import WholeAudit, whole_audit
 
 __all__ = [
     "Agreement",
@@ -23,6 +25,7 @@ __all__ = [
     "GroupRisk",
     "OutcomeFairness",
     "RecordRisk",
+    "WholeAudit",
     "advantage_bound",
     "agreement",
     "attack_scores",
@@ -35,4 +38,5 @@ __all__ = [
     "outcome_fairness_counts",
     "pair_bootstrap",
     "record_risk",
+    "whole_audit",
 ]

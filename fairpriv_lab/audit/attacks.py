@@ -48,7 +48,7 @@ from .kernels import (
     EstimatorTask,
     as_f32,
     coins,
-    global_block,
+    global_runs,
     informative_pairs,
     record_pass,
 )
@@ -254,7 +254,7 @@ def audit_inputs(losses, membership, records, groups, signal, confidences):
     return scores[:, rec], mem[:, rec], rec, grp[rec]
 
 
-def _check_cross_fit(estimator: str, inf: np.ndarray) -> None:
+def check_cross_fit(estimator: str, inf: np.ndarray) -> None:
     K = inf.sum(axis=0)
     if estimator == "cross_fit" and np.any(K < 2):
         raise V.fail(
@@ -329,13 +329,18 @@ def record_risk(
     V.choice("estimator", estimator, _ESTIMATORS)
     scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
     inf = informative_pairs(mem, rec)
-    _check_cross_fit(estimator, inf)
+    check_cross_fit(estimator, inf)
     task = EstimatorTask(estimator, as_generator(seed), rec.size)
     record_pass(scores, mem, inf, [task])
+    return record_result(rec, grp, inf, task, signal)
+
+
+def record_result(rec, grp, inf, task: EstimatorTask, signal) -> RecordRisk:
+    """Return the RecordRisk of an :class:`~fairpriv_lab.audit.kernels.EstimatorTask` after its pass."""
     auditor = "PA-ALOOA" if np.all(inf) else "PA-LOOA"
     K = inf.sum(axis=0).astype(np.int64)
     acc = task.acc
-    return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * task.acc_floor - 1, auditor, estimator, K, signal)
+    return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * task.acc_floor - 1, auditor, task.estimator, K, signal)
 
 
 def global_risk(
@@ -415,10 +420,20 @@ def global_risk(
         raise V.fail("groups", None, "to give every record's group when by_group=True")
     scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
     inf = informative_pairs(mem, rec)
-    m = rec.size
-    rng = as_generator(seed)
-    trial = np.repeat(inf, 2, axis=0)  # (n_models, m): the (model, record) trials
-    swap = np.repeat(coins(rng, inf.shape) & inf, 2, axis=0)
+    run = global_draws(as_generator(seed), inf, grp, by_group, estimator)
+    (acc, acc_floor), = global_blocks(as_f32(scores), mem, inf, [run])
+    return global_result(rec, grp, inf, run, acc, acc_floor, signal)
+
+
+def global_draws(rng: np.random.Generator, inf: np.ndarray, grp: np.ndarray, by_group: bool,
+                 estimator: str) -> tuple:
+    """Draw the randomness of one PA-GA / PA-GBA audit: the floor's swaps, then the cross-fit halves.
+
+    Returns ``(by_group, estimator, swap (n_pairs, m), cell (m,), partner (m,))``: thresholds
+    of cell c are fitted on the records of cell c, a record is scored by its partner cell's.
+    """
+    m = grp.size
+    swap = coins(rng, inf.shape) & inf
     cell = grp.copy() if by_group else np.zeros(m, np.int64)
     if estimator == "cross_fit":
         half = np.zeros(m, dtype=bool)
@@ -429,8 +444,19 @@ def global_risk(
         partner = cell ^ 1
     else:
         partner = cell
-    acc, acc_floor = global_block(as_f32(scores), mem, swap, trial, cell, partner,
-                                   balanced=estimator == "cross_fit")
+    return by_group, estimator, swap, cell, partner
+
+
+def global_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, runs: list) -> list:
+    """``(accuracy, floor accuracy)`` of each run of :func:`global_draws` on the same scores."""
+    trial = np.repeat(inf, 2, axis=0)  # (n_models, m): the (model, record) trials
+    return global_runs(scores, mem, trial, [(np.repeat(swap, 2, axis=0), cell, partner, estimator == "cross_fit")
+                                             for _by_group, estimator, swap, cell, partner in runs])
+
+
+def global_result(rec, grp, inf, run, acc, acc_floor, signal) -> RecordRisk:
+    """Return the RecordRisk of one PA-GA / PA-GBA run."""
+    by_group, estimator = run[0], run[1]
     auditor = "PA-GBA" if by_group else "PA-GA"
     K = inf.sum(axis=0).astype(np.int64)
     return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * acc_floor - 1, auditor, estimator, K, signal)

@@ -57,7 +57,7 @@ from .._core import validate as V
 from .._core.dp import advantage_bound
 from .._core.rng import SeedLike, as_generator
 from .attacks import Signal, audit_inputs
-from .kernels import SortedRows, as_f32, informative_pairs, map_threads, pair_blocks
+from .kernels import SortedRows, informative_pairs, record_pass
 
 __all__ = [
     "EmpiricalEpsilon",
@@ -242,6 +242,22 @@ def _mu_table(k: int, level: float) -> np.ndarray:
     return mu
 
 
+@functools.lru_cache(maxsize=16)
+def _mu_rank_table(k: int, level: float) -> tuple[np.ndarray, int]:
+    """:func:`_mu_table` as int16 ranks (equal mu, equal rank), and the rank a tied cut gets.
+
+    argmax over ranks picks exactly the cut argmax over the mu values picks (the order and
+    every equality are kept, the -inf of undefined entries included), from a table 4x smaller
+    and with 16-bit compares. A tied cut is -inf in the float version: it gets the rank of
+    -inf when the table holds -inf, else one below every rank.
+    """
+    mu = _mu_table(k, level)
+    levels, ranks = np.unique(mu, return_inverse=True)
+    ranks = ranks.astype(np.int16)
+    ranks.setflags(write=False)
+    return ranks, (0 if levels.size and levels[0] == -np.inf else -1)
+
+
 def _select_threshold(rows, lab, ties, level):
     """Per sorted row, the threshold maximising the fold's own GDP lower bound (midpoint rule).
 
@@ -254,8 +270,16 @@ def _select_threshold(rows, lab, ties, level):
     it = np.int32 if (k + 1) ** 2 < 2**31 else np.int64
     cum_in = np.zeros((mb, n + 1), dtype=it)
     np.cumsum(lab, axis=1, dtype=it, out=cum_in[:, 1:])
-    if k <= 2000:
+    if (k + 1) * (k + 2) < 2**15:  # index and ranks fit 16 bits: the same cut, faster
         # fp = k - (cut - cum_in); index = fp * (k + 1) + fn with fn = cum_in
+        ranks, tie_rank = _mu_rank_table(k, level)
+        idx = cum_in.astype(np.int16)
+        idx *= np.int16(k + 2)
+        idx += ((k - np.arange(n + 1)) * (k + 1)).astype(np.int16)
+        r = ranks[idx]
+        np.putmask(r, ties, np.int16(tie_rank))
+        return rows.thresholds(np.argmax(r, axis=1))
+    if k <= 2000:
         idx = cum_in * (k + 2)
         idx += (k - np.arange(n + 1, dtype=it)) * (k + 1)
         mu = _mu_table(k, level)[idx]
@@ -337,40 +361,87 @@ def empirical_epsilon(
     >>> bool(np.allclose(ee.per_record, ee.max_certifiable)), round(ee.max_certifiable, 2)
     (True, 25.89)
     """
-    delta = V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
-    alpha = V.number("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
+    V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
+    V.number("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
     scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
     inf = informative_pairs(mem, rec)
+    delta, alpha, K = check_empirical(delta, alpha, inf)
+    check_group_names(grp, group_names)  # before the work, not after it
+    task = EmpiricalTask(as_generator(seed), rec.size, alpha / 2)
+    record_pass(scores, mem, inf, [task])
+    return task.result(rec, grp, K, group_names, delta, alpha)
+
+
+class EmpiricalTask:
+    """Held-out FP / FN counts of every record, fed by :func:`~fairpriv_lab.audit.kernels.record_pass`.
+
+    Each record's pairs are split at random into two folds (``K // 2`` pairs in fold A), drawn
+    block by block before any work, so the counts do not depend on the threads or on which
+    other analyses share the pass (each analysis has its own generator).
+    """
+
+    def __init__(self, rng: np.random.Generator, m: int, level: float):
+        self.rng, self.level = rng, level
+        self.fp = np.zeros(m, np.int64)
+        self.fn = np.zeros(m, np.int64)
+
+    def prepare(self, blocks) -> None:
+        self.folds = [self.rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (cols.size, k)), axis=1)
+                      for cols, k, _ in blocks]
+
+    def planes(self, bi: int, r: slice) -> tuple:
+        return ()
+
+    def compute(self, bi: int, r: slice, s_in, s_out, shared, first: int):
+        return _heldout(shared(self.folds[bi][r]), self.level)
+
+    def store(self, idx: np.ndarray, out) -> None:
+        self.fp[idx], self.fn[idx] = out
+
+    def result(self, rec, grp, K, group_names, delta: float, alpha: float) -> EmpiricalEpsilon:
+        """Per-record and per-group bounds from the stored counts."""
+        return _bounds(rec, grp, K, self.fp, self.fn, group_names, delta, alpha)
+
+
+def check_empirical(delta, alpha, inf) -> tuple[float, float, np.ndarray]:
+    """Return the checked ``delta``, ``alpha`` and pairs per record (each needs >= 2)."""
+    delta = V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
+    alpha = V.number("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
     K = inf.sum(axis=0).astype(np.int64)
     if np.any(K < 2):
         raise V.fail(
             "membership", f"a game with {int(K.min())} pair(s) for some record",
             "to audit every record with >= 2 model pairs (one fold chooses the threshold, the other tests it)",
         )
-    level = alpha / 2
-    rng = as_generator(seed)
-    fp = np.zeros(rec.size, np.int64)
-    fn = np.zeros(rec.size, np.int64)
-    for cols, k, chunks in pair_blocks(as_f32(scores), mem, inf):
-        fold = rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (cols.size, k)), axis=1)
+    return delta, alpha, K
 
-        def work(chunk, fold=fold):
-            r, s_in, s_out = chunk
-            return r, _heldout_counts(s_in, s_out, fold[r], level)
 
-        # blocks of records on the audit thread pool; all randomness is drawn above
-        for r, (a, b) in map_threads(work, chunks):
-            fp[cols[r]], fn[cols[r]] = a, b
-    mu, fpr, fnr = _mu(fp, fn, K, K, level)
-    eps = gdp_epsilon(mu, delta)
-    eps_dp = dp_epsilon(fpr, fnr, delta)
-    cap_mu, _, _ = _mu(np.zeros(1), np.zeros(1), K.min(keepdims=True), K.min(keepdims=True), level)
-    max_cert = float(gdp_epsilon(cap_mu, delta)[0])
-
+def check_group_names(grp, group_names) -> list[str]:
+    """Return the per-group table's names (ids as strings by default); every group id needs one."""
     n_groups = int(grp.max()) + 1 if group_names is None else len(group_names)
     names = [str(g) for g in range(n_groups)] if group_names is None else [str(g) for g in group_names]
     if grp.max() >= len(names):
         raise V.fail("group_names", tuple(names), f"to name every group id up to {int(grp.max())}")
+    return names
+
+
+def _bounds(rec, grp, K, fp, fn, group_names, delta, alpha) -> EmpiricalEpsilon:
+    level = alpha / 2
+    # The bounds depend on (fp, fn, K) alone, which take few distinct values (at most
+    # (K + 1)^2): each is computed once. Elementwise functions of the same set of values, so the
+    # numbers are those of computing every record (gdp_epsilon's iterations depend on the set).
+    base = int(K.max()) + 1  # fp, fn <= K: one integer code per (K, fp, fn)
+    code, inv = np.unique((K * base + fp) * base + fn, return_inverse=True)
+    inv = inv.reshape(-1)
+    u_k, u_fp, u_fn = code // (base * base), code // base % base, code % base
+    mu, fpr, fnr = _mu(u_fp, u_fn, u_k, u_k, level)
+    eps = gdp_epsilon(mu, delta)[inv]
+    eps_dp = dp_epsilon(fpr, fnr, delta)[inv]
+    mu, fpr, fnr = mu[inv], fpr[inv], fnr[inv]
+    cap_mu, _, _ = _mu(np.zeros(1), np.zeros(1), K.min(keepdims=True), K.min(keepdims=True), level)
+    max_cert = float(gdp_epsilon(cap_mu, delta)[0])
+
+    names = check_group_names(grp, group_names)
     n_rec = np.bincount(grp, minlength=len(names))
     n_tr = np.bincount(grp, weights=K, minlength=len(names)).astype(np.int64)
     gfp = np.bincount(grp, weights=fp, minlength=len(names)).astype(np.int64)

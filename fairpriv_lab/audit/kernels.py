@@ -9,7 +9,9 @@
   floor's coins) through the sort; the accuracy at every cut comes from cumulative counts,
   with no loop over records or thresholds;
 * :func:`record_block` (PA-ALOOA / PA-LOOA, in-sample and cross-fit) and
-  :func:`global_block` (PA-GA / PA-GBA: one threshold per model, or per model and group);
+  :func:`global_block` (PA-GA / PA-GBA: one threshold per model, or per model and group;
+  when every (model, record) is a trial, thresholds come from bucket counts and a sort of
+  the candidate buckets only, :func:`_global_chunk_hist`, exactly the row sort's);
 * :func:`pair_blocks` / :func:`record_pass` walk the records in cache-sized blocks of equal
   K on threads (:func:`map_threads`); all randomness is drawn first (:func:`coins`), so
   results do not depend on the number of threads.
@@ -21,6 +23,7 @@ kernel is tested against a slow, obvious loop in ``tests/unit/audit/test_kernels
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -33,9 +36,11 @@ __all__ = [
     "cross_fit_acc",
     "record_block",
     "global_block",
+    "global_runs",
     "map_threads",
     "coins",
     "as_f32",
+    "as_keys",
     "informative_pairs",
     "pair_blocks",
     "EstimatorTask",
@@ -87,7 +92,7 @@ class SortedRows:
         rows, K = s_in.shape
         self.K, self.n_planes = K, len(planes)
         if packed is None:
-            packed = s_in.dtype == np.float32 and s_out.dtype == np.float32
+            packed = s_in.dtype in _PACKABLE and s_out.dtype in _PACKABLE
         self.packed = packed
         if len(planes) > 30:
             raise ValueError("too many payload bits")  # internal: never with the callers here
@@ -97,8 +102,8 @@ class SortedRows:
         self.key = self._v = self._low = None
         if packed:
             key = np.empty((rows, 2 * K), np.uint64)
-            key[:, :K] = _u32(s_in.astype(np.float32, copy=False))
-            key[:, K:] = _u32(s_out.astype(np.float32, copy=False))
+            key[:, :K] = _keys(s_in)
+            key[:, K:] = _keys(s_out)
             key <<= np.uint64(_PAYLOAD)
             key[:, :K] |= base | np.uint32(1)
             key[:, K:] |= base
@@ -189,6 +194,30 @@ def _fit(rows: SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
     return rows.thresholds(np.argmax(_cut_gain(lab, ties), axis=1))
 
 
+@functools.lru_cache(maxsize=16)
+def _step_table(swap_plane: int, floor: bool) -> np.ndarray:
+    """Step of :func:`_cut_gain` (+1 out, -1 in) for every low byte of a packed key.
+
+    Bit 0 of the byte is the in/out label, bit ``1 + swap_plane`` the floor's swap of the pair;
+    with ``floor`` the label is the swapped one.
+    """
+    v = np.arange(256)
+    lab = (v & 1) ^ (((v >> (1 + swap_plane)) & 1) if floor else 0)
+    out = (1 - 2 * lab).astype(np.int8)
+    out.setflags(write=False)
+    return out
+
+
+def _best_gain(step: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """``max_k d(k)`` over the cuts that split no tie, from the +-1 steps of sorted rows."""
+    mb, n = step.shape
+    dt = np.int16 if n < 16000 else np.int32
+    d = np.zeros((mb, n + 1), dtype=dt)
+    np.cumsum(step, axis=1, dtype=dt, out=d[:, 1:])
+    np.putmask(d, ties, np.iinfo(dt).min)
+    return d.max(axis=1)
+
+
 def _in_sample_acc(rows: SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
     """In-sample accuracy: the best cut's correct count over the 2K trials of each row.
 
@@ -211,7 +240,12 @@ def _record_estimates(rows: SortedRows, swap_plane: int, b: SortedRows | None = 
     pairs whose in/out labels the floor exchanges.
     """
     if b is None:
-        ties, lab = rows.ties(), rows.lab
+        ties = rows.ties()
+        if rows.packed and swap_plane < 7:  # label and swap in the key's low byte: steps by lookup
+            low = rows.key.astype(np.uint8)
+            return tuple((_best_gain(_step_table(swap_plane, floor)[low], ties) + rows.K) / (2 * rows.K)
+                         for floor in (False, True))
+        lab = rows.lab
         return _in_sample_acc(rows, lab, ties), _in_sample_acc(rows, lab ^ rows.plane(swap_plane), ties)
     a = rows
     K = a.K + b.K
@@ -293,6 +327,7 @@ def _global_acc(
 _SHIFT = 8  # score bits start here; bits 0-7 hold labels
 _TOP = 40  # fold / cell bits start here
 CHUNK_ELEMENTS = 1 << 19  # rows per block so that a block's keys take about 4 MB
+HIST_CHUNK_ELEMENTS = 1 << 20  # (model, record) entries per block of the PA-GA/GBA histogram kernel
 
 
 def _u32(x: np.ndarray) -> np.ndarray:
@@ -301,6 +336,14 @@ def _u32(x: np.ndarray) -> np.ndarray:
     # negative floats: flip the magnitude bits (two's-complement order); then sign -> offset
     i = i ^ ((i >> 31) & np.int32(0x7FFFFFFF))
     return (i ^ np.int32(-(2**31))).view(np.uint32)
+
+
+def _keys(x: np.ndarray) -> np.ndarray:
+    """uint32 sort keys of float32 scores (:func:`_u32`); uint32 input is taken as keys already."""
+    return x if x.dtype == np.uint32 else _u32(x.astype(np.float32, copy=False))
+
+
+_PACKABLE = (np.dtype(np.float32), np.dtype(np.uint32))  # scores the packed kernels take (keys or float32)
 
 
 def _f32(u: np.ndarray) -> np.ndarray:
@@ -364,26 +407,41 @@ def global_block(
     balanced: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy and floor accuracy of PA-GA/PA-GBA (floor labels = labels ^ swap)."""
-    if scores.dtype != np.float32:
+    return global_runs(scores, labels, trial, [(swap, cell, partner, balanced)])[0]
+
+
+def global_runs(scores: np.ndarray, labels: np.ndarray, trial: np.ndarray, runs: list) -> list:
+    """:func:`global_block` of several runs ``(swap, cell, partner, balanced)`` on the same scores.
+
+    The runs share each block of models' uint32 keys and histogram buckets.
+    """
+    if not runs:
+        return []
+    if scores.dtype not in _PACKABLE:
         order = np.argsort(scores, axis=1)
-        return (
-            _global_acc(scores, labels, trial, cell, partner, order, balanced),
-            _global_acc(scores, labels ^ swap, trial, cell, partner, order, balanced),
-        )
+        return [(_global_acc(scores, labels, trial, cell, partner, order, balanced),
+                 _global_acc(scores, labels ^ swap, trial, cell, partner, order, balanced))
+                for swap, cell, partner, balanced in runs]
     n_models, m = scores.shape
-    floor_labels = labels ^ swap
+    floors = [labels ^ swap for swap, *_ in runs]
     n_trials = trial.sum(axis=0)
-    ok = np.zeros((2, m), np.int64)
-    step = max(1, CHUNK_ELEMENTS // max(m, 1))
+    hist = m >= _HIST_MIN_RECORDS and bool(trial.all())
+    step = max(1, (HIST_CHUNK_ELEMENTS if hist else CHUNK_ELEMENTS) // max(m, 1))
 
-    def work(lo: int) -> np.ndarray:  # blocks of models keep the temporaries in cache
+    def work(lo: int) -> list:  # blocks of models keep the temporaries in cache
         rows = slice(lo, lo + step)
-        args = (scores[rows], labels[rows], floor_labels[rows], trial[rows])
-        return _global_chunk(*args, cell, partner, balanced)
+        if hist:  # every (model, record) a trial (ALOOA, half-split): no row sort
+            u = _keys(scores[rows])
+            buckets = _hist_buckets(u)
+            return [_global_chunk_hist(u, labels[rows], fl[rows], cell, partner, balanced, buckets)
+                    for fl, (_swap, cell, partner, balanced) in zip(floors, runs, strict=True)]
+        return [_global_chunk(scores[rows], labels[rows], fl[rows], trial[rows], cell, partner, balanced)
+                for fl, (_swap, cell, partner, balanced) in zip(floors, runs, strict=True)]
 
-    for part in map_threads(work, range(0, n_models, step)):
-        ok += part  # integer counts: the sum does not depend on the order
-    return ok[0] / n_trials, ok[1] / n_trials
+    ok = np.zeros((len(runs), 2, m), np.int64)
+    for parts in map_threads(work, range(0, n_models, step)):
+        ok += np.stack(parts)  # integer counts: the sum does not depend on the order
+    return [(o[0] / n_trials, o[1] / n_trials) for o in ok]
 
 
 def _n_threads() -> int:
@@ -425,7 +483,7 @@ def _balanced(ctrial: np.ndarray, cin: np.ndarray) -> np.ndarray:
 def _global_chunk(scores, labels, floor_labels, trial, cell, partner, balanced=False) -> np.ndarray:
     """Correct-prediction counts per record, shape (2, m), for a block of models (packed)."""
     n_models, m = scores.shape
-    u = _u32(scores)
+    u = _keys(scores)
     bits = (labels.view(np.uint8) << np.uint8(2)) | (floor_labels.view(np.uint8) << np.uint8(1))
     bits |= trial.view(np.uint8)
     key = u.astype(np.uint64) << np.uint64(_SHIFT)
@@ -487,6 +545,17 @@ def as_f32(scores: np.ndarray) -> np.ndarray:
     return f if np.array_equal(f, scores) else scores
 
 
+def as_keys(scores: np.ndarray) -> np.ndarray:
+    """Scores as the packed kernels' uint32 sort keys when float32 loses nothing, else unchanged.
+
+    Converting once, before the scores are gathered, saves every later sort its conversion.
+    """
+    if scores.dtype == np.uint32:
+        return scores  # keys already
+    f = as_f32(scores)
+    return _u32(f) if f.dtype == np.float32 else f
+
+
 def informative_pairs(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
     """Bool (n_pairs, m): pairs where the record is in exactly one model; errors if none."""
     inf = mem[0::2] != mem[1::2]
@@ -502,12 +571,14 @@ def informative_pairs(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
     return inf
 
 
-def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
+def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, keys: bool = False):
     """Yield (columns, K, chunks) for the records sharing the same number K of pairs.
 
     ``chunks`` iterates over (row slice, s_in, s_out) with s_in/s_out of shape (rows, K): the
     scores of each record's in-model and out-model in its K auditing pairs, built a block of
-    records at a time so that the transposition stays in cache.
+    records at a time so that the transposition stays in cache. ``keys``: float32 scores come
+    as their uint32 sort keys, converted block by block (converting the whole matrix first
+    allocates and faults in several matrix-sized temporaries: measured slower).
     """
     K = inf.sum(axis=0)
     if np.all(inf):
@@ -516,10 +587,10 @@ def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray):
         ks = [int(k) for k in np.unique(K)]  # distinct pair counts (1 for every game here)
     for k in ks:
         cols = np.flatnonzero(K == k)
-        yield cols, k, _pair_chunks(scores, mem, inf, cols, k)
+        yield cols, k, _pair_chunks(scores, mem, inf, cols, k, keys and scores.dtype == np.float32)
 
 
-def _pair_chunks(scores, mem, inf, cols, k):
+def _pair_chunks(scores, mem, inf, cols, k, keys=False):
     step = max(1, CHUNK_ELEMENTS // (2 * k))
     full = cols.size == scores.shape[1]
     for lo in range(0, cols.size, step):
@@ -533,7 +604,8 @@ def _pair_chunks(scores, mem, inf, cols, k):
             pick = np.argsort(~inf[:, c], axis=0, kind="stable")[:k]
             s_in = np.take_along_axis(s_in, pick, axis=0)
             s_out = np.take_along_axis(s_out, pick, axis=0)
-        yield r, np.ascontiguousarray(s_in.T), np.ascontiguousarray(s_out.T)
+        s_in, s_out = np.ascontiguousarray(s_in.T), np.ascontiguousarray(s_out.T)
+        yield r, (_u32(s_in) if keys else s_in), (_u32(s_out) if keys else s_out)
 
 
 
@@ -607,7 +679,7 @@ def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: lis
     numpy's sorts and reductions release the GIL, so blocks run on threads, and since all
     randomness is drawn first the results do not depend on the number of threads.
     """
-    blocks = list(pair_blocks(as_f32(scores), mem, inf))
+    blocks = list(pair_blocks(as_f32(scores), mem, inf, keys=True))  # sort keys once per block, for every task
     for task in tasks:
         task.prepare(blocks)
     for bi, (cols, _k, chunks) in enumerate(blocks):
@@ -618,15 +690,185 @@ def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: lis
             for task in tasks:
                 first.append(len(planes))
                 planes.extend(np.broadcast_to(p, s_in.shape) for p in task.planes(bi, r))
-            full: list = []
+            made: dict = {}
 
-            def shared():  # all 2K scores of each record sorted once, for every task that reads them
-                if not full:
-                    full.append(SortedRows(s_in, s_out, tuple(planes)))
-                return full[0]
+            def shared(top=None):
+                """All 2K scores of each record sorted once per ``top`` split, for every task reading them."""
+                key = None if top is None else (top.shape, top.tobytes())
+                if key not in made:
+                    made[key] = SortedRows(s_in, s_out, tuple(planes), top=top)
+                return made[key]
 
             return r, [task.compute(bi, r, s_in, s_out, shared, f) for task, f in zip(tasks, first, strict=True)]
 
         for r, outs in map_threads(work, chunks):
             for task, out in zip(tasks, outs, strict=True):
                 task.store(cols[r], out)
+
+
+# --------------------------------------------------------------------------- PA-GA/GBA without a row sort
+_HIST_MIN_RECORDS = 256  # below this a model's row is sorted (the histogram gains nothing)
+_HIST_ENTRIES_PER_BUCKET = 16  # buckets per row about m / 16 (measured: 8 to 32 cost about the same)
+
+
+def _bit_length(x: np.ndarray) -> np.ndarray:
+    """Bits of non-negative integers below 2**53 (0 for 0), elementwise."""
+    return np.frexp(x.astype(np.float64))[1].astype(np.int64)
+
+
+def _global_chunk_hist(u, labels, floor_labels, cell, partner, balanced=False, buckets=None) -> np.ndarray:
+    """:func:`_global_chunk` for a block of models where every (model, record) is a trial, without sorting rows.
+
+    The best cut of a model's scores (in a cell) maximises ``correct(k) = out below + in at or
+    above`` (or the balanced version) over the cuts that split no run of equal scores; the
+    lowest such cut wins. Instead of sorting each row of m scores (the old kernel, kept as the
+    reference and the fallback), the scores' uint32 keys are counted in ``B`` buckets (one
+    ``bincount`` of bucket x label bits per model and cell); the count at every bucket
+    boundary is exact, and a bucket's interior cuts can beat the best boundary by at most
+    its number of "out" entries. Only the candidate buckets (that bound reaches the best
+    boundary) and the two buckets around the best boundary (its threshold's neighbours) are
+    gathered and sorted, a few per cent of the entries. The chosen cut, its threshold
+    (midpoint rule) and therefore every count are exactly those of the sorting kernel
+    (``tests/unit/audit/test_audit_kernels.py::test_global_histogram_kernel_equals_sort``).
+    """
+    u = _keys(u)
+    nm, m = u.shape
+    C = int(max(cell.max(), partner.max())) + 1
+    bits = (labels.view(np.uint8) << np.uint8(1)) | floor_labels.view(np.uint8)  # bit 1: label, bit 0: floor
+    thr = _hist_thresholds(u, bits, cell, C, balanced, _hist_buckets(u) if buckets is None else buckets)
+    out = np.empty((2, m), np.int64)
+    for j, lb in enumerate((labels, floor_labels)):
+        pred = u >= (thr[j][:, :1] if C == 1 else thr[j][:, partner])
+        out[j] = (pred == lb).sum(axis=0)
+    return out
+
+
+def _hist_buckets(u: np.ndarray) -> tuple[np.ndarray, int]:
+    """Bucket of every key, in [0, B): monotone in the key (equal keys share one); and B."""
+    nm, m = u.shape
+    nb = int(min(16, max(4, (m // _HIST_ENTRIES_PER_BUCKET).bit_length())))
+    umin = u.min(axis=1)
+    span = (u.max(axis=1) - umin).astype(np.int64)
+    shift = np.maximum(_bit_length(span) - nb, 0).astype(np.uint32)
+    b = np.subtract(u, umin[:, None], dtype=np.uint32)
+    b >>= shift[:, None]
+    return b, 1 << nb
+
+
+def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, balanced: bool,
+                     buckets: tuple[np.ndarray, int]) -> np.ndarray:
+    """Thresholds (uint32 keys), shape (2, n_models, C): label sets bit 1 (j=0) and bit 0 (j=1)."""
+    nm, m = u.shape
+    b, B = buckets
+    R = nm * C  # one "row" per (model, cell)
+    RB = R * B
+    # entry -> (label bits, row, bucket), label bits outermost so that each count plane is contiguous
+    idx = bits.astype(np.int64)
+    idx *= RB
+    idx += b
+    idx += (cell.astype(np.int64) * B)[None, :]
+    idx += (np.arange(nm, dtype=np.int64) * (C * B))[:, None]
+    counts = np.bincount(idx.ravel(), minlength=4 * RB).reshape(4, R, B)
+    tot = counts[0] + counts[1]
+    tot += counts[2]
+    tot += counts[3]
+    ctot = np.zeros((R, B + 1), np.int64)
+    np.cumsum(tot, axis=1, out=ctot[:, 1:])
+    n_all = ctot[:, -1]
+    # bucket holding entry e of a row: the last boundary b with ctot[b] <= e (one search over
+    # all rows, each row's counts offset above the previous row's)
+    rows = np.arange(R)
+    offset = rows * (m + 1)
+    flat_ctot = (ctot + offset[:, None]).ravel()
+
+    def bucket_of(e):
+        return np.searchsorted(flat_ctot, e + offset, side="right") - 1 - rows * (B + 1)
+
+    several = tot >= 2  # buckets with interior cuts
+    needed = np.zeros((R, B), bool)
+    per_j = []
+    for mask in (2, 1):
+        inb = counts[mask] + counts[3]
+        cin = np.zeros((R, B + 1), np.int64)
+        np.cumsum(inb, axis=1, out=cin[:, 1:])
+        n_in = cin[:, -1]
+        value = _cut_value(ctot, cin, n_all[:, None], n_in[:, None], balanced)
+        best = value.max(axis=1)
+        bpos = np.argmax(value == best[:, None], axis=1)
+        outb = tot - inb
+        if balanced:
+            reach = value[:, :-1] + outb / np.maximum(n_all - n_in, 1.0)[:, None]
+            cand = reach >= (best - 1e-9 * np.maximum(1.0, np.abs(best)))[:, None]
+        else:
+            cand = value[:, :-1] + outb >= best[:, None]
+        cand &= several
+        needed |= cand
+        # the buckets holding the neighbours of the best boundary (its threshold)
+        e = ctot[rows, bpos]
+        above, below = e < n_all, e > 0
+        needed[rows[above], bucket_of(e)[above]] = True
+        needed[rows[below], bucket_of(e - 1)[below]] = True
+        per_j.append((cin, n_in, value, best, bpos))
+    # gather the needed buckets' entries and sort them: key = (row, bucket) | score | bits
+    flat = idx.ravel()
+    pos = np.flatnonzero(np.tile(needed.ravel(), 4)[flat])
+    sel = flat[pos]
+    key = (sel % RB).astype(np.uint64) << np.uint64(34)
+    key |= (sel // RB).astype(np.uint64)
+    key |= u.ravel()[pos].astype(np.uint64) << np.uint64(2)
+    key.sort(kind="stable")  # runs of ascending rows: the merge sort is far faster here
+    g = (key >> np.uint64(34)).astype(np.int64)  # (row * B + bucket)
+    us = ((key >> np.uint64(2)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    lab_bits = (key & np.uint64(3)).astype(np.uint8)
+    n = g.size
+    r_of, b_of = g // B, g % B
+    new_seg = np.ones(n, bool)
+    new_seg[1:] = g[1:] != g[:-1]
+    seg_start = np.maximum.accumulate(np.where(new_seg, np.arange(n), 0))
+    t1 = np.arange(n) - seg_start + 1  # entries of the bucket up to and including this one
+    interior = np.zeros(n, bool)  # the cut just above entry p lies inside its bucket, between distinct keys
+    if n > 1:
+        interior[:-1] = (g[1:] == g[:-1]) & (us[1:] != us[:-1])
+    thr = np.zeros((2, R), np.uint32)
+    for j, mask in enumerate((2, 1)):
+        cin, n_in, value, best, bpos = per_j[j]
+        lab = (lab_bits & np.uint8(mask)) != 0
+        cl = np.cumsum(lab, dtype=np.int64)
+        in1 = cl - (cl - lab)[seg_start]  # "in" entries of the bucket up to this one
+        ctrial = ctot[r_of, b_of] + t1
+        cin_p = cin[r_of, b_of] + in1
+        val = _cut_value(ctrial, cin_p, n_all[r_of], n_in[r_of], balanced)
+        val = np.where(interior, val, -np.inf)
+        top = best.astype(np.float64)
+        if n:
+            starts = np.flatnonzero(np.r_[True, r_of[1:] != r_of[:-1]])
+            rmax = np.maximum.reduceat(val, starts)
+            rr = r_of[starts]
+            top[rr] = np.maximum(top[rr], rmax)
+        hit = np.flatnonzero(interior & (val == top[r_of]))
+        first_rows, first_at = np.unique(r_of[hit], return_index=True)
+        p_int = np.full(R, -1, np.int64)
+        p_int[first_rows] = hit[first_at]
+        b_int = np.full(R, B + 1, np.int64)  # bucket of the first best interior cut (none: B + 1)
+        b_int[first_rows] = b_of[hit[first_at]]
+        use_boundary = (best == top) & (bpos <= b_int)
+        # cut index c in the sorted candidates: lo = us[c - 1], hi = us[c]
+        at = ctot[np.arange(R), bpos]
+        first = use_boundary & (at == 0)
+        last = use_boundary & (at == n_all)
+        c = np.where(use_boundary, np.searchsorted(g, np.arange(R) * B + bpos), p_int + 1)
+        ok = ~(first | last)
+        cc = np.clip(c, 1, max(n - 1, 1))
+        lo = np.where(ok, us[cc - 1] if n else 0, 0).astype(np.uint32)
+        hi = np.where(ok, us[cc] if n else 0, 0).astype(np.uint32)
+        thr[j] = _midpoint(lo, hi, first, last, packed=True)
+    return thr.reshape(2, nm, C)
+
+
+def _cut_value(ctrial, cin, n_all, n_in, balanced: bool):
+    """Correct count at a cut (out below + in at or above), or the sorting kernel's balanced value."""
+    if not balanced:
+        return ctrial - 2 * cin + n_in
+    n_in = n_in.astype(np.float64)
+    n_out = n_all - n_in
+    return (ctrial - cin) / np.maximum(n_out, 1.0) + (n_in - cin) / np.maximum(n_in, 1.0)

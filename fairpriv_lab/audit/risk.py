@@ -31,7 +31,7 @@ from .attacks import Estimator, RecordRisk, Signal, audit_inputs
 from .kernels import (
     CHUNK_ELEMENTS,
     SortedRows,
-    as_f32,
+    as_keys,
     cross_fit_acc,
     informative_pairs,
     map_threads,
@@ -418,7 +418,7 @@ def pair_bootstrap(
             "to let every pair (>= 2) audit every record (ALOOA, half-split) for the cross-fitted "
             "pair bootstrap; use GroupRisk's record bootstrap for LOO games",
         )
-    scores = as_f32(scores)
+    scores = as_keys(scores)  # float32 scores become sort keys once, for every replicate
     rng = as_generator(seed)
     out = np.full((n_boot, n_groups), np.nan)
     members = [np.flatnonzero(grp == g) for g in range(n_groups)]

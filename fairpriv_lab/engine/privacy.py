@@ -506,6 +506,94 @@ def _rdp_orders() -> tuple[float, ...]:
     return tuple(float(a) for a in RDPAccountant.DEFAULT_ALPHAS)
 
 
+def _compute_rdp(q: float, sigma: float, alpha: float) -> float:
+    """Opacus's ``rdp._compute_rdp`` with its series summed by numpy instead of a Python loop.
+
+    RDP of the subsampled Gaussian at order ``alpha`` is ``log A_alpha / (alpha - 1)``
+    (Mironov, Talwar & Zhang 2019, section 3.3). Opacus sums ``A_alpha`` term by term in
+    Python; for a fractional order and small ``sigma`` the terms decay only polynomially and
+    its loop runs thousands of times (about 0.1 s per order at the paper-scale ``sigma``
+    near 0.6). Here the same terms, with the same formulas, the same stopping rule (the first
+    term whose log is below -30, included) and the same special cases, are computed as arrays
+    and summed in one pass. Opacus stays the reference: equal to it within 1e-12 relative
+    (``tests/unit/engine/test_privacy.py::test_vectorised_rdp_equals_opacus``), and its own
+    function answers whenever the vectorised sum is not a positive finite number.
+    """
+    from opacus.accountants.analysis import rdp
+
+    if q == 0 or sigma == 0 or q == 1.0 or math.isinf(alpha):
+        return rdp._compute_rdp(q, sigma, alpha)
+    with np.errstate(all="ignore"):
+        if float(alpha).is_integer():
+            log_a = _log_a_int(q, sigma, int(alpha))
+        else:
+            log_a = _log_a_frac(q, sigma, alpha)
+    if not math.isfinite(log_a):
+        return rdp._compute_rdp(q, sigma, alpha)
+    return log_a / (alpha - 1)
+
+
+def _log_sum(logs: np.ndarray, signs: np.ndarray | None = None) -> float:
+    """``log(sum_i sign_i exp(logs_i))`` (nan when the sum is not positive)."""
+    top = float(np.max(logs))
+    if not math.isfinite(top):
+        return math.nan
+    terms = np.exp(logs - top)
+    total = float(np.sum(terms if signs is None else signs * terms))
+    return math.log(total) + top if total > 0 else math.nan
+
+
+def _log_a_int(q: float, sigma: float, alpha: int) -> float:
+    """``log A_alpha`` for integer alpha (Opacus's ``_compute_log_a_for_int_alpha``, as arrays)."""
+    from scipy import special
+
+    i = np.arange(alpha + 1, dtype=np.float64)
+    log_coef = np.log(special.binom(alpha, i)) + i * math.log(q) + (alpha - i) * math.log(1 - q)
+    return _log_sum(log_coef + (i * i - i) / (2 * (sigma**2)))
+
+
+def _log_a_frac(q: float, sigma: float, alpha: float, first: int = 256) -> float:
+    """``log A_alpha`` for fractional alpha (Opacus's ``_compute_log_a_for_frac_alpha``, as arrays).
+
+    Terms are computed in chunks of growing length until one has ``max(log_s0, log_s1) <
+    -30`` (Opacus's stopping rule; that term is included); nan when a binomial coefficient
+    underflows before that (the caller then asks Opacus).
+    """
+    from scipy import special
+
+    z0 = sigma**2 * math.log(1 / q - 1) + 0.5
+    log_q, log_1q = math.log(q), math.log(1 - q)
+    s0_parts, s1_parts, sign_parts = [], [], []
+    start, size = 0, first
+    while True:
+        i = np.arange(start, start + size, dtype=np.float64)
+        coef = special.binom(alpha, i)
+        log_coef = np.log(np.abs(coef))
+        j = alpha - i
+        log_t0 = log_coef + i * log_q + j * log_1q
+        log_t1 = log_coef + j * log_q + i * log_1q
+        log_e0 = math.log(0.5) + (math.log(2) + special.log_ndtr(-((i - z0) / (math.sqrt(2) * sigma)) * 2**0.5))
+        log_e1 = math.log(0.5) + (math.log(2) + special.log_ndtr(-((z0 - j) / (math.sqrt(2) * sigma)) * 2**0.5))
+        log_s0 = log_t0 + (i * i - i) / (2 * (sigma**2)) + log_e0
+        log_s1 = log_t1 + (j * j - j) / (2 * (sigma**2)) + log_e1
+        stop = np.flatnonzero(np.maximum(log_s0, log_s1) < -30)
+        end = int(stop[0]) + 1 if stop.size else size
+        if not np.all(coef[:end] != 0):
+            return math.nan
+        s0_parts.append(log_s0[:end])
+        s1_parts.append(log_s1[:end])
+        sign_parts.append(np.where(coef[:end] > 0, 1.0, -1.0))
+        if stop.size:
+            break
+        start, size = start + size, size * 4
+        if start > 50_000_000:
+            return math.nan
+    signs = np.concatenate(sign_parts)
+    a0 = _log_sum(np.concatenate(s0_parts), signs)
+    a1 = _log_sum(np.concatenate(s1_parts), signs)
+    return _log_sum(np.array([a0, a1]))
+
+
 class _RDPCurve:
     """Epsilon at each RDP order of Opacus's default grid, evaluated lazily, for one ``(q, sigma, T, delta)``.
 
@@ -522,7 +610,7 @@ class _RDPCurve:
         if i not in self.values:
             from opacus.accountants.analysis import rdp
 
-            r = rdp._compute_rdp(self.q, self.sigma, self.orders[i]) * self.steps
+            r = _compute_rdp(self.q, self.sigma, self.orders[i]) * self.steps
             with warnings.catch_warnings():
                 # one order is always "at the edge" of a one-order grid
                 warnings.simplefilter("ignore", UserWarning)

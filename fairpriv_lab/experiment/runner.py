@@ -638,8 +638,9 @@ _OUTCOME_SCALARS = ("accuracy_difference", "demographic_parity_difference",
 
 
 def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str, Any]:
-    from ..audit.attacks import RecordRisk, global_risk, record_risk
+    from ..audit.attacks import RecordRisk
     from ..audit.risk import GroupRisk, OutcomeFairness
+    from ..audit.whole import whole_audit
 
     a = cfg.audit
     records = np.asarray(game.audit_idx, dtype=np.int64)
@@ -665,22 +666,16 @@ def _audit(cfg, train, test, game, trained, delta, cached, progress) -> dict[str
             **{k: float_from_json(meta["outcome"][k]) for k in _OUTCOME_SCALARS},
         )
     else:
-        for i, auditor in enumerate(a.auditors):
-            if auditor in RECORD_AUDITORS:
-                rr = record_risk(signal["losses"], game.membership, records=records, groups=train.g,
-                                 estimator=a.estimator, signal=a.signal,
-                                 confidences=signal["confidences"], seed=seed)
-            else:
-                rr = global_risk(signal["losses"], game.membership, records=records, groups=train.g,
-                                 by_group=auditor == "PA-GBA", estimator=a.estimator, signal=a.signal,
-                                 confidences=signal["confidences"], seed=seed)
-            if rr.auditor != auditor:
-                raise ConfigError(f"Expected auditor {auditor!r} to apply to game.kind={game.kind!r}; "
-                                  f"the game gives {rr.auditor!r}.")
-            rrs[auditor] = rr
-            if progress is not None:
-                progress("audit", float(i + 1), float(len(a.auditors) + 1))
-        emp, emp_record, max_cert = _empirical(signal, game.membership, records, train.g, names, delta, a, seed)
+        # every auditor and empirical epsilon in one pass over the losses (one gathering of the
+        # records' in/out scores for all per-record analyses; each equals its separate call)
+        whole = whole_audit(signal["losses"], game.membership, records=records, groups=train.g,
+                            auditors=[(auditor, a.estimator) for auditor in a.auditors],
+                            delta=delta, alpha=a.alpha, group_names=names, signal=a.signal,
+                            confidences=signal["confidences"], seed=seed)
+        rrs = {auditor: whole.risk[auditor, a.estimator] for auditor in a.auditors}
+        if progress is not None:
+            progress("audit", float(len(a.auditors)), float(len(a.auditors) + 1))
+        emp, emp_record, max_cert = _empirical_table(whole.empirical)
         outcome = _outcome(test, trained["test_predictions"], names)
     outcome = _count_test_records(outcome, test, len(names))
     replicates = _replicates(a, signal, game, records, train, cached, seed, rrs)
@@ -729,13 +724,8 @@ def _replicates(a: AuditConfig, signal, game, records, train, cached, seed, rrs)
     return out
 
 
-def _empirical(signal, membership, records, groups, names, delta, a: AuditConfig, seed):
+def _empirical_table(res):
     """Empirical ε per record and per group (group records pooled), as a tidy frame."""
-    from ..audit.empirical import empirical_epsilon
-
-    res = empirical_epsilon(signal["losses"], membership, records=records, groups=groups,
-                            group_names=names, delta=delta, alpha=a.alpha, signal=signal["signal"],
-                            confidences=signal["confidences"], seed=seed)
     df = pd.DataFrame(res.per_group).reset_index(drop=True)
     df["group"] = df["group"].astype(str)
     return df, np.asarray(res.per_record, dtype=np.float64), float(res.max_certifiable)

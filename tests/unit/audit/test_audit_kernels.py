@@ -2,8 +2,9 @@
 
 ``tests/reference`` keeps the old functions that issue 15 replaced (record_risk,
 empirical_epsilon, pair_bootstrap at commit daecb77, and outcome fairness through fairlearn's
-MetricFrame); the new ones must give the same numbers for the same seed, exactly. (PA-GA/GBA
-are unchanged; ``test_audit.py`` checks them against brute-force loops.)
+MetricFrame); the new ones must give the same numbers for the same seed, exactly. PA-GA/GBA's
+histogram kernel equals the row-sorting kernel it bypasses (``_global_chunk``, checked against
+brute-force loops in ``test_audit.py``) exactly, and a brute-force threshold fit here.
 """
 
 import math
@@ -12,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairpriv_lab.audit.attacks import record_risk
+from fairpriv_lab.audit.attacks import global_risk, record_risk
 from fairpriv_lab.audit.empirical import empirical_epsilon
+from fairpriv_lab.audit.kernels import _global_chunk, _global_chunk_hist
 from fairpriv_lab.audit.risk import _replicate_ipr, outcome_fairness, pair_bootstrap
 from fairpriv_lab.games import aloo_game, half_split_game, loo_game
 from tests.reference import old_audit, old_empirical, old_risk
@@ -155,3 +157,79 @@ def test_outcome_fairness_pooled_ensemble_equals_fairlearn():
     pred = np.where(rng.random((n_models, n_test)) < 0.8, y, 1 - y)
     args = (np.tile(y, n_models), pred.reshape(-1), np.tile(g, n_models), ["f", "m"])
     _same_outcome(outcome_fairness(*args), old_risk.outcome_fairness(*args))
+
+
+def _scores(rng, kind, shape):
+    if kind == "normal":
+        return rng.normal(size=shape)
+    if kind == "tied":  # few levels: many equally good cuts, the lowest must win
+        return rng.integers(0, 5, size=shape) / 4
+    if kind == "lognormal":
+        return -np.exp(rng.normal(-1.5, 1.5, size=shape))
+    # one far outlier per model: most entries fall into a few buckets of the histogram
+    out = -np.exp(rng.normal(0, 1, shape))
+    k = min(3, shape[1])
+    out[:, :k] = np.array([-1e-30, -0.0, 0.0])[:k]
+    return out
+
+
+@pytest.mark.parametrize("kind", ["normal", "tied", "lognormal", "outlier"])
+@pytest.mark.parametrize("cells", ["one", "groups", "halves"])
+@pytest.mark.parametrize("balanced", [False, True])
+def test_global_histogram_kernel_equals_sort(kind, cells, balanced):
+    """PA-GA/GBA's counting kernel picks exactly the sorting kernel's cuts, thresholds and counts."""
+    rng = np.random.default_rng([["normal", "tied", "lognormal", "outlier"].index(kind),
+                                 ["one", "groups", "halves"].index(cells), balanced])
+    for _ in range(12):
+        nm, m = int(rng.integers(1, 5)), int(rng.integers(1, 2500))
+        labels = rng.random((nm, m)) < rng.random()
+        s = (_scores(rng, kind, (nm, m)) + 0.3 * labels * rng.random()).astype(np.float32)
+        floor_labels = rng.random((nm, m)) < 0.5
+        grp = rng.integers(0, 3, m) if cells != "one" else np.zeros(m, np.int64)
+        cell, partner = grp, grp
+        if cells == "halves":
+            cell = 2 * grp + (rng.random(m) < 0.5)
+            partner = cell ^ 1
+        want = _global_chunk(s, labels, floor_labels, np.ones((nm, m), bool), cell, partner, balanced)
+        got = _global_chunk_hist(s, labels, floor_labels, cell, partner, balanced)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("estimator", ["in_sample", "cross_fit"])
+@pytest.mark.parametrize("by_group", [False, True])
+def test_global_risk_histogram_path_matches_brute_force(estimator, by_group):
+    """global_risk at m >= 256 (the histogram path) against test_audit.py's brute force."""
+    from fairpriv_lab.audit.kernels import _HIST_MIN_RECORDS
+    from tests.unit.audit.test_audit import ref_global_public
+
+    rng = np.random.default_rng(3 + by_group)
+    n = 400
+    groups = rng.integers(0, 2, n)
+    game = half_split_game(n, n_models=4, seed=1)
+    losses = rng.integers(0, 12, size=(4, n)) / 8.0 - 0.2 * game.membership + 0.5
+    rec = game.audit_idx
+    assert rec.size >= _HIST_MIN_RECORDS
+    got = global_risk(losses, game.membership, records=rec, groups=groups, by_group=by_group,
+                      estimator=estimator, seed=5)
+    want = ref_global_public(losses, game.membership, rec, groups, by_group, estimator, 5)
+    np.testing.assert_allclose(got.accuracy, want)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_in_sample_step_lookup_equals_label_path(tied):
+    """The in-sample estimator's lookup of +-1 steps from the key's low byte, for every plane."""
+    from fairpriv_lab.audit.kernels import SortedRows, _in_sample_acc, _record_estimates
+
+    rng = np.random.default_rng(8 + tied)
+    rows, K = 200, 9
+    s_in, s_out = (rng.normal(size=(rows, K)).astype(np.float32) for _ in range(2))
+    if tied:
+        s_in, s_out = np.round(s_in), np.round(s_out)
+    planes = tuple(rng.random((rows, K)) < 0.5 for _ in range(9))
+    sr = SortedRows(s_in, s_out, planes)
+    assert sr.packed
+    for p in range(9):  # planes 0-6 take the lookup, 7 and 8 the label path
+        acc, floor = _record_estimates(sr, p)
+        ties = sr.ties()
+        np.testing.assert_array_equal(acc, _in_sample_acc(sr, sr.lab, ties))
+        np.testing.assert_array_equal(floor, _in_sample_acc(sr, sr.lab ^ sr.plane(p), ties))

@@ -225,3 +225,28 @@ def test_advantage_bound_edges_and_messages():
         advantage_bound(0.0)
     with pytest.raises(ConfigError, match=r"Expected neighbours='swap' to be one of 'add_remove', 'substitute'"):
         advantage_bound(1.0, neighbours="swap")
+
+
+@pytest.mark.parametrize("k", [1, 3, 100, 180])
+def test_rank_table_selects_the_float_tables_cut(k):
+    """The int16 rank table picks exactly the cut the float mu table picks (ties, -inf plateaus)."""
+    from fairpriv_lab.audit.empirical import _mu_table, _select_threshold
+    from fairpriv_lab.audit.kernels import SortedRows
+
+    rng = np.random.default_rng(k)
+    rows = 300
+    s_in = rng.integers(0, 6, (rows, k)).astype(np.float32) + rng.integers(0, 2, (rows, 1)) * 3
+    s_out = rng.integers(0, 6, (rows, k)).astype(np.float32)
+    s_in[:20] = 10.0  # perfect separation
+    s_in[20:40], s_out[20:40] = 1.0, 1.0  # one tie run: only the end cuts are valid
+    s_in[40:60], s_out[40:60] = 0.0, 5.0  # inverted: everything -inf but the ends
+    sr = SortedRows(s_in, s_out)
+    lab, ties = sr.lab, sr.ties()
+    got = _select_threshold(sr, lab, ties, 0.025)
+    # the float version, spelled out
+    n = 2 * k
+    cum_in = np.zeros((rows, n + 1), np.int64)
+    np.cumsum(lab, axis=1, out=cum_in[:, 1:])
+    mu = _mu_table(k, 0.025)[cum_in * (k + 2) + (k - np.arange(n + 1)) * (k + 1)]
+    np.putmask(mu, ties, -np.inf)
+    np.testing.assert_array_equal(got, sr.thresholds(np.argmax(mu, axis=1)))
