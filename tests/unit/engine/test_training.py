@@ -102,6 +102,18 @@ def test_seed_reproducibility_and_chunk_invariance(data, method, model):
     assert not _same(big, train_ensemble(ds, member, **{**kw, "seed": 4}))
 
 
+@pytest.mark.parametrize("method", ["dpsgd", DPSGDS()])
+def test_draws_made_ahead_on_a_second_thread_give_the_same_result(data, method, monkeypatch):
+    import fairpriv_lab.engine.training as tr
+
+    ds, member = data
+    kw = dict(model="mlp", method=method, noise_multiplier=0.8, seed=2, **KW)
+    ahead = train_ensemble(ds, member, **kw)
+    monkeypatch.setattr(tr, "_PREFETCH", False)
+    inline = train_ensemble(ds, member, **kw)
+    assert _same(ahead, inline)
+
+
 def test_cnn_and_generic_module_train_with_chunk_invariance():
     from fairpriv_lab.data import load_digits
 
