@@ -1,18 +1,21 @@
 """Stacked model ensembles: every parameter carries a leading ``n_models`` axis.
 
-Two engines compute per-sample gradients for many models at once (docs/design.md section 5):
+Three engines compute per-sample gradients for many models at once (docs/design.md section 5):
 
-* :class:`LinearStack` (``"lr"``, ``"mlp"``): a fast path for stacks of linear layers with
-  ``tanh`` between them. Back-propagation is written out by hand so that per-sample gradient
-  norms come from ``||dW_i||^2 = ||h_i||^2 ||delta_i||^2`` and ``||db_i||^2 = ||delta_i||^2``
-  (the "ghost clipping" identity) and the weighted sum of per-sample gradients is one batched
-  matmul ``h^T (f * delta)``; per-sample gradients are never materialised.
-* :class:`FuncStack` (``"cnn"`` and any user ``torch.nn.Module`` factory): the generic path,
-  ``torch.func.vmap`` over models of ``vmap(grad)`` over samples. It materialises per-sample
-  gradients, so it suits small models (the digits CNN); it is slower than the fast path for
-  linear layers on a CPU and is never used for them.
+* :class:`LinearStack` (``"lr"``, ``"mlp"``): stacks of linear layers with ``tanh`` between
+  them. Back-propagation is written out by hand so that per-sample gradient norms come from
+  ``||dW_i||^2 = ||h_i||^2 ||delta_i||^2`` and ``||db_i||^2 = ||delta_i||^2`` (the "ghost
+  clipping" identity) and the weighted sum of per-sample gradients is one batched matmul
+  ``h^T (f * delta)``; per-sample gradients are never materialised.
+* :class:`SeqStack` (``"cnn"`` and user ``nn.Sequential`` stacks of convolutions, poolings,
+  linear layers and activations): forward and backward written out for all models of a chunk
+  at once (channels-last im2col and batched matmuls), per-sample convolution gradients by one
+  batched matmul per sample, ghost norms for its linear layers. No ``vmap``, no ``autograd``.
+* :class:`FuncStack` (any other ``torch.nn.Module`` factory): the generic path,
+  ``torch.func.vmap`` over models of ``vmap(grad)`` over samples, materialising per-sample
+  gradients.
 
-Both expose the same functional interface over a list of stacked parameter tensors (so the
+All expose the same functional interface over a list of stacked parameter tensors (so the
 training loop can slice any chunk of models): ``forward(params, x)`` and
 ``per_sample(params, x, y) -> PerSampleGrads``. Notebook 03 teaches the ghost-clipping identity.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -384,6 +387,12 @@ class FuncStack:
 
 # ----------------------------------------------------------------------------- layered path
 _SEQ_ACTIVATIONS = (nn.Tanh, nn.ReLU, nn.Sigmoid)
+#: Derivatives of the activations from their outputs ``y``.
+_DERIVATIVE: dict[str, Callable[[Tensor], Tensor]] = {
+    "tanh": lambda y: 1 - y.square(),
+    "sigmoid": lambda y: y * (1 - y),
+    "relu": lambda y: (y > 0).to(y.dtype),
+}
 
 
 def _sequential_layers(module: nn.Module) -> list[nn.Module] | None:
@@ -392,6 +401,7 @@ def _sequential_layers(module: nn.Module) -> list[nn.Module] | None:
     Supported: ``Conv2d`` (groups 1, dilation 1, zero padding), ``Linear``, ``MaxPool2d`` and
     ``AvgPool2d`` (no ceil mode), ``Tanh``, ``ReLU``, ``Sigmoid`` and ``Flatten``, in an
     ``nn.Sequential`` (or the :class:`CNN`, whose ``net`` is one) without buffers.
+    Convolutions and poolings take images, linear layers vectors (a ``Flatten`` between).
     """
     seq = module.net if isinstance(module, CNN) else module
     if not isinstance(seq, nn.Sequential) or any(True for _ in module.buffers()):
@@ -413,14 +423,160 @@ def _sequential_layers(module: nn.Module) -> list[nn.Module] | None:
     return layers
 
 
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+@dataclass(frozen=True)
+class _Op:
+    """One layer of a :class:`SeqStack`, with its per-sample shapes in the engine's layout.
+
+    Images are channels-last ``(H, W, C)``, vectors ``(F,)``. ``w``/``b`` index the stacked
+    parameters (``-1``: none). For a convolution ``geom = (C, O, kh, kw, sh, sw, ph, pw)``.
+    """
+
+    kind: str  # "conv", "linear", "maxpool", "avgpool", "tanh", "relu", "sigmoid", "flatten"
+    layer: nn.Module
+    w: int
+    b: int
+    shape_in: tuple[int, ...]
+    shape_out: tuple[int, ...]
+    geom: tuple[int, ...] = ()
+
+
+def _compile(layers: list[nn.Module], input_shape: tuple[int, ...]) -> list[_Op] | None:
+    """Per-sample shapes of every layer, or ``None`` when a layer gets the wrong kind of input."""
+    ops: list[_Op] = []
+    shape: tuple[int, ...] = ((input_shape[1], input_shape[2], input_shape[0])
+                              if len(input_shape) == 3 else tuple(input_shape))
+    j = 0
+    for layer in layers:
+        w = b = -1
+        geom: tuple[int, ...] = ()
+        if isinstance(layer, nn.Conv2d):
+            if len(shape) != 3 or shape[2] != layer.in_channels:
+                return None
+            (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, _pair(layer.stride), _pair(layer.padding)
+            ho, wo = (shape[0] + 2 * ph - kh) // sh + 1, (shape[1] + 2 * pw - kw) // sw + 1
+            if ho < 1 or wo < 1:
+                return None
+            w, j = j, j + 1
+            if layer.bias is not None:
+                b, j = j, j + 1
+            geom = (layer.in_channels, layer.out_channels, kh, kw, sh, sw, ph, pw)
+            out: tuple[int, ...] = (ho, wo, layer.out_channels)
+            kind = "conv"
+        elif isinstance(layer, nn.Linear):
+            if len(shape) != 1 or shape[0] != layer.in_features:
+                return None
+            w, j = j, j + 1
+            if layer.bias is not None:
+                b, j = j, j + 1
+            out, kind = (layer.out_features,), "linear"
+        elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+            if len(shape) != 3:
+                return None
+            probe = layer(torch.zeros((1, shape[2], shape[0], shape[1])))
+            out = (probe.shape[2], probe.shape[3], probe.shape[1])
+            kind = "maxpool" if isinstance(layer, nn.MaxPool2d) else "avgpool"
+        elif isinstance(layer, nn.Flatten):
+            out, kind = (int(np.prod(shape)),), "flatten"
+        else:
+            out, kind = shape, type(layer).__name__.lower()
+        ops.append(_Op(kind, layer, w, b, shape, out, geom))
+        shape = out
+    if len(shape) != 1:
+        return None
+    return _crop_for_pooling(ops)
+
+
+def _crop_for_pooling(ops: list[_Op]) -> list[_Op]:
+    """Shrink a convolution's output grid to the rows and columns its pooling reads.
+
+    A pooling without padding and without ceil mode reads ``(out - 1) * stride + kernel``
+    rows (the CNN's 5x5 map under a 2x2 pooling: 4 rows); the rest are never used, so they
+    are not computed (their errors would be zero). Elementwise layers between keep the crop.
+    """
+    ops = list(ops)
+    for i, op in enumerate(ops):
+        if op.kind != "conv":
+            continue
+        j = i + 1
+        while j < len(ops) and ops[j].kind in _DERIVATIVE:
+            j += 1
+        if j == len(ops) or ops[j].kind not in ("maxpool", "avgpool") or _pair(ops[j].layer.padding) != (0, 0):
+            continue
+        L = ops[j].layer
+        (kh, kw), (sh, sw) = _pair(L.kernel_size), _pair(L.stride or L.kernel_size)
+        ho, wo = ops[j].shape_out[0], ops[j].shape_out[1]
+        shape = ((ho - 1) * sh + kh, (wo - 1) * sw + kw, op.shape_out[2])
+        if shape == op.shape_out:
+            continue
+        ops[i] = replace(op, shape_out=shape)
+        for k in range(i + 1, j):
+            ops[k] = replace(ops[k], shape_in=shape, shape_out=shape)
+        ops[j] = replace(ops[j], shape_in=shape)
+    return ops
+
+
+def _unfold(h: Tensor, op: _Op, M: int) -> Tensor:
+    """im2col of channels-last images ``(N, H, W, C)``: rows ``(M, B P, kh kw C)`` (one copy)."""
+    _, _, kh, kw, sh, sw, ph, pw = op.geom
+    if ph or pw:
+        h = torch.nn.functional.pad(h, (0, 0, pw, pw, ph, ph))
+    ho, wo = op.shape_out[0], op.shape_out[1]
+    h = h[:, :(ho - 1) * sh + kh, :(wo - 1) * sw + kw]  # the rows of a cropped grid only
+    patches = h.unfold(1, kh, sh).unfold(2, kw, sw)  # (N, Ho, Wo, C, kh, kw), a strided view
+    return patches.permute(0, 1, 2, 4, 5, 3).reshape(M, -1, kh * kw * op.geom[0])
+
+
+def _to_groups(t: Tensor, M: int) -> Tensor:
+    """``(M B, H, W, C)`` -> ``(B, M C, H, W)`` in channels-last memory: models as conv groups."""
+    N, H, W, C = t.shape
+    g = t.view(M, N // M, H, W, C).permute(1, 2, 3, 0, 4).reshape(N // M, H, W, M * C)
+    return g.permute(0, 3, 1, 2)
+
+
+def _from_groups(t: Tensor, M: int) -> Tensor:
+    """Inverse of :func:`_to_groups`: ``(B, M C, H, W)`` -> contiguous ``(M B, H, W, C)``."""
+    B, MC, H, W = t.shape
+    g = t.permute(0, 2, 3, 1).reshape(B, H, W, M, MC // M)
+    return g.permute(3, 0, 1, 2, 4).reshape(M * B, H, W, MC // M)
+
+
+def _conv_input_grad(dz: Tensor, op: _Op, h: Tensor, W: Tensor, M: int) -> Tensor:
+    """Errors at a convolution's input ``h`` ``(M B, H, W, C)`` from those at its output ``dz``.
+
+    One grouped ``convolution_backward`` (the models as groups, channels-last): torch's own
+    kernel, instead of ``dz W^T`` on the im2col rows and their scatter back (the adjoint of
+    im2col), which costs a ``kh kw``-fold larger temporary.
+    """
+    C, n_out, kh, kw, sh, sw, ph, pw = op.geom
+    H, W_ = op.shape_in[0], op.shape_in[1]
+    xin = _to_groups(h, M)
+    Wg = W.reshape(M * n_out, C, kh, kw).contiguous(memory_format=torch.channels_last)
+    full = ((H + 2 * ph - kh) // sh + 1, (W_ + 2 * pw - kw) // sw + 1)
+    g = _to_groups(dz, M)
+    if g.shape[2:] != full:  # a cropped grid: the unread rows and columns have no error
+        g = torch.nn.functional.pad(g, (0, full[1] - g.shape[3], 0, full[0] - g.shape[2]))
+        g = g.contiguous(memory_format=torch.channels_last)
+    dx, _, _ = torch.ops.aten.convolution_backward(
+        g, xin, Wg, None, (sh, sw), (ph, pw), (1, 1), False, (0, 0), M, (True, False, False))
+    return _from_groups(dx, M)
+
+
 @dataclass
 class SeqGrads:
     """Per-sample gradient pieces of a :class:`SeqStack` batch, in parameter order.
 
-    A convolution contributes materialised per-sample weight gradients ``(M, B, O, C k k)``
-    (one batched matmul ``delta^T (O, P) @ U (P, C k k)`` per sample, ``U`` the unfolded input)
-    and bias gradients ``(M, B, O)``; a linear layer contributes its input ``h`` and error
-    ``delta`` only, as in :class:`LinearStack` (ghost norms, clipped sums by one ``bmm``).
+    A convolution contributes either materialised per-sample weight gradients
+    ``(M, B, kh kw C, n_out)`` (kind ``"conv"``: one batched matmul ``U^T delta`` per sample,
+    ``U`` the unfolded channels-last input ``(P, kh kw C)``) and bias gradients ``(M, B, n_out)``,
+    or (kind ``"ghost"``) its unfolded input ``U`` ``(M, B, P, kh kw C)`` and errors ``delta``
+    ``(M, B, P, n_out)``: then ``||dW_i||^2 = sum_{t,t'} (U_t . U_t') (delta_t . delta_t')`` (ghost
+    norms for convolutions, Li et al. 2022) and the clipped sum is one matmul per model over all
+    ``B P`` rows. A linear layer contributes its input ``h`` and error ``delta`` only, as in
+    :class:`LinearStack` (ghost norms, clipped sums by one ``bmm``).
     """
 
     pieces: list[tuple[str, Tensor, Tensor, tuple[int, ...], bool]]  # kind, a, b, weight shape, bias
@@ -429,9 +585,18 @@ class SeqGrads:
     def norms(self) -> Tensor:
         sq = None
         for kind, a, b, _, bias in self.pieces:
-            if kind == "conv":  # a: weight gradients (M, B, O, C k k), b: bias gradients (M, B, O)
-                term = a.flatten(2).square().sum(-1) + (b.square().sum(-1) if bias else 0.0)
-            else:  # linear: a = h (M, B, I), b = delta (M, B, O)
+            if kind == "conv":  # a: weight gradients (M, B, kh kw C, n_out), b: bias gradients (M, B, n_out)
+                term = torch.linalg.vector_norm(a.flatten(2), dim=-1).square()
+                if bias:
+                    term = term + b.square().sum(-1)
+            elif kind == "ghost":  # a: U (M, B, P, kh kw C), b: delta (M, B, P, n_out)
+                M, B, P = a.shape[:3]
+                uu = torch.bmm(a.reshape(M * B, P, -1), a.reshape(M * B, P, -1).transpose(1, 2))
+                dd = torch.bmm(b.reshape(M * B, P, -1), b.reshape(M * B, P, -1).transpose(1, 2))
+                term = torch.linalg.vecdot(uu.view(M, B, -1), dd.view(M, B, -1))
+                if bias:
+                    term = term + b.sum(2).square().sum(-1)
+            else:  # linear: a = h (M, B, I), b = delta (M, B, n_out)
                 term = (a.square().sum(-1) + (1.0 if bias else 0.0)) * b.square().sum(-1)
             sq = term if sq is None else sq + term
         return sq.sqrt()
@@ -445,22 +610,33 @@ class SeqGrads:
         M = factors.shape[0]
         f = factors.unsqueeze(1) if factors.dim() == 2 else factors.transpose(1, 2)  # (M, K', B)
         lead = (M,) if factors.dim() == 2 else (M, factors.shape[-1])
+        nl = len(lead)
         for kind, a, b, wshape, bias in self.pieces:
-            if kind == "conv":
-                out.append(torch.bmm(f, a.flatten(2)).reshape(*lead, *wshape))
+            if kind == "conv":  # wshape (n_out, C, kh, kw); a is (M, B, kh kw C, n_out)
+                n_out, C, kh, kw = wshape
+                s = torch.bmm(f, a.flatten(2)).reshape(*lead, kh, kw, C, n_out)
+                out.append(s.permute(*range(nl), nl + 3, nl + 2, nl, nl + 1))
                 if bias:
                     out.append(torch.bmm(f, b).reshape(*lead, -1))
+            elif kind == "ghost":  # sum_{i,t} f_i delta_{i,t} U_{i,t}^T over all B P rows at once
+                n_out, C, kh, kw = wshape
+                Bn, P = b.shape[1], b.shape[2]
+                fd = b.unsqueeze(3) * f.transpose(1, 2)[:, :, None, :, None]  # (M, B, P, K', n_out)
+                s = torch.bmm(fd.reshape(M, Bn * P, -1).transpose(1, 2), a.reshape(M, Bn * P, -1))
+                out.append(s.reshape(*lead, n_out, kh, kw, C).permute(*range(nl), nl, nl + 3, nl + 1, nl + 2))
+                if bias:
+                    out.append(fd.sum((1, 2)).reshape(*lead, n_out))
             else:
                 if factors.dim() == 2:
-                    fd = b * factors.unsqueeze(-1)  # (M, B, O)
-                    out.append(torch.bmm(fd.transpose(1, 2), a))  # (M, O, I)
+                    fd = b * factors.unsqueeze(-1)  # (M, B, n_out)
+                    out.append(torch.bmm(fd.transpose(1, 2), a))  # (M, n_out, I)
                     if bias:
                         out.append(fd.sum(1))
                 else:
                     Bn, n_out = b.shape[1], b.shape[2]
                     K = factors.shape[-1]
-                    fd = b.unsqueeze(2) * factors.unsqueeze(-1)  # (M, B, K, O)
-                    dW = torch.bmm(fd.reshape(M, Bn, K * n_out).transpose(1, 2), a)  # (M, K O, I)
+                    fd = b.unsqueeze(2) * factors.unsqueeze(-1)  # (M, B, K, n_out)
+                    dW = torch.bmm(fd.reshape(M, Bn, K * n_out).transpose(1, 2), a)  # (M, K n_out, I)
                     out.append(dW.reshape(M, K, n_out, -1))
                     if bias:
                         out.append(fd.sum(1))
@@ -471,14 +647,18 @@ class SeqStack(FuncStack):
     """Batched engine for feed-forward stacks of convolutions, poolings and linear layers.
 
     The same parameters, initialisation and modules as :class:`FuncStack` (it inherits them),
-    but the per-sample gradients of every model of a chunk come from one forward pass over
-    all models (convolutions as ``unfold`` + batched matmul), one ``autograd`` backward pass
-    for the errors ``delta`` at each layer's output, and then closed forms: per-sample
-    convolution gradients by one batched matmul of ``delta`` and the unfolded input
-    (Opacus's unfold rule, for all models at once), ghost norms and a ``bmm`` clipped sum for
-    linear layers. No ``vmap`` of ``grad``. Used for ``"cnn"`` and for any user module made
-    of the supported layers (:func:`_sequential_layers`); others go through
-    :class:`FuncStack`.
+    but every model of a chunk runs at once, with the backward pass written out (no
+    ``autograd``, no ``vmap``): images are kept channels-last ``(N, H, W, C)``, a convolution
+    is an im2col copy ``U`` (rows ``(kh, kw, C)``) and one batched matmul per model, poolings
+    are torch's own kernels (and their backward), and the errors ``delta`` flow back through
+    ``delta W`` (linear layers) and one grouped ``convolution_backward`` over all models
+    (convolutions). Then, per convolution, the cheaper of two closed forms by Bu et al.
+    (2023)'s rule for ``P`` output positions: ghost norms (``2 P^2 < n_out kh kw C``, e.g. the
+    digits CNN's second convolution) from the Gram matrices of ``U`` and ``delta``, with the
+    clipped sum one matmul per model over all rows; else per-sample gradients by one batched
+    matmul ``U^T delta`` per sample. Linear layers: ghost norms and a ``bmm`` clipped sum. Used for
+    ``"cnn"`` and for any user module of the supported layers (:func:`_sequential_layers`);
+    others go through :class:`FuncStack`.
     """
 
     def __init__(self, factory: Callable[[], nn.Module], input_shape: Sequence[int], n_classes: int):
@@ -486,58 +666,59 @@ class SeqStack(FuncStack):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             layers = _sequential_layers(factory())
-        if layers is None:
+        ops = None if layers is None else _compile(layers, self.input_shape)
+        if ops is None:
             raise V.fail("model", factory, "to be a supported feed-forward stack (see SeqStack)")
-        self._layers = layers
-
-    def _run(self, params: Sequence[Tensor], x: Tensor, *, track: bool):
-        """Forward over ``x`` ``(M, B, *input)``; with ``track``, the layer records for backprop."""
-        M, B = x.shape[:2]
-        h = x
-        j = 0
-        records: list[tuple[str, Tensor, Tensor, tuple[int, ...]]] = []
-        for layer in self._layers:
-            if isinstance(layer, nn.Conv2d):
-                W, bias = params[j], (params[j + 1] if layer.bias is not None else None)
-                j += 2 if layer.bias is not None else 1
-                k, s, p = layer.kernel_size, layer.stride, layer.padding
-                x4 = h.reshape(M * B, *h.shape[2:])
-                if p[0] or p[1]:
-                    x4 = torch.nn.functional.pad(x4, (p[1], p[1], p[0], p[0]))
-                # im2col as a strided view (no copy), then one copy into (M, B P, C k k) rows
-                patches = x4.unfold(2, k[0], s[0]).unfold(3, k[1], s[1])  # (N, C, Ho, Wo, kh, kw)
-                Ho, Wo = patches.shape[2], patches.shape[3]
-                U = patches.permute(0, 2, 3, 1, 4, 5).reshape(M, B * Ho * Wo, -1)
-                Wt = W.flatten(2).transpose(1, 2)  # (M, C k k, O)
-                z = torch.bmm(U, Wt) if bias is None else torch.baddbmm(bias.unsqueeze(1), U, Wt)
-                if track:
-                    z = self._watch(z, records, ("conv", U, tuple(W.shape[1:]), bias is not None))
-                # (M, B, O, Ho, Wo) as a view of channels-last memory
-                h = z.view(M, B, Ho, Wo, W.shape[1]).permute(0, 1, 4, 2, 3)
-            elif isinstance(layer, nn.Linear):
-                W, bias = params[j], (params[j + 1] if layer.bias is not None else None)
-                j += 2 if layer.bias is not None else 1
-                z = torch.matmul(h, W.transpose(1, 2))
-                if bias is not None:
-                    z = z + bias.unsqueeze(1)
-                if track:
-                    z = self._watch(z, records, ("linear", h, tuple(W.shape[1:]), bias is not None))
-                h = z
-            elif isinstance(layer, nn.Flatten):
-                h = h.reshape(M, B, -1)
-            elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
-                y = layer(h.reshape(M * B, *h.shape[2:]))
-                h = y.view(M, B, *y.shape[1:])
-            else:
-                h = layer(h)
-        return h, records
+        self._ops = ops
+        self._first = min(i for i, op in enumerate(ops) if op.w >= 0) if any(op.w >= 0 for op in ops) else len(ops)
 
     @staticmethod
-    def _watch(z: Tensor, records: list, info: tuple) -> Tensor:
-        if not records:  # the first layer's output: a leaf that the backward pass stops at
-            z = z.detach().requires_grad_()
-        records.append((z, *info))
-        return z
+    def supports(module: nn.Module, input_shape: Sequence[int]) -> bool:
+        """Whether ``module`` is a stack this engine runs (else :class:`FuncStack`)."""
+        layers = _sequential_layers(module)
+        return layers is not None and _compile(layers, tuple(int(s) for s in input_shape)) is not None
+
+    def _forward(self, params: Sequence[Tensor], x: Tensor, M: int, saved: list | None) -> Tensor:
+        """Logits ``(N, classes)`` of ``x`` ``(N, *input_shape)``, ``N = M B``; fills ``saved``."""
+        N = x.shape[0]
+        h = x.permute(0, 2, 3, 1).contiguous() if x.dim() == 4 else x
+        fresh = False  # whether h may be overwritten in place (never the caller's input)
+        for op in self._ops:
+            keep: Any = None
+            if op.kind == "conv":
+                U = _unfold(h, op, M)
+                W = params[op.w]
+                Wt = W.permute(0, 3, 4, 2, 1).reshape(M, -1, W.shape[1])  # (M, kh kw C, n_out)
+                z = torch.bmm(U, Wt) if op.b < 0 else torch.baddbmm(params[op.b].unsqueeze(1), U, Wt)
+                h, keep = z.view(N, *op.shape_out), (U, h, W)
+            elif op.kind == "linear":
+                hm = h.view(M, N // M, -1)
+                Wt = params[op.w].transpose(1, 2)
+                z = torch.bmm(hm, Wt) if op.b < 0 else torch.baddbmm(params[op.b].unsqueeze(1), hm, Wt)
+                h, keep = z.view(N, -1), (hm, params[op.w])
+            elif op.kind in ("maxpool", "avgpool"):
+                xin = h.permute(0, 3, 1, 2)  # NCHW sizes over channels-last memory
+                L = op.layer
+                k, s, p = _pair(L.kernel_size), _pair(L.stride or L.kernel_size), _pair(L.padding)
+                if op.kind == "maxpool":
+                    y, idx = torch.ops.aten.max_pool2d_with_indices(xin, k, s, p, (1, 1), False)
+                    keep = (xin, idx, k, s, p)
+                else:
+                    y = torch.ops.aten.avg_pool2d(xin, k, s, p, False, L.count_include_pad, L.divisor_override)
+                    keep = (xin, None, k, s, p)
+                h = y.permute(0, 2, 3, 1).contiguous()
+            elif op.kind == "flatten":
+                h = h.permute(0, 3, 1, 2).reshape(N, -1) if h.dim() == 4 else h.reshape(N, -1)
+                continue
+            else:
+                fn = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}[op.kind]
+                fn_ = {"tanh": torch.tanh_, "sigmoid": torch.sigmoid_, "relu": torch.relu_}[op.kind]
+                h = fn_(h) if fresh else fn(h)
+                keep = h
+            fresh = op.kind not in _DERIVATIVE  # an activation's output is kept for its backward
+            if saved is not None:
+                saved.append(keep)
+        return h
 
     def forward(self, params: Sequence[Tensor], x: Tensor) -> Tensor:
         """Logits ``(M, B, C)``; ``x`` is ``(M, B, *input_shape)`` or shared ``(B, *input_shape)``."""
@@ -545,42 +726,83 @@ class SeqStack(FuncStack):
         if x.dim() == len(self.input_shape) + 1:
             x = x.unsqueeze(0).expand(M, *x.shape)
         with torch.no_grad():
-            return self._run(params, x, track=False)[0]
+            B = x.shape[1]
+            return self._forward(params, x.reshape(M * B, *self.input_shape), M, None).view(M, B, -1)
 
+    @torch.no_grad()
     def per_sample(self, params: Sequence[Tensor], x: Tensor, y: Tensor) -> SeqGrads:
         """Per-sample gradient pieces of the cross-entropy of every sample under every model."""
-        with torch.enable_grad():
-            logits, records = self._run([p.detach() for p in params], x, track=True)
-            logp = torch.log_softmax(logits, dim=-1)
-            losses = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-            # Each loss depends on its own sample only, so the gradient of their sum with
-            # respect to a layer's output is every sample's own error delta.
-            deltas = torch.autograd.grad(losses.sum(), [r[0] for r in records])
+        M, B = x.shape[:2]
+        N = M * B
+        saved: list[Any] = []
+        logits = self._forward(params, x.reshape(N, *self.input_shape), M, saved)
+        logp = torch.log_softmax(logits, dim=-1)
+        yy = y.reshape(N, 1)
+        losses = -logp.gather(1, yy).view(M, B)
+        d = logp.exp_()
+        d.scatter_add_(1, yy, torch.full(yy.shape, -1.0, dtype=d.dtype, device=d.device))
         pieces = []
-        with torch.no_grad():
-            for (_, kind, a, wshape, bias), d in zip(records, deltas):
-                if kind == "conv":  # a: unfolded input (M, B P, C k k), d: (M, B P, O)
-                    M, B = losses.shape
-                    P = d.shape[1] // B
-                    g = torch.bmm(d.view(M * B, P, -1).transpose(1, 2), a.view(M * B, P, -1))
-                    pieces.append(("conv", g.view(M, B, *g.shape[1:]), d.view(M, B, P, -1).sum(2), wshape, bias))
+        # Walk back through the layers (saved holds one entry per non-flatten layer).
+        i = len(saved)
+        for pos in range(len(self._ops) - 1, self._first - 1, -1):
+            op = self._ops[pos]
+            last = pos == self._first  # nothing upstream needs this layer's input gradient
+            if op.kind == "flatten":
+                shp = op.shape_in
+                d = d.view(N, shp[2], shp[0], shp[1]).permute(0, 2, 3, 1).contiguous() if len(shp) == 3 else d
+                continue
+            i -= 1
+            keep = saved[i]
+            if op.kind == "conv":
+                U, h_in, W = keep
+                n_out = op.geom[1]
+                dz = d.reshape(N, -1, n_out)  # (N, P, n_out)
+                P, width = dz.shape[1], U.shape[-1]
+                wshape = (n_out, op.geom[0], op.geom[2], op.geom[3])
+                if 2 * P * P < n_out * width:  # ghost norms cost less (Bu et al. 2023's rule)
+                    pieces.append(("ghost", U.view(M, B, P, width), dz.view(M, B, P, n_out), wshape, op.b >= 0))
                 else:
-                    pieces.append(("linear", a.detach(), d, wshape, bias))
-        return SeqGrads(pieces, losses.detach())
+                    g = torch.bmm(U.view(N, P, width).transpose(1, 2), dz)  # (N, kh kw C, n_out)
+                    pieces.append(("conv", g.view(M, B, width, n_out), dz.sum(1).view(M, B, n_out), wshape, op.b >= 0))
+                if not last:
+                    d = _conv_input_grad(dz.view(N, *op.shape_out), op, h_in, W, M)
+            elif op.kind == "linear":
+                hm, W = keep
+                dm = d.reshape(M, B, -1)
+                pieces.append(("linear", hm, dm, tuple(W.shape[1:]), op.b >= 0))
+                if not last:
+                    d = torch.bmm(dm, W).view(N, *op.shape_in)
+            elif op.kind in ("maxpool", "avgpool"):
+                xin, idx, k, s, p = keep
+                dy = d.view(N, *op.shape_out).permute(0, 3, 1, 2)
+                if idx is not None:
+                    dx = torch.ops.aten.max_pool2d_with_indices_backward(dy, xin, k, s, p, (1, 1), False, idx)
+                else:
+                    L = op.layer
+                    dx = torch.ops.aten.avg_pool2d_backward(dy, xin, k, s, p, False, L.count_include_pad,
+                                                            L.divisor_override)
+                d = dx.permute(0, 2, 3, 1)
+            else:
+                d = d.reshape(keep.shape) * _DERIVATIVE[op.kind](keep)
+        pieces.reverse()
+        return SeqGrads(pieces, losses)
 
     def bytes_per_sample(self) -> int:
-        """Bytes per (model, sample) in one step, from a one-sample probe of the layer shapes.
+        """Bytes per (model, sample) in one step, from the layer shapes.
 
-        Counts the unfolded inputs, layer outputs, errors and per-sample convolution
-        gradients, twice (autograd keeps what the backward pass needs beside the temporaries).
+        Counts the unfolded inputs and their gradients, layer outputs, errors and per-sample
+        convolution gradients, with a quarter more for temporaries.
         """
-        if not hasattr(self, "_probe_bytes"):
-            params = [torch.zeros((1, *s)) for s in self._shapes]
-            grads = self.per_sample(params, torch.zeros((1, 1, *self.input_shape)), torch.zeros((1, 1), dtype=torch.int64))
-            floats = sum(a.numel() + b.numel() for _, a, b, _, _ in grads.pieces)
-            floats += int(np.prod(self.input_shape))
-            self._probe_bytes = 2 * 4 * floats + 64
-        return self._probe_bytes
+        floats = int(np.prod(self.input_shape))
+        for op in self._ops:
+            floats += 2 * int(np.prod(op.shape_out))
+            if op.kind == "conv":
+                C, n_out, kh, kw = op.geom[:4]
+                P = op.shape_out[0] * op.shape_out[1]
+                floats += 2 * P * kh * kw * C + n_out * (kh * kw * C + 1)
+            elif op.kind in ("maxpool", "avgpool"):
+                floats += 3 * int(np.prod(op.shape_out))  # int64 indices
+        return int(4 * floats * 1.25) + 64
 
 
 class CNN(nn.Module):
@@ -662,6 +884,6 @@ def build_model(
         generic = FuncStack(model, shape, n_classes)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            supported = _sequential_layers(model()) is not None
+            supported = SeqStack.supports(model(), shape)
         return SeqStack(model, shape, n_classes) if supported else generic
     raise V.fail("model", model, "to be 'lr', 'mlp', 'cnn' or a callable returning an nn.Module")

@@ -948,7 +948,10 @@ def _calibrate(target: float, q: float, steps: int, delta: float, accountant: st
                     raise PrivacyAccountingError(
                         f"No noise multiplier up to 1e4 reaches target_epsilon={target:g} with "
                         f"sample_rate={q:g}, steps={steps}, delta={delta:g}; raise the target, "
-                        "or lower the epochs or batch size."
+                        "or lower the epochs or batch size"
+                        + (" (the RDP accountant's orders stop at 63, so it cannot certify much "
+                           "below ln(1/delta)/62 at any noise: try accountant='prv')"
+                           if accountant == "rdp" else "") + "."
                     )
                 nxt = math.log(1e4)
             if nxt < math.log(1e-3):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,8 @@ _GRC_MODELS = 16  # telemetry's GRC is the mean over the first 16 models
 # measured slower in CPU time than one chunk of 400 Adult LR models (73-92 vs 42-55 ms a
 # step): the per-chunk pipeline's small operations cost more than the memory traffic saved.
 _CPU_BUDGET = 1 << 30
+#: Draw the next step's batches and noise on a second thread (CPU, one intra-op thread).
+_PREFETCH = True
 
 #: Mean training loss (nats) above which a model counts as diverged even when finite.
 _DIVERGED_LOSS = 1e4
@@ -502,10 +504,11 @@ def train_ensemble(
             diagnostics=diagnostics, private=bool(policy.private and not diagnostics),
         )
 
-    # Buffers reused by every step (DESIGN.md section 5): the batch gather, the noise and the
+    # Buffers reused by every step (docs/design.md section 5): the batch gather, the noise and the
     # update of all models; per-record squared norms of the first layer's input.
     x_sq = X.flatten(1).square().sum(1) if isinstance(net, LinearStack) else None
-    noise_buf = [torch.empty((n_models, *s), device=dev) for s in shapes] if policy.private else None
+    noise_bufs = ([[torch.empty((n_models, *s), device=dev) for s in shapes] for _ in range(2)]
+                  if policy.private else None)  # two: step t reads one while t + 1's is drawn
     update = [torch.empty_like(p) for p in params]
     bounds = torch.empty((n_models, K), device=dev)
     # Un-noised telemetry: only with diagnostics (outside epsilon, see the docstring).
@@ -515,73 +518,108 @@ def train_ensemble(
     gather_buf: list[Tensor] = [X.new_empty(0)]
     chunks = _chunks(n_models, model_chunk)
 
-    for step in range(steps):
+    def draws(step: int) -> tuple[Tensor, Tensor, list[Tensor] | None, dict[str, Any]]:
+        """Return the step's random draws from the one generator, in a fixed order."""
         local, mask = poisson_batches(n_train_t, q_t, gen, n_max=n_max)
-        rec = train_idx_t.gather(1, local)
-        maskf = mask.to(torch.float32)
-        if noise_buf is not None:
-            for z in noise_buf:
+        noise = None
+        if noise_bufs is not None:
+            noise = noise_bufs[step % 2]
+            for z in noise:
                 z.normal_(generator=gen)
         pnoise = policy.draw_noise(n_models, K, shapes, gen, dev) if policy.private else {}
-        record = step % stride == 0
-        for lo, hi in chunks:
-            idx = rec[lo:hi]
-            xb = _gather(X, idx, gather_buf)
-            p_chunk = [p[lo:hi] for p in params]
-            gr = net.per_sample(p_chunk, xb, Y[idx])
-            if x_sq is not None:  # ||x_i||^2 of the first layer from the per-record table
-                gr.input_sq = [x_sq[idx]] + [None] * (len(gr.inputs) - 1)
-            out = dp_step(
-                gr, groups=G[idx], mask=maskf[lo:hi],
-                noise=None if noise_buf is None else [z[lo:hi] for z in noise_buf],
-                policy_noise=_slice(pnoise, lo, hi),
-                state=None if state is None else state[lo:hi],
-            )
-            for u, o in zip(update, out.update):
-                u[lo:hi] = o
-            bounds[lo:hi] = out.group_bounds
-            if out.frac_clipped is not None:
-                frac[lo:hi] = out.frac_clipped
+        return train_idx_t.gather(1, local), mask.to(torch.float32), noise, pnoise
+
+    # With one intra-op thread on a CPU, the draws of step t + 1 are made on a second thread
+    # while step t trains (the same draws in the same order: the same numbers). The Gaussian
+    # noise of all models costs about a third of an MLP step (docs/design.md section 5).
+    stream = _prefetched(draws, steps, ahead=_PREFETCH and dev.type == "cpu" and torch.get_num_threads() == 1)
+    try:
+        for step, (rec, maskf, noise, pnoise) in enumerate(stream):
+            record = step % stride == 0
+            for lo, hi in chunks:
+                idx = rec[lo:hi]
+                xb = _gather(X, idx, gather_buf)
+                p_chunk = [p[lo:hi] for p in params]
+                gr = net.per_sample(p_chunk, xb, Y[idx])
+                if x_sq is not None:  # ||x_i||^2 of the first layer from the per-record table
+                    gr.input_sq = [x_sq[idx]] + [None] * (len(gr.inputs) - 1)
+                out = dp_step(
+                    gr, groups=G[idx], mask=maskf[lo:hi],
+                    noise=None if noise is None else [z[lo:hi] for z in noise],
+                    policy_noise=_slice(pnoise, lo, hi),
+                    state=None if state is None else state[lo:hi],
+                )
+                for u, o in zip(update, out.update):
+                    u[lo:hi] = o
+                bounds[lo:hi] = out.group_bounds
+                if out.frac_clipped is not None:
+                    frac[lo:hi] = out.frac_clipped
+                if new_state is not None:
+                    new_state[lo:hi] = out.state
+                epoch_loss[lo:hi] += ((gr.losses * maskf[lo:hi]).sum(1) / maskf[lo:hi].sum(1).clamp(min=1)).double()
+                if diagnostics and record and lo < _GRC_MODELS:
+                    # GRC (raw group-mean gradients) costs K clipped sums: telemetry takes it from
+                    # the first _GRC_MODELS models only, whatever the chunking.
+                    top = min(hi, _GRC_MODELS) - lo
+                    onehot = torch.nn.functional.one_hot(G[idx[:top]], K).to(maskf.dtype) * maskf[lo:lo + top].unsqueeze(-1)
+                    grc[lo:lo + top] = group_contribution(_head(gr, top), onehot, maskf[lo:lo + top])
+            with torch.no_grad():
+                opt.step(params, update)
             if new_state is not None:
-                new_state[lo:hi] = out.state
-            epoch_loss[lo:hi] += ((gr.losses * maskf[lo:hi]).sum(1) / maskf[lo:hi].sum(1).clamp(min=1)).double()
-            if diagnostics and record and lo < _GRC_MODELS:
-                # GRC (raw group-mean gradients) costs K clipped sums: telemetry takes it from
-                # the first _GRC_MODELS models only, whatever the chunking.
-                top = min(hi, _GRC_MODELS) - lo
-                onehot = torch.nn.functional.one_hot(G[idx[:top]], K).to(maskf.dtype) * maskf[lo:lo + top].unsqueeze(-1)
-                grc[lo:lo + top] = group_contribution(_head(gr, top), onehot, maskf[lo:lo + top])
-        with torch.no_grad():
-            opt.step(params, update)
-        if new_state is not None:
-            state, new_state = new_state, state
-        if record:
-            _telemetry(tele_rows, step, epoch, dataset.group_names, bounds, grc, frac, policy.private)
-        if step + 1 == epoch_end[epoch]:
-            # a mean loss of 1e4 nats (probability e^-10000 for the true class) is no model:
-            # lr=1e30 keeps the numbers finite, but the training has diverged
-            n_steps = max(epoch_end[epoch] - (epoch_end[epoch - 1] if epoch else 0), 1)
-            bad = ~torch.isfinite(epoch_loss) | (epoch_loss / n_steps > _DIVERGED_LOSS)
-            for p in params:
-                bad |= ~torch.isfinite(p.flatten(1)).all(1)
-            if bool(bad.any()):
-                m = int(bad.nonzero()[0, 0])
-                partial = result(snapshot, epoch)
-                finite = bool(torch.isfinite(epoch_loss[m])) and all(
-                    bool(torch.isfinite(p[m]).all()) for p in params)
-                why = f"exploding loss, mean {float(epoch_loss[m]) / n_steps:.3g} nats" if finite else \
-                    "NaN or infinite loss"
-                raise TrainingDivergedError(
-                    f"Model {m} diverged ({why}) in epoch {epoch}; lower lr "
-                    f"(now {lr:g}) or clip. The models after {epoch} finished epochs are in "
-                    "the error's .partial.", model=m, epoch=epoch, partial=partial)
-            for snap, p in zip(snapshot, params):
-                snap.copy_(p)
-            epoch_loss.zero_()
-            epoch = min(epoch + 1, epochs - 1)
-        if progress is not None and ((step + 1) % report_every == 0 or step + 1 == steps):
-            progress(step + 1, steps)
+                state, new_state = new_state, state
+            if record:
+                _telemetry(tele_rows, step, epoch, dataset.group_names, bounds, grc, frac, policy.private)
+            if step + 1 == epoch_end[epoch]:
+                # a mean loss of 1e4 nats (probability e^-10000 for the true class) is no model:
+                # lr=1e30 keeps the numbers finite, but the training has diverged
+                n_steps = max(epoch_end[epoch] - (epoch_end[epoch - 1] if epoch else 0), 1)
+                bad = ~torch.isfinite(epoch_loss) | (epoch_loss / n_steps > _DIVERGED_LOSS)
+                for p in params:
+                    bad |= ~torch.isfinite(p.flatten(1)).all(1)
+                if bool(bad.any()):
+                    m = int(bad.nonzero()[0, 0])
+                    partial = result(snapshot, epoch)
+                    finite = bool(torch.isfinite(epoch_loss[m])) and all(
+                        bool(torch.isfinite(p[m]).all()) for p in params)
+                    why = f"exploding loss, mean {float(epoch_loss[m]) / n_steps:.3g} nats" if finite else \
+                        "NaN or infinite loss"
+                    raise TrainingDivergedError(
+                        f"Model {m} diverged ({why}) in epoch {epoch}; lower lr "
+                        f"(now {lr:g}) or clip. The models after {epoch} finished epochs are in "
+                        "the error's .partial.", model=m, epoch=epoch, partial=partial)
+                for snap, p in zip(snapshot, params):
+                    snap.copy_(p)
+                epoch_loss.zero_()
+                epoch = min(epoch + 1, epochs - 1)
+            if progress is not None and ((step + 1) % report_every == 0 or step + 1 == steps):
+                progress(step + 1, steps)
+    finally:
+        stream.close()
     return result(params, epochs)
+
+
+def _prefetched(draw: Callable[[int], Any], steps: int, *, ahead: bool) -> Iterator[Any]:
+    """Yield ``draw(0), ..., draw(steps - 1)``.
+
+    With ``ahead``, each one is made on a second thread while the caller works on the previous
+    one (one worker: the calls keep their order).
+    """
+    if not ahead:
+        for step in range(steps):
+            yield draw(step)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="fairpriv-draws") as pool:
+        pending = pool.submit(draw, 0)
+        try:
+            for step in range(steps):
+                value = pending.result()
+                if step + 1 < steps:
+                    pending = pool.submit(draw, step + 1)
+                yield value
+        finally:
+            pending.cancel()
 
 
 def _stream_seed(seed: int, dataset: GroupedDataset, membership: np.ndarray, policy: Any,
@@ -594,6 +632,9 @@ def _stream_seed(seed: int, dataset: GroupedDataset, membership: np.ndarray, pol
         a = np.ascontiguousarray(arr)
         h.update(str((a.dtype.str, a.shape)).encode())
         h.update(a.tobytes())
+    # Floats enter the key at 10 significant digits: a calibrated sigma that moves in its last
+    # bits (a more exact accountant, another platform's libm) must not draw other noise.
+    settings = tuple(float(f"{v:.10g}") if isinstance(v, float) else v for v in settings)
     h.update(repr((policy, settings)).encode())
     key = int.from_bytes(h.digest()[:8], "little")
     return int(np.random.SeedSequence([int(seed), key]).generate_state(1, np.uint64)[0] >> 1)

@@ -50,7 +50,9 @@ __all__ = [
 #: Bump when the layout or the meaning of cached arrays changes; old entries are then ignored.
 #: 2: DP-SGD-S/F epsilon accounted jointly (sigma_eff), noise stream keyed by the data and
 #: settings, un-noised telemetry only with train.diagnostics (docs/privacy.md).
-CACHE_FORMAT = 2
+#: 3: the noise stream's key reads floats at 10 significant digits (a calibrated sigma that
+#: moves in its last bits draws the same noise); the CNN engine's sums in another order.
+CACHE_FORMAT = 3
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 _ITEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
 ENTRY_ITEM = "entry"

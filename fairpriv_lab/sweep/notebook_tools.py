@@ -489,8 +489,10 @@ def compare_outputs(stored: Any, fresh: Any, *, rtol: float = 0.02, atol: float 
             continue
         for (kind, ta), (_, tb) in zip(ka, kb):
             if ta is not None and tb is not None and not _same_text(ta, tb, rtol, atol):
-                first = next((x for x, y in zip(ta.splitlines(), tb.splitlines()) if x != y), ta[:80])
-                problems.append(f"cell {i} ({kind}) changed: stored {first.strip()[:100]!r}")
+                first, now = next(((x, y) for x, y in zip(ta.splitlines(), tb.splitlines())
+                                   if x != y), (ta[:80], tb[:80]))
+                problems.append(f"cell {i} ({kind}) changed: stored {first.strip()[:100]!r}, "
+                                f"now {now.strip()[:100]!r}")
                 break
     return problems
 

@@ -351,7 +351,7 @@ def warm(device: str = "auto") -> list[str]:
 
 
 # ---------------------------------------------------------------- the panel
-EPSILON_STEPS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 10.0, 16.0, 20.0, 32.0, 50.0, 100.0)
+EPSILON_STEPS = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 10.0, 16.0, 20.0, 32.0, 50.0, 100.0)
 RATIO_STEPS = (0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 10.0)
 
 #: CSS of the panel: results of other settings than the controls show are greyed.

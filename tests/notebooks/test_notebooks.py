@@ -294,6 +294,7 @@ def test_compare_outputs_passes_reruns_and_catches_stale_numbers():
     assert compare_outputs(stored, rerun) == []  # timings, keys and pixels may differ
     stale = nb(out("GPRP = 2.10 pp, done in 3.1 s, key 7479325f2e3e\n"), png)
     assert compare_outputs(stored, stale) == ["cell 0 (stream:stdout) changed: stored 'GPRP = 1.392 pp, "
+                                              "done in 3.1 s, key 7479325f2e3e', now 'GPRP = 2.10 pp, "
                                               "done in 3.1 s, key 7479325f2e3e'"]
     assert compare_outputs(stored, nb(out("GPRP = 1.392 pp, done in 3.1 s, key 7479325f2e3e\n")))[0].startswith(
         "cell 0: stored outputs")

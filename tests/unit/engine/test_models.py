@@ -173,6 +173,39 @@ def test_layered_stack_variants_match_per_sample_loop():
         torch.testing.assert_close(net.forward(params, shared)[m], net.to_module(params, m).double()(shared))
 
 
+def test_layered_stack_padded_pooling_and_leading_activation_match_per_sample_loop():
+    # An activation before the first convolution, a padded max-pooling (no crop of the grid),
+    # ReLU before a pooling, a convolution whose output is flattened as it is (no pooling),
+    # two activations in a row (the first one's output is kept for its backward).
+    def factory():
+        return nn.Sequential(
+            nn.Tanh(), nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(3, stride=2, padding=1),
+            nn.Conv2d(4, 2, 2, stride=(1, 2)), nn.Flatten(), nn.Linear(2 * 3 * 2, 5), nn.Tanh(),
+            nn.Sigmoid(), nn.Linear(5, 3))
+
+    net = build_model(factory, n_features=3 * 9 * 10, n_classes=3, image_shape=(3, 9, 10))
+    assert isinstance(net, SeqStack)
+    params = [p.double() for p in net.init(2, [5, 6])]
+    x = torch.randn(2, 6, 3, 9, 10, dtype=torch.float64)
+    y = torch.randint(0, 3, (2, 6))
+    _check(net, params, lambda m: net.to_module(params, m).double(), x, y)
+
+
+def test_pooling_crop_skips_only_unread_rows():
+    # The digits CNN's second convolution (5x5 map, 2x2 pooling) is computed on 4x4 positions.
+    net = build_model("cnn", n_features=64, n_classes=10, image_shape=(1, 8, 8))
+    convs = [op for op in net._ops if op.kind == "conv"]
+    assert [op.shape_out for op in convs] == [(8, 8, 16), (4, 4, 32)]
+
+
+def test_linear_before_flatten_falls_back_to_torch_func():
+    def factory():  # a Linear applied to the last axis of an image: not a layered stack
+        return nn.Sequential(nn.Conv2d(1, 2, 3), nn.Linear(4, 3), nn.Flatten(), nn.Linear(2 * 4 * 3, 2))
+
+    net = build_model(factory, n_features=36, n_classes=2, image_shape=(1, 6, 6))
+    assert type(net) is FuncStack
+
+
 def test_unsupported_stacks_fall_back_to_torch_func():
     def norm():
         return nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.Linear(6, 3))

@@ -396,3 +396,21 @@ def test_warm_configs_cover_the_defaults_and_exercises_sized_to_each_dataset(mon
     monkeypatch.setattr(panel_mod, "warm", lambda device: [f"computed x on {device}"])
     assert notebook_tools.main(["warm", "--device", "cpu"]) == 0
     assert "computed x on cpu" in capsys.readouterr().out
+
+
+def test_every_epsilon_the_slider_offers_is_reachable_at_the_classroom_sizes():
+    # A value on the slider that the accountant refuses would waste the student's click. The
+    # classroom runs: adult 3,200 and synthetic 6,400 training records, batch 256, 10 epochs.
+    import pytest
+
+    from fairpriv_lab._core.exceptions import PrivacyAccountingError
+    from fairpriv_lab.engine.privacy import calibrate_noise
+    from fairpriv_lab.ui.panel import EPSILON_STEPS
+
+    for n_train in (3200, 6400):
+        q, steps = 256 / n_train, 10 * n_train // 256
+        for eps in EPSILON_STEPS:
+            assert calibrate_noise(eps, sample_rate=q, steps=steps, delta=1e-5) > 0
+        # below what RDP's orders can certify, the error says why and what to do
+        with pytest.raises(PrivacyAccountingError, match="accountant='prv'"):
+            calibrate_noise(0.05, sample_rate=q, steps=steps, delta=1e-5)
