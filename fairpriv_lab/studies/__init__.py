@@ -1237,6 +1237,7 @@ CLAIMS: tuple[tuple[str, str, str, str], ...] = (
     ("3: DP-SGD-S lowers it further (GPRP DP-SGD - DP-SGD-S > 0)", "seeds-adult-lr", "pairs", "positive"),
     ("3: DP-SGD-S's gain is its group clipping (GPRP S - noise- / clip-matched DP-SGD < 0)",
      "controls-adult-lr", "pairs", "negative"),
+    ("3: the same where clipping binds (C = 2)", "controls-smallc-adult-lr", "pairs", "negative"),
     ("4: larger GRC, larger GPR (Pearson r across groups > 0)", "groups-digits-synth",
      "seed_grc_correlation", "positive"),
     ("5: DP-SGD-S has the smaller gap at equal accuracy (GPRP S - DP-SGD at DP-SGD's accuracy < 0)",
