@@ -30,16 +30,17 @@ and ``--device cuda`` (the full sizes the CPU preset trims, ``docs/results/<pres
 Measured on the shared 2-core machine (wall > CPU by the share of the cores other jobs took;
 ``--list`` reads the same figures from each run's ``<preset>_machine.json``):
 
-=====================  ===========  =========  ==================================================
-preset                 stated CPU   planner    measured at full size (wall / CPU, 1-min load)
-=====================  ===========  =========  ==================================================
-seeds-adult-lr         30 min       22.3 min   49.8 min wall / 26.5 min CPU, load 5.3 (0.5-9.3)
-controls-adult-lr      25 min       20.4 min   17.7 min wall / 17.9 min CPU, load 2.55 (resumed)
-clipsweep-adult-lr     20 min       16.4 min   14.9 min wall / 14.6 min CPU, load 2.71 (resumed)
-groups-digits-synth    16 min       7.6 min    16.3 min wall / 15.5 min CPU, load 2.1 (1.1-2.9)
-aloo-loo-leaky         12 min       5.2 min    10.5 min wall / 10.3 min CPU, load 1.99 (1.3-2.56)
-frontier-adult-lr      16 min       13.1 min   not yet run
-=====================  ===========  =========  ==================================================
+========================  ===========  =========  ==================================================
+preset                    stated CPU   planner    measured at full size (wall / CPU, 1-min load)
+========================  ===========  =========  ==================================================
+seeds-adult-lr            28 min       22.3 min   49.8 min wall / 26.5 min CPU, load 5.3 (0.5-9.3)
+controls-adult-lr         23 min       20.4 min   17.7 min wall / 17.9 min CPU, load 2.55 (resumed)
+controls-smallc-adult-lr  6 min        4.4 min    not yet run
+clipsweep-adult-lr        20 min       16.4 min   14.9 min wall / 14.6 min CPU, load 2.71 (resumed)
+groups-digits-synth       16 min       7.6 min    16.3 min wall / 15.5 min CPU, load 2.1 (1.1-2.9)
+aloo-loo-leaky            11 min       5.2 min    10.5 min wall / 10.3 min CPU, load 1.99 (1.3-2.56)
+frontier-adult-lr         16 min       13.1 min   not yet run
+========================  ===========  =========  ==================================================
 
 (resumed): a first attempt trained part of the preset and was stopped; the recorded run resumed
 from its cache, so about 4.5 (controls) and 5 (clipsweep) minutes of CPU are not in its figure.
@@ -134,14 +135,14 @@ ISSUE14 = [
            "DP-SGD-S (norm) / DP-SGD-S (mean direction) at eps=10, 5 seeds x 400 models; mean, "
            "seed-level t CI and record-bootstrap CI per row, paired seed differences",
            "adult", "sex", "lr", kind="seeds", methods=("sgd", "dpsgd", "dpsgds", "dpsgds-md"),
-           seeds=_SEEDS5, auditors=("PA-ALOOA",), small=_SMALL_ADULT, minutes=30.0,
+           seeds=_SEEDS5, auditors=("PA-ALOOA",), small=_SMALL_ADULT, minutes=28.0,
            cuda=(("seeds", tuple(range(10))),)),
     Preset("controls-adult-lr", "(b) DP-SGD-S controls: Adult, LR, eps=10, 5 seeds x 200 models: "
            "DP-SGD, each DP-SGD-S variant (norm, mean direction), and for each a noise-matched DP-SGD "
            "(clip C, sigma raised to the S run's per-coordinate noise std) and a clip-matched DP-SGD "
            "(flat clip = the S run's max_k C_k, calibrated to eps); --device cuda: 400 models",
            "adult", "sex", "lr", kind="controls", methods=("dpsgds", "dpsgds-md"), seeds=_SEEDS5,
-           n_models=200, chunk_models=100, minutes=25.0,
+           n_models=200, chunk_models=100, minutes=23.0,
            estimators=("cross_fit",), auditors=("PA-ALOOA",), small=_SMALL_ADULT,
            cuda=(("n_models", 400), ("chunk_models", 400))),
     Preset("controls-smallc-adult-lr", "(b') DP-SGD-S (norm) controls where clipping binds: Adult, LR, "
@@ -187,7 +188,7 @@ ISSUE14 = [
            "records), MLP-256, 100 targets",
            "digits", None, "mlp", kind="aloo-loo", games=("aloo",), methods=("sgd",), n=400, m=100,
            epochs=40, batch_size=32, hidden=64, n_targets=50, max_pairs=200, chunk_models=200,
-           minutes=12.0, estimators=("in_sample", "cross_fit"), auditors=("PA-ALOOA",),
+           minutes=11.0, estimators=("in_sample", "cross_fit"), auditors=("PA-ALOOA",),
            small=(("max_pairs", 4), ("epochs", 3), ("hidden", 32), ("chunk_models", 8),
                   ("n_sim", 20)),
            cuda=(("n", None), ("m", 200), ("n_targets", 100), ("hidden", 256))),
