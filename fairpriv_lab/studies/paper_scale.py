@@ -39,7 +39,7 @@ controls-smallc-adult-lr  6 min        4.4 min    5.1 min wall / 3.7 min CPU, lo
 clipsweep-adult-lr        20 min       16.4 min   14.9 min wall / 14.6 min CPU, load 2.71 (resumed)
 groups-digits-synth       16 min       7.6 min    16.3 min wall / 15.5 min CPU, load 2.1 (1.1-2.9)
 aloo-loo-leaky            11 min       5.2 min    10.5 min wall / 10.3 min CPU, load 1.99 (1.3-2.56)
-frontier-adult-lr         16 min       13.1 min   not yet run
+frontier-adult-lr         14 min       13.1 min   14.5 min wall / 12.8 min CPU, load 2.65 (0.57-3.35)
 ========================  ===========  =========  ==================================================
 
 (resumed): a first attempt trained part of the preset and was stopped; the recorded run resumed
@@ -198,7 +198,7 @@ ISSUE14 = [
            "interval; --device cuda: eps in {1, 2, 4, 10} x 400 models",
            "adult", "sex", "lr", kind="frontier", methods=("dpsgd", "dpsgds", "dpsgds-md"),
            seeds=_SEEDS5, n_models=64, chunk_models=64, estimators=("cross_fit",),
-           auditors=("PA-ALOOA",), epsilons=(1.0, 10.0), clips=(5.0, 10.0), minutes=16.0,
+           auditors=("PA-ALOOA",), epsilons=(1.0, 10.0), clips=(5.0, 10.0), minutes=14.0,
            small=(*_SMALL_ADULT, ("epsilons", (1.0, 10.0)), ("clips", (1.0, 10.0)), ("seeds", (0, 1, 2))),
            cuda=(("epsilons", (1.0, 2.0, 4.0, 10.0)), ("n_models", 400), ("chunk_models", 400))),
 ]
