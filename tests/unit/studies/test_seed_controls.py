@@ -310,3 +310,14 @@ def test_issue14_docstring_states_each_preset_time():
         assert f" {ps.PRESETS[name].minutes:g} min " in line, line
         m = ps.recorded_run(ps.PRESETS[name], RESULTS)
         assert (f"{m['cpu_seconds'] / 60:.1f} min CPU" in line) if m else ("not yet run" in line), line
+
+
+def test_clipsweep_chart_reads_the_recorded_sweep_and_controls(tmp_path):
+    pytest.importorskip("altair")
+    assert studies.clipsweep_chart(tmp_path) is None  # nothing recorded there
+    spec = studies.clipsweep_chart(RESULTS).to_dict()
+    variants = {r["variant"] for rows in spec["datasets"].values() for r in rows if "variant" in r}
+    assert {"DP-SGD", "DP-SGD-S (norm)", "DP-SGD-S (mean direction)"} <= variants
+    assert any("noise-matched" in v for v in variants) and any("clip-matched" in v for v in variants)
+    spec = studies.clipsweep_chart(RESULTS, controls=False).to_dict()
+    assert not any("matched" in r.get("variant", "") for rows in spec["datasets"].values() for r in rows)

@@ -755,3 +755,53 @@ def test_import_viz_does_not_import_altair():
     code = "import sys, fairpriv_lab.viz; print('altair' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def clip_sweep_tables():
+    """Seed tables of a two-method, two-group sweep over C = 1, 3, 10 (as studies.seed_table writes them)."""
+    rows, grows, crows = [], [], []
+    for v, gap in (("DP-SGD", 0.4), ("DP-SGD-S (norm)", 0.2)):
+        for C, frac in ((1.0, 0.4), (3.0, 0.15), (10.0, 0.0)):
+            rows.append({"C": C, "variant": v, "mean": gap, "seed_ci_low": gap - 0.1, "seed_ci_high": gap + 0.1,
+                         "floor_mean": 0.05})
+            for g, level in (("Male", 1.0), ("Female", 1.0 - gap)):
+                grows.append({"C": C, "variant": v, "group": g, "mean": level, "seed_ci_low": level - 0.1,
+                              "seed_ci_high": level + 0.1, "floor_mean": 0.0})
+                crows.append({"C": C, "variant": v, "group": g, "mean": frac, "seed_ci_low": frac,
+                              "seed_ci_high": frac})
+    return pd.DataFrame(rows), pd.DataFrame(grows), pd.DataFrame(crows)
+
+
+def test_clipping_sweep_rows_share_the_log_c_axis_and_label_the_diagnostic():
+    gprp, gpr, clipped = clip_sweep_tables()
+    controls = gprp[gprp.C == 3.0].head(1).assign(variant="DP-SGD noise-matched to DP-SGD-S (norm)", mean=0.45)
+    chart = viz.clipping_sweep(gprp, gpr, clipped, controls=controls)
+    spec = chart.to_dict()
+    assert len(spec["vconcat"]) == 3 and all(len(r["hconcat"]) == 2 for r in spec["vconcat"][1:])
+    xs = [e["x"] for e in encodings_of(spec, "line")]
+    assert all(x["field"] == "C" and x["scale"]["type"] == "log" for x in xs)
+    assert xs[0]["axis"]["values"] == [1.0, 3.0, 10.0]
+    ys = {e["y"]["title"] for e in encodings_of(spec, "line")}
+    assert ys == {"GPRP (pp)", "GPR (pp)", "Fraction clipped (NON-PRIVATE diagnostic)"}
+    assert {"line", "errorbar", "tick", "point"} <= set(mark_types(spec))
+    # methods keep their fixed colours; the control is grey, in the same legend
+    scale = color_scale(spec)
+    assert scale["DP-SGD"] == viz.SERIES_COLORS["DP-SGD"]
+    assert re.fullmatch(r"#([0-9a-f]{2})\1\1", scale["DP-SGD noise-matched to DP-SGD-S (norm)"])
+    # the per-group rows carry each (C, variant, group) once, with its interval
+    data = rows_with(spec, "group", "seed_ci_high")
+    assert len(data) in (6, 12) and set(data["variant"]) <= {"DP-SGD", "DP-SGD-S (norm)"}
+    assert "seed-level 95 % t CI" in title_of(spec["vconcat"][0])[1][0]
+    assert_png(chart)
+
+
+def test_clipping_sweep_rejects_bad_tables():
+    gprp, gpr, clipped = clip_sweep_tables()
+    with pytest.raises(ConfigError, match="Missing: seed_ci_low"):
+        viz.clipping_sweep(gprp.drop(columns="seed_ci_low"), gpr, clipped)
+    with pytest.raises(ConfigError, match="Missing: group"):
+        viz.clipping_sweep(gprp, gpr, clipped.drop(columns="group"))
+    with pytest.raises(ConfigError, match=r"C.*to be > 0"):
+        viz.clipping_sweep(gprp.assign(C=0.0), gpr, clipped)
+    with pytest.raises(ConfigError, match="controls"):
+        viz.clipping_sweep(gprp, gpr, clipped, controls=pd.DataFrame())
