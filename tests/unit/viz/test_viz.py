@@ -722,9 +722,9 @@ def test_static_image_is_ipython_png():
 def test_enable_notebook_rendering(restore_renderer, monkeypatch):
     monkeypatch.delenv(viz._export.RENDER_ENV, raising=False)
     assert viz.enable_notebook_rendering("static") == "static"
-    assert alt.renderers.active == "png"
-    png, _ = alt.renderers.get()(viz.gpr_chart(by_group()).to_dict())
-    assert png["image/png"][:8] == PNG
+    assert alt.renderers.active == "fairpriv-static"
+    png, meta = alt.renderers.get()(viz.gpr_chart(by_group()).to_dict())
+    assert png["image/png"][:8] == PNG and meta["image/png"]["width"] > 100  # a palette PNG at scale 1
     # (interactive used to be altair's CDN "default" renderer and both HTML + PNG; issue 18:
     # no chart loads Vega from a CDN. Now a Vega 5 spec for the front end's own Vega + an SVG.)
     assert viz.enable_notebook_rendering("interactive") == "interactive"
@@ -805,3 +805,27 @@ def test_clipping_sweep_rejects_bad_tables():
         viz.clipping_sweep(gprp.assign(C=0.0), gpr, clipped)
     with pytest.raises(ConfigError, match="controls"):
         viz.clipping_sweep(gprp, gpr, clipped, controls=pd.DataFrame())
+
+
+def test_compact_png_keeps_the_picture_in_fewer_bytes():
+    """Charts are stored as 256-colour palette PNGs: same size in pixels, same look, far fewer bytes."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from fairpriv_lab.viz._core import vl_convert
+    from fairpriv_lab.viz._export import compact_png
+
+    gprp, gpr, clipped = clip_sweep_tables()
+    spec = viz.clipping_sweep(gprp, gpr, clipped).to_dict()
+    raw = vl_convert().vegalite_to_png(spec, scale=1.0)
+    small = compact_png(raw)
+    assert small[:8] == PNG and len(small) < len(raw) / 3
+    a, b = (np.asarray(Image.open(io.BytesIO(x)).convert("RGBA"), dtype=float) for x in (raw, small))
+    assert a.shape == b.shape
+    assert np.abs(a - b).mean() < 2.0 and np.percentile(np.abs(a - b).max(axis=2), 99) < 40
+    assert Image.open(io.BytesIO(small)).mode == "P"
+    assert Image.open(io.BytesIO(viz.to_png_bytes(spec, scale=1.0))).mode == "P"  # what every export stores
+    bundle, _ = viz.chart_mimebundle(spec)
+    assert Image.open(io.BytesIO(base64.b64decode(bundle["image/png"]))).mode == "P"
