@@ -193,8 +193,9 @@ class LinearStack:
         """Forward and hand-written backward pass of the per-sample cross-entropy.
 
         ``delta_L = softmax(z_L) - onehot(y)``, ``delta_l = (delta_{l+1} W_{l+1}^T) * (1 - h_l^2)``.
-        The training loop sets ``input_sq[0]`` of the result to per-record ``||x_i||^2``
-        computed once per run, instead of once per step.
+        ``input_sq`` of the result holds ``||h_l||^2`` of the hidden layers (the squares that
+        tanh's derivative needs anyway); the training loop sets ``input_sq[0]`` to per-record
+        ``||x_i||^2`` computed once per run, instead of once per step.
         """
         n_layers = len(params) // 2
         inputs: list[Tensor] = []
@@ -217,13 +218,17 @@ class LinearStack:
         if class_major:
             delta = delta.transpose(1, 2)
         deltas = [delta]
+        input_sq: list[Tensor | None] = [None] * n_layers
         for layer in range(n_layers - 1, 0, -1):
             W = params[2 * layer]
-            a = inputs[layer]
-            delta = torch.bmm(delta, W.transpose(1, 2)) * (1 - a.square())
+            # h_l^2 once: its row sums are the ghost norm's ||h_l||^2, then in place 1 - h_l^2
+            # is tanh's derivative (the same arithmetic as computing each on its own)
+            sq = inputs[layer].square()
+            input_sq[layer] = sq.sum(-1)
+            delta = torch.bmm(delta, W.transpose(1, 2)).mul_(sq.neg_().add_(1))
             deltas.append(delta)
         deltas.reverse()
-        return LinearGrads(inputs, deltas, losses)
+        return LinearGrads(inputs, deltas, losses, input_sq)
 
     def bytes_per_sample(self) -> int:
         """Rough bytes of activations per (model, sample) in one training step."""

@@ -420,13 +420,13 @@ class DPStep:
         out = []
         for s, z in zip(summed, noise):
             std = (self.noise_multiplier * noise_bound).reshape(-1, *([1] * (s.dim() - 1)))
-            out.append(s + std * z)
+            out.append(s.add_(std * z))  # the clipped sum is this step's own tensor
         return out
 
     # stage 5
     def scale(self, noised: list[Tensor]) -> list[Tensor]:
-        """Divide by the expected batch size."""
-        return [t / self.batch_size for t in noised]
+        """Divide by the expected batch size (in place: the noised sums are this step's own)."""
+        return [t.div_(self.batch_size) for t in noised]
 
     def __call__(
         self,

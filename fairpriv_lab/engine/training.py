@@ -229,10 +229,11 @@ class _Optimizer:
             self.v = [torch.zeros_like(p) for p in params]
 
     def step(self, params: list[Tensor], grads: list[Tensor]) -> None:
+        """Update ``params`` in place; ``grads`` are consumed (SGD scales them in place)."""
         self.t += 1
         if self.kind == "sgd":
             for p, g in zip(params, grads):
-                p.sub_(self.lr * g)
+                p.sub_(g.mul_(self.lr))  # the same product as p - lr * g, without a temporary
             return
         b1, b2, eps = 0.9, 0.999, 1e-8
         for p, g, m, v in zip(params, grads, self.m, self.v):
@@ -509,17 +510,24 @@ def train_ensemble(
     x_sq = X.flatten(1).square().sum(1) if isinstance(net, LinearStack) else None
     noise_bufs = ([[torch.empty((n_models, *s), device=dev) for s in shapes] for _ in range(2)]
                   if policy.private else None)  # two: step t reads one while t + 1's is drawn
-    update = [torch.empty_like(p) for p in params]
+    chunks = _chunks(n_models, model_chunk)
+    update: list[Tensor] = [torch.empty_like(p) for p in params] if len(chunks) > 1 else []
     bounds = torch.empty((n_models, K), device=dev)
     # Un-noised telemetry: only with diagnostics (outside epsilon, see the docstring).
     frac = torch.full((n_models, K), torch.nan, device=dev)
     grc = torch.full((n_models, K), torch.nan, device=dev)
     new_state = None if state is None else torch.empty_like(state)
     gather_buf: list[Tensor] = [X.new_empty(0)]
-    chunks = _chunks(n_models, model_chunk)
+    # One chunk: the batch of every model is gathered with the draws (on the draws thread when
+    # it runs), into one of two buffers (step t reads one while t + 1's is gathered).
+    ahead_bufs: list[list[Tensor]] | None = [[X.new_empty(0)], [X.new_empty(0)]] if len(chunks) == 1 else None
 
-    def draws(step: int) -> tuple[Tensor, Tensor, list[Tensor] | None, dict[str, Any]]:
-        """Return the step's random draws from the one generator, in a fixed order."""
+    def draws(step: int) -> tuple[Tensor, Tensor, list[Tensor] | None, dict[str, Any], tuple]:
+        """Return the step's random draws from the one generator, in a fixed order.
+
+        With them the step's batch, which depends on nothing else: labels, groups, first-layer
+        squared norms and (one chunk) the gathered inputs.
+        """
         local, mask = poisson_batches(n_train_t, q_t, gen, n_max=n_max)
         noise = None
         if noise_bufs is not None:
@@ -527,30 +535,40 @@ def train_ensemble(
             for z in noise:
                 z.normal_(generator=gen)
         pnoise = policy.draw_noise(n_models, K, shapes, gen, dev) if policy.private else {}
-        return train_idx_t.gather(1, local), mask.to(torch.float32), noise, pnoise
+        rec = train_idx_t.gather(1, local)
+        flat = rec.reshape(-1)
+        batch = (Y.index_select(0, flat).view_as(rec), G.index_select(0, flat).view_as(rec),
+                 None if x_sq is None else x_sq.index_select(0, flat).view_as(rec),
+                 None if ahead_bufs is None else _gather(X, rec, ahead_bufs[step % 2]))
+        return rec, mask.to(torch.float32), noise, pnoise, batch
 
     # With one intra-op thread on a CPU, the draws of step t + 1 are made on a second thread
     # while step t trains (the same draws in the same order: the same numbers). The Gaussian
     # noise of all models costs about a third of an MLP step (docs/design.md section 5).
     stream = _prefetched(draws, steps, ahead=_PREFETCH and dev.type == "cpu" and torch.get_num_threads() == 1)
     try:
-        for step, (rec, maskf, noise, pnoise) in enumerate(stream):
+        for step, (rec, maskf, noise, pnoise, (y_b, g_b, xsq_b, x_b)) in enumerate(stream):
             record = step % stride == 0
             for lo, hi in chunks:
                 idx = rec[lo:hi]
-                xb = _gather(X, idx, gather_buf)
+                xb = x_b if x_b is not None else _gather(X, idx, gather_buf)
                 p_chunk = [p[lo:hi] for p in params]
-                gr = net.per_sample(p_chunk, xb, Y[idx])
-                if x_sq is not None:  # ||x_i||^2 of the first layer from the per-record table
-                    gr.input_sq = [x_sq[idx]] + [None] * (len(gr.inputs) - 1)
+                gr = net.per_sample(p_chunk, xb, y_b[lo:hi])
+                if xsq_b is not None:  # ||x_i||^2 of the first layer from the per-record table
+                    if gr.input_sq is None:
+                        gr.input_sq = [None] * len(gr.inputs)
+                    gr.input_sq[0] = xsq_b[lo:hi]
                 out = dp_step(
-                    gr, groups=G[idx], mask=maskf[lo:hi],
+                    gr, groups=g_b[lo:hi], mask=maskf[lo:hi],
                     noise=None if noise is None else [z[lo:hi] for z in noise],
                     policy_noise=_slice(pnoise, lo, hi),
                     state=None if state is None else state[lo:hi],
                 )
-                for u, o in zip(update, out.update):
-                    u[lo:hi] = o
+                if len(chunks) == 1:  # the step's own tensors: no copy
+                    update = out.update
+                else:
+                    for u, o in zip(update, out.update):
+                        u[lo:hi] = o
                 bounds[lo:hi] = out.group_bounds
                 if out.frac_clipped is not None:
                     frac[lo:hi] = out.frac_clipped
@@ -561,7 +579,7 @@ def train_ensemble(
                     # GRC (raw group-mean gradients) costs K clipped sums: telemetry takes it from
                     # the first _GRC_MODELS models only, whatever the chunking.
                     top = min(hi, _GRC_MODELS) - lo
-                    onehot = torch.nn.functional.one_hot(G[idx[:top]], K).to(maskf.dtype) * maskf[lo:lo + top].unsqueeze(-1)
+                    onehot = torch.nn.functional.one_hot(g_b[lo:lo + top], K).to(maskf.dtype) * maskf[lo:lo + top].unsqueeze(-1)
                     grc[lo:lo + top] = group_contribution(_head(gr, top), onehot, maskf[lo:lo + top])
             with torch.no_grad():
                 opt.step(params, update)
