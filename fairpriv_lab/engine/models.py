@@ -189,8 +189,35 @@ class LinearStack:
                 h = torch.tanh(h)
         return h
 
-    def per_sample(self, params: Sequence[Tensor], x: Tensor, y: Tensor) -> LinearGrads:
+    def sparse_first_layer(self, X: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Per-record nonzero columns and values of ``X``, for :meth:`per_sample`'s ``sparse``.
+
+        Returns ``(cols, vals)`` of shape ``(n_records, k)`` (``k`` the most nonzeros of a
+        record; each row's nonzero columns in increasing order, padded with zero values), or
+        ``None`` when the first layer has few outputs (the class-major matmul serves it) or a
+        record has more than a quarter of its features nonzero (a dense matmul is cheaper).
+        """
+        d = self.sizes[0]
+        if self.sizes[1] < 16 or X.dim() != 2 or X.dtype != torch.float32:
+            return None
+        nonzero = X != 0
+        k = int(nonzero.sum(1).max()) if X.shape[0] else d
+        if 4 * max(k, 1) > d:
+            return None
+        # nonzero columns first, each group in increasing column order (a stable key)
+        key = (~nonzero).to(torch.int64) * d + torch.arange(d, device=X.device)
+        cols = key.argsort(1)[:, :max(k, 1)]
+        return cols.contiguous(), X.gather(1, cols).contiguous()
+
+    def per_sample(self, params: Sequence[Tensor], x: Tensor, y: Tensor,
+                   sparse: tuple[Tensor, Tensor] | None = None) -> LinearGrads:
         """Forward and hand-written backward pass of the per-sample cross-entropy.
+
+        ``sparse``: the batch's rows of :meth:`sparse_first_layer`, ``(M, B, k)`` each, with the
+        columns offset by ``m * d`` for model ``m`` of the chunk; the first layer's forward is
+        then ``embedding_bag`` over those rows of the stacked ``W_1`` (``k`` instead of ``d``
+        multiply-adds per output; the same sums in the same order as the dense matmul, which
+        adds the zero terms exactly: equal results, ``tests/unit/engine/test_models.py``).
 
         ``delta_L = softmax(z_L) - onehot(y)``, ``delta_l = (delta_{l+1} W_{l+1}^T) * (1 - h_l^2)``.
         ``input_sq`` of the result holds ``||h_l||^2`` of the hidden layers (the squares that
@@ -203,7 +230,14 @@ class LinearStack:
         for layer in range(n_layers):
             W, b = params[2 * layer], params[2 * layer + 1]
             inputs.append(h)
-            z = _x_w(h, W, b)
+            if layer == 0 and sparse is not None:
+                M, B, k = sparse[0].shape
+                z = torch.nn.functional.embedding_bag(
+                    sparse[0].view(M * B, k), W.reshape(-1, W.shape[-1]),
+                    per_sample_weights=sparse[1].view(M * B, k), mode="sum",
+                ).view(M, B, -1).add_(b.unsqueeze(1))
+            else:
+                z = _x_w(h, W, b)
             h = torch.tanh_(z) if layer < n_layers - 1 else z
         # Few classes: _x_w returned the logits as a view of class-major (M, C, B) memory;
         # the softmax and its error run in that layout (contiguous along the batch).

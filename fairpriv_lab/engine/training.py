@@ -508,6 +508,10 @@ def train_ensemble(
     # Buffers reused by every step (docs/design.md section 5): the batch gather, the noise and the
     # update of all models; per-record squared norms of the first layer's input.
     x_sq = X.flatten(1).square().sum(1) if isinstance(net, LinearStack) else None
+    # Sparse rows (one-hot data): the first layer's forward reads only the nonzero columns.
+    sparse_rows = net.sparse_first_layer(X) if isinstance(net, LinearStack) else None
+    if sparse_rows is not None:  # column indices into the stacked W_1 of all models
+        col_offset = (torch.arange(n_models, device=dev) * net.sizes[0]).view(-1, 1, 1)
     noise_bufs = ([[torch.empty((n_models, *s), device=dev) for s in shapes] for _ in range(2)]
                   if policy.private else None)  # two: step t reads one while t + 1's is drawn
     chunks = _chunks(n_models, model_chunk)
@@ -539,7 +543,10 @@ def train_ensemble(
         flat = rec.reshape(-1)
         batch = (Y.index_select(0, flat).view_as(rec), G.index_select(0, flat).view_as(rec),
                  None if x_sq is None else x_sq.index_select(0, flat).view_as(rec),
-                 None if ahead_bufs is None else _gather(X, rec, ahead_bufs[step % 2]))
+                 None if ahead_bufs is None else _gather(X, rec, ahead_bufs[step % 2]),
+                 None if sparse_rows is None else (
+                     sparse_rows[0].index_select(0, flat).view(*rec.shape, -1).add_(col_offset),
+                     sparse_rows[1].index_select(0, flat).view(*rec.shape, -1)))
         return rec, mask.to(torch.float32), noise, pnoise, batch
 
     # With one intra-op thread on a CPU, the draws of step t + 1 are made on a second thread
@@ -547,13 +554,17 @@ def train_ensemble(
     # noise of all models costs about a third of an MLP step (docs/design.md section 5).
     stream = _prefetched(draws, steps, ahead=_PREFETCH and dev.type == "cpu" and torch.get_num_threads() == 1)
     try:
-        for step, (rec, maskf, noise, pnoise, (y_b, g_b, xsq_b, x_b)) in enumerate(stream):
+        for step, (rec, maskf, noise, pnoise, (y_b, g_b, xsq_b, x_b, sp_b)) in enumerate(stream):
             record = step % stride == 0
             for lo, hi in chunks:
                 idx = rec[lo:hi]
                 xb = x_b if x_b is not None else _gather(X, idx, gather_buf)
                 p_chunk = [p[lo:hi] for p in params]
-                gr = net.per_sample(p_chunk, xb, y_b[lo:hi])
+                if sp_b is None:
+                    gr = net.per_sample(p_chunk, xb, y_b[lo:hi])
+                else:  # columns relative to the chunk's first model
+                    cols = sp_b[0][lo:hi] - lo * net.sizes[0] if lo else sp_b[0][:hi]
+                    gr = net.per_sample(p_chunk, xb, y_b[lo:hi], sparse=(cols, sp_b[1][lo:hi]))
                 if xsq_b is not None:  # ||x_i||^2 of the first layer from the per-record table
                     if gr.input_sq is None:
                         gr.input_sq = [None] * len(gr.inputs)
