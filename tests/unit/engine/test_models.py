@@ -215,3 +215,40 @@ def test_unsupported_stacks_fall_back_to_torch_func():
 
     assert type(build_model(norm, n_features=4, n_classes=3)) is FuncStack
     assert type(build_model(dilated, n_features=64, n_classes=3, image_shape=(1, 8, 8))) is FuncStack
+
+
+def test_sparse_first_layer_matches_dense_and_per_sample_loop():
+    # one-hot-like records: two categorical columns one-hot over 5 + 6 levels and one numeric
+    gen = torch.Generator().manual_seed(3)
+    n, d = 40, 12
+    X = torch.zeros(n, d)
+    X[torch.arange(n), torch.randint(0, 5, (n,), generator=gen)] = 1.0
+    X[torch.arange(n), 5 + torch.randint(0, 6, (n,), generator=gen)] = 1.0
+    X[:, 11] = torch.randn(n, generator=gen)
+    net = LinearStack((d, 20, 3))
+    cols, vals = net.sparse_first_layer(X)
+    assert cols.shape == (n, 3)
+    assert bool((cols[:, 1:] > cols[:, :-1]).all())  # increasing columns, as the dense sum
+    torch.testing.assert_close(vals, X.gather(1, cols), rtol=0, atol=0)
+    # no sparse rows for dense data, few outputs (LR) or float64
+    assert net.sparse_first_layer(torch.randn(n, d)) is None
+    assert LinearStack((d, 3)).sparse_first_layer(X) is None
+    assert net.sparse_first_layer(X.double()) is None
+
+    M, B = 3, 9
+    idx = torch.randint(0, n, (M, B), generator=gen)
+    y = torch.randint(0, 3, (M, B), generator=gen)
+    sparse = (cols[idx] + (torch.arange(M) * d).view(-1, 1, 1), vals[idx])
+    params = net.init(M, torch.Generator().manual_seed(1))
+    dense_g = net.per_sample(params, X[idx], y)
+    sparse_g = net.per_sample(params, X[idx], y, sparse=sparse)
+    torch.testing.assert_close(sparse_g.losses, dense_g.losses, rtol=1e-6, atol=1e-7)
+    for a, b in zip(sparse_g.deltas, dense_g.deltas):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+    class Sparse(LinearStack):  # the sparse path, in float64, against the slow per-sample loop
+        def per_sample(self, p, x, yy):
+            return super().per_sample(p, x, yy, sparse=(sparse[0], sparse[1].double()))
+
+    p64 = [p.double() for p in params]
+    _check(Sparse(net.sizes), p64, lambda m: net.to_module(p64, m), X[idx].double(), y)
