@@ -51,6 +51,8 @@ _GRC_MODELS = 16  # telemetry's GRC is the mean over the first 16 models
 _CPU_BUDGET = 1 << 30
 #: Draw the next step's batches and noise on a second thread (CPU, one intra-op thread).
 _PREFETCH = True
+#: With one chunk, gather the batch's inputs with the draws (on the draws thread).
+_GATHER_AHEAD = True
 
 #: Mean training loss (nats) above which a model counts as diverged even when finite.
 _DIVERGED_LOSS = 1e4
@@ -524,7 +526,8 @@ def train_ensemble(
     gather_buf: list[Tensor] = [X.new_empty(0)]
     # One chunk: the batch of every model is gathered with the draws (on the draws thread when
     # it runs), into one of two buffers (step t reads one while t + 1's is gathered).
-    ahead_bufs: list[list[Tensor]] | None = [[X.new_empty(0)], [X.new_empty(0)]] if len(chunks) == 1 else None
+    ahead_bufs: list[list[Tensor]] | None = ([[X.new_empty(0)], [X.new_empty(0)]]
+                                             if len(chunks) == 1 and _GATHER_AHEAD else None)
 
     def draws(step: int) -> tuple[Tensor, Tensor, list[Tensor] | None, dict[str, Any], tuple]:
         """Return the step's random draws from the one generator, in a fixed order.
