@@ -200,14 +200,18 @@ class LinearStack:
         d = self.sizes[0]
         if self.sizes[1] < 16 or X.dim() != 2 or X.dtype != torch.float32 or X.device.type != "cpu":
             return None  # (on a GPU the dense matmul is the fast path)
-        nonzero = X != 0
-        k = int(nonzero.sum(1).max()) if X.shape[0] else d
+        n = X.shape[0]
+        k = max((int((X[r:r + 8192] != 0).sum(1).max()) for r in range(0, n, 8192)), default=d)
         if 4 * max(k, 1) > d:
             return None
-        # nonzero columns first, each group in increasing column order (a stable key)
-        key = (~nonzero).to(torch.int64) * d + torch.arange(d, device=X.device)
-        cols = key.argsort(1)[:, :max(k, 1)]
-        return cols.contiguous(), X.gather(1, cols).contiguous()
+        k = max(k, 1)
+        cols = torch.empty((n, k), dtype=torch.int64, device=X.device)
+        order = torch.arange(d, device=X.device)
+        for r in range(0, n, 8192):  # blocks of rows: the sort key is 8 bytes per value
+            # nonzero columns first, each group in increasing column order
+            key = (X[r:r + 8192] == 0).to(torch.int64) * d + order
+            cols[r:r + 8192] = key.argsort(1)[:, :k]
+        return cols, X.gather(1, cols)
 
     def per_sample(self, params: Sequence[Tensor], x: Tensor, y: Tensor,
                    sparse: tuple[Tensor, Tensor] | None = None) -> LinearGrads:
