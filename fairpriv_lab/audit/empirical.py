@@ -287,7 +287,7 @@ def _select_threshold(rows, lab, ties, level, cum_in=None):
         idx = cum_in.astype(np.int16)
         idx *= np.int16(k + 2)
         idx += ((k - np.arange(n + 1)) * (k + 1)).astype(np.int16)
-        r = ranks[idx]
+        r = np.take(ranks, idx)
         np.putmask(r, ties, np.int16(tie_rank))
         return rows.thresholds(np.argmax(r, axis=1))
     if k <= 2000:

@@ -277,7 +277,7 @@ def _record_estimates(rows: SortedRows, swap_plane: int, b: SortedRows | None = 
         ties = rows.ties()
         if rows.packed and swap_plane < 7:  # label and swap in the key's low byte: steps by lookup
             low = rows.key.astype(np.uint8)
-            return tuple((_best_gain(_step_table(swap_plane, floor)[low], ties) + rows.K) / (2 * rows.K)
+            return tuple((_best_gain(np.take(_step_table(swap_plane, floor), low), ties) + rows.K) / (2 * rows.K)
                          for floor in (False, True))
         lab = rows.lab
         return _in_sample_acc(rows, lab, ties), _in_sample_acc(rows, lab ^ rows.plane(swap_plane), ties)
@@ -514,15 +514,27 @@ def _n_threads() -> int:
 
 
 def map_threads(fn, items):
-    """Yield fn(item) for each item in order, computed on a small thread pool."""
+    """Yield fn(item) for each item in order, computed on a small thread pool.
+
+    At most two items per thread are in flight: ``Executor.map`` would take every item at
+    once, and the items (blocks of gathered scores) and their results would then all be in
+    memory together (for 400 x 36,178 losses about the size of the loss matrix).
+    """
     n = _n_threads()
     if n == 1:
         yield from map(fn, items)
         return
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=n) as pool:
-        yield from pool.map(fn, items)
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * n:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _balanced(ctrial: np.ndarray, cin: np.ndarray) -> np.ndarray:

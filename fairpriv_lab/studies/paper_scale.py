@@ -411,7 +411,10 @@ def run_audit(p: Preset, *, out: Path, device: str, machine: dict[str, Any], cac
             res = run(c, cache=cache, progress=Progress(f"{labels['method_code']} {est}"),
                       recompute=recompute and est == p.estimators[0])
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            results.append(res)
+            # only the side study (a) reads losses (the SGD runs of the first estimator); the
+            # others' 116 MB of losses and confidences each would otherwise stay until the end
+            keep = est == p.estimators[0] and cfg.train.method == "sgd"
+            results.append(res if keep else _slim(res))
             timings.append({
                 "preset": p.name, "dataset": cfg.data.name, "model": cfg.train.model,
                 "game": cfg.game.kind, "method": labels["method_code"], "epsilon": cfg.train.epsilon,
@@ -565,7 +568,7 @@ def _timed(p: Preset, cfg: Any, *, label: str, cache: Any, timings: list[dict[st
 def _slim(res: Any) -> Any:
     """Drop a result's (n_models, n_train) losses and confidences, which no issue-14 table reads.
 
-    A 400-model run on full Adult holds 116 MB of them; a preset keeps 20-40 results until its
+    Nor does any table of :func:`run_audit` but the floor study of its SGD runs. A 400-model run on full Adult holds 116 MB of them; a preset keeps 20-40 results until its
     tables are written. ``n_models`` still reads from the (n_models, 0) arrays left in their place.
     """
     empty = np.empty((res.losses.shape[0], 0), dtype=np.float32)
