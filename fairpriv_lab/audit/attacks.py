@@ -449,9 +449,9 @@ def global_draws(rng: np.random.Generator, inf: np.ndarray, grp: np.ndarray, by_
 
 def global_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, runs: list) -> list:
     """``(accuracy, floor accuracy)`` of each run of :func:`global_draws` on the same scores."""
-    trial = np.repeat(inf, 2, axis=0)  # (n_models, m): the (model, record) trials
-    return global_runs(scores, mem, trial, [(np.repeat(swap, 2, axis=0), cell, partner, estimator == "cross_fit")
-                                             for _by_group, estimator, swap, cell, partner in runs])
+    # trials and swaps per pair (both models of a pair share them), expanded block by block
+    return global_runs(scores, mem, inf, [(swap, cell, partner, estimator == "cross_fit")
+                                          for _by_group, estimator, swap, cell, partner in runs], per_pair=True)
 
 
 def global_result(rec, grp, inf, run, acc, acc_floor, signal) -> RecordRisk:

@@ -27,6 +27,7 @@ import pandas as pd
 from .._core import validate as V
 from .._core.exceptions import CacheWriteError, ConfigError, FairPrivError, TrainingDivergedError
 from .._core.io import float_from_json, json_float
+from .._core.memory import release_free_memory
 from .._core.vocabulary import GROUP_METHODS, RECORD_AUDITORS, default_delta
 from .cache import Cache, CalibrationMemo
 from .config import (
@@ -194,6 +195,7 @@ def run(
     trained = _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute, manifest,
                             writer, run_plan, partial)
     timings["train"] = time.perf_counter() - t0
+    release_free_memory()  # the training's freed buffers, before the audit's temporaries
     chunks = trained["chunk_digests"]
     if store is not None and chunks != manifest and all(chunks.values()):
         writer.save(key, "entry", None, {**entry_meta, "chunks": chunks}, "the entry")
@@ -219,6 +221,7 @@ def run(
     if store is not None and cached_audit is None and all(chunks.values()):
         writer.save(key, audit_item, audit["arrays"], {**audit["meta"], "chunks": chunks}, "the audit")
     timings["audit"] = time.perf_counter() - t0
+    release_free_memory()  # the audit's freed temporaries (its worker threads' arenas)
     timings["total"] = time.perf_counter() - t_start
 
     from .._core.version import __version__

@@ -413,8 +413,7 @@ def run_audit(p: Preset, *, out: Path, device: str, machine: dict[str, Any], cac
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             # only the side study (a) reads losses (the SGD runs of the first estimator); the
             # others' 116 MB of losses and confidences each would otherwise stay until the end
-            keep = est == p.estimators[0] and cfg.train.method == "sgd"
-            results.append(res if keep else _slim(res))
+            results.append(_slim(res, keep_losses=est == p.estimators[0] and cfg.train.method == "sgd"))
             timings.append({
                 "preset": p.name, "dataset": cfg.data.name, "model": cfg.train.model,
                 "game": cfg.game.kind, "method": labels["method_code"], "epsilon": cfg.train.epsilon,
@@ -565,14 +564,16 @@ def _timed(p: Preset, cfg: Any, *, label: str, cache: Any, timings: list[dict[st
     return _slim(res)
 
 
-def _slim(res: Any) -> Any:
+def _slim(res: Any, keep_losses: bool = False) -> Any:
     """Drop a result's (n_models, n_train) losses and confidences, which no issue-14 table reads.
 
-    Nor does any table of :func:`run_audit` but the floor study of its SGD runs. A 400-model run on full Adult holds 116 MB of them; a preset keeps 20-40 results until its
-    tables are written. ``n_models`` still reads from the (n_models, 0) arrays left in their place.
+    Nor does any table of :func:`run_audit` but the floor study of its SGD runs, which reads
+    the losses (``keep_losses``). A 400-model run on full Adult holds 116 MB of them; a preset
+    keeps 6-40 results until its tables are written. ``n_models`` still reads from the
+    (n_models, 0) arrays left in their place.
     """
     empty = np.empty((res.losses.shape[0], 0), dtype=np.float32)
-    return dataclasses.replace(res, losses=empty, confidences=empty)
+    return dataclasses.replace(res, losses=res.losses if keep_losses else empty, confidences=empty)
 
 
 def _opt(p: Preset, overrides: dict[str, Any], key: str) -> Any:
