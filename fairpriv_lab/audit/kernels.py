@@ -45,6 +45,7 @@ __all__ = [
     "pair_blocks",
     "EstimatorTask",
     "SharedSorts",
+    "column_counts",
     "fold_rows",
     "pair_split",
     "record_pass",
@@ -513,7 +514,7 @@ def _global_runs_packed(scores, labels, trial, runs, per_pair: bool) -> list:
     return [(o[0] / n_trials, o[1] / n_trials) for o in ok]
 
 
-def _column_counts(flags: np.ndarray) -> np.ndarray:
+def column_counts(flags: np.ndarray) -> np.ndarray:
     """Count the True entries of each column of a bool (rows, m) block (int64).
 
     Summed as bytes in the narrowest integer that cannot overflow: ``bool.sum(axis=0)`` casts
@@ -617,7 +618,7 @@ def _global_chunk(scores, labels, floor_labels, trial, cell, partner, balanced=F
         hit = pred == lb
         if not all_trials:
             hit &= trial
-        out[j] = _column_counts(hit)
+        out[j] = column_counts(hit)
     return out
 
 
@@ -872,7 +873,7 @@ def _global_chunk_hist(u, labels, floor_labels, cell, partner, balanced=False, b
     thr = _hist_thresholds(u, bits, cell, C, balanced, _hist_buckets(u) if buckets is None else buckets)
     out = np.empty((2, m), np.int64)
     for j, lb in enumerate((labels, floor_labels)):
-        out[j] = _column_counts(_scored(u, thr[j], partner) == lb)
+        out[j] = column_counts(_scored(u, thr[j], partner) == lb)
     return out
 
 

@@ -747,10 +747,15 @@ def _outcome(test, predictions, names):
     """Outcome fairness of the ensemble: every model's predictions pooled (equal test sets).
 
     With the same test set for every model, the pooled per-group rates (accuracy, selection
-    rate, TPR, FPR) equal the means over models of each model's rates.
+    rate, TPR, FPR) equal the means over models of each model's rates. The pooled rows are
+    given as (record, predicted class) with the number of models that predicted it, not
+    tiled (400 models x 15,060 Adult test records tiled took about 190 MB).
     """
+    from ..audit.kernels import column_counts
     from ..audit.risk import outcome_fairness_counts
 
-    n_models = predictions.shape[0]
-    return outcome_fairness_counts(np.tile(test.y, n_models), predictions.reshape(-1),
-                            np.tile(test.g, n_models), names)
+    n_test = predictions.shape[1]
+    n_classes = int(max(predictions.max(initial=0), np.max(test.y, initial=0))) + 1
+    votes = np.stack([column_counts(predictions == c) for c in range(n_classes)])  # (classes, n_test)
+    return outcome_fairness_counts(np.tile(test.y, n_classes), np.repeat(np.arange(n_classes), n_test),
+                                   np.tile(test.g, n_classes), names, weights=votes.ravel())

@@ -194,5 +194,5 @@ def test_global_histogram_path_with_many_cells_matches_reference(n_groups, cross
     np.testing.assert_allclose(acc, ref_global(scores, labels, trial, cell, partner))
     np.testing.assert_allclose(floor, ref_global(scores, labels ^ swap, trial, cell, partner))
     flags = rng.random((300, 5)) < 0.5
-    np.testing.assert_array_equal(kernels._column_counts(flags), flags.sum(axis=0))
-    np.testing.assert_array_equal(kernels._column_counts(np.ones((255, 3), bool)), [255] * 3)
+    np.testing.assert_array_equal(kernels.column_counts(flags), flags.sum(axis=0))
+    np.testing.assert_array_equal(kernels.column_counts(np.ones((255, 3), bool)), [255] * 3)
