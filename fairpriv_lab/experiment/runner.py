@@ -420,6 +420,7 @@ def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute
     n_models, chunk = game.membership.shape[0], cfg.chunk_models
     starts = list(range(0, n_models, chunk))
     parts, trained_n, loaded_n = [], 0, 0
+    whole: dict[str, np.ndarray] = {}
     digests: dict[str, str | None] = {}
     for c, start in enumerate(starts):
         stop = min(start + chunk, n_models)
@@ -459,12 +460,17 @@ def _train_chunks(cfg, train, test, game, delta, store, key, progress, recompute
         else:
             digests[name] = item.digest
             loaded_n += 1
+        for field in ("losses", "confidences"):  # into the whole game's arrays: no concatenation later
+            if field not in whole:
+                whole[field] = np.empty((n_models, part[field].shape[1]), dtype=np.float32)
+            whole[field][start:stop] = part[field]
+            part[field] = whole[field][start:stop]
         parts.append(part)
         if progress is not None:
             progress("train", float(stop), float(n_models))
         if partial is not None and item is None and stop < n_models:
             partial(parts)
-    merged = _merge_chunks(parts, test, trained_n, loaded_n)
+    merged = _merge_chunks(parts, test, trained_n, loaded_n, whole)
     merged["chunk_digests"] = digests
     return merged
 
@@ -589,7 +595,9 @@ def _chunk_from_cache(item) -> dict[str, Any]:
     return part
 
 
-def _merge_chunks(parts, test, trained_n, loaded_n) -> dict[str, Any]:
+def _merge_chunks(parts, test, trained_n, loaded_n, whole=None) -> dict[str, Any]:
+    """Merge the chunks' arrays; ``whole`` holds losses and confidences already gathered."""
+    whole = whole or {}
     sizes = np.array([p["losses"].shape[0] for p in parts], dtype=float)
     tele = []
     for p, w in zip(parts, sizes):
@@ -602,8 +610,9 @@ def _merge_chunks(parts, test, trained_n, loaded_n) -> dict[str, Any]:
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column = group absent from test
         per_group = np.nanmean(tga, axis=0) if tga.size else np.array([])
     return {
-        "losses": np.concatenate([p["losses"] for p in parts]),
-        "confidences": np.concatenate([p["confidences"] for p in parts]),
+        "losses": whole["losses"] if "losses" in whole else np.concatenate([p["losses"] for p in parts]),
+        "confidences": (whole["confidences"] if "confidences" in whole
+                        else np.concatenate([p["confidences"] for p in parts])),
         "test_accuracy": np.concatenate([p["test_accuracy"] for p in parts]),
         "test_predictions": np.concatenate([p["test_predictions"] for p in parts]),
         "group_accuracy": {name: float(v) for name, v in zip(test.group_names, per_group)},
