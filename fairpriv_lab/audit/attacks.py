@@ -167,7 +167,8 @@ class RecordRisk:
 
 # --------------------------------------------------------------------------- signals
 def attack_scores(
-    losses: np.ndarray, *, signal: Signal = "loss", confidences: np.ndarray | None = None
+    losses: np.ndarray, *, signal: Signal = "loss", confidences: np.ndarray | None = None,
+    _negate: bool = True,
 ) -> np.ndarray:
     """Convert losses (lower = member) to attack scores (higher = member), in one place.
 
@@ -215,7 +216,7 @@ def attack_scores(
     if not np.all(np.isfinite(arr)):
         raise V.fail("losses", "an array with NaN or infinite entries", "to be finite")
     if signal == "loss":
-        return -arr
+        return -arr if _negate else arr  # _negate=False: validation only (audit_inputs)
     if np.any(arr < 0):
         raise V.fail("losses", "an array with negative entries", "to be >= 0 (cross-entropy)")
     loss = np.maximum(arr.astype(np.float64), np.finfo(np.float64).tiny)
@@ -223,9 +224,24 @@ def attack_scores(
 
 
 # --------------------------------------------------------------------------- validation
-def audit_inputs(losses, membership, records, groups, signal, confidences):
-    """Validate and return (scores (n_models, m), membership (n_models, m), records, groups_rec)."""
-    scores = attack_scores(losses, signal=signal, confidences=confidences)
+def negated_later(losses, signal, confidences) -> bool:
+    """Tell whether :func:`audit_inputs` with ``negate_later`` returns losses in place of scores.
+
+    With the loss signal and float32 losses the scores are ``-losses``: kernels that take
+    ``negated=True`` negate a block at a time, and the matrix-sized ``-losses`` (58 MB at
+    400 x 36,178) is never made.
+    """
+    return signal == "loss" and confidences is None and np.asarray(losses).dtype == np.float32
+
+
+def audit_inputs(losses, membership, records, groups, signal, confidences, negate_later: bool = False):
+    """Validate and return (scores (n_models, m), membership (n_models, m), records, groups_rec).
+
+    ``negate_later`` and :func:`negated_later`: the first item is the (validated) losses, to be
+    negated by the kernels.
+    """
+    lazy = negate_later and negated_later(losses, signal, confidences)
+    scores = attack_scores(losses, signal=signal, confidences=confidences, _negate=not lazy)
     shape = np.shape(losses)
     if scores.shape != shape:
         raise V.fail("confidences", f"array of shape {scores.shape}", f"to have the shape of losses {shape}")
@@ -447,11 +463,15 @@ def global_draws(rng: np.random.Generator, inf: np.ndarray, grp: np.ndarray, by_
     return by_group, estimator, swap, cell, partner
 
 
-def global_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, runs: list) -> list:
-    """``(accuracy, floor accuracy)`` of each run of :func:`global_draws` on the same scores."""
+def global_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, runs: list, negated: bool = False) -> list:
+    """``(accuracy, floor accuracy)`` of each run of :func:`global_draws` on the same scores.
+
+    ``negated``: ``scores`` are losses whose negatives are the scores (:func:`negated_later`).
+    """
     # trials and swaps per pair (both models of a pair share them), expanded block by block
     return global_runs(scores, mem, inf, [(swap, cell, partner, estimator == "cross_fit")
-                                          for _by_group, estimator, swap, cell, partner in runs], per_pair=True)
+                                          for _by_group, estimator, swap, cell, partner in runs],
+                       per_pair=True, negated=negated)
 
 
 def global_result(rec, grp, inf, run, acc, acc_floor, signal) -> RecordRisk:

@@ -461,31 +461,49 @@ def global_block(
 
 
 def global_runs(scores: np.ndarray, labels: np.ndarray, trial: np.ndarray, runs: list,
-                per_pair: bool = False) -> list:
+                per_pair: bool = False, negated: bool = False) -> list:
     """:func:`global_block` of several runs ``(swap, cell, partner, balanced)`` on the same scores.
 
     The runs share each block of models' uint32 keys and histogram buckets. ``per_pair``:
     ``trial`` and every run's ``swap`` are given per model pair, shape (n_models // 2, m), the
     same for both models of a pair, and expanded a block of models at a time (no
-    matrix-sized copies of them, nor of the floor's labels).
+    matrix-sized copies of them, nor of the floor's labels). ``negated``: the scores are
+    ``-scores`` (losses for the loss signal), negated a block at a time (:func:`_block_keys`).
     """
     if not runs:
         return []
+    if negated and scores.dtype not in _PACKABLE:
+        scores, negated = -scores, False  # the argsort path takes whole matrices
     if per_pair:
         if scores.dtype not in _PACKABLE:  # the argsort path takes whole matrices
             trial = np.repeat(trial, 2, axis=0)
             runs = [(np.repeat(swap, 2, axis=0), *rest) for swap, *rest in runs]
         else:
-            return _global_runs_packed(scores, labels, trial, runs, True)
+            return _global_runs_packed(scores, labels, trial, runs, True, negated)
     if scores.dtype not in _PACKABLE:
         order = np.argsort(scores, axis=1)
         return [(_global_acc(scores, labels, trial, cell, partner, order, balanced),
                  _global_acc(scores, labels ^ swap, trial, cell, partner, order, balanced))
                 for swap, cell, partner, balanced in runs]
-    return _global_runs_packed(scores, labels, trial, runs, False)
+    return _global_runs_packed(scores, labels, trial, runs, False, negated)
 
 
-def _global_runs_packed(scores, labels, trial, runs, per_pair: bool) -> list:
+def _block_keys(x: np.ndarray, negated: bool) -> np.ndarray:
+    """uint32 sort keys of a block of float32 scores, or of their negatives when ``negated``.
+
+    ``~key(x)`` orders and ties exactly as ``key(-x)`` (-0.0 and 0.0 share one key either
+    way) and decodes to ``-x`` (:func:`_f32`), so thresholds and counts are those of the
+    negated scores, without a matrix-sized ``-losses``.
+    """
+    if not negated:
+        return _keys(x)
+    if x.dtype == np.uint32:
+        return ~x
+    u = _keys(x)  # a new array: inverted in place
+    return np.invert(u, out=u)
+
+
+def _global_runs_packed(scores, labels, trial, runs, per_pair: bool, negated: bool = False) -> list:
     n_models, m = scores.shape
     n_trials = trial.sum(axis=0) * (2 if per_pair else 1)
     hist = m >= _HIST_MIN_RECORDS and bool(trial.all())
@@ -499,13 +517,13 @@ def _global_runs_packed(scores, labels, trial, runs, per_pair: bool) -> list:
         rows = slice(lo, lo + step)
         lab = labels[rows]
         floors = [lab ^ rows_of(swap, lo) for swap, *_ in runs]
+        u = _block_keys(scores[rows], negated)
         if hist:  # every (model, record) a trial (ALOOA, half-split): no row sort
-            u = _keys(scores[rows])
             buckets = _hist_buckets(u)
             return [_global_chunk_hist(u, lab, fl, cell, partner, balanced, buckets)
                     for fl, (_swap, cell, partner, balanced) in zip(floors, runs, strict=True)]
         tr = rows_of(trial, lo)
-        return [_global_chunk(scores[rows], lab, fl, tr, cell, partner, balanced)
+        return [_global_chunk(u, lab, fl, tr, cell, partner, balanced)
                 for fl, (_swap, cell, partner, balanced) in zip(floors, runs, strict=True)]
 
     ok = np.zeros((len(runs), 2, m), np.int64)
@@ -664,7 +682,8 @@ def informative_pairs(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
     return inf
 
 
-def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, keys: bool = False, flip: bool = False):
+def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, keys: bool = False, flip: bool = False,
+                negated: bool = False):
     """Yield (columns, K, chunks) for the records sharing the same number K of pairs.
 
     ``chunks`` iterates over (row slice, s_in, s_out) with s_in/s_out of shape (rows, K): the
@@ -674,7 +693,8 @@ def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, keys: bool
     allocates and faults in several matrix-sized temporaries: measured slower). ``flip``: the
     chunks are (row slice, s_even, s_odd, flip) instead, the scores of each pair's first and
     second model and ``flip`` True where the second is the in-model (:class:`SortedRows`
-    takes them as they are: no selection of in/out scores).
+    takes them as they are: no selection of in/out scores). ``negated``: the scores are
+    ``-scores``, negated a block at a time.
     """
     K = inf.sum(axis=0)
     if np.all(inf):
@@ -683,10 +703,10 @@ def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, keys: bool
         ks = [int(k) for k in np.unique(K)]  # distinct pair counts (1 for every game here)
     for k in ks:
         cols = np.flatnonzero(K == k)
-        yield cols, k, _pair_chunks(scores, mem, inf, cols, k, keys and scores.dtype == np.float32, flip)
+        yield cols, k, _pair_chunks(scores, mem, inf, cols, k, keys and scores.dtype == np.float32, flip, negated)
 
 
-def _pair_chunks(scores, mem, inf, cols, k, keys=False, flip=False):
+def _pair_chunks(scores, mem, inf, cols, k, keys=False, flip=False, negated=False):
     step = max(1, CHUNK_ELEMENTS // (2 * k))
     full = cols.size == scores.shape[1]
     for lo in range(0, cols.size, step):
@@ -706,7 +726,10 @@ def _pair_chunks(scores, mem, inf, cols, k, keys=False, flip=False):
             if flip:
                 second_in = np.take_along_axis(second_in, pick, axis=0)
         s_in, s_out = np.ascontiguousarray(s_in.T), np.ascontiguousarray(s_out.T)
-        s_in, s_out = (_u32(s_in), _u32(s_out)) if keys else (s_in, s_out)
+        if keys:
+            s_in, s_out = _block_keys(s_in, negated), _block_keys(s_out, negated)
+        elif negated:
+            s_in, s_out = -s_in, -s_out
         if flip:
             yield r, s_in, s_out, np.ascontiguousarray(second_in.T)
         else:
@@ -811,7 +834,7 @@ class SharedSorts:
         return got[0], got[1]
 
 
-def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: list) -> None:
+def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: list, negated: bool = False) -> None:
     """Sort each audited record's scores once per layout and hand the sorted rows to every task.
 
     Each task has ``prepare(blocks)`` (draws its randomness for every block of records with
@@ -821,8 +844,9 @@ def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: lis
     ``store(record_positions, output)``. Blocks of records keep the temporaries in cache;
     numpy's sorts and reductions release the GIL, so blocks run on threads, and since all
     randomness is drawn first the results do not depend on the number of threads.
+    ``negated``: the scores are ``-scores`` (:func:`pair_blocks`).
     """
-    blocks = list(pair_blocks(as_f32(scores), mem, inf, keys=True, flip=True))  # keys once per block, for every task
+    blocks = list(pair_blocks(as_f32(scores), mem, inf, keys=True, flip=True, negated=negated))  # keys once per block
     for task in tasks:
         task.prepare(blocks)
     for bi, (cols, _k, chunks) in enumerate(blocks):

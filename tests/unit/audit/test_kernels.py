@@ -196,3 +196,46 @@ def test_global_histogram_path_with_many_cells_matches_reference(n_groups, cross
     flags = rng.random((300, 5)) < 0.5
     np.testing.assert_array_equal(kernels.column_counts(flags), flags.sum(axis=0))
     np.testing.assert_array_equal(kernels.column_counts(np.ones((255, 3), bool)), [255] * 3)
+
+
+def test_negated_block_keys_order_and_decode_as_the_negated_scores():
+    """~key(x) sorts and ties exactly as key(-x) (signed zeros one tie) and decodes to -x."""
+    from fairpriv_lab.audit.kernels import _block_keys, _f32, _u32
+
+    x = np.array([3.5, -0.0, 0.0, 1e-30, -1e-30, -2.0, 2.0, 7e37, -7e37, 1.0, 1.0], np.float32)
+    neg = _block_keys(x.copy(), True)
+    want = _u32(-x)
+    np.testing.assert_array_equal(np.argsort(neg, kind="stable"), np.argsort(want, kind="stable"))
+    np.testing.assert_array_equal(neg[:, None] == neg[None, :], want[:, None] == want[None, :])
+    np.testing.assert_array_equal(_f32(neg), -x)
+    np.testing.assert_array_equal(_block_keys(x, False), _u32(x))
+    np.testing.assert_array_equal(_block_keys(_u32(x), True), ~_u32(x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_whole_audit_of_losses_negated_by_blocks_equals_scores(dtype):
+    """whole_audit negates float32 losses a block at a time; the results are those of -losses."""
+    from fairpriv_lab.audit import kernels
+    from fairpriv_lab.audit.attacks import global_blocks, global_draws, informative_pairs
+    from fairpriv_lab.games import half_split_game
+
+    rng = np.random.default_rng(1)
+    game = half_split_game(600, n_models=8, seed=2)
+    L = np.abs(np.round(rng.exponential(size=game.membership.shape) - 0.2 * game.membership, 2)).astype(dtype)
+    L[:, :5] = 0.0  # signed zeros after negation
+    mem, rec = game.membership, game.audit_idx
+    inf = informative_pairs(mem, rec)
+    grp = rng.integers(0, 2, 600)
+    runs = [global_draws(np.random.default_rng(3), inf, grp, by, est)
+            for by in (False, True) for est in ("in_sample", "cross_fit")]
+    got = global_blocks(L, mem, inf, runs, negated=True)
+    want = global_blocks(-L, mem, inf, runs)
+    for (a, b), (c, d) in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+    for est in ("in_sample", "cross_fit"):
+        tasks = [kernels.EstimatorTask(est, np.random.default_rng(4), 600) for _ in range(2)]
+        kernels.record_pass(L, mem, inf, [tasks[0]], negated=True)
+        kernels.record_pass(-L, mem, inf, [tasks[1]])
+        np.testing.assert_array_equal(tasks[0].acc, tasks[1].acc)
+        np.testing.assert_array_equal(tasks[0].acc_floor, tasks[1].acc_floor)
