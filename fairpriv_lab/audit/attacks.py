@@ -343,11 +343,12 @@ def record_risk(
     ([1.0, 1.0, 1.0], 'PA-ALOOA')
     """
     V.choice("estimator", estimator, _ESTIMATORS)
-    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences,
+                                         negate_later=True)
     inf = informative_pairs(mem, rec)
     check_cross_fit(estimator, inf)
     task = EstimatorTask(estimator, as_generator(seed), rec.size)
-    record_pass(scores, mem, inf, [task])
+    record_pass(scores, mem, inf, [task], negated=negated_later(losses, signal, confidences))
     return record_result(rec, grp, inf, task, signal)
 
 
@@ -434,10 +435,12 @@ def global_risk(
         raise V.fail("by_group", by_group, "to be True or False")
     if by_group and groups is None:
         raise V.fail("groups", None, "to give every record's group when by_group=True")
-    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences,
+                                         negate_later=True)
     inf = informative_pairs(mem, rec)
     run = global_draws(as_generator(seed), inf, grp, by_group, estimator)
-    (acc, acc_floor), = global_blocks(as_f32(scores), mem, inf, [run])
+    (acc, acc_floor), = global_blocks(as_f32(scores), mem, inf, [run],
+                                      negated=negated_later(losses, signal, confidences))
     return global_result(rec, grp, inf, run, acc, acc_floor, signal)
 
 

@@ -56,7 +56,7 @@ from scipy import special, stats
 from .._core import validate as V
 from .._core.dp import advantage_bound
 from .._core.rng import SeedLike, as_generator
-from .attacks import Signal, audit_inputs
+from .attacks import Signal, audit_inputs, negated_later
 from .kernels import SortedRows, informative_pairs, pair_split, record_pass
 
 __all__ = [
@@ -382,12 +382,13 @@ def empirical_epsilon(
     """
     V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
     V.number("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
-    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences,
+                                         negate_later=True)
     inf = informative_pairs(mem, rec)
     delta, alpha, K = check_empirical(delta, alpha, inf)
     check_group_names(grp, group_names)  # before the work, not after it
     task = EmpiricalTask(as_generator(seed), rec.size, alpha / 2)
-    record_pass(scores, mem, inf, [task])
+    record_pass(scores, mem, inf, [task], negated=negated_later(losses, signal, confidences))
     return task.result(rec, grp, K, group_names, delta, alpha)
 
 
