@@ -73,6 +73,7 @@ __all__ = [
     "CLAIMS",
     "claim_verdict",
     "claims_evidence",
+    "clipsweep_chart",
 ]
 
 
@@ -1237,6 +1238,7 @@ CLAIMS: tuple[tuple[str, str, str, str], ...] = (
     ("3: DP-SGD-S lowers it further (GPRP DP-SGD - DP-SGD-S > 0)", "seeds-adult-lr", "pairs", "positive"),
     ("3: DP-SGD-S's gain is its group clipping (GPRP S - noise- / clip-matched DP-SGD < 0)",
      "controls-adult-lr", "pairs", "negative"),
+    ("3: the same where clipping binds (C = 2)", "controls-smallc-adult-lr", "pairs", "negative"),
     ("4: larger GRC, larger GPR (Pearson r across groups > 0)", "groups-digits-synth",
      "seed_grc_correlation", "positive"),
     ("5: DP-SGD-S has the smaller gap at equal accuracy (GPRP S - DP-SGD at DP-SGD's accuracy < 0)",
@@ -1337,3 +1339,30 @@ def claims_evidence(results_dir: str | Path, *, size: str = "") -> pd.DataFrame:
                              "verdict": "within noise" if within else "beyond noise", "file": rel})
     cols = ["claim", "preset", "comparison", "estimator", "n_seeds", "mean", "ci_low", "ci_high", "verdict", "file"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def clipsweep_chart(results_dir: str | Path, *, size: str = "", controls: bool = True):
+    """Chart the recorded clipping sweep (:func:`fairpriv_lab.viz.clipping_sweep`).
+
+    Reads ``clipsweep-adult-lr[-<size>]/`` (GPRP, GPR per group and the fraction clipped per
+    group over C, seed means with seed-level t CIs, cross-fit PA-ALOOA) and, with ``controls``,
+    the noise- and clip-matched DP-SGD of ``controls-smallc-adult-lr[-<size>]/`` where it was
+    recorded. Returns None when the sweep has not been recorded at that size.
+    """
+    from .. import viz
+
+    root, suffix = Path(results_dir), (f"-{size}" if size else "")
+    folder = root / f"clipsweep-adult-lr{suffix}"
+    files = [folder / f"clipsweep-adult-lr_{t}.csv" for t in ("seed_gprp", "seed_gpr", "seed_frac_clipped")]
+    if not all(f.is_file() for f in files):
+        return None
+    gprp, gpr, clipped = (pd.read_csv(f) for f in files)
+    if "estimator" in gprp:
+        gprp = gprp[gprp["estimator"] == "cross_fit"]
+    ctrl = None
+    cfile = root / f"controls-smallc-adult-lr{suffix}" / "controls-smallc-adult-lr_seed_gprp.csv"
+    if controls and cfile.is_file():
+        c = pd.read_csv(cfile)
+        ctrl = c[c["variant"].str.contains("matched")]
+        ctrl = ctrl if len(ctrl) else None
+    return viz.clipping_sweep(gprp, gpr, clipped, controls=ctrl)

@@ -24,22 +24,23 @@ Outputs (in ``out``, by default ``docs/results``), for preset P:
 
 Issue-14 presets (docs/results.md, "The claims at a glance"): each runs on 2 CPU cores in the
 time it states (``Preset.minutes``: CPU minutes of the whole preset in one process with one torch
-thread, i.e. its wall time on idle cores; each <= 30, the six <= 2 h), writes
+thread, i.e. its wall time on idle cores; each <= 30, the seven <= 2 h), writes
 ``docs/results/<preset>/`` and takes ``--small`` (a wiring check, ``docs/results/<preset>-small/``)
 and ``--device cuda`` (the full sizes the CPU preset trims, ``docs/results/<preset>-cuda/``).
 Measured on the shared 2-core machine (wall > CPU by the share of the cores other jobs took;
 ``--list`` reads the same figures from each run's ``<preset>_machine.json``):
 
-=====================  ===========  =========  ==================================================
-preset                 stated CPU   planner    measured at full size (wall / CPU, 1-min load)
-=====================  ===========  =========  ==================================================
-seeds-adult-lr         30 min       22.3 min   49.8 min wall / 26.5 min CPU, load 5.3 (0.5-9.3)
-controls-adult-lr      25 min       20.4 min   17.7 min wall / 17.9 min CPU, load 2.55 (resumed)
-clipsweep-adult-lr     20 min       16.4 min   14.9 min wall / 14.6 min CPU, load 2.71 (resumed)
-groups-digits-synth    16 min       7.6 min    16.3 min wall / 15.5 min CPU, load 2.1 (1.1-2.9)
-aloo-loo-leaky         12 min       5.2 min    10.5 min wall / 10.3 min CPU, load 1.99 (1.3-2.56)
-frontier-adult-lr      16 min       13.1 min   not yet run
-=====================  ===========  =========  ==================================================
+========================  ===========  =========  ==================================================
+preset                    stated CPU   planner    measured at full size (wall / CPU, 1-min load)
+========================  ===========  =========  ==================================================
+seeds-adult-lr            28 min       22.3 min   49.8 min wall / 26.5 min CPU, load 5.3 (0.5-9.3)
+controls-adult-lr         23 min       20.4 min   17.7 min wall / 17.9 min CPU, load 2.55 (resumed)
+controls-smallc-adult-lr  6 min        4.4 min    5.1 min wall / 3.7 min CPU, load 2.86 (1.29-3.29)
+clipsweep-adult-lr        20 min       16.4 min   14.9 min wall / 14.6 min CPU, load 2.71 (resumed)
+groups-digits-synth       16 min       7.6 min    16.3 min wall / 15.5 min CPU, load 2.1 (1.1-2.9)
+aloo-loo-leaky            11 min       5.2 min    10.5 min wall / 10.3 min CPU, load 1.99 (1.3-2.56)
+frontier-adult-lr         14 min       13.1 min   14.5 min wall / 12.8 min CPU, load 2.65 (0.57-3.35)
+========================  ===========  =========  ==================================================
 
 (resumed): a first attempt trained part of the preset and was stopped; the recorded run resumed
 from its cache, so about 4.5 (controls) and 5 (clipsweep) minutes of CPU are not in its figure.
@@ -126,7 +127,7 @@ _SYNTH10 = (("group_sizes", (1.0,) * 9 + (0.2,)),
             ("outlier_rate", (0.0,) * 9 + (0.2,)), ("label_noise", (0.0,) * 9 + (0.1,)),
             ("separation", (2.0,) * 9 + (1.0,)))
 #: Issue 14: where the paper's mechanism shows, with controls and retraining variance. Each preset
-#: has three sizes: the CPU preset itself (``minutes`` of CPU on 2 idle cores, each <= 30, the six
+#: has three sizes: the CPU preset itself (``minutes`` of CPU on 2 idle cores, each <= 30, the seven
 #: <= 2 h), ``--small`` (its ``small`` overrides: a wiring check in seconds) and ``--device cuda``
 #: (its ``cuda`` overrides: the sizes the CPU preset trims, for a lent GPU).
 ISSUE14 = [
@@ -134,16 +135,26 @@ ISSUE14 = [
            "DP-SGD-S (norm) / DP-SGD-S (mean direction) at eps=10, 5 seeds x 400 models; mean, "
            "seed-level t CI and record-bootstrap CI per row, paired seed differences",
            "adult", "sex", "lr", kind="seeds", methods=("sgd", "dpsgd", "dpsgds", "dpsgds-md"),
-           seeds=_SEEDS5, auditors=("PA-ALOOA",), small=_SMALL_ADULT, minutes=30.0,
+           seeds=_SEEDS5, auditors=("PA-ALOOA",), small=_SMALL_ADULT, minutes=28.0,
            cuda=(("seeds", tuple(range(10))),)),
     Preset("controls-adult-lr", "(b) DP-SGD-S controls: Adult, LR, eps=10, 5 seeds x 200 models: "
            "DP-SGD, each DP-SGD-S variant (norm, mean direction), and for each a noise-matched DP-SGD "
            "(clip C, sigma raised to the S run's per-coordinate noise std) and a clip-matched DP-SGD "
            "(flat clip = the S run's max_k C_k, calibrated to eps); --device cuda: 400 models",
            "adult", "sex", "lr", kind="controls", methods=("dpsgds", "dpsgds-md"), seeds=_SEEDS5,
-           n_models=200, chunk_models=100, minutes=25.0,
+           n_models=200, chunk_models=100, minutes=23.0,
            estimators=("cross_fit",), auditors=("PA-ALOOA",), small=_SMALL_ADULT,
            cuda=(("n_models", 400), ("chunk_models", 400))),
+    Preset("controls-smallc-adult-lr", "(b') DP-SGD-S (norm) controls where clipping binds: Adult, LR, "
+           "eps=10, C = 2 (about 26 % of Male and 11 % of Female per-sample gradients clip), 5 seeds x "
+           "64 models: DP-SGD, DP-SGD-S (norm), its noise-matched and its clip-matched DP-SGD; does the "
+           "norm variant's smaller gap at small C come from group clipping or from its larger noise?; "
+           "--device cuda: C in {1, 2, 3}, both variants, 400 models",
+           "adult", "sex", "lr", kind="controls", methods=("dpsgds",), seeds=_SEEDS5, clips=(2.0,),
+           n_models=64, chunk_models=64, minutes=6.0, estimators=("cross_fit",), auditors=("PA-ALOOA",),
+           small=_SMALL_ADULT,
+           cuda=(("clips", (1.0, 2.0, 3.0)), ("methods", ("dpsgds", "dpsgds-md")), ("n_models", 400),
+                 ("chunk_models", 400))),
     Preset("clipsweep-adult-lr", "(c) clipping sweep: Adult, LR, eps=10, C in {1, 2, 3, 5, 10} (from "
            "where almost every per-sample gradient clips to where almost none does), DP-SGD / DP-SGD-S "
            "(norm) / DP-SGD-S (mean direction), 5 seeds x 64 models; GPR per group, GPRP, fraction "
@@ -177,7 +188,7 @@ ISSUE14 = [
            "records), MLP-256, 100 targets",
            "digits", None, "mlp", kind="aloo-loo", games=("aloo",), methods=("sgd",), n=400, m=100,
            epochs=40, batch_size=32, hidden=64, n_targets=50, max_pairs=200, chunk_models=200,
-           minutes=12.0, estimators=("in_sample", "cross_fit"), auditors=("PA-ALOOA",),
+           minutes=11.0, estimators=("in_sample", "cross_fit"), auditors=("PA-ALOOA",),
            small=(("max_pairs", 4), ("epochs", 3), ("hidden", 32), ("chunk_models", 8),
                   ("n_sim", 20)),
            cuda=(("n", None), ("m", 200), ("n_targets", 100), ("hidden", 256))),
@@ -187,7 +198,7 @@ ISSUE14 = [
            "interval; --device cuda: eps in {1, 2, 4, 10} x 400 models",
            "adult", "sex", "lr", kind="frontier", methods=("dpsgd", "dpsgds", "dpsgds-md"),
            seeds=_SEEDS5, n_models=64, chunk_models=64, estimators=("cross_fit",),
-           auditors=("PA-ALOOA",), epsilons=(1.0, 10.0), clips=(5.0, 10.0), minutes=16.0,
+           auditors=("PA-ALOOA",), epsilons=(1.0, 10.0), clips=(5.0, 10.0), minutes=14.0,
            small=(*_SMALL_ADULT, ("epsilons", (1.0, 10.0)), ("clips", (1.0, 10.0)), ("seeds", (0, 1, 2))),
            cuda=(("epsilons", (1.0, 2.0, 4.0, 10.0)), ("n_models", 400), ("chunk_models", 400))),
 ]
@@ -660,7 +671,8 @@ def planned_configs(p: Preset, *, device: str = "cpu", overrides: dict[str, Any]
         oo = {**o, "n": None} if dataset == "synthetic" else o
         for seed in seeds:
             for eps in (_opt(p, o, "epsilons") if p.kind == "frontier" else (10.0,)):
-                for C in (_opt(p, o, "clips") if p.kind in ("clipsweep", "frontier") else (None,)):
+                for C in (_opt(p, o, "clips") or (None,) if p.kind in ("clipsweep", "frontier", "controls")
+                          else (None,)):
                     codes = (["dpsgd"] + [c for c in methods for _ in range(3)]) if p.kind == "controls" else methods
                     for code in codes:
                         cfg = _base(p, device=device, overrides=oo, code=code, seed=seed, eps=float(eps),
@@ -754,22 +766,27 @@ def run_controls(p: Preset, *, out: Path, device: str, machine: dict[str, Any], 
 
     machine, t_all = _start(p, machine, device, overrides)
     results, labels, timings, derived = [], [], [], []
-    for seed in _opt(p, overrides, "seeds"):
+    clips = _opt(p, overrides, "clips") or (None,)  # () = the configuration's own clip bound
+    for seed, C_set in ((s, c) for s in _opt(p, overrides, "seeds") for c in clips):
         plain = _base(p, device=device, overrides=overrides, code="dpsgd", seed=seed)
+        if C_set is not None:
+            plain = plain.replace(clip=float(C_set))
         C = float(plain.train.clip)
-        dp = _timed(p, plain, label=f"DP-SGD seed={seed}", cache=cache, timings=timings)
+        at = "" if C_set is None else f" C={C:g}"
+        tag = {} if C_set is None else {"C": C}
+        dp = _timed(p, plain, label=f"DP-SGD{at} seed={seed}", cache=cache, timings=timings)
         results.append(dp)
-        labels.append({"variant": "DP-SGD", "seed": seed, "control_of": ""})
-        derived.append({"seed": seed, "variant": "DP-SGD", "clip": C, "sigma": dp.config.train.noise_multiplier
+        labels.append({"variant": "DP-SGD", "seed": seed, "control_of": "", **tag})
+        derived.append({"seed": seed, **tag, "variant": "DP-SGD", "clip": C, "sigma": dp.config.train.noise_multiplier
                         or _sigma(dp), "noise_bound": C, "noise_std": _sigma(dp) * C, "epsilon": dp.epsilon})
         for code in _opt(p, overrides, "methods"):
             name = VARIANT_LABELS[code]
-            s_res = _timed(p, _base(p, device=device, overrides=overrides, code=code, seed=seed),
-                           label=f"{name} seed={seed}", cache=cache, timings=timings)
+            s_res = _timed(p, _base(p, device=device, overrides=overrides, code=code, seed=seed).replace(clip=C),
+                           label=f"{name}{at} seed={seed}", cache=cache, timings=timings)
             bound, sig = noise_bound(s_res), _sigma(s_res)
             results.append(s_res)
-            labels.append({"variant": name, "seed": seed, "control_of": ""})
-            derived.append({"seed": seed, "variant": name, "clip": C, "sigma": sig, "noise_bound": bound,
+            labels.append({"variant": name, "seed": seed, "control_of": "", **tag})
+            derived.append({"seed": seed, **tag, "variant": name, "clip": C, "sigma": sig, "noise_bound": bound,
                             "noise_std": sig * bound, "epsilon": s_res.epsilon})
             controls = {
                 # same clip C, gradient noise std sigma_S * max_k C_k: more noise, smaller eps
@@ -778,23 +795,27 @@ def run_controls(p: Preset, *, out: Path, device: str, machine: dict[str, Any], 
                 f"DP-SGD clip-matched to {name}": plain.replace(clip=round(bound, 4)),
             }
             for label, cfg in controls.items():
-                r = _timed(p, cfg, label=f"{label} seed={seed}", cache=cache, timings=timings)
+                r = _timed(p, cfg, label=f"{label}{at} seed={seed}", cache=cache, timings=timings)
                 results.append(r)
-                labels.append({"variant": label, "seed": seed, "control_of": name})
-                derived.append({"seed": seed, "variant": label, "clip": float(cfg.train.clip), "sigma": _sigma(r),
+                labels.append({"variant": label, "seed": seed, "control_of": name, **tag})
+                derived.append({"seed": seed, **tag, "variant": label, "clip": float(cfg.train.clip), "sigma": _sigma(r),
                                 "noise_bound": float(cfg.train.clip),
                                 "noise_std": _sigma(r) * float(cfg.train.clip), "epsilon": r.epsilon})
     gprp, gpr = _tables(results, labels)
     names = [VARIANT_LABELS[c] for c in _opt(p, overrides, "methods")]
     pairs = [(n, "DP-SGD") for n in names]
     pairs += [(n, f"DP-SGD {k}-matched to {n}") for n in names for k in ("noise", "clip")]
+    by_c = ["C"] if "C" in gprp else []  # a preset with its own clip bounds: one table block per C
+    pair_parts = ([_pairs(gprp[gprp.C == c], pairs).assign(C=c) for c in sorted(gprp.C.unique())]
+                  if by_c else [_pairs(gprp, pairs)])
     tables = {
         "gprp": gprp, "gpr": gpr, "derived": pd.DataFrame(derived),
-        "seed_gprp": studies.seed_table(gprp, by=["variant", "estimator", "auditor"], floor="floor_gprp"),
-        "seed_gpr": studies.seed_table(gpr, by=["variant", "estimator", "auditor", "group"], value="gpr",
+        "seed_gprp": studies.seed_table(gprp, by=[*by_c, "variant", "estimator", "auditor"], floor="floor_gprp"),
+        "seed_gpr": studies.seed_table(gpr, by=[*by_c, "variant", "estimator", "auditor", "group"], value="gpr",
                                        record_ci=("ci_low", "ci_high"), floor="floor"),
-        "seed_accuracy": studies.seed_table(gprp, by=["variant", "estimator"], value="accuracy", record_ci=("", "")),
-        "pairs": _pairs(gprp, pairs),
+        "seed_accuracy": studies.seed_table(gprp, by=[*by_c, "variant", "estimator"], value="accuracy",
+                                            record_ci=("", "")),
+        "pairs": pd.concat(pair_parts, ignore_index=True),
     }
     return _done(p, out, tables, machine, t_all, timings)
 
@@ -1192,7 +1213,7 @@ def markdown14(p: Preset, tables: dict[str, pd.DataFrame], machine: dict[str, An
 DOC_TABLES14 = {
     "seeds": (("seed_gprp", "GPRP (pp), PA-ALOOA"), ("seed_gpr", "GPR per group (pp), PA-ALOOA"),
               ("seed_accuracy", "test accuracy")),
-    "controls": (("derived", "as trained (means over seeds)"), ("seed_gprp", "GPRP (pp), cross-fit, PA-ALOOA"),
+    "controls": (("derived", "as trained, per seed (noise_bound: mean over steps)"), ("seed_gprp", "GPRP (pp), cross-fit, PA-ALOOA"),
                  ("seed_accuracy", "test accuracy")),
     "clipsweep": (("seed_gprp", "GPRP (pp), cross-fit, PA-ALOOA"),
                   ("seed_frac_clipped", "fraction clipped per group (NON-PRIVATE DIAGNOSTIC)"),

@@ -55,7 +55,12 @@ from ._export import (
 )
 from ._risk import auditors_side_by_side, gpr_chart, ipr_distribution
 from ._scatter import grc_vs_gpr, loo_vs_aloo
-from ._sweep import accuracy_gprp_frontier, clip_bounds_over_training, gprp_vs_epsilon
+from ._sweep import (
+    accuracy_gprp_frontier,
+    clip_bounds_over_training,
+    clipping_sweep,
+    gprp_vs_epsilon,
+)
 from ._teach import (
     dp_bound_frame,
     dp_sgd_step_diagram,
@@ -79,6 +84,7 @@ __all__ = [
     "gprp_vs_epsilon",
     "accuracy_gprp_frontier",
     "clip_bounds_over_training",
+    "clipping_sweep",
     "grc_vs_gpr",
     "loo_vs_aloo",
     "empirical_vs_accounted_epsilon",

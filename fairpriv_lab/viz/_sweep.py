@@ -20,6 +20,7 @@ from ._core import (
     numeric,
     require_frame,
     series_color,
+    series_palette,
     thin_steps,
     title_params,
     titled,
@@ -354,3 +355,103 @@ def clip_bounds_over_training(
         mdom = domain(frame["method"], None, METHOD_ORDER)
         chart = chart.facet(column=alt.Column("method:N", title="Method", sort=mdom))
     return chart.properties(title=title_params(alt, text, sub), description=f"{text}. {sub}")
+
+
+CLIP_SWEEP_COLUMNS = ("C", "variant", "mean", "seed_ci_low", "seed_ci_high")
+
+
+def clipping_sweep(
+    gprp: pd.DataFrame,
+    gpr: pd.DataFrame,
+    clipped: pd.DataFrame,
+    *,
+    controls: pd.DataFrame | None = None,
+    group_order: Sequence[str] | None = None,
+    title: str | None = None,
+) -> alt.VConcatChart:
+    """GPRP, GPR per group and the fraction clipped per group against the clip bound C.
+
+    The clipping sweep of docs/design.md section 8 (claim 5): three rows that share the
+    x axis (C, log scale), so that where the gap between methods opens can be read against how
+    much clipping binds for each group. Every value is a mean over retrained seeds with its
+    seed-level 95 % t interval as whiskers (the tables of ``studies.seed_table``).
+
+    Parameters
+    ----------
+    gprp : pandas.DataFrame
+        One row per (C, variant): ``C, variant, mean, seed_ci_low, seed_ci_high`` (GPRP, pp;
+        optional ``floor_mean``, the zero-leakage GPRP, drawn as a grey tick).
+    gpr : pandas.DataFrame
+        One row per (C, variant, group), same columns plus ``group`` (GPR, pp; optional
+        ``floor_mean``).
+    clipped : pandas.DataFrame
+        One row per (C, variant, group), same columns plus ``group``: the fraction of per-sample
+        gradients clipped (0-1). It reads the private batches without noise: a **non-private
+        diagnostic**, and the chart says so.
+    controls : pandas.DataFrame, optional
+        GPRP of control runs (for example a noise-matched DP-SGD) with the columns of ``gprp``;
+        drawn as open squares in the GPRP row, in greys, in the methods' legend.
+    group_order : sequence of str, optional
+        Group order (and colours), as in every chart of this package.
+    title : str, optional
+        Chart title.
+
+    Returns
+    -------
+    altair.VConcatChart
+        Row 1: GPRP per variant (and controls); row 2: GPR per group, one column per variant;
+        row 3: fraction clipped per group, one column per variant.
+    """
+    alt = altair()
+    g = numeric(require_frame(gprp, "gprp", CLIP_SWEEP_COLUMNS, ("floor_mean",)), "gprp",
+                ("C", "mean", "seed_ci_low", "seed_ci_high"))
+    per_group = [numeric(require_frame(f, name, (*CLIP_SWEEP_COLUMNS, "group"), ("floor_mean",)), name,
+                         ("C", "mean", "seed_ci_low", "seed_ci_high"))
+                 for f, name in ((gpr, "gpr"), (clipped, "clipped"))]
+    if (g["C"] <= 0).any() or any((f["C"] <= 0).any() for f in per_group):
+        raise fail("C", "a bound <= 0", "to be > 0 in every row (the x axis is logarithmic)")
+    variants = domain(g["variant"], list(dict.fromkeys(g["variant"])))  # in the table's order
+    x = alt.X("C:Q", title="Clip bound C (log scale)", scale=alt.Scale(type="log", nice=False),
+              axis=alt.Axis(values=sorted({float(c) for c in g["C"]})))
+    c = None
+    if controls is not None:
+        c = numeric(require_frame(controls, "controls", CLIP_SWEEP_COLUMNS), "controls",
+                    ("C", "mean", "seed_ci_low", "seed_ci_high"))
+    cdom = [] if c is None else [v for v in dict.fromkeys(c["variant"]) if v not in variants]
+    greys = [f"#{v:02x}{v:02x}{v:02x}" for v in np.linspace(0x33, 0x99, len(cdom)).astype(int)]
+    # one colour scale for the methods and the controls (controls in greys, drawn as open squares)
+    color = alt.Color("variant:N", title="Method (squares: controls)", sort=[*variants, *cdom],
+                      legend=alt.Legend(labelLimit=360),
+                      scale=alt.Scale(domain=[*variants, *cdom], range=[*series_palette(variants), *greys]))
+
+    def rows(frame: pd.DataFrame, y_title: str, colour: Any, *, floor: bool, mark: str = "line") -> list[Any]:
+        base = alt.Chart(frame).encode(x=x, color=colour, tooltip=[
+            "variant:N", "C:Q", *(["group:N"] if "group" in frame else []),
+            alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip("seed_ci_low:Q", format=".3f"),
+            alt.Tooltip("seed_ci_high:Q", format=".3f")])
+        y = alt.Y("mean:Q", title=y_title)
+        points = (base.mark_line(point=alt.OverlayMarkDef(filled=True, size=40)) if mark == "line" else
+                  base.mark_point(shape="square", size=80, filled=False, strokeWidth=2))
+        out = [points.encode(y=y),
+               base.mark_errorbar(**WHISKER).encode(y=alt.Y("seed_ci_low:Q", title=y_title), y2="seed_ci_high:Q")]
+        if floor and "floor_mean" in frame:
+            out.append(base.mark_tick(color="#777777", thickness=2, size=12, orient="horizontal").encode(
+                y=alt.Y("floor_mean:Q", title=y_title), color=alt.value("#777777")))
+        return out
+
+    top = rows(g, "GPRP (pp)", color, floor=True)
+    if c is not None:
+        top += rows(c, "GPRP (pp)", color, floor=False, mark="square")
+    gdom = domain(per_group[0]["group"], group_order, ())
+    gcolor = group_color(alt, gdom)
+    sub = ("means over retrained seeds; whiskers: seed-level 95 % t CI; grey ticks: zero-leakage floor"
+           + ("; open squares: controls" if c is not None else ""))
+    first = titled(alt.layer(*top), alt, title or "The clipping sweep: where the gap between methods opens", sub)
+    panels = []
+    for frame, y_title, floor in ((per_group[0], "GPR (pp)", True),
+                                  (per_group[1], "Fraction clipped (NON-PRIVATE diagnostic)", False)):
+        cols = [alt.layer(*rows(frame[frame["variant"] == v], y_title, gcolor, floor=floor)).properties(
+                    width=max(140, WIDTH // len(variants)), height=HEIGHT * 2 // 3, title=v)
+                for v in variants]
+        panels.append(alt.hconcat(*cols).resolve_scale(y="shared"))
+    return alt.vconcat(first, *panels).resolve_scale(color="independent")

@@ -164,8 +164,8 @@ def test_seed_table_floor_beside_value():
 # ---------------------------------------------------------------------------- the presets' wiring
 #: The repository's recorded results (the tests run from any working directory).
 RESULTS = Path(__file__).resolve().parents[3] / "docs" / "results"
-ISSUE14 = ("seeds-adult-lr", "controls-adult-lr", "clipsweep-adult-lr", "groups-digits-synth",
-           "aloo-loo-leaky", "frontier-adult-lr")
+ISSUE14 = ("seeds-adult-lr", "controls-adult-lr", "controls-smallc-adult-lr", "clipsweep-adult-lr",
+           "groups-digits-synth", "aloo-loo-leaky", "frontier-adult-lr")
 
 
 def test_issue14_presets_listed_with_their_stated_time(capsys):
@@ -204,6 +204,36 @@ def test_issue14_controls_preset_runs_tiny(tmp_path):
     pairs = pd.read_csv(out / "controls-adult-lr_pairs.csv")
     assert set(pairs.n_seeds) == {2} and pairs.ci_low.notna().all()
     assert "DP-SGD-S (norm)" in (out / "controls-adult-lr.md").read_text()
+
+
+@pytest.mark.slow
+def test_issue14_smallc_controls_preset_runs_tiny(tmp_path):
+    """The small-C controls end to end at a tiny size: every row at C = 2, the pairs per C."""
+    out = tmp_path / "res"
+    assert ps_cli.main(["--preset", "controls-smallc-adult-lr", "--small", "--seeds", "0", "1", "--n", "1200",
+                        "--n-boot", "20", "--out", str(out), "--cache", str(tmp_path / "cache"),
+                        "--threads", "0"]) == 0
+    d = pd.read_csv(out / "controls-smallc-adult-lr_derived.csv")
+    assert set(d.C) == {2.0} and len(d) == 2 * 4
+    assert set(d.loc[d.variant != "DP-SGD clip-matched to DP-SGD-S (norm)", "clip"]) == {2.0}
+    s = d[d.variant == "DP-SGD-S (norm)"].set_index("seed")
+    nm = d[d.variant == "DP-SGD noise-matched to DP-SGD-S (norm)"].set_index("seed")
+    assert np.allclose(nm.noise_std, s.noise_std) and (s.noise_bound > 2.0).all()  # the bounds grow past C
+    pairs = pd.read_csv(out / "controls-smallc-adult-lr_pairs.csv")
+    assert set(pairs.C) == {2.0} and len(pairs) == 3 and pairs.ci_low.notna().all()
+
+
+def test_issue14_smallc_controls_train_every_run_at_the_small_clip_bound():
+    """The small-C controls plan DP-SGD, DP-SGD-S (norm) and its two controls per seed, all at C = 2."""
+    p = ps.PRESETS["controls-smallc-adult-lr"]
+    cfgs = ps.planned_configs(p)
+    assert len(cfgs) == 4 * len(p.seeds)
+    assert {float(c.train.clip) for c in cfgs} == {2.0}
+    assert [c.train.method for c in cfgs[:4]] == ["dpsgd", "dpsgds", "dpsgds", "dpsgds"]
+    full = ps.planned_configs(p, overrides=dict(p.cuda))  # the GPU sizes: three bounds, both variants
+    assert {float(c.train.clip) for c in full} == {1.0, 2.0, 3.0} and len(full) == 3 * 7 * len(p.seeds)
+    # the C = 10 controls keep their configuration's own clip bound
+    assert {float(c.train.clip) for c in ps.planned_configs(ps.PRESETS["controls-adult-lr"])} == {10.0}
 
 
 def test_issue14_stated_times_fit_two_cpu_cores():
@@ -280,3 +310,14 @@ def test_issue14_docstring_states_each_preset_time():
         assert f" {ps.PRESETS[name].minutes:g} min " in line, line
         m = ps.recorded_run(ps.PRESETS[name], RESULTS)
         assert (f"{m['cpu_seconds'] / 60:.1f} min CPU" in line) if m else ("not yet run" in line), line
+
+
+def test_clipsweep_chart_reads_the_recorded_sweep_and_controls(tmp_path):
+    pytest.importorskip("altair")
+    assert studies.clipsweep_chart(tmp_path) is None  # nothing recorded there
+    spec = studies.clipsweep_chart(RESULTS).to_dict()
+    variants = {r["variant"] for rows in spec["datasets"].values() for r in rows if "variant" in r}
+    assert {"DP-SGD", "DP-SGD-S (norm)", "DP-SGD-S (mean direction)"} <= variants
+    assert any("noise-matched" in v for v in variants) and any("clip-matched" in v for v in variants)
+    spec = studies.clipsweep_chart(RESULTS, controls=False).to_dict()
+    assert not any("matched" in r.get("variant", "") for rows in spec["datasets"].values() for r in rows)

@@ -722,9 +722,9 @@ def test_static_image_is_ipython_png():
 def test_enable_notebook_rendering(restore_renderer, monkeypatch):
     monkeypatch.delenv(viz._export.RENDER_ENV, raising=False)
     assert viz.enable_notebook_rendering("static") == "static"
-    assert alt.renderers.active == "png"
-    png, _ = alt.renderers.get()(viz.gpr_chart(by_group()).to_dict())
-    assert png["image/png"][:8] == PNG
+    assert alt.renderers.active == "fairpriv-static"
+    png, meta = alt.renderers.get()(viz.gpr_chart(by_group()).to_dict())
+    assert png["image/png"][:8] == PNG and meta["image/png"]["width"] > 100  # a palette PNG at scale 1
     # (interactive used to be altair's CDN "default" renderer and both HTML + PNG; issue 18:
     # no chart loads Vega from a CDN. Now a Vega 5 spec for the front end's own Vega + an SVG.)
     assert viz.enable_notebook_rendering("interactive") == "interactive"
@@ -755,3 +755,77 @@ def test_import_viz_does_not_import_altair():
     code = "import sys, fairpriv_lab.viz; print('altair' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def clip_sweep_tables():
+    """Seed tables of a two-method, two-group sweep over C = 1, 3, 10 (as studies.seed_table writes them)."""
+    rows, grows, crows = [], [], []
+    for v, gap in (("DP-SGD", 0.4), ("DP-SGD-S (norm)", 0.2)):
+        for C, frac in ((1.0, 0.4), (3.0, 0.15), (10.0, 0.0)):
+            rows.append({"C": C, "variant": v, "mean": gap, "seed_ci_low": gap - 0.1, "seed_ci_high": gap + 0.1,
+                         "floor_mean": 0.05})
+            for g, level in (("Male", 1.0), ("Female", 1.0 - gap)):
+                grows.append({"C": C, "variant": v, "group": g, "mean": level, "seed_ci_low": level - 0.1,
+                              "seed_ci_high": level + 0.1, "floor_mean": 0.0})
+                crows.append({"C": C, "variant": v, "group": g, "mean": frac, "seed_ci_low": frac,
+                              "seed_ci_high": frac})
+    return pd.DataFrame(rows), pd.DataFrame(grows), pd.DataFrame(crows)
+
+
+def test_clipping_sweep_rows_share_the_log_c_axis_and_label_the_diagnostic():
+    gprp, gpr, clipped = clip_sweep_tables()
+    controls = gprp[gprp.C == 3.0].head(1).assign(variant="DP-SGD noise-matched to DP-SGD-S (norm)", mean=0.45)
+    chart = viz.clipping_sweep(gprp, gpr, clipped, controls=controls)
+    spec = chart.to_dict()
+    assert len(spec["vconcat"]) == 3 and all(len(r["hconcat"]) == 2 for r in spec["vconcat"][1:])
+    xs = [e["x"] for e in encodings_of(spec, "line")]
+    assert all(x["field"] == "C" and x["scale"]["type"] == "log" for x in xs)
+    assert xs[0]["axis"]["values"] == [1.0, 3.0, 10.0]
+    ys = {e["y"]["title"] for e in encodings_of(spec, "line")}
+    assert ys == {"GPRP (pp)", "GPR (pp)", "Fraction clipped (NON-PRIVATE diagnostic)"}
+    assert {"line", "errorbar", "tick", "point"} <= set(mark_types(spec))
+    # methods keep their fixed colours; the control is grey, in the same legend
+    scale = color_scale(spec)
+    assert scale["DP-SGD"] == viz.SERIES_COLORS["DP-SGD"]
+    assert re.fullmatch(r"#([0-9a-f]{2})\1\1", scale["DP-SGD noise-matched to DP-SGD-S (norm)"])
+    # the per-group rows carry each (C, variant, group) once, with its interval
+    data = rows_with(spec, "group", "seed_ci_high")
+    assert len(data) in (6, 12) and set(data["variant"]) <= {"DP-SGD", "DP-SGD-S (norm)"}
+    assert "seed-level 95 % t CI" in title_of(spec["vconcat"][0])[1][0]
+    assert_png(chart)
+
+
+def test_clipping_sweep_rejects_bad_tables():
+    gprp, gpr, clipped = clip_sweep_tables()
+    with pytest.raises(ConfigError, match="Missing: seed_ci_low"):
+        viz.clipping_sweep(gprp.drop(columns="seed_ci_low"), gpr, clipped)
+    with pytest.raises(ConfigError, match="Missing: group"):
+        viz.clipping_sweep(gprp, gpr, clipped.drop(columns="group"))
+    with pytest.raises(ConfigError, match=r"C.*to be > 0"):
+        viz.clipping_sweep(gprp.assign(C=0.0), gpr, clipped)
+    with pytest.raises(ConfigError, match="controls"):
+        viz.clipping_sweep(gprp, gpr, clipped, controls=pd.DataFrame())
+
+
+def test_compact_png_keeps_the_picture_in_fewer_bytes():
+    """Charts are stored as 256-colour palette PNGs: same size in pixels, same look, far fewer bytes."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from fairpriv_lab.viz._core import vl_convert
+    from fairpriv_lab.viz._export import compact_png
+
+    gprp, gpr, clipped = clip_sweep_tables()
+    spec = viz.clipping_sweep(gprp, gpr, clipped).to_dict()
+    raw = vl_convert().vegalite_to_png(spec, scale=1.0)
+    small = compact_png(raw)
+    assert small[:8] == PNG and len(small) < len(raw) / 3
+    a, b = (np.asarray(Image.open(io.BytesIO(x)).convert("RGBA"), dtype=float) for x in (raw, small))
+    assert a.shape == b.shape
+    assert np.abs(a - b).mean() < 2.0 and np.percentile(np.abs(a - b).max(axis=2), 99) < 40
+    assert Image.open(io.BytesIO(small)).mode == "P"
+    assert Image.open(io.BytesIO(viz.to_png_bytes(spec, scale=1.0))).mode == "P"  # what every export stores
+    bundle, _ = viz.chart_mimebundle(spec)
+    assert Image.open(io.BytesIO(base64.b64decode(bundle["image/png"]))).mode == "P"
