@@ -15,7 +15,9 @@ the same loss matrix (the issue-15 target: <= 15x), measured in one process, int
 GroupRisk; "new, separate calls" the public functions one by one (the per-stage breakdown).
 ``--old`` also times the implementation before issue 15 (kept in ``tests/reference``; PA-GA/GBA
 through the row-sorting kernel) in the same interleaved loop, and checks that all give
-identical numbers. ``--pairs B`` times
+identical numbers. (Since empirical epsilon draws one split of the pair positions per block,
+the reference draws its folds the same way, without the per-record ``permuted`` draw it used
+to time: its column is that much faster than the code it replaced.) ``--pairs B`` times
 ``pair_bootstrap`` with B replicates (new vs old with ``--old``). ``--naive K`` times a naive
 per-record, per-threshold Python loop on K records and extrapolates it.
 """

@@ -177,7 +177,7 @@ def run(
     delta = cfg.train.delta if cfg.train.delta is not None else default_delta(train.n_samples)
 
     key = Cache.key(cfg.training_key_payload(), dataset_checksum=checksum) if store else None
-    audit_item = "audit-" + digest({"audit": cfg.audit.to_dict(), "delta": delta})[:20]
+    audit_item = _audit_item(cfg, delta)
     game = _build_game(cfg, train)
     _check_pairs(cfg)
     _check_batch_size(cfg, game)
@@ -377,10 +377,25 @@ def is_cached(config: ExperimentConfig | Mapping[str, Any], *, cache: bool | Cac
         return False
     delta = cfg.train.delta if cfg.train.delta is not None else min(1e-5, 1.0 / (10 * train.n_samples))
     key = Cache.key(cfg.training_key_payload(), dataset_checksum=checksum)
-    audit_item = "audit-" + digest({"audit": cfg.audit.to_dict(), "delta": delta})[:20]
+    audit_item = _audit_item(cfg, delta)
     n_chunks = -(-cfg.game.n_models // cfg.chunk_models)
     items = [f"chunk-{c:05d}" for c in range(n_chunks)] + [audit_item]
     return all(store.has(key, item) for item in items)
+
+
+#: Version of the audit's randomness and definitions, part of a cached audit's name: a change
+#: that moves an audit's numbers for the same models (2: empirical epsilon's folds became one
+#: split of the pair positions, issue 15) recomputes cached audits (seconds) and keeps the
+#: cached trained models (the cache format would retrain them).
+AUDIT_VERSION = 2
+
+
+def _audit_item(cfg: ExperimentConfig, delta: float) -> str:
+    """Cache item name of a configuration's audit: its settings, delta and :data:`AUDIT_VERSION`."""
+    payload: dict[str, Any] = {"audit": cfg.audit.to_dict(), "delta": delta}
+    if AUDIT_VERSION > 1:  # version 1 audits were named without it
+        payload["audit_version"] = AUDIT_VERSION
+    return "audit-" + digest(payload)[:20]
 
 
 def _partial(on_chunk, cfg, train, game, parts) -> None:
