@@ -371,7 +371,7 @@ def clipping_sweep(
 ) -> alt.VConcatChart:
     """GPRP, GPR per group and the fraction clipped per group against the clip bound C.
 
-    The clipping sweep of docs/design.md section 8 (claim 5): three rows that share the
+    The clipping sweep of docs/design.md section 2, item 4: three rows that share the
     x axis (C, log scale), so that where the gap between methods opens can be read against how
     much clipping binds for each group. Every value is a mean over retrained seeds with its
     seed-level 95 % t interval as whiskers (the tables of ``studies.seed_table``).
