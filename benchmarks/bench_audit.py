@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/bench_audit.py [--records N] [--models M] [--repeats R]
                                         [--threads 1,2] [--old] [--pairs B] [--naive K]
+                                        [--baseline CHECKOUT] [--paper-cache DIR]
 
 The whole audit is what ``fl.run`` computes per experiment, at paper scale: PA-ALOOA with
 both estimators and their zero-leakage floors, PA-GA and PA-GBA (with floors), empirical
@@ -13,9 +14,15 @@ the same loss matrix (the issue-15 target: <= 15x), measured in one process, int
 
 "new" is ``fairpriv_lab.audit.whole.whole_audit`` (one pass, what ``fl.run`` calls) followed by
 GroupRisk; "new, separate calls" the public functions one by one (the per-stage breakdown).
+``--baseline CHECKOUT`` also times ``whole_audit`` + GroupRisk of the library in another
+checkout (e.g. ``/work/main``: the code before a change), in the same interleaved loop.
 ``--old`` also times the implementation before issue 15 (kept in ``tests/reference``; PA-GA/GBA
 through the row-sorting kernel) in the same interleaved loop, and checks that all give
-identical numbers. ``--pairs B`` times
+identical numbers. ``--paper-cache DIR`` audits the losses of ``make paper``'s SGD run (400 LR
+models on Adult) read from that result cache instead of the synthetic ones (a trained model's
+losses crowd into a small part of their range, which the synthetic ones do not). (Since empirical epsilon draws one split of the pair positions per block,
+the reference draws its folds the same way, without the per-record ``permuted`` draw it used
+to time: its column is that much faster than the code it replaced.) ``--pairs B`` times
 ``pair_bootstrap`` with B replicates (new vs old with ``--old``). ``--naive K`` times a naive
 per-record, per-threshold Python loop on K records and extrapolates it.
 """
@@ -61,6 +68,21 @@ def realistic_losses(n: int, n_models: int, membership: np.ndarray, seed: int) -
     return np.exp(log_loss).astype(np.float32)
 
 
+def paper_losses(cache: str):
+    """Losses, membership, audited records and groups of ``make paper``'s SGD run (from its cache)."""
+    from fairpriv_lab.experiment.runner import run
+    from fairpriv_lab.studies.paper_scale import PRESETS, build_configs
+
+    p = PRESETS["adult-lr"]
+    _labels, cfg = build_configs(p, device="cpu", datasets=[(p.dataset, p.group)], overrides={})[0]
+    res = run(cfg, cache=cache)
+    if res.chunks_trained:
+        print(f"  (trained {res.chunks_trained} chunks: {cache} did not hold the run)")
+    groups = np.zeros(res.n_train, np.int64)
+    groups[res.record_risk["PA-ALOOA"].records] = res.record_risk["PA-ALOOA"].groups
+    return np.asarray(res.losses, np.float32), res.game.membership, res.game.audit_idx, groups
+
+
 def naive_in_sample(losses: np.ndarray, membership: np.ndarray, records: np.ndarray) -> np.ndarray:
     """The obvious implementation: loop over records and thresholds."""
     out = []
@@ -92,35 +114,58 @@ def whole_audit(impl, L, mem, rec, groups, stage_times: dict) -> dict:
     return group_risks(out, stage_times)
 
 
-def group_risks(out: dict, stage_times: dict) -> dict:
+def group_risks(out: dict, stage_times: dict, risk_module=risk) -> dict:
     """GroupRisk with 1,000 record-bootstrap replicates for each of the four auditors (timed)."""
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out["GroupRisk x4"] = [risk.GroupRisk(out[k], ["g0", "g1"], n_boot=1000, seed=0) for k in STAGES[:4]]
+        out["GroupRisk x4"] = [risk_module.GroupRisk(out[k], ["g0", "g1"], n_boot=1000, seed=0)
+                               for k in STAGES[:4]]
     stage_times.setdefault("GroupRisk x4", []).append(time.perf_counter() - t)
     return out
 
 
-def joint_audit(L, mem, rec, groups, stage_times: dict) -> dict:
-    """The whole audit through ``fairpriv_lab.audit.whole.whole_audit`` (what ``fl.run`` calls)."""
+def joint_audit(L, mem, rec, groups, stage_times: dict, package=None) -> dict:
+    """The whole audit through ``fairpriv_lab.audit.whole.whole_audit`` (what ``fl.run`` calls).
+
+    ``package``: (whole_audit, risk module) of another copy of the library (``--baseline``).
+    """
     from fairpriv_lab.audit.whole import whole_audit as whole
 
+    risk_module = risk
+    if package is not None:
+        whole, risk_module = package
     t = time.perf_counter()
     res = whole(L, mem, records=rec, groups=groups, auditors=list(AUDITS.values()), delta=1e-5, seed=0)
     stage_times.setdefault("whole_audit (one pass)", []).append(time.perf_counter() - t)
     out = {name: res.risk[key] for name, key in AUDITS.items()}
     out["empirical eps"] = res.empirical
-    return group_risks(out, stage_times)
+    return group_risks(out, stage_times, risk_module)
+
+
+def baseline_package(checkout: str):
+    """``(whole_audit, risk)`` of the library in another checkout, imported as its own package."""
+    import importlib
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_audit_baseline_"))
+    shutil.copytree(Path(checkout) / "fairpriv_lab", tmp / "fairpriv_baseline")
+    sys.path.insert(0, str(tmp))
+    return (importlib.import_module("fairpriv_baseline.audit.whole").whole_audit,
+            importlib.import_module("fairpriv_baseline.audit.risk"))
 
 
 AUDITS = {"PA-ALOOA cross_fit": ("PA-ALOOA", "cross_fit"), "PA-ALOOA in_sample": ("PA-ALOOA", "in_sample"),
           "PA-GA": ("PA-GA", "in_sample"), "PA-GBA": ("PA-GBA", "in_sample")}
 
 
-def same_results(a: dict, b: dict) -> bool:
+def same_results(a: dict, b: dict, empirical: bool = True) -> bool:
     ok = all(np.array_equal(a[k].accuracy, b[k].accuracy) and np.array_equal(a[k].floor, b[k].floor)
              for k in STAGES[:4])
+    if not empirical:
+        return bool(ok and all(np.array_equal(x.boot, y.boot, equal_nan=True)
+                               for x, y in zip(a["GroupRisk x4"], b["GroupRisk x4"], strict=True)))
     ea, eb = a["empirical eps"], b["empirical eps"]
     ok &= np.array_equal(ea.per_record, eb.per_record) and ea.per_group[eb.per_group.columns].equals(eb.per_group)
     ok &= all(np.array_equal(x.boot, y.boot, equal_nan=True) for x, y in zip(a["GroupRisk x4"], b["GroupRisk x4"], strict=True))
@@ -136,15 +181,29 @@ def main() -> None:
     ap.add_argument("--old", action="store_true", help="also time the pre-issue-15 implementation")
     ap.add_argument("--pairs", type=int, default=0, help="pair_bootstrap replicates to time (0: skip)")
     ap.add_argument("--naive", type=int, default=0, help="records in the naive-loop subset (0: skip)")
+    ap.add_argument("--baseline", default=None, metavar="CHECKOUT",
+                    help="also time whole_audit + GroupRisk of the library in another checkout "
+                         "(e.g. /work/main), imported as its own package, in the same interleaved loop")
+    ap.add_argument("--paper-cache", default=None, metavar="DIR",
+                    help="audit the losses of make paper's SGD run (adult-lr preset, 400 LR models on "
+                         "Adult) from this result cache instead of synthetic losses")
     args = ap.parse_args()
-    n, M = args.records, args.models
-    game = half_split_game(n, n_models=M, seed=0)
-    groups = (np.random.default_rng(1).random(n) < 0.33).astype(np.int64)  # 2 groups, 1:2
-    L = realistic_losses(n, M, game.membership, seed=2)
-    mem, rec = game.membership, game.audit_idx
+    if args.paper_cache:
+        L, mem, rec, groups = paper_losses(args.paper_cache)
+        n, M = L.shape[1], L.shape[0]
+        print(f"losses of the adult-lr preset's SGD run from {args.paper_cache}")
+    else:
+        n, M = args.records, args.models
+        game = half_split_game(n, n_models=M, seed=0)
+        groups = (np.random.default_rng(1).random(n) < 0.33).astype(np.int64)  # 2 groups, 1:2
+        L = realistic_losses(n, M, game.membership, seed=2)
+        mem, rec = game.membership, game.audit_idx
     separate = (attacks.record_risk, attacks.global_risk, empirical.empirical_epsilon)
     impls = {"new": joint_audit,
              "new, separate calls": lambda *a: whole_audit(separate, *a)}
+    if args.baseline:
+        package = baseline_package(args.baseline)
+        impls["baseline"] = lambda *a: joint_audit(*a, package=package)
     if args.old:
         from tests.reference import old_audit, old_empirical, old_risk
 
@@ -186,6 +245,9 @@ def main() -> None:
         print(f"  whole_audit == separate calls (every RecordRisk, empirical eps, bootstrap replicate): {same}")
         if args.old:
             print(f"  new == old (every RecordRisk, empirical eps, bootstrap replicate): {same_results(results['new'], results['old'])}")
+        if args.baseline:
+            print("  new == baseline (every RecordRisk and bootstrap replicate; empirical eps draws its folds "
+                  f"differently since issue 15): {same_results(results['new'], results['baseline'], empirical=False)}")
 
     if args.pairs:
         print(f"\n  pair_bootstrap, {args.pairs} replicates (cross_fit), audit threads {threads}:")

@@ -167,7 +167,8 @@ class RecordRisk:
 
 # --------------------------------------------------------------------------- signals
 def attack_scores(
-    losses: np.ndarray, *, signal: Signal = "loss", confidences: np.ndarray | None = None
+    losses: np.ndarray, *, signal: Signal = "loss", confidences: np.ndarray | None = None,
+    _negate: bool = True,
 ) -> np.ndarray:
     """Convert losses (lower = member) to attack scores (higher = member), in one place.
 
@@ -215,7 +216,7 @@ def attack_scores(
     if not np.all(np.isfinite(arr)):
         raise V.fail("losses", "an array with NaN or infinite entries", "to be finite")
     if signal == "loss":
-        return -arr
+        return -arr if _negate else arr  # _negate=False: validation only (audit_inputs)
     if np.any(arr < 0):
         raise V.fail("losses", "an array with negative entries", "to be >= 0 (cross-entropy)")
     loss = np.maximum(arr.astype(np.float64), np.finfo(np.float64).tiny)
@@ -223,9 +224,24 @@ def attack_scores(
 
 
 # --------------------------------------------------------------------------- validation
-def audit_inputs(losses, membership, records, groups, signal, confidences):
-    """Validate and return (scores (n_models, m), membership (n_models, m), records, groups_rec)."""
-    scores = attack_scores(losses, signal=signal, confidences=confidences)
+def negated_later(losses, signal, confidences) -> bool:
+    """Tell whether :func:`audit_inputs` with ``negate_later`` returns losses in place of scores.
+
+    With the loss signal and float32 losses the scores are ``-losses``: kernels that take
+    ``negated=True`` negate a block at a time, and the matrix-sized ``-losses`` (58 MB at
+    400 x 36,178) is never made.
+    """
+    return signal == "loss" and confidences is None and np.asarray(losses).dtype == np.float32
+
+
+def audit_inputs(losses, membership, records, groups, signal, confidences, negate_later: bool = False):
+    """Validate and return (scores (n_models, m), membership (n_models, m), records, groups_rec).
+
+    ``negate_later`` and :func:`negated_later`: the first item is the (validated) losses, to be
+    negated by the kernels.
+    """
+    lazy = negate_later and negated_later(losses, signal, confidences)
+    scores = attack_scores(losses, signal=signal, confidences=confidences, _negate=not lazy)
     shape = np.shape(losses)
     if scores.shape != shape:
         raise V.fail("confidences", f"array of shape {scores.shape}", f"to have the shape of losses {shape}")
@@ -327,11 +343,12 @@ def record_risk(
     ([1.0, 1.0, 1.0], 'PA-ALOOA')
     """
     V.choice("estimator", estimator, _ESTIMATORS)
-    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences,
+                                         negate_later=True)
     inf = informative_pairs(mem, rec)
     check_cross_fit(estimator, inf)
     task = EstimatorTask(estimator, as_generator(seed), rec.size)
-    record_pass(scores, mem, inf, [task])
+    record_pass(scores, mem, inf, [task], negated=negated_later(losses, signal, confidences))
     return record_result(rec, grp, inf, task, signal)
 
 
@@ -418,10 +435,12 @@ def global_risk(
         raise V.fail("by_group", by_group, "to be True or False")
     if by_group and groups is None:
         raise V.fail("groups", None, "to give every record's group when by_group=True")
-    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences,
+                                         negate_later=True)
     inf = informative_pairs(mem, rec)
     run = global_draws(as_generator(seed), inf, grp, by_group, estimator)
-    (acc, acc_floor), = global_blocks(as_f32(scores), mem, inf, [run])
+    (acc, acc_floor), = global_blocks(as_f32(scores), mem, inf, [run],
+                                      negated=negated_later(losses, signal, confidences))
     return global_result(rec, grp, inf, run, acc, acc_floor, signal)
 
 
@@ -447,11 +466,15 @@ def global_draws(rng: np.random.Generator, inf: np.ndarray, grp: np.ndarray, by_
     return by_group, estimator, swap, cell, partner
 
 
-def global_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, runs: list) -> list:
-    """``(accuracy, floor accuracy)`` of each run of :func:`global_draws` on the same scores."""
-    trial = np.repeat(inf, 2, axis=0)  # (n_models, m): the (model, record) trials
-    return global_runs(scores, mem, trial, [(np.repeat(swap, 2, axis=0), cell, partner, estimator == "cross_fit")
-                                             for _by_group, estimator, swap, cell, partner in runs])
+def global_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, runs: list, negated: bool = False) -> list:
+    """``(accuracy, floor accuracy)`` of each run of :func:`global_draws` on the same scores.
+
+    ``negated``: ``scores`` are losses whose negatives are the scores (:func:`negated_later`).
+    """
+    # trials and swaps per pair (both models of a pair share them), expanded block by block
+    return global_runs(scores, mem, inf, [(swap, cell, partner, estimator == "cross_fit")
+                                          for _by_group, estimator, swap, cell, partner in runs],
+                       per_pair=True, negated=negated)
 
 
 def global_result(rec, grp, inf, run, acc, acc_floor, signal) -> RecordRisk:

@@ -1,7 +1,7 @@
 """Empirical epsilon: statistically valid lower bounds on privacy loss (docs/design.md 4.7).
 
-For each audited record x, the model pairs that audit it are split at random into two folds.
-On each fold the attack "member iff score >= tau" gets the threshold that maximises the GDP
+The model pairs that audit a record are split at random into two folds (one split of the pair
+positions for all records with the same pairs: the pairs are exchangeable). On each fold the attack "member iff score >= tau" gets the threshold that maximises the GDP
 lower bound on that fold; it is then applied to the *other* fold, so every (model, record)
 trial is scored by a threshold chosen without it (no post-selection). With FP false positives
 among the K "out" trials and FN false negatives among the K "in" trials:
@@ -56,8 +56,8 @@ from scipy import special, stats
 from .._core import validate as V
 from .._core.dp import advantage_bound
 from .._core.rng import SeedLike, as_generator
-from .attacks import Signal, audit_inputs
-from .kernels import SortedRows, informative_pairs, record_pass
+from .attacks import Signal, audit_inputs, negated_later
+from .kernels import SortedRows, informative_pairs, pair_split, record_pass
 
 __all__ = [
     "EmpiricalEpsilon",
@@ -258,25 +258,36 @@ def _mu_rank_table(k: int, level: float) -> tuple[np.ndarray, int]:
     return ranks, (0 if levels.size and levels[0] == -np.inf else -1)
 
 
-def _select_threshold(rows, lab, ties, level):
-    """Per sorted row, the threshold maximising the fold's own GDP lower bound (midpoint rule).
-
-    ``rows`` holds one fold's k in-scores and k out-scores of each record, sorted
-    (:class:`fairpriv_lab.audit.kernels.SortedRows`). At the cut below sorted position j the
-    in-trials below are false negatives and the out-trials at or above false positives.
-    """
+def _cum_in(lab: np.ndarray) -> np.ndarray:
+    """In-entries among the j lowest of each sorted row, j = 0..n, shape (rows, n + 1)."""
     mb, n = lab.shape
     k = n // 2
     it = np.int32 if (k + 1) ** 2 < 2**31 else np.int64
     cum_in = np.zeros((mb, n + 1), dtype=it)
     np.cumsum(lab, axis=1, dtype=it, out=cum_in[:, 1:])
+    return cum_in
+
+
+def _select_threshold(rows, lab, ties, level, cum_in=None):
+    """Per sorted row, the threshold maximising the fold's own GDP lower bound (midpoint rule).
+
+    ``rows`` holds one fold's k in-scores and k out-scores of each record, sorted
+    (:class:`fairpriv_lab.audit.kernels.SortedRows`). At the cut below sorted position j the
+    in-trials below are false negatives and the out-trials at or above false positives.
+    ``cum_in``: :func:`_cum_in` of ``lab`` if already computed.
+    """
+    mb, n = lab.shape
+    k = n // 2
+    if cum_in is None:
+        cum_in = _cum_in(lab)
+    it = cum_in.dtype
     if (k + 1) * (k + 2) < 2**15:  # index and ranks fit 16 bits: the same cut, faster
         # fp = k - (cut - cum_in); index = fp * (k + 1) + fn with fn = cum_in
         ranks, tie_rank = _mu_rank_table(k, level)
         idx = cum_in.astype(np.int16)
         idx *= np.int16(k + 2)
         idx += ((k - np.arange(n + 1)) * (k + 1)).astype(np.int16)
-        r = ranks[idx]
+        r = np.take(ranks, idx)
         np.putmask(r, ties, np.int16(tie_rank))
         return rows.thresholds(np.argmax(r, axis=1))
     if k <= 2000:
@@ -295,21 +306,29 @@ def _select_threshold(rows, lab, ties, level):
 def _heldout_counts(s_in, s_out, fold, level):
     """FP and FN per row when each fold is scored by the threshold selected on the other.
 
-    ``s_in``, ``s_out`` (rows, K) scores; ``fold`` (rows, K) bool, ``K // 2`` True per row.
+    ``s_in``, ``s_out`` (rows, K) scores; ``fold`` (rows, K) bool, ``K // 2`` True per row
+    (a split of its own for each row; :class:`EmpiricalTask` uses one split for all rows).
     """
-    return _heldout(SortedRows(s_in, s_out, top=fold), level)
-
-
-def _heldout(rows, level):
-    """FP and FN of each row of sorted scores built with ``top`` = the fold-A flags."""
+    rows = SortedRows(s_in, s_out, top=fold)
     b, a = rows.split(2 * (rows.K - rows.K // 2))  # fold B sorts below fold A
-    fp = np.zeros(a.v.shape[0], np.int64)
-    fn = np.zeros(a.v.shape[0], np.int64)
-    for fit, test in ((a, b), (b, a)):
-        lab = test.lab
-        member = test.above(_select_threshold(fit, fit.lab, fit.ties(), level))
-        fp += (member > lab).sum(axis=1)
-        fn += (member < lab).sum(axis=1)
+    return _heldout(a, b, level)
+
+
+def _heldout(a, b, level):
+    """FP and FN of each row: fold a's sorted rows scored by fold b's threshold and vice versa.
+
+    Each fold's cumulative in-counts serve both its threshold search and, at the cut the
+    other fold's threshold makes in it, its counts: FN = in-entries below the cut, FP =
+    out-entries at or above it (no pass comparing labels after the threshold is known).
+    """
+    cums = [_cum_in(x.lab) for x in (a, b)]
+    fp = np.zeros(a.lab.shape[0], np.int64)
+    fn = np.zeros(a.lab.shape[0], np.int64)
+    for (fit, c_fit), (test, c_test) in (((a, cums[0]), (b, cums[1])), ((b, cums[1]), (a, cums[0]))):
+        cut = test.cut_of(_select_threshold(fit, fit.lab, fit.ties(), level, c_fit))
+        below_in = np.take_along_axis(c_test, cut[:, None], axis=1)[:, 0]
+        fn += below_in
+        fp += test.K - (cut - below_in)
     return fp, fn
 
 
@@ -363,21 +382,26 @@ def empirical_epsilon(
     """
     V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
     V.number("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
-    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences,
+                                         negate_later=True)
     inf = informative_pairs(mem, rec)
     delta, alpha, K = check_empirical(delta, alpha, inf)
     check_group_names(grp, group_names)  # before the work, not after it
     task = EmpiricalTask(as_generator(seed), rec.size, alpha / 2)
-    record_pass(scores, mem, inf, [task])
+    record_pass(scores, mem, inf, [task], negated=negated_later(losses, signal, confidences))
     return task.result(rec, grp, K, group_names, delta, alpha)
 
 
 class EmpiricalTask:
     """Held-out FP / FN counts of every record, fed by :func:`~fairpriv_lab.audit.kernels.record_pass`.
 
-    Each record's pairs are split at random into two folds (``K // 2`` pairs in fold A), drawn
-    block by block before any work, so the counts do not depend on the threads or on which
-    other analyses share the pass (each analysis has its own generator).
+    The pairs are split at random into two folds (``K // 2`` pairs in fold A), one split of
+    the pair positions for all records of a block (the pairs are exchangeable: independent
+    trainings), drawn block by block before any work, so the counts do not depend on the
+    threads or on which other analyses share the pass (each analysis has its own generator).
+    The split is drawn as the cross-fitted estimator draws its own
+    (:func:`~fairpriv_lab.audit.kernels.pair_split`), so with the same seed the two share
+    it and the sorts of its folds.
     """
 
     def __init__(self, rng: np.random.Generator, m: int, level: float):
@@ -386,14 +410,13 @@ class EmpiricalTask:
         self.fn = np.zeros(m, np.int64)
 
     def prepare(self, blocks) -> None:
-        self.folds = [self.rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (cols.size, k)), axis=1)
-                      for cols, k, _ in blocks]
+        self.folds = [pair_split(self.rng, k) for _cols, k, _ in blocks]
 
     def planes(self, bi: int, r: slice) -> tuple:
         return ()
 
-    def compute(self, bi: int, r: slice, s_in, s_out, shared, first: int):
-        return _heldout(shared(self.folds[bi][r]), self.level)
+    def compute(self, bi: int, r: slice, shared, first: int):
+        return _heldout(*shared.folds(self.folds[bi]), self.level)
 
     def store(self, idx: np.ndarray, out) -> None:
         self.fp[idx], self.fn[idx] = out

@@ -44,6 +44,10 @@ __all__ = [
     "informative_pairs",
     "pair_blocks",
     "EstimatorTask",
+    "SharedSorts",
+    "column_counts",
+    "fold_rows",
+    "pair_split",
     "record_pass",
 ]
 
@@ -80,15 +84,20 @@ class SortedRows:
     of 2K plus a compaction of each fold out of it (measured: the compacting version was
     about twice as slow, see benchmarks/README.md).
 
+    ``flip`` (rows, K) bool, if given, exchanges the labels of a pair: ``s_in`` and ``s_out``
+    may then be the scores of each pair's first and second model, with ``flip`` True where
+    the second is the in-model (no gathering of in/out scores before the sort).
+
     Attributes: ``v`` sorted values (uint32 keys or float64), ``low`` uint32 payload of every
     entry (bit 0: in-model score; bit 1 + i: plane i), ``packed`` (True for uint32 keys),
     ``K`` (pairs per row).
     """
 
-    __slots__ = ("key", "_v", "_low", "packed", "K", "n_planes")
+    __slots__ = ("key", "_v", "_low", "packed", "K", "n_planes", "_lab", "_ties")
 
     def __init__(self, s_in: np.ndarray, s_out: np.ndarray, planes: tuple = (),
-                 packed: bool | None = None, top: np.ndarray | None = None):
+                 packed: bool | None = None, top: np.ndarray | None = None,
+                 flip: np.ndarray | None = None):
         rows, K = s_in.shape
         self.K, self.n_planes = K, len(planes)
         if packed is None:
@@ -96,17 +105,22 @@ class SortedRows:
         self.packed = packed
         if len(planes) > 30:
             raise ValueError("too many payload bits")  # internal: never with the callers here
+        self._lab = self._ties = None
         base = np.zeros((rows, K), np.uint32)
         for i, plane in enumerate(planes):
             base |= np.asarray(plane).astype(np.uint32) << np.uint32(1 + i)
+        lab_in, lab_out = base | np.uint32(1), base
+        if flip is not None:  # (rows, K): the pair's "in" score is s_out's, not s_in's
+            f = np.asarray(flip).astype(np.uint32)
+            lab_in, lab_out = lab_in ^ f, base | f
         self.key = self._v = self._low = None
         if packed:
             key = np.empty((rows, 2 * K), np.uint64)
             key[:, :K] = _keys(s_in)
             key[:, K:] = _keys(s_out)
             key <<= np.uint64(_PAYLOAD)
-            key[:, :K] |= base | np.uint32(1)
-            key[:, K:] |= base
+            key[:, :K] |= lab_in
+            key[:, K:] |= lab_out
             if top is not None:  # above the score: the rows sort as [top False | top True]
                 t = np.asarray(top).astype(np.uint64) << np.uint64(63)
                 key[:, :K] |= t
@@ -121,7 +135,7 @@ class SortedRows:
                 t = np.broadcast_to(np.asarray(top, bool), (rows, K))
                 order = np.lexsort((X, np.concatenate([t, t], axis=1)), axis=1)
             self._v = np.take_along_axis(X, order, axis=1).astype(np.float64)
-            self._low = np.take_along_axis(np.concatenate([base | np.uint32(1), base], axis=1), order, axis=1)
+            self._low = np.take_along_axis(np.concatenate([lab_in, lab_out], axis=1), order, axis=1)
 
     @property
     def v(self) -> np.ndarray:
@@ -139,8 +153,10 @@ class SortedRows:
 
     @property
     def lab(self) -> np.ndarray:
-        """Bool: the entry is the in-model's score."""
-        return (self.low & np.uint32(1)).astype(bool)
+        """Bool: the entry is the in-model's score (computed once, shared by every reader)."""
+        if self._lab is None:
+            self._lab = (self.low & np.uint32(1)).astype(bool)
+        return self._lab
 
     def plane(self, i: int) -> np.ndarray:
         """Bool: plane i's flag of the entry's pair."""
@@ -151,7 +167,7 @@ class SortedRows:
         parts = []
         for sl in (slice(0, n_low), slice(n_low, None)):
             out = object.__new__(SortedRows)
-            out.key = out._v = out._low = None
+            out.key = out._v = out._low = out._lab = out._ties = None
             if self.packed:
                 out.key = self.key[:, sl]
             else:
@@ -162,8 +178,10 @@ class SortedRows:
         return parts[0], parts[1]
 
     def ties(self) -> np.ndarray:
-        """Bool (rows, 2K + 1): cuts that would split a run of equal scores."""
-        return _ties(self.v)
+        """Bool (rows, 2K + 1): cuts that would split a run of equal scores (computed once)."""
+        if self._ties is None:
+            self._ties = _ties(self.v)
+        return self._ties
 
     def thresholds(self, kstar: np.ndarray) -> np.ndarray:
         """Threshold of cut kstar of each row (midpoint rule; member iff value >= it)."""
@@ -172,6 +190,20 @@ class SortedRows:
     def above(self, tau: np.ndarray) -> np.ndarray:
         """Bool (rows, n): the entries the rule ``score >= tau`` calls members."""
         return self.v >= tau[:, None]
+
+    def cut_of(self, tau: np.ndarray) -> np.ndarray:
+        """Per row, the number of entries below ``tau`` (the cut the rule ``score >= tau`` makes).
+
+        Such a cut never splits a run of equal scores, so the cumulative counts of any
+        labelling at it are unmasked.
+        """
+        ge = self.above(tau)
+        n = ge.shape[1]
+        if n == 0:
+            return np.zeros(ge.shape[0], np.intp)
+        cut = np.argmax(ge, axis=1)  # first entry at or above tau (rows are sorted)
+        cut[~ge[:, -1]] = n  # none at or above
+        return cut
 
 
 def _cut_gain(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
@@ -187,11 +219,6 @@ def _cut_gain(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
     np.cumsum(step, axis=1, dtype=dt, out=d[:, 1:])
     np.putmask(d, ties, np.iinfo(dt).min)
     return d
-
-
-def _fit(rows: SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
-    """Lowest accuracy-maximising threshold of each sorted row for labels ``lab``."""
-    return rows.thresholds(np.argmax(_cut_gain(lab, ties), axis=1))
 
 
 @functools.lru_cache(maxsize=16)
@@ -227,9 +254,17 @@ def _in_sample_acc(rows: SortedRows, lab: np.ndarray, ties: np.ndarray) -> np.nd
 
 
 def cross_fit_acc(a: SortedRows, b: SortedRows, la, lb, ties_a, ties_b, K: int) -> np.ndarray:
-    """Cross-fitted accuracy: fold A's threshold scores fold B and vice versa."""
-    correct = (b.above(_fit(a, la, ties_a)) == lb).sum(axis=1) + (a.above(_fit(b, lb, ties_b)) == la).sum(axis=1)
-    return correct / (2 * K)
+    """Cross-fitted accuracy: fold A's threshold scores fold B and vice versa.
+
+    Each fold's ``d(k)`` (:func:`_cut_gain`) gives both its best cut and, at the cut the other
+    fold's threshold makes in it, its correct count ``d + K_fold`` (every pair puts one entry
+    "in"): no pass comparing labels after the threshold is known.
+    """
+    da, db = _cut_gain(la, ties_a), _cut_gain(lb, ties_b)
+    tau_a, tau_b = a.thresholds(np.argmax(da, axis=1)), b.thresholds(np.argmax(db, axis=1))
+    ca = np.take_along_axis(da, a.cut_of(tau_b)[:, None], axis=1)[:, 0].astype(np.int64)
+    cb = np.take_along_axis(db, b.cut_of(tau_a)[:, None], axis=1)[:, 0].astype(np.int64)
+    return (ca + cb + (a.K + b.K)) / (2 * K)
 
 
 def _record_estimates(rows: SortedRows, swap_plane: int, b: SortedRows | None = None):
@@ -243,7 +278,7 @@ def _record_estimates(rows: SortedRows, swap_plane: int, b: SortedRows | None = 
         ties = rows.ties()
         if rows.packed and swap_plane < 7:  # label and swap in the key's low byte: steps by lookup
             low = rows.key.astype(np.uint8)
-            return tuple((_best_gain(_step_table(swap_plane, floor)[low], ties) + rows.K) / (2 * rows.K)
+            return tuple((_best_gain(np.take(_step_table(swap_plane, floor), low), ties) + rows.K) / (2 * rows.K)
                          for floor in (False, True))
         lab = rows.lab
         return _in_sample_acc(rows, lab, ties), _in_sample_acc(rows, lab ^ rows.plane(swap_plane), ties)
@@ -256,12 +291,25 @@ def _record_estimates(rows: SortedRows, swap_plane: int, b: SortedRows | None = 
             cross_fit_acc(a, b, fa, fb, ties_a, ties_b, K))
 
 
+def fold_rows(s_in, s_out, fold, planes: tuple = (), packed=None, flip=None) -> tuple[SortedRows, SortedRows]:
+    """Sort the scores of fold A's pairs (``fold`` True, shape (K,)) and of fold B's, apart.
+
+    Two sorts of K entries cost less than one of 2K (numpy's vectorised sort networks) plus
+    the compaction of each fold out of it. ``planes`` and ``flip`` (rows, K) as in
+    :class:`SortedRows`.
+    """
+    def part(sel):
+        return SortedRows(s_in[:, sel], s_out[:, sel], tuple(p[:, sel] for p in planes), packed=packed,
+                          flip=None if flip is None else flip[:, sel])
+
+    return part(fold), part(~fold)
+
+
 def _block_estimates(s_in, s_out, fold, swap, packed=None):
     """:func:`_record_estimates` of a block of records from their in/out scores (mb, K)."""
     if fold is None:
         return _record_estimates(SortedRows(s_in, s_out, (swap,), packed=packed), 0)
-    a = SortedRows(s_in[:, fold], s_out[:, fold], (swap[:, fold],), packed=packed)
-    b = SortedRows(s_in[:, ~fold], s_out[:, ~fold], (swap[:, ~fold],), packed=packed)
+    a, b = fold_rows(s_in, s_out, fold, (swap,), packed=packed)
     return _record_estimates(a, 0, b)
 
 
@@ -327,7 +375,9 @@ def _global_acc(
 _SHIFT = 8  # score bits start here; bits 0-7 hold labels
 _TOP = 40  # fold / cell bits start here
 CHUNK_ELEMENTS = 1 << 19  # rows per block so that a block's keys take about 4 MB
-HIST_CHUNK_ELEMENTS = 1 << 20  # (model, record) entries per block of the PA-GA/GBA histogram kernel
+# (model, record) entries per block of the PA-GA/GBA histogram kernel (measured 2**18-2**20 on
+# Adult LR and synthetic losses: 2**19 fastest by 5-10 %, and half 2**20's temporaries)
+HIST_CHUNK_ELEMENTS = 1 << 19
 
 
 def _u32(x: np.ndarray) -> np.ndarray:
@@ -410,38 +460,87 @@ def global_block(
     return global_runs(scores, labels, trial, [(swap, cell, partner, balanced)])[0]
 
 
-def global_runs(scores: np.ndarray, labels: np.ndarray, trial: np.ndarray, runs: list) -> list:
+def global_runs(scores: np.ndarray, labels: np.ndarray, trial: np.ndarray, runs: list,
+                per_pair: bool = False, negated: bool = False) -> list:
     """:func:`global_block` of several runs ``(swap, cell, partner, balanced)`` on the same scores.
 
-    The runs share each block of models' uint32 keys and histogram buckets.
+    The runs share each block of models' uint32 keys and histogram buckets. ``per_pair``:
+    ``trial`` and every run's ``swap`` are given per model pair, shape (n_models // 2, m), the
+    same for both models of a pair, and expanded a block of models at a time (no
+    matrix-sized copies of them, nor of the floor's labels). ``negated``: the scores are
+    ``-scores`` (losses for the loss signal), negated a block at a time (:func:`_block_keys`).
     """
     if not runs:
         return []
+    if negated and scores.dtype not in _PACKABLE:
+        scores, negated = -scores, False  # the argsort path takes whole matrices
+    if per_pair:
+        if scores.dtype not in _PACKABLE:  # the argsort path takes whole matrices
+            trial = np.repeat(trial, 2, axis=0)
+            runs = [(np.repeat(swap, 2, axis=0), *rest) for swap, *rest in runs]
+        else:
+            return _global_runs_packed(scores, labels, trial, runs, True, negated)
     if scores.dtype not in _PACKABLE:
         order = np.argsort(scores, axis=1)
         return [(_global_acc(scores, labels, trial, cell, partner, order, balanced),
                  _global_acc(scores, labels ^ swap, trial, cell, partner, order, balanced))
                 for swap, cell, partner, balanced in runs]
+    return _global_runs_packed(scores, labels, trial, runs, False, negated)
+
+
+def _block_keys(x: np.ndarray, negated: bool) -> np.ndarray:
+    """uint32 sort keys of a block of float32 scores, or of their negatives when ``negated``.
+
+    ``~key(x)`` orders and ties exactly as ``key(-x)`` (-0.0 and 0.0 share one key either
+    way) and decodes to ``-x`` (:func:`_f32`), so thresholds and counts are those of the
+    negated scores, without a matrix-sized ``-losses``.
+    """
+    if not negated:
+        return _keys(x)
+    if x.dtype == np.uint32:
+        return ~x
+    u = _keys(x)  # a new array: inverted in place
+    return np.invert(u, out=u)
+
+
+def _global_runs_packed(scores, labels, trial, runs, per_pair: bool, negated: bool = False) -> list:
     n_models, m = scores.shape
-    floors = [labels ^ swap for swap, *_ in runs]
-    n_trials = trial.sum(axis=0)
+    n_trials = trial.sum(axis=0) * (2 if per_pair else 1)
     hist = m >= _HIST_MIN_RECORDS and bool(trial.all())
     step = max(1, (HIST_CHUNK_ELEMENTS if hist else CHUNK_ELEMENTS) // max(m, 1))
+    step += step % 2  # blocks of whole pairs
+
+    def rows_of(x, lo):
+        return np.repeat(x[lo // 2:(lo + step) // 2], 2, axis=0) if per_pair else x[lo:lo + step]
 
     def work(lo: int) -> list:  # blocks of models keep the temporaries in cache
         rows = slice(lo, lo + step)
+        lab = labels[rows]
+        floors = [lab ^ rows_of(swap, lo) for swap, *_ in runs]
+        u = _block_keys(scores[rows], negated)
         if hist:  # every (model, record) a trial (ALOOA, half-split): no row sort
-            u = _keys(scores[rows])
             buckets = _hist_buckets(u)
-            return [_global_chunk_hist(u, labels[rows], fl[rows], cell, partner, balanced, buckets)
+            return [_global_chunk_hist(u, lab, fl, cell, partner, balanced, buckets)
                     for fl, (_swap, cell, partner, balanced) in zip(floors, runs, strict=True)]
-        return [_global_chunk(scores[rows], labels[rows], fl[rows], trial[rows], cell, partner, balanced)
+        tr = rows_of(trial, lo)
+        return [_global_chunk(u, lab, fl, tr, cell, partner, balanced)
                 for fl, (_swap, cell, partner, balanced) in zip(floors, runs, strict=True)]
 
     ok = np.zeros((len(runs), 2, m), np.int64)
     for parts in map_threads(work, range(0, n_models, step)):
         ok += np.stack(parts)  # integer counts: the sum does not depend on the order
     return [(o[0] / n_trials, o[1] / n_trials) for o in ok]
+
+
+def column_counts(flags: np.ndarray) -> np.ndarray:
+    """Count the True entries of each column of a bool (rows, m) block (int64).
+
+    Summed as bytes in the narrowest integer that cannot overflow: ``bool.sum(axis=0)`` casts
+    every entry to int64 on the way (measured 13x slower for 23 x 45,222).
+    """
+    rows = flags.shape[0]
+    dt = np.uint8 if rows < 256 else np.uint16 if rows < 65536 else np.int64
+    return flags.view(np.uint8).sum(axis=0, dtype=dt).astype(np.int64)
 
 
 def _n_threads() -> int:
@@ -456,15 +555,27 @@ def _n_threads() -> int:
 
 
 def map_threads(fn, items):
-    """Yield fn(item) for each item in order, computed on a small thread pool."""
+    """Yield fn(item) for each item in order, computed on a small thread pool.
+
+    At most two items per thread are in flight: ``Executor.map`` would take every item at
+    once, and the items (blocks of gathered scores) and their results would then all be in
+    memory together (for 400 x 36,178 losses about the size of the loss matrix).
+    """
     n = _n_threads()
     if n == 1:
         yield from map(fn, items)
         return
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=n) as pool:
-        yield from pool.map(fn, items)
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * n:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _balanced(ctrial: np.ndarray, cin: np.ndarray) -> np.ndarray:
@@ -525,7 +636,7 @@ def _global_chunk(scores, labels, floor_labels, trial, cell, partner, balanced=F
         hit = pred == lb
         if not all_trials:
             hit &= trial
-        out[j] = hit.sum(axis=0)
+        out[j] = column_counts(hit)
     return out
 
 
@@ -571,14 +682,19 @@ def informative_pairs(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
     return inf
 
 
-def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, keys: bool = False):
+def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, keys: bool = False, flip: bool = False,
+                negated: bool = False):
     """Yield (columns, K, chunks) for the records sharing the same number K of pairs.
 
     ``chunks`` iterates over (row slice, s_in, s_out) with s_in/s_out of shape (rows, K): the
     scores of each record's in-model and out-model in its K auditing pairs, built a block of
     records at a time so that the transposition stays in cache. ``keys``: float32 scores come
     as their uint32 sort keys, converted block by block (converting the whole matrix first
-    allocates and faults in several matrix-sized temporaries: measured slower).
+    allocates and faults in several matrix-sized temporaries: measured slower). ``flip``: the
+    chunks are (row slice, s_even, s_odd, flip) instead, the scores of each pair's first and
+    second model and ``flip`` True where the second is the in-model (:class:`SortedRows`
+    takes them as they are: no selection of in/out scores). ``negated``: the scores are
+    ``-scores``, negated a block at a time.
     """
     K = inf.sum(axis=0)
     if np.all(inf):
@@ -587,10 +703,10 @@ def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, keys: bool
         ks = [int(k) for k in np.unique(K)]  # distinct pair counts (1 for every game here)
     for k in ks:
         cols = np.flatnonzero(K == k)
-        yield cols, k, _pair_chunks(scores, mem, inf, cols, k, keys and scores.dtype == np.float32)
+        yield cols, k, _pair_chunks(scores, mem, inf, cols, k, keys and scores.dtype == np.float32, flip, negated)
 
 
-def _pair_chunks(scores, mem, inf, cols, k, keys=False):
+def _pair_chunks(scores, mem, inf, cols, k, keys=False, flip=False, negated=False):
     step = max(1, CHUNK_ELEMENTS // (2 * k))
     full = cols.size == scores.shape[1]
     for lo in range(0, cols.size, step):
@@ -598,14 +714,26 @@ def _pair_chunks(scores, mem, inf, cols, k, keys=False):
         c = slice(lo, min(lo + step, cols.size)) if full else cols[r]
         in_even = mem[0::2, c]
         even, odd = scores[0::2, c], scores[1::2, c]
-        s_in = np.where(in_even, even, odd)
-        s_out = np.where(in_even, odd, even)
+        if flip:
+            s_in, s_out, second_in = even, odd, ~in_even
+        else:
+            s_in = np.where(in_even, even, odd)
+            s_out = np.where(in_even, odd, even)
         if k < inf.shape[0]:
             pick = np.argsort(~inf[:, c], axis=0, kind="stable")[:k]
             s_in = np.take_along_axis(s_in, pick, axis=0)
             s_out = np.take_along_axis(s_out, pick, axis=0)
+            if flip:
+                second_in = np.take_along_axis(second_in, pick, axis=0)
         s_in, s_out = np.ascontiguousarray(s_in.T), np.ascontiguousarray(s_out.T)
-        yield r, (_u32(s_in) if keys else s_in), (_u32(s_out) if keys else s_out)
+        if keys:
+            s_in, s_out = _block_keys(s_in, negated), _block_keys(s_out, negated)
+        elif negated:
+            s_in, s_out = -s_in, -s_out
+        if flip:
+            yield r, s_in, s_out, np.ascontiguousarray(second_in.T)
+        else:
+            yield r, s_in, s_out
 
 
 
@@ -640,12 +768,7 @@ class EstimatorTask:
         """Draw all randomness up front, block by block (results independent of threads)."""
         self.draws = []
         for cols, k, _ in blocks:
-            # The pairs are exchangeable (independent trainings), so one seeded split of the
-            # pair positions serves every record of the block.
-            fold = None
-            if self.estimator == "cross_fit":
-                fold = np.zeros(k, dtype=bool)
-                fold[self.rng.permutation(k)[: k // 2]] = True
+            fold = pair_split(self.rng, k) if self.estimator == "cross_fit" else None
             self.draws.append((fold, coins(self.rng, (cols.size, k))))
 
     def planes(self, bi: int, r: slice) -> tuple:
@@ -653,53 +776,89 @@ class EstimatorTask:
         fold, swap = self.draws[bi]
         return (swap[r],) if fold is None else ()
 
-    def compute(self, bi: int, r: slice, s_in, s_out, shared, first: int):
-        """Accuracy and floor of the block's rows ``r`` (from the shared sort when in-sample)."""
+    def compute(self, bi: int, r: slice, shared: SharedSorts, first: int):
+        """Accuracy and floor of the block's rows ``r`` (from the shared sorts)."""
         fold, swap = self.draws[bi]
         if fold is None:
-            return _record_estimates(shared(), first)
-        # the two folds are sorted apart: two sorts of K entries cost less than one of 2K
-        # (numpy's vectorised sort networks) plus the compaction of each fold out of it
-        return _block_estimates(s_in, s_out, fold, swap[r])
+            return _record_estimates(shared.all(), first)
+        a, b = shared.folds(fold, swap[r])
+        return _record_estimates(a, 0, b)
 
     def store(self, idx: np.ndarray, out) -> None:
         """Keep a block's output at the audited records' positions ``idx``."""
         self.acc[idx], self.acc_floor[idx] = out
 
 
+def pair_split(rng: np.random.Generator, k: int) -> np.ndarray:
+    """Fold A of a random split of k pair positions (``k // 2`` of them True), shape (k,).
 
-def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: list) -> None:
-    """Sort each audited record's 2K scores once and hand the sorted rows to every task.
+    The pairs are exchangeable (independent trainings), so one seeded split of the pair
+    positions serves every record of a block. The cross-fitted estimator and empirical
+    epsilon draw it alike, first from their generators, so with the same seed they share the
+    split and the sorts of its folds (:class:`SharedSorts`).
+    """
+    fold = np.zeros(k, dtype=bool)
+    fold[rng.permutation(k)[: k // 2]] = True
+    return fold
+
+
+class SharedSorts:
+    """The sorts of one block of records that several analyses of :func:`record_pass` read.
+
+    ``all()``: every record's 2K scores sorted once, with every task's planes riding along;
+    ``folds(fold, swap)``: the two folds of a pair split, each sorted (:func:`fold_rows`),
+    with the floor's ``swap`` plane when the caller needs it. Each is built on first use.
+    """
+
+    def __init__(self, s_in, s_out, planes: list, flip=None):
+        self.s_in, self.s_out, self.planes, self.flip = s_in, s_out, planes, flip
+        self._all = None
+        self._folds: dict = {}
+
+    def all(self) -> SortedRows:
+        """Every record's 2K scores, sorted once, with every task's planes."""
+        if self._all is None:
+            self._all = SortedRows(self.s_in, self.s_out, tuple(self.planes), flip=self.flip)
+        return self._all
+
+    def folds(self, fold: np.ndarray, swap: np.ndarray | None = None) -> tuple[SortedRows, SortedRows]:
+        """Folds A and B of the split ``fold`` (K,), each sorted; with the floor's ``swap`` if given."""
+        key = fold.tobytes()
+        got = self._folds.get(key)
+        if got is None or (swap is not None and got[2] is None):
+            planes = () if swap is None else (swap,)
+            got = (*fold_rows(self.s_in, self.s_out, fold, planes, flip=self.flip), swap)
+            self._folds[key] = got
+        elif swap is not None and got[2] is not swap and not np.array_equal(got[2], swap):
+            got = (*fold_rows(self.s_in, self.s_out, fold, (swap,), flip=self.flip), swap)  # another floor
+        return got[0], got[1]
+
+
+def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: list, negated: bool = False) -> None:
+    """Sort each audited record's scores once per layout and hand the sorted rows to every task.
 
     Each task has ``prepare(blocks)`` (draws its randomness for every block of records with
     equal K, in order, before any work), ``planes(block_index, rows_slice)`` (the per-pair bits
-    it needs carried through the shared sort), ``compute(block_index, rows_slice, s_in, s_out,
-    shared, first_plane)`` (``shared()`` returns the shared :class:`SortedRows`, built on first
-    use) and ``store(record_positions, output)``. Blocks of records keep the temporaries in cache;
+    it needs carried through the shared sort of all 2K scores), ``compute(block_index,
+    rows_slice, shared, first_plane)`` (``shared`` is the block's :class:`SharedSorts`) and
+    ``store(record_positions, output)``. Blocks of records keep the temporaries in cache;
     numpy's sorts and reductions release the GIL, so blocks run on threads, and since all
     randomness is drawn first the results do not depend on the number of threads.
+    ``negated``: the scores are ``-scores`` (:func:`pair_blocks`).
     """
-    blocks = list(pair_blocks(as_f32(scores), mem, inf, keys=True))  # sort keys once per block, for every task
+    blocks = list(pair_blocks(as_f32(scores), mem, inf, keys=True, flip=True, negated=negated))  # keys once per block
     for task in tasks:
         task.prepare(blocks)
     for bi, (cols, _k, chunks) in enumerate(blocks):
 
         def work(chunk, bi=bi):
-            r, s_in, s_out = chunk
+            r, s_even, s_odd, flip = chunk
             planes, first = [], []
             for task in tasks:
                 first.append(len(planes))
-                planes.extend(np.broadcast_to(p, s_in.shape) for p in task.planes(bi, r))
-            made: dict = {}
-
-            def shared(top=None):
-                """All 2K scores of each record sorted once per ``top`` split, for every task reading them."""
-                key = None if top is None else (top.shape, top.tobytes())
-                if key not in made:
-                    made[key] = SortedRows(s_in, s_out, tuple(planes), top=top)
-                return made[key]
-
-            return r, [task.compute(bi, r, s_in, s_out, shared, f) for task, f in zip(tasks, first, strict=True)]
+                planes.extend(np.broadcast_to(p, s_even.shape) for p in task.planes(bi, r))
+            shared = SharedSorts(s_even, s_odd, planes, flip)
+            return r, [task.compute(bi, r, shared, f) for task, f in zip(tasks, first, strict=True)]
 
         for r, outs in map_threads(work, chunks):
             for task, out in zip(tasks, outs, strict=True):
@@ -738,21 +897,65 @@ def _global_chunk_hist(u, labels, floor_labels, cell, partner, balanced=False, b
     thr = _hist_thresholds(u, bits, cell, C, balanced, _hist_buckets(u) if buckets is None else buckets)
     out = np.empty((2, m), np.int64)
     for j, lb in enumerate((labels, floor_labels)):
-        pred = u >= (thr[j][:, :1] if C == 1 else thr[j][:, partner])
-        out[j] = (pred == lb).sum(axis=0)
+        out[j] = column_counts(_scored(u, thr[j], partner) == lb)
     return out
 
 
-def _hist_buckets(u: np.ndarray) -> tuple[np.ndarray, int]:
-    """Bucket of every key, in [0, B): monotone in the key (equal keys share one); and B."""
+_GATHER_CELLS = 8  # above this many cells, gather each record's threshold instead of a mask per cell
+
+
+def _scored(u: np.ndarray, thr: np.ndarray, partner: np.ndarray) -> np.ndarray:
+    """Bool (n_models, m): ``u >= thr[:, partner]``, the members by each record's partner cell's threshold.
+
+    With few cells, one broadcast compare per cell masked to its records (measured 6x faster
+    than gathering every entry's threshold for two cells).
+    """
+    C = thr.shape[1]
+    if C == 1:
+        return u >= thr[:, :1]
+    if C > _GATHER_CELLS:
+        return u >= thr[:, partner]
+    pred = np.zeros(u.shape, bool)
+    tmp = np.empty(u.shape, bool)
+    for c in np.unique(partner):
+        np.greater_equal(u, thr[:, c:c + 1], out=tmp)
+        tmp &= (partner == c)[None, :]
+        pred |= tmp
+    return pred
+
+
+_HIST_FINE_BITS = 3  # fine buckets per (coarse) bucket: 2**3, for the equal-count buckets
+
+
+def _hist_buckets(u: np.ndarray, equal_count: bool = True) -> tuple[np.ndarray, int]:
+    """Bucket of every key, in [0, B): monotone in the key (equal keys share one); and B.
+
+    The key range of each row is cut into ``8 B`` equal spans ("fine" buckets), counted with
+    one ``bincount``; consecutive fine buckets are then merged into buckets of about ``m / B``
+    entries each (equal counts, as far as the fine buckets allow). Equal spans alone put most
+    of a row in a few buckets when the scores crowd into a small part of their range (a
+    trained model's losses do: on Adult LR the candidate buckets of
+    :func:`_hist_thresholds` then held most entries, and PA-GA cost 45 sorts instead of 7).
+    ``equal_count=False``: the equal spans (coarse) alone.
+    """
     nm, m = u.shape
     nb = int(min(16, max(4, (m // _HIST_ENTRIES_PER_BUCKET).bit_length())))
+    B = 1 << nb
+    nf = nb + _HIST_FINE_BITS if equal_count else nb
     umin = u.min(axis=1)
     span = (u.max(axis=1) - umin).astype(np.int64)
-    shift = np.maximum(_bit_length(span) - nb, 0).astype(np.uint32)
+    shift = np.maximum(_bit_length(span) - nf, 0).astype(np.uint32)
     b = np.subtract(u, umin[:, None], dtype=np.uint32)
     b >>= shift[:, None]
-    return b, 1 << nb
+    if not equal_count:
+        return b, B
+    F = 1 << nf
+    b += (np.arange(nm, dtype=np.uint32) * np.uint32(F))[:, None]  # fine bucket, offset by row
+    counts = np.bincount(b.ravel(), minlength=nm * F).reshape(nm, F)
+    before = np.cumsum(counts, axis=1)
+    before -= counts  # entries of the row below each fine bucket
+    lut = (before * B // m).astype(np.uint32)  # equal-count bucket of each fine bucket, monotone
+    return np.take(lut.ravel(), b), B
 
 
 def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, balanced: bool,
@@ -811,7 +1014,7 @@ def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, 
         per_j.append((cin, n_in, value, best, bpos))
     # gather the needed buckets' entries and sort them: key = (row, bucket) | score | bits
     flat = idx.ravel()
-    pos = np.flatnonzero(np.tile(needed.ravel(), 4)[flat])
+    pos = np.flatnonzero(np.take(np.tile(needed.ravel(), 4), flat))
     sel = flat[pos]
     key = (sel % RB).astype(np.uint64) << np.uint64(34)
     key |= (sel // RB).astype(np.uint64)
@@ -826,6 +1029,7 @@ def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, 
     new_seg[1:] = g[1:] != g[:-1]
     seg_start = np.maximum.accumulate(np.where(new_seg, np.arange(n), 0))
     t1 = np.arange(n) - seg_start + 1  # entries of the bucket up to and including this one
+    at_g = g + r_of  # flat position of (row, bucket) in the (R, B + 1) cumulative counts
     interior = np.zeros(n, bool)  # the cut just above entry p lies inside its bucket, between distinct keys
     if n > 1:
         interior[:-1] = (g[1:] == g[:-1]) & (us[1:] != us[:-1])
@@ -835,8 +1039,8 @@ def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, 
         lab = (lab_bits & np.uint8(mask)) != 0
         cl = np.cumsum(lab, dtype=np.int64)
         in1 = cl - (cl - lab)[seg_start]  # "in" entries of the bucket up to this one
-        ctrial = ctot[r_of, b_of] + t1
-        cin_p = cin[r_of, b_of] + in1
+        ctrial = np.take(ctot, at_g) + t1  # flat takes: far cheaper than 2-D fancy indexing
+        cin_p = np.take(cin, at_g) + in1
         val = _cut_value(ctrial, cin_p, n_all[r_of], n_in[r_of], balanced)
         val = np.where(interior, val, -np.inf)
         top = best.astype(np.float64)

@@ -605,7 +605,8 @@ class OutcomeFairness:
 
 
 def outcome_fairness(
-    y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, group_names: Sequence[str]
+    y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, group_names: Sequence[str],
+    *, weights: np.ndarray | None = None,
 ) -> OutcomeFairness:
     """Accuracy parity, demographic parity, equal opportunity and equalized odds by group.
 
@@ -630,6 +631,10 @@ def outcome_fairness(
         Group id of every record (0..len(group_names)-1).
     group_names : sequence of str
         Names of the groups; groups absent from ``groups`` are left out of the table.
+    weights : array of int, shape (n,), optional
+        How many times each row counts (e.g. how many models of an ensemble made this
+        prediction of this record): the same result as repeating every row that many times,
+        without the repeated arrays. Rows of weight 0 count for nothing.
 
     Returns
     -------
@@ -651,14 +656,26 @@ def outcome_fairness(
     names = tuple(str(g) for g in group_names)
     G = len(names)
     grp = V.group_ids("groups", groups, n=yt.size, n_groups=G)
+    w = None
+    if weights is not None:
+        w = np.asarray(weights)
+        if w.shape != yt.shape or w.dtype.kind not in "iu" or (w.size and w.min() < 0):
+            raise V.fail("weights", f"array of shape {w.shape} and dtype {w.dtype}",
+                         f"to be non-negative integers of the shape of y_true {yt.shape}")
+        if not w.any():
+            raise V.fail("weights", "all zeros", "to count at least one row")
+        keep = w > 0
+        yt, yp, grp, w = yt[keep], yp[keep], grp[keep], w[keep].astype(np.float64)
     labels = np.union1d(yt, yp)
     multiclass = labels.size > 2 or not np.all(np.isin(labels, [0, 1]))
     if multiclass:
-        n = np.bincount(grp, minlength=G)
-        hits = np.bincount(grp[yt == yp], minlength=G)
+        hit = yt == yp
+        n = np.bincount(grp, weights=w, minlength=G).astype(np.int64)
+        hits = np.bincount(grp[hit], weights=None if w is None else w[hit], minlength=G).astype(np.int64)
     else:
         # one pass: cell (g, y_true, y_pred) -> count; columns tn, fp, fn, tp
-        cells = np.bincount(4 * grp + 2 * yt.astype(np.int64) + yp.astype(np.int64), minlength=4 * G)
+        cells = np.bincount(4 * grp + 2 * yt.astype(np.int64) + yp.astype(np.int64), weights=w,
+                            minlength=4 * G).astype(np.int64)
         tn, fp, fn, tp = cells.reshape(G, 4).T
         n = tn + fp + fn + tp
         hits = tn + tp

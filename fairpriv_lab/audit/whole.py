@@ -31,6 +31,7 @@ from .attacks import (
     global_blocks,
     global_draws,
     global_result,
+    negated_later,
     record_result,
 )
 from .empirical import EmpiricalEpsilon, EmpiricalTask, check_empirical, check_group_names
@@ -125,7 +126,10 @@ def whole_audit(
         raise V.fail("auditors", tuple(pairs), "to name each (auditor, estimator) once")
     if any(a == "PA-GBA" for a, _ in pairs) and groups is None:
         raise V.fail("groups", None, "to give every record's group for PA-GBA")
-    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences)
+    # loss signal, float32: the kernels negate the losses a block at a time (no -losses matrix)
+    negated = negated_later(losses, signal, confidences)
+    scores, mem, rec, grp = audit_inputs(losses, membership, records, groups, signal, confidences,
+                                         negate_later=True)
     inf = informative_pairs(mem, rec)
     record_kinds = [(a, e) for a, e in pairs if a in ("PA-ALOOA", "PA-LOOA")]
     game_gives = "PA-ALOOA" if np.all(inf) else "PA-LOOA"
@@ -144,13 +148,13 @@ def whole_audit(
     scores = as_f32(scores)
     out: dict[tuple[str, str], RecordRisk] = {}
     if tasks:
-        record_pass(scores, mem, inf, tasks)
+        record_pass(scores, mem, inf, tasks, negated=negated)
         for (a, e), task in zip(record_kinds, tasks, strict=False):
             out[a, e] = record_result(rec, grp, inf, task, signal)
     global_kinds = [(a, e) for a, e in pairs if a in ("PA-GA", "PA-GBA")]
     runs = [global_draws(as_generator(seed), inf, grp, a == "PA-GBA", e) for a, e in global_kinds]
-    for (a, e), run, (acc, acc_floor) in zip(global_kinds, runs, global_blocks(scores, mem, inf, runs),
-                                             strict=True):
+    for (a, e), run, (acc, acc_floor) in zip(global_kinds, runs,
+                                             global_blocks(scores, mem, inf, runs, negated=negated), strict=True):
         out[a, e] = global_result(rec, grp, inf, run, acc, acc_floor, signal)
     result = None
     if emp is not None:

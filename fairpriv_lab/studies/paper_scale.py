@@ -422,6 +422,10 @@ def run_audit(p: Preset, *, out: Path, device: str, machine: dict[str, Any], cac
             res = run(c, cache=cache, progress=Progress(f"{labels['method_code']} {est}"),
                       recompute=recompute and est == p.estimators[0])
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            # only the side study (a) reads losses (the SGD runs of the first estimator); the
+            # others' 116 MB of losses and confidences each would otherwise stay until the end
+            res = _share_game(_slim(res, keep_losses=est == p.estimators[0] and cfg.train.method == "sgd"),
+                              results)
             results.append(res)
             timings.append({
                 "preset": p.name, "dataset": cfg.data.name, "model": cfg.train.model,
@@ -573,14 +577,33 @@ def _timed(p: Preset, cfg: Any, *, label: str, cache: Any, timings: list[dict[st
     return _slim(res)
 
 
-def _slim(res: Any) -> Any:
+def _slim(res: Any, keep_losses: bool = False) -> Any:
     """Drop a result's (n_models, n_train) losses and confidences, which no issue-14 table reads.
 
-    A 400-model run on full Adult holds 116 MB of them; a preset keeps 20-40 results until its
-    tables are written. ``n_models`` still reads from the (n_models, 0) arrays left in their place.
+    Nor does any table of :func:`run_audit` but the floor study of its SGD runs, which reads
+    the losses (``keep_losses``). A 400-model run on full Adult holds 116 MB of them; a preset
+    keeps 6-40 results until its tables are written. ``n_models`` still reads from the
+    (n_models, 0) arrays left in their place.
     """
     empty = np.empty((res.losses.shape[0], 0), dtype=np.float32)
-    return dataclasses.replace(res, losses=empty, confidences=empty)
+    return dataclasses.replace(res, losses=res.losses if keep_losses else empty, confidences=empty)
+
+
+def _share_game(res: Any, results: list[Any]) -> Any:
+    """Return ``res`` holding an earlier result's game when it is the same game.
+
+    Every method and estimator of a preset plays one game: 14 MB each at 400 models on Adult.
+    """
+    for other in results:
+        g, h = res.game, other.game
+        if g is h:
+            return res
+        if (type(g) is type(h) and g.kind == h.kind and g.membership.shape == h.membership.shape
+                and (g.targets is None) == (h.targets is None)
+                and (g.targets is None or np.array_equal(g.targets, h.targets))
+                and np.array_equal(g.audit_idx, h.audit_idx) and np.array_equal(g.membership, h.membership)):
+            return dataclasses.replace(res, game=h)
+    return res
 
 
 def _opt(p: Preset, overrides: dict[str, Any], key: str) -> Any:

@@ -1,5 +1,9 @@
 """empirical_epsilon before issue 15 (verbatim, from commit daecb77), kept as a test reference.
 
+One change since: the folds are one split of the pair positions per block of records (drawn
+as the cross-fitted estimator draws its own) instead of a split per record, the draw the
+library makes since issue 15; the threshold search and the counts are the old code.
+
 The bound arithmetic (Clopper-Pearson, GDP), unchanged, is imported from the library.
 """
 
@@ -125,7 +129,11 @@ def empirical_epsilon(
     fp = np.zeros(rec.size, np.int64)
     fn = np.zeros(rec.size, np.int64)
     for cols, k, chunks in _pair_blocks(scores, mem, inf):
-        fold = rng.permuted(np.broadcast_to(np.arange(k) < k // 2, (cols.size, k)), axis=1)
+        # issue 15: one split of the pair positions for every record of the block, drawn as the
+        # cross-fit draws its own (before: a split per record, ``rng.permuted``)
+        split = np.zeros(k, dtype=bool)
+        split[rng.permutation(k)[: k // 2]] = True
+        fold = np.broadcast_to(split, (cols.size, k))
         for r, s_in, s_out in chunks:
             fp[cols[r]], fn[cols[r]] = _heldout_counts(s_in, s_out, fold[r], level)
     mu, fpr, fnr = _mu(fp, fn, K, K, level)

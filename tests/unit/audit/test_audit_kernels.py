@@ -195,6 +195,41 @@ def test_global_histogram_kernel_equals_sort(kind, cells, balanced):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("equal_count", [False, True])
+def test_histogram_buckets_are_monotone_and_crowded_scores_spread(equal_count):
+    """Buckets keep the key order (equal keys share one); with equal-count buckets scores crowded
+    into a small part of their range (a trained model's losses) spread over many buckets, and
+    the kernel stays exactly the sorting kernel's."""
+    from fairpriv_lab.audit.kernels import _hist_buckets, _keys
+
+    rng = np.random.default_rng(8)
+    nm, m = 3, 3000
+    s = rng.normal(0.0, 1e-3, (nm, m)).astype(np.float32)  # crowded ...
+    s[:, :5] = rng.normal(0.0, 100.0, (nm, 5))  # ... but for a few far outliers
+    s[:, 5:40] = s[:, 40:75]  # ties
+    u = _keys(s)
+    b, B = _hist_buckets(u, equal_count)
+    assert b.shape == u.shape and b.max() < B
+    for r in range(nm):
+        order = np.argsort(u[r], kind="stable")
+        assert np.all(np.diff(b[r][order].astype(np.int64)) >= 0)  # monotone in the key
+        _, inv = np.unique(u[r], return_inverse=True)
+        assert all(np.unique(b[r][inv == k]).size == 1 for k in np.unique(inv)[:50])  # ties share
+    largest = max(np.bincount(b[r]).max() for r in range(nm))
+    spans, _ = _hist_buckets(u, False)
+    if equal_count:  # far fewer entries in the fullest bucket than with equal spans
+        assert largest * 4 < max(np.bincount(spans[r]).max() for r in range(nm))
+    else:
+        assert largest > m // 4  # equal spans: the crowd falls into a few buckets
+    labels = rng.random((nm, m)) < 0.5
+    floor_labels = rng.random((nm, m)) < 0.5
+    cell = rng.integers(0, 2, m)
+    for balanced in (False, True):
+        want = _global_chunk(s, labels, floor_labels, np.ones((nm, m), bool), cell, cell, balanced)
+        got = _global_chunk_hist(s, labels, floor_labels, cell, cell, balanced, buckets=(b, B))
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("estimator", ["in_sample", "cross_fit"])
 @pytest.mark.parametrize("by_group", [False, True])
 def test_global_risk_histogram_path_matches_brute_force(estimator, by_group):

@@ -80,6 +80,50 @@ def test_heldout_counts_match_slow_reference(tied):
         assert (fp[r], fn[r]) == (want_fp, want_fn)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tied", [False, True])
+def test_heldout_on_a_shared_split_matches_slow_reference(dtype, tied):
+    """What EmpiricalTask computes: one split of the pair positions for all rows, each fold sorted
+    apart, pairs given as (first, second) model with a label flip; counts from cumulative counts."""
+    from fairpriv_lab.audit.empirical import _heldout
+    from fairpriv_lab.audit.kernels import SharedSorts, pair_split
+
+    rng = np.random.default_rng(17 + tied)
+    mb, K = 30, 9
+    draw = (lambda s: rng.integers(0, 3, s).astype(dtype)) if tied else (lambda s: rng.normal(size=s).astype(dtype))
+    first, second = draw((mb, K)) + dtype(0.7), draw((mb, K))
+    second_in = rng.random((mb, K)) < 0.3
+    s_in, s_out = np.where(second_in, second, first), np.where(second_in, first, second)
+    fold = pair_split(rng, K)
+    assert fold.sum() == K // 2
+    fp, fn = _heldout(*SharedSorts(first, second, [], second_in).folds(fold), 0.025)
+    for r in range(mb):
+        want_fp = want_fn = 0
+        for fit, test in ((fold, ~fold), (~fold, fold)):
+            t = ref_select(s_in[r, fit], s_out[r, fit], 0.025)
+            want_fp += np.sum(s_out[r, test] >= t)
+            want_fn += np.sum(s_in[r, test] < t)
+        assert (fp[r], fn[r]) == (want_fp, want_fn)
+
+
+def test_empirical_shares_the_cross_fit_split_and_its_fold_sorts(monkeypatch):
+    """With one seed, empirical epsilon and the cross-fitted estimator draw the same split of the
+    pair positions, and whole_audit sorts each fold once for both."""
+    from fairpriv_lab.audit import kernels
+    from fairpriv_lab.audit.whole import whole_audit
+
+    game = half_split_game(120, n_models=20, seed=0)
+    L = np.random.default_rng(1).exponential(size=game.membership.shape).astype(np.float32)
+    calls = []
+    real = kernels.fold_rows
+    monkeypatch.setattr(kernels, "fold_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    whole_audit(L, game.membership, auditors=[("PA-ALOOA", "cross_fit")], delta=1e-5, seed=3)
+    assert len(calls) == 1  # one block of records: one sort of each fold for both analyses
+    calls.clear()
+    whole_audit(L, game.membership, auditors=[("PA-ALOOA", "in_sample")], delta=1e-5, seed=3)
+    assert len(calls) == 1
+
+
 def _gaussian_game(d, m, R, seed):
     rng = np.random.default_rng(seed)
     game = half_split_game(m, n_models=2 * R, seed=seed)

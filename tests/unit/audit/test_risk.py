@@ -150,6 +150,43 @@ def test_outcome_fairness_multiclass_and_errors():
         outcome_fairness(y, p, np.full(6, 3), ["a", "b"])
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_outcome_fairness_weights_equal_repeated_rows(n_classes):
+    """weights=w gives what repeating each row w times gives (zeros drop the row)."""
+    rng = np.random.default_rng(n_classes)
+    n = 300
+    y, p, g = rng.integers(0, n_classes, n), rng.integers(0, n_classes, n), rng.integers(0, 3, n)
+    w = rng.integers(0, 4, n)
+    got = outcome_fairness(y, p, g, ["a", "b", "c"], weights=w)
+    want = outcome_fairness(np.repeat(y, w), np.repeat(p, w), np.repeat(g, w), ["a", "b", "c"])
+    pd.testing.assert_frame_equal(got.by_group, want.by_group)
+    for f in ("accuracy_difference", "demographic_parity_difference", "equal_opportunity_difference",
+              "equalized_odds_difference", "multiclass"):
+        assert getattr(got, f) == pytest.approx(getattr(want, f), nan_ok=True)
+    for bad, why in ((np.full(n, -1), "non-negative"), (np.ones(n) * 0.5, "non-negative"),
+                     (np.ones(3, int), "non-negative"), (np.zeros(n, int), "at least one row")):
+        with pytest.raises(ConfigError, match=why):
+            outcome_fairness(y, p, g, ["a", "b", "c"], weights=bad)
+
+
+@pytest.mark.parametrize("n_classes", [2, 10])
+def test_runner_outcome_pools_models_as_the_tiled_rows(n_classes):
+    """fl.run's outcome fairness: per-record prediction counts equal the tiled pooled rows."""
+    from types import SimpleNamespace
+
+    from fairpriv_lab.experiment.runner import _outcome
+
+    rng = np.random.default_rng(n_classes)
+    n_models, n_test = 300, 200  # over 255 models: the vote counts outgrow a byte
+    test = SimpleNamespace(y=rng.integers(0, n_classes, n_test), g=rng.integers(0, 2, n_test))
+    preds = np.where(rng.random((n_models, n_test)) < 0.7, test.y, rng.integers(0, n_classes, (n_models, n_test)))
+    preds = preds.astype(np.int32)
+    got = _outcome(test, preds, ("a", "b"))
+    want = outcome_fairness(np.tile(test.y, n_models), preds.reshape(-1), np.tile(test.g, n_models), ["a", "b"])
+    pd.testing.assert_frame_equal(got.by_group, want.by_group)
+    assert got.equalized_odds_difference == pytest.approx(want.equalized_odds_difference, nan_ok=True)
+
+
 def test_pair_bootstrap_null_and_group_risk_replicates():
     from fairpriv_lab.audit.attacks import record_risk
     from fairpriv_lab.audit.risk import pair_bootstrap

@@ -176,3 +176,15 @@ def test_calibration_memo_serves_sigma_across_sessions(tmp_path, monkeypatch):
         assert memo.get(q) is None
     finally:
         privacy.set_calibration_store(old)
+
+
+def test_cached_audits_are_named_with_the_audit_version():
+    """An audit cached before the audit's draws changed (version 1) is not served after it."""
+    from fairpriv_lab.experiment.config import ExperimentConfig, digest
+    from fairpriv_lab.experiment.runner import AUDIT_VERSION, _audit_item
+
+    cfg = ExperimentConfig()
+    v1 = "audit-" + digest({"audit": cfg.audit.to_dict(), "delta": 1e-5})[:20]
+    assert AUDIT_VERSION >= 2 and _audit_item(cfg, 1e-5) != v1
+    assert _audit_item(cfg, 1e-5) == _audit_item(ExperimentConfig(), 1e-5)
+    assert _audit_item(cfg, 1e-5) != _audit_item(cfg.replace(estimator="in_sample"), 1e-5)

@@ -360,3 +360,15 @@ def test_paper_scale_smoke_preset_writes_every_table(tmp_path, monkeypatch):
     again = pd.read_csv(out / "smoke_gprp.csv")
     pd.testing.assert_series_equal(again.gprp, gprp.gprp)
     assert pd.read_csv(out / "smoke_timings.csv").chunks_trained.sum() == 0
+    # What the preset holds until its tables are written: losses only for the floor study (SGD,
+    # first estimator), no confidences, one game object for all runs (memory, issue 15).
+    from fairpriv_lab.engine.device import machine_info
+
+    results = ps.run_preset(ps.PRESETS["smoke"], out=out, device="cpu", machine=machine_info("cpu"),
+                            cache=True, overrides={"n_boot": 50})["results"]
+    first = ps.PRESETS["smoke"].estimators[0]
+    for r in results:
+        keep = r.config.train.method == "sgd" and r.config.audit.estimator == first
+        assert r.losses.shape == ((r.n_models, r.n_train) if keep else (r.n_models, 0))
+        assert r.confidences.shape == (r.n_models, 0) and r.game is results[0].game
+    assert pd.read_csv(out / "smoke_gprp.csv").gprp.equals(gprp.gprp)
