@@ -440,8 +440,15 @@ class DPStep:
     ) -> StepOutput:
         """Run the stages for per-sample gradients ``grads`` of a padded batch ``(M, B)``."""
         norms = self.per_sample_norms(grads)
-        # one-hot by comparison: the same 0/1 values as F.one_hot without its range check and
-        # scatter (about 1 ms a step at 128 x 256; the training loop's groups are validated)
+        if groups.numel():  # a label outside 0..n_groups-1 would silently drop its row below
+            lo, hi = torch.aminmax(groups)
+            if int(lo) < 0 or int(hi) >= self.n_groups:
+                from .._core.validate import fail
+
+                raise fail("groups", f"labels {int(lo)}..{int(hi)}",
+                           f"to hold group labels 0..{self.n_groups - 1} (n_groups={self.n_groups})")
+        # one-hot by comparison: the same 0/1 values as F.one_hot without its scatter (about
+        # 1 ms a step at 128 x 256)
         classes = torch.arange(self.n_groups, device=groups.device)
         onehot = (groups.unsqueeze(-1) == classes).to(norms.dtype) * mask.unsqueeze(-1)
         counts = onehot.sum(1)

@@ -421,3 +421,22 @@ def test_as_method_sets_a_named_policys_knobs():
         as_method("dpsgd", tau=3.0)
     with pytest.raises(ConfigError, match="Expected knobs=.* to be empty with a policy instance"):
         as_method(pol, tau=2.0)
+
+
+def test_dp_step_names_a_group_label_outside_its_groups():
+    """A label >= n_groups (or < 0) would drop its row from every group's count: refused, named."""
+    step = DPStep(DPSGD(), clip=1.0, noise_multiplier=0.0, batch_size=2.0, n_groups=2)
+
+    class Grads:
+        def norms(self):
+            return torch.ones(1, 2)
+
+        def weighted_sum(self, factors):
+            return [factors.sum(1, keepdim=True)]
+
+    mask = torch.ones(1, 2)
+    out = step(Grads(), groups=torch.tensor([[0, 1]]), mask=mask)
+    assert out.counts.tolist() == [[1.0, 1.0]]
+    for bad in ([[0, 2]], [[-1, 0]]):
+        with pytest.raises(ConfigError, match=r"Expected groups=.*to hold group labels 0\.\.1 \(n_groups=2\)"):
+            step(Grads(), groups=torch.tensor(bad), mask=mask)
