@@ -341,7 +341,8 @@ def _load_finished(out_dir: Path, keys: Sequence[str], points: Sequence[Mapping[
 def _numeric_columns(rows: pd.DataFrame) -> pd.DataFrame:
     """Numbers read back from strict JSON (NaN as null, ±inf as "inf"/"-inf") as floats again."""
     for col in rows.columns:
-        if rows[col].dtype == object:
+        # text comes back as object (pandas 2) or as the "str" dtype (pandas >= 3)
+        if pd.api.types.is_object_dtype(rows[col]) or pd.api.types.is_string_dtype(rows[col]):
             as_number = pd.to_numeric(rows[col], errors="coerce")
             if as_number.notna().sum() == rows[col].notna().sum():
                 rows[col] = as_number

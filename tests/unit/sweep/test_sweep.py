@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import io
+import math
 import os
 import signal
 import time
@@ -498,3 +499,26 @@ def test_notebook_unknown_parameter_fails_before_running(tmp_path):
     with pytest.raises(ConfigError, match=r"Unknown parameter\(s\) 'z' in parameter set 1; "
                                           r"tiny_params.ipynb defines: fail, x"):
         run_notebooks(DATA / "tiny_params.ipynb", [{"x": 1}, {"z": 2}], out=tmp_path, progress=None)
+
+
+def sgd_dp_point(point):
+    """A point like run_point's rows: SGD's epsilon is inf (written to strict JSON as "inf")."""
+    eps = math.inf if point["method"] == "sgd" else 0.9975
+    return pd.DataFrame({"method": [point["method"]] * 2, "epsilon": [eps] * 2, "auditor": ["PA-ALOOA"] * 2,
+                         "group": ["g0", "g1"], "gpr": [1.0, 0.5], "gprp": [0.5, 0.5], "accuracy": [0.8, 0.8]})
+
+
+def test_resumed_points_read_back_numbers_and_draw_the_summary(tmp_path):
+    """A resumed sweep's inf / NaN cells are floats again (pandas >= 3 reads text as "str", not object)."""
+    grid = {"grid": {"method": ["sgd", "dpsgd"]}}
+    first = run_sweep(grid, scheduler="sequential", point_fn=sgd_dp_point, out=tmp_path, progress=None)
+    again = run_sweep(grid, scheduler="sequential", point_fn=sgd_dp_point, out=tmp_path, progress=None)
+    assert again.n_resumed == 2
+    assert again.table["epsilon"].dtype == float and math.isinf(again.table["epsilon"].max())
+    assert again.table["method"].tolist() == first.table["method"].tolist()  # text stays text
+    assert "<svg" in (tmp_path / "summary.html").read_text() or "vega" in (tmp_path / "summary.html").read_text()
+    rows = pd.DataFrame.from_records([{"x": "inf", "y": None, "z": "a"}, {"x": "-inf", "y": "1.5", "z": "b"}])
+    from fairpriv_lab.sweep.runner import _numeric_columns
+
+    out = _numeric_columns(rows)
+    assert out["x"].tolist() == [math.inf, -math.inf] and out["y"].iloc[1] == 1.5 and out["z"].tolist() == ["a", "b"]
