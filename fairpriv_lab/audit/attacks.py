@@ -46,8 +46,10 @@ from .._core.vocabulary import SIGNALS as _SIGNALS
 from .._core.vocabulary import Estimator, Signal
 from .kernels import (
     EstimatorTask,
+    all_distinct,
     as_f32,
     coins,
+    column_counts,
     global_runs,
     informative_pairs,
     record_pass,
@@ -117,7 +119,7 @@ class RecordRisk:
         m = rec.shape[0]
         grp = V.group_ids("groups", self.groups, n=m)
         arrays = {"records": rec, "groups": grp}
-        if np.unique(rec).size != m:
+        if not all_distinct(rec):
             raise V.fail("records", "an array with repeated records", "to hold each audited record once")
         # fractions: an IPR lies in [-1, 1]; a floor-corrected one (IPR - floor, as built by
         # floor_corrected) in [-2, 2], with accuracy (1 + IPR) / 2 in [-0.5, 1.5]
@@ -262,7 +264,7 @@ def audit_inputs(losses, membership, records, groups, signal, confidences, negat
     rec = rec.astype(np.int64)
     if rec.min() < 0 or rec.max() >= n:
         raise V.fail("records", f"ids in [{rec.min()}, {rec.max()}]", f"to lie in [0, {n - 1}]")
-    if np.unique(rec).size != rec.size:
+    if not all_distinct(rec):
         raise V.fail("records", "an array with repeated records", "to list each audited record once")
     grp = np.zeros(n, dtype=np.int64) if groups is None else V.group_ids("groups", groups, n=n)
     if rec.size == n and np.array_equal(rec, np.arange(n)):
@@ -271,7 +273,7 @@ def audit_inputs(losses, membership, records, groups, signal, confidences, negat
 
 
 def check_cross_fit(estimator: str, inf: np.ndarray) -> None:
-    K = inf.sum(axis=0)
+    K = column_counts(inf)
     if estimator == "cross_fit" and np.any(K < 2):
         raise V.fail(
             "estimator", estimator,
@@ -355,7 +357,7 @@ def record_risk(
 def record_result(rec, grp, inf, task: EstimatorTask, signal) -> RecordRisk:
     """Return the RecordRisk of an :class:`~fairpriv_lab.audit.kernels.EstimatorTask` after its pass."""
     auditor = "PA-ALOOA" if np.all(inf) else "PA-LOOA"
-    K = inf.sum(axis=0).astype(np.int64)
+    K = column_counts(inf)
     acc = task.acc
     return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * task.acc_floor - 1, auditor, task.estimator, K, signal)
 
@@ -481,7 +483,7 @@ def global_result(rec, grp, inf, run, acc, acc_floor, signal) -> RecordRisk:
     """Return the RecordRisk of one PA-GA / PA-GBA run."""
     by_group, estimator = run[0], run[1]
     auditor = "PA-GBA" if by_group else "PA-GA"
-    K = inf.sum(axis=0).astype(np.int64)
+    K = column_counts(inf)
     return RecordRisk(rec, grp, acc, 2 * acc - 1, 2 * acc_floor - 1, auditor, estimator, K, signal)
 
 

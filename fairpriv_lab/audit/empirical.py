@@ -57,7 +57,7 @@ from .._core import validate as V
 from .._core.dp import advantage_bound
 from .._core.rng import SeedLike, as_generator
 from .attacks import Signal, audit_inputs, negated_later
-from .kernels import SortedRows, informative_pairs, pair_split, record_pass
+from .kernels import SortedRows, column_counts, informative_pairs, pair_split, record_pass
 
 __all__ = [
     "EmpiricalEpsilon",
@@ -430,7 +430,7 @@ def check_empirical(delta, alpha, inf) -> tuple[float, float, np.ndarray]:
     """Return the checked ``delta``, ``alpha`` and pairs per record (each needs >= 2)."""
     delta = V.number("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
     alpha = V.number("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
-    K = inf.sum(axis=0).astype(np.int64)
+    K = column_counts(inf)
     if np.any(K < 2):
         raise V.fail(
             "membership", f"a game with {int(K.min())} pair(s) for some record",
