@@ -964,8 +964,11 @@ def _hist_buckets(u: np.ndarray, equal_count: bool = True) -> tuple[np.ndarray, 
     counts = np.bincount(b.ravel(), minlength=nm * F).reshape(nm, F)
     before = np.cumsum(counts, axis=1)
     before -= counts  # entries of the row below each fine bucket
-    lut = (before * B // m).astype(np.uint32)  # equal-count bucket of each fine bucket, monotone
-    return np.take(lut.ravel(), b), B
+    before *= B
+    before //= m  # equal-count bucket of each fine bucket, monotone
+    # int64 buckets: _hist_thresholds adds them to int64 bincount indices (a uint32 operand
+    # costs a cast per entry there)
+    return np.take(before.ravel(), b), B
 
 
 def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, balanced: bool,
