@@ -268,3 +268,43 @@ def test_in_sample_step_lookup_equals_label_path(tied):
         ties = sr.ties()
         np.testing.assert_array_equal(acc, _in_sample_acc(sr, sr.lab, ties))
         np.testing.assert_array_equal(floor, _in_sample_acc(sr, sr.lab ^ sr.plane(p), ties))
+
+
+@pytest.mark.parametrize("scores", ["normal", "crowded", "tied", "signed_zero"])
+@pytest.mark.parametrize("n_planes", [0, 1, 2])
+@pytest.mark.parametrize("flip", [False, True])
+def test_narrow_sort_of_long_rows_equals_the_uint64_sort(scores, n_planes, flip):
+    """Rows of more than 256 entries are sorted as two uint32 keys (numpy's sorting networks);
+    values, payload and both estimators equal the uint64 sort's, also where distinct scores
+    share a truncated key (those rows take the uint64 sort) and at ties and signed zeros."""
+    from fairpriv_lab.audit.kernels import SortedRows, _keys, _record_estimates
+
+    rng = np.random.default_rng(11 + n_planes + 3 * flip)
+    rows, K = 60, 150  # 2K = 300 entries per row
+    if scores == "crowded":  # scores a few ulps apart: their keys differ in the low bits only
+        s_in, s_out = (np.float32(1) + rng.integers(0, 16, (rows, K)).astype(np.float32) * np.float32(2**-23)
+                       for _ in range(2))
+        s_in[: rows // 2] = rng.normal(size=(rows // 2, K)).astype(np.float32)  # half the rows clash-free
+        s_out[: rows // 2] = rng.normal(size=(rows // 2, K)).astype(np.float32)
+    else:
+        s_in, s_out = (rng.normal(size=(rows, K)).astype(np.float32) for _ in range(2))
+    if scores == "tied":
+        s_in, s_out = np.round(s_in), np.round(s_out)
+    if scores == "signed_zero":
+        s_in[:, ::3], s_out[:, 1::3] = np.float32(-0.0), np.float32(0.0)
+    planes = tuple(rng.random((rows, K)) < 0.5 for _ in range(n_planes))
+    f = rng.random((rows, K)) < 0.5 if flip else None
+    narrow = SortedRows(s_in, s_out, planes, flip=f)
+    wide = SortedRows(s_in, s_out, planes, flip=f, narrow=False)
+    assert narrow.key is None and wide.key is not None  # the two paths were taken
+    np.testing.assert_array_equal(narrow.v, wide.v)
+    np.testing.assert_array_equal(narrow.low, wide.low)
+    np.testing.assert_array_equal(narrow.ties(), wide.ties())
+    for p in range(n_planes):
+        for got, want in zip(_record_estimates(narrow, p), _record_estimates(wide, p), strict=True):
+            np.testing.assert_array_equal(got, want)
+    if scores == "crowded":  # the fallback was exercised on every crowded row, not on every row
+        k = np.sort(np.concatenate([_keys(s_in), _keys(s_out)], axis=1), axis=1)
+        x = k[:, 1:] ^ k[:, :-1]
+        clash = ((x != 0) & (x < (1 << (1 + n_planes)))).any(axis=1)
+        assert clash[rows // 2:].all() and not clash.all()
