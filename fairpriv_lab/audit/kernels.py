@@ -143,7 +143,7 @@ class SortedRows:
             self._low = np.take_along_axis(np.concatenate([lab_in, lab_out], axis=1), order, axis=1)
 
     def _sort_narrow(self, s_in, s_out, planes, flip, lab_in, lab_out) -> None:
-        """The packed sort of rows longer than 256 entries as two uint32 sorts (same result).
+        """Sort packed rows longer than 256 entries as two uint32 keys (the uint64 sort's result).
 
         numpy sorts rows of up to 256 uint64 keys with sorting networks and longer ones about
         4x slower per key, while uint32 rows stay on the networks up to 512 keys (measured for
