@@ -78,6 +78,8 @@ class SortedRows:
     float32 scores are sorted as uint64 keys (top bit 63, the order-preserving uint32 image of
     the score in bits 31-62, the payload in bits 0-30; an integer sort is several times faster
     than argsort + gathers); other dtypes go through one argsort. Both give identical results.
+    Rows longer than 256 entries with at most two planes and no ``top`` are sorted as two
+    uint32 keys instead (:meth:`_sort_narrow`, the same values and payload; ``key`` is None).
 
     Why not one sort of all 2K scores for every analysis: numpy sorts short rows with
     vectorised networks, and two sorts of K entries (a cross-fit's folds) cost less than one
