@@ -252,11 +252,9 @@ def chart_mimebundle(
 
 def _static_png(spec: dict, **_: Any) -> tuple[dict, dict]:
     """Altair's ``"png"`` renderer at scale 1, with the PNG compacted (:func:`compact_png`)."""
-    from PIL import Image
-
     png = compact_png(vl_convert().vegalite_to_png(spec, scale=1.0, **_kwargs()))
-    with Image.open(io.BytesIO(png)) as im:
-        width, height = im.size
+    # the size from the IHDR chunk (bytes 16-24), not a second decode of the image
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     return {"image/png": png}, {"image/png": {"width": float(width), "height": float(height)}}
 
 

@@ -725,6 +725,12 @@ def test_enable_notebook_rendering(restore_renderer, monkeypatch):
     assert alt.renderers.active == "fairpriv-static"
     png, meta = alt.renderers.get()(viz.gpr_chart(by_group()).to_dict())
     assert png["image/png"][:8] == PNG and meta["image/png"]["width"] > 100  # a palette PNG at scale 1
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png["image/png"])) as im:  # the metadata states the image's own size
+        assert (meta["image/png"]["width"], meta["image/png"]["height"]) == im.size and im.mode == "P"
     # (interactive used to be altair's CDN "default" renderer and both HTML + PNG; issue 18:
     # no chart loads Vega from a CDN. Now a Vega 5 spec for the front end's own Vega + an SVG.)
     assert viz.enable_notebook_rendering("interactive") == "interactive"
