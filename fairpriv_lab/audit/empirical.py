@@ -57,7 +57,7 @@ from .._core import validate as V
 from .._core.dp import advantage_bound
 from .._core.rng import SeedLike, as_generator
 from .attacks import Signal, audit_inputs, negated_later
-from .kernels import SortedRows, column_counts, informative_pairs, pair_split, record_pass
+from .kernels import SortedRows, column_counts, informative_pairs, mask_ties, pair_split, record_pass
 
 __all__ = [
     "EmpiricalEpsilon",
@@ -264,7 +264,7 @@ def _cum_in(lab: np.ndarray) -> np.ndarray:
     k = n // 2
     it = np.int32 if (k + 1) ** 2 < 2**31 else np.int64
     cum_in = np.zeros((mb, n + 1), dtype=it)
-    np.cumsum(lab, axis=1, dtype=it, out=cum_in[:, 1:])
+    np.cumsum(lab.view(np.int8) if lab.dtype == bool else lab, axis=1, dtype=it, out=cum_in[:, 1:])  # bytes: no bool cast
     return cum_in
 
 
@@ -288,7 +288,7 @@ def _select_threshold(rows, lab, ties, level, cum_in=None):
         idx *= np.int16(k + 2)
         idx += ((k - np.arange(n + 1)) * (k + 1)).astype(np.int16)
         r = np.take(ranks, idx)
-        np.putmask(r, ties, np.int16(tie_rank))
+        mask_ties(r, ties, tie_rank)
         return rows.thresholds(np.argmax(r, axis=1))
     if k <= 2000:
         idx = cum_in * (k + 2)
@@ -299,7 +299,7 @@ def _select_threshold(rows, lab, ties, level, cum_in=None):
         with np.errstate(invalid="ignore"):
             mu = z_fp[k - np.arange(n + 1) + cum_in] - z_fn[cum_in]
         mu[np.isnan(mu)] = -np.inf
-    np.putmask(mu, ties, -np.inf)
+    mask_ties(mu, ties, -np.inf)
     return rows.thresholds(np.argmax(mu, axis=1))
 
 

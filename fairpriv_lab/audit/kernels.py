@@ -49,6 +49,7 @@ __all__ = [
     "fold_rows",
     "pair_split",
     "record_pass",
+    "mask_ties",
 ]
 
 
@@ -246,6 +247,21 @@ class SortedRows:
         return cut
 
 
+# Cumulative sums along rows in int32: numpy accumulates int32 (and int64) rows about 4x faster
+# than int16 ones (measured 0.56 vs 2.2 ns per entry for rows of 400, with ``out=``; without
+# ``out=`` both cost several times more)
+_CUM = np.int32
+
+
+def mask_ties(d: np.ndarray, ties: np.ndarray, value) -> None:
+    """``np.putmask(d, ties, value)``, on the rows that hold a tie only (most rows hold none)."""
+    rows = np.flatnonzero(ties.any(axis=1))
+    if rows.size * 4 > d.shape[0]:
+        np.putmask(d, ties, value)
+    elif rows.size:
+        d[rows] = np.where(ties[rows], d.dtype.type(value), d[rows])
+
+
 def _cut_gain(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
     """``d(k) = #out - #in among the k lowest`` at every cut of sorted rows; the minimum at ties.
 
@@ -253,11 +269,10 @@ def _cut_gain(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
     cumulative sum of +-1 steps instead of counts and arithmetic afterwards).
     """
     mb, n = lab.shape
-    dt = np.int16 if n < 16000 else np.int32
-    d = np.zeros((mb, n + 1), dtype=dt)
+    d = np.zeros((mb, n + 1), dtype=_CUM)
     step = np.subtract(np.int8(1), lab.view(np.int8) << np.int8(1), dtype=np.int8)
-    np.cumsum(step, axis=1, dtype=dt, out=d[:, 1:])
-    np.putmask(d, ties, np.iinfo(dt).min)
+    np.cumsum(step, axis=1, dtype=_CUM, out=d[:, 1:])
+    mask_ties(d, ties, np.iinfo(_CUM).min)
     return d
 
 
@@ -278,10 +293,9 @@ def _step_table(swap_plane: int, floor: bool) -> np.ndarray:
 def _best_gain(step: np.ndarray, ties: np.ndarray) -> np.ndarray:
     """``max_k d(k)`` over the cuts that split no tie, from the +-1 steps of sorted rows."""
     mb, n = step.shape
-    dt = np.int16 if n < 16000 else np.int32
-    d = np.zeros((mb, n + 1), dtype=dt)
-    np.cumsum(step, axis=1, dtype=dt, out=d[:, 1:])
-    np.putmask(d, ties, np.iinfo(dt).min)
+    d = np.zeros((mb, n + 1), dtype=_CUM)
+    np.cumsum(step, axis=1, dtype=_CUM, out=d[:, 1:])
+    mask_ties(d, ties, np.iinfo(_CUM).min)
     return d.max(axis=1)
 
 
