@@ -569,15 +569,23 @@ def _global_runs_packed(scores, labels, trial, runs, per_pair: bool, negated: bo
     def rows_of(x, lo):
         return np.repeat(x[lo // 2:(lo + step) // 2], 2, axis=0) if per_pair else x[lo:lo + step]
 
+    pairs = _shared_runs(runs) if hist else {}
+
     def work(lo: int) -> list:  # blocks of models keep the temporaries in cache
         rows = slice(lo, lo + step)
         lab = labels[rows]
-        floors = [lab ^ rows_of(swap, lo) for swap, *_ in runs]
+        floors = [None if i in pairs.values() else lab ^ rows_of(swap, lo) for i, (swap, *_) in enumerate(runs)]
         u = _block_keys(scores[rows], negated)
         if hist:  # every (model, record) a trial (ALOOA, half-split): no row sort
             buckets = _hist_buckets(u)
-            return [_global_chunk_hist(u, lab, fl, cell, partner, balanced, buckets)
-                    for fl, (_swap, cell, partner, balanced) in zip(floors, runs, strict=True)]
+            out: list = [None] * len(runs)
+            for i, j in pairs.items():  # PA-GA and PA-GBA in-sample with one floor: one count
+                cell = runs[j][1]
+                out[i], out[j] = _global_chunk_hist_shared(u, lab, floors[i], cell, int(cell.max()) + 1, buckets)
+            for i, (fl, (_swap, cell, partner, balanced)) in enumerate(zip(floors, runs, strict=True)):
+                if out[i] is None:
+                    out[i] = _global_chunk_hist(u, lab, fl, cell, partner, balanced, buckets)
+            return out
         tr = rows_of(trial, lo)
         return [_global_chunk(u, lab, fl, tr, cell, partner, balanced)
                 for fl, (_swap, cell, partner, balanced) in zip(floors, runs, strict=True)]
@@ -586,6 +594,25 @@ def _global_runs_packed(scores, labels, trial, runs, per_pair: bool, negated: bo
     for parts in map_threads(work, range(0, n_models, step)):
         ok += np.stack(parts)  # integer counts: the sum does not depend on the order
     return [(o[0] / n_trials, o[1] / n_trials) for o in ok]
+
+
+def _shared_runs(runs: list) -> dict:
+    """Pairs {i: j} of runs whose histogram counts one ``bincount`` serves (:func:`_global_chunk_hist_shared`).
+
+    Run i: one cell (PA-GA in-sample); run j: cells scored by their own thresholds (PA-GBA
+    in-sample), several of them; both plain accuracy and the same floor swaps (one seed
+    draws the same swaps for both).
+    """
+    pairs: dict = {}
+    for i, (swap_i, cell_i, partner_i, bal_i) in enumerate(runs):
+        if bal_i or cell_i.any() or partner_i.any():
+            continue
+        for j, (swap_j, cell_j, partner_j, bal_j) in enumerate(runs):
+            if (j != i and j not in pairs.values() and j not in pairs and not bal_j and cell_j.size
+                    and cell_j.max() > 0 and np.array_equal(cell_j, partner_j) and np.array_equal(swap_i, swap_j)):
+                pairs[i] = j
+                break
+    return pairs
 
 
 def all_distinct(ids: np.ndarray) -> bool:
@@ -1024,20 +1051,39 @@ def _hist_buckets(u: np.ndarray, equal_count: bool = True) -> tuple[np.ndarray, 
     return np.take(before.ravel(), b), B
 
 
+def _hist_index(bits: np.ndarray, b: np.ndarray, cell: np.ndarray, C: int, B: int) -> np.ndarray:
+    """bincount index of every entry: (label bits, model, cell, bucket), label bits outermost.
+
+    With the label bits outermost each count plane is contiguous; ``b`` from :func:`_hist_buckets`.
+    """
+    nm, m = bits.shape
+    idx = bits.astype(np.int64)
+    idx *= nm * C * B
+    idx += b
+    if C > 1:
+        idx += (cell.astype(np.int64) * B)[None, :]
+    idx += (np.arange(nm, dtype=np.int64) * (C * B))[:, None]
+    return idx
+
+
 def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, balanced: bool,
                      buckets: tuple[np.ndarray, int]) -> np.ndarray:
     """Thresholds (uint32 keys), shape (2, n_models, C): label sets bit 1 (j=0) and bit 0 (j=1)."""
     nm, m = u.shape
     b, B = buckets
     R = nm * C  # one "row" per (model, cell)
-    RB = R * B
-    # entry -> (label bits, row, bucket), label bits outermost so that each count plane is contiguous
-    idx = bits.astype(np.int64)
-    idx *= RB
-    idx += b
-    idx += (cell.astype(np.int64) * B)[None, :]
-    idx += (np.arange(nm, dtype=np.int64) * (C * B))[:, None]
-    counts = np.bincount(idx.ravel(), minlength=4 * RB).reshape(4, R, B)
+    flat = _hist_index(bits, b, cell, C, B).ravel()
+    counts = np.bincount(flat, minlength=4 * R * B).reshape(4, R, B)
+    plan = _hist_plan(counts, m, balanced)
+    # gather the needed buckets' entries (a few per cent) and sort them
+    pos = np.flatnonzero(np.take(np.tile(plan[0].ravel(), 4), flat))
+    return _hist_finish(flat[pos], u.ravel()[pos], B, plan, balanced).reshape(2, nm, C)
+
+
+def _hist_plan(counts: np.ndarray, m: int, balanced: bool) -> tuple:
+    """From the bucket counts (4, R, B): the buckets whose entries must be sorted, and per label set
+    the cumulative counts and the best bucket boundary (what :func:`_hist_finish` reads)."""
+    _four, R, B = counts.shape
     tot = counts[0] + counts[1]
     tot += counts[2]
     tot += counts[3]
@@ -1078,13 +1124,22 @@ def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, 
         needed[rows[above], bucket_of(e)[above]] = True
         needed[rows[below], bucket_of(e - 1)[below]] = True
         per_j.append((cin, n_in, value, best, bpos))
-    # gather the needed buckets' entries and sort them: key = (row, bucket) | score | bits
-    flat = idx.ravel()
-    pos = np.flatnonzero(np.take(np.tile(needed.ravel(), 4), flat))
-    sel = flat[pos]
+    return needed, per_j, ctot, n_all
+
+
+def _hist_finish(sel: np.ndarray, u_sel: np.ndarray, B: int, plan: tuple, balanced: bool) -> np.ndarray:
+    """Thresholds (2, R) from the gathered entries of the needed buckets.
+
+    ``sel``: the entries' :func:`_hist_index` (label bits outermost, rows of B buckets), in
+    any order; ``u_sel`` their keys; ``plan``: :func:`_hist_plan`. The gathered entries are
+    sorted by key = (row, bucket) | score | bits.
+    """
+    _needed, per_j, ctot, n_all = plan
+    R = ctot.shape[0]
+    RB = R * B
     key = (sel % RB).astype(np.uint64) << np.uint64(34)
     key |= (sel // RB).astype(np.uint64)
-    key |= u.ravel()[pos].astype(np.uint64) << np.uint64(2)
+    key |= u_sel.astype(np.uint64) << np.uint64(2)
     key.sort(kind="stable")  # runs of ascending rows: the merge sort is far faster here
     g = (key >> np.uint64(34)).astype(np.int64)  # (row * B + bucket)
     us = ((key >> np.uint64(2)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
@@ -1132,7 +1187,47 @@ def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, 
         lo = np.where(ok, us[cc - 1] if n else 0, 0).astype(np.uint32)
         hi = np.where(ok, us[cc] if n else 0, 0).astype(np.uint32)
         thr[j] = _midpoint(lo, hi, first, last, packed=True)
-    return thr.reshape(2, nm, C)
+    return thr
+
+
+def _global_chunk_hist_shared(u, labels, floor_labels, cell, C: int, buckets) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_global_chunk_hist` of PA-GA and PA-GBA in-sample with the same floor labels, sharing the counts.
+
+    PA-GA's counts per (model, bucket) are PA-GBA's summed over the cells ``cell`` (C of
+    them), so one ``bincount`` and one gathering of the needed buckets' entries serve both;
+    each run then sorts its own candidates. Returns the (2, m) counts of PA-GA (one cell) and
+    of PA-GBA (cells ``cell``, each record scored by its own cell's threshold), exactly those
+    of two :func:`_global_chunk_hist` calls.
+    """
+    u = _keys(u)
+    nm, m = u.shape
+    b, B = buckets
+    bits = (labels.view(np.uint8) << np.uint8(1)) | floor_labels.view(np.uint8)
+    flat = _hist_index(bits, b, cell, C, B).ravel()
+    RB = nm * C * B
+    counts = np.bincount(flat, minlength=4 * RB).reshape(4, nm, C, B)
+    fine = _hist_plan(counts.reshape(4, nm * C, B), m, False)
+    coarse = _hist_plan(counts.sum(axis=2), m, False)
+    flags = fine[0].reshape(nm, C, B).view(np.uint8) | (coarse[0].view(np.uint8) << np.uint8(1))[:, None, :]
+    flags = flags.ravel()
+    pos = np.flatnonzero(np.take(np.tile(flags, 4), flat))
+    sel = flat[pos]
+    f = np.take(flags, sel % RB)
+    u_sel = u.ravel()[pos]
+    pf, pc = (f & np.uint8(1)) != 0, (f & np.uint8(2)) != 0
+    thr_f = _hist_finish(sel[pf], u_sel[pf], B, fine, False).reshape(2, nm, C)
+    sc = sel[pc]  # as an index of the coarse counts (4, nm, B): drop the cell
+    lab_bits, q = np.divmod(sc, RB)
+    row, bucket = q // (C * B), q % B
+    thr_c = _hist_finish((lab_bits * nm + row) * B + bucket, u_sel[pc], B, coarse, False).reshape(2, nm, 1)
+    zero = np.zeros(m, np.int64)
+    outs = []
+    for thr, part in ((thr_c, zero), (thr_f, cell)):
+        out = np.empty((2, m), np.int64)
+        for j, lb in enumerate((labels, floor_labels)):
+            out[j] = column_counts(_scored(u, thr[j], part) == lb)
+        outs.append(out)
+    return outs[0], outs[1]
 
 
 def _cut_value(ctrial, cin, n_all, n_in, balanced: bool):

@@ -308,3 +308,49 @@ def test_narrow_sort_of_long_rows_equals_the_uint64_sort(scores, n_planes, flip)
         x = k[:, 1:] ^ k[:, :-1]
         clash = ((x != 0) & (x < (1 << (1 + n_planes)))).any(axis=1)
         assert clash[rows // 2:].all() and not clash.all()
+
+
+@pytest.mark.parametrize("kind", ["normal", "tied", "lognormal", "outlier"])
+def test_shared_histogram_of_ga_and_gba_equals_sort(kind):
+    """PA-GA and PA-GBA in-sample sharing one bincount (same floor labels) give exactly the
+    sorting kernel's counts for each: one cell, and each group's own threshold."""
+    from fairpriv_lab.audit.kernels import _global_chunk_hist_shared, _hist_buckets, _keys
+
+    rng = np.random.default_rng(["normal", "tied", "lognormal", "outlier"].index(kind) + 20)
+    for _ in range(12):
+        nm, m = int(rng.integers(1, 5)), int(rng.integers(2, 2500))
+        labels = rng.random((nm, m)) < rng.random()
+        s = (_scores(rng, kind, (nm, m)) + 0.3 * labels * rng.random()).astype(np.float32)
+        floor_labels = rng.random((nm, m)) < 0.5
+        C = int(rng.integers(2, 4))
+        grp = rng.integers(0, C, m)
+        grp[0] = C - 1
+        zero = np.zeros(m, np.int64)
+        trial = np.ones((nm, m), bool)
+        ga, gba = _global_chunk_hist_shared(s, labels, floor_labels, grp, C, _hist_buckets(_keys(s)))
+        np.testing.assert_array_equal(ga, _global_chunk(s, labels, floor_labels, trial, zero, zero))
+        np.testing.assert_array_equal(gba, _global_chunk(s, labels, floor_labels, trial, grp, grp))
+
+
+def test_global_runs_share_counts_only_where_the_floors_agree():
+    """global_runs pairs PA-GA with PA-GBA in-sample only when they share the floor's swaps;
+    with other swaps each run is counted alone, and both ways equal one run at a time."""
+    from fairpriv_lab.audit.kernels import _shared_runs, global_runs
+
+    rng = np.random.default_rng(5)
+    n_models, m = 6, 600
+    labels = rng.random((n_models, m)) < 0.5
+    s = (rng.normal(size=(n_models, m)) + 0.5 * labels).astype(np.float32)
+    grp = rng.integers(0, 2, m)
+    zero = np.zeros(m, np.int64)
+    trial = np.ones((n_models, m), bool)
+    swap = rng.random((n_models, m)) < 0.5
+    other = rng.random((n_models, m)) < 0.5
+    for swaps, shared in (((swap, swap.copy()), {0: 1}), ((swap, other), {})):
+        runs = [(swaps[0], zero, zero, False), (swaps[1], grp, grp, False)]
+        assert _shared_runs(runs) == shared
+        got = global_runs(s, labels, trial, runs)
+        for run, (acc, acc_floor) in zip(runs, got, strict=True):
+            (want, want_floor), = global_runs(s, labels, trial, [run])
+            np.testing.assert_array_equal(acc, want)
+            np.testing.assert_array_equal(acc_floor, want_floor)
