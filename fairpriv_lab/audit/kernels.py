@@ -79,7 +79,7 @@ class SortedRows:
     float32 scores are sorted as uint64 keys (top bit 63, the order-preserving uint32 image of
     the score in bits 31-62, the payload in bits 0-30; an integer sort is several times faster
     than argsort + gathers); other dtypes go through one argsort. Both give identical results.
-    Rows longer than 256 entries with at most two planes and no ``top`` are sorted as two
+    Rows of 128 entries or more with at most two planes and no ``top`` are sorted as two
     uint32 keys instead (:meth:`_sort_narrow`, the same values and payload; ``key`` is None).
 
     Why not one sort of all 2K scores for every analysis: numpy sorts short rows with
@@ -120,7 +120,7 @@ class SortedRows:
             f = np.asarray(flip).astype(dt)
             lab_in, lab_out = lab_in ^ f, base | f
         self.key = self._v = self._low = None
-        if packed and narrow and top is None and 2 * K > _U64_NETWORK_MAX and len(planes) <= _NARROW_PLANES:
+        if packed and narrow and top is None and 2 * K >= _NARROW_MIN_ENTRIES and len(planes) <= _NARROW_PLANES:
             self._sort_narrow(s_in, s_out, planes, flip, lab_in, lab_out)
         elif packed:
             key = np.empty((rows, 2 * K), np.uint64)
@@ -146,11 +146,12 @@ class SortedRows:
             self._low = np.take_along_axis(np.concatenate([lab_in, lab_out], axis=1), order, axis=1)
 
     def _sort_narrow(self, s_in, s_out, planes, flip, lab_in, lab_out) -> None:
-        """Sort packed rows longer than 256 entries as two uint32 keys (the uint64 sort's result).
+        """Sort packed rows of 128 entries or more as two uint32 keys (the uint64 sort's result).
 
         numpy sorts rows of up to 256 uint64 keys with sorting networks and longer ones about
         4x slower per key, while uint32 rows stay on the networks up to 512 keys (measured for
-        400 keys: 3.9 ms per 1,310 rows as uint64, 0.53 ms as uint32). So the scores' uint32
+        400 keys: 3.9 ms per 1,310 rows as uint64, 0.53 ms as uint32); at 200 keys the two
+        uint32 sorts still cost less (``_NARROW_MIN_ENTRIES``). So the scores' uint32
         keys are sorted alone (the sorted values ``v``: exact, ties exact), and a second
         uint32 key, the score key with its ``p = 1 + len(planes)`` lowest bits replaced by
         the payload, gives the payload in sorted order. Where no two distinct scores of a row
@@ -469,6 +470,11 @@ def _f32(u: np.ndarray) -> np.ndarray:
 
 _NONE = np.uint32(0xFFFFFFFF)  # above the key of every finite float32: nobody is "member"
 _U64_NETWORK_MAX = 256  # numpy sorts rows of up to this many uint64 keys with sorting networks
+# SortedRows sorts rows of at least this many entries as two uint32 keys: above 256 entries
+# 7x faster per row (uint64 rows leave the networks); at 200 (the cross-fit's folds of a
+# 400-model audit) still about 6 % less CPU for the per-record pass (uint32 networks sort
+# twice the keys per vector, and the passes around the sort move half the bytes)
+_NARROW_MIN_ENTRIES = 128
 _NARROW_PLANES = 2  # SortedRows sorts longer rows as uint32 keys with at most this many planes
 _PAYLOAD = 31  # SortedRows keys: [top bit 63][uint32 score, bits 31-62][payload, bits 0-30]
 

@@ -273,14 +273,15 @@ def test_in_sample_step_lookup_equals_label_path(tied):
 @pytest.mark.parametrize("scores", ["normal", "crowded", "tied", "signed_zero"])
 @pytest.mark.parametrize("n_planes", [0, 1, 2])
 @pytest.mark.parametrize("flip", [False, True])
-def test_narrow_sort_of_long_rows_equals_the_uint64_sort(scores, n_planes, flip):
-    """Rows of more than 256 entries are sorted as two uint32 keys (numpy's sorting networks);
+@pytest.mark.parametrize("K", [64, 100, 150])
+def test_narrow_sort_of_long_rows_equals_the_uint64_sort(scores, n_planes, flip, K):
+    """Rows of 128 entries or more are sorted as two uint32 keys (numpy's sorting networks);
     values, payload and both estimators equal the uint64 sort's, also where distinct scores
     share a truncated key (those rows take the uint64 sort) and at ties and signed zeros."""
     from fairpriv_lab.audit.kernels import SortedRows, _keys, _record_estimates
 
     rng = np.random.default_rng(11 + n_planes + 3 * flip)
-    rows, K = 60, 150  # 2K = 300 entries per row
+    rows = 60  # 2K = 128, 200 (the cross-fit's folds at 400 models), 300 entries per row
     if scores == "crowded":  # scores a few ulps apart: their keys differ in the low bits only
         s_in, s_out = (np.float32(1) + rng.integers(0, 16, (rows, K)).astype(np.float32) * np.float32(2**-23)
                        for _ in range(2))
