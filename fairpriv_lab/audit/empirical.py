@@ -57,7 +57,14 @@ from .._core import validate as V
 from .._core.dp import advantage_bound
 from .._core.rng import SeedLike, as_generator
 from .attacks import Signal, audit_inputs, negated_later
-from .kernels import SortedRows, column_counts, informative_pairs, mask_ties, pair_split, record_pass
+from .kernels import (
+    SortedRows,
+    column_counts,
+    informative_pairs,
+    mask_ties,
+    pair_split,
+    record_pass,
+)
 
 __all__ = [
     "EmpiricalEpsilon",

@@ -23,7 +23,6 @@ kernel is tested against a slow, obvious loop in ``tests/unit/audit/test_kernels
 
 from __future__ import annotations
 
-import functools
 import os
 
 import numpy as np
@@ -197,7 +196,7 @@ class SortedRows:
         return self._low
 
     def low_byte(self) -> np.ndarray:
-        """The payload's lowest 8 bits as uint8 (label and planes 0-6), computed once."""
+        """Return the payload's lowest 8 bits as uint8 (label and planes 0-6), computed once."""
         if self._byte is None:
             src = self.key if self.key is not None else self.low
             self._byte = src.astype(np.uint8)  # truncating cast: bits 0-7
@@ -1044,7 +1043,7 @@ def _scored(u: np.ndarray, thr: np.ndarray, partner: np.ndarray, present: np.nda
 
 
 def _cells_present(partner: np.ndarray, C: int) -> np.ndarray:
-    """The cells that occur in ``partner`` (a ``bincount``: ``np.unique`` would sort)."""
+    """Return the cells that occur in ``partner`` (a ``bincount``: ``np.unique`` would sort)."""
     return np.flatnonzero(np.bincount(partner, minlength=C))
 
 
@@ -1086,7 +1085,7 @@ def _hist_buckets(u: np.ndarray, equal_count: bool = True) -> tuple[np.ndarray, 
 
 
 def _hist_index(bits: np.ndarray, b: np.ndarray, cell: np.ndarray, C: int, B: int) -> np.ndarray:
-    """bincount index of every entry: (label bits, model, cell, bucket), label bits outermost.
+    """Return the ``bincount`` index of every entry: (label bits, model, cell, bucket), label bits outermost.
 
     With the label bits outermost each count plane is contiguous; ``b`` from :func:`_hist_buckets`.
     """
@@ -1115,8 +1114,11 @@ def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, 
 
 
 def _hist_plan(counts: np.ndarray, m: int, balanced: bool) -> tuple:
-    """From the bucket counts (4, R, B): the buckets whose entries must be sorted, and per label set
-    the cumulative counts and the best bucket boundary (what :func:`_hist_finish` reads)."""
+    """Plan the gathering from the bucket counts (4, R, B) of rows of B buckets.
+
+    Returns the buckets whose entries must be sorted and, per label set, the cumulative
+    counts and the best bucket boundary (what :func:`_hist_finish` reads).
+    """
     _four, R, B = counts.shape
     tot = counts[0] + counts[1]
     tot += counts[2]
