@@ -1074,6 +1074,7 @@ def _hist_buckets(u: np.ndarray, equal_count: bool = True) -> tuple[np.ndarray, 
         return b, B
     F = 1 << nf
     b += (np.arange(nm, dtype=np.uint32) * np.uint32(F))[:, None]  # fine bucket, offset by row
+    b = b.astype(np.intp)  # once: bincount and take would each convert a uint32 index
     counts = np.bincount(b.ravel(), minlength=nm * F).reshape(nm, F)
     before = np.cumsum(counts, axis=1)
     before -= counts  # entries of the row below each fine bucket

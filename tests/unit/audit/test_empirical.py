@@ -273,7 +273,7 @@ def test_advantage_bound_edges_and_messages():
 
 @pytest.mark.parametrize("k", [1, 3, 100, 180])
 def test_rank_table_selects_the_float_tables_cut(k):
-    """The int16 rank table picks exactly the cut the float mu table picks (ties, -inf plateaus)."""
+    """The integer rank table picks exactly the cut the float mu table picks (ties, -inf plateaus)."""
     from fairpriv_lab.audit.empirical import _mu_table, _select_threshold
     from fairpriv_lab.audit.kernels import SortedRows
 
