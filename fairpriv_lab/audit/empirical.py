@@ -99,7 +99,9 @@ def gdp_epsilon(mu: np.ndarray, delta: float) -> np.ndarray:
 
     Solves ``Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2) = delta`` for eps >= 0 (0 when
     the left side at eps = 0 is already <= delta, and for mu = 0) by bisection in float64 on
-    all entries at once (agrees with ``scipy.optimize.brentq`` to 1e-9).
+    all entries at once (agrees with ``scipy.optimize.brentq`` to 1e-9). The bisection runs
+    until every entry has converged, so an entry's result depends on its value and on the
+    set of distinct values given: it runs once per distinct value (the same numbers).
 
     Examples
     --------
@@ -110,6 +112,15 @@ def gdp_epsilon(mu: np.ndarray, delta: float) -> np.ndarray:
     mu = np.asarray(mu, dtype=np.float64)
     if np.any(np.isnan(mu)) or np.any(mu < 0):
         raise V.fail("mu", "an array with negative or NaN entries", "to be >= 0")
+    if mu.size > 64:
+        levels, inv = np.unique(mu, return_inverse=True)
+        if levels.size < mu.size:
+            return _gdp_epsilon(levels, delta)[inv.reshape(mu.shape)]
+    return _gdp_epsilon(mu, delta)
+
+
+def _gdp_epsilon(mu: np.ndarray, delta: float) -> np.ndarray:
+    """Return :func:`gdp_epsilon` of checked ``mu`` (the bisection over all entries at once)."""
     m = np.where(mu > 0, mu, 1.0)
 
     def excess(eps: np.ndarray) -> np.ndarray:
@@ -157,9 +168,24 @@ def dp_epsilon(fpr_upper: np.ndarray, fnr_upper: np.ndarray, delta: float) -> np
     return np.where(np.isnan(out), 0.0, out)
 
 
+def _cp_upper(k, n, level):
+    """Return :func:`clopper_pearson_upper`, computed once per distinct integer (k, n).
+
+    The same numbers (it is elementwise); the per-record bounds repeat few counts (about 200
+    distinct ones among 14,000 distinct (K, fp, fn) of 45,222 records).
+    """
+    k, n = np.broadcast_arrays(np.asarray(k), np.asarray(n))
+    if (k.size <= 64 or k.dtype.kind not in "iu" or n.dtype.kind not in "iu"
+            or k.min() < 0 or n.min() < 0):
+        return clopper_pearson_upper(k, n, level)
+    base = int(k.max()) + 1
+    code, inv = np.unique(n.astype(np.int64) * base + k, return_inverse=True)
+    return clopper_pearson_upper(code % base, code // base, level)[inv.reshape(k.shape)]
+
+
 def _mu(fp, fn, n_out, n_in, level):
-    fpr = clopper_pearson_upper(fp, n_out, level)
-    fnr = clopper_pearson_upper(fn, n_in, level)
+    fpr = _cp_upper(fp, n_out, level)
+    fnr = _cp_upper(fn, n_in, level)
     with np.errstate(divide="ignore", invalid="ignore"):
         mu = special.ndtri(1 - fpr) - special.ndtri(fnr)
     mu = np.where(np.isnan(mu), 0.0, mu)

@@ -294,3 +294,22 @@ def test_rank_table_selects_the_float_tables_cut(k):
     mu = _mu_table(k, 0.025)[cum_in * (k + 2) + (k - np.arange(n + 1)) * (k + 1)]
     np.putmask(mu, ties, -np.inf)
     np.testing.assert_array_equal(got, sr.thresholds(np.argmax(mu, axis=1)))
+
+
+def test_bounds_computed_once_per_distinct_value_are_the_same_numbers():
+    """gdp_epsilon runs its bisection once per distinct mu and the Clopper-Pearson bounds once
+    per distinct (k, n): exactly the numbers of computing every entry (bisection over the full
+    array, CP bound entry by entry)."""
+    from fairpriv_lab.audit.empirical import _cp_upper, _gdp_epsilon
+
+    rng = np.random.default_rng(0)
+    mu = np.concatenate([np.zeros(300), rng.choice(rng.gamma(2.0, 0.5, 40), 500), [0.0, 7.5]])
+    got = gdp_epsilon(mu, 1e-5)
+    np.testing.assert_array_equal(got, _gdp_epsilon(mu, 1e-5))  # the undeduplicated bisection
+    assert got[0] == 0.0 and np.all(got[300:802][mu[300:802] > 0] > 0)
+    k = rng.integers(0, 50, 2000)
+    n = np.where(rng.random(2000) < 0.5, 50, 100)
+    want = np.array([clopper_pearson_upper(int(a), int(b), 0.025) for a, b in zip(k[:200], n[:200], strict=True)])
+    got_cp = _cp_upper(k, n, 0.025)
+    np.testing.assert_array_equal(got_cp, clopper_pearson_upper(k, n, 0.025))
+    np.testing.assert_array_equal(got_cp[:200], want)
