@@ -452,12 +452,19 @@ CHUNK_ELEMENTS = 1 << 19  # rows per block so that a block's keys take about 4 M
 HIST_CHUNK_ELEMENTS = 1 << 19
 
 
-def _u32(x: np.ndarray) -> np.ndarray:
-    """Order-preserving map float32 -> uint32 (-0.0 and 0.0 map to the same key)."""
-    i = (x + np.float32(0)).view(np.int32)  # + 0 turns -0.0 into 0.0
+def _u32(x: np.ndarray, negate: bool = False) -> np.ndarray:
+    """Order-preserving map float32 -> uint32 (-0.0 and 0.0 map to the same key).
+
+    ``negate``: the key's complement ``~key(x)`` (which orders and ties as ``key(-x)``), in
+    the same passes (the last xor takes 0x7FFFFFFF instead of the sign bit).
+    """
+    i = np.asarray(np.add(x, np.float32(0))).view(np.int32)  # a new array; + 0 turns -0.0 into 0.0
     # negative floats: flip the magnitude bits (two's-complement order); then sign -> offset
-    i = i ^ ((i >> 31) & np.int32(0x7FFFFFFF))
-    return (i ^ np.int32(-(2**31))).view(np.uint32)
+    t = i >> 31
+    t &= np.int32(0x7FFFFFFF)
+    i ^= t
+    i ^= np.int32(0x7FFFFFFF if negate else -(2**31))
+    return i.view(np.uint32)
 
 
 def _keys(x: np.ndarray) -> np.ndarray:
@@ -581,8 +588,7 @@ def _block_keys(x: np.ndarray, negated: bool) -> np.ndarray:
         return _keys(x)
     if x.dtype == np.uint32:
         return ~x
-    u = _keys(x)  # a new array: inverted in place
-    return np.invert(u, out=u)
+    return _u32(x.astype(np.float32, copy=False), negate=True)
 
 
 def _global_runs_packed(scores, labels, trial, runs, per_pair: bool, negated: bool = False) -> list:

@@ -210,6 +210,7 @@ def test_negated_block_keys_order_and_decode_as_the_negated_scores():
     np.testing.assert_array_equal(_f32(neg), -x)
     np.testing.assert_array_equal(_block_keys(x, False), _u32(x))
     np.testing.assert_array_equal(_block_keys(_u32(x), True), ~_u32(x))
+    np.testing.assert_array_equal(neg, ~_u32(x))  # one pass: the complement of the plain key
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
