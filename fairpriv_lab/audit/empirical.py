@@ -322,7 +322,7 @@ def _select_threshold(rows, lab, ties, level, cum_in=None):
         idx *= np.int16(k + 2)
         idx += ((k - np.arange(n + 1)) * (k + 1)).astype(np.int16)
         r = np.take(ranks, idx)
-        mask_ties(r, ties, tie_rank)
+        mask_ties(r, ties, tie_rank, rows.tie_rows(ties))
         return rows.thresholds(np.argmax(r, axis=1))
     if k <= 2000:
         idx = cum_in * (k + 2)

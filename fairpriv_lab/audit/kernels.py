@@ -95,7 +95,7 @@ class SortedRows:
     ``K`` (pairs per row).
     """
 
-    __slots__ = ("key", "_v", "_low", "packed", "K", "n_planes", "_lab", "_ties", "_byte")
+    __slots__ = ("key", "_v", "_low", "packed", "K", "n_planes", "_lab", "_ties", "_byte", "_tie_rows")
 
     def __init__(self, s_in: np.ndarray, s_out: np.ndarray, planes: tuple = (),
                  packed: bool | None = None, top: np.ndarray | None = None,
@@ -107,7 +107,7 @@ class SortedRows:
         self.packed = packed
         if len(planes) > 30:
             raise ValueError("too many payload bits")  # internal: never with the callers here
-        self._lab = self._ties = self._byte = None
+        self._lab = self._ties = self._byte = self._tie_rows = None
         # payload bits as bytes when they fit the packed key's low byte (bool -> uint32 casts
         # and uint32 passes cost several times more; the keys are the same)
         dt = np.uint8 if packed and len(planes) < 8 else np.uint32
@@ -223,7 +223,7 @@ class SortedRows:
         parts = []
         for sl in (slice(0, n_low), slice(n_low, None)):
             out = object.__new__(SortedRows)
-            out.key = out._v = out._low = out._lab = out._ties = out._byte = None
+            out.key = out._v = out._low = out._lab = out._ties = out._byte = out._tie_rows = None
             if self.packed and self.key is not None:
                 out.key = self.key[:, sl]
             else:
@@ -238,6 +238,14 @@ class SortedRows:
         if self._ties is None:
             self._ties = _ties(self.v)
         return self._ties
+
+    def tie_rows(self, ties: np.ndarray | None = None) -> np.ndarray | None:
+        """Rows holding a tie (computed once); None if ``ties`` is given and is not :meth:`ties`."""
+        if ties is not None and ties is not self._ties:
+            return None
+        if self._tie_rows is None:
+            self._tie_rows = np.flatnonzero(self.ties().any(axis=1))
+        return self._tie_rows
 
     def thresholds(self, kstar: np.ndarray) -> np.ndarray:
         """Threshold of cut kstar of each row (midpoint rule; member iff value >= it)."""
@@ -268,21 +276,22 @@ class SortedRows:
 _CUM = np.int32
 
 
-def mask_ties(d: np.ndarray, ties: np.ndarray, value) -> None:
+def mask_ties(d: np.ndarray, ties: np.ndarray, value, rows: np.ndarray | None = None) -> None:
     """``np.putmask(d, ties, value)``, on the rows that hold a tie only (most rows hold none).
 
     Where many rows hold ties (a trained model's losses: exact zeros, duplicate records),
     ``np.copyto(where=)``: the same result, 4x faster than ``putmask`` (measured 0.3 vs 1.2 ns
-    per int32 entry).
+    per int32 entry). ``rows``: the rows holding a tie, if known (:meth:`SortedRows.tie_rows`).
     """
-    rows = np.flatnonzero(ties.any(axis=1))
+    if rows is None:
+        rows = np.flatnonzero(ties.any(axis=1))
     if rows.size * 4 > d.shape[0]:
         np.copyto(d, d.dtype.type(value), where=ties)
     elif rows.size:
         d[rows] = np.where(ties[rows], d.dtype.type(value), d[rows])
 
 
-def _cut_gain(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
+def _cut_gain(lab: np.ndarray, ties: np.ndarray, tie_rows: np.ndarray | None = None) -> np.ndarray:
     """``d(k) = #out - #in among the k lowest`` at every cut of sorted rows; the minimum at ties.
 
     ``correct(k) = d(k) + n_in``: with n_in fixed per row, d has the same best cut (one
@@ -292,7 +301,7 @@ def _cut_gain(lab: np.ndarray, ties: np.ndarray) -> np.ndarray:
     d = np.zeros((mb, n + 1), dtype=_CUM)
     step = np.subtract(np.int8(1), np.add(lab.view(np.int8), lab.view(np.int8)), dtype=np.int8)  # (no int8 shift: slow)
     np.cumsum(step, axis=1, dtype=_CUM, out=d[:, 1:])
-    mask_ties(d, ties, np.iinfo(_CUM).min)
+    mask_ties(d, ties, np.iinfo(_CUM).min, tie_rows)
     return d
 
 
@@ -306,12 +315,12 @@ def _steps(lab: np.ndarray) -> np.ndarray:
     return np.subtract(np.int8(1), lab.view(np.int8), dtype=np.int8)
 
 
-def _best_gain(step: np.ndarray, ties: np.ndarray) -> np.ndarray:
+def _best_gain(step: np.ndarray, ties: np.ndarray, tie_rows: np.ndarray | None = None) -> np.ndarray:
     """``max_k d(k)`` over the cuts that split no tie, from the +-1 steps of sorted rows."""
     mb, n = step.shape
     d = np.zeros((mb, n + 1), dtype=_CUM)
     np.cumsum(step, axis=1, dtype=_CUM, out=d[:, 1:])
-    mask_ties(d, ties, np.iinfo(_CUM).min)
+    mask_ties(d, ties, np.iinfo(_CUM).min, tie_rows)
     return d.max(axis=1)
 
 
@@ -330,7 +339,7 @@ def cross_fit_acc(a: SortedRows, b: SortedRows, la, lb, ties_a, ties_b, K: int) 
     fold's threshold makes in it, its correct count ``d + K_fold`` (every pair puts one entry
     "in"): no pass comparing labels after the threshold is known.
     """
-    da, db = _cut_gain(la, ties_a), _cut_gain(lb, ties_b)
+    da, db = _cut_gain(la, ties_a, a.tie_rows(ties_a)), _cut_gain(lb, ties_b, b.tie_rows(ties_b))
     tau_a, tau_b = a.thresholds(np.argmax(da, axis=1)), b.thresholds(np.argmax(db, axis=1))
     ca = np.take_along_axis(da, a.cut_of(tau_b)[:, None], axis=1)[:, 0].astype(np.int64)
     cb = np.take_along_axis(db, b.cut_of(tau_a)[:, None], axis=1)[:, 0].astype(np.int64)
@@ -351,7 +360,8 @@ def _record_estimates(rows: SortedRows, swap_plane: int, b: SortedRows | None = 
             lab = low & np.uint8(1)
             swapped = (low >> np.uint8(1 + swap_plane)) & np.uint8(1)
             swapped ^= lab
-            return tuple((_best_gain(_steps(x), ties) + rows.K) / (2 * rows.K) for x in (lab, swapped))
+            tie_rows = rows.tie_rows()
+            return tuple((_best_gain(_steps(x), ties, tie_rows) + rows.K) / (2 * rows.K) for x in (lab, swapped))
         lab = rows.lab
         return _in_sample_acc(rows, lab, ties), _in_sample_acc(rows, lab ^ rows.plane(swap_plane), ties)
     a = rows
