@@ -355,7 +355,7 @@ def _heldout(a, b, level):
     other fold's threshold makes in it, its counts: FN = in-entries below the cut, FP =
     out-entries at or above it (no pass comparing labels after the threshold is known).
     """
-    cums = [_cum_in(x.lab) for x in (a, b)]
+    cums = [x.cum_in() for x in (a, b)]  # shared with the cross-fit's d(k) of the same folds
     fp = np.zeros(a.lab.shape[0], np.int64)
     fn = np.zeros(a.lab.shape[0], np.int64)
     for (fit, c_fit), (test, c_test) in (((a, cums[0]), (b, cums[1])), ((b, cums[1]), (a, cums[0]))):

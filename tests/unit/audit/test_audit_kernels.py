@@ -355,3 +355,24 @@ def test_global_runs_share_counts_only_where_the_floors_agree():
             (want, want_floor), = global_runs(s, labels, trial, [run])
             np.testing.assert_array_equal(acc, want)
             np.testing.assert_array_equal(acc_floor, want_floor)
+
+
+def test_fold_gain_from_shared_counts_and_batched_thresholds_equal_their_direct_forms():
+    """d(k) from the rows' cached in-counts equals its own cumulative sum (ties masked alike),
+    and thresholds computed in one batch equal one call per rows."""
+    from fairpriv_lab.audit.kernels import SortedRows, _cut_gain, _fold_gain, _thresholds
+
+    rng = np.random.default_rng(9)
+    for K in (1, 7, 100):
+        s_in = np.round(rng.normal(size=(50, K)), 1).astype(np.float32)  # ties
+        s_out = np.round(rng.normal(size=(50, K)), 1).astype(np.float32)
+        for packed in (True, False):
+            rows = SortedRows(s_in, s_out, packed=packed)
+            ties = rows.ties()
+            want = _cut_gain(rows.lab.copy(), ties)  # not the rows' own labels: the cumulative sum
+            np.testing.assert_array_equal(_fold_gain(rows, rows.lab, ties), want)
+            other = SortedRows(s_out, s_in, packed=packed)
+            items = [(rows, rng.integers(0, 2 * K + 1, 50)), (other, rng.integers(0, 2 * K + 1, 50)),
+                     (rows, np.r_[0, 2 * K, rng.integers(0, 2 * K + 1, 48)])]
+            for got, (r, k) in zip(_thresholds(items), items, strict=True):
+                np.testing.assert_array_equal(got, r.thresholds(k))
