@@ -95,8 +95,7 @@ class SortedRows:
     ``K`` (pairs per row).
     """
 
-    __slots__ = ("key", "_v", "_low", "packed", "K", "n_planes", "_lab", "_ties", "_byte", "_tie_rows", "_cum",
-                 "_flat")
+    __slots__ = ("key", "_v", "_low", "packed", "K", "n_planes", "_lab", "_ties", "_byte", "_tie_rows", "_cum")
 
     def __init__(self, s_in: np.ndarray, s_out: np.ndarray, planes: tuple = (),
                  packed: bool | None = None, top: np.ndarray | None = None,
@@ -108,7 +107,7 @@ class SortedRows:
         self.packed = packed
         if len(planes) > 30:
             raise ValueError("too many payload bits")  # internal: never with the callers here
-        self._lab = self._ties = self._byte = self._tie_rows = self._cum = self._flat = None
+        self._lab = self._ties = self._byte = self._tie_rows = self._cum = None
         # payload bits as bytes when they fit the packed key's low byte (bool -> uint32 casts
         # and uint32 passes cost several times more; the keys are the same)
         dt = np.uint8 if packed and len(planes) < 8 else np.uint32
@@ -225,7 +224,6 @@ class SortedRows:
         for sl in (slice(0, n_low), slice(n_low, None)):
             out = object.__new__(SortedRows)
             out.key = out._v = out._low = out._lab = out._ties = out._byte = out._tie_rows = out._cum = None
-            out._flat = None
             if self.packed and self.key is not None:
                 out.key = self.key[:, sl]
             else:
@@ -275,8 +273,6 @@ class SortedRows:
         Such a cut never splits a run of equal scores, so the cumulative counts of any
         labelling at it are unmasked.
         """
-        if self.packed:  # uint32 keys: one binary search per row
-            return self._search(tau)
         ge = self.above(tau)
         n = ge.shape[1]
         if n == 0:
@@ -284,25 +280,6 @@ class SortedRows:
         cut = np.argmax(ge, axis=1)  # first entry at or above tau (rows are sorted)
         cut[~ge[:, -1]] = n  # none at or above
         return cut
-
-    def _search(self, tau: np.ndarray) -> np.ndarray:
-        """:meth:`cut_of` of packed rows by ``searchsorted`` in the rows laid end to end.
-
-        Each key is prefixed with its row (``row << 32 | key``, computed once per sorted block
-        and shared by every threshold applied to it), so the flattened rows are one sorted
-        array; the first position at or above ``row << 32 | tau``, less the row's start, is
-        the number of the row's entries below tau (the row's length if none is at or above).
-        Several thresholds per block cost one pass instead of a comparison of every entry each.
-        """
-        v = self.v
-        rows, n = v.shape
-        if n == 0:
-            return np.zeros(rows, np.intp)
-        start = np.arange(rows, dtype=np.uint64) << np.uint64(32)
-        if self._flat is None:
-            self._flat = (v | start[:, None]).reshape(-1)  # uint32 | uint64 -> uint64
-        q = start | np.asarray(tau, np.uint32)
-        return np.searchsorted(self._flat, q, side="left") - np.arange(0, rows * n, n)
 
 
 # Cumulative sums along rows in int32: numpy accumulates int32 (and int64) rows about 4x faster
