@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -37,6 +37,8 @@ from .._core.vocabulary import MODELS
 
 __all__ = [
     "PerSampleGrads",
+    "SparseBatch",
+    "Workspace",
     "LinearStack",
     "FuncStack",
     "SeqStack",
@@ -125,6 +127,249 @@ class LinearGrads:
         return out
 
 
+def _bag_sum(sparse: tuple[Tensor, Tensor], table: Tensor) -> Tensor:
+    """``sum_j vals[r, j] * table[cols[r, j]]`` for every row ``r`` of ``sparse`` ``(..., k)``: ``(rows, O)``.
+
+    One ``embedding_bag`` over the flattened rows with explicit offsets (the form whose CPU
+    kernel is FBGEMM's: 3-5x faster than the two-dimensional input at the engine's shapes).
+    """
+    cols, vals = sparse[0], sparse[1]
+    k = cols.shape[-1]
+    flat = cols.reshape(-1)
+    offsets = torch.arange(0, flat.numel(), k, dtype=flat.dtype, device=flat.device)
+    return torch.nn.functional.embedding_bag(flat, table, offsets, mode="sum",
+                                             per_sample_weights=vals.reshape(-1).to(table.dtype))
+
+
+class SparseBatch(NamedTuple):
+    """A batch's inputs as nonzeros, for :meth:`LinearStack.per_sample`.
+
+    ``cols``, ``vals`` ``(M, B, k)``: each row's nonzero columns (offset by ``m * d`` for model
+    ``m``) and values (:meth:`LinearStack.sparse_first_layer`). Optionally their transpose for
+    the first layer's clipped sum ``[X 1]^T diag(c) E`` (:func:`transpose_rows`): the nonzeros
+    grouped by (model, column), column ``d`` standing for the bias (every real sample), as
+    batch rows ``m B + b`` (increasing within a group), values, and each group's start.
+    """
+
+    cols: Tensor
+    vals: Tensor
+    t_rows: Tensor | None = None  # (nnz,)
+    t_vals: Tensor | None = None  # (nnz,)
+    t_offsets: Tensor | None = None  # (M (d + 1),)
+
+    def models(self, lo: int, hi: int, d: int) -> SparseBatch:
+        """Return the part of models ``lo..hi-1``, columns and rows relative to model ``lo``."""
+        if lo == 0 and hi == self.cols.shape[0]:
+            return self
+        cols = self.cols[lo:hi] - lo * d
+        if self.t_rows is None:
+            return SparseBatch(cols, self.vals[lo:hi])
+        B, n = self.cols.shape[1], self.t_rows.numel()
+        start = int(self.t_offsets[lo * (d + 1)])
+        end = int(self.t_offsets[hi * (d + 1)]) if hi < self.cols.shape[0] else n
+        return SparseBatch(cols, self.vals[lo:hi], self.t_rows[start:end] - lo * B,
+                           self.t_vals[start:end], self.t_offsets[lo * (d + 1):hi * (d + 1)] - start)
+
+
+def transpose_rows(cols: Tensor, vals: Tensor, mask: Tensor | None, d: int) -> SparseBatch:
+    """Add the transpose to a batch's nonzero rows ``(M, B, k)`` (:class:`SparseBatch`).
+
+    Only real samples (``mask``) and nonzero values enter; a stable sort of the keys
+    ``m (d + 1) + column`` keeps each group's rows in increasing order. The batch alone
+    decides it, so the training loop makes it with the draws (on the draws thread).
+    """
+    M, B, k = cols.shape
+    dev = cols.device
+    model = torch.arange(M, device=dev, dtype=cols.dtype).view(-1, 1, 1)
+    keys = torch.cat((cols + model, (model * (d + 1) + d).expand(M, B, 1)), -1)  # m d + c + m
+    values = torch.cat((vals, torch.ones((M, B, 1), dtype=vals.dtype, device=dev)), -1)
+    rows = torch.arange(M * B, device=dev, dtype=cols.dtype).view(M, B, 1).expand(M, B, k + 1)
+    keep = values != 0
+    if mask is not None:
+        keep &= mask.view(M, B, 1).bool()
+    keys, values, rows = keys[keep], values[keep], rows[keep]
+    order = torch.argsort(keys, stable=True)
+    counts = torch.bincount(keys, minlength=M * (d + 1))
+    offsets = (counts.cumsum(0) - counts).to(cols.dtype)
+    return SparseBatch(cols, vals, rows[order], values[order], offsets)
+
+
+#: A multiple of every CPU elementwise kernel's vector block (2 x 16 floats with AVX-512).
+_LANES = 64
+#: Bytes of one (models, batch, hidden) tensor per block of the MLP's per-sample passes.
+_BLOCK_BYTES = 1 << 20
+
+
+def _lanewise(fn: Callable[..., Tensor], t: Tensor, out: Tensor | None = None) -> Tensor:
+    """``fn(t, out=out)`` (in place without ``out``) with every element on torch's vector path.
+
+    torch's CPU kernels run a tensor's last ``numel mod 32`` elements (and those of every
+    thread's range) through a scalar loop, and for ``sigmoid`` and ``log1p`` the scalar and the
+    vector code differ in the last bit: an element's value would then depend on where it lies,
+    i.e. on how many models share a chunk. Here the bulk is cut at a multiple of ``_LANES``
+    per thread and the rest is computed in a zero-padded ``_LANES``-multiple scratch, so every
+    element gets the vector code (results do not depend on the chunking). ``t`` and ``out``
+    must be contiguous (in place: or the transpose of a contiguous tensor's last two
+    dimensions).
+    """
+    if out is None:
+        out = t
+        base = t if t.is_contiguous() else t.transpose(-1, -2)
+        src = dst = base.view(-1)
+    else:
+        src, dst = t.view(-1), out.view(-1)
+    if src.device.type != "cpu":
+        fn(src, out=dst)
+        return out
+    n = src.numel()
+    cut = n - n % (_LANES * max(1, torch.get_num_threads()))
+    if cut:
+        fn(src[:cut], out=dst[:cut])
+    if cut < n:
+        tail = src.new_zeros(-(-(n - cut) // _LANES) * _LANES)
+        tail[: n - cut] = src[cut:]
+        dst[cut:] = fn(tail, out=tail)[: n - cut]
+    return out
+
+
+class Workspace:
+    """Flat buffers that every training step reuses (grown, by a quarter more, when a step needs more).
+
+    A fresh tensor of tens of MB costs its page faults on every step (the allocator hands such
+    blocks back to the system); results computed into a workspace are valid until the next
+    call that uses it.
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, Tensor] = {}
+
+    def take(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """Return a tensor of ``shape`` with the dtype and device of ``like`` (contents undefined)."""
+        n = math.prod(shape)
+        buf = self._bufs.get(name)
+        if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
+            buf = like.new_empty(n + n // 4)
+            self._bufs[name] = buf
+        return buf[:n].view(shape)
+
+
+def _tanh_(z: Tensor) -> Tensor:
+    """``tanh(z)`` in place, as ``2 sigmoid(2 z) - 1``.
+
+    torch's CPU ``tanh`` calls MKL's vector math (about 3 ns a value on the reference AMD CPU,
+    a quarter of an MLP-256 step); its vectorised sigmoid and two in-place passes take a
+    quarter of that. The result differs from ``tanh`` by float32 rounding (at most about
+    1.2e-7 absolute, from ``2 s - 1`` near ``s = 1/2``).
+    """
+    return _lanewise(torch.sigmoid, z.mul_(2.0)).mul_(2.0).sub_(1.0)
+
+
+def _binary_error(diff: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Output error ``a = p_0 - [y = 0]`` and cross-entropy from the logit difference ``z_0 - z_1``.
+
+    With the margin ``t = z_y - z_other``: loss ``max(-t, 0) + log1p(exp(-|t|))`` and
+    ``p_other = sigmoid(-t)``, both without cancellation; ``a = -p_1`` for ``y = 0`` and
+    ``p_0`` for ``y = 1``. (``exp`` and the exact operations give the same bits in torch's
+    scalar and vector code; ``log1p`` and ``sigmoid`` go through :func:`_lanewise`.)
+    """
+    sign = 1.0 - 2.0 * y.to(diff.dtype)  # +1 for class 0, -1 for class 1
+    t = (diff * sign).neg_()
+    losses = _lanewise(torch.log1p, t.abs().neg_().exp_()).add_(t.clamp(min=0.0))
+    return _lanewise(torch.sigmoid, t).mul_(sign).neg_(), losses
+
+
+@dataclass
+class BinaryGrads:
+    """Per-sample gradient factors of a two-class :class:`LinearStack` (LR, or one tanh layer).
+
+    With two classes the output error ``delta_2 = softmax(z) - onehot(y)`` is ``(a, -a)`` with
+    ``a = p_0 - [y = 0]``, so every per-sample gradient is ``a`` times a fixed pattern: for LR
+    ``dW_i = a_i x_i (1, -1)``; for the MLP ``delta_1 = a_i e_i`` with ``e_i = w (1 - h_i^2)``,
+    ``w = W_2[:, 0] - W_2[:, 1]``. Norms and clipped sums need only ``a``, ``h``, ``e``:
+    ``||g_i||^2 = a_i^2 (2 (||x_i||^2 + 1))`` (LR) or ``a_i^2 ((||x_i||^2 + 1) ||e_i||^2 +
+    2 (||h_i||^2 + 1))`` (MLP), and ``sum_i f_i g_i`` is one matmul ``[X 1]^T diag(f a) E`` for
+    the first layer (the bias as a column of ones) and ``(f a)^T h`` for the second.
+    """
+
+    a: Tensor  # (M, B)
+    losses: Tensor  # (M, B)
+    x: Tensor | None  # (M, B, d) dense inputs, or None when ``sparse`` serves
+    sparse: SparseBatch | tuple[Tensor, Tensor] | None  # (cols, vals) (M, B, k), cols offset by m * d
+    x_sq: Tensor  # (M, B): ||x_i||^2
+    d: int
+    h: Tensor | None = None  # (M, B, H) hidden activations (MLP)
+    e: Tensor | None = None  # (M, B, H) = w (1 - h^2)
+    h_sq: Tensor | None = None  # (M, B)
+    e_norm: Tensor | None = None  # (M, B): ||e_i||
+    workspace: Workspace | None = None  # where the clipped sum of a 2-D ``factors`` goes
+
+    def norms(self) -> Tensor:
+        if self.h is None:
+            sq = (self.x_sq + 1.0) * 2.0
+        else:
+            sq = (self.x_sq + 1.0) * self.e_norm.square() + (self.h_sq + 1.0) * 2.0
+        return self.a.abs() * sq.sqrt()
+
+    def head(self, top: int) -> BinaryGrads:
+        """Return the factors of the first ``top`` models."""
+        cut = None if self.sparse is None else SparseBatch(*self.sparse).models(0, top, self.d)
+        part = [None if t is None else t[:top] for t in (self.x, self.h, self.e, self.h_sq, self.e_norm)]
+        return BinaryGrads(self.a[:top], self.losses[:top], part[0], cut, self.x_sq[:top], self.d,
+                           *part[1:], None)
+
+    def _xt(self, e: Tensor) -> Tensor:
+        """``X^T e`` per model for ``e`` ``(M, B, K)``: ``(M, K, d)``."""
+        M, _, K = e.shape
+        if self.x is not None:
+            return torch.bmm(e.transpose(1, 2), self.x)
+        cols, vals = self.sparse[0], self.sparse[1]  # scatter-add of each nonzero's share (k per record)
+        idx, w = cols.reshape(-1).long(), vals.reshape(M, -1, vals.shape[-1])
+        out = e.new_zeros((K, M * self.d))
+        for j in range(K):
+            out[j].scatter_add_(0, idx, (w * e[..., j:j + 1]).reshape(-1))
+        return out.view(K, M, self.d).transpose(0, 1)
+
+    def weighted_sum(self, factors: Tensor) -> list[Tensor]:
+        single = factors.dim() == 2
+        e = (factors.unsqueeze(-1) if single else factors) * self.a.unsqueeze(-1)  # (M, B, K)
+        M, B, K = e.shape
+        ends = e.sum(1)  # (M, K): the output bias, +/-
+        if self.h is None:
+            g = self._xt(e)  # (M, K, d)
+            out = [torch.stack((g, g.neg()), -1), torch.stack((ends, ends.neg()), -1)]
+        else:
+            d, H = self.d, self.h.shape[-1]
+            sp = self.sparse
+            bags = torch.nn.functional.embedding_bag
+            if self.x is None or (sp is not None and len(sp) == 5 and sp[2] is not None):
+                # [X 1]^T diag(e_k) E: one embedding_bag over E's rows per (model, column) group
+                if sp is None or len(sp) < 5 or sp[2] is None:
+                    sp = transpose_rows(sp[0], sp[1], None, d)
+                table = self.e.reshape(M * B, H)
+                parts = [bags(sp.t_rows, table, sp.t_offsets, mode="sum",
+                              per_sample_weights=sp.t_vals.to(e.dtype) * e[..., j].reshape(-1)[sp.t_rows])
+                         for j in range(K)]
+                first = torch.stack([t.view(M, d + 1, H) for t in parts], 1) if K > 1 else parts[0].view(M, 1, d + 1, H)
+            else:  # [X 1] scaled by each column of e: (M, B, K, d + 1), then one matmul with E
+                # (the clipped sum, 2-D factors, in the workspace; group sums, 3-D, fresh)
+                ws = self.workspace if single and self.workspace is not None else Workspace()
+                lhs = ws.take("lhs", (M, B, K, d + 1), e)
+                torch.mul(self.x.unsqueeze(2), e.unsqueeze(-1), out=lhs[..., :d])
+                lhs[..., d] = e
+                first = ws.take("sum", (M, K, d + 1, H), e)
+                torch.bmm(lhs.view(M, B, K * (d + 1)).transpose(1, 2), self.e,
+                          out=first.view(M, K * (d + 1), H))
+            # (f a)^T h: one bag of all B rows per model
+            kind = torch.int32 if M * B < 2**31 else torch.int64
+            rows = torch.arange(M * B, device=e.device, dtype=kind)
+            table, starts = self.h.reshape(M * B, H), torch.arange(0, M * B, B, device=e.device, dtype=kind)
+            second = torch.stack([bags(rows, table, starts, mode="sum", per_sample_weights=e[..., j].reshape(-1))
+                                  for j in range(K)], 1)  # (M, K, H)
+            out = [first[:, :, :d], first[:, :, d], torch.stack((second, second.neg()), -1),
+                   torch.stack((ends, ends.neg()), -1)]
+        return [t.squeeze(1) for t in out] if single else out
+
+
 class LinearStack:
     """Ensemble of LR / MLP classifiers with stacked weights ``(n_models, in, out)``.
 
@@ -186,19 +431,26 @@ class LinearStack:
             W, b = params[2 * layer], params[2 * layer + 1]
             h = torch.matmul(h, W) + b.unsqueeze(1)
             if layer < n_layers - 1:
-                h = torch.tanh(h)
+                h = _tanh_(h)
         return h
+
+    @property
+    def binary(self) -> bool:
+        """Two classes and at most one hidden layer: the :class:`BinaryGrads` fast path."""
+        return self.n_classes == 2 and len(self.sizes) <= 3
 
     def sparse_first_layer(self, X: Tensor) -> tuple[Tensor, Tensor] | None:
         """Per-record nonzero columns and values of ``X``, for :meth:`per_sample`'s ``sparse``.
 
         Returns ``(cols, vals)`` of shape ``(n_records, k)`` (``k`` the most nonzeros of a
-        record; each row's nonzero columns in increasing order, padded with zero values), or
-        ``None`` when the first layer has few outputs (the class-major matmul serves it) or a
-        record has more than a quarter of its features nonzero (a dense matmul is cheaper).
+        record; each row's nonzero columns in increasing order, padded with zero values; the
+        columns as int32), or ``None`` when the first layer has few outputs and more than two
+        classes (the class-major matmul serves it) or a record has more than a quarter of its
+        features nonzero (a dense matmul is cheaper).
         """
         d = self.sizes[0]
-        if self.sizes[1] < 16 or X.dim() != 2 or X.dtype != torch.float32 or X.device.type != "cpu":
+        if (self.sizes[1] < 16 and not self.binary) or X.dim() != 2 or X.dtype != torch.float32 \
+                or X.device.type != "cpu":
             return None  # (on a GPU the dense matmul is the fast path)
         n = X.shape[0]
         k = max((int((X[r:r + 8192] != 0).sum(1).max()) for r in range(0, n, 8192)), default=d)
@@ -211,25 +463,43 @@ class LinearStack:
             # nonzero columns first, each group in increasing column order
             key = (X[r:r + 8192] == 0).to(torch.int64) * d + order
             cols[r:r + 8192] = key.argsort(1)[:, :k]
-        return cols, X.gather(1, cols)
+        return cols.to(torch.int32), X.gather(1, cols)
 
-    def per_sample(self, params: Sequence[Tensor], x: Tensor, y: Tensor,
-                   sparse: tuple[Tensor, Tensor] | None = None) -> LinearGrads:
+    def dense_input_needed(self, sparse: bool) -> bool:
+        """Whether :meth:`per_sample` reads the dense inputs.
+
+        Not for two classes on sparse rows: LR's clipped sum is a scatter-add of the nonzeros,
+        the MLP's runs over the transposed rows (:func:`transpose_rows`).
+        """
+        return not (sparse and self.binary)
+
+    def per_sample(self, params: Sequence[Tensor], x: Tensor | None, y: Tensor,
+                   sparse: tuple[Tensor, Tensor] | None = None,
+                   x_sq: Tensor | None = None,
+                   workspace: Workspace | None = None) -> LinearGrads | BinaryGrads:
         """Forward and hand-written backward pass of the per-sample cross-entropy.
 
         ``sparse``: the batch's rows of :meth:`sparse_first_layer`, ``(M, B, k)`` each, with the
         columns offset by ``m * d`` for model ``m`` of the chunk; the first layer's forward is
         then ``embedding_bag`` over those rows of the stacked ``W_1`` (``k`` instead of ``d``
-        multiply-adds per output). It forms the same fused multiply-adds in the same column order
-        as the CPU's dense matmul, whose zero terms add exactly: on this project's CPU build the
-        logits are bit-identical (checked on Adult at 32, 100 and 256 hidden units), and
-        ``tests/unit/engine/test_models.py`` holds both paths to the per-sample loop.
+        multiply-adds per output; the same products as the dense matmul, summed in FBGEMM's
+        order: equal to float32 rounding). ``x_sq``: ``||x_i||^2`` of the batch ``(M, B)``
+        (the training loop takes them from per-record norms computed once per run); computed
+        here when ``None``. ``x`` may be ``None`` where :meth:`dense_input_needed` says so.
+        ``workspace``: buffers reused from step to step (the training loop's); the result then
+        lives in them until the next call with the same workspace.
 
-        ``delta_L = softmax(z_L) - onehot(y)``, ``delta_l = (delta_{l+1} W_{l+1}^T) * (1 - h_l^2)``.
-        ``input_sq`` of the result holds ``||h_l||^2`` of the hidden layers (the squares that
-        tanh's derivative needs anyway); the training loop sets ``input_sq[0]`` to per-record
-        ``||x_i||^2`` computed once per run, instead of once per step.
+        Two classes and at most one hidden layer (:attr:`binary`) take the factored path of
+        :class:`BinaryGrads`; otherwise ``delta_L = softmax(z_L) - onehot(y)``,
+        ``delta_l = (delta_{l+1} W_{l+1}^T) * (1 - h_l^2)`` and a :class:`LinearGrads`, whose
+        ``input_sq`` holds ``||h_l||^2`` of the hidden layers (the squares that tanh's
+        derivative needs anyway). ``tanh`` is computed as ``2 sigmoid(2 z) - 1`` (:func:`_tanh_`).
+        ``tests/unit/engine/test_models.py`` holds every path to the per-sample loop.
         """
+        if x_sq is None:
+            x_sq = x.square().sum(-1)
+        if self.binary:
+            return self._per_sample_binary(params, x, y, sparse, x_sq, workspace)
         n_layers = len(params) // 2
         inputs: list[Tensor] = []
         h = x
@@ -237,14 +507,11 @@ class LinearStack:
             W, b = params[2 * layer], params[2 * layer + 1]
             inputs.append(h)
             if layer == 0 and sparse is not None:
-                M, B, k = sparse[0].shape
-                z = torch.nn.functional.embedding_bag(
-                    sparse[0].view(M * B, k), W.reshape(-1, W.shape[-1]),
-                    per_sample_weights=sparse[1].view(M * B, k), mode="sum",
-                ).view(M, B, -1).add_(b.unsqueeze(1))
+                M, B = sparse[0].shape[:2]
+                z = _bag_sum(sparse, W.reshape(-1, W.shape[-1])).view(M, B, -1).add_(b.unsqueeze(1))
             else:
                 z = _x_w(h, W, b)
-            h = torch.tanh_(z) if layer < n_layers - 1 else z
+            h = _tanh_(z) if layer < n_layers - 1 else z
         # Few classes: _x_w returned the logits as a view of class-major (M, C, B) memory;
         # the softmax and its error run in that layout (contiguous along the batch).
         class_major = h.stride(-1) != 1 and h.transpose(1, 2).is_contiguous()
@@ -268,7 +535,58 @@ class LinearStack:
             delta = torch.bmm(delta, W.transpose(1, 2)).mul_(sq.neg_().add_(1))
             deltas.append(delta)
         deltas.reverse()
+        input_sq[0] = x_sq
         return LinearGrads(inputs, deltas, losses, input_sq)
+
+    def _per_sample_binary(self, params: Sequence[Tensor], x: Tensor | None, y: Tensor,
+                           sparse: tuple[Tensor, Tensor] | None, x_sq: Tensor,
+                           workspace: Workspace | None) -> BinaryGrads:
+        """:meth:`per_sample` for two classes: only the logit difference and ``a`` per sample.
+
+        The MLP's per-sample passes over ``(M, B, H)``: the first layer's output (in place:
+        ``2 z``, the sigmoid, ``2 s - 1``), ``h w`` and ``h^2`` through one scratch tensor,
+        ``e = w - h^2 w`` in place of ``h^2``, and the row norms. Every value is computed by
+        the same code whatever the chunk of models (:func:`_lanewise`).
+        """
+        d = self.sizes[0]
+        M, B = y.shape
+        W1, b1 = params[0], params[1]
+        if len(params) == 2:  # LR: the logit difference z_0 - z_1 = x (W_0 - W_1) + b_0 - b_1
+            w = W1[..., 0] - W1[..., 1]  # (M, d)
+            if sparse is not None:
+                diff = _bag_sum(sparse, w.reshape(-1, 1)).view(M, B)
+            else:
+                diff = torch.bmm(w.unsqueeze(1), x.transpose(1, 2)).view(M, B)
+            diff = diff.add_((b1[:, 0] - b1[:, 1]).unsqueeze(1))
+            a, losses = _binary_error(diff, y)
+            return BinaryGrads(a, losses, x if sparse is None else None, sparse, x_sq, d)
+        W2, b2 = params[2], params[3]
+        H = W1.shape[-1]
+        ws = Workspace() if workspace is None else workspace
+        h, e = ws.take("h", (M, B, H), W1), ws.take("e", (M, B, H), W1)
+        diff, h_sq, e_norm = (W1.new_empty((M, B)) for _ in range(3))
+        w = (W2[..., 0] - W2[..., 1]).unsqueeze(1)  # (M, 1, H)
+        table = W1.reshape(-1, H)
+        twice = None if sparse is None else sparse[1] * 2.0
+        # Blocks of models of about _BLOCK_BYTES per (B, H) tensor: the passes below stay in cache.
+        step = max(1, _BLOCK_BYTES // max(1, B * H * W1.element_size()))
+        for lo in range(0, M, step):
+            hi = min(M, lo + step)
+            hb, eb, wb = h[lo:hi], e[lo:hi], w[lo:hi]
+            # tanh(z) = 2 sigmoid(2 z) - 1, with 2 z formed exactly (a power of two) in the matmul
+            if sparse is not None:
+                z = _bag_sum((sparse[0][lo:hi], twice[lo:hi]), table).view(hi - lo, B, H)
+                _lanewise(torch.sigmoid, z.add_(b1[lo:hi].unsqueeze(1), alpha=2.0), hb)
+            else:
+                torch.baddbmm(b1[lo:hi].unsqueeze(1), x[lo:hi], W1[lo:hi], beta=2.0, alpha=2.0, out=hb)
+                _lanewise(torch.sigmoid, hb)
+            hb.mul_(2.0).sub_(1.0)
+            torch.sum(torch.mul(hb, wb, out=eb), -1, out=diff[lo:hi])
+            torch.sum(torch.mul(hb, hb, out=eb), -1, out=h_sq[lo:hi])
+            torch.sub(wb, eb.mul_(wb), out=eb)  # w - h^2 w: exact operations only
+            torch.linalg.vector_norm(eb, dim=-1, out=e_norm[lo:hi])
+        a, losses = _binary_error(diff.add_((b2[:, 0] - b2[:, 1]).unsqueeze(1)), y)
+        return BinaryGrads(a, losses, x, sparse, x_sq, d, h, e, h_sq, e_norm, workspace)
 
     def bytes_per_sample(self) -> int:
         """Rough bytes of activations per (model, sample) in one training step."""

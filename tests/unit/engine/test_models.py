@@ -13,6 +13,7 @@ from fairpriv_lab.engine.models import (
     SeqStack,
     build_model,
     check_supported,
+    transpose_rows,
 )
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -25,16 +26,17 @@ def _reference(module_of, n_models, x, y, factors):
     for m in range(n_models):
         mod = module_of(m)
         acc = [torch.zeros_like(p) for p in mod.parameters()]
-        norms = []
+        norms, losses = [], []
         for i in range(x.shape[1]):
             mod.zero_grad()
             loss = nn.functional.cross_entropy(mod(x[m, i : i + 1]), y[m, i : i + 1])
             loss.backward()
             grads = [p.grad.detach().clone() for p in mod.parameters()]
             norms.append(torch.sqrt(sum(g.square().sum() for g in grads)))
+            losses.append(loss.detach())
             for a, g in zip(acc, grads):
                 a += factors[m, i] * g
-        out.append((acc, torch.stack(norms)))
+        out.append((acc, torch.stack(norms), torch.stack(losses)))
     return out
 
 
@@ -47,8 +49,9 @@ def _check(net, params, module_of, x, y, rng_seed=0):
     factors = (bounds / norms).clamp(max=1.0)
     summed = grads.weighted_sum(factors)
     ref = _reference(module_of, n_models, x, y, factors)
-    for m, (acc, ref_norms) in enumerate(ref):
+    for m, (acc, ref_norms, ref_losses) in enumerate(ref):
         torch.testing.assert_close(norms[m], ref_norms, rtol=1e-5, atol=1e-9)
+        torch.testing.assert_close(grads.losses[m], ref_losses, rtol=1e-5, atol=1e-9)
         for got, want in zip(summed, acc):
             got_m = got[m]
             if isinstance(net, LinearStack) and got_m.dim() == 2:
@@ -64,10 +67,12 @@ def _check(net, params, module_of, x, y, rng_seed=0):
             torch.testing.assert_close(a[:, k], b, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("sizes", [(5, 3), (5, 7, 3), (4, 6, 5, 2)])
+@pytest.mark.parametrize("sizes", [(5, 3), (5, 7, 3), (4, 6, 5, 2), (5, 2), (5, 7, 2)])
 def test_linear_stack_matches_per_sample_loop(sizes):
+    # (5, 2) and (5, 7, 2): two classes, the factored BinaryGrads path
     torch.manual_seed(0)
     net = LinearStack(sizes)
+    assert net.binary == (sizes[-1] == 2 and len(sizes) <= 3)
     params = [p.double() for p in net.init(3, torch.Generator().manual_seed(1))]
     x = torch.randn(3, 9, sizes[0], dtype=torch.float64) * 2
     y = torch.randint(0, sizes[-1], (3, 9))
@@ -227,9 +232,9 @@ def test_sparse_first_layer_matches_dense_and_per_sample_loop():
     X[:, 11] = torch.randn(n, generator=gen)
     net = LinearStack((d, 20, 3))
     cols, vals = net.sparse_first_layer(X)
-    assert cols.shape == (n, 3)
+    assert cols.shape == (n, 3) and cols.dtype == torch.int32
     assert bool((cols[:, 1:] > cols[:, :-1]).all())  # increasing columns, as the dense sum
-    torch.testing.assert_close(vals, X.gather(1, cols), rtol=0, atol=0)
+    torch.testing.assert_close(vals, X.gather(1, cols.long()), rtol=0, atol=0)
     # no sparse rows for dense data, few outputs (LR) or float64
     assert net.sparse_first_layer(torch.randn(n, d)) is None
     assert LinearStack((d, 3)).sparse_first_layer(X) is None
@@ -249,6 +254,63 @@ def test_sparse_first_layer_matches_dense_and_per_sample_loop():
     class Sparse(LinearStack):  # the sparse path, in float64, against the slow per-sample loop
         def per_sample(self, p, x, yy):
             return super().per_sample(p, x, yy, sparse=(sparse[0], sparse[1].double()))
+
+    p64 = [p.double() for p in params]
+    _check(Sparse(net.sizes), p64, lambda m: net.to_module(p64, m), X[idx].double(), y)
+
+
+@pytest.mark.parametrize("hidden", [(), (20,)])
+def test_two_class_sparse_paths_match_dense_and_per_sample_loop(hidden):
+    # Two classes: LR and the MLP take BinaryGrads. LR on sparse rows reads no dense input; the
+    # MLP's first-layer clipped sum runs over the transposed rows (transpose_rows), with or
+    # without a batch mask, or through the dense matmul when only (cols, vals) come with x.
+    gen = torch.Generator().manual_seed(4)
+    n, d = 40, 12
+    X = torch.zeros(n, d)
+    X[torch.arange(n), torch.randint(0, 5, (n,), generator=gen)] = 1.0
+    X[torch.arange(n), 5 + torch.randint(0, 6, (n,), generator=gen)] = 1.0
+    X[:, 11] = torch.randn(n, generator=gen)
+    X[3, 11] = 0.0  # a record with fewer nonzeros: its padding has value 0
+    net = LinearStack((d, *hidden, 2))
+    assert net.binary
+    cols, vals = net.sparse_first_layer(X)
+    assert not net.dense_input_needed(True) and net.dense_input_needed(False)
+    M, B = 3, 9
+    idx = torch.randint(0, n, (M, B), generator=gen)
+    idx[1, 0] = 3
+    y = torch.randint(0, 2, (M, B), generator=gen)
+    rows = (cols[idx] + (torch.arange(M, dtype=torch.int32) * d).view(-1, 1, 1), vals[idx])
+    mask = torch.ones(M, B)
+    mask[0, 6:] = 0  # padding of a Poisson batch
+    mask[2, 8:] = 0
+    x_sq = X[idx].square().sum(-1)
+    params = net.init(M, torch.Generator().manual_seed(1))
+    dense_g = net.per_sample(params, X[idx], y)
+    f = torch.rand((M, B), generator=gen) * mask
+    want = dense_g.weighted_sum(f)
+    variants = [(None, rows), (None, transpose_rows(*rows, mask, d)), (None, transpose_rows(*rows, None, d))]
+    if hidden:
+        variants.append((X[idx], rows))  # the dense matmul for the clipped sum
+    for x, sparse in variants:
+        got = net.per_sample(params, x, y, sparse=sparse, x_sq=x_sq)
+        torch.testing.assert_close(got.losses, dense_g.losses, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(got.norms(), dense_g.norms(), rtol=1e-6, atol=1e-7)
+        for a, b in zip(got.weighted_sum(f), want):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        # the first two models, as the training loop's telemetry takes them
+        for a, b in zip(got.head(2).weighted_sum(f[:2]), want):
+            torch.testing.assert_close(a, b[:2], rtol=1e-5, atol=1e-6)
+    # a chunk of models of the transposed rows equals the rows of that chunk, transposed
+    full = transpose_rows(*rows, mask, d)
+    part = full.models(1, 3, d)
+    alone = transpose_rows(rows[0][1:3] - d, rows[1][1:3], mask[1:3], d)
+    for a, b in zip(part, alone):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    class Sparse(LinearStack):  # the sparse paths, in float64, against the slow per-sample loop
+        def per_sample(self, p, x, yy):
+            sp = transpose_rows(rows[0], rows[1].double(), None, d)
+            return super().per_sample(p, None, yy, sparse=sp, x_sq=x.square().sum(-1))
 
     p64 = [p.double() for p in params]
     _check(Sparse(net.sizes), p64, lambda m: net.to_module(p64, m), X[idx].double(), y)
