@@ -183,15 +183,16 @@ def transpose_rows(cols: Tensor, vals: Tensor, mask: Tensor | None, d: int) -> S
     model = torch.arange(M, device=dev, dtype=cols.dtype).view(-1, 1, 1)
     keys = torch.cat((cols + model, (model * (d + 1) + d).expand(M, B, 1)), -1)  # m d + c + m
     values = torch.cat((vals, torch.ones((M, B, 1), dtype=vals.dtype, device=dev)), -1)
-    rows = torch.arange(M * B, device=dev, dtype=cols.dtype).view(M, B, 1).expand(M, B, k + 1)
     keep = values != 0
     if mask is not None:
         keep &= mask.view(M, B, 1).bool()
-    keys, values, rows = keys[keep], values[keep], rows[keep]
-    order = torch.argsort(keys, stable=True)
-    counts = torch.bincount(keys, minlength=M * (d + 1))
+    # the rest sorts last, behind one more key (no boolean indexing: one argsort, one cut)
+    keys = keys.masked_fill_(~keep, M * (d + 1)).view(-1)
+    order = torch.argsort(keys, stable=True)[: int(keep.sum())]
+    counts = torch.bincount(keys, minlength=M * (d + 1) + 1)[: M * (d + 1)]
     offsets = (counts.cumsum(0) - counts).to(cols.dtype)
-    return SparseBatch(cols, vals, rows[order], values[order], offsets)
+    rows = torch.div(order, k + 1, rounding_mode="floor").to(cols.dtype)
+    return SparseBatch(cols, vals, rows, values.view(-1)[order], offsets)
 
 
 #: A multiple of every CPU elementwise kernel's vector block (2 x 16 floats with AVX-512).
