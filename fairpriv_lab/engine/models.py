@@ -192,7 +192,7 @@ def transpose_rows(cols: Tensor, vals: Tensor, mask: Tensor | None, d: int) -> S
     counts = torch.bincount(keys, minlength=M * (d + 1) + 1)[: M * (d + 1)]
     offsets = (counts.cumsum(0) - counts).to(cols.dtype)
     rows = torch.div(order, k + 1, rounding_mode="floor").to(cols.dtype)
-    return SparseBatch(cols, vals, rows, values.view(-1)[order], offsets)
+    return SparseBatch(cols, vals, rows, values.view(-1).index_select(0, order), offsets)
 
 
 #: A multiple of every CPU elementwise kernel's vector block (2 x 16 floats with AVX-512).
@@ -347,8 +347,9 @@ class BinaryGrads:
                 if sp is None or len(sp) < 5 or sp[2] is None:
                     sp = transpose_rows(sp[0], sp[1], None, d)
                 table = self.e.reshape(M * B, H)
+                t_vals = sp.t_vals.to(e.dtype)
                 parts = [bags(sp.t_rows, table, sp.t_offsets, mode="sum",
-                              per_sample_weights=sp.t_vals.to(e.dtype) * e[..., j].reshape(-1)[sp.t_rows])
+                              per_sample_weights=e[..., j].reshape(-1).index_select(0, sp.t_rows).mul_(t_vals))
                          for j in range(K)]
                 first = torch.stack([t.view(M, d + 1, H) for t in parts], 1) if K > 1 else parts[0].view(M, 1, d + 1, H)
             else:  # [X 1] scaled by each column of e: (M, B, K, d + 1), then one matmul with E
