@@ -222,14 +222,19 @@ def test_unsupported_stacks_fall_back_to_torch_func():
     assert type(build_model(dilated, n_features=64, n_classes=3, image_shape=(1, 8, 8))) is FuncStack
 
 
-def test_sparse_first_layer_matches_dense_and_per_sample_loop():
-    # one-hot-like records: two categorical columns one-hot over 5 + 6 levels and one numeric
-    gen = torch.Generator().manual_seed(3)
-    n, d = 40, 12
+def _one_hot_records(gen, n=40, d=12):
+    """One-hot-like records: two categorical columns one-hot over 5 + 6 levels and one numeric."""
     X = torch.zeros(n, d)
     X[torch.arange(n), torch.randint(0, 5, (n,), generator=gen)] = 1.0
     X[torch.arange(n), 5 + torch.randint(0, 6, (n,), generator=gen)] = 1.0
     X[:, 11] = torch.randn(n, generator=gen)
+    return X
+
+
+def test_sparse_first_layer_matches_dense_and_per_sample_loop():
+    gen = torch.Generator().manual_seed(3)
+    n, d = 40, 12
+    X = _one_hot_records(gen, n, d)
     net = LinearStack((d, 20, 3))
     cols, vals = net.sparse_first_layer(X)
     assert cols.shape == (n, 3) and cols.dtype == torch.int32
@@ -266,10 +271,7 @@ def test_two_class_sparse_paths_match_dense_and_per_sample_loop(hidden):
     # without a batch mask, or through the dense matmul when only (cols, vals) come with x.
     gen = torch.Generator().manual_seed(4)
     n, d = 40, 12
-    X = torch.zeros(n, d)
-    X[torch.arange(n), torch.randint(0, 5, (n,), generator=gen)] = 1.0
-    X[torch.arange(n), 5 + torch.randint(0, 6, (n,), generator=gen)] = 1.0
-    X[:, 11] = torch.randn(n, generator=gen)
+    X = _one_hot_records(gen, n, d)
     X[3, 11] = 0.0  # a record with fewer nonzeros: its padding has value 0
     net = LinearStack((d, *hidden, 2))
     assert net.binary
