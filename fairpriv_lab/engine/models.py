@@ -197,6 +197,8 @@ def transpose_rows(cols: Tensor, vals: Tensor, mask: Tensor | None, d: int) -> S
 
 #: A multiple of every CPU elementwise kernel's vector block (2 x 16 floats with AVX-512).
 _LANES = 64
+#: Values per call of :func:`_lanewise` with more than two threads (twice torch's grain).
+_SLICE = 65536
 #: Bytes of one (models, batch, hidden) tensor per block of the MLP's per-sample passes.
 _BLOCK_BYTES = 1 << 20
 
@@ -208,8 +210,10 @@ def _lanewise(fn: Callable[..., Tensor], t: Tensor, out: Tensor | None = None) -
     thread's range) through a scalar loop, and for ``sigmoid`` and ``log1p`` the scalar and the
     vector code differ in the last bit: an element's value would then depend on where it lies,
     i.e. on how many models share a chunk. Here the bulk is cut at a multiple of ``_LANES``
-    per thread and the rest is computed in a zero-padded ``_LANES``-multiple scratch, so every
-    element gets the vector code (results do not depend on the chunking). ``t`` and ``out``
+    per thread (with more than two threads, into slices of ``_SLICE`` values, which torch
+    splits at whole grains) and the rest is computed in a zero-padded ``_LANES``-multiple
+    scratch, so every element gets the vector code (results do not depend on the chunking at
+    a given thread count). ``t`` and ``out``
     must be contiguous (in place: or the transpose of a contiguous tensor's last two
     dimensions).
     """
@@ -223,9 +227,15 @@ def _lanewise(fn: Callable[..., Tensor], t: Tensor, out: Tensor | None = None) -
         fn(src, out=dst)
         return out
     n = src.numel()
-    cut = n - n % (_LANES * max(1, torch.get_num_threads()))
-    if cut:
-        fn(src[:cut], out=dst[:cut])
+    threads = max(1, torch.get_num_threads())
+    if threads <= 2:  # torch splits a range among at most 2 threads at multiples of _LANES
+        cut = n - n % (_LANES * threads)
+        if cut:
+            fn(src[:cut], out=dst[:cut])
+    else:  # slices of two grains (32768 values each): at most 2 threads, each a whole grain
+        cut = n - n % _SLICE
+        for lo in range(0, cut, _SLICE):
+            fn(src[lo:lo + _SLICE], out=dst[lo:lo + _SLICE])
     if cut < n:
         tail = src.new_zeros(-(-(n - cut) // _LANES) * _LANES)
         tail[: n - cut] = src[cut:]

@@ -316,3 +316,25 @@ def test_two_class_sparse_paths_match_dense_and_per_sample_loop(hidden):
 
     p64 = [p.double() for p in params]
     _check(Sparse(net.sizes), p64, lambda m: net.to_module(p64, m), X[idx].double(), y)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_lanewise_gives_every_element_the_same_bits_wherever_it_lies(threads):
+    # torch's sigmoid / log1p give other last bits in their scalar tail than in the vector loop;
+    # through _lanewise a value does not depend on the tensor's size or its place in it.
+    from fairpriv_lab.engine.models import _lanewise
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.randn(150_000, generator=torch.Generator().manual_seed(0)) * 4
+        for fn, arg in ((torch.sigmoid, x), (torch.log1p, x.abs())):
+            pieces = torch.cat([_lanewise(fn, arg[i:i + 999].clone()) for i in range(0, arg.numel(), 999)])
+            whole = _lanewise(fn, arg.clone())
+            assert torch.equal(whole, pieces)
+            assert torch.equal(_lanewise(fn, arg[:70_001].clone()), whole[:70_001])
+            out = torch.empty_like(arg)
+            assert torch.equal(_lanewise(fn, arg, out), whole)
+            torch.testing.assert_close(whole, fn(arg), rtol=2e-7, atol=0)  # the same function
+    finally:
+        torch.set_num_threads(before)
