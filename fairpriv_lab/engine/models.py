@@ -6,7 +6,9 @@ Three engines compute per-sample gradients for many models at once (docs/design.
   them. Back-propagation is written out by hand so that per-sample gradient norms come from
   ``||dW_i||^2 = ||h_i||^2 ||delta_i||^2`` and ``||db_i||^2 = ||delta_i||^2`` (the "ghost
   clipping" identity) and the weighted sum of per-sample gradients is one batched matmul
-  ``h^T (f * delta)``; per-sample gradients are never materialised.
+  ``h^T (f * delta)``; per-sample gradients are never materialised. With two classes and at
+  most one hidden layer, :class:`BinaryGrads`: one output error per sample (the logit
+  difference), and on sparse (one-hot) records first-layer sums over each record's nonzeros.
 * :class:`SeqStack` (``"cnn"`` and user ``nn.Sequential`` stacks of convolutions, poolings,
   linear layers and activations): forward and backward written out for all models of a chunk
   at once (channels-last im2col and batched matmuls), per-sample convolution gradients by one
