@@ -618,11 +618,12 @@ class _Scratch:
     def __init__(self) -> None:
         self._bufs: dict[str, Tensor] = {}
 
-    def get(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    def get(self, name: str, shape: tuple[int, ...], like: Tensor, zeros: bool = False) -> Tensor:
+        """Return a ``shape`` view of buffer ``name`` (``zeros``: zero-filled when allocated)."""
         need = math.prod(shape)
         buf = self._bufs.get(name)
         if buf is None or buf.numel() < need or buf.dtype != like.dtype or buf.device != like.device:
-            buf = self._bufs[name] = like.new_empty(need + need // 4)
+            buf = self._bufs[name] = (like.new_zeros if zeros else like.new_empty)(need + need // 4)
         return buf[:need].view(shape)
 
 
@@ -788,11 +789,16 @@ def _per_sample_rows(h: Tensor, d: Tensor, op: _Op, M: int, scratch: _Scratch) -
     return g, D.sum(1).view(B, M, -1).transpose(0, 1)
 
 
-def _batch_of_one(t: Tensor, scratch: _Scratch, name: str) -> Tensor:
-    """``(B, G, H, W)`` -> one image ``(1, B G, H, W)`` in contiguous (NCHW) memory, one copy."""
+def _batch_of_one(t: Tensor, scratch: _Scratch, name: str, channels_last: bool) -> Tensor:
+    """``(B, G, H, W)`` (channels-last) -> one image ``(1, B G, H, W)``, one copy into ``scratch``.
+
+    Channels-last: memory ``(H, W, B G)``, i.e. blocks of ``G`` values moved whole; else NCHW.
+    """
     B, G, H, W = t.shape
-    return scratch.get(name, (1, B * G, H, W), t).copy_(t.reshape(1, B * G, H, W) if t.is_contiguous() else
-                                                        t.view(B, G, H, W).unsqueeze(0).flatten(1, 2))
+    if channels_last:
+        buf = scratch.get(name, (H, W, B, G), t).copy_(t.permute(2, 3, 0, 1))
+        return buf.view(H, W, B * G).permute(2, 0, 1).unsqueeze(0)
+    return scratch.get(name, (1, B * G, H, W), t).copy_(t.unsqueeze(0).flatten(1, 2))
 
 
 def _per_sample_conv(h: Tensor, d: Tensor, op: _Op, M: int, scratch: _Scratch) -> tuple[Tensor, Tensor]:
@@ -806,9 +812,15 @@ def _per_sample_conv(h: Tensor, d: Tensor, op: _Op, M: int, scratch: _Scratch) -
     C, n_out, kh, kw, sh, sw, ph, pw = op.geom
     B = h.shape[0]
     rows, cols, ho, wo = _crop(op)
-    x = _batch_of_one(h[:, :, :rows, :cols], scratch, "input")
-    e = _batch_of_one(d[:, :, :ho, :wo], scratch, "errors")
-    shape = torch.zeros((), dtype=h.dtype, device=h.device).expand(B * M * n_out, C, kh, kw)
+    # oneDNN's channels-last kernels are 2x faster with one input channel (and give the weight
+    # gradients in the same order then); NCHW ones otherwise
+    x = _batch_of_one(h[:, :, :rows, :cols], scratch, "input", C == 1)
+    e = _batch_of_one(d[:, :, :ho, :wo], scratch, "errors", C == 1)
+    # the weights only give the kernel's shape and memory format (only their gradient is asked
+    # for; zeros, never written)
+    shape = scratch.get("weights", (B * M * n_out, kh, kw, C) if C == 1 else (B * M * n_out, C, kh, kw), h,
+                        zeros=True)
+    shape = shape.permute(0, 3, 1, 2) if C == 1 else shape
     _, g, gb = _conv_backward(e, x, shape, (sh, sw), (ph, pw), B * M, (False, True, True))
     return g.view(B, M, -1).transpose(0, 1), gb.view(B, M, -1).transpose(0, 1)
 
