@@ -680,6 +680,7 @@ class _ConvPiece:
     rows: bool = False  # g from im2col rows: (kh, kw, C, O) order, else (O, C, kh, kw)
     scratch: _Scratch | None = None
     pixel_map: Tensor | None = None  # ghost norms: the map from pixel Gram to patch Gram
+    pixels: Tensor | None = None  # with pixel_map: the layer's own input (uncropped, unpadded)
 
     @property
     def M(self) -> int:
@@ -697,9 +698,9 @@ class _ConvPiece:
                 self.gb = D.sum(1).view(B, M, -1).transpose(0, 1)
             dd = torch.bmm(D, D.transpose(1, 2))
             if self.pixel_map is not None:  # U U^T = A(X X^T): no im2col (see _pixel_gram_map)
-                H, W = self.h.shape[2:]
+                H, W = self.pixels.shape[2:]
                 C = self.op.geom[0]
-                x = self.h.permute(0, 2, 3, 1).reshape(B, H * W, M, C).transpose(1, 2)
+                x = self.pixels.permute(0, 2, 3, 1).reshape(B, H * W, M, C).transpose(1, 2)
                 X = self.scratch.get("pixels", tuple(x.shape), x).copy_(x).view(B * M, H * W, C)
                 S = torch.bmm(X, X.transpose(1, 2))
                 uu = torch.mm(S.view(B * M, -1), self.pixel_map)
@@ -745,7 +746,8 @@ class _ConvPiece:
         C, n_out = self.op.geom[0], self.op.geom[1]
         return _ConvPiece(self.mode, self.op, self.h[:, :top * C], self.d[:, :top * n_out], self.W[:top],
                           self.bias, None if self.g is None else self.g[:top],
-                          None if self.gb is None else self.gb[:top], self.rows, self.scratch, self.pixel_map)
+                          None if self.gb is None else self.gb[:top], self.rows, self.scratch, self.pixel_map,
+                          None if self.pixels is None else self.pixels[:, :top * C])
 
 
 def _pixel_gram_map(op: _Op) -> np.ndarray | None:
@@ -823,6 +825,48 @@ def _per_sample_conv(h: Tensor, d: Tensor, op: _Op, M: int, scratch: _Scratch) -
     shape = shape.permute(0, 3, 1, 2) if C == 1 else shape
     _, g, gb = _conv_backward(e, x, shape, (sh, sw), (ph, pw), B * M, (False, True, True))
     return g.view(B, M, -1).transpose(0, 1), gb.view(B, M, -1).transpose(0, 1)
+
+
+def _cropped_geometry(op: _Op) -> _Op | None:
+    """Return the convolution restricted to the output positions a following pooling reads, or ``None``.
+
+    The crop of :func:`_crop_for_pooling` as a convolution without padding over the padded
+    input's first ``(ho - 1) s + k`` rows and columns (:func:`_pad_crop`): the same outputs,
+    without the unread ones (the digits CNN's second convolution: 16 of 25 positions).
+    """
+    C, n_out, kh, kw, sh, sw, ph, pw = op.geom
+    H, W = op.shape_in[0], op.shape_in[1]
+    full = ((H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
+    ho, wo = op.shape_out[0], op.shape_out[1]
+    if (ho, wo) == full:
+        return None
+    return replace(op, geom=(C, n_out, kh, kw, sh, sw, 0, 0),
+                   shape_in=((ho - 1) * sh + kh, (wo - 1) * sw + kw, C))
+
+
+def _pad_crop(h: Tensor, op: _Op, cop: _Op) -> Tensor:
+    """Return the zero-padded input ``h`` ``(B, M C, H, W)`` cut to the crop's rows and columns (a copy)."""
+    ph, pw = op.geom[6], op.geom[7]
+    R, Cc = cop.shape_in[0], cop.shape_in[1]
+    B, MC, H, W = h.shape
+    out = torch.empty((B, MC, R, Cc), dtype=h.dtype, device=h.device, memory_format=torch.channels_last).zero_()
+    r, c = min(H, R - ph), min(W, Cc - pw)
+    out[:, :, ph:ph + r, pw:pw + c] = h[:, :, :r, :c]
+    return out
+
+
+def _uncrop(dx: Tensor, op: _Op, cop: _Op) -> Tensor:
+    """Map errors at the padded crop to errors at the image (zero where no crop position reads it)."""
+    ph, pw = op.geom[6], op.geom[7]
+    H, W = op.shape_in[0], op.shape_in[1]
+    R, Cc = cop.shape_in[0], cop.shape_in[1]
+    r, c = min(H, R - ph), min(W, Cc - pw)
+    if (r, c) == (H, W):
+        return dx[:, :, ph:ph + H, pw:pw + W]
+    out = torch.empty((*dx.shape[:2], H, W), dtype=dx.dtype, device=dx.device,
+                      memory_format=torch.channels_last).zero_()
+    out[:, :, :r, :c] = dx[:, :, ph:ph + r, pw:pw + c]
+    return out
 
 
 def _conv2d(x: Tensor, W: Tensor, bias: Tensor | None, stride: tuple[int, int], padding: tuple[int, int],
@@ -942,6 +986,7 @@ class SeqStack(FuncStack):
         self._ops = ops
         self._scratch = _Scratch()
         self._maps: dict[tuple, Tensor | None] = {}
+        self._crops = {id(op): _cropped_geometry(op) for op in ops if op.kind == "conv"}
         self._first = min(i for i, op in enumerate(ops) if op.w >= 0) if any(op.w >= 0 for op in ops) else len(ops)
 
     def _pixel_map(self, pos: int, like: Tensor) -> Tensor | None:
@@ -970,8 +1015,10 @@ class SeqStack(FuncStack):
                 W = params[op.w]
                 Wg = _cl_weight(W)
                 bias = None if op.b < 0 else params[op.b].reshape(-1)
-                z = _conv2d(h, Wg, bias, (sh, sw), (ph, pw), M)
-                h, keep = z.contiguous(memory_format=torch.channels_last), (h, W)
+                cop = self._crops[id(op)]
+                xin = h if cop is None else _pad_crop(h, op, cop)
+                z = _conv2d(xin, Wg, bias, (sh, sw), (0, 0) if cop is not None else (ph, pw), M)
+                h, keep = z.contiguous(memory_format=torch.channels_last), (h, W, xin, cop)
             elif op.kind == "linear":
                 hm = h.view(M, N // M, -1)
                 Wt = params[op.w].transpose(1, 2)
@@ -1035,21 +1082,25 @@ class SeqStack(FuncStack):
             i -= 1
             keep = saved[i]
             if op.kind == "conv":
-                h_in, W = keep
+                h_orig, W, h_in, cop = keep
                 C, n_out, kh, kw, sh, sw, ph, pw = op.geom
                 P, width = op.shape_out[0] * op.shape_out[1], kh * kw * C
+                xop = op if cop is None else cop  # the convolution as computed: on the crop, unpadded
                 if 2 * P * P < n_out * width:  # ghost norms cost less (Bu et al. 2023's rule)
-                    pieces.append(_ConvPiece("ghost", op, h_in, d, W, op.b >= 0, scratch=self._scratch,
-                                             pixel_map=self._pixel_map(pos, d)))
+                    pixel_map = self._pixel_map(pos, d)  # of the image itself (fewer pixels than the crop)
+                    pieces.append(_ConvPiece("ghost", xop, h_in, d, W, op.b >= 0, scratch=self._scratch,
+                                             pixel_map=pixel_map, pixels=None if pixel_map is None else h_orig))
                 elif P * width <= _ROWS_MAX:  # a small im2col: U^T delta by one matmul per sample
-                    g, gb = _per_sample_rows(h_in, d, op, M, self._scratch)
-                    pieces.append(_ConvPiece("psg", op, h_in, d, W, op.b >= 0, g, gb, True))
+                    g, gb = _per_sample_rows(h_in, d, xop, M, self._scratch)
+                    pieces.append(_ConvPiece("psg", xop, h_in, d, W, op.b >= 0, g, gb, True))
                 else:  # oneDNN's kernels, every (sample, model) pair a group
-                    g, gb = _per_sample_conv(h_in, d, op, M, self._scratch)
-                    pieces.append(_ConvPiece("psg", op, h_in, d, W, op.b >= 0, g, gb))
+                    g, gb = _per_sample_conv(h_in, d, xop, M, self._scratch)
+                    pieces.append(_ConvPiece("psg", xop, h_in, d, W, op.b >= 0, g, gb))
                 if not last:
                     Wg = _cl_weight(W)
-                    d = _conv_backward(d, h_in, Wg, (sh, sw), (ph, pw), M, (True, False, False))[0]
+                    d = _conv_backward(d, h_in, Wg, (sh, sw), xop.geom[6:], M, (True, False, False))[0]
+                    if cop is not None:  # from the padded crop back to the image
+                        d = _uncrop(d, op, cop)
             elif op.kind == "linear":
                 hm, W = keep
                 dm = d.reshape(M, B, -1)
