@@ -830,43 +830,31 @@ def _per_sample_conv(h: Tensor, d: Tensor, op: _Op, M: int, scratch: _Scratch) -
 def _cropped_geometry(op: _Op) -> _Op | None:
     """Return the convolution restricted to the output positions a following pooling reads, or ``None``.
 
-    The crop of :func:`_crop_for_pooling` as a convolution without padding over the padded
-    input's first ``(ho - 1) s + k`` rows and columns (:func:`_pad_crop`): the same outputs,
-    without the unread ones (the digits CNN's second convolution: 16 of 25 positions).
+    The crop of :func:`_crop_for_pooling` as a convolution over the input's first
+    ``(ho - 1) s + k`` rows and columns (:func:`_pad_crop`): the same outputs,
+    without the unread ones (the MNIST-shape CNN's second convolution: 64 of 81 positions,
+    forward, input and weight gradients 15-30 % faster). Only for unpadded convolutions:
+    with padding oneDNN's input gradient runs over the padded crop's pixels (the digits CNN's
+    second convolution: 49 instead of 16, 1.5x slower) and the forward does not gain either.
     """
     C, n_out, kh, kw, sh, sw, ph, pw = op.geom
     H, W = op.shape_in[0], op.shape_in[1]
     full = ((H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
     ho, wo = op.shape_out[0], op.shape_out[1]
-    if (ho, wo) == full:
+    if (ho, wo) == full or ph or pw:
         return None
-    return replace(op, geom=(C, n_out, kh, kw, sh, sw, 0, 0),
-                   shape_in=((ho - 1) * sh + kh, (wo - 1) * sw + kw, C))
+    return replace(op, shape_in=((ho - 1) * sh + kh, (wo - 1) * sw + kw, C))
 
 
 def _pad_crop(h: Tensor, op: _Op, cop: _Op) -> Tensor:
-    """Return the zero-padded input ``h`` ``(B, M C, H, W)`` cut to the crop's rows and columns (a copy)."""
-    ph, pw = op.geom[6], op.geom[7]
-    R, Cc = cop.shape_in[0], cop.shape_in[1]
-    B, MC, H, W = h.shape
-    out = torch.empty((B, MC, R, Cc), dtype=h.dtype, device=h.device, memory_format=torch.channels_last).zero_()
-    r, c = min(H, R - ph), min(W, Cc - pw)
-    out[:, :, ph:ph + r, pw:pw + c] = h[:, :, :r, :c]
-    return out
+    """Return the input ``h`` ``(B, M C, H, W)`` cut to the crop's rows and columns (a channels-last copy)."""
+    return h[:, :, :cop.shape_in[0], :cop.shape_in[1]].contiguous(memory_format=torch.channels_last)
 
 
 def _uncrop(dx: Tensor, op: _Op, cop: _Op) -> Tensor:
-    """Map errors at the padded crop to errors at the image (zero where no crop position reads it)."""
-    ph, pw = op.geom[6], op.geom[7]
+    """Map errors at the crop to errors at the image (zero in the rows and columns no position reads)."""
     H, W = op.shape_in[0], op.shape_in[1]
-    R, Cc = cop.shape_in[0], cop.shape_in[1]
-    r, c = min(H, R - ph), min(W, Cc - pw)
-    if (r, c) == (H, W):
-        return dx[:, :, ph:ph + H, pw:pw + W]
-    out = torch.empty((*dx.shape[:2], H, W), dtype=dx.dtype, device=dx.device,
-                      memory_format=torch.channels_last).zero_()
-    out[:, :, :r, :c] = dx[:, :, ph:ph + r, pw:pw + c]
-    return out
+    return torch.nn.functional.pad(dx, (0, W - dx.shape[3], 0, H - dx.shape[2]))
 
 
 def _conv2d(x: Tensor, W: Tensor, bias: Tensor | None, stride: tuple[int, int], padding: tuple[int, int],
@@ -1017,7 +1005,7 @@ class SeqStack(FuncStack):
                 bias = None if op.b < 0 else params[op.b].reshape(-1)
                 cop = self._crops[id(op)]
                 xin = h if cop is None else _pad_crop(h, op, cop)
-                z = _conv2d(xin, Wg, bias, (sh, sw), (0, 0) if cop is not None else (ph, pw), M)
+                z = _conv2d(xin, Wg, bias, (sh, sw), (ph, pw), M)
                 h, keep = z.contiguous(memory_format=torch.channels_last), (h, W, xin, cop)
             elif op.kind == "linear":
                 hm = h.view(M, N // M, -1)
@@ -1098,8 +1086,8 @@ class SeqStack(FuncStack):
                     pieces.append(_ConvPiece("psg", xop, h_in, d, W, op.b >= 0, g, gb))
                 if not last:
                     Wg = _cl_weight(W)
-                    d = _conv_backward(d, h_in, Wg, (sh, sw), xop.geom[6:], M, (True, False, False))[0]
-                    if cop is not None:  # from the padded crop back to the image
+                    d = _conv_backward(d, h_in, Wg, (sh, sw), (ph, pw), M, (True, False, False))[0]
+                    if cop is not None:  # from the crop back to the image
                         d = _uncrop(d, op, cop)
             elif op.kind == "linear":
                 hm, W = keep
