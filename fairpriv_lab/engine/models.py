@@ -9,8 +9,10 @@ Three engines compute per-sample gradients for many models at once (docs/design.
   ``h^T (f * delta)``; per-sample gradients are never materialised.
 * :class:`SeqStack` (``"cnn"`` and user ``nn.Sequential`` stacks of convolutions, poolings,
   linear layers and activations): forward and backward written out for all models of a chunk
-  at once (channels-last im2col and batched matmuls), per-sample convolution gradients by one
-  batched matmul per sample, ghost norms for its linear layers. No ``vmap``, no ``autograd``.
+  at once (the models as the groups of one oneDNN convolution, channels-last), per
+  convolution ghost norms (from the pixel Gram matrix) or per-sample gradients (im2col or
+  grouped ``convolution_backward``), ghost norms for its linear layers. No ``vmap``, no
+  ``autograd``.
 * :class:`FuncStack` (any other ``torch.nn.Module`` factory): the generic path,
   ``torch.func.vmap`` over models of ``vmap(grad)`` over samples, materialising per-sample
   gradients.
@@ -661,12 +663,16 @@ def _rows(d: Tensor, op: _Op, M: int, scratch: _Scratch | None = None) -> Tensor
 class _ConvPiece:
     """Per-sample gradient data of one convolution, all models of a chunk.
 
-    ``h`` is the grouped input ``(B, M C, H, W)`` and ``d`` the grouped errors at the output
-    ``(B, M O, Ho, Wo)`` (channels-last). Mode ``"psg"``: per-sample weight gradients ``g``
-    ``(M, B, O C kh kw)`` (a view) from one ``convolution_backward`` with every (sample, model)
-    pair a group; mode ``"ghost"``: ghost norms from Gram matrices of the unfolded input and
-    the errors. Clipped sums: one grouped ``convolution_backward`` (models as groups) of the
-    input and the errors scaled by the factors (``psg``: one batched matmul over ``g``).
+    ``h`` is the grouped input ``(B, M C, H, W)`` as the convolution computed it (``op``; the
+    crop of an unpadded one) and ``d`` the grouped errors at its output ``(B, M O, Ho, Wo)``
+    (channels-last). Mode ``"psg"``: per-sample weight gradients ``g`` ``(M, B, O C kh kw)``
+    (or ``(kh kw C O)`` when ``rows``) and bias gradients ``gb`` ``(M, B, O)``, views, from
+    im2col and one matmul per sample or from one ``convolution_backward`` with every (sample,
+    model) pair a group; the clipped sum is one batched matmul over them. Mode ``"ghost"``:
+    ghost norms from the Gram matrices of the errors and of the unfolded input (``pixel_map``:
+    from the Gram matrix of the pixels of ``pixels``, the layer's own input); the clipped sum
+    is one grouped ``convolution_backward`` (models as groups) of the input and the errors
+    scaled by the factors, one call per column of the factors.
     """
 
     mode: str
