@@ -1117,7 +1117,8 @@ class SeqStack(FuncStack):
     def bytes_per_sample(self) -> int:
         """Bytes per (model, sample) in one step, from the layer shapes.
 
-        Counts the unfolded inputs and their gradients, layer outputs, errors and per-sample
+        Counts two copies of each convolution's unfolded input (an upper bound on its im2col
+        rows, layout copies and the padded crop), layer outputs, errors and per-sample
         convolution gradients, with a quarter more for temporaries.
         """
         floats = int(np.prod(self.input_shape))
