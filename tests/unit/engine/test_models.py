@@ -315,3 +315,18 @@ def test_cnn_results_of_a_model_do_not_depend_on_its_chunk(shape):
         assert torch.equal(g.norms()[0], norms[m])
         assert all(torch.equal(a[0], b[m]) for a, b in zip(g.weighted_sum(f[m:m + 1]), summed))
         assert torch.equal(net.forward(one, x[m:m + 1])[0], logits[m])
+
+
+def test_cnn_single_sample_batches_agree_with_larger_chunks():
+    # one model and one sample (1 group, 1 Gram row: MKL's small-matrix kernels) against 5 models
+    net = build_model("cnn", n_features=64, n_classes=10, image_shape=(1, 8, 8))
+    params = net.init(5, [0, 1, 2, 3, 4])
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(5, 1, 1, 8, 8, generator=gen)
+    y = torch.randint(0, 10, (5, 1), generator=gen)
+    full = net.per_sample(params, x, y)
+    norms, summed = full.norms(), full.weighted_sum(torch.ones(5, 1))
+    for m in range(5):
+        g = net.per_sample([p[m:m + 1] for p in params], x[m:m + 1], y[m:m + 1])
+        assert torch.equal(g.norms()[0], norms[m])
+        assert all(torch.equal(a[0], b[m]) for a, b in zip(g.weighted_sum(torch.ones(1, 1)), summed))
