@@ -338,3 +338,81 @@ def test_lanewise_gives_every_element_the_same_bits_wherever_it_lies(threads):
             torch.testing.assert_close(whole, fn(arg), rtol=2e-7, atol=0)  # the same function
     finally:
         torch.set_num_threads(before)
+
+
+def test_cnn_ghost_norms_by_im2col_gram_match_per_sample_loop(monkeypatch):
+    # Without the pixel-Gram map the digits CNN's second convolution takes the im2col Gram.
+    import fairpriv_lab.engine.models as models
+
+    monkeypatch.setattr(models, "_pixel_gram_map", lambda op: None)
+    net = build_model("cnn", n_features=64, n_classes=10, image_shape=(1, 8, 8))
+    params = [p.double() for p in net.init(2, [3, 4])]
+    grads = net.per_sample(params, torch.rand(2, 5, 1, 8, 8, dtype=torch.float64), torch.randint(0, 10, (2, 5)))
+    assert [p.mode for p in grads.pieces if not isinstance(p, tuple)] == ["psg", "ghost"]
+    assert all(p.pixel_map is None for p in grads.pieces if not isinstance(p, tuple))
+    x = torch.rand(2, 5, 1, 8, 8, dtype=torch.float64)
+    y = torch.randint(0, 10, (2, 5))
+    _check(net, params, lambda m: net.to_module(params, m).double(), x, y)
+
+
+@pytest.mark.parametrize("layer, hw", [
+    (nn.Conv2d(3, 2, 4, padding=2), (4, 4)),  # the digits CNN's second convolution, padded
+    (nn.Conv2d(2, 3, 3, stride=2, padding=1), (3, 4)),
+    (nn.Conv2d(4, 2, (2, 3), stride=(1, 2)), (4, 5)),
+])
+def test_pixel_gram_map_gives_the_patch_gram(layer, hw):
+    from fairpriv_lab.engine.models import _compile, _pixel_gram_map
+
+    C, (H, W) = layer.in_channels, hw
+    ops = _compile([layer, nn.Flatten()], (C, H, W))
+    A = _pixel_gram_map(ops[0])
+    assert A is not None
+    x = torch.randn(3, C, H, W, dtype=torch.float64)
+    U = nn.functional.unfold(x, layer.kernel_size, padding=layer.padding, stride=layer.stride)  # (3, C k k, P)
+    want = U.transpose(1, 2) @ U  # (3, P, P), the reference from torch's own im2col
+    X = x.flatten(2).transpose(1, 2)  # (3, H W, C)
+    got = (X @ X.transpose(1, 2)).flatten(1) @ torch.from_numpy(A)
+    torch.testing.assert_close(got.view_as(want), want, rtol=1e-12, atol=1e-12)
+
+
+def test_pixel_gram_map_only_where_it_costs_less():
+    from fairpriv_lab.engine.models import _compile, _pixel_gram_map
+
+    # more pixels (30) than values in a patch (18): the im2col Gram is cheaper
+    ops = _compile([nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.Flatten()], (2, 5, 6))
+    assert _pixel_gram_map(ops[0]) is None
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28)])
+def test_cnn_results_of_a_model_do_not_depend_on_its_chunk(shape):
+    # oneDNN runs an ungrouped convolution (a chunk of one model) with other kernels than a
+    # grouped one: the engine runs one group as two, so every model gets the same bits alone.
+    net = build_model("cnn", n_features=int(np.prod(shape)), n_classes=10, image_shape=shape)
+    params = net.init(3, [0, 1, 2])
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 7, *shape, generator=gen)
+    y = torch.randint(0, 10, (3, 7), generator=gen)
+    f = torch.rand(3, 7, generator=gen)
+    full = net.per_sample(params, x, y)
+    norms, summed, logits = full.norms(), full.weighted_sum(f), net.forward(params, x)
+    for m in range(3):
+        one = [p[m:m + 1] for p in params]
+        g = net.per_sample(one, x[m:m + 1], y[m:m + 1])
+        assert torch.equal(g.norms()[0], norms[m])
+        assert all(torch.equal(a[0], b[m]) for a, b in zip(g.weighted_sum(f[m:m + 1]), summed))
+        assert torch.equal(net.forward(one, x[m:m + 1])[0], logits[m])
+
+
+def test_cnn_single_sample_batches_agree_with_larger_chunks():
+    # one model and one sample (1 group, 1 Gram row: MKL's small-matrix kernels) against 5 models
+    net = build_model("cnn", n_features=64, n_classes=10, image_shape=(1, 8, 8))
+    params = net.init(5, [0, 1, 2, 3, 4])
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(5, 1, 1, 8, 8, generator=gen)
+    y = torch.randint(0, 10, (5, 1), generator=gen)
+    full = net.per_sample(params, x, y)
+    norms, summed = full.norms(), full.weighted_sum(torch.ones(5, 1))
+    for m in range(5):
+        g = net.per_sample([p[m:m + 1] for p in params], x[m:m + 1], y[m:m + 1])
+        assert torch.equal(g.norms()[0], norms[m])
+        assert all(torch.equal(a[0], b[m]) for a, b in zip(g.weighted_sum(torch.ones(1, 1)), summed))
