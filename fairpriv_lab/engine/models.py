@@ -6,11 +6,15 @@ Three engines compute per-sample gradients for many models at once (docs/design.
   them. Back-propagation is written out by hand so that per-sample gradient norms come from
   ``||dW_i||^2 = ||h_i||^2 ||delta_i||^2`` and ``||db_i||^2 = ||delta_i||^2`` (the "ghost
   clipping" identity) and the weighted sum of per-sample gradients is one batched matmul
-  ``h^T (f * delta)``; per-sample gradients are never materialised.
+  ``h^T (f * delta)``; per-sample gradients are never materialised. With two classes and at
+  most one hidden layer, :class:`BinaryGrads`: one output error per sample (the logit
+  difference), and on sparse (one-hot) records first-layer sums over each record's nonzeros.
 * :class:`SeqStack` (``"cnn"`` and user ``nn.Sequential`` stacks of convolutions, poolings,
   linear layers and activations): forward and backward written out for all models of a chunk
-  at once (channels-last im2col and batched matmuls), per-sample convolution gradients by one
-  batched matmul per sample, ghost norms for its linear layers. No ``vmap``, no ``autograd``.
+  at once (the models as the groups of one oneDNN convolution, channels-last), per
+  convolution ghost norms (from the pixel Gram matrix) or per-sample gradients (im2col or
+  grouped ``convolution_backward``), ghost norms for its linear layers. No ``vmap``, no
+  ``autograd``.
 * :class:`FuncStack` (any other ``torch.nn.Module`` factory): the generic path,
   ``torch.func.vmap`` over models of ``vmap(grad)`` over samples, materialising per-sample
   gradients.
@@ -25,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -37,6 +41,8 @@ from .._core.vocabulary import MODELS
 
 __all__ = [
     "PerSampleGrads",
+    "SparseBatch",
+    "Workspace",
     "LinearStack",
     "FuncStack",
     "SeqStack",
@@ -125,6 +131,261 @@ class LinearGrads:
         return out
 
 
+def _bag_sum(sparse: tuple[Tensor, Tensor], table: Tensor) -> Tensor:
+    """``sum_j vals[r, j] * table[cols[r, j]]`` for every row ``r`` of ``sparse`` ``(..., k)``: ``(rows, O)``.
+
+    One ``embedding_bag`` over the flattened rows with explicit offsets (the form whose CPU
+    kernel is FBGEMM's: 3-5x faster than the two-dimensional input at the engine's shapes).
+    """
+    cols, vals = sparse[0], sparse[1]
+    k = cols.shape[-1]
+    flat = cols.reshape(-1)
+    offsets = torch.arange(0, flat.numel(), k, dtype=flat.dtype, device=flat.device)
+    return torch.nn.functional.embedding_bag(flat, table, offsets, mode="sum",
+                                             per_sample_weights=vals.reshape(-1).to(table.dtype))
+
+
+class SparseBatch(NamedTuple):
+    """A batch's inputs as nonzeros, for :meth:`LinearStack.per_sample`.
+
+    ``cols``, ``vals`` ``(M, B, k)``: each row's nonzero columns (offset by ``m * d`` for model
+    ``m``) and values (:meth:`LinearStack.sparse_first_layer`). Optionally their transpose for
+    the first layer's clipped sum ``[X 1]^T diag(c) E`` (:func:`transpose_rows`): the nonzeros
+    grouped by (model, column), column ``d`` standing for the bias (every real sample), as
+    batch rows ``m B + b`` (increasing within a group), values, and each group's start.
+    """
+
+    cols: Tensor
+    vals: Tensor
+    t_rows: Tensor | None = None  # (nnz,)
+    t_vals: Tensor | None = None  # (nnz,)
+    t_offsets: Tensor | None = None  # (M (d + 1),)
+
+    def models(self, lo: int, hi: int, d: int) -> SparseBatch:
+        """Return the part of models ``lo..hi-1``, columns and rows relative to model ``lo``."""
+        if lo == 0 and hi == self.cols.shape[0]:
+            return self
+        cols = self.cols[lo:hi] - lo * d
+        if self.t_rows is None:
+            return SparseBatch(cols, self.vals[lo:hi])
+        B, n = self.cols.shape[1], self.t_rows.numel()
+        start = int(self.t_offsets[lo * (d + 1)])
+        end = int(self.t_offsets[hi * (d + 1)]) if hi < self.cols.shape[0] else n
+        return SparseBatch(cols, self.vals[lo:hi], self.t_rows[start:end] - lo * B,
+                           self.t_vals[start:end], self.t_offsets[lo * (d + 1):hi * (d + 1)] - start)
+
+
+def transpose_rows(cols: Tensor, vals: Tensor, mask: Tensor | None, d: int) -> SparseBatch:
+    """Add the transpose to a batch's nonzero rows ``(M, B, k)`` (:class:`SparseBatch`).
+
+    Only real samples (``mask``) and nonzero values enter; a stable sort of the keys
+    ``m (d + 1) + column`` keeps each group's rows in increasing order. The batch alone
+    decides it, so the training loop makes it with the draws (on the draws thread).
+    """
+    M, B, k = cols.shape
+    dev = cols.device
+    model = torch.arange(M, device=dev, dtype=cols.dtype).view(-1, 1, 1)
+    keys = torch.cat((cols + model, (model * (d + 1) + d).expand(M, B, 1)), -1)  # m d + c + m
+    values = torch.cat((vals, torch.ones((M, B, 1), dtype=vals.dtype, device=dev)), -1)
+    keep = values != 0
+    if mask is not None:
+        keep &= mask.view(M, B, 1).bool()
+    # the rest sorts last, behind one more key (no boolean indexing: one argsort, one cut)
+    keys = keys.masked_fill_(~keep, M * (d + 1)).view(-1)
+    order = torch.argsort(keys, stable=True)[: int(keep.sum())]
+    counts = torch.bincount(keys, minlength=M * (d + 1) + 1)[: M * (d + 1)]
+    offsets = (counts.cumsum(0) - counts).to(cols.dtype)
+    rows = torch.div(order, k + 1, rounding_mode="floor").to(cols.dtype)
+    return SparseBatch(cols, vals, rows, values.view(-1).index_select(0, order), offsets)
+
+
+#: A multiple of every CPU elementwise kernel's vector block (2 x 16 floats with AVX-512).
+_LANES = 64
+#: Values per call of :func:`_lanewise` with more than two threads (twice torch's grain).
+_SLICE = 65536
+#: Bytes of one (models, batch, hidden) tensor per block of the MLP's per-sample passes.
+_BLOCK_BYTES = 1 << 20
+
+
+def _lanewise(fn: Callable[..., Tensor], t: Tensor, out: Tensor | None = None) -> Tensor:
+    """``fn(t, out=out)`` (in place without ``out``) with every element on torch's vector path.
+
+    torch's CPU kernels run a tensor's last ``numel mod 32`` elements (and those of every
+    thread's range) through a scalar loop, and for ``sigmoid`` and ``log1p`` the scalar and the
+    vector code differ in the last bit: an element's value would then depend on where it lies,
+    i.e. on how many models share a chunk. Here the bulk is cut at a multiple of ``_LANES``
+    per thread (with more than two threads, into slices of ``_SLICE`` values, which torch
+    splits at whole grains) and the rest is computed in a zero-padded ``_LANES``-multiple
+    scratch, so every element gets the vector code (results do not depend on the chunking at
+    a given thread count). ``t`` and ``out``
+    must be contiguous (in place: or the transpose of a contiguous tensor's last two
+    dimensions).
+    """
+    if out is None:
+        out = t
+        base = t if t.is_contiguous() else t.transpose(-1, -2)
+        src = dst = base.view(-1)
+    else:
+        src, dst = t.view(-1), out.view(-1)
+    if src.device.type != "cpu":
+        fn(src, out=dst)
+        return out
+    n = src.numel()
+    threads = max(1, torch.get_num_threads())
+    if threads <= 2:  # torch splits a range among at most 2 threads at multiples of _LANES
+        cut = n - n % (_LANES * threads)
+        if cut:
+            fn(src[:cut], out=dst[:cut])
+    else:  # slices of two grains (32768 values each): at most 2 threads, each a whole grain
+        cut = n - n % _SLICE
+        for lo in range(0, cut, _SLICE):
+            fn(src[lo:lo + _SLICE], out=dst[lo:lo + _SLICE])
+    if cut < n:
+        tail = src.new_zeros(-(-(n - cut) // _LANES) * _LANES)
+        tail[: n - cut] = src[cut:]
+        dst[cut:] = fn(tail, out=tail)[: n - cut]
+    return out
+
+
+class Workspace:
+    """Flat buffers that every training step reuses (grown, by a quarter more, when a step needs more).
+
+    A fresh tensor of tens of MB costs its page faults on every step (the allocator hands such
+    blocks back to the system); results computed into a workspace are valid until the next
+    call that uses it.
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, Tensor] = {}
+
+    def take(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """Return a tensor of ``shape`` with the dtype and device of ``like`` (contents undefined)."""
+        n = math.prod(shape)
+        buf = self._bufs.get(name)
+        if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
+            buf = like.new_empty(n + n // 4)
+            self._bufs[name] = buf
+        return buf[:n].view(shape)
+
+
+def _tanh_(z: Tensor) -> Tensor:
+    """``tanh(z)`` in place, as ``2 sigmoid(2 z) - 1``.
+
+    torch's CPU ``tanh`` calls MKL's vector math (about 3 ns a value on the reference AMD CPU,
+    a quarter of an MLP-256 step); its vectorised sigmoid and two in-place passes take a
+    quarter of that. The result differs from ``tanh`` by float32 rounding (at most about
+    1.2e-7 absolute, from ``2 s - 1`` near ``s = 1/2``).
+    """
+    return _lanewise(torch.sigmoid, z.mul_(2.0)).mul_(2.0).sub_(1.0)
+
+
+def _binary_error(diff: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Output error ``a = p_0 - [y = 0]`` and cross-entropy from the logit difference ``z_0 - z_1``.
+
+    With the margin ``t = z_y - z_other``: loss ``max(-t, 0) + log1p(exp(-|t|))`` and
+    ``p_other = sigmoid(-t)``, both without cancellation; ``a = -p_1`` for ``y = 0`` and
+    ``p_0`` for ``y = 1``. (``exp`` and the exact operations give the same bits in torch's
+    scalar and vector code; ``log1p`` and ``sigmoid`` go through :func:`_lanewise`.)
+    """
+    sign = 1.0 - 2.0 * y.to(diff.dtype)  # +1 for class 0, -1 for class 1
+    t = (diff * sign).neg_()
+    losses = _lanewise(torch.log1p, t.abs().neg_().exp_()).add_(t.clamp(min=0.0))
+    return _lanewise(torch.sigmoid, t).mul_(sign).neg_(), losses
+
+
+@dataclass
+class BinaryGrads:
+    """Per-sample gradient factors of a two-class :class:`LinearStack` (LR, or one tanh layer).
+
+    With two classes the output error ``delta_2 = softmax(z) - onehot(y)`` is ``(a, -a)`` with
+    ``a = p_0 - [y = 0]``, so every per-sample gradient is ``a`` times a fixed pattern: for LR
+    ``dW_i = a_i x_i (1, -1)``; for the MLP ``delta_1 = a_i e_i`` with ``e_i = w (1 - h_i^2)``,
+    ``w = W_2[:, 0] - W_2[:, 1]``. Norms and clipped sums need only ``a``, ``h``, ``e``:
+    ``||g_i||^2 = a_i^2 (2 (||x_i||^2 + 1))`` (LR) or ``a_i^2 ((||x_i||^2 + 1) ||e_i||^2 +
+    2 (||h_i||^2 + 1))`` (MLP), and ``sum_i f_i g_i`` is one matmul ``[X 1]^T diag(f a) E`` for
+    the first layer (the bias as a column of ones) and ``(f a)^T h`` for the second.
+    """
+
+    a: Tensor  # (M, B)
+    losses: Tensor  # (M, B)
+    x: Tensor | None  # (M, B, d) dense inputs, or None when ``sparse`` serves
+    sparse: SparseBatch | tuple[Tensor, Tensor] | None  # (cols, vals) (M, B, k), cols offset by m * d
+    x_sq: Tensor  # (M, B): ||x_i||^2
+    d: int
+    h: Tensor | None = None  # (M, B, H) hidden activations (MLP)
+    e: Tensor | None = None  # (M, B, H) = w (1 - h^2)
+    h_sq: Tensor | None = None  # (M, B)
+    e_norm: Tensor | None = None  # (M, B): ||e_i||
+    workspace: Workspace | None = None  # where the clipped sum of a 2-D ``factors`` goes
+
+    def norms(self) -> Tensor:
+        if self.h is None:
+            sq = (self.x_sq + 1.0) * 2.0
+        else:
+            sq = (self.x_sq + 1.0) * self.e_norm.square() + (self.h_sq + 1.0) * 2.0
+        return self.a.abs() * sq.sqrt()
+
+    def head(self, top: int) -> BinaryGrads:
+        """Return the factors of the first ``top`` models."""
+        cut = None if self.sparse is None else SparseBatch(*self.sparse).models(0, top, self.d)
+        part = [None if t is None else t[:top] for t in (self.x, self.h, self.e, self.h_sq, self.e_norm)]
+        return BinaryGrads(self.a[:top], self.losses[:top], part[0], cut, self.x_sq[:top], self.d,
+                           *part[1:], None)
+
+    def _xt(self, e: Tensor) -> Tensor:
+        """``X^T e`` per model for ``e`` ``(M, B, K)``: ``(M, K, d)``."""
+        M, _, K = e.shape
+        if self.x is not None:
+            return torch.bmm(e.transpose(1, 2), self.x)
+        cols, vals = self.sparse[0], self.sparse[1]  # scatter-add of each nonzero's share (k per record)
+        idx, w = cols.reshape(-1).long(), vals.reshape(M, -1, vals.shape[-1])
+        out = e.new_zeros((K, M * self.d))
+        for j in range(K):
+            out[j].scatter_add_(0, idx, (w * e[..., j:j + 1]).reshape(-1))
+        return out.view(K, M, self.d).transpose(0, 1)
+
+    def weighted_sum(self, factors: Tensor) -> list[Tensor]:
+        single = factors.dim() == 2
+        e = (factors.unsqueeze(-1) if single else factors) * self.a.unsqueeze(-1)  # (M, B, K)
+        M, B, K = e.shape
+        ends = e.sum(1)  # (M, K): the output bias, +/-
+        if self.h is None:
+            g = self._xt(e)  # (M, K, d)
+            out = [torch.stack((g, g.neg()), -1), torch.stack((ends, ends.neg()), -1)]
+        else:
+            d, H = self.d, self.h.shape[-1]
+            sp = self.sparse
+            bags = torch.nn.functional.embedding_bag
+            if self.x is None or (sp is not None and len(sp) == 5 and sp[2] is not None):
+                # [X 1]^T diag(e_k) E: one embedding_bag over E's rows per (model, column) group
+                if sp is None or len(sp) < 5 or sp[2] is None:
+                    sp = transpose_rows(sp[0], sp[1], None, d)
+                table = self.e.reshape(M * B, H)
+                t_vals = sp.t_vals.to(e.dtype)
+                parts = [bags(sp.t_rows, table, sp.t_offsets, mode="sum",
+                              per_sample_weights=e[..., j].reshape(-1).index_select(0, sp.t_rows).mul_(t_vals))
+                         for j in range(K)]
+                first = torch.stack([t.view(M, d + 1, H) for t in parts], 1) if K > 1 else parts[0].view(M, 1, d + 1, H)
+            else:  # [X 1] scaled by each column of e: (M, B, K, d + 1), then one matmul with E
+                # (the clipped sum, 2-D factors, in the workspace; group sums, 3-D, fresh)
+                ws = self.workspace if single and self.workspace is not None else Workspace()
+                lhs = ws.take("lhs", (M, B, K, d + 1), e)
+                torch.mul(self.x.unsqueeze(2), e.unsqueeze(-1), out=lhs[..., :d])
+                lhs[..., d] = e
+                first = ws.take("sum", (M, K, d + 1, H), e)
+                torch.bmm(lhs.view(M, B, K * (d + 1)).transpose(1, 2), self.e,
+                          out=first.view(M, K * (d + 1), H))
+            # (f a)^T h: one bag of all B rows per model
+            kind = torch.int32 if M * B < 2**31 else torch.int64
+            rows = torch.arange(M * B, device=e.device, dtype=kind)
+            table, starts = self.h.reshape(M * B, H), torch.arange(0, M * B, B, device=e.device, dtype=kind)
+            second = torch.stack([bags(rows, table, starts, mode="sum", per_sample_weights=e[..., j].reshape(-1))
+                                  for j in range(K)], 1)  # (M, K, H)
+            out = [first[:, :, :d], first[:, :, d], torch.stack((second, second.neg()), -1),
+                   torch.stack((ends, ends.neg()), -1)]
+        return [t.squeeze(1) for t in out] if single else out
+
+
 class LinearStack:
     """Ensemble of LR / MLP classifiers with stacked weights ``(n_models, in, out)``.
 
@@ -186,19 +447,26 @@ class LinearStack:
             W, b = params[2 * layer], params[2 * layer + 1]
             h = torch.matmul(h, W) + b.unsqueeze(1)
             if layer < n_layers - 1:
-                h = torch.tanh(h)
+                h = _tanh_(h)
         return h
+
+    @property
+    def binary(self) -> bool:
+        """Two classes and at most one hidden layer: the :class:`BinaryGrads` fast path."""
+        return self.n_classes == 2 and len(self.sizes) <= 3
 
     def sparse_first_layer(self, X: Tensor) -> tuple[Tensor, Tensor] | None:
         """Per-record nonzero columns and values of ``X``, for :meth:`per_sample`'s ``sparse``.
 
         Returns ``(cols, vals)`` of shape ``(n_records, k)`` (``k`` the most nonzeros of a
-        record; each row's nonzero columns in increasing order, padded with zero values), or
-        ``None`` when the first layer has few outputs (the class-major matmul serves it) or a
-        record has more than a quarter of its features nonzero (a dense matmul is cheaper).
+        record; each row's nonzero columns in increasing order, padded with zero values; the
+        columns as int32), or ``None`` when the first layer has few outputs and more than two
+        classes (the class-major matmul serves it) or a record has more than a quarter of its
+        features nonzero (a dense matmul is cheaper).
         """
         d = self.sizes[0]
-        if self.sizes[1] < 16 or X.dim() != 2 or X.dtype != torch.float32 or X.device.type != "cpu":
+        if (self.sizes[1] < 16 and not self.binary) or X.dim() != 2 or X.dtype != torch.float32 \
+                or X.device.type != "cpu":
             return None  # (on a GPU the dense matmul is the fast path)
         n = X.shape[0]
         k = max((int((X[r:r + 8192] != 0).sum(1).max()) for r in range(0, n, 8192)), default=d)
@@ -211,25 +479,43 @@ class LinearStack:
             # nonzero columns first, each group in increasing column order
             key = (X[r:r + 8192] == 0).to(torch.int64) * d + order
             cols[r:r + 8192] = key.argsort(1)[:, :k]
-        return cols, X.gather(1, cols)
+        return cols.to(torch.int32), X.gather(1, cols)
 
-    def per_sample(self, params: Sequence[Tensor], x: Tensor, y: Tensor,
-                   sparse: tuple[Tensor, Tensor] | None = None) -> LinearGrads:
+    def dense_input_needed(self, sparse: bool) -> bool:
+        """Whether :meth:`per_sample` reads the dense inputs.
+
+        Not for two classes on sparse rows: LR's clipped sum is a scatter-add of the nonzeros,
+        the MLP's runs over the transposed rows (:func:`transpose_rows`).
+        """
+        return not (sparse and self.binary)
+
+    def per_sample(self, params: Sequence[Tensor], x: Tensor | None, y: Tensor,
+                   sparse: tuple[Tensor, Tensor] | None = None,
+                   x_sq: Tensor | None = None,
+                   workspace: Workspace | None = None) -> LinearGrads | BinaryGrads:
         """Forward and hand-written backward pass of the per-sample cross-entropy.
 
         ``sparse``: the batch's rows of :meth:`sparse_first_layer`, ``(M, B, k)`` each, with the
         columns offset by ``m * d`` for model ``m`` of the chunk; the first layer's forward is
         then ``embedding_bag`` over those rows of the stacked ``W_1`` (``k`` instead of ``d``
-        multiply-adds per output). It forms the same fused multiply-adds in the same column order
-        as the CPU's dense matmul, whose zero terms add exactly: on this project's CPU build the
-        logits are bit-identical (checked on Adult at 32, 100 and 256 hidden units), and
-        ``tests/unit/engine/test_models.py`` holds both paths to the per-sample loop.
+        multiply-adds per output; the same products as the dense matmul, summed in FBGEMM's
+        order: equal to float32 rounding). ``x_sq``: ``||x_i||^2`` of the batch ``(M, B)``
+        (the training loop takes them from per-record norms computed once per run); computed
+        here when ``None``. ``x`` may be ``None`` where :meth:`dense_input_needed` says so.
+        ``workspace``: buffers reused from step to step (the training loop's); the result then
+        lives in them until the next call with the same workspace.
 
-        ``delta_L = softmax(z_L) - onehot(y)``, ``delta_l = (delta_{l+1} W_{l+1}^T) * (1 - h_l^2)``.
-        ``input_sq`` of the result holds ``||h_l||^2`` of the hidden layers (the squares that
-        tanh's derivative needs anyway); the training loop sets ``input_sq[0]`` to per-record
-        ``||x_i||^2`` computed once per run, instead of once per step.
+        Two classes and at most one hidden layer (:attr:`binary`) take the factored path of
+        :class:`BinaryGrads`; otherwise ``delta_L = softmax(z_L) - onehot(y)``,
+        ``delta_l = (delta_{l+1} W_{l+1}^T) * (1 - h_l^2)`` and a :class:`LinearGrads`, whose
+        ``input_sq`` holds ``||h_l||^2`` of the hidden layers (the squares that tanh's
+        derivative needs anyway). ``tanh`` is computed as ``2 sigmoid(2 z) - 1`` (:func:`_tanh_`).
+        ``tests/unit/engine/test_models.py`` holds every path to the per-sample loop.
         """
+        if x_sq is None:
+            x_sq = x.square().sum(-1)
+        if self.binary:
+            return self._per_sample_binary(params, x, y, sparse, x_sq, workspace)
         n_layers = len(params) // 2
         inputs: list[Tensor] = []
         h = x
@@ -237,14 +523,11 @@ class LinearStack:
             W, b = params[2 * layer], params[2 * layer + 1]
             inputs.append(h)
             if layer == 0 and sparse is not None:
-                M, B, k = sparse[0].shape
-                z = torch.nn.functional.embedding_bag(
-                    sparse[0].view(M * B, k), W.reshape(-1, W.shape[-1]),
-                    per_sample_weights=sparse[1].view(M * B, k), mode="sum",
-                ).view(M, B, -1).add_(b.unsqueeze(1))
+                M, B = sparse[0].shape[:2]
+                z = _bag_sum(sparse, W.reshape(-1, W.shape[-1])).view(M, B, -1).add_(b.unsqueeze(1))
             else:
                 z = _x_w(h, W, b)
-            h = torch.tanh_(z) if layer < n_layers - 1 else z
+            h = _tanh_(z) if layer < n_layers - 1 else z
         # Few classes: _x_w returned the logits as a view of class-major (M, C, B) memory;
         # the softmax and its error run in that layout (contiguous along the batch).
         class_major = h.stride(-1) != 1 and h.transpose(1, 2).is_contiguous()
@@ -268,7 +551,58 @@ class LinearStack:
             delta = torch.bmm(delta, W.transpose(1, 2)).mul_(sq.neg_().add_(1))
             deltas.append(delta)
         deltas.reverse()
+        input_sq[0] = x_sq
         return LinearGrads(inputs, deltas, losses, input_sq)
+
+    def _per_sample_binary(self, params: Sequence[Tensor], x: Tensor | None, y: Tensor,
+                           sparse: tuple[Tensor, Tensor] | None, x_sq: Tensor,
+                           workspace: Workspace | None) -> BinaryGrads:
+        """:meth:`per_sample` for two classes: only the logit difference and ``a`` per sample.
+
+        The MLP's per-sample passes over ``(M, B, H)``: the first layer's output (in place:
+        ``2 z``, the sigmoid, ``2 s - 1``), ``h w`` and ``h^2`` through one scratch tensor,
+        ``e = w - h^2 w`` in place of ``h^2``, and the row norms. Every value is computed by
+        the same code whatever the chunk of models (:func:`_lanewise`).
+        """
+        d = self.sizes[0]
+        M, B = y.shape
+        W1, b1 = params[0], params[1]
+        if len(params) == 2:  # LR: the logit difference z_0 - z_1 = x (W_0 - W_1) + b_0 - b_1
+            w = W1[..., 0] - W1[..., 1]  # (M, d)
+            if sparse is not None:
+                diff = _bag_sum(sparse, w.reshape(-1, 1)).view(M, B)
+            else:
+                diff = torch.bmm(w.unsqueeze(1), x.transpose(1, 2)).view(M, B)
+            diff = diff.add_((b1[:, 0] - b1[:, 1]).unsqueeze(1))
+            a, losses = _binary_error(diff, y)
+            return BinaryGrads(a, losses, x if sparse is None else None, sparse, x_sq, d)
+        W2, b2 = params[2], params[3]
+        H = W1.shape[-1]
+        ws = Workspace() if workspace is None else workspace
+        h, e = ws.take("h", (M, B, H), W1), ws.take("e", (M, B, H), W1)
+        diff, h_sq, e_norm = (W1.new_empty((M, B)) for _ in range(3))
+        w = (W2[..., 0] - W2[..., 1]).unsqueeze(1)  # (M, 1, H)
+        table = W1.reshape(-1, H)
+        twice = None if sparse is None else sparse[1] * 2.0
+        # Blocks of models of about _BLOCK_BYTES per (B, H) tensor: the passes below stay in cache.
+        step = max(1, _BLOCK_BYTES // max(1, B * H * W1.element_size()))
+        for lo in range(0, M, step):
+            hi = min(M, lo + step)
+            hb, eb, wb = h[lo:hi], e[lo:hi], w[lo:hi]
+            # tanh(z) = 2 sigmoid(2 z) - 1, with 2 z formed exactly (a power of two) in the matmul
+            if sparse is not None:
+                z = _bag_sum((sparse[0][lo:hi], twice[lo:hi]), table).view(hi - lo, B, H)
+                _lanewise(torch.sigmoid, z.add_(b1[lo:hi].unsqueeze(1), alpha=2.0), hb)
+            else:
+                torch.baddbmm(b1[lo:hi].unsqueeze(1), x[lo:hi], W1[lo:hi], beta=2.0, alpha=2.0, out=hb)
+                _lanewise(torch.sigmoid, hb)
+            hb.mul_(2.0).sub_(1.0)
+            torch.sum(torch.mul(hb, wb, out=eb), -1, out=diff[lo:hi])
+            torch.sum(torch.mul(hb, hb, out=eb), -1, out=h_sq[lo:hi])
+            torch.sub(wb, eb.mul_(wb), out=eb)  # w - h^2 w: exact operations only
+            torch.linalg.vector_norm(eb, dim=-1, out=e_norm[lo:hi])
+        a, losses = _binary_error(diff.add_((b2[:, 0] - b2[:, 1]).unsqueeze(1)), y)
+        return BinaryGrads(a, losses, x, sparse, x_sq, d, h, e, h_sq, e_norm, workspace)
 
     def bytes_per_sample(self) -> int:
         """Rough bytes of activations per (model, sample) in one training step."""
@@ -564,127 +898,389 @@ def _crop_for_pooling(ops: list[_Op]) -> list[_Op]:
     return ops
 
 
-def _unfold(h: Tensor, op: _Op, M: int) -> Tensor:
-    """im2col of channels-last images ``(N, H, W, C)``: rows ``(M, B P, kh kw C)`` (one copy)."""
-    _, _, kh, kw, sh, sw, ph, pw = op.geom
-    if ph or pw:
-        h = torch.nn.functional.pad(h, (0, 0, pw, pw, ph, ph))
-    ho, wo = op.shape_out[0], op.shape_out[1]
-    h = h[:, :(ho - 1) * sh + kh, :(wo - 1) * sw + kw]  # the rows of a cropped grid only
-    patches = h.unfold(1, kh, sh).unfold(2, kw, sw)  # (N, Ho, Wo, C, kh, kw), a strided view
-    return patches.permute(0, 1, 2, 4, 5, 3).reshape(M, -1, kh * kw * op.geom[0])
+#: Per-sample convolution gradients by im2col and one matmul per sample up to this many
+#: values of ``U`` per sample (positions x kernel rows), else by oneDNN's grouped kernels.
+_ROWS_MAX = 4096
 
 
-def _to_groups(t: Tensor, M: int) -> Tensor:
-    """``(M B, H, W, C)`` -> ``(B, M C, H, W)`` in channels-last memory: models as conv groups."""
-    N, H, W, C = t.shape
-    g = t.view(M, N // M, H, W, C).permute(1, 2, 3, 0, 4).reshape(N // M, H, W, M * C)
-    return g.permute(0, 3, 1, 2)
+def _grouped(x: Tensor, M: int) -> Tensor:
+    """``(M B, C, H, W)`` (model-major) -> ``(B, M C, H, W)`` in channels-last memory: models as groups."""
+    N, C, H, W = x.shape
+    g = x.view(M, N // M, C, H, W).permute(1, 0, 2, 3, 4).reshape(N // M, M * C, H, W)
+    return g.contiguous(memory_format=torch.channels_last)
 
 
-def _from_groups(t: Tensor, M: int) -> Tensor:
-    """Inverse of :func:`_to_groups`: ``(B, M C, H, W)`` -> contiguous ``(M B, H, W, C)``."""
-    B, MC, H, W = t.shape
-    g = t.permute(0, 2, 3, 1).reshape(B, H, W, M, MC // M)
-    return g.permute(3, 0, 1, 2, 4).reshape(M * B, H, W, MC // M)
+def _cl_weight(W: Tensor) -> Tensor:
+    """Stacked weights ``(M, O, C, kh, kw)`` as one grouped weight ``(M O, C, kh, kw)``, channels-last.
+
+    With one input channel a contiguous weight would make oneDNN pick its NCHW kernels (and
+    convert the channels-last input and output): 3-7x slower for the first convolution.
+    """
+    return W.reshape(-1, *W.shape[2:]).contiguous(memory_format=torch.channels_last)
 
 
-def _conv_input_grad(dz: Tensor, op: _Op, h: Tensor, W: Tensor, M: int) -> Tensor:
-    """Errors at a convolution's input ``h`` ``(M B, H, W, C)`` from those at its output ``dz``.
+def _ungrouped(g: Tensor, M: int) -> Tensor:
+    """Inverse of :func:`_grouped`, flattened per model: ``(B, M C, H, W)`` -> ``(M B, C H W)``."""
+    B, MC, H, W = g.shape
+    return g.view(B, M, MC // M, H, W).permute(1, 0, 2, 3, 4).reshape(M * B, -1)
 
-    One grouped ``convolution_backward`` (the models as groups, channels-last): torch's own
-    kernel, instead of ``dz W^T`` on the im2col rows and their scatter back (the adjoint of
-    im2col), which costs a ``kh kw``-fold larger temporary.
+
+def _crop(op: _Op) -> tuple[int, int, int, int]:
+    """Return the crop of a convolution's input and output grids that a following pooling reads.
+
+    ``(rows, cols)`` of the input and ``(rows, cols)`` of the output grid that hold every
+    output position a following pooling reads (:func:`_crop_for_pooling`). Output positions outside the crop have zero errors, so per-sample gradients and ghost
+    norms computed on the crop are exact. With padding the input is not cut (the padding of
+    the far side would move); the output grid is then the full one.
     """
     C, n_out, kh, kw, sh, sw, ph, pw = op.geom
-    H, W_ = op.shape_in[0], op.shape_in[1]
-    xin = _to_groups(h, M)
-    Wg = W.reshape(M * n_out, C, kh, kw).contiguous(memory_format=torch.channels_last)
-    full = ((H + 2 * ph - kh) // sh + 1, (W_ + 2 * pw - kw) // sw + 1)
-    g = _to_groups(dz, M)
-    if g.shape[2:] != full:  # a cropped grid: the unread rows and columns have no error
-        g = torch.nn.functional.pad(g, (0, full[1] - g.shape[3], 0, full[0] - g.shape[2]))
-        g = g.contiguous(memory_format=torch.channels_last)
-    dx, _, _ = torch.ops.aten.convolution_backward(
-        g, xin, Wg, None, (sh, sw), (ph, pw), (1, 1), False, (0, 0), M, (True, False, False))
-    return _from_groups(dx, M)
+    H, W = op.shape_in[0], op.shape_in[1]
+    rows = min(H, (op.shape_out[0] - 1) * sh + kh - ph) if ph == 0 else H
+    cols = min(W, (op.shape_out[1] - 1) * sw + kw - pw) if pw == 0 else W
+    return rows, cols, (rows + 2 * ph - kh) // sh + 1, (cols + 2 * pw - kw) // sw + 1
+
+
+class _Scratch:
+    """Temporaries of a :class:`SeqStack` step reused from one step to the next.
+
+    Each is consumed by the call that fills it (an im2col copy read by one matmul), so one
+    buffer per name serves every step: a fresh tensor of tens of MB costs thousands of page
+    faults a step (the digits CNN's unfolded second convolution: 21 MB, 5.5k faults, a quarter
+    of the step on this VM). Grown, never shrunk; not shared between threads.
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: Tensor, zeros: bool = False) -> Tensor:
+        """Return a ``shape`` view of buffer ``name`` (``zeros``: zero-filled when allocated)."""
+        need = math.prod(shape)
+        buf = self._bufs.get(name)
+        if buf is None or buf.numel() < need or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._bufs[name] = (like.new_zeros if zeros else like.new_empty)(need + need // 4)
+        return buf[:need].view(shape)
+
+
+def _unfold(h: Tensor, op: _Op, M: int, scratch: _Scratch | None = None) -> Tensor:
+    """im2col of the grouped input ``(B, M C, H, W)`` over the cropped output grid.
+
+    Returns rows ``(B M, P, kh kw C)`` (sample-major, one copy).
+    """
+    C, _, kh, kw, sh, sw, ph, pw = op.geom
+    B, _, H, W = h.shape
+    x = h.permute(0, 2, 3, 1).reshape(B, H, W, M, C)
+    if ph or pw:
+        x = torch.nn.functional.pad(x, (0, 0, 0, 0, pw, pw, ph, ph))
+    ho, wo = op.shape_out[0], op.shape_out[1]
+    x = x[:, :(ho - 1) * sh + kh, :(wo - 1) * sw + kw]
+    patches = x.unfold(1, kh, sh).unfold(2, kw, sw)  # (B, ho, wo, M, C, kh, kw), a strided view
+    patches = patches.permute(0, 3, 1, 2, 5, 6, 4)
+    if scratch is None:
+        return patches.reshape(B * M, ho * wo, kh * kw * C)
+    out = scratch.get("unfold", tuple(patches.shape), h)
+    return out.copy_(patches).view(B * M, ho * wo, kh * kw * C)
+
+
+def _rows(d: Tensor, op: _Op, M: int, scratch: _Scratch | None = None) -> Tensor:
+    """Errors of the grouped output ``(B, M O, Ho, Wo)`` on the cropped grid: ``(B M, P, O)``."""
+    B, MO, _, _ = d.shape
+    ho, wo = op.shape_out[0], op.shape_out[1]
+    x = d[:, :, :ho, :wo].permute(0, 2, 3, 1).reshape(B, ho, wo, M, MO // M).permute(0, 3, 1, 2, 4)
+    if scratch is None:
+        return x.reshape(B * M, ho * wo, MO // M)
+    return scratch.get("rows", tuple(x.shape), d).copy_(x).view(B * M, ho * wo, MO // M)
+
+
+@dataclass
+class _ConvPiece:
+    """Per-sample gradient data of one convolution, all models of a chunk.
+
+    ``h`` is the grouped input ``(B, M C, H, W)`` as the convolution computed it (``op``; the
+    crop of an unpadded one) and ``d`` the grouped errors at its output ``(B, M O, Ho, Wo)``
+    (channels-last). Mode ``"psg"``: per-sample weight gradients ``g`` ``(M, B, O C kh kw)``
+    (or ``(kh kw C O)`` when ``rows``) and bias gradients ``gb`` ``(M, B, O)``, views, from
+    im2col and one matmul per sample or from one ``convolution_backward`` with every (sample,
+    model) pair a group; the clipped sum is one batched matmul over them. Mode ``"ghost"``:
+    ghost norms from the Gram matrices of the errors and of the unfolded input (``pixel_map``:
+    from the Gram matrix of the pixels of ``pixels``, the layer's own input); the clipped sum
+    is one grouped ``convolution_backward`` (models as groups) of the input and the errors
+    scaled by the factors, one call per column of the factors.
+    """
+
+    mode: str
+    op: _Op
+    h: Tensor
+    d: Tensor
+    W: Tensor  # (M, O, C, kh, kw)
+    bias: bool
+    g: Tensor | None = None
+    gb: Tensor | None = None  # per-sample bias gradients (M, B, O) (mode "psg"; "ghost": after sq_norms)
+    rows: bool = False  # g from im2col rows: (kh, kw, C, O) order, else (O, C, kh, kw)
+    scratch: _Scratch | None = None
+    pixel_map: Tensor | None = None  # ghost norms: the map from pixel Gram to patch Gram
+    pixels: Tensor | None = None  # with pixel_map: the layer's own input (uncropped, unpadded)
+
+    @property
+    def M(self) -> int:
+        return self.W.shape[0]
+
+    def sq_norms(self) -> Tensor:
+        """Squared per-sample gradient norms ``(M, B)``."""
+        if self.mode == "psg":
+            sq = torch.linalg.vector_norm(self.g, dim=-1).square()
+        else:
+            M = self.M
+            B = self.h.shape[0]
+            D = _rows(self.d, self.op, M, self.scratch)  # (B M, P, O)
+            if self.bias:
+                self.gb = D.sum(1).view(B, M, -1).transpose(0, 1)
+            dd = torch.bmm(D, D.transpose(1, 2))
+            if self.pixel_map is not None:  # U U^T = A(X X^T): no im2col (see _pixel_gram_map)
+                H, W = self.pixels.shape[2:]
+                C = self.op.geom[0]
+                x = self.pixels.permute(0, 2, 3, 1).reshape(B, H * W, M, C).transpose(1, 2)
+                X = self.scratch.get("pixels", tuple(x.shape), x).copy_(x).view(B * M, H * W, C)
+                S = torch.bmm(X, X.transpose(1, 2)).view(B * M, -1)
+                if B * M < 8:  # MKL takes another kernel for 1-3 rows: pad, so that chunks agree
+                    S = torch.nn.functional.pad(S, (0, 0, 0, 8 - B * M))
+                uu = torch.mm(S, self.pixel_map)[:B * M]
+            else:
+                U = _unfold(self.h, self.op, M, self.scratch)  # (B M, P, width)
+                uu = torch.bmm(U, U.transpose(1, 2))
+            sq = torch.linalg.vecdot(uu.flatten(1), dd.flatten(1)).view(B, M).transpose(0, 1)
+        if self.bias:
+            sq = sq + self.gb.square().sum(-1)
+        return sq
+
+    def weighted_sum(self, f: Tensor, lead: tuple[int, ...]) -> list[Tensor]:
+        """``sum_i f_i g_i`` for factors ``f`` ``(M, K', B)``: weight ``(*lead, O, C, kh, kw)``."""
+        wshape = tuple(self.W.shape[1:])
+        if self.mode == "psg":
+            s = torch.bmm(f, self.g)
+            if self.rows:  # g's rows are (kh, kw, C) x O
+                n_out, C, kh, kw = wshape
+                nl = len(lead)
+                s = s.reshape(*lead, kh, kw, C, n_out).permute(*range(nl), nl + 3, nl + 2, nl, nl + 1)
+            out = [s.reshape(*lead, *wshape)]
+            if self.bias:
+                out.append(torch.bmm(f, self.gb).reshape(*lead, -1))
+            return out
+        M, K = f.shape[0], f.shape[1]
+        C, n_out, kh, kw, sh, sw, ph, pw = self.op.geom
+        B = self.d.shape[0]
+        Wg = _cl_weight(self.W)
+        ws, bs = [], []
+        for k in range(K):  # the weight gradient of sum_i f_i loss_i: errors scaled by f_i
+            scale = f[:, k].transpose(0, 1).reshape(B, M, 1, 1, 1)
+            dk = (self.d.view(B, M, n_out, *self.d.shape[2:]) * scale).view_as(self.d)
+            _, dw, db = _conv_backward(dk, self.h, Wg, (sh, sw), (ph, pw), M, (False, True, self.bias))
+            ws.append(dw.view(M, *wshape))
+            if self.bias:
+                bs.append(db.view(M, n_out))
+        out = [torch.stack(ws, 1).reshape(*lead, *wshape)]
+        if self.bias:
+            out.append(torch.stack(bs, 1).reshape(*lead, n_out))
+        return out
+
+    def head(self, top: int) -> _ConvPiece:
+        C, n_out = self.op.geom[0], self.op.geom[1]
+        return _ConvPiece(self.mode, self.op, self.h[:, :top * C], self.d[:, :top * n_out], self.W[:top],
+                          self.bias, None if self.g is None else self.g[:top],
+                          None if self.gb is None else self.gb[:top], self.rows, self.scratch, self.pixel_map,
+                          None if self.pixels is None else self.pixels[:, :top * C])
+
+
+def _pixel_gram_map(op: _Op) -> np.ndarray | None:
+    """Return the linear map from a sample's pixel Gram matrix to the Gram matrix of its patches.
+
+    With ``x_p`` the ``C`` channels of pixel ``p`` and ``U_t`` the unfolded patch of output
+    position ``t``, ``U_t . U_t' = sum_k x_{t+k} . x_{t'+k}`` over the kernel offsets ``k``
+    whose two pixels both lie inside the image (padding is zero): a fixed 0/1-sum of entries
+    of ``S = X X^T``. Returns ``A`` ``(H W H W, P P)`` with ``vec(U U^T) = vec(S) A``, or ``None``
+    when ``A`` would hold more than ``2^18`` entries or the image has more pixels than a patch
+    has values (then the im2col Gram costs less).
+    """
+    C, _, kh, kw, sh, sw, ph, pw = op.geom
+    H, W = op.shape_in[0], op.shape_in[1]
+    ho, wo = op.shape_out[0], op.shape_out[1]
+    P, HW = ho * wo, H * W
+    if P * P * HW * HW > 2 ** 18 or HW > kh * kw * C:
+        return None
+    ti, tj = np.divmod(np.arange(P), wo)
+    ka, kb = np.divmod(np.arange(kh * kw), kw)
+    r = ti[:, None] * sh + ka[None, :] - ph  # (P, K) pixel rows and columns
+    c = tj[:, None] * sw + kb[None, :] - pw
+    pix = np.where((r >= 0) & (r < H) & (c >= 0) & (c < W), r * W + c, -1)
+    a, b = pix[:, None, :], pix[None, :, :]  # (P, 1, K), (1, P, K)
+    ok = (a >= 0) & (b >= 0)
+    t = np.broadcast_to((np.arange(P)[:, None] * P + np.arange(P)[None, :])[:, :, None], ok.shape)
+    A = np.zeros((HW * HW, P * P))
+    np.add.at(A, ((np.broadcast_to(a, ok.shape) * HW + np.broadcast_to(b, ok.shape))[ok], t[ok]), 1.0)
+    return A
+
+
+def _per_sample_rows(h: Tensor, d: Tensor, op: _Op, M: int, scratch: _Scratch) -> tuple[Tensor, Tensor]:
+    """Return per-sample weight gradients ``(M, B, kh kw C O)`` as ``U^T delta`` and bias gradients.
+
+    One matmul per sample; the bias gradients ``(M, B, O)`` are the errors summed over positions
+    (both views).
+    """
+    B = h.shape[0]
+    U, D = _unfold(h, op, M, scratch), _rows(d, op, M, scratch)
+    g = torch.bmm(U.transpose(1, 2), D).view(B, M, -1).transpose(0, 1)
+    return g, D.sum(1).view(B, M, -1).transpose(0, 1)
+
+
+def _batch_of_one(t: Tensor, scratch: _Scratch, name: str, channels_last: bool) -> Tensor:
+    """``(B, G, H, W)`` (channels-last) -> one image ``(1, B G, H, W)``, one copy into ``scratch``.
+
+    Channels-last: memory ``(H, W, B G)``, i.e. blocks of ``G`` values moved whole; else NCHW.
+    """
+    B, G, H, W = t.shape
+    if channels_last:
+        buf = scratch.get(name, (H, W, B, G), t).copy_(t.permute(2, 3, 0, 1))
+        return buf.view(H, W, B * G).permute(2, 0, 1).unsqueeze(0)
+    return scratch.get(name, (1, B * G, H, W), t).copy_(t.unsqueeze(0).flatten(1, 2))
+
+
+def _per_sample_conv(h: Tensor, d: Tensor, op: _Op, M: int, scratch: _Scratch) -> tuple[Tensor, Tensor]:
+    """Per-sample weight gradients ``(M, B, O C kh kw)`` and bias gradients ``(M, B, O)`` (views).
+
+    One ``convolution_backward`` over a batch of one image whose groups are the (sample,
+    model) pairs: the input ``(1, B M C, H, W)`` and the errors ``(1, B M O, Ho, Wo)``, both on
+    the crop (:func:`_crop`). oneDNN's direct kernels instead of an im2col copy and ``B M``
+    small matmuls.
+    """
+    C, n_out, kh, kw, sh, sw, ph, pw = op.geom
+    B = h.shape[0]
+    rows, cols, ho, wo = _crop(op)
+    # oneDNN's channels-last kernels are 2x faster with one input channel (and give the weight
+    # gradients in the same order then); NCHW ones otherwise
+    x = _batch_of_one(h[:, :, :rows, :cols], scratch, "input", C == 1)
+    e = _batch_of_one(d[:, :, :ho, :wo], scratch, "errors", C == 1)
+    # the weights only give the kernel's shape and memory format (only their gradient is asked
+    # for; zeros, never written)
+    shape = scratch.get("weights", (B * M * n_out, kh, kw, C) if C == 1 else (B * M * n_out, C, kh, kw), h,
+                        zeros=True)
+    shape = shape.permute(0, 3, 1, 2) if C == 1 else shape
+    _, g, gb = _conv_backward(e, x, shape, (sh, sw), (ph, pw), B * M, (False, True, True))
+    return g.view(B, M, -1).transpose(0, 1), gb.view(B, M, -1).transpose(0, 1)
+
+
+def _cropped_geometry(op: _Op) -> _Op | None:
+    """Return the convolution restricted to the output positions a following pooling reads, or ``None``.
+
+    The crop of :func:`_crop_for_pooling` as a convolution over the input's first
+    ``(ho - 1) s + k`` rows and columns (:func:`_pad_crop`): the same outputs,
+    without the unread ones (the MNIST-shape CNN's second convolution: 64 of 81 positions,
+    forward, input and weight gradients 15-30 % faster). Only for unpadded convolutions:
+    with padding oneDNN's input gradient runs over the padded crop's pixels (the digits CNN's
+    second convolution: 49 instead of 16, 1.5x slower) and the forward does not gain either.
+    """
+    C, n_out, kh, kw, sh, sw, ph, pw = op.geom
+    H, W = op.shape_in[0], op.shape_in[1]
+    full = ((H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
+    ho, wo = op.shape_out[0], op.shape_out[1]
+    if (ho, wo) == full or ph or pw:
+        return None
+    return replace(op, shape_in=((ho - 1) * sh + kh, (wo - 1) * sw + kw, C))
+
+
+def _pad_crop(h: Tensor, op: _Op, cop: _Op) -> Tensor:
+    """Return the input ``h`` ``(B, M C, H, W)`` cut to the crop's rows and columns (a channels-last copy)."""
+    return h[:, :, :cop.shape_in[0], :cop.shape_in[1]].contiguous(memory_format=torch.channels_last)
+
+
+def _uncrop(dx: Tensor, op: _Op, cop: _Op) -> Tensor:
+    """Map errors at the crop to errors at the image (zero in the rows and columns no position reads)."""
+    H, W = op.shape_in[0], op.shape_in[1]
+    return torch.nn.functional.pad(dx, (0, W - dx.shape[3], 0, H - dx.shape[2]))
+
+
+def _conv2d(x: Tensor, W: Tensor, bias: Tensor | None, stride: tuple[int, int], padding: tuple[int, int],
+            groups: int) -> Tensor:
+    """Run a grouped ``conv2d``; one group runs as two (a copy of it beside), see :func:`_conv_backward`."""
+    if groups > 1:
+        return torch.nn.functional.conv2d(x, W, bias, stride, padding, 1, groups)
+    two = torch.cat([x, x], 1).contiguous(memory_format=torch.channels_last)
+    return torch.nn.functional.conv2d(two, torch.cat([W, W]).contiguous(memory_format=torch.channels_last),
+                                      None if bias is None else torch.cat([bias, bias]), stride, padding, 1,
+                                      2)[:, :W.shape[0]]
+
+
+def _conv_backward(d: Tensor, x: Tensor, W: Tensor, stride: tuple[int, int], padding: tuple[int, int],
+                   groups: int, mask: tuple[bool, bool, bool]) -> tuple[Tensor | None, ...]:
+    """``convolution_backward`` of a grouped convolution (input, weight and bias gradients per ``mask``).
+
+    oneDNN computes each group of a grouped convolution the same way whatever the number of
+    groups, but an ungrouped one (one group) with other kernels, so a chunk of one model would
+    differ in the last bits from the same model in a larger chunk: one group runs as two (a
+    copy of itself beside it) and the copy's half of the result is dropped.
+    """
+    bias = [W.shape[0] * (2 if groups == 1 else 1)] if mask[2] else None
+    if groups > 1:
+        return torch.ops.aten.convolution_backward(d, x, W, bias, stride, padding, (1, 1), False, (0, 0), groups, mask)
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    out = torch.ops.aten.convolution_backward(
+        torch.cat([d, d], 1).contiguous(memory_format=fmt), torch.cat([x, x], 1).contiguous(memory_format=fmt),
+        torch.cat([W, W]).contiguous(memory_format=fmt), bias, stride, padding, (1, 1), False, (0, 0), 2, mask)
+    n_in, n_out = x.shape[1], W.shape[0]
+    return (None if out[0] is None else out[0][:, :n_in], None if out[1] is None else out[1][:n_out],
+            None if out[2] is None else out[2][:n_out])
 
 
 @dataclass
 class SeqGrads:
     """Per-sample gradient pieces of a :class:`SeqStack` batch, in parameter order.
 
-    A convolution contributes either materialised per-sample weight gradients
-    ``(M, B, kh kw C, n_out)`` (kind ``"conv"``: one batched matmul ``U^T delta`` per sample,
-    ``U`` the unfolded channels-last input ``(P, kh kw C)``) and bias gradients ``(M, B, n_out)``,
-    or (kind ``"ghost"``) its unfolded input ``U`` ``(M, B, P, kh kw C)`` and errors ``delta``
-    ``(M, B, P, n_out)``: then ``||dW_i||^2 = sum_{t,t'} (U_t . U_t') (delta_t . delta_t')`` (ghost
-    norms for convolutions, Li et al. 2022) and the clipped sum is one matmul per model over all
-    ``B P`` rows. A linear layer contributes its input ``h`` and error ``delta`` only, as in
-    :class:`LinearStack` (ghost norms, clipped sums by one ``bmm``).
+    A convolution contributes a :class:`_ConvPiece` (per-sample gradients or ghost norms, see
+    there); a linear layer its input ``h`` ``(M, B, I)`` and errors ``delta`` ``(M, B, n_out)``,
+    as in :class:`LinearStack` (ghost norms ``||h_i||^2 ||delta_i||^2``, clipped sums by one
+    ``bmm``).
     """
 
-    pieces: list[tuple[str, Tensor, Tensor, tuple[int, ...], bool]]  # kind, a, b, weight shape, bias
+    pieces: list[Any]  # _ConvPiece, or ("linear", h, delta, weight shape, bias)
     losses: Tensor
 
     def norms(self) -> Tensor:
         sq = None
-        for kind, a, b, _, bias in self.pieces:
-            if kind == "conv":  # a: weight gradients (M, B, kh kw C, n_out), b: bias gradients (M, B, n_out)
-                term = torch.linalg.vector_norm(a.flatten(2), dim=-1).square()
-                if bias:
-                    term = term + b.square().sum(-1)
-            elif kind == "ghost":  # a: U (M, B, P, kh kw C), b: delta (M, B, P, n_out)
-                M, B, P = a.shape[:3]
-                uu = torch.bmm(a.reshape(M * B, P, -1), a.reshape(M * B, P, -1).transpose(1, 2))
-                dd = torch.bmm(b.reshape(M * B, P, -1), b.reshape(M * B, P, -1).transpose(1, 2))
-                term = torch.linalg.vecdot(uu.view(M, B, -1), dd.view(M, B, -1))
-                if bias:
-                    term = term + b.sum(2).square().sum(-1)
+        for piece in self.pieces:
+            if isinstance(piece, _ConvPiece):
+                term = piece.sq_norms()
             else:  # linear: a = h (M, B, I), b = delta (M, B, n_out)
+                _, a, b, _, bias = piece
                 term = (a.square().sum(-1) + (1.0 if bias else 0.0)) * b.square().sum(-1)
             sq = term if sq is None else sq + term
         return sq.sqrt()
 
     def head(self, top: int) -> SeqGrads:
         """Return the pieces of the first ``top`` models."""
-        return SeqGrads([(k, a[:top], b[:top], w, bias) for k, a, b, w, bias in self.pieces], self.losses[:top])
+        return SeqGrads([p.head(top) if isinstance(p, _ConvPiece) else (p[0], p[1][:top], p[2][:top], *p[3:])
+                         for p in self.pieces], self.losses[:top])
 
     def weighted_sum(self, factors: Tensor) -> list[Tensor]:
         out: list[Tensor] = []
         M = factors.shape[0]
         f = factors.unsqueeze(1) if factors.dim() == 2 else factors.transpose(1, 2)  # (M, K', B)
         lead = (M,) if factors.dim() == 2 else (M, factors.shape[-1])
-        nl = len(lead)
-        for kind, a, b, wshape, bias in self.pieces:
-            if kind == "conv":  # wshape (n_out, C, kh, kw); a is (M, B, kh kw C, n_out)
-                n_out, C, kh, kw = wshape
-                s = torch.bmm(f, a.flatten(2)).reshape(*lead, kh, kw, C, n_out)
-                out.append(s.permute(*range(nl), nl + 3, nl + 2, nl, nl + 1))
+        for piece in self.pieces:
+            if isinstance(piece, _ConvPiece):
+                out.extend(piece.weighted_sum(f, lead))
+                continue
+            _, a, b, _, bias = piece
+            if factors.dim() == 2:
+                fd = b * factors.unsqueeze(-1)  # (M, B, n_out)
+                out.append(torch.bmm(fd.transpose(1, 2), a))  # (M, n_out, I)
                 if bias:
-                    out.append(torch.bmm(f, b).reshape(*lead, -1))
-            elif kind == "ghost":  # sum_{i,t} f_i delta_{i,t} U_{i,t}^T over all B P rows at once
-                n_out, C, kh, kw = wshape
-                Bn, P = b.shape[1], b.shape[2]
-                fd = b.unsqueeze(3) * f.transpose(1, 2)[:, :, None, :, None]  # (M, B, P, K', n_out)
-                s = torch.bmm(fd.reshape(M, Bn * P, -1).transpose(1, 2), a.reshape(M, Bn * P, -1))
-                out.append(s.reshape(*lead, n_out, kh, kw, C).permute(*range(nl), nl, nl + 3, nl + 1, nl + 2))
-                if bias:
-                    out.append(fd.sum((1, 2)).reshape(*lead, n_out))
+                    out.append(fd.sum(1))
             else:
-                if factors.dim() == 2:
-                    fd = b * factors.unsqueeze(-1)  # (M, B, n_out)
-                    out.append(torch.bmm(fd.transpose(1, 2), a))  # (M, n_out, I)
-                    if bias:
-                        out.append(fd.sum(1))
-                else:
-                    Bn, n_out = b.shape[1], b.shape[2]
-                    K = factors.shape[-1]
-                    fd = b.unsqueeze(2) * factors.unsqueeze(-1)  # (M, B, K, n_out)
-                    dW = torch.bmm(fd.reshape(M, Bn, K * n_out).transpose(1, 2), a)  # (M, K n_out, I)
-                    out.append(dW.reshape(M, K, n_out, -1))
-                    if bias:
-                        out.append(fd.sum(1))
+                Bn, n_out = b.shape[1], b.shape[2]
+                K = factors.shape[-1]
+                fd = b.unsqueeze(2) * factors.unsqueeze(-1)  # (M, B, K, n_out)
+                dW = torch.bmm(fd.reshape(M, Bn, K * n_out).transpose(1, 2), a)  # (M, K n_out, I)
+                out.append(dW.reshape(M, K, n_out, -1))
+                if bias:
+                    out.append(fd.sum(1))
         return out
 
 
@@ -693,17 +1289,18 @@ class SeqStack(FuncStack):
 
     The same parameters, initialisation and modules as :class:`FuncStack` (it inherits them),
     but every model of a chunk runs at once, with the backward pass written out (no
-    ``autograd``, no ``vmap``): images are kept channels-last ``(N, H, W, C)``, a convolution
-    is an im2col copy ``U`` (rows ``(kh, kw, C)``) and one batched matmul per model, poolings
-    are torch's own kernels (and their backward), and the errors ``delta`` flow back through
-    ``delta W`` (linear layers) and one grouped ``convolution_backward`` over all models
-    (convolutions). Then, per convolution, the cheaper of two closed forms by Bu et al.
-    (2023)'s rule for ``P`` output positions: ghost norms (``2 P^2 < n_out kh kw C``, e.g. the
-    digits CNN's second convolution) from the Gram matrices of ``U`` and ``delta``, with the
-    clipped sum one matmul per model over all rows; else per-sample gradients by one batched
-    matmul ``U^T delta`` per sample. Linear layers: ghost norms and a ``bmm`` clipped sum. Used for
-    ``"cnn"`` and for any user module of the supported layers (:func:`_sequential_layers`);
-    others go through :class:`FuncStack`.
+    ``autograd``, no ``vmap``). Images are kept as one batch ``(B, M C, H, W)`` in
+    channels-last memory with the models as convolution groups, so a convolution over all
+    models is one grouped oneDNN convolution (forward) and one grouped
+    ``convolution_backward`` (errors at its input); poolings and activations are torch's own
+    kernels on that layout. Per convolution the cheaper closed form by Bu et al. (2023)'s rule
+    for ``P`` output positions: ghost norms (``2 P^2 < n_out kh kw C``, e.g. the digits CNN's
+    second convolution) from the Gram matrices of the unfolded input and of the errors, with
+    the clipped sum one grouped ``convolution_backward`` of the errors scaled per sample; else
+    per-sample gradients by one ``convolution_backward`` whose groups are the (sample, model)
+    pairs, with the clipped sum one batched matmul over them. Linear layers: ghost norms and
+    a ``bmm`` clipped sum. Used for ``"cnn"`` and for any user module of the supported layers
+    (:func:`_sequential_layers`); others go through :class:`FuncStack`.
     """
 
     def __init__(self, factory: Callable[[], nn.Module], input_shape: Sequence[int], n_classes: int):
@@ -715,7 +1312,18 @@ class SeqStack(FuncStack):
         if ops is None:
             raise V.fail("model", factory, "to be a supported feed-forward stack (see SeqStack)")
         self._ops = ops
+        self._scratch = _Scratch()
+        self._maps: dict[tuple, Tensor | None] = {}
+        self._crops = {id(op): _cropped_geometry(op) for op in ops if op.kind == "conv"}
         self._first = min(i for i, op in enumerate(ops) if op.w >= 0) if any(op.w >= 0 for op in ops) else len(ops)
+
+    def _pixel_map(self, pos: int, like: Tensor) -> Tensor | None:
+        """:func:`_pixel_gram_map` of layer ``pos`` as a tensor like ``like`` (cached)."""
+        key = (pos, like.dtype, like.device)
+        if key not in self._maps:
+            A = _pixel_gram_map(self._ops[pos])
+            self._maps[key] = None if A is None else torch.as_tensor(A, dtype=like.dtype, device=like.device)
+        return self._maps[key]
 
     @staticmethod
     def supports(module: nn.Module, input_shape: Sequence[int]) -> bool:
@@ -726,34 +1334,36 @@ class SeqStack(FuncStack):
     def _forward(self, params: Sequence[Tensor], x: Tensor, M: int, saved: list | None) -> Tensor:
         """Logits ``(N, classes)`` of ``x`` ``(N, *input_shape)``, ``N = M B``; fills ``saved``."""
         N = x.shape[0]
-        h = x.permute(0, 2, 3, 1).contiguous() if x.dim() == 4 else x
-        fresh = False  # whether h may be overwritten in place (never the caller's input)
+        h = _grouped(x, M) if x.dim() == 4 else x
+        fresh = x.dim() == 4  # whether h may be overwritten in place (never the caller's input)
         for op in self._ops:
             keep: Any = None
             if op.kind == "conv":
-                U = _unfold(h, op, M)
+                C, n_out, kh, kw, sh, sw, ph, pw = op.geom
                 W = params[op.w]
-                Wt = W.permute(0, 3, 4, 2, 1).reshape(M, -1, W.shape[1])  # (M, kh kw C, n_out)
-                z = torch.bmm(U, Wt) if op.b < 0 else torch.baddbmm(params[op.b].unsqueeze(1), U, Wt)
-                h, keep = z.view(N, *op.shape_out), (U, h, W)
+                Wg = _cl_weight(W)
+                bias = None if op.b < 0 else params[op.b].reshape(-1)
+                cop = self._crops[id(op)]
+                xin = h if cop is None else _pad_crop(h, op, cop)
+                z = _conv2d(xin, Wg, bias, (sh, sw), (ph, pw), M)
+                h, keep = z.contiguous(memory_format=torch.channels_last), (h, W, xin, cop)
             elif op.kind == "linear":
                 hm = h.view(M, N // M, -1)
                 Wt = params[op.w].transpose(1, 2)
                 z = torch.bmm(hm, Wt) if op.b < 0 else torch.baddbmm(params[op.b].unsqueeze(1), hm, Wt)
                 h, keep = z.view(N, -1), (hm, params[op.w])
             elif op.kind in ("maxpool", "avgpool"):
-                xin = h.permute(0, 3, 1, 2)  # NCHW sizes over channels-last memory
                 L = op.layer
                 k, s, p = _pair(L.kernel_size), _pair(L.stride or L.kernel_size), _pair(L.padding)
                 if op.kind == "maxpool":
-                    y, idx = torch.ops.aten.max_pool2d_with_indices(xin, k, s, p, (1, 1), False)
-                    keep = (xin, idx, k, s, p)
+                    y, idx = torch.ops.aten.max_pool2d_with_indices(h, k, s, p, (1, 1), False)
+                    keep = (h, idx, k, s, p)
                 else:
-                    y = torch.ops.aten.avg_pool2d(xin, k, s, p, False, L.count_include_pad, L.divisor_override)
-                    keep = (xin, None, k, s, p)
-                h = y.permute(0, 2, 3, 1).contiguous()
+                    y = torch.ops.aten.avg_pool2d(h, k, s, p, False, L.count_include_pad, L.divisor_override)
+                    keep = (h, None, k, s, p)
+                h = y.contiguous(memory_format=torch.channels_last)
             elif op.kind == "flatten":
-                h = h.permute(0, 3, 1, 2).reshape(N, -1) if h.dim() == 4 else h.reshape(N, -1)
+                h = _ungrouped(h, M) if h.dim() == 4 else h.reshape(N, -1)
                 continue
             else:
                 fn = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}[op.kind]
@@ -786,7 +1396,7 @@ class SeqStack(FuncStack):
         losses = -logp.gather(1, yy).view(M, B)
         d = logp.exp_()
         d.scatter_add_(1, yy, torch.full(yy.shape, -1.0, dtype=d.dtype, device=d.device))
-        pieces = []
+        pieces: list[Any] = []
         # Walk back through the layers (saved holds one entry per non-flatten layer).
         i = len(saved)
         for pos in range(len(self._ops) - 1, self._first - 1, -1):
@@ -794,23 +1404,31 @@ class SeqStack(FuncStack):
             last = pos == self._first  # nothing upstream needs this layer's input gradient
             if op.kind == "flatten":
                 shp = op.shape_in
-                d = d.view(N, shp[2], shp[0], shp[1]).permute(0, 2, 3, 1).contiguous() if len(shp) == 3 else d
+                if len(shp) == 3:
+                    d = _grouped(d.view(N, shp[2], shp[0], shp[1]), M)
                 continue
             i -= 1
             keep = saved[i]
             if op.kind == "conv":
-                U, h_in, W = keep
-                n_out = op.geom[1]
-                dz = d.reshape(N, -1, n_out)  # (N, P, n_out)
-                P, width = dz.shape[1], U.shape[-1]
-                wshape = (n_out, op.geom[0], op.geom[2], op.geom[3])
+                h_orig, W, h_in, cop = keep
+                C, n_out, kh, kw, sh, sw, ph, pw = op.geom
+                P, width = op.shape_out[0] * op.shape_out[1], kh * kw * C
+                xop = op if cop is None else cop  # the convolution as computed: on the crop, unpadded
                 if 2 * P * P < n_out * width:  # ghost norms cost less (Bu et al. 2023's rule)
-                    pieces.append(("ghost", U.view(M, B, P, width), dz.view(M, B, P, n_out), wshape, op.b >= 0))
-                else:
-                    g = torch.bmm(U.view(N, P, width).transpose(1, 2), dz)  # (N, kh kw C, n_out)
-                    pieces.append(("conv", g.view(M, B, width, n_out), dz.sum(1).view(M, B, n_out), wshape, op.b >= 0))
+                    pixel_map = self._pixel_map(pos, d)  # of the image itself (fewer pixels than the crop)
+                    pieces.append(_ConvPiece("ghost", xop, h_in, d, W, op.b >= 0, scratch=self._scratch,
+                                             pixel_map=pixel_map, pixels=None if pixel_map is None else h_orig))
+                elif P * width <= _ROWS_MAX:  # a small im2col: U^T delta by one matmul per sample
+                    g, gb = _per_sample_rows(h_in, d, xop, M, self._scratch)
+                    pieces.append(_ConvPiece("psg", xop, h_in, d, W, op.b >= 0, g, gb, True))
+                else:  # oneDNN's kernels, every (sample, model) pair a group
+                    g, gb = _per_sample_conv(h_in, d, xop, M, self._scratch)
+                    pieces.append(_ConvPiece("psg", xop, h_in, d, W, op.b >= 0, g, gb))
                 if not last:
-                    d = _conv_input_grad(dz.view(N, *op.shape_out), op, h_in, W, M)
+                    Wg = _cl_weight(W)
+                    d = _conv_backward(d, h_in, Wg, (sh, sw), (ph, pw), M, (True, False, False))[0]
+                    if cop is not None:  # from the crop back to the image
+                        d = _uncrop(d, op, cop)
             elif op.kind == "linear":
                 hm, W = keep
                 dm = d.reshape(M, B, -1)
@@ -819,23 +1437,22 @@ class SeqStack(FuncStack):
                     d = torch.bmm(dm, W).view(N, *op.shape_in)
             elif op.kind in ("maxpool", "avgpool"):
                 xin, idx, k, s, p = keep
-                dy = d.view(N, *op.shape_out).permute(0, 3, 1, 2)
                 if idx is not None:
-                    dx = torch.ops.aten.max_pool2d_with_indices_backward(dy, xin, k, s, p, (1, 1), False, idx)
+                    d = torch.ops.aten.max_pool2d_with_indices_backward(d, xin, k, s, p, (1, 1), False, idx)
                 else:
                     L = op.layer
-                    dx = torch.ops.aten.avg_pool2d_backward(dy, xin, k, s, p, False, L.count_include_pad,
-                                                            L.divisor_override)
-                d = dx.permute(0, 2, 3, 1)
+                    d = torch.ops.aten.avg_pool2d_backward(d, xin, k, s, p, False, L.count_include_pad,
+                                                           L.divisor_override)
             else:
-                d = d.reshape(keep.shape) * _DERIVATIVE[op.kind](keep)
+                d = d.view(keep.shape) * _DERIVATIVE[op.kind](keep)
         pieces.reverse()
         return SeqGrads(pieces, losses)
 
     def bytes_per_sample(self) -> int:
         """Bytes per (model, sample) in one step, from the layer shapes.
 
-        Counts the unfolded inputs and their gradients, layer outputs, errors and per-sample
+        Counts two copies of each convolution's unfolded input (an upper bound on its im2col
+        rows, layout copies and the padded crop), layer outputs, errors and per-sample
         convolution gradients, with a quarter more for temporaries.
         """
         floats = int(np.prod(self.input_shape))

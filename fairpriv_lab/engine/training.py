@@ -38,7 +38,18 @@ from .._core.rng import SeedLike, as_generator, spawn_seed
 from .._core.vocabulary import ACCOUNTANTS, OPTIMIZERS, Accountant, Optimizer, default_delta
 from ..data import GroupedDataset
 from .device import resolve_device, training_threads
-from .models import FuncGrads, FuncStack, LinearGrads, LinearStack, SeqGrads, build_model
+from .models import (
+    BinaryGrads,
+    FuncGrads,
+    FuncStack,
+    LinearGrads,
+    LinearStack,
+    SeqGrads,
+    SparseBatch,
+    Workspace,
+    build_model,
+    transpose_rows,
+)
 from .privacy import DPStep, as_method, calibrate_noise, epsilon_of, group_contribution
 
 __all__ = ["EnsembleResult", "train_ensemble", "poisson_batches", "evaluate"]
@@ -513,7 +524,13 @@ def train_ensemble(
     # Sparse rows (one-hot data): the first layer's forward reads only the nonzero columns.
     sparse_rows = net.sparse_first_layer(X) if isinstance(net, LinearStack) else None
     if sparse_rows is not None:  # column indices into the stacked W_1 of all models
-        col_offset = (torch.arange(n_models, device=dev) * net.sizes[0]).view(-1, 1, 1)
+        col_dtype = torch.int32 if n_models * (net.sizes[0] + 1) * n_max < 2**31 else torch.int64
+        sparse_rows = (sparse_rows[0].to(col_dtype), sparse_rows[1])
+        col_offset = (torch.arange(n_models, device=dev, dtype=col_dtype) * net.sizes[0]).view(-1, 1, 1)
+        # Two-class MLP: the first layer's clipped sum runs over the batch's transposed rows.
+        transpose = net.binary and len(net.sizes) == 3
+    # Two-class LR on sparse rows reads only the sparse rows: no dense gather.
+    dense_x = not isinstance(net, LinearStack) or net.dense_input_needed(sparse_rows is not None)
     noise_bufs = ([[torch.empty((n_models, *s), device=dev) for s in shapes] for _ in range(2)]
                   if policy.private else None)  # two: step t reads one while t + 1's is drawn
     chunks = _chunks(n_models, model_chunk)
@@ -524,10 +541,11 @@ def train_ensemble(
     grc = torch.full((n_models, K), torch.nan, device=dev)
     new_state = None if state is None else torch.empty_like(state)
     gather_buf: list[Tensor] = [X.new_empty(0)]
+    workspace = Workspace() if isinstance(net, LinearStack) else None
     # One chunk: the batch of every model is gathered with the draws (on the draws thread when
     # it runs), into one of two buffers (step t reads one while t + 1's is gathered).
     ahead_bufs: list[list[Tensor]] | None = ([[X.new_empty(0)], [X.new_empty(0)]]
-                                             if len(chunks) == 1 and _GATHER_AHEAD else None)
+                                             if len(chunks) == 1 and _GATHER_AHEAD and dense_x else None)
 
     def draws(step: int) -> tuple[Tensor, Tensor, list[Tensor] | None, dict[str, Any], tuple]:
         """Return the step's random draws from the one generator, in a fixed order.
@@ -547,9 +565,8 @@ def train_ensemble(
         batch = (Y.index_select(0, flat).view_as(rec), G.index_select(0, flat).view_as(rec),
                  None if x_sq is None else x_sq.index_select(0, flat).view_as(rec),
                  None if ahead_bufs is None else _gather(X, rec, ahead_bufs[step % 2]),
-                 None if sparse_rows is None else (
-                     sparse_rows[0].index_select(0, flat).view(*rec.shape, -1).add_(col_offset),
-                     sparse_rows[1].index_select(0, flat).view(*rec.shape, -1)))
+                 None if sparse_rows is None else _sparse_batch(sparse_rows, flat, rec.shape, col_offset,
+                                                                net.sizes[0], mask if transpose else None))
         return rec, mask.to(torch.float32), noise, pnoise, batch
 
     # With one intra-op thread on a CPU, the draws of step t + 1 are made on a second thread
@@ -561,17 +578,14 @@ def train_ensemble(
             record = step % stride == 0
             for lo, hi in chunks:
                 idx = rec[lo:hi]
-                xb = x_b if x_b is not None else _gather(X, idx, gather_buf)
+                xb = x_b if x_b is not None or not dense_x else _gather(X, idx, gather_buf)
                 p_chunk = [p[lo:hi] for p in params]
-                if sp_b is None:
+                if xsq_b is None:
                     gr = net.per_sample(p_chunk, xb, y_b[lo:hi])
-                else:  # columns relative to the chunk's first model
-                    cols = sp_b[0][lo:hi] - lo * net.sizes[0] if lo else sp_b[0][:hi]
-                    gr = net.per_sample(p_chunk, xb, y_b[lo:hi], sparse=(cols, sp_b[1][lo:hi]))
-                if xsq_b is not None:  # ||x_i||^2 of the first layer from the per-record table
-                    if gr.input_sq is None:
-                        gr.input_sq = [None] * len(gr.inputs)
-                    gr.input_sq[0] = xsq_b[lo:hi]
+                else:  # ||x_i||^2 of the first layer from the per-record table
+                    sp = None if sp_b is None else sp_b.models(lo, hi, net.sizes[0])
+                    gr = net.per_sample(p_chunk, xb, y_b[lo:hi], sparse=sp, x_sq=xsq_b[lo:hi],
+                                        workspace=workspace)
                 out = dp_step(
                     gr, groups=g_b[lo:hi], mask=maskf[lo:hi],
                     noise=None if noise is None else [z[lo:hi] for z in noise],
@@ -674,7 +688,7 @@ def _stream_seed(seed: int, dataset: GroupedDataset, membership: np.ndarray, pol
 
 def _head(grads: Any, top: int) -> Any:
     """Return the per-sample gradients of the first ``top`` models of a chunk."""
-    if isinstance(grads, SeqGrads):
+    if isinstance(grads, (SeqGrads, BinaryGrads)):
         return grads.head(top)
     if isinstance(grads, LinearGrads):
         sq = [None if t is None else t[:top] for t in (grads.input_sq or [None] * len(grads.inputs))]
@@ -696,6 +710,14 @@ def _gather(src: Tensor, idx: Tensor, buf: list[Tensor]) -> Tensor:
     out = buf[0][:need].view(idx.numel(), *src.shape[1:])
     torch.index_select(src, 0, idx.reshape(-1), out=out)
     return out.view(*idx.shape, *src.shape[1:])
+
+
+def _sparse_batch(rows: tuple[Tensor, Tensor], flat: Tensor, shape: tuple[int, ...], col_offset: Tensor,
+                  d: int, mask: Tensor | None) -> SparseBatch:
+    """Return the nonzero rows of the step's records ``flat``; with a ``mask``, also their transpose."""
+    cols = rows[0].index_select(0, flat).view(*shape, -1).add_(col_offset)
+    vals = rows[1].index_select(0, flat).view(*shape, -1)
+    return SparseBatch(cols, vals) if mask is None else transpose_rows(cols, vals, mask, d)
 
 
 def _slice(noise: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:

@@ -271,8 +271,8 @@ def test_divergence_in_a_later_epoch_keeps_the_finished_epochs(monkeypatch):
         net = real(*args, **kwargs)
         per_sample = net.per_sample
 
-        def poisoned(params, x, y):
-            grads = per_sample(params, x, y)
+        def poisoned(params, x, y, **extra):
+            grads = per_sample(params, x, y, **extra)
             calls["n"] += 1
             if calls["n"] > 8:  # steps 8.. are epoch 2
                 grads.losses[1] = float("nan")
@@ -470,8 +470,8 @@ def test_noise_stream_ignores_last_bit_changes_of_a_calibrated_sigma(data):
 
 def test_sparse_first_layer_trains_like_the_dense_one(data, monkeypatch):
     # one-hot records (3 of 16 features nonzero): the MLP's first layer runs through
-    # embedding_bag; the same run with the dense matmul agrees (bit-identical on this CPU
-    # build, held here to float32 rounding), in one chunk and in chunks of one model
+    # embedding_bag, its clipped sum over the transposed rows; the same run with the dense
+    # matmuls agrees to float32 rounding, in one chunk and in chunks of one model
     from fairpriv_lab.engine.models import LinearStack
 
     ds, member = data
