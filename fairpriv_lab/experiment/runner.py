@@ -42,6 +42,7 @@ from .config import (
     digest,
 )
 from .loading import load_experiment_data
+from .plan import DEFAULT_TIME_LIMIT
 from .result import AuditResult, compare, format_comparison
 
 __all__ = [
@@ -125,6 +126,7 @@ def run(
     progress: ProgressCallback | None = None,
     recompute: bool = False,
     on_chunk: Callable[[PartialResult], None] | None = None,
+    time_limit: float | None = DEFAULT_TIME_LIMIT,
 ) -> AuditResult:
     """Run (or load from the cache) one audit experiment.
 
@@ -145,6 +147,9 @@ def run(
         :class:`PartialResult` auditing the models so far (the interactive panel redraws
         with it). An exception raised by ``on_chunk`` or ``progress`` stops the run; the
         chunks finished before it stay cached and a later call resumes from them.
+    time_limit : float or None
+        Seconds: refuse (before loading anything) a run that :func:`~fairpriv_lab.experiment.plan`
+        estimates to take longer; default ``plan.DEFAULT_TIME_LIMIT`` (12 hours); ``None``: never.
 
     Returns
     -------
@@ -166,7 +171,10 @@ def run(
     # cannot fit the machine; printed before the first chunk trains.
     from .plan import plan
 
-    run_plan = plan(cfg, time_budget=None)
+    if time_limit is not None and not (
+            isinstance(time_limit, (int, float)) and not isinstance(time_limit, bool) and time_limit > 0):
+        raise V.fail("time_limit", time_limit, "to be None or a positive number of seconds")
+    run_plan = plan(cfg, time_budget=None, time_limit=time_limit)
     store = _as_cache(cache)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()

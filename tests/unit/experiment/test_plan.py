@@ -81,3 +81,25 @@ def test_run_refuses_before_loading_anything(monkeypatch):
     with pytest.raises(ConfigError, match="memory"):
         runner.run(_cfg(game={"n_models": 10**6}), cache=False)
     assert time.perf_counter() - t0 < 1.0
+
+
+def test_run_time_limit_refuses_early_lifts_and_names_bad_values(monkeypatch):
+    import fairpriv_lab.experiment.runner as runner
+    from fairpriv_lab.experiment.plan import DEFAULT_TIME_LIMIT
+
+    def boom(*args, **kwargs):
+        raise AssertionError("data loaded before the plan refused the run")
+
+    monkeypatch.setattr(runner, "load_experiment_data", boom)
+    cfg = _cfg(game={"n_models": 400})  # about a minute of CPU: under the default, over 1 s
+    assert plan(cfg).seconds < DEFAULT_TIME_LIMIT
+    with pytest.raises(ConfigError, match=r"above the limit of .*time_limit=None"):
+        runner.run(cfg, cache=False, time_limit=1.0)
+    for bad in (0, -5.0, "1h", True):
+        with pytest.raises(ConfigError, match="time_limit"):
+            runner.run(cfg, cache=False, time_limit=bad)
+    far = _cfg(data={"name": "mnist"}, train={"model": "cnn"}, game={"n_models": 400})
+    with pytest.raises(ConfigError, match="would take"):
+        runner.run(far, cache=False)  # the default limit refuses it
+    with pytest.raises(AssertionError, match="data loaded"):  # lifted: the plan passes, loading starts
+        runner.run(far, cache=False, time_limit=None)
