@@ -414,3 +414,36 @@ def test_every_epsilon_the_slider_offers_is_reachable_at_the_classroom_sizes():
         # below what RDP's orders can certify, the error says why and what to do
         with pytest.raises(PrivacyAccountingError, match="accountant='prv'"):
             calibrate_noise(0.05, sample_rate=q, steps=steps, delta=1e-5)
+
+
+def test_final_charts_are_schema_validated_once_per_shape(monkeypatch):
+    import altair as alt
+    import pandas as pd
+    from altair.utils.schemapi import SchemaValidationError
+
+    import fairpriv_lab.ui.panel as P
+
+    def chart(values, scale_type="linear", title="GPR"):
+        df = pd.DataFrame({"group": ["a", "b"], "gpr": values})
+        return alt.Chart(df, title=title).mark_bar().encode(
+            x="group:N", y=alt.Y("gpr:Q", scale=alt.Scale(type=scale_type, domain=[0, max(values)])))
+
+    one, two = chart([1.0, 2.5]), chart([0.3, 7.0])
+    assert P.chart_shape(one.to_dict()) == P.chart_shape(two.to_dict())  # numbers and rows only
+    assert P.chart_shape(one.to_dict()) != P.chart_shape(chart([1.0, 2.5], title="other").to_dict())
+    monkeypatch.setattr(P, "_VALIDATED_SHAPES", set())
+    calls = []
+    real = alt.Chart.to_dict
+
+    def counted(self, *args, validate=True, **kwargs):
+        calls.append(validate)
+        return real(self, *args, validate=validate, **kwargs)
+
+    monkeypatch.setattr(alt.Chart, "to_dict", counted)
+    assert P._spec_of(one, validate=True) == one.to_dict(validate=False)
+    P._spec_of(two, validate=True)
+    P._spec_of(two, validate=False)
+    assert calls.count(True) == 1  # validated the first time its shape was seen
+    with pytest.raises(SchemaValidationError):  # a new shape is validated: a bad spec raises
+        P._spec_of(chart([1.0, 2.0], scale_type="not-a-scale"), validate=True)
+    assert len(P._VALIDATED_SHAPES) == 1
