@@ -7,6 +7,7 @@ Hypothesis test over the public API is ``test_public_api_raises_only_fairpriv_er
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import os
 from pathlib import Path
@@ -144,6 +145,10 @@ def test_5_local_cluster_uses_tls_with_temporary_credentials(tmp_path, monkeypat
         for other in (None, Security(), Security.temporary()):  # no credentials, or others'
             with pytest.raises(Exception):  # noqa: B017 - refused at the TLS layer, any error type
                 Client(address, security=other, timeout=3, set_as_default=False)
+            # A refused Client sits in a reference cycle; collected later, its __del__ could run
+            # inside the next Client's loop start and deadlock distributed's LoopRunner (seen once
+            # in CI: Client.__del__ -> LoopRunner.stop within LoopRunner._start_unlocked).
+            gc.collect()
     with open_client(None, 1, security=False) as client:  # opting out: plain TCP on loopback
         assert client.scheduler.address.startswith("tcp://127.0.0.1:")
 
