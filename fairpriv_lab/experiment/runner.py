@@ -42,7 +42,7 @@ from .config import (
     digest,
 )
 from .loading import load_experiment_data
-from .plan import DEFAULT_TIME_LIMIT
+from .plan import DEFAULT_TIME_LIMIT, plan
 from .result import AuditResult, compare, format_comparison
 
 __all__ = [
@@ -169,11 +169,8 @@ def run(
         raise V.fail("progress", progress, "to be None or a callable progress(stage, done, total)")
     # Refuses (ConfigError) in milliseconds, before data, game or training, a run that
     # cannot fit the machine; printed before the first chunk trains.
-    from .plan import plan
-
-    if time_limit is not None and not (
-            isinstance(time_limit, (int, float)) and not isinstance(time_limit, bool) and time_limit > 0):
-        raise V.fail("time_limit", time_limit, "to be None or a positive number of seconds")
+    if time_limit is not None:
+        time_limit = V.positive("time_limit", time_limit)
     run_plan = plan(cfg, time_budget=None, time_limit=time_limit)
     store = _as_cache(cache)
     timings: dict[str, float] = {}
