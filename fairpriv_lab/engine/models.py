@@ -252,18 +252,23 @@ class Workspace:
 
     A fresh tensor of tens of MB costs its page faults on every step (the allocator hands such
     blocks back to the system); results computed into a workspace are valid until the next
-    call that uses it.
+    call that uses it. Used by the LR/MLP step and by :class:`SeqStack`'s im2col and layout
+    copies; not shared between threads.
     """
 
     def __init__(self) -> None:
         self._bufs: dict[str, Tensor] = {}
 
-    def take(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
-        """Return a tensor of ``shape`` with the dtype and device of ``like`` (contents undefined)."""
+    def take(self, name: str, shape: tuple[int, ...], like: Tensor, zeros: bool = False) -> Tensor:
+        """Return a tensor of ``shape`` with the dtype and device of ``like``.
+
+        Its contents are undefined, except that with ``zeros`` a newly allocated buffer is
+        zero-filled (a reused one keeps what the last step wrote).
+        """
         n = math.prod(shape)
         buf = self._bufs.get(name)
         if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
-            buf = like.new_empty(n + n // 4)
+            buf = (like.new_zeros if zeros else like.new_empty)(n + n // 4)
             self._bufs[name] = buf
         return buf[:n].view(shape)
 
@@ -940,28 +945,7 @@ def _crop(op: _Op) -> tuple[int, int, int, int]:
     return rows, cols, (rows + 2 * ph - kh) // sh + 1, (cols + 2 * pw - kw) // sw + 1
 
 
-class _Scratch:
-    """Temporaries of a :class:`SeqStack` step reused from one step to the next.
-
-    Each is consumed by the call that fills it (an im2col copy read by one matmul), so one
-    buffer per name serves every step: a fresh tensor of tens of MB costs thousands of page
-    faults a step (the digits CNN's unfolded second convolution: 21 MB, 5.5k faults, a quarter
-    of the step on this VM). Grown, never shrunk; not shared between threads.
-    """
-
-    def __init__(self) -> None:
-        self._bufs: dict[str, Tensor] = {}
-
-    def get(self, name: str, shape: tuple[int, ...], like: Tensor, zeros: bool = False) -> Tensor:
-        """Return a ``shape`` view of buffer ``name`` (``zeros``: zero-filled when allocated)."""
-        need = math.prod(shape)
-        buf = self._bufs.get(name)
-        if buf is None or buf.numel() < need or buf.dtype != like.dtype or buf.device != like.device:
-            buf = self._bufs[name] = (like.new_zeros if zeros else like.new_empty)(need + need // 4)
-        return buf[:need].view(shape)
-
-
-def _unfold(h: Tensor, op: _Op, M: int, scratch: _Scratch | None = None) -> Tensor:
+def _unfold(h: Tensor, op: _Op, M: int, scratch: Workspace | None = None) -> Tensor:
     """im2col of the grouped input ``(B, M C, H, W)`` over the cropped output grid.
 
     Returns rows ``(B M, P, kh kw C)`` (sample-major, one copy).
@@ -977,18 +961,18 @@ def _unfold(h: Tensor, op: _Op, M: int, scratch: _Scratch | None = None) -> Tens
     patches = patches.permute(0, 3, 1, 2, 5, 6, 4)
     if scratch is None:
         return patches.reshape(B * M, ho * wo, kh * kw * C)
-    out = scratch.get("unfold", tuple(patches.shape), h)
+    out = scratch.take("unfold", tuple(patches.shape), h)
     return out.copy_(patches).view(B * M, ho * wo, kh * kw * C)
 
 
-def _rows(d: Tensor, op: _Op, M: int, scratch: _Scratch | None = None) -> Tensor:
+def _rows(d: Tensor, op: _Op, M: int, scratch: Workspace | None = None) -> Tensor:
     """Errors of the grouped output ``(B, M O, Ho, Wo)`` on the cropped grid: ``(B M, P, O)``."""
     B, MO, _, _ = d.shape
     ho, wo = op.shape_out[0], op.shape_out[1]
     x = d[:, :, :ho, :wo].permute(0, 2, 3, 1).reshape(B, ho, wo, M, MO // M).permute(0, 3, 1, 2, 4)
     if scratch is None:
         return x.reshape(B * M, ho * wo, MO // M)
-    return scratch.get("rows", tuple(x.shape), d).copy_(x).view(B * M, ho * wo, MO // M)
+    return scratch.take("rows", tuple(x.shape), d).copy_(x).view(B * M, ho * wo, MO // M)
 
 
 @dataclass
@@ -1016,7 +1000,7 @@ class _ConvPiece:
     g: Tensor | None = None
     gb: Tensor | None = None  # per-sample bias gradients (M, B, O) (mode "psg"; "ghost": after sq_norms)
     rows: bool = False  # g from im2col rows: (kh, kw, C, O) order, else (O, C, kh, kw)
-    scratch: _Scratch | None = None
+    scratch: Workspace | None = None
     pixel_map: Tensor | None = None  # ghost norms: the map from pixel Gram to patch Gram
     pixels: Tensor | None = None  # with pixel_map: the layer's own input (uncropped, unpadded)
 
@@ -1039,7 +1023,7 @@ class _ConvPiece:
                 H, W = self.pixels.shape[2:]
                 C = self.op.geom[0]
                 x = self.pixels.permute(0, 2, 3, 1).reshape(B, H * W, M, C).transpose(1, 2)
-                X = self.scratch.get("pixels", tuple(x.shape), x).copy_(x).view(B * M, H * W, C)
+                X = self.scratch.take("pixels", tuple(x.shape), x).copy_(x).view(B * M, H * W, C)
                 S = torch.bmm(X, X.transpose(1, 2)).view(B * M, -1)
                 if B * M < 8:  # MKL takes another kernel for 1-3 rows: pad, so that chunks agree
                     S = torch.nn.functional.pad(S, (0, 0, 0, 8 - B * M))
@@ -1119,7 +1103,7 @@ def _pixel_gram_map(op: _Op) -> np.ndarray | None:
     return A
 
 
-def _per_sample_rows(h: Tensor, d: Tensor, op: _Op, M: int, scratch: _Scratch) -> tuple[Tensor, Tensor]:
+def _per_sample_rows(h: Tensor, d: Tensor, op: _Op, M: int, scratch: Workspace) -> tuple[Tensor, Tensor]:
     """Return per-sample weight gradients ``(M, B, kh kw C O)`` as ``U^T delta`` and bias gradients.
 
     One matmul per sample; the bias gradients ``(M, B, O)`` are the errors summed over positions
@@ -1131,19 +1115,19 @@ def _per_sample_rows(h: Tensor, d: Tensor, op: _Op, M: int, scratch: _Scratch) -
     return g, D.sum(1).view(B, M, -1).transpose(0, 1)
 
 
-def _batch_of_one(t: Tensor, scratch: _Scratch, name: str, channels_last: bool) -> Tensor:
+def _batch_of_one(t: Tensor, scratch: Workspace, name: str, channels_last: bool) -> Tensor:
     """``(B, G, H, W)`` (channels-last) -> one image ``(1, B G, H, W)``, one copy into ``scratch``.
 
     Channels-last: memory ``(H, W, B G)``, i.e. blocks of ``G`` values moved whole; else NCHW.
     """
     B, G, H, W = t.shape
     if channels_last:
-        buf = scratch.get(name, (H, W, B, G), t).copy_(t.permute(2, 3, 0, 1))
+        buf = scratch.take(name, (H, W, B, G), t).copy_(t.permute(2, 3, 0, 1))
         return buf.view(H, W, B * G).permute(2, 0, 1).unsqueeze(0)
-    return scratch.get(name, (1, B * G, H, W), t).copy_(t.unsqueeze(0).flatten(1, 2))
+    return scratch.take(name, (1, B * G, H, W), t).copy_(t.unsqueeze(0).flatten(1, 2))
 
 
-def _per_sample_conv(h: Tensor, d: Tensor, op: _Op, M: int, scratch: _Scratch) -> tuple[Tensor, Tensor]:
+def _per_sample_conv(h: Tensor, d: Tensor, op: _Op, M: int, scratch: Workspace) -> tuple[Tensor, Tensor]:
     """Per-sample weight gradients ``(M, B, O C kh kw)`` and bias gradients ``(M, B, O)`` (views).
 
     One ``convolution_backward`` over a batch of one image whose groups are the (sample,
@@ -1160,7 +1144,7 @@ def _per_sample_conv(h: Tensor, d: Tensor, op: _Op, M: int, scratch: _Scratch) -
     e = _batch_of_one(d[:, :, :ho, :wo], scratch, "errors", C == 1)
     # the weights only give the kernel's shape and memory format (only their gradient is asked
     # for; zeros, never written)
-    shape = scratch.get("weights", (B * M * n_out, kh, kw, C) if C == 1 else (B * M * n_out, C, kh, kw), h,
+    shape = scratch.take("weights", (B * M * n_out, kh, kw, C) if C == 1 else (B * M * n_out, C, kh, kw), h,
                         zeros=True)
     shape = shape.permute(0, 3, 1, 2) if C == 1 else shape
     _, g, gb = _conv_backward(e, x, shape, (sh, sw), (ph, pw), B * M, (False, True, True))
@@ -1312,7 +1296,7 @@ class SeqStack(FuncStack):
         if ops is None:
             raise V.fail("model", factory, "to be a supported feed-forward stack (see SeqStack)")
         self._ops = ops
-        self._scratch = _Scratch()
+        self._scratch = Workspace()
         self._maps: dict[tuple, Tensor | None] = {}
         self._crops = {id(op): _cropped_geometry(op) for op in ops if op.kind == "conv"}
         self._first = min(i for i, op in enumerate(ops) if op.w >= 0) if any(op.w >= 0 for op in ops) else len(ops)
