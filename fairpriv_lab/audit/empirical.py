@@ -292,6 +292,25 @@ def _mu_rank_table(k: int, level: float) -> tuple[np.ndarray, int]:
     return ranks, (0 if levels.size and levels[0] == -np.inf else -1)
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled_table(k: int, level: float) -> tuple[np.ndarray, float]:
+    """The table and tied-cut value :func:`_select_threshold` reads for a k-pair fold, as float64.
+
+    For the compiled threshold search (``audit._compiled.heldout``): the int32 ranks where
+    :func:`_select_threshold` uses them (exact in float64), else the mu table with -inf for
+    a tied cut; the same comparisons, so the same cut.
+    """
+    if (k + 1) * (k + 2) < 2**15:
+        ranks, tie_rank = _mu_rank_table(k, level)
+        table = ranks.astype(np.float64)
+        table.setflags(write=False)
+        return table, float(tie_rank)
+    return _mu_table(k, level), -np.inf
+
+
+_TABLE_MAX_K = 2000  # folds of more pairs: two lookups instead of the (k + 1)^2 table
+
+
 def _cum_in(lab: np.ndarray) -> np.ndarray:
     """In-entries among the j lowest of each sorted row, j = 0..n, shape (rows, n + 1)."""
     mb, n = lab.shape
@@ -324,7 +343,7 @@ def _select_threshold(rows, lab, ties, level, cum_in=None):
         r = np.take(ranks, idx)
         mask_ties(r, ties, tie_rank, rows.tie_rows(ties))
         return rows.thresholds(np.argmax(r, axis=1))
-    if k <= 2000:
+    if k <= _TABLE_MAX_K:
         idx = cum_in * (k + 2)
         idx += (k - np.arange(n + 1, dtype=it)) * (k + 1)
         mu = _mu_table(k, level)[idx]
@@ -450,7 +469,12 @@ class EmpiricalTask:
         return ()
 
     def compute(self, bi: int, r: slice, shared, first: int):
-        return _heldout(*shared.folds(self.folds[bi]), self.level)
+        a, b = shared.folds(self.folds[bi])
+        if shared.compiled is not None and a.packed and b.packed and max(a.K, b.K) <= _TABLE_MAX_K:
+            out = shared.compiled.heldout(a.v, a.low, b.v, b.low, *_compiled_table(a.K, self.level),
+                                          *_compiled_table(b.K, self.level))
+            return out[0], out[1]
+        return _heldout(a, b, self.level)
 
     def store(self, idx: np.ndarray, out) -> None:
         self.fp[idx], self.fn[idx] = out

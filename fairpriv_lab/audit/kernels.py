@@ -144,6 +144,14 @@ class SortedRows:
             self._v = np.take_along_axis(X, order, axis=1).astype(np.float64)
             self._low = np.take_along_axis(np.concatenate([lab_in, lab_out], axis=1), order, axis=1)
 
+    @classmethod
+    def _from_sorted(cls, v: np.ndarray, low: np.ndarray, K: int, n_planes: int) -> SortedRows:
+        """Rows already sorted as :meth:`_sort_narrow` sorts them (``v`` keys, ``low`` payload)."""
+        out = object.__new__(cls)
+        out.key = out._lab = out._ties = out._byte = out._tie_rows = out._cum = None
+        out._v, out._low, out.packed, out.K, out.n_planes = v, low, True, K, n_planes
+        return out
+
     def _sort_narrow(self, s_in, s_out, planes, flip, lab_in, lab_out) -> None:
         """Sort packed rows of 128 entries or more as two uint32 keys (the uint64 sort's result).
 
@@ -971,8 +979,15 @@ class EstimatorTask:
         """Accuracy and floor of the block's rows ``r`` (from the shared sorts)."""
         fold, swap = self.draws[bi]
         if fold is None:
-            return _record_estimates(shared.all(), first)
+            rows = shared.all()
+            if shared.compiled is not None and rows.packed:
+                g = shared.compiled.in_sample(rows.v, rows.low, 1 + first)
+                return (g[0] + rows.K) / (2 * rows.K), (g[1] + rows.K) / (2 * rows.K)
+            return _record_estimates(rows, first)
         a, b = shared.folds(fold, swap[r])
+        if shared.compiled is not None and a.packed and b.packed:
+            g = shared.compiled.cross_fit(a.v, a.low, b.v, b.low, 1)  # plane 0: the swap (bit 1)
+            return (g[0] + (a.K + b.K)) / (2 * (a.K + b.K)), (g[1] + (a.K + b.K)) / (2 * (a.K + b.K))
         return _record_estimates(a, 0, b)
 
     def store(self, idx: np.ndarray, out) -> None:
@@ -1001,15 +1016,28 @@ class SharedSorts:
     with the floor's ``swap`` plane when the caller needs it. Each is built on first use.
     """
 
-    def __init__(self, s_in, s_out, planes: list, flip=None):
+    def __init__(self, s_in, s_out, planes: list, flip=None, compiled=None):
         self.s_in, self.s_out, self.planes, self.flip = s_in, s_out, planes, flip
+        self.compiled = compiled  # the compiled kernels' module (large audits), or None
         self._all = None
         self._folds: dict = {}
+
+    def _sorted(self, cols: np.ndarray | None, planes: tuple) -> SortedRows:
+        """:class:`SortedRows` of the pairs ``cols`` (None: all), with ``planes``."""
+        C = self.compiled
+        K = self.s_in.shape[1] if cols is None else cols.size
+        if (C is not None and self.s_in.dtype == np.uint32 and self.s_out.dtype == np.uint32
+                and self.flip is not None and len(planes) <= 1 and 2 * K >= _NARROW_MIN_ENTRIES):
+            return _compiled_narrow(C, self.s_in, self.s_out, cols, planes, self.flip)
+        if cols is None:
+            return SortedRows(self.s_in, self.s_out, planes, flip=self.flip)
+        return SortedRows(self.s_in[:, cols], self.s_out[:, cols], tuple(p[:, cols] for p in planes),
+                          flip=None if self.flip is None else self.flip[:, cols])
 
     def all(self) -> SortedRows:
         """Every record's 2K scores, sorted once, with every task's planes."""
         if self._all is None:
-            self._all = SortedRows(self.s_in, self.s_out, tuple(self.planes), flip=self.flip)
+            self._all = self._sorted(None, tuple(self.planes))
         return self._all
 
     def folds(self, fold: np.ndarray, swap: np.ndarray | None = None) -> tuple[SortedRows, SortedRows]:
@@ -1018,11 +1046,58 @@ class SharedSorts:
         got = self._folds.get(key)
         if got is None or (swap is not None and got[2] is None):
             planes = () if swap is None else (swap,)
-            got = (*fold_rows(self.s_in, self.s_out, fold, planes, flip=self.flip), swap)
+            got = (*self._fold_rows(fold, planes), swap)
             self._folds[key] = got
         elif swap is not None and got[2] is not swap and not np.array_equal(got[2], swap):
-            got = (*fold_rows(self.s_in, self.s_out, fold, (swap,), flip=self.flip), swap)  # another floor
+            got = (*self._fold_rows(fold, (swap,)), swap)  # another floor
         return got[0], got[1]
+
+    def _fold_rows(self, fold: np.ndarray, planes: tuple) -> tuple[SortedRows, SortedRows]:
+        if self.compiled is None:
+            return fold_rows(self.s_in, self.s_out, fold, planes, flip=self.flip)
+        return self._sorted(np.flatnonzero(fold), planes), self._sorted(np.flatnonzero(~fold), planes)
+
+
+def _compiled_narrow(C, s_in, s_out, cols, planes: tuple, flip) -> SortedRows:
+    """:class:`SortedRows` (narrow: two uint32 sorts) of the pairs ``cols``, keys built compiled.
+
+    The keys before the sorts and the payload's mask and clash search after them are one
+    compiled loop each (``C``: :mod:`~fairpriv_lab.audit._compiled`); the sorts are numpy's.
+    The same values and payload as ``SortedRows(..., planes, flip=flip)``.
+    """
+    rows = s_in.shape[0]
+    if cols is None:
+        cols = np.arange(s_in.shape[1])
+    swap = np.ascontiguousarray(planes[0], dtype=bool) if planes else np.zeros((rows, 0), bool)
+    p = 1 + len(planes)
+    v, t = C.narrow_keys(s_in, s_out, cols, flip, swap, p)
+    v.sort(axis=1)
+    t.sort(axis=1)
+    clash = np.flatnonzero(C.narrow_tail(v, t, p))
+    if clash.size:  # two distinct scores share a truncated key: those rows as uint64 keys
+        wide = SortedRows(s_in[clash][:, cols], s_out[clash][:, cols],
+                          tuple(np.asarray(q)[clash][:, cols] for q in planes), packed=True,
+                          flip=flip[clash][:, cols], narrow=False)
+        t[clash] = wide.low
+    return SortedRows._from_sorted(v, t, cols.size, len(planes))
+
+
+# record_pass runs the compiled per-record kernels (fairpriv_lab.audit._compiled) on loss matrices
+# of at least this many (model, record) entries, the numpy kernels below it. Importing numba and
+# loading the cached machine code costs about 0.3-1 s once per process (a first compile, once
+# per machine, several seconds), more than a classroom audit takes; above 2**22 entries (e.g.
+# 400 models x 10,500 records) the numpy per-record pass costs about as much. Both give
+# identical numbers (tests/unit/audit/test_compiled.py).
+_COMPILED_MIN_ENTRIES = 1 << 22
+
+
+def _compiled_kernels(n_entries: int):
+    """The compiled kernels' module for a matrix of ``n_entries``, or None (numpy kernels)."""
+    if n_entries < _COMPILED_MIN_ENTRIES:
+        return None
+    from . import _compiled  # numba: imported on first use, never by ``import fairpriv_lab``
+
+    return _compiled
 
 
 def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: list, negated: bool = False) -> None:
@@ -1037,7 +1112,9 @@ def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: lis
     randomness is drawn first the results do not depend on the number of threads.
     ``negated``: the scores are ``-scores`` (:func:`pair_blocks`).
     """
-    blocks = list(pair_blocks(as_f32(scores), mem, inf, keys=True, flip=True, negated=negated))  # keys once per block
+    scores = as_f32(scores)
+    compiled = _compiled_kernels(scores.size) if scores.dtype == np.float32 else None
+    blocks = list(pair_blocks(scores, mem, inf, keys=True, flip=True, negated=negated))  # keys once per block
     for task in tasks:
         task.prepare(blocks)
     for bi, (cols, _k, chunks) in enumerate(blocks):
@@ -1047,8 +1124,9 @@ def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: lis
             planes, first = [], []
             for task in tasks:
                 first.append(len(planes))
-                planes.extend(np.broadcast_to(p, s_even.shape) for p in task.planes(bi, r))
-            shared = SharedSorts(s_even, s_odd, planes, flip)
+                planes.extend(p if np.shape(p) == s_even.shape else np.broadcast_to(p, s_even.shape)
+                              for p in task.planes(bi, r))
+            shared = SharedSorts(s_even, s_odd, planes, flip, compiled)
             return r, [task.compute(bi, r, shared, f) for task, f in zip(tasks, first, strict=True)]
 
         for r, outs in map_threads(work, chunks):

@@ -1,0 +1,297 @@
+"""Compiled per-record kernels of the audit (numba), for large loss matrices (docs/design.md 4.3).
+
+:mod:`~fairpriv_lab.audit.kernels` sorts each block of records with numpy (its sorting
+networks are many times faster than a compiled comparison sort); the work after the sort --
+the in-sample estimator's best cut, the cross-fit's thresholds and the counts they make in
+the other fold, empirical epsilon's threshold search and held-out counts -- is one fused loop
+per record here instead of about thirty whole-block numpy passes. Every function computes
+exactly the numbers of its numpy counterpart (integer counts, the same cut chosen among
+equals, the same midpoint threshold bit for bit), which ``tests/unit/audit/test_compiled.py``
+checks against the numpy kernels and the slow references.
+
+Imported only when :func:`~fairpriv_lab.audit.kernels.record_pass` meets a matrix of at least
+``kernels._COMPILED_MIN_ENTRIES`` (model, record) entries: importing numba and loading the
+cached machine code costs a fraction of a second, which small (classroom) audits do not pay.
+``cache=True`` keeps the compiled code on disk (next to this file, or in numba's per-user
+cache when the package directory is read-only); ``nogil=True`` lets the audit's thread pool
+run blocks on both cores; no ``fastmath``: the float arithmetic of the thresholds must be
+IEEE's, as numpy's.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_JIT = {"nogil": True, "cache": True}  # njit: nopython mode
+
+_SIGN = np.uint32(0x80000000)
+_MAG = np.uint32(0x7FFFFFFF)
+_NONE = np.uint32(0xFFFFFFFF)
+
+
+@nb.njit(**_JIT)
+def _mid_key(lo, hi, f, u):
+    """The midpoint threshold key between sorted keys lo < hi (``kernels._midpoint``, packed).
+
+    ``f`` / ``u``: a one-entry float32 scratch and its uint32 view (bit casts).
+    """
+    # decode both keys to float32 (kernels._f32), then to float64 (exact)
+    x = np.uint32(np.uint32(lo) ^ _SIGN)
+    if x & _SIGN:
+        x = np.uint32(x ^ _MAG)
+    u[0] = x
+    lo64 = np.float64(f[0])
+    x = np.uint32(np.uint32(hi) ^ _SIGN)
+    if x & _SIGN:
+        x = np.uint32(x ^ _MAG)
+    u[0] = x
+    hi64 = np.float64(f[0])
+    mid = lo64 / 2 + hi64 / 2  # exact in float64
+    f[0] = np.float32(mid)  # round to nearest, as numpy's astype
+    if np.float64(f[0]) < mid:  # nextafter(t, +inf)
+        b = u[0]
+        if (b & _MAG) == 0:  # +-0.0: the smallest positive subnormal
+            u[0] = np.uint32(1)
+        elif b & _SIGN:
+            u[0] = b - np.uint32(1)
+        else:
+            u[0] = b + np.uint32(1)
+    f[0] = f[0] + np.float32(0.0)  # -0.0 -> 0.0 (kernels._u32)
+    b = np.uint32(u[0])
+    if b & _SIGN:
+        b = np.uint32(b ^ _MAG)
+    return np.uint32(b ^ _SIGN)
+
+
+@nb.njit(**_JIT)
+def _threshold(v, r, kstar, f, u):
+    """Threshold key of cut ``kstar`` of sorted row ``r`` of ``v`` (``SortedRows.thresholds``)."""
+    n = v.shape[1]
+    if kstar == 0:
+        return np.uint32(0)
+    if kstar == n:
+        return _NONE
+    return _mid_key(v[r, kstar - 1], v[r, kstar], f, u)
+
+
+@nb.njit(**_JIT)
+def _cut_of(v, r, tau):
+    """Entries of sorted row ``r`` below ``tau`` (``SortedRows.cut_of``): a binary search."""
+    lo, hi = 0, v.shape[1]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if v[r, mid] < tau:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@nb.njit(**_JIT)
+def midpoints(lo, hi):
+    """:func:`_mid_key` of each pair of keys (for the tests against ``kernels._midpoint``)."""
+    f = np.zeros(1, np.float32)
+    u = f.view(np.uint32)
+    out = np.empty(lo.size, np.uint32)
+    for i in range(lo.size):
+        out[i] = _mid_key(lo[i], hi[i], f, u)
+    return out
+
+
+@nb.njit(**_JIT)
+def narrow_tail(v, t, p):
+    """After ``SortedRows._sort_narrow``'s two sorts: keep the payload bits of ``t``, flag clashes.
+
+    ``t &= 2**p - 1`` in place; returns bool (rows,): the row holds two distinct scores
+    whose keys agree above the ``p`` lowest bits (``0 < v[i] ^ v[i + 1] < 2**p``).
+    """
+    rows, n = v.shape
+    mask = np.uint32((1 << p) - 1)
+    clash = np.zeros(rows, np.bool_)
+    for r in range(rows):
+        c = False
+        for i in range(n):
+            t[r, i] &= mask
+        for i in range(n - 1):
+            x = np.uint32(v[r, i] ^ v[r, i + 1])
+            if x != 0 and x <= mask:
+                c = True
+        clash[r] = c
+    return clash
+
+
+@nb.njit(**_JIT)
+def narrow_keys(s_in, s_out, cols, flip, swap, p):
+    """The two uint32 keys of ``SortedRows._sort_narrow`` (before its sorts), of columns ``cols``.
+
+    ``v``: the scores' keys, in-side entries first; ``t``: the same with the ``p`` lowest
+    bits replaced by the payload (bit 0: the in-model's score; bit 1: the floor's swap,
+    when ``swap`` has columns). ``flip`` (rows, K) bool exchanges a pair's labels.
+    """
+    rows = s_in.shape[0]
+    k = cols.size
+    v = np.empty((rows, 2 * k), np.uint32)
+    t = np.empty((rows, 2 * k), np.uint32)
+    keep = np.uint32(0xFFFFFFFF ^ ((1 << p) - 1))
+    has_swap = swap.shape[1] > 0
+    for r in range(rows):
+        for j in range(k):
+            c = cols[j]
+            base = np.uint32(0)
+            if has_swap and swap[r, c]:
+                base = np.uint32(2)
+            f = np.uint32(1) if flip[r, c] else np.uint32(0)
+            a = s_in[r, c]
+            b = s_out[r, c]
+            v[r, j] = a
+            v[r, k + j] = b
+            t[r, j] = (a & keep) | ((base | np.uint32(1)) ^ f)
+            t[r, k + j] = (b & keep) | (base | f)
+    return v, t
+
+
+@nb.njit(**_JIT)
+def in_sample(v, low, bit):
+    """Best ``d(k) = #out - #in below the cut`` over the cuts that split no tie, per row.
+
+    For the labels (payload bit 0) and for the floor's (bit 0 xor bit ``bit``): the numbers
+    of ``kernels._best_gain`` of each labelling (int64, shape (2, rows)).
+    """
+    rows, n = v.shape
+    out = np.zeros((2, rows), np.int64)
+    for r in range(rows):
+        d1 = 0
+        d2 = 0
+        b1 = 0
+        b2 = 0
+        for k in range(1, n + 1):
+            q = low[r, k - 1]
+            lab = np.int64(q & 1)
+            sw = lab ^ np.int64((q >> bit) & 1)
+            d1 += 1 - 2 * lab
+            d2 += 1 - 2 * sw
+            if k < n and v[r, k - 1] == v[r, k]:
+                continue
+            if d1 > b1:
+                b1 = d1
+            if d2 > b2:
+                b2 = d2
+        out[0, r] = b1
+        out[1, r] = b2
+    return out
+
+
+@nb.njit(**_JIT)
+def _gains(v, low, r, bit, d1, d2):
+    """``d(k)`` of row ``r`` for the labels and the floor's (bit ``bit``; 0: none) into d1, d2.
+
+    Returns the first best cut of each, over the cuts that split no tie (``np.argmax`` of
+    the tie-masked ``d``).
+    """
+    n = v.shape[1]
+    d1[0] = 0
+    d2[0] = 0
+    k1 = 0
+    k2 = 0
+    a = 0
+    b = 0
+    for k in range(1, n + 1):
+        q = low[r, k - 1]
+        lab = np.int64(q & 1)
+        a += 1 - 2 * lab
+        d1[k] = a
+        if bit > 0:
+            b += 1 - 2 * (lab ^ np.int64((q >> bit) & 1))
+            d2[k] = b
+        if k < n and v[r, k - 1] == v[r, k]:
+            continue
+        if a > d1[k1]:
+            k1 = k
+        if bit > 0 and b > d2[k2]:
+            k2 = k
+    return k1, k2
+
+
+@nb.njit(**_JIT)
+def cross_fit(va, la, vb, lb, bit):
+    """Cross-fitted correct counts: fold A's threshold scores fold B and vice versa.
+
+    Per row, ``d_a(cut of tau_b in A) + d_b(cut of tau_a in B)`` for the labels and (``bit``
+    > 0) for the floor's labels (``kernels._cross_fit_accs``' ``ca + cb``), int64 (2, rows).
+    """
+    rows, na = va.shape
+    nb_ = vb.shape[1]
+    da1 = np.zeros(na + 1, np.int64)
+    da2 = np.zeros(na + 1, np.int64)
+    db1 = np.zeros(nb_ + 1, np.int64)
+    db2 = np.zeros(nb_ + 1, np.int64)
+    f = np.zeros(1, np.float32)
+    u = f.view(np.uint32)
+    out = np.zeros((2, rows), np.int64)
+    for r in range(rows):
+        ka1, ka2 = _gains(va, la, r, bit, da1, da2)
+        kb1, kb2 = _gains(vb, lb, r, bit, db1, db2)
+        ta = _threshold(va, r, ka1, f, u)
+        tb = _threshold(vb, r, kb1, f, u)
+        out[0, r] = da1[_cut_of(va, r, tb)] + db1[_cut_of(vb, r, ta)]
+        if bit > 0:
+            ta = _threshold(va, r, ka2, f, u)
+            tb = _threshold(vb, r, kb2, f, u)
+            out[1, r] = da2[_cut_of(va, r, tb)] + db2[_cut_of(vb, r, ta)]
+    return out
+
+
+@nb.njit(**_JIT)
+def _select(v, low, r, table, tie, cin):
+    """Empirical epsilon's threshold of row ``r`` (``empirical._select_threshold``), cin filled.
+
+    The cut maximising ``table[fp * (k + 1) + fn]`` (fn = in-entries below the cut, fp =
+    out-entries at or above it), ties masked to ``tie``, the first among equals.
+    """
+    n = v.shape[1]
+    k = n // 2
+    c = 0
+    cin[0] = 0
+    best = table[k * (k + 1)]  # j = 0: fp = k, fn = 0
+    kstar = 0
+    for j in range(1, n + 1):
+        c += np.int64(low[r, j - 1] & 1)
+        cin[j] = c
+        if j < n and v[r, j - 1] == v[r, j]:
+            val = tie
+        else:
+            val = table[c * (k + 2) + (k - j) * (k + 1)]
+        if val > best:
+            best = val
+            kstar = j
+    return kstar
+
+
+@nb.njit(**_JIT)
+def heldout(va, la, vb, lb, table_a, tie_a, table_b, tie_b):
+    """Empirical epsilon's held-out FP and FN per row (``empirical._heldout``), int64 (2, rows).
+
+    ``table_a`` / ``tie_a``: the score table of fold A's size (``empirical._compiled_table``)
+    and the value of a cut that splits a tie; likewise for fold B.
+    """
+    rows, na = va.shape
+    nb_ = vb.shape[1]
+    ca = np.zeros(na + 1, np.int64)
+    cb = np.zeros(nb_ + 1, np.int64)
+    f = np.zeros(1, np.float32)
+    u = f.view(np.uint32)
+    out = np.zeros((2, rows), np.int64)
+    for r in range(rows):
+        ta = _threshold(va, r, _select(va, la, r, table_a, tie_a, ca), f, u)
+        tb = _threshold(vb, r, _select(vb, lb, r, table_b, tie_b, cb), f, u)
+        # fold B scored by A's threshold, then A by B's
+        cut = _cut_of(vb, r, ta)
+        fn = cb[cut]
+        fp = nb_ // 2 - (cut - cb[cut])
+        cut = _cut_of(va, r, tb)
+        fn += ca[cut]
+        fp += na // 2 - (cut - ca[cut])
+        out[0, r] = fp
+        out[1, r] = fn
+    return out
