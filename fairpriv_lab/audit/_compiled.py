@@ -295,3 +295,101 @@ def heldout(va, la, vb, lb, table_a, tie_a, table_b, tie_b):
         out[0, r] = fp
         out[1, r] = fn
     return out
+
+
+# ----------------------------------------------------------------- PA-GA / PA-GBA histogram kernel
+# The numpy histogram kernel (kernels._global_chunk_hist / _global_chunk_hist_shared) with its
+# whole-block passes -- the buckets of every key, the bincount index, the gathering of the
+# candidate buckets' entries, the scoring of every (model, record) -- each as one loop; its
+# planning on the bucket counts and its sort of the candidates stay numpy. The same integers.
+@nb.njit(**_JIT)
+def hist_buckets(u, nb_, nf):
+    """``kernels._hist_buckets(u)`` (equal-count buckets): int64 (n_models, m)."""
+    nm, m = u.shape
+    B = np.int64(1) << nb_
+    F = np.int64(1) << nf
+    out = np.empty((nm, m), np.int64)
+    counts = np.zeros(F, np.int64)
+    for r in range(nm):
+        lo = u[r, 0]
+        hi = u[r, 0]
+        for i in range(1, m):
+            x = u[r, i]
+            if x < lo:
+                lo = x
+            if x > hi:
+                hi = x
+        span = np.int64(hi) - np.int64(lo)
+        bits = 0
+        while span >> bits:
+            bits += 1
+        shift = max(bits - nf, 0)
+        counts[:] = 0
+        for i in range(m):
+            counts[(np.int64(u[r, i]) - np.int64(lo)) >> shift] += 1
+        before = np.int64(0)
+        for f in range(F):
+            c = counts[f]
+            counts[f] = (before * B) // m
+            before += c
+        for i in range(m):
+            out[r, i] = counts[(np.int64(u[r, i]) - np.int64(lo)) >> shift]
+    return out
+
+
+@nb.njit(**_JIT)
+def hist_counts(lab, flo, b, cell, C, B):
+    """``np.bincount`` of ``kernels._hist_index`` (label bits outermost), flat, int64."""
+    nm, m = lab.shape
+    RB = nm * C * B
+    counts = np.zeros(4 * RB, np.int64)
+    for r in range(nm):
+        for i in range(m):
+            bits = 2 * np.int64(lab[r, i]) + np.int64(flo[r, i])
+            counts[bits * RB + (r * C + cell[i]) * B + b[r, i]] += 1
+    return counts
+
+
+@nb.njit(**_JIT)
+def hist_select(lab, flo, b, cell, u, flags, C, B):
+    """The entries of the flagged (model, cell, bucket)s: their ``_hist_index``, keys and flags.
+
+    ``flags`` uint8, flat (n_models * C * B); entries in row-major order (as ``np.flatnonzero``).
+    """
+    nm, m = lab.shape
+    RB = nm * C * B
+    n = 0
+    for r in range(nm):
+        for i in range(m):
+            if flags[(r * C + cell[i]) * B + b[r, i]]:
+                n += 1
+    sel = np.empty(n, np.int64)
+    u_sel = np.empty(n, np.uint32)
+    f_sel = np.empty(n, np.uint8)
+    n = 0
+    for r in range(nm):
+        for i in range(m):
+            q = (r * C + cell[i]) * B + b[r, i]
+            f = flags[q]
+            if f:
+                sel[n] = (2 * np.int64(lab[r, i]) + np.int64(flo[r, i])) * RB + q
+                u_sel[n] = u[r, i]
+                f_sel[n] = f
+                n += 1
+    return sel, u_sel, f_sel
+
+
+@nb.njit(**_JIT)
+def hist_score(u, lab, flo, thr, partner, out):
+    """Add, per record, the models whose rule ``u >= thr[j, model, partner]`` gets its label right.
+
+    ``out[0]`` for the labels, ``out[1]`` for the floor's (``kernels._scored(...) == labels``
+    summed over the models).
+    """
+    nm, m = u.shape
+    for r in range(nm):
+        for i in range(m):
+            c = partner[i]
+            x = u[r, i]
+            out[0, i] += (x >= thr[0, r, c]) == lab[r, i]
+            out[1, i] += (x >= thr[1, r, c]) == flo[r, i]

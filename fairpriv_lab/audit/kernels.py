@@ -679,6 +679,7 @@ def _global_runs_packed(scores, labels, trial, runs, per_pair: bool, negated: bo
         return np.repeat(x[lo // 2:(lo + step) // 2], 2, axis=0) if per_pair else x[lo:lo + step]
 
     pairs = _shared_runs(runs) if hist else {}
+    compiled = _compiled_kernels(scores.size) if hist else None
 
     def work(lo: int) -> list:  # blocks of models keep the temporaries in cache
         rows = slice(lo, lo + step)
@@ -686,14 +687,15 @@ def _global_runs_packed(scores, labels, trial, runs, per_pair: bool, negated: bo
         floors = [None if i in pairs.values() else lab ^ rows_of(swap, lo) for i, (swap, *_) in enumerate(runs)]
         u = _block_keys(scores[rows], negated)
         if hist:  # every (model, record) a trial (ALOOA, half-split): no row sort
-            buckets = _hist_buckets(u)
+            buckets = _hist_buckets(u, compiled=compiled)
             out: list = [None] * len(runs)
             for i, j in pairs.items():  # PA-GA and PA-GBA in-sample with one floor: one count
                 cell = runs[j][1]
-                out[i], out[j] = _global_chunk_hist_shared(u, lab, floors[i], cell, int(cell.max()) + 1, buckets)
+                out[i], out[j] = _global_chunk_hist_shared(u, lab, floors[i], cell, int(cell.max()) + 1, buckets,
+                                                           compiled)
             for i, (fl, (_swap, cell, partner, balanced)) in enumerate(zip(floors, runs, strict=True)):
                 if out[i] is None:
-                    out[i] = _global_chunk_hist(u, lab, fl, cell, partner, balanced, buckets)
+                    out[i] = _global_chunk_hist(u, lab, fl, cell, partner, balanced, buckets, compiled)
             return out
         tr = rows_of(trial, lo)
         return [_global_chunk(u, lab, fl, tr, cell, partner, balanced)
@@ -1144,7 +1146,8 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
     return np.frexp(x.astype(np.float64))[1].astype(np.int64)
 
 
-def _global_chunk_hist(u, labels, floor_labels, cell, partner, balanced=False, buckets=None) -> np.ndarray:
+def _global_chunk_hist(u, labels, floor_labels, cell, partner, balanced=False, buckets=None,
+                       compiled=None) -> np.ndarray:
     """:func:`_global_chunk` for a block of models where every (model, record) is a trial, without sorting rows.
 
     The best cut of a model's scores (in a cell) maximises ``correct(k) = out below + in at or
@@ -1162,8 +1165,19 @@ def _global_chunk_hist(u, labels, floor_labels, cell, partner, balanced=False, b
     u = _keys(u)
     nm, m = u.shape
     C = int(max(cell.max(), partner.max())) + 1
+    if buckets is None:
+        buckets = _hist_buckets(u, compiled=compiled)
+    if compiled is not None:  # the same steps, the whole-block passes as compiled loops
+        b, B = buckets
+        counts = compiled.hist_counts(labels, floor_labels, b, cell, C, B).reshape(4, nm * C, B)
+        plan = _hist_plan(counts, m, balanced)
+        sel, u_sel, _f = compiled.hist_select(labels, floor_labels, b, cell, u, _flat_u8(plan[0]), C, B)
+        thr = _hist_finish(sel, u_sel, B, plan, balanced).reshape(2, nm, C)
+        out = np.zeros((2, m), np.int64)
+        compiled.hist_score(u, labels, floor_labels, thr, partner, out)
+        return out
     bits = (labels.view(np.uint8) * np.uint8(2)) | floor_labels.view(np.uint8)  # bit 1: label, bit 0: floor
-    thr = _hist_thresholds(u, bits, cell, C, balanced, _hist_buckets(u) if buckets is None else buckets)
+    thr = _hist_thresholds(u, bits, cell, C, balanced, buckets)
     out = np.empty((2, m), np.int64)
     present = _cells_present(partner, C)
     for j, lb in enumerate((labels, floor_labels)):
@@ -1203,7 +1217,12 @@ def _cells_present(partner: np.ndarray, C: int) -> np.ndarray:
 _HIST_FINE_BITS = 3  # fine buckets per (coarse) bucket: 2**3, for the equal-count buckets
 
 
-def _hist_buckets(u: np.ndarray, equal_count: bool = True) -> tuple[np.ndarray, int]:
+def _flat_u8(flags: np.ndarray) -> np.ndarray:
+    """Flags (bool or uint8) as a flat contiguous uint8 array (for the compiled kernels)."""
+    return np.ascontiguousarray(flags).view(np.uint8).ravel()
+
+
+def _hist_buckets(u: np.ndarray, equal_count: bool = True, compiled=None) -> tuple[np.ndarray, int]:
     """Bucket of every key, in [0, B): monotone in the key (equal keys share one); and B.
 
     The key range of each row is cut into ``8 B`` equal spans ("fine" buckets), counted with
@@ -1218,6 +1237,8 @@ def _hist_buckets(u: np.ndarray, equal_count: bool = True) -> tuple[np.ndarray, 
     nb = int(min(16, max(4, (m // _HIST_ENTRIES_PER_BUCKET).bit_length())))
     B = 1 << nb
     nf = nb + _HIST_FINE_BITS if equal_count else nb
+    if compiled is not None and equal_count:
+        return compiled.hist_buckets(u, nb, nf), B
     umin = u.min(axis=1)
     span = (u.max(axis=1) - umin).astype(np.int64)
     shift = np.maximum(_bit_length(span) - nf, 0).astype(np.uint32)
@@ -1380,7 +1401,8 @@ def _hist_finish(sel: np.ndarray, u_sel: np.ndarray, B: int, plan: tuple, balanc
     return thr
 
 
-def _global_chunk_hist_shared(u, labels, floor_labels, cell, C: int, buckets) -> tuple[np.ndarray, np.ndarray]:
+def _global_chunk_hist_shared(u, labels, floor_labels, cell, C: int, buckets,
+                              compiled=None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_global_chunk_hist` of PA-GA and PA-GBA in-sample with the same floor labels, sharing the counts.
 
     PA-GA's counts per (model, bucket) are PA-GBA's summed over the cells ``cell`` (C of
@@ -1392,18 +1414,24 @@ def _global_chunk_hist_shared(u, labels, floor_labels, cell, C: int, buckets) ->
     u = _keys(u)
     nm, m = u.shape
     b, B = buckets
-    bits = (labels.view(np.uint8) * np.uint8(2)) | floor_labels.view(np.uint8)  # (8-bit shifts are slow)
-    flat = _hist_index(bits, b, cell, C, B).ravel()
     RB = nm * C * B
-    counts = np.bincount(flat, minlength=4 * RB).reshape(4, nm, C, B)
+    if compiled is not None:  # the same counts and gathering, as compiled loops
+        counts = compiled.hist_counts(labels, floor_labels, b, cell, C, B).reshape(4, nm, C, B)
+    else:
+        bits = (labels.view(np.uint8) * np.uint8(2)) | floor_labels.view(np.uint8)  # (8-bit shifts are slow)
+        flat = _hist_index(bits, b, cell, C, B).ravel()
+        counts = np.bincount(flat, minlength=4 * RB).reshape(4, nm, C, B)
     fine = _hist_plan(counts.reshape(4, nm * C, B), m, False)
     coarse = _hist_plan(counts.sum(axis=2), m, False)
     flags = fine[0].reshape(nm, C, B).view(np.uint8) | (coarse[0].view(np.uint8) * np.uint8(2))[:, None, :]
     flags = flags.ravel()
-    pos = np.flatnonzero(np.take(np.tile(flags, 4), flat))
-    sel = flat[pos]
-    f = np.take(flags, sel % RB)
-    u_sel = u.ravel()[pos]
+    if compiled is not None:
+        sel, u_sel, f = compiled.hist_select(labels, floor_labels, b, cell, u, flags, C, B)
+    else:
+        pos = np.flatnonzero(np.take(np.tile(flags, 4), flat))
+        sel = flat[pos]
+        f = np.take(flags, sel % RB)
+        u_sel = u.ravel()[pos]
     pf, pc = (f & np.uint8(1)) != 0, (f & np.uint8(2)) != 0
     thr_f = _hist_finish(sel[pf], u_sel[pf], B, fine, False).reshape(2, nm, C)
     sc = sel[pc]  # as an index of the coarse counts (4, nm, B): drop the cell
@@ -1413,6 +1441,11 @@ def _global_chunk_hist_shared(u, labels, floor_labels, cell, C: int, buckets) ->
     zero = np.zeros(m, np.int64)
     outs = []
     for thr, part in ((thr_c, zero), (thr_f, cell)):
+        if compiled is not None:
+            out = np.zeros((2, m), np.int64)
+            compiled.hist_score(u, labels, floor_labels, thr, part, out)
+            outs.append(out)
+            continue
         out = np.empty((2, m), np.int64)
         present = _cells_present(part, thr.shape[2])
         for j, lb in enumerate((labels, floor_labels)):
