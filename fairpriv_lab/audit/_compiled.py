@@ -122,6 +122,42 @@ def narrow_tail(v, t, p):
 
 
 @nb.njit(**_JIT)
+def pair_keys(bits, mem, c0, c1, negated):
+    """``kernels._pair_chunks`` with ``keys`` and ``flip``, for records ``c0 .. c1 - 1``: one loop.
+
+    ``bits``: the float32 scores' bits (uint32 view), shape (n_models, m); ``mem`` bool.
+    Returns ``(s_even, s_odd, flip)`` of shape (c1 - c0, n_models // 2): the sort keys of each
+    pair's first and second model's score (of its negative when ``negated``:
+    ``kernels._block_keys``) and whether the second model is the in-model.
+    """
+    P = bits.shape[0] // 2
+    rows = c1 - c0
+    s_e = np.empty((rows, P), np.uint32)
+    s_o = np.empty((rows, P), np.uint32)
+    flip = np.empty((rows, P), np.bool_)
+    last = _MAG if negated else _SIGN
+    for p0 in range(0, P, 16):  # tiles of 16 pairs: the transposition stays in cache
+        p1 = min(p0 + 16, P)
+        for j in range(rows):
+            c = c0 + j
+            for p in range(p0, p1):
+                b = bits[2 * p, c]
+                if b == _SIGN:  # -0.0 -> 0.0
+                    b = np.uint32(0)
+                if b & _SIGN:
+                    b = np.uint32(b ^ _MAG)
+                s_e[j, p] = b ^ last
+                b = bits[2 * p + 1, c]
+                if b == _SIGN:
+                    b = np.uint32(0)
+                if b & _SIGN:
+                    b = np.uint32(b ^ _MAG)
+                s_o[j, p] = b ^ last
+                flip[j, p] = not mem[2 * p, c]
+    return s_e, s_o, flip
+
+
+@nb.njit(**_JIT)
 def narrow_keys(s_in, s_out, cols, flip, swap, p):
     """The two uint32 keys of ``SortedRows._sort_narrow`` (before its sorts), of columns ``cols``.
 
@@ -138,10 +174,8 @@ def narrow_keys(s_in, s_out, cols, flip, swap, p):
     for r in range(rows):
         for j in range(k):
             c = cols[j]
-            base = np.uint32(0)
-            if has_swap and swap[r, c]:
-                base = np.uint32(2)
-            f = np.uint32(1) if flip[r, c] else np.uint32(0)
+            base = np.uint32(swap[r, c]) * np.uint32(2) if has_swap else np.uint32(0)
+            f = np.uint32(flip[r, c])
             a = s_in[r, c]
             b = s_out[r, c]
             v[r, j] = a
@@ -304,49 +338,63 @@ def heldout(va, la, vb, lb, table_a, tie_a, table_b, tie_b):
 # planning on the bucket counts and its sort of the candidates stay numpy. The same integers.
 @nb.njit(**_JIT)
 def hist_buckets(u, nb_, nf):
-    """``kernels._hist_buckets(u)`` (equal-count buckets): int64 (n_models, m)."""
+    """``kernels._hist_buckets(u)`` (equal-count buckets), as uint16 (n_models, m).
+
+    Row by row, so that a row's keys stay in cache through the four passes.
+    """
     nm, m = u.shape
     B = np.int64(1) << nb_
     F = np.int64(1) << nf
-    out = np.empty((nm, m), np.int64)
-    counts = np.zeros(F, np.int64)
+    out = np.empty((nm, m), np.uint16)
+    counts = np.zeros(F, np.int32)
+    fine = np.empty(m, np.int32)
     for r in range(nm):
-        lo = u[r, 0]
-        hi = u[r, 0]
-        for i in range(1, m):
-            x = u[r, i]
-            if x < lo:
-                lo = x
-            if x > hi:
-                hi = x
+        row = u[r]
+        lo = row[0]
+        hi = row[0]
+        for i in range(m):
+            lo = min(lo, row[i])
+            hi = max(hi, row[i])
         span = np.int64(hi) - np.int64(lo)
         bits = 0
         while span >> bits:
             bits += 1
-        shift = max(bits - nf, 0)
+        shift = np.uint32(max(bits - nf, 0))
+        for i in range(m):
+            fine[i] = (row[i] - lo) >> shift
         counts[:] = 0
         for i in range(m):
-            counts[(np.int64(u[r, i]) - np.int64(lo)) >> shift] += 1
+            counts[fine[i]] += 1
         before = np.int64(0)
         for f in range(F):
             c = counts[f]
             counts[f] = (before * B) // m
             before += c
+        o = out[r]
         for i in range(m):
-            out[r, i] = counts[(np.int64(u[r, i]) - np.int64(lo)) >> shift]
+            o[i] = counts[fine[i]]
     return out
 
 
 @nb.njit(**_JIT)
 def hist_counts(lab, flo, b, cell, C, B):
-    """``np.bincount`` of ``kernels._hist_index`` (label bits outermost), flat, int64."""
+    """``np.bincount`` of ``kernels._hist_index`` (label bits outermost), flat, int64.
+
+    Counted a row at a time into a small buffer (the whole table does not fit the cache).
+    """
     nm, m = lab.shape
     RB = nm * C * B
     counts = np.zeros(4 * RB, np.int64)
+    local = np.zeros(4 * C * B, np.int32)
+    CB = C * B
     for r in range(nm):
+        local[:] = 0
         for i in range(m):
             bits = 2 * np.int64(lab[r, i]) + np.int64(flo[r, i])
-            counts[bits * RB + (r * C + cell[i]) * B + b[r, i]] += 1
+            local[bits * CB + np.int64(cell[i]) * B + np.int64(b[r, i])] += 1
+        for bits in range(4):
+            for q in range(CB):
+                counts[bits * RB + r * CB + q] = local[bits * CB + q]
     return counts
 
 
@@ -361,7 +409,7 @@ def hist_select(lab, flo, b, cell, u, flags, C, B):
     n = 0
     for r in range(nm):
         for i in range(m):
-            if flags[(r * C + cell[i]) * B + b[r, i]]:
+            if flags[(r * C + np.int64(cell[i])) * B + np.int64(b[r, i])]:
                 n += 1
     sel = np.empty(n, np.int64)
     u_sel = np.empty(n, np.uint32)
@@ -369,7 +417,7 @@ def hist_select(lab, flo, b, cell, u, flags, C, B):
     n = 0
     for r in range(nm):
         for i in range(m):
-            q = (r * C + cell[i]) * B + b[r, i]
+            q = (r * C + np.int64(cell[i])) * B + np.int64(b[r, i])
             f = flags[q]
             if f:
                 sel[n] = (2 * np.int64(lab[r, i]) + np.int64(flo[r, i])) * RB + q
@@ -383,13 +431,44 @@ def hist_select(lab, flo, b, cell, u, flags, C, B):
 def hist_score(u, lab, flo, thr, partner, out):
     """Add, per record, the models whose rule ``u >= thr[j, model, partner]`` gets its label right.
 
-    ``out[0]`` for the labels, ``out[1]`` for the floor's (``kernels._scored(...) == labels``
-    summed over the models).
+    ``lab``, ``flo``: the labels and the floor's, as uint8 (0/1); ``partner`` uint8 when
+    ``thr`` has at most 255 cells (else int64); ``out`` int32 (2, m): ``out[0]`` for the
+    labels, ``out[1]`` for the floor's (``kernels._scored(...) == labels`` summed over the
+    models). Written so that the loops vectorise: no gathers for one or two cells.
     """
     nm, m = u.shape
+    C = thr.shape[2]
+    o0 = out[0]
+    o1 = out[1]
     for r in range(nm):
-        for i in range(m):
-            c = partner[i]
-            x = u[r, i]
-            out[0, i] += (x >= thr[0, r, c]) == lab[r, i]
-            out[1, i] += (x >= thr[1, r, c]) == flo[r, i]
+        ur = u[r]
+        lr = lab[r]
+        fr = flo[r]
+        if C == 1:
+            a0 = thr[0, r, 0]
+            a1 = thr[1, r, 0]
+            for i in range(m):
+                x = ur[i]
+                o0[i] += np.int32(np.uint8(x >= a0) == lr[i])
+                o1[i] += np.int32(np.uint8(x >= a1) == fr[i])
+        elif C == 2:
+            a0 = thr[0, r, 0]
+            a1 = thr[1, r, 0]
+            b0 = thr[0, r, 1]
+            b1 = thr[1, r, 1]
+            for i in range(m):
+                x = ur[i]
+                c = partner[i]
+                t0 = b0 if c else a0
+                t1 = b1 if c else a1
+                o0[i] += np.int32(np.uint8(x >= t0) == lr[i])
+                o1[i] += np.int32(np.uint8(x >= t1) == fr[i])
+        else:
+            for c in range(C):
+                t0 = thr[0, r, c]
+                t1 = thr[1, r, c]
+                for i in range(m):
+                    if partner[i] == c:
+                        x = ur[i]
+                        o0[i] += np.int32(np.uint8(x >= t0) == lr[i])
+                        o1[i] += np.int32(np.uint8(x >= t1) == fr[i])

@@ -884,7 +884,7 @@ def informative_pairs(mem: np.ndarray, rec: np.ndarray) -> np.ndarray:
 
 
 def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, keys: bool = False, flip: bool = False,
-                negated: bool = False):
+                negated: bool = False, compiled=None):
     """Yield (columns, K, chunks) for the records sharing the same number K of pairs.
 
     ``chunks`` iterates over (row slice, s_in, s_out) with s_in/s_out of shape (rows, K): the
@@ -904,12 +904,20 @@ def pair_blocks(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, keys: bool
         ks = [int(k) for k in np.unique(K)]  # distinct pair counts (1 for every game here)
     for k in ks:
         cols = np.flatnonzero(K == k)
-        yield cols, k, _pair_chunks(scores, mem, inf, cols, k, keys and scores.dtype == np.float32, flip, negated)
+        yield cols, k, _pair_chunks(scores, mem, inf, cols, k, keys and scores.dtype == np.float32, flip, negated,
+                                    compiled)
 
 
-def _pair_chunks(scores, mem, inf, cols, k, keys=False, flip=False, negated=False):
+def _pair_chunks(scores, mem, inf, cols, k, keys=False, flip=False, negated=False, compiled=None):
     step = max(1, CHUNK_ELEMENTS // (2 * k))
     full = cols.size == scores.shape[1]
+    if (compiled is not None and full and keys and flip and k == inf.shape[0] and scores.shape[0] == 2 * k
+            and scores.flags.c_contiguous and mem.flags.c_contiguous):  # the same blocks, one compiled loop each
+        bits = scores.view(np.uint32)
+        for lo in range(0, cols.size, step):
+            hi = min(lo + step, cols.size)
+            yield (slice(lo, lo + step), *compiled.pair_keys(bits, mem, lo, hi, negated))
+        return
     for lo in range(0, cols.size, step):
         r = slice(lo, lo + step)
         c = slice(lo, min(lo + step, cols.size)) if full else cols[r]
@@ -1116,7 +1124,8 @@ def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: lis
     """
     scores = as_f32(scores)
     compiled = _compiled_kernels(scores.size) if scores.dtype == np.float32 else None
-    blocks = list(pair_blocks(scores, mem, inf, keys=True, flip=True, negated=negated))  # keys once per block
+    blocks = list(pair_blocks(scores, mem, inf, keys=True, flip=True, negated=negated,  # keys once per block
+                              compiled=compiled))
     for task in tasks:
         task.prepare(blocks)
     for bi, (cols, _k, chunks) in enumerate(blocks):
@@ -1173,9 +1182,7 @@ def _global_chunk_hist(u, labels, floor_labels, cell, partner, balanced=False, b
         plan = _hist_plan(counts, m, balanced)
         sel, u_sel, _f = compiled.hist_select(labels, floor_labels, b, cell, u, _flat_u8(plan[0]), C, B)
         thr = _hist_finish(sel, u_sel, B, plan, balanced).reshape(2, nm, C)
-        out = np.zeros((2, m), np.int64)
-        compiled.hist_score(u, labels, floor_labels, thr, partner, out)
-        return out
+        return _compiled_score(compiled, u, labels, floor_labels, thr, partner)
     bits = (labels.view(np.uint8) * np.uint8(2)) | floor_labels.view(np.uint8)  # bit 1: label, bit 0: floor
     thr = _hist_thresholds(u, bits, cell, C, balanced, buckets)
     out = np.empty((2, m), np.int64)
@@ -1215,6 +1222,14 @@ def _cells_present(partner: np.ndarray, C: int) -> np.ndarray:
 
 
 _HIST_FINE_BITS = 3  # fine buckets per (coarse) bucket: 2**3, for the equal-count buckets
+
+
+def _compiled_score(compiled, u, labels, floor_labels, thr, partner) -> np.ndarray:
+    """Correct predictions per record, (2, m) int32: ``column_counts(_scored(u, thr[j], partner) == lb)``."""
+    out = np.zeros((2, u.shape[1]), np.int32)
+    part = partner.astype(np.uint8) if thr.shape[2] <= 255 else partner
+    compiled.hist_score(u, labels.view(np.uint8), floor_labels.view(np.uint8), thr, part, out)
+    return out
 
 
 def _flat_u8(flags: np.ndarray) -> np.ndarray:
@@ -1438,14 +1453,12 @@ def _global_chunk_hist_shared(u, labels, floor_labels, cell, C: int, buckets,
     lab_bits, q = np.divmod(sc, RB)
     row, bucket = q // (C * B), q % B
     thr_c = _hist_finish((lab_bits * nm + row) * B + bucket, u_sel[pc], B, coarse, False).reshape(2, nm, 1)
+    if compiled is not None:
+        return (_compiled_score(compiled, u, labels, floor_labels, thr_c, np.zeros(m, np.uint8)),
+                _compiled_score(compiled, u, labels, floor_labels, thr_f, cell))
     zero = np.zeros(m, np.int64)
     outs = []
     for thr, part in ((thr_c, zero), (thr_f, cell)):
-        if compiled is not None:
-            out = np.zeros((2, m), np.int64)
-            compiled.hist_score(u, labels, floor_labels, thr, part, out)
-            outs.append(out)
-            continue
         out = np.empty((2, m), np.int64)
         present = _cells_present(part, thr.shape[2])
         for j, lb in enumerate((labels, floor_labels)):
