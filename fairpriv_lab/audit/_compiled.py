@@ -348,6 +348,7 @@ def hist_buckets(u, nb_, nf):
     out = np.empty((nm, m), np.uint16)
     counts = np.zeros(F, np.int32)
     fine = np.empty(m, np.int32)
+    inv_m = 1.0 / m
     for r in range(nm):
         row = u[r]
         lo = row[0]
@@ -366,9 +367,15 @@ def hist_buckets(u, nb_, nf):
         for i in range(m):
             counts[fine[i]] += 1
         before = np.int64(0)
-        for f in range(F):
+        for f in range(F):  # counts[f] = before * B // m, by a multiply and one correction
             c = counts[f]
-            counts[f] = (before * B) // m
+            x = before * B  # < 2**53: the float product is within 1 of the quotient
+            q = np.int64(x * inv_m)
+            if q * m > x:
+                q -= 1
+            elif (q + 1) * m <= x:
+                q += 1
+            counts[f] = q
             before += c
         o = out[r]
         for i in range(m):
@@ -377,7 +384,7 @@ def hist_buckets(u, nb_, nf):
 
 
 @nb.njit(**_JIT)
-def hist_counts(lab, flo, b, cell, C, B):
+def hist_counts(lab, flo, cell, b, C, B):
     """``np.bincount`` of ``kernels._hist_index`` (label bits outermost), flat, int64.
 
     Counted a row at a time into a small buffer (the whole table does not fit the cache).
@@ -399,18 +406,14 @@ def hist_counts(lab, flo, b, cell, C, B):
 
 
 @nb.njit(**_JIT)
-def hist_select(lab, flo, b, cell, u, flags, C, B):
-    """The entries of the flagged (model, cell, bucket)s: their ``_hist_index``, keys and flags.
+def hist_select(lab, flo, cell, b, u, flags, C, B, n):
+    """The ``n`` entries of the flagged (model, cell, bucket)s: their ``_hist_index``, keys and flags.
 
-    ``flags`` uint8, flat (n_models * C * B); entries in row-major order (as ``np.flatnonzero``).
+    ``flags`` uint8, flat (n_models * C * B); ``n`` the entries they hold (from the counts);
+    entries in row-major order (as ``np.flatnonzero``).
     """
     nm, m = lab.shape
     RB = nm * C * B
-    n = 0
-    for r in range(nm):
-        for i in range(m):
-            if flags[(r * C + np.int64(cell[i])) * B + np.int64(b[r, i])]:
-                n += 1
     sel = np.empty(n, np.int64)
     u_sel = np.empty(n, np.uint32)
     f_sel = np.empty(n, np.uint8)
@@ -424,7 +427,7 @@ def hist_select(lab, flo, b, cell, u, flags, C, B):
                 u_sel[n] = u[r, i]
                 f_sel[n] = f
                 n += 1
-    return sel, u_sel, f_sel
+    return sel[:n], u_sel[:n], f_sel[:n]
 
 
 @nb.njit(**_JIT)

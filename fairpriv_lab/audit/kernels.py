@@ -1178,9 +1178,11 @@ def _global_chunk_hist(u, labels, floor_labels, cell, partner, balanced=False, b
         buckets = _hist_buckets(u, compiled=compiled)
     if compiled is not None:  # the same steps, the whole-block passes as compiled loops
         b, B = buckets
-        counts = compiled.hist_counts(labels, floor_labels, b, cell, C, B).reshape(4, nm * C, B)
+        counts = compiled.hist_counts(*_u8(labels, floor_labels, cell, C), b, C, B).reshape(4, nm * C, B)
         plan = _hist_plan(counts, m, balanced)
-        sel, u_sel, _f = compiled.hist_select(labels, floor_labels, b, cell, u, _flat_u8(plan[0]), C, B)
+        flags = _flat_u8(plan[0])
+        sel, u_sel, _f = compiled.hist_select(*_u8(labels, floor_labels, cell, C), b, u, flags, C, B,
+                                              _flagged(counts, flags))
         thr = _hist_finish(sel, u_sel, B, plan, balanced).reshape(2, nm, C)
         return _compiled_score(compiled, u, labels, floor_labels, thr, partner)
     bits = (labels.view(np.uint8) * np.uint8(2)) | floor_labels.view(np.uint8)  # bit 1: label, bit 0: floor
@@ -1230,6 +1232,17 @@ def _compiled_score(compiled, u, labels, floor_labels, thr, partner) -> np.ndarr
     part = partner.astype(np.uint8) if thr.shape[2] <= 255 else partner
     compiled.hist_score(u, labels.view(np.uint8), floor_labels.view(np.uint8), thr, part, out)
     return out
+
+
+def _u8(labels, floor_labels, cell, C: int) -> tuple:
+    """Labels, floor labels and cells for the compiled loops: uint8 (cells int64 above 255)."""
+    return (labels.view(np.uint8), floor_labels.view(np.uint8),
+            cell.astype(np.uint8) if C <= 255 else cell)
+
+
+def _flagged(counts: np.ndarray, flags: np.ndarray) -> int:
+    """Entries in the flagged buckets: ``counts`` (4, ...) summed over the label bits where ``flags``."""
+    return int(counts.reshape(4, -1).sum(axis=0)[flags != 0].sum())
 
 
 def _flat_u8(flags: np.ndarray) -> np.ndarray:
@@ -1431,7 +1444,7 @@ def _global_chunk_hist_shared(u, labels, floor_labels, cell, C: int, buckets,
     b, B = buckets
     RB = nm * C * B
     if compiled is not None:  # the same counts and gathering, as compiled loops
-        counts = compiled.hist_counts(labels, floor_labels, b, cell, C, B).reshape(4, nm, C, B)
+        counts = compiled.hist_counts(*_u8(labels, floor_labels, cell, C), b, C, B).reshape(4, nm, C, B)
     else:
         bits = (labels.view(np.uint8) * np.uint8(2)) | floor_labels.view(np.uint8)  # (8-bit shifts are slow)
         flat = _hist_index(bits, b, cell, C, B).ravel()
@@ -1441,7 +1454,8 @@ def _global_chunk_hist_shared(u, labels, floor_labels, cell, C: int, buckets,
     flags = fine[0].reshape(nm, C, B).view(np.uint8) | (coarse[0].view(np.uint8) * np.uint8(2))[:, None, :]
     flags = flags.ravel()
     if compiled is not None:
-        sel, u_sel, f = compiled.hist_select(labels, floor_labels, b, cell, u, flags, C, B)
+        sel, u_sel, f = compiled.hist_select(*_u8(labels, floor_labels, cell, C), b, u, flags, C, B,
+                                             _flagged(counts, flags))
     else:
         pos = np.flatnonzero(np.take(np.tile(flags, 4), flat))
         sel = flat[pos]
