@@ -172,16 +172,33 @@ def narrow_keys(s_in, s_out, cols, flip, swap, p):
     keep = np.uint32(0xFFFFFFFF ^ ((1 << p) - 1))
     has_swap = swap.shape[1] > 0
     for r in range(rows):
-        for j in range(k):
-            c = cols[j]
-            base = np.uint32(swap[r, c]) * np.uint32(2) if has_swap else np.uint32(0)
-            f = np.uint32(flip[r, c])
-            a = s_in[r, c]
-            b = s_out[r, c]
-            v[r, j] = a
-            v[r, k + j] = b
-            t[r, j] = (a & keep) | ((base | np.uint32(1)) ^ f)
-            t[r, k + j] = (b & keep) | (base | f)
+        si = s_in[r]
+        so = s_out[r]
+        fr = flip[r]
+        vr = v[r]
+        tr = t[r]
+        if has_swap:
+            sr = swap[r]
+            for j in range(k):
+                c = cols[j]
+                base = np.uint32(sr[c]) * np.uint32(2)
+                f = np.uint32(fr[c])
+                a = si[c]
+                b = so[c]
+                vr[j] = a
+                vr[k + j] = b
+                tr[j] = (a & keep) | ((base | np.uint32(1)) ^ f)
+                tr[k + j] = (b & keep) | (base | f)
+        else:
+            for j in range(k):
+                c = cols[j]
+                f = np.uint32(fr[c])
+                a = si[c]
+                b = so[c]
+                vr[j] = a
+                vr[k + j] = b
+                tr[j] = (a & keep) | (np.uint32(1) ^ f)
+                tr[k + j] = (b & keep) | f
     return v, t
 
 
@@ -199,13 +216,15 @@ def in_sample(v, low, bit):
         d2 = 0
         b1 = 0
         b2 = 0
+        vr = v[r]
+        lr = low[r]
         for k in range(1, n + 1):
-            q = low[r, k - 1]
+            q = lr[k - 1]
             lab = np.int64(q & 1)
             sw = lab ^ np.int64((q >> bit) & 1)
             d1 += 1 - 2 * lab
             d2 += 1 - 2 * sw
-            if k < n and v[r, k - 1] == v[r, k]:
+            if k < n and vr[k - 1] == vr[k]:
                 continue
             if d1 > b1:
                 b1 = d1
@@ -224,25 +243,30 @@ def _gains(v, low, r, bit, d1, d2):
     the tie-masked ``d``).
     """
     n = v.shape[1]
+    vr = v[r]
+    lr = low[r]
     d1[0] = 0
     d2[0] = 0
     k1 = 0
     k2 = 0
     a = 0
     b = 0
+    best1 = 0
+    best2 = 0
     for k in range(1, n + 1):
-        q = low[r, k - 1]
+        q = lr[k - 1]
         lab = np.int64(q & 1)
         a += 1 - 2 * lab
         d1[k] = a
-        if bit > 0:
-            b += 1 - 2 * (lab ^ np.int64((q >> bit) & 1))
-            d2[k] = b
-        if k < n and v[r, k - 1] == v[r, k]:
+        b += 1 - 2 * (lab ^ np.int64((q >> bit) & 1))  # bit 0: b = a (unused)
+        d2[k] = b
+        if k < n and vr[k - 1] == vr[k]:
             continue
-        if a > d1[k1]:
+        if a > best1:
+            best1 = a
             k1 = k
-        if bit > 0 and b > d2[k2]:
+        if b > best2:
+            best2 = b
             k2 = k
     return k1, k2
 
@@ -284,15 +308,17 @@ def _select(v, low, r, table, tie, cin):
     out-entries at or above it), ties masked to ``tie``, the first among equals.
     """
     n = v.shape[1]
+    vr = v[r]
+    lr = low[r]
     k = n // 2
     c = 0
     cin[0] = 0
     best = table[k * (k + 1)]  # j = 0: fp = k, fn = 0
     kstar = 0
     for j in range(1, n + 1):
-        c += np.int64(low[r, j - 1] & 1)
+        c += np.int64(lr[j - 1] & 1)
         cin[j] = c
-        if j < n and v[r, j - 1] == v[r, j]:
+        if j < n and vr[j - 1] == vr[j]:
             val = tie
         else:
             val = table[c * (k + 2) + (k - j) * (k + 1)]

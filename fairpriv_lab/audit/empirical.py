@@ -298,14 +298,13 @@ def _compiled_table(k: int, level: float) -> tuple[np.ndarray, float]:
 
     For the compiled threshold search (``audit._compiled.heldout``): the int32 ranks where
     :func:`_select_threshold` uses them (exact in float64), else the mu table with -inf for
-    a tied cut; the same comparisons, so the same cut.
+    a tied cut; the same comparisons, so the same cut. (Writable copies: numba compiles a
+    function again for read-only arrays.)
     """
     if (k + 1) * (k + 2) < 2**15:
         ranks, tie_rank = _mu_rank_table(k, level)
-        table = ranks.astype(np.float64)
-        table.setflags(write=False)
-        return table, float(tie_rank)
-    return _mu_table(k, level), -np.inf
+        return ranks.astype(np.float64), float(tie_rank)
+    return _mu_table(k, level).copy(), -np.inf
 
 
 _TABLE_MAX_K = 2000  # folds of more pairs: two lookups instead of the (k + 1)^2 table

@@ -1080,7 +1080,7 @@ def _compiled_narrow(C, s_in, s_out, cols, planes: tuple, flip) -> SortedRows:
         cols = np.arange(s_in.shape[1])
     swap = np.ascontiguousarray(planes[0], dtype=bool) if planes else np.zeros((rows, 0), bool)
     p = 1 + len(planes)
-    v, t = C.narrow_keys(s_in, s_out, cols, flip, swap, p)
+    v, t = C.narrow_keys(s_in, s_out, cols, flip.view(np.uint8), swap.view(np.uint8), p)
     v.sort(axis=1)
     t.sort(axis=1)
     clash = np.flatnonzero(C.narrow_tail(v, t, p))
