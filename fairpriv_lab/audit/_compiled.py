@@ -501,3 +501,69 @@ def hist_score(u, lab, flo, thr, partner, out):
                         x = ur[i]
                         o0[i] += np.int32(np.uint8(x >= t0) == lr[i])
                         o1[i] += np.int32(np.uint8(x >= t1) == fr[i])
+
+
+@nb.njit(**_JIT)
+def _bucket_of(ctot, r, e):
+    """The bucket holding entry ``e`` of row ``r``: the last boundary b with ``ctot[r, b] <= e``."""
+    lo, hi = 0, ctot.shape[1]
+    while lo < hi:  # first boundary with ctot > e
+        mid = (lo + hi) >> 1
+        if ctot[r, mid] <= e:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
+
+
+@nb.njit(**_JIT)
+def hist_plan(counts):
+    """``kernels._hist_plan(counts, m, balanced=False)`` of bucket counts (4, R, B), int64.
+
+    Returns ``needed`` (R, B) bool, then per label set j (0: bit 1, 1: bit 0) ``cin`` (2, R,
+    B + 1), ``n_in`` (2, R), ``value`` (2, R, B + 1), ``best`` (2, R), ``bpos`` (2, R), and
+    ``ctot`` (R, B + 1), ``n_all`` (R,): the same arrays, the same first best boundary.
+    """
+    _four, R, B = counts.shape
+    ctot = np.zeros((R, B + 1), np.int64)
+    n_all = np.empty(R, np.int64)
+    needed = np.zeros((R, B), np.bool_)
+    cin = np.zeros((2, R, B + 1), np.int64)
+    n_in = np.empty((2, R), np.int64)
+    value = np.empty((2, R, B + 1), np.int64)
+    best = np.empty((2, R), np.int64)
+    bpos = np.empty((2, R), np.int64)
+    for r in range(R):
+        acc = np.int64(0)
+        for b in range(B):
+            acc += counts[0, r, b] + counts[1, r, b] + counts[2, r, b] + counts[3, r, b]
+            ctot[r, b + 1] = acc
+        n_all[r] = acc
+        for j in range(2):
+            mask = 2 - j
+            a = np.int64(0)
+            for b in range(B):
+                a += counts[mask, r, b] + counts[3, r, b]
+                cin[j, r, b + 1] = a
+            n_in[j, r] = a
+            bv = a  # boundary 0: ctot = cin = 0
+            bp = 0
+            for b in range(B + 1):
+                val = ctot[r, b] - 2 * cin[j, r, b] + a
+                value[j, r, b] = val
+                if val > bv:
+                    bv = val
+                    bp = b
+            best[j, r] = bv
+            bpos[j, r] = bp
+            for b in range(B):
+                tot = ctot[r, b + 1] - ctot[r, b]
+                outb = tot - (cin[j, r, b + 1] - cin[j, r, b])
+                if tot >= 2 and value[j, r, b] + outb >= bv:
+                    needed[r, b] = True
+            e = ctot[r, bp]  # the buckets holding the best boundary's neighbours
+            if e < acc:
+                needed[r, _bucket_of(ctot, r, e)] = True
+            if e > 0:
+                needed[r, _bucket_of(ctot, r, e - 1)] = True
+    return needed, cin, n_in, value, best, bpos, ctot, n_all

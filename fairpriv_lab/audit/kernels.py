@@ -1179,7 +1179,7 @@ def _global_chunk_hist(u, labels, floor_labels, cell, partner, balanced=False, b
     if compiled is not None:  # the same steps, the whole-block passes as compiled loops
         b, B = buckets
         counts = compiled.hist_counts(*_u8(labels, floor_labels, cell, C), b, C, B).reshape(4, nm * C, B)
-        plan = _hist_plan(counts, m, balanced)
+        plan = _hist_plan(counts, m, balanced, compiled)
         flags = _flat_u8(plan[0])
         sel, u_sel, _f = compiled.hist_select(*_u8(labels, floor_labels, cell, C), b, u, flags, C, B,
                                               _flagged(counts, flags))
@@ -1316,12 +1316,15 @@ def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, 
     return _hist_finish(flat[pos], u.ravel()[pos], B, plan, balanced).reshape(2, nm, C)
 
 
-def _hist_plan(counts: np.ndarray, m: int, balanced: bool) -> tuple:
+def _hist_plan(counts: np.ndarray, m: int, balanced: bool, compiled=None) -> tuple:
     """Plan the gathering from the bucket counts (4, R, B) of rows of B buckets.
 
     Returns the buckets whose entries must be sorted and, per label set, the cumulative
     counts and the best bucket boundary (what :func:`_hist_finish` reads).
     """
+    if compiled is not None and not balanced:  # the same arrays, one compiled loop per row
+        needed, cin, n_in, value, best, bpos, ctot, n_all = compiled.hist_plan(np.ascontiguousarray(counts, np.int64))
+        return needed, [(cin[j], n_in[j], value[j], best[j], bpos[j]) for j in range(2)], ctot, n_all
     _four, R, B = counts.shape
     tot = counts[0] + counts[1]
     tot += counts[2]
@@ -1449,8 +1452,8 @@ def _global_chunk_hist_shared(u, labels, floor_labels, cell, C: int, buckets,
         bits = (labels.view(np.uint8) * np.uint8(2)) | floor_labels.view(np.uint8)  # (8-bit shifts are slow)
         flat = _hist_index(bits, b, cell, C, B).ravel()
         counts = np.bincount(flat, minlength=4 * RB).reshape(4, nm, C, B)
-    fine = _hist_plan(counts.reshape(4, nm * C, B), m, False)
-    coarse = _hist_plan(counts.sum(axis=2), m, False)
+    fine = _hist_plan(counts.reshape(4, nm * C, B), m, False, compiled)
+    coarse = _hist_plan(counts.sum(axis=2), m, False, compiled)
     flags = fine[0].reshape(nm, C, B).view(np.uint8) | (coarse[0].view(np.uint8) * np.uint8(2))[:, None, :]
     flags = flags.ravel()
     if compiled is not None:
