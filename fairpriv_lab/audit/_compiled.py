@@ -32,7 +32,7 @@ _NONE = np.uint32(0xFFFFFFFF)
 
 @nb.njit(**_JIT)
 def _mid_key(lo, hi, f, u):
-    """The midpoint threshold key between sorted keys lo < hi (``kernels._midpoint``, packed).
+    """Return the midpoint threshold key between sorted keys lo < hi (``kernels._midpoint``, packed).
 
     ``f`` / ``u``: a one-entry float32 scratch and its uint32 view (bit casts).
     """
@@ -159,7 +159,7 @@ def pair_keys(bits, mem, c0, c1, negated):
 
 @nb.njit(**_JIT)
 def narrow_keys(s_in, s_out, cols, flip, swap, p):
-    """The two uint32 keys of ``SortedRows._sort_narrow`` (before its sorts), of columns ``cols``.
+    """Build the two uint32 keys of ``SortedRows._sort_narrow`` (before its sorts), of columns ``cols``.
 
     ``v``: the scores' keys, in-side entries first; ``t``: the same with the ``p`` lowest
     bits replaced by the payload (bit 0: the in-model's score; bit 1: the floor's swap,
@@ -433,7 +433,7 @@ def hist_counts(lab, flo, cell, b, C, B):
 
 @nb.njit(**_JIT)
 def hist_select(lab, flo, cell, b, u, flags, C, B, n):
-    """The ``n`` entries of the flagged (model, cell, bucket)s: their ``_hist_index``, keys and flags.
+    """Gather the ``n`` entries of the flagged (model, cell, bucket)s: their ``_hist_index``, keys, flags.
 
     ``flags`` uint8, flat (n_models * C * B); ``n`` the entries they hold (from the counts);
     entries in row-major order (as ``np.flatnonzero``).
@@ -505,7 +505,7 @@ def hist_score(u, lab, flo, thr, partner, out):
 
 @nb.njit(**_JIT)
 def _bucket_of(ctot, r, e):
-    """The bucket holding entry ``e`` of row ``r``: the last boundary b with ``ctot[r, b] <= e``."""
+    """Return the bucket holding entry ``e`` of row ``r``: the last boundary b with ``ctot[r, b] <= e``."""
     lo, hi = 0, ctot.shape[1]
     while lo < hi:  # first boundary with ctot > e
         mid = (lo + hi) >> 1

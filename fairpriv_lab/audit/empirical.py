@@ -294,7 +294,7 @@ def _mu_rank_table(k: int, level: float) -> tuple[np.ndarray, int]:
 
 @functools.lru_cache(maxsize=16)
 def _compiled_table(k: int, level: float) -> tuple[np.ndarray, float]:
-    """The table and tied-cut value :func:`_select_threshold` reads for a k-pair fold, as float64.
+    """Return the table and tied-cut value :func:`_select_threshold` reads for a k-pair fold, as float64.
 
     For the compiled threshold search (``audit._compiled.heldout``): the int32 ranks where
     :func:`_select_threshold` uses them (exact in float64), else the mu table with -inf for

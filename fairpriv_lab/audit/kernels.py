@@ -1102,7 +1102,7 @@ _COMPILED_MIN_ENTRIES = 1 << 22
 
 
 def _compiled_kernels(n_entries: int):
-    """The compiled kernels' module for a matrix of ``n_entries``, or None (numpy kernels)."""
+    """Return the compiled kernels' module for a matrix of ``n_entries``, or None (numpy kernels)."""
     if n_entries < _COMPILED_MIN_ENTRIES:
         return None
     from . import _compiled  # numba: imported on first use, never by ``import fairpriv_lab``
@@ -1246,7 +1246,7 @@ def _flagged(counts: np.ndarray, flags: np.ndarray) -> int:
 
 
 def _flat_u8(flags: np.ndarray) -> np.ndarray:
-    """Flags (bool or uint8) as a flat contiguous uint8 array (for the compiled kernels)."""
+    """Return flags (bool or uint8) as a flat contiguous uint8 array (for the compiled kernels)."""
     return np.ascontiguousarray(flags).view(np.uint8).ravel()
 
 
