@@ -5,7 +5,7 @@
 Runs ``import fairpriv_lab as fl; print(fl.load_dataset('adult', group='sex'))`` in new
 Python processes, prints each wall time and the median, splits the median into "import
 fairpriv_lab" and "load_dataset" with -X importtime-free in-process timers, and checks that
-the import pulls in none of the heavy modules (torch, sklearn, scipy, opacus, altair).
+the import pulls in none of the heavy modules (torch, sklearn, scipy, opacus, altair, numba).
 Exits 1 if the median exceeds --limit seconds (default 2).
 """
 
@@ -26,7 +26,7 @@ import json, sys, time
 t0 = time.perf_counter()
 import fairpriv_lab as fl
 t1 = time.perf_counter()
-heavy = [m for m in ("torch", "sklearn", "scipy", "opacus", "altair", "ipywidgets") if m in sys.modules]
+heavy = [m for m in ("torch", "sklearn", "scipy", "opacus", "altair", "ipywidgets", "numba") if m in sys.modules]
 ds = fl.load_dataset("adult", group="sex")
 t2 = time.perf_counter()
 print(json.dumps({"import": t1 - t0, "load": t2 - t1, "heavy": heavy, "repr": repr(ds)}))

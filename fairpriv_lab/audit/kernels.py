@@ -1092,13 +1092,16 @@ def _compiled_narrow(C, s_in, s_out, cols, planes: tuple, flip) -> SortedRows:
     return SortedRows._from_sorted(v, t, cols.size, len(planes))
 
 
-# record_pass runs the compiled per-record kernels (fairpriv_lab.audit._compiled) on loss matrices
-# of at least this many (model, record) entries, the numpy kernels below it. Importing numba and
-# loading the cached machine code costs about 0.3-1 s once per process (a first compile, once
-# per machine, several seconds), more than a classroom audit takes; above 2**22 entries (e.g.
-# 400 models x 10,500 records) the numpy per-record pass costs about as much. Both give
-# identical numbers (tests/unit/audit/test_compiled.py).
-_COMPILED_MIN_ENTRIES = 1 << 22
+# The audit runs its compiled kernels (fairpriv_lab.audit._compiled: the per-record pass after
+# numpy's sorts, PA-GA/GBA's histogram passes) on loss matrices of at least this many (model,
+# record) entries, the numpy kernels below it; both give identical numbers
+# (tests/unit/audit/test_compiled.py). Importing numba and loading the cached machine code costs
+# about 0.4 s once per process (the first compile, once per installation, 6-7 s), and the
+# compiled kernels save about 15-20 ns per entry and audit (measured on 400 x 10,500 and
+# 400 x 45,222 float32 losses, benchmarks/README.md): a classroom audit (<= 256 models x
+# 5,000 records) never pays the import, a paper-scale one (400 x 36,178 Adult records,
+# 14.5M entries, six audits per `make paper` process) gains several times that.
+_COMPILED_MIN_ENTRIES = 1 << 23
 
 
 def _compiled_kernels(n_entries: int):
