@@ -58,7 +58,7 @@ _KNOWN: dict[str, tuple[int, int, int, tuple[int, ...] | None]] = {
 _SECONDS_PER_UNIT = {"lr": 2.1e-9, "mlp": 1.3e-10, "cnn": 3.5e-10}
 #: CPU seconds of the final loss evaluation (``engine.training.evaluate``) per (model, record):
 #: a fixed part (log-softmax, gathers, logsumexp and argmax over the classes) plus one per work
-#: unit of the forward pass. Measured 2026-11-30 23:45 UTC (one thread, load 0.6, process CPU
+#: unit of the forward pass. Measured 2026-11-30 23:38 UTC (one thread, load 0.6, process CPU
 #: time of ``evaluate`` inside a whole ``run``, after its sparse first layer and cache-sized
 #: record blocks): Adult LR 200 models 1.12 s (124 ns a pair, the fixed part dominates), Adult
 #: MLP-256 32 models 1.24 s and 64 models 2.80 s (0.86-0.97 us a pair), digits CNN 32 models
