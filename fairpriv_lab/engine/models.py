@@ -444,16 +444,42 @@ class LinearStack:
                 params.append((2 * u - 1) * bound)
         return params
 
-    def forward(self, params: Sequence[Tensor], x: Tensor) -> Tensor:
-        """Logits ``(M, B, C)``; ``x`` is ``(M, B, d)`` per model or ``(B, d)`` shared."""
+    def forward(self, params: Sequence[Tensor], x: Tensor,
+                sparse: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Logits ``(M, B, C)``; ``x`` is ``(M, B, d)`` per model or ``(B, d)`` shared.
+
+        ``sparse``: the rows of ``x`` (shared ``(B, d)``) as :meth:`sparse_first_layer` gives
+        them, ``(B, k)`` each; the first layer then reads only the nonzero columns (one
+        ``embedding_bag`` over the stacked ``W_1``, as in :meth:`per_sample`: the same
+        products, equal to the dense matmul to float32 rounding).
+        """
         h = x
         n_layers = len(params) // 2
         for layer in range(n_layers):
             W, b = params[2 * layer], params[2 * layer + 1]
-            h = torch.matmul(h, W) + b.unsqueeze(1)
+            if layer == 0 and sparse is not None:
+                M, d = W.shape[0], W.shape[1]
+                cols, vals = sparse
+                if M * d >= 2**31:
+                    cols = cols.long()
+                offset = torch.arange(M, device=cols.device, dtype=cols.dtype).mul_(d).view(-1, 1, 1)
+                rows = (cols.unsqueeze(0) + offset, vals.unsqueeze(0).expand(M, -1, -1))
+                h = _bag_sum(rows, W.reshape(-1, W.shape[-1])).view(M, cols.shape[0], -1)
+            else:
+                h = torch.matmul(h, W)
+            h = h.add_(b.unsqueeze(1))  # in place: a fresh product (no second activation tensor)
             if layer < n_layers - 1:
                 h = _tanh_(h)
         return h
+
+    def eval_rows(self, n_models: int) -> int:
+        """Return the records per block of :func:`~fairpriv_lab.engine.training.evaluate`.
+
+        Hidden activations of about 16 MiB (cache-sized; a larger block's fresh pages cost more
+        than its products: Adult MLP-256, 32 models, 4,096-record blocks 2.4 s, 512-record 1.8 s).
+        """
+        width = max(self.sizes[1:])
+        return int(min(4096, max(256, (16 << 20) // max(1, 4 * width * n_models))))
 
     @property
     def binary(self) -> bool:

@@ -206,21 +206,34 @@ def evaluate(
     y: Tensor,
     *,
     model_chunk: int,
-    record_chunk: int = 4096,
+    record_chunk: int | None = None,
+    sparse: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Losses, logit-scaled confidences and predictions ``(n_models, n_records)`` on CPU.
 
     ``confidence = z_y - logsumexp_{j != y} z_j = log p_y - log(1 - p_y)`` (stable form).
+    ``record_chunk``: records per forward pass (default: :meth:`LinearStack.eval_rows`, 4,096
+    for other networks). ``sparse``: ``X``'s rows as ``LinearStack.sparse_first_layer`` gives
+    them (computed here for a :class:`LinearStack` when ``None``); every (model, record) value
+    depends on that model and record alone, whatever the chunks.
     """
     n_models = params[0].shape[0]
     n = X.shape[0]
+    linear = isinstance(net, LinearStack)
+    if linear and sparse is None:
+        sparse = net.sparse_first_layer(X)
     losses = torch.empty((n_models, n), dtype=torch.float32)
     conf = torch.empty((n_models, n), dtype=torch.float32)
     pred = torch.empty((n_models, n), dtype=torch.int64)
     for lo, hi in _chunks(n_models, model_chunk):
         p = [t[lo:hi] for t in params]
-        for r0, r1 in _chunks(n, record_chunk):
-            z = net.forward(p, X[r0:r1])
+        rows = record_chunk or (net.eval_rows(hi - lo) if linear else 4096)
+        for r0, r1 in _chunks(n, rows):
+            if linear:
+                part = None if sparse is None else (sparse[0][r0:r1], sparse[1][r0:r1])
+                z = net.forward(p, X[r0:r1], sparse=part)
+            else:
+                z = net.forward(p, X[r0:r1])
             yy = y[r0:r1].unsqueeze(0).expand(hi - lo, -1).unsqueeze(-1)
             logp = torch.log_softmax(z, dim=-1)
             zy = z.gather(-1, yy).squeeze(-1)
@@ -492,7 +505,7 @@ def train_ensemble(
 
     def result(par: list[Tensor], epochs_done: int) -> EnsembleResult:
         eval_chunk = max(1, budget // max(1, net.bytes_per_sample() * 4096))
-        losses, conf, _ = evaluate(net, par, X, Y, model_chunk=eval_chunk)
+        losses, conf, _ = evaluate(net, par, X, Y, model_chunk=eval_chunk, sparse=sparse_rows)
         acc = gacc = preds = None
         if test is not None:
             Xt = torch.from_numpy(np.array(test.X)).to(dev)

@@ -56,6 +56,17 @@ _KNOWN: dict[str, tuple[int, int, int, tuple[int, ...] | None]] = {
 #: CNN gained 1.75x in the step against digits' 1.27x, so its estimate sits closer): still on
 #: the safe side for a busy machine, and chunks suggested for 30 s then take 10-20 s.
 _SECONDS_PER_UNIT = {"lr": 2.1e-9, "mlp": 1.3e-10, "cnn": 3.5e-10}
+#: CPU seconds of the final loss evaluation (``engine.training.evaluate``) per (model, record):
+#: a fixed part (log-softmax, gathers, logsumexp and argmax over the classes) plus one per work
+#: unit of the forward pass. Measured 2026-11-30 23:38 UTC (one thread, load 0.6, process CPU
+#: time of ``evaluate`` inside a whole ``run``, after its sparse first layer and cache-sized
+#: record blocks): Adult LR 200 models 1.12 s (124 ns a pair, the fixed part dominates), Adult
+#: MLP-256 32 models 1.24 s and 64 models 2.80 s (0.86-0.97 us a pair), digits CNN 32 models
+#: 0.66 s (11.5 us a pair, 4.8e-11 s a multiply-add). Set about 1.2x above these (the safe side
+#: for a busy machine). The previous single term, 2.5e-10 s per (model, record, parameter), put
+#: the MLP's evaluation at 8x its time now.
+_EVAL_SECONDS_PER_PAIR = 1.5e-7
+_EVAL_SECONDS_PER_UNIT = {"lr": 3.3e-11, "mlp": 3.3e-11, "cnn": 6e-11}
 _FIXED_SECONDS_PER_STEP = 2e-3  # Python overhead of one step (all models), CPU
 _GPU_SPEEDUP = 20.0  # uncalibrated: no GPU was measured; shown as such
 _BASE_BYTES = 600 << 20  # interpreter, torch, pandas, altair and the audit's imports
@@ -237,7 +248,7 @@ def plan(config: ExperimentConfig | dict[str, Any], *, time_budget: float | None
 
     cpu_seconds = (sample_grads * units * _SECONDS_PER_UNIT[t.model]
                    + steps * _FIXED_SECONDS_PER_STEP * math.ceil(M / max(1, int(_STEP_BUDGET // max(1, width * act))))
-                   + float(M) * n * P * 2.5e-10)  # final loss evaluation of every record
+                   + float(M) * n * (_EVAL_SECONDS_PER_PAIR + units * _EVAL_SECONDS_PER_UNIT[t.model]))
     calibrated = not device.startswith(("cuda", "mps"))
     seconds = cpu_seconds if calibrated else cpu_seconds / _GPU_SPEEDUP
     per_model_s = seconds / M

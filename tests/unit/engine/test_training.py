@@ -497,3 +497,41 @@ def test_sparse_first_layer_trains_like_the_dense_one(data, monkeypatch):
     dense = train_ensemble(onehot, member, **kw)
     for res in sparse:
         np.testing.assert_allclose(res.losses, dense.losses, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("sizes", [(16, 2), (16, 24, 2), (16, 24, 3)])
+def test_evaluate_matches_each_model_alone_in_any_blocks(sizes):
+    # evaluate: the sparse first layer (one-hot rows), blocks of records and of models; every
+    # (model, record) loss, confidence and prediction equals the ordinary torch module's
+    # (float32 rounding) and does not depend on the blocks (bit for bit)
+    from fairpriv_lab.engine.models import LinearStack
+    from fairpriv_lab.engine.training import evaluate
+
+    rng = np.random.default_rng(3)
+    n = 301
+    X = np.zeros((n, 16), dtype=np.float32)
+    X[np.arange(n), rng.integers(0, 7, n)] = 1.0
+    X[np.arange(n), 7 + rng.integers(0, 8, n)] = rng.normal(size=n).astype(np.float32)
+    X[:, 15] = rng.normal(size=n)
+    X, y = torch.from_numpy(X), torch.from_numpy(rng.integers(0, sizes[-1], n))
+    net = LinearStack(sizes)
+    params = net.init(5, torch.Generator().manual_seed(0))
+    assert net.sparse_first_layer(X) is not None
+    losses, conf, pred = evaluate(net, params, X, y, model_chunk=5)
+    for m in range(5):
+        with torch.no_grad():
+            z = net.to_module(params, m)(X).double()
+        logp = torch.log_softmax(z, -1)
+        ly = logp.gather(1, y.view(-1, 1)).squeeze(1)
+        np.testing.assert_allclose(losses[m].numpy(), (-ly).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(conf[m].numpy(), (ly - torch.log1p(-ly.exp())).numpy(), rtol=1e-4, atol=1e-5)
+        top2 = z.topk(2, -1).values
+        clear = (top2[:, 0] - top2[:, 1]) > 1e-5  # predictions of clear winners
+        assert torch.equal(pred[m][clear], z.argmax(-1)[clear])
+    for model_chunk, record_chunk in ((1, 7), (2, 64), (5, None)):
+        other = evaluate(net, params, X, y, model_chunk=model_chunk, record_chunk=record_chunk)
+        assert all(torch.equal(a, b) for a, b in zip(other, (losses, conf, pred)))
+    dense = evaluate(net, params, X, y, model_chunk=5, sparse=None, record_chunk=64)
+    sparse = net.sparse_first_layer(X)
+    assert all(torch.equal(a, b) for a, b in zip(
+        evaluate(net, params, X, y, model_chunk=5, sparse=sparse), dense))
