@@ -100,32 +100,42 @@ def midpoints(lo, hi):
 
 
 @nb.njit(**_JIT)
-def narrow_tail(v, t, p):
-    """After ``SortedRows._sort_narrow``'s two sorts: keep the payload bits of ``t``, flag clashes.
+def narrow_clash(v, p):
+    """After ``SortedRows._sort_narrow``'s two sorts: the rows where its payload order may be wrong.
 
-    ``t &= 2**p - 1`` in place; returns bool (rows,): the row holds two distinct scores
-    whose keys agree above the ``p`` lowest bits (``0 < v[i] ^ v[i + 1] < 2**p``).
+    Bool (rows,): the row holds two distinct scores whose keys agree above the ``p`` lowest
+    bits (``0 < v[i] ^ v[i + 1] < 2**p``). The payload's key (``t``) is not masked: every
+    reader takes only its ``p`` lowest bits (the label and the planes).
     """
     rows, n = v.shape
     mask = np.uint32((1 << p) - 1)
     clash = np.zeros(rows, np.bool_)
     for r in range(rows):
+        vr = v[r]
         c = False
-        for i in range(n):
-            t[r, i] &= mask
         for i in range(n - 1):
-            x = np.uint32(v[r, i] ^ v[r, i + 1])
-            if x != 0 and x <= mask:
-                c = True
+            x = np.uint32(vr[i] ^ vr[i + 1])
+            c |= (x != 0) & (x <= mask)
         clash[r] = c
     return clash
+
+
+@nb.njit(**_JIT)
+def _key(b, last):
+    """Sort key of a float32's bits (``kernels._u32``; ``last`` = _MAG: of its negative)."""
+    if b == _SIGN:  # -0.0 -> 0.0
+        b = np.uint32(0)
+    if b & _SIGN:
+        b = np.uint32(b ^ _MAG)
+    return np.uint32(b ^ last)
 
 
 @nb.njit(**_JIT)
 def pair_keys(bits, mem, c0, c1, negated):
     """``kernels._pair_chunks`` with ``keys`` and ``flip``, for records ``c0 .. c1 - 1``: one loop.
 
-    ``bits``: the float32 scores' bits (uint32 view), shape (n_models, m); ``mem`` bool.
+    ``bits``: the float32 scores' bits (uint32 view), shape (n_models, m); ``mem`` the
+    membership as uint8.
     Returns ``(s_even, s_odd, flip)`` of shape (c1 - c0, n_models // 2): the sort keys of each
     pair's first and second model's score (of its negative when ``negated``:
     ``kernels._block_keys``) and whether the second model is the in-model.
@@ -136,24 +146,19 @@ def pair_keys(bits, mem, c0, c1, negated):
     s_o = np.empty((rows, P), np.uint32)
     flip = np.empty((rows, P), np.bool_)
     last = _MAG if negated else _SIGN
-    for p0 in range(0, P, 16):  # tiles of 16 pairs: the transposition stays in cache
-        p1 = min(p0 + 16, P)
-        for j in range(rows):
-            c = c0 + j
-            for p in range(p0, p1):
-                b = bits[2 * p, c]
-                if b == _SIGN:  # -0.0 -> 0.0
-                    b = np.uint32(0)
-                if b & _SIGN:
-                    b = np.uint32(b ^ _MAG)
-                s_e[j, p] = b ^ last
-                b = bits[2 * p + 1, c]
-                if b == _SIGN:
-                    b = np.uint32(0)
-                if b & _SIGN:
-                    b = np.uint32(b ^ _MAG)
-                s_o[j, p] = b ^ last
-                flip[j, p] = not mem[2 * p, c]
+    # tiles of 128 records: each model row is read 512 bytes at a time, and the tile's output
+    # rows stay in cache (measured fastest of 8-655 records, 400 x 45,222 losses: 1.4x faster
+    # than tiles of 16 pairs)
+    for j0 in range(0, rows, 128):
+        j1 = min(j0 + 128, rows)
+        for p in range(P):
+            be = bits[2 * p, c0 + j0:c0 + j1]
+            bo = bits[2 * p + 1, c0 + j0:c0 + j1]
+            me = mem[2 * p, c0 + j0:c0 + j1]
+            for j in range(j1 - j0):
+                s_e[j0 + j, p] = _key(be[j], last)
+                s_o[j0 + j, p] = _key(bo[j], last)
+                flip[j0 + j, p] = me[j] == 0
     return s_e, s_o, flip
 
 

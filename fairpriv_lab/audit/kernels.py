@@ -198,7 +198,11 @@ class SortedRows:
 
     @property
     def low(self) -> np.ndarray:
-        """uint32 payload of every sorted entry."""
+        """uint32 payload of every sorted entry.
+
+        Read it through masks: rows of the compiled sort keep the truncated score key above the
+        payload bits.
+        """
         if self._low is None:
             self._low = self.key.astype(np.uint32) & np.uint32(0x7FFFFFFF)
         return self._low
@@ -916,7 +920,7 @@ def _pair_chunks(scores, mem, inf, cols, k, keys=False, flip=False, negated=Fals
         bits = scores.view(np.uint32)
         for lo in range(0, cols.size, step):
             hi = min(lo + step, cols.size)
-            yield (slice(lo, lo + step), *compiled.pair_keys(bits, mem, lo, hi, negated))
+            yield (slice(lo, lo + step), *compiled.pair_keys(bits, mem.view(np.uint8), lo, hi, negated))
         return
     for lo in range(0, cols.size, step):
         r = slice(lo, lo + step)
@@ -1071,9 +1075,11 @@ class SharedSorts:
 def _compiled_narrow(C, s_in, s_out, cols, planes: tuple, flip) -> SortedRows:
     """:class:`SortedRows` (narrow: two uint32 sorts) of the pairs ``cols``, keys built compiled.
 
-    The keys before the sorts and the payload's mask and clash search after them are one
-    compiled loop each (``C``: :mod:`~fairpriv_lab.audit._compiled`); the sorts are numpy's.
-    The same values and payload as ``SortedRows(..., planes, flip=flip)``.
+    The keys before the sorts and the clash search after them are one compiled loop each
+    (``C``: :mod:`~fairpriv_lab.audit._compiled`); the sorts are numpy's. The same values and
+    payload bits as ``SortedRows(..., planes, flip=flip)``; ``low`` keeps the truncated score
+    key above the payload's ``1 + len(planes)`` bits (every reader masks: ``lab``, ``plane``,
+    the compiled kernels).
     """
     rows = s_in.shape[0]
     if cols is None:
@@ -1083,7 +1089,7 @@ def _compiled_narrow(C, s_in, s_out, cols, planes: tuple, flip) -> SortedRows:
     v, t = C.narrow_keys(s_in, s_out, cols, flip.view(np.uint8), swap.view(np.uint8), p)
     v.sort(axis=1)
     t.sort(axis=1)
-    clash = np.flatnonzero(C.narrow_tail(v, t, p))
+    clash = np.flatnonzero(C.narrow_clash(v, p))
     if clash.size:  # two distinct scores share a truncated key: those rows as uint64 keys
         wide = SortedRows(s_in[clash][:, cols], s_out[clash][:, cols],
                           tuple(np.asarray(q)[clash][:, cols] for q in planes), packed=True,
