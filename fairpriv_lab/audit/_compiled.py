@@ -400,6 +400,8 @@ def hist_buckets(u, nb_, nf):
         before = np.int64(0)
         for f in range(F):  # counts[f] = before * B // m, by a multiply and one correction
             c = counts[f]
+            if c == 0:  # an empty fine bucket: no entry looks it up
+                continue
             x = before * B  # < 2**53: the float product is within 1 of the quotient
             q = np.int64(x * inv_m)
             if q * m > x:
@@ -572,3 +574,88 @@ def hist_plan(counts):
             if e > 0:
                 needed[r, _bucket_of(ctot, r, e - 1)] = True
     return needed, cin, n_in, value, best, bpos, ctot, n_all
+
+
+@nb.njit(**_JIT)
+def hist_finish(key, B, ctot, n_all, cin, n_in, best, bpos):
+    """``kernels._hist_finish(..., balanced=False)`` after its sort: thresholds (2, R) uint32.
+
+    ``key``: the gathered entries' sorted keys ((row, bucket) << 34 | score key << 2 | label
+    bits); the rest from :func:`hist_plan`. Per row the first best interior cut of the
+    candidate buckets is found in one scan (a cut inside a bucket, between distinct keys),
+    and the best bucket boundary wins ties when it lies at or below that cut's bucket.
+    """
+    n = key.size
+    R = ctot.shape[0]
+    g = np.empty(n, np.int64)
+    us = np.empty(n, np.uint32)
+    bits = np.empty(n, np.uint8)
+    for i in range(n):
+        k = key[i]
+        g[i] = np.int64(k >> np.uint64(34))
+        us[i] = np.uint32((k >> np.uint64(2)) & np.uint64(0xFFFFFFFF))
+        bits[i] = np.uint8(k & np.uint64(3))
+    f = np.zeros(1, np.float32)
+    u = f.view(np.uint32)
+    thr = np.zeros((2, R), np.uint32)
+    rmax = np.empty(R, np.int64)
+    p_int = np.empty(R, np.int64)
+    for j in range(2):
+        mask = np.uint8(2 - j)
+        p_int[:] = -1
+        i = 0
+        while i < n:  # one bucket (segment of equal g) at a time
+            gi = g[i]
+            r = gi // B
+            b = gi % B
+            base_t = ctot[r, b]
+            base_in = cin[j, r, b]
+            cnt = 0
+            c_in = 0
+            e = i
+            while e < n and g[e] == gi:
+                cnt += 1
+                if bits[e] & mask:
+                    c_in += 1
+                if e + 1 < n and g[e + 1] == gi and us[e + 1] != us[e]:  # interior cut above e
+                    val = base_t + cnt - 2 * (base_in + c_in) + n_in[j, r]
+                    if p_int[r] < 0 or val > rmax[r]:
+                        rmax[r] = val
+                        p_int[r] = e
+                e += 1
+            i = e
+        for r in range(R):
+            bp = bpos[j, r]
+            top = best[j, r]
+            b_int = B + 1
+            if p_int[r] >= 0:
+                if rmax[r] > top:
+                    top = rmax[r]
+                if rmax[r] == top:
+                    b_int = g[p_int[r]] % B
+            use_boundary = best[j, r] == top and bp <= b_int
+            at = ctot[r, bp]
+            if use_boundary and at == 0:
+                thr[j, r] = np.uint32(0)
+                continue
+            if use_boundary and at == n_all[r]:
+                thr[j, r] = _NONE
+                continue
+            if use_boundary:  # first candidate of bucket bp: np.searchsorted(g, r * B + bp)
+                target = r * B + bp
+                lo, hi = 0, n
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if g[mid] < target:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                c = lo
+            else:
+                c = p_int[r] + 1
+            c = min(max(c, 1), max(n - 1, 1))
+            if n:
+                thr[j, r] = _mid_key(us[c - 1], us[c], f, u)
+            else:
+                thr[j, r] = _mid_key(np.uint32(0), np.uint32(0), f, u)
+    return thr

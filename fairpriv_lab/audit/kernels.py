@@ -1192,7 +1192,7 @@ def _global_chunk_hist(u, labels, floor_labels, cell, partner, balanced=False, b
         flags = _flat_u8(plan[0])
         sel, u_sel, _f = compiled.hist_select(*_u8(labels, floor_labels, cell, C), b, u, flags, C, B,
                                               _flagged(counts, flags))
-        thr = _hist_finish(sel, u_sel, B, plan, balanced).reshape(2, nm, C)
+        thr = _hist_finish(sel, u_sel, B, plan, balanced, compiled).reshape(2, nm, C)
         return _compiled_score(compiled, u, labels, floor_labels, thr, partner)
     bits = (labels.view(np.uint8) * np.uint8(2)) | floor_labels.view(np.uint8)  # bit 1: label, bit 0: floor
     thr = _hist_thresholds(u, bits, cell, C, balanced, buckets)
@@ -1325,6 +1325,20 @@ def _hist_thresholds(u: np.ndarray, bits: np.ndarray, cell: np.ndarray, C: int, 
     return _hist_finish(flat[pos], u.ravel()[pos], B, plan, balanced).reshape(2, nm, C)
 
 
+class _PerLabelSet:
+    """The per-label-set part of a compiled :func:`_hist_plan`.
+
+    ``[j]`` gives label set j's ``(cin, n_in, value, best, bpos)``; ``arrays`` the five arrays
+    stacked over j (what the compiled :func:`_hist_finish` reads, without copies).
+    """
+
+    def __init__(self, arrays: list):
+        self.arrays = arrays
+
+    def __getitem__(self, j: int) -> tuple:
+        return tuple(a[j] for a in self.arrays)
+
+
 def _hist_plan(counts: np.ndarray, m: int, balanced: bool, compiled=None) -> tuple:
     """Plan the gathering from the bucket counts (4, R, B) of rows of B buckets.
 
@@ -1332,8 +1346,8 @@ def _hist_plan(counts: np.ndarray, m: int, balanced: bool, compiled=None) -> tup
     counts and the best bucket boundary (what :func:`_hist_finish` reads).
     """
     if compiled is not None and not balanced:  # the same arrays, one compiled loop per row
-        needed, cin, n_in, value, best, bpos, ctot, n_all = compiled.hist_plan(np.ascontiguousarray(counts, np.int64))
-        return needed, [(cin[j], n_in[j], value[j], best[j], bpos[j]) for j in range(2)], ctot, n_all
+        needed, *per_j, ctot, n_all = compiled.hist_plan(np.ascontiguousarray(counts, np.int64))
+        return needed, _PerLabelSet(per_j), ctot, n_all
     _four, R, B = counts.shape
     tot = counts[0] + counts[1]
     tot += counts[2]
@@ -1378,7 +1392,8 @@ def _hist_plan(counts: np.ndarray, m: int, balanced: bool, compiled=None) -> tup
     return needed, per_j, ctot, n_all
 
 
-def _hist_finish(sel: np.ndarray, u_sel: np.ndarray, B: int, plan: tuple, balanced: bool) -> np.ndarray:
+def _hist_finish(sel: np.ndarray, u_sel: np.ndarray, B: int, plan: tuple, balanced: bool,
+                 compiled=None) -> np.ndarray:
     """Thresholds (2, R) from the gathered entries of the needed buckets.
 
     ``sel``: the entries' :func:`_hist_index` (label bits outermost, rows of B buckets), in
@@ -1392,6 +1407,10 @@ def _hist_finish(sel: np.ndarray, u_sel: np.ndarray, B: int, plan: tuple, balanc
     key |= (sel // RB).astype(np.uint64)
     key |= u_sel.astype(np.uint64) << np.uint64(2)
     key.sort(kind="stable")  # runs of ascending rows: the merge sort is far faster here
+    if compiled is not None and not balanced:  # the scan below as one compiled loop per label set
+        cin, n_in, _value, best, bpos = (per_j.arrays if isinstance(per_j, _PerLabelSet)
+                                         else [np.stack(x) for x in zip(*per_j, strict=True)])
+        return compiled.hist_finish(key, B, ctot, n_all, cin, n_in, best, bpos)
     g = (key >> np.uint64(34)).astype(np.int64)  # (row * B + bucket)
     us = ((key >> np.uint64(2)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     lab_bits = (key & np.uint64(3)).astype(np.uint8)
@@ -1474,11 +1493,12 @@ def _global_chunk_hist_shared(u, labels, floor_labels, cell, C: int, buckets,
         f = np.take(flags, sel % RB)
         u_sel = u.ravel()[pos]
     pf, pc = (f & np.uint8(1)) != 0, (f & np.uint8(2)) != 0
-    thr_f = _hist_finish(sel[pf], u_sel[pf], B, fine, False).reshape(2, nm, C)
+    thr_f = _hist_finish(sel[pf], u_sel[pf], B, fine, False, compiled).reshape(2, nm, C)
     sc = sel[pc]  # as an index of the coarse counts (4, nm, B): drop the cell
     lab_bits, q = np.divmod(sc, RB)
     row, bucket = q // (C * B), q % B
-    thr_c = _hist_finish((lab_bits * nm + row) * B + bucket, u_sel[pc], B, coarse, False).reshape(2, nm, 1)
+    thr_c = _hist_finish((lab_bits * nm + row) * B + bucket, u_sel[pc], B, coarse, False,
+                         compiled).reshape(2, nm, 1)
     if compiled is not None:
         return (_compiled_score(compiled, u, labels, floor_labels, thr_c, np.zeros(m, np.uint8)),
                 _compiled_score(compiled, u, labels, floor_labels, thr_f, cell))
