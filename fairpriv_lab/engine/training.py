@@ -208,14 +208,16 @@ def evaluate(
     model_chunk: int,
     record_chunk: int | None = None,
     sparse: tuple[Tensor, Tensor] | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
+    predictions: bool = True,
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """Losses, logit-scaled confidences and predictions ``(n_models, n_records)`` on CPU.
 
     ``confidence = z_y - logsumexp_{j != y} z_j = log p_y - log(1 - p_y)`` (stable form).
     ``record_chunk``: records per forward pass (default: :meth:`LinearStack.eval_rows`, 4,096
     for other networks). ``sparse``: ``X``'s rows as ``LinearStack.sparse_first_layer`` gives
     them (computed here for a :class:`LinearStack` when ``None``); every (model, record) value
-    depends on that model and record alone, whatever the chunks.
+    depends on that model and record alone, whatever the chunks. ``predictions=False``: no
+    predictions (``None``; the training records' are never read: 8 bytes a pair saved).
     """
     n_models = params[0].shape[0]
     n = X.shape[0]
@@ -224,7 +226,7 @@ def evaluate(
         sparse = net.sparse_first_layer(X)
     losses = torch.empty((n_models, n), dtype=torch.float32)
     conf = torch.empty((n_models, n), dtype=torch.float32)
-    pred = torch.empty((n_models, n), dtype=torch.int64)
+    pred = torch.empty((n_models, n), dtype=torch.int64) if predictions else None
     for lo, hi in _chunks(n_models, model_chunk):
         p = [t[lo:hi] for t in params]
         rows = record_chunk or (net.eval_rows(hi - lo) if linear else 4096)
@@ -240,7 +242,8 @@ def evaluate(
             others = z.scatter(-1, yy, -math.inf)
             losses[lo:hi, r0:r1] = (-logp.gather(-1, yy).squeeze(-1)).float().cpu()
             conf[lo:hi, r0:r1] = (zy - torch.logsumexp(others, dim=-1)).float().cpu()
-            pred[lo:hi, r0:r1] = z.argmax(-1).cpu()
+            if pred is not None:
+                pred[lo:hi, r0:r1] = z.argmax(-1).cpu()
     return losses, conf, pred
 
 
@@ -505,7 +508,8 @@ def train_ensemble(
 
     def result(par: list[Tensor], epochs_done: int) -> EnsembleResult:
         eval_chunk = max(1, budget // max(1, net.bytes_per_sample() * 4096))
-        losses, conf, _ = evaluate(net, par, X, Y, model_chunk=eval_chunk, sparse=sparse_rows)
+        losses, conf, _ = evaluate(net, par, X, Y, model_chunk=eval_chunk, sparse=sparse_rows,
+                                   predictions=False)
         acc = gacc = preds = None
         if test is not None:
             Xt = torch.from_numpy(np.array(test.X)).to(dev)

@@ -409,7 +409,7 @@ def run_audit(p: Preset, *, out: Path, device: str, machine: dict[str, Any], cac
         return {}
     machine = _header(p, machine)
     configs = build_configs(p, device=device, datasets=datasets, overrides=overrides)
-    results, timings = [], []
+    results, timings, floors = [], [], []
     t_all = time.perf_counter()
     for i, (labels, cfg) in enumerate(configs):
         tag = (f"[{i + 1}/{len(configs)}] {cfg.data.name} {cfg.train.model} {cfg.game.kind} "
@@ -422,10 +422,12 @@ def run_audit(p: Preset, *, out: Path, device: str, machine: dict[str, Any], cac
             res = run(c, cache=cache, progress=Progress(f"{labels['method_code']} {est}"),
                       recompute=recompute and est == p.estimators[0])
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            # only the side study (a) reads losses (the SGD runs of the first estimator); the
-            # others' 116 MB of losses and confidences each would otherwise stay until the end
-            res = _share_game(_slim(res, keep_losses=est == p.estimators[0] and cfg.train.method == "sgd"),
-                              results)
+            # only the side study (a) reads losses (the SGD runs of the first estimator): it runs
+            # now, and every result drops its losses and confidences (116 MB each for 400 models
+            # on full Adult), which would otherwise stay through the later runs' training
+            if est == p.estimators[0] and cfg.train.method == "sgd":
+                floors += floor_study(res)
+            res = _share_game(_slim(res), results)
             results.append(res)
             timings.append({
                 "preset": p.name, "dataset": cfg.data.name, "model": cfg.train.model,
@@ -447,33 +449,40 @@ def run_audit(p: Preset, *, out: Path, device: str, machine: dict[str, Any], cac
         "gpr": gpr_table(results).assign(preset=p.name),
         "timings": pd.DataFrame(timings),
     }
-    tables.update(side_studies(p, results))
+    tables.update(side_studies(p, results, floors))
     write(p, out, tables, machine)
     return {**tables, "machine": machine, "results": results}
 
 
-def side_studies(p: Preset, results: list[Any]) -> dict[str, pd.DataFrame]:
-    """Studies computed from the runs themselves: floor vs models (a), GRC vs GPR (d), soundness (e)."""
+def floor_study(r: Any) -> list[pd.DataFrame]:
+    """Side study (a) of one SGD run: the floor against the number of models, and a simulated null."""
+    from .. import studies
+
+    total = r.n_models
+    sizes = sorted({k for k in (4, 8, 16, 32, 64, 128, 256, total) if 4 <= k <= total and k % 2 == 0})
+    _, train, _ = _data(r.config)
+    print(f"  study (a): floor vs models on {r.config.data.name} {r.config.game.kind} SGD losses, "
+          f"sizes {sizes}", flush=True)
+    null = studies.null_game(min(r.game.m, 5000), n_models=total, seed=r.config.seed)
+    return [
+        studies.floor_vs_models(
+            r.losses, r.game.membership, records=r.game.audit_idx, groups=train.g, n_models=sizes,
+            source=f"{r.config.data.name} {r.config.train.model} {r.config.game.kind} SGD",
+            seed=r.config.seed).assign(seed=r.config.seed, game=r.config.game.kind),
+        studies.floor_vs_models(
+            null.losses, null.membership, groups=null.groups, n_models=sizes, source="simulated null",
+            seed=r.config.seed).assign(seed=r.config.seed, game="half"),
+    ]
+
+
+def side_studies(p: Preset, results: list[Any], floors: list[pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Studies computed from the runs: GRC vs GPR (d), soundness (e), with the floors (a).
+
+    ``floors``: the tables of :func:`floor_study`, made as each SGD run ended.
+    """
     from .. import studies
 
     first = [r for r in results if r.config.audit.estimator == p.estimators[0]]
-    floors = []
-    for r in first:
-        if r.config.train.method != "sgd":
-            continue
-        total = r.n_models
-        sizes = sorted({k for k in (4, 8, 16, 32, 64, 128, 256, total) if 4 <= k <= total and k % 2 == 0})
-        _, train, _ = _data(r.config)
-        print(f"  study (a): floor vs models on {r.config.data.name} {r.config.game.kind} SGD losses, "
-              f"sizes {sizes}", flush=True)
-        floors.append(studies.floor_vs_models(
-            r.losses, r.game.membership, records=r.game.audit_idx, groups=train.g, n_models=sizes,
-            source=f"{r.config.data.name} {r.config.train.model} {r.config.game.kind} SGD",
-            seed=r.config.seed).assign(seed=r.config.seed, game=r.config.game.kind))
-        null = studies.null_game(min(r.game.m, 5000), n_models=total, seed=r.config.seed)
-        floors.append(studies.floor_vs_models(
-            null.losses, null.membership, groups=null.groups, n_models=sizes, source="simulated null",
-            seed=r.config.seed).assign(seed=r.config.seed, game="half"))
     def names(runs):
         return {f"{r.config.game.kind} {studies.method_label(r.config.train.method, r.config.train.statistic)} "
                 f"eps={r.epsilon:.3g} seed={r.config.seed}": r for r in runs}
@@ -577,16 +586,17 @@ def _timed(p: Preset, cfg: Any, *, label: str, cache: Any, timings: list[dict[st
     return _slim(res)
 
 
-def _slim(res: Any, keep_losses: bool = False) -> Any:
+def _slim(res: Any) -> Any:
     """Drop a result's (n_models, n_train) losses and confidences, which no issue-14 table reads.
 
-    Nor does any table of :func:`run_audit` but the floor study of its SGD runs, which reads
-    the losses (``keep_losses``). A 400-model run on full Adult holds 116 MB of them; a preset
+    Nor does any table of :func:`run_audit` but the floor study of its SGD runs
+    (:func:`floor_study`), which runs before its run is slimmed. A 400-model run on full Adult
+    holds 116 MB of them; a preset
     keeps 6-40 results until its tables are written. ``n_models`` still reads from the
     (n_models, 0) arrays left in their place.
     """
     empty = np.empty((res.losses.shape[0], 0), dtype=np.float32)
-    return dataclasses.replace(res, losses=res.losses if keep_losses else empty, confidences=empty)
+    return dataclasses.replace(res, losses=empty, confidences=empty)
 
 
 def _share_game(res: Any, results: list[Any]) -> Any:

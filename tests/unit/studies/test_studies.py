@@ -360,15 +360,20 @@ def test_paper_scale_smoke_preset_writes_every_table(tmp_path, monkeypatch):
     again = pd.read_csv(out / "smoke_gprp.csv")
     pd.testing.assert_series_equal(again.gprp, gprp.gprp)
     assert pd.read_csv(out / "smoke_timings.csv").chunks_trained.sum() == 0
-    # What the preset holds until its tables are written: losses only for the floor study (SGD,
-    # first estimator), no confidences, one game object for all runs (memory, issue 15).
+    # What the preset holds until its tables are written: no losses (the floor study of the SGD
+    # run, first estimator, ran as that run ended), no confidences, one game object for all
+    # runs (memory, issue 15); the floor table is still there.
     from fairpriv_lab.engine.device import machine_info
 
-    results = ps.run_preset(ps.PRESETS["smoke"], out=out, device="cpu", machine=machine_info("cpu"),
-                            cache=True, overrides={"n_boot": 50})["results"]
-    first = ps.PRESETS["smoke"].estimators[0]
+    preset = ps.run_preset(ps.PRESETS["smoke"], out=out, device="cpu", machine=machine_info("cpu"),
+                           cache=True, overrides={"n_boot": 50})
+    results = preset["results"]
     for r in results:
-        keep = r.config.train.method == "sgd" and r.config.audit.estimator == first
-        assert r.losses.shape == ((r.n_models, r.n_train) if keep else (r.n_models, 0))
+        assert r.losses.shape == (r.n_models, 0) and r.n_models > 0
         assert r.confidences.shape == (r.n_models, 0) and r.game is results[0].game
+    floor = preset["floor"]
+    assert set(floor.source) == {"simulated null", f"{results[0].config.data.name} "
+                                 f"{results[0].config.train.model} {results[0].config.game.kind} SGD"}
+    pd.testing.assert_frame_equal(floor.reset_index(drop=True),
+                                  pd.read_csv(out / "smoke_floor.csv")[floor.columns], check_dtype=False)
     assert pd.read_csv(out / "smoke_gprp.csv").gprp.equals(gprp.gprp)
