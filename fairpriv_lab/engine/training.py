@@ -207,7 +207,7 @@ def evaluate(
     *,
     model_chunk: int,
     record_chunk: int | None = None,
-    sparse: tuple[Tensor, Tensor] | None = None,
+    sparse: tuple[Tensor, Tensor] | None | str = "auto",
     predictions: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Losses, logit-scaled confidences and predictions ``(n_models, n_records)`` on CPU.
@@ -215,15 +215,16 @@ def evaluate(
     ``confidence = z_y - logsumexp_{j != y} z_j = log p_y - log(1 - p_y)`` (stable form).
     ``record_chunk``: records per forward pass (default: :meth:`LinearStack.eval_rows`, 4,096
     for other networks). ``sparse``: ``X``'s rows as ``LinearStack.sparse_first_layer`` gives
-    them (computed here for a :class:`LinearStack` when ``None``); every (model, record) value
-    depends on that model and record alone, whatever the chunks. ``predictions=False``: no
-    predictions (``None``; the training records' are never read: 8 bytes a pair saved).
+    them, ``None`` for the dense matmul (``"auto"``: computed here for a :class:`LinearStack`);
+    every (model, record) value depends on that model and record alone, whatever the chunks.
+    ``predictions=False``: no predictions (``None``; the training records' are never read).
     """
     n_models = params[0].shape[0]
     n = X.shape[0]
     linear = isinstance(net, LinearStack)
-    if linear and sparse is None:
-        sparse = net.sparse_first_layer(X)
+    if isinstance(sparse, str):
+        V.choice("sparse", sparse, ("auto",))
+        sparse = net.sparse_first_layer(X) if linear else None
     losses = torch.empty((n_models, n), dtype=torch.float32)
     conf = torch.empty((n_models, n), dtype=torch.float32)
     pred = torch.empty((n_models, n), dtype=torch.int64) if predictions else None

@@ -531,7 +531,13 @@ def test_evaluate_matches_each_model_alone_in_any_blocks(sizes):
     for model_chunk, record_chunk in ((1, 7), (2, 64), (5, None)):
         other = evaluate(net, params, X, y, model_chunk=model_chunk, record_chunk=record_chunk)
         assert all(torch.equal(a, b) for a, b in zip(other, (losses, conf, pred)))
-    dense = evaluate(net, params, X, y, model_chunk=5, sparse=None, record_chunk=64)
+    # "auto" (the default) is the sparse path; None the dense matmul, equal to float32 rounding
     sparse = net.sparse_first_layer(X)
     assert all(torch.equal(a, b) for a, b in zip(
-        evaluate(net, params, X, y, model_chunk=5, sparse=sparse), dense))
+        evaluate(net, params, X, y, model_chunk=5, sparse=sparse), (losses, conf, pred)))
+    dense = evaluate(net, params, X, y, model_chunk=5, sparse=None, record_chunk=64)
+    for a, b in zip(dense[:2], (losses, conf)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="sparse"):
+        evaluate(net, params, X, y, model_chunk=5, sparse="dense")
+    assert evaluate(net, params, X, y, model_chunk=5, predictions=False)[2] is None
