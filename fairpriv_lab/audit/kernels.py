@@ -1111,11 +1111,23 @@ _COMPILED_MIN_ENTRIES = 1 << 23
 
 
 def _compiled_kernels(n_entries: int):
-    """Return the compiled kernels' module for a matrix of ``n_entries``, or None (numpy kernels)."""
+    """Return the compiled kernels' module for a matrix of ``n_entries``, or None (numpy kernels).
+
+    When numba cannot be imported (a broken or partial installation) the audit goes on with the
+    numpy kernels -- the same numbers, slower -- after one ``RuntimeWarning`` saying so: an
+    audit at the end of a long training run must not die on an optional speed-up.
+    """
     if n_entries < _COMPILED_MIN_ENTRIES:
         return None
-    from . import _compiled  # numba: imported on first use, never by ``import fairpriv_lab``
+    try:
+        from . import _compiled  # numba: imported on first use, never by ``import fairpriv_lab``
+    except Exception as err:  # noqa: BLE001 -- ImportError, or llvmlite failing to load
+        import warnings
 
+        warnings.warn(f"The compiled audit kernels are unavailable ({type(err).__name__}: {err}); "
+                      "auditing with the numpy kernels (the same numbers, slower). Install numba "
+                      "(pip install numba) for paper-scale audits.", RuntimeWarning, stacklevel=2)
+        return None
     return _compiled
 
 

@@ -222,3 +222,22 @@ def test_compiled_kernels_run_from_a_read_only_install(tmp_path):
     finally:
         for path in [pkg, *pkg.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_audit_goes_on_with_numpy_kernels_when_numba_is_missing(threshold, monkeypatch):
+    # a broken installation: the compiled module cannot be imported; the audit warns once and
+    # gives the numpy path's numbers
+    g = half_split_game(40, n_models=8, seed=0)
+    L = np.random.default_rng(0).exponential(size=g.membership.shape).astype(np.float32)
+    threshold(1 << 62)
+    want = whole_audit(L, g.membership, auditors=ALL, groups=np.arange(40) % 2, delta=1e-3, seed=0)
+    threshold(0)
+    import fairpriv_lab.audit
+
+    monkeypatch.setitem(sys.modules, "fairpriv_lab.audit._compiled", None)  # import -> ImportError
+    monkeypatch.delattr(fairpriv_lab.audit, "_compiled", raising=False)
+    with pytest.warns(RuntimeWarning, match="numpy kernels"):
+        got = whole_audit(L, g.membership, auditors=ALL, groups=np.arange(40) % 2, delta=1e-3, seed=0)
+    for key in ALL:
+        _same_rr(got.risk[key], want.risk[key])
+    _same_emp(got.empirical, want.empirical)
