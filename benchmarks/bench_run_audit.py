@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -66,9 +68,17 @@ def old_audit():
     from fairpriv_lab.audit import whole
     from tests.reference import old_risk as orisk
 
+    def old_outcome(y_true, y_pred, groups, group_names, *, weights=None):
+        # the old runner tiled every model's predictions into rows; the runner now passes each
+        # distinct (record, predicted class) row once with its count of models: expand them
+        if weights is not None:
+            rows = np.repeat(np.arange(np.size(y_true)), np.asarray(weights, dtype=np.int64))
+            y_true, y_pred, groups = (np.asarray(a)[rows] for a in (y_true, y_pred, groups))
+        return orisk.outcome_fairness(y_true, y_pred, groups, list(group_names))
+
     saved = [(whole, "whole_audit"), (risk, "outcome_fairness"), (risk, "outcome_fairness_counts")]
     values = [getattr(m, n) for m, n in saved]
-    new = [_old_whole_audit, orisk.outcome_fairness, orisk.outcome_fairness]
+    new = [_old_whole_audit, old_outcome, old_outcome]
     for (m, n), v in zip(saved, new, strict=True):
         setattr(m, n, v)
     try:
