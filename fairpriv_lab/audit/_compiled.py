@@ -89,10 +89,16 @@ def _cut_of(v, r, tau):
 
 
 @nb.njit(**_JIT)
+def _bit_scratch():
+    """One float32 and its uint32 view: the scratch of :func:`_mid_key` (float <-> bits)."""
+    f = np.zeros(1, np.float32)
+    return f, f.view(np.uint32)
+
+
+@nb.njit(**_JIT)
 def midpoints(lo, hi):
     """:func:`_mid_key` of each pair of keys (for the tests against ``kernels._midpoint``)."""
-    f = np.zeros(1, np.float32)
-    u = f.view(np.uint32)
+    f, u = _bit_scratch()
     out = np.empty(lo.size, np.uint32)
     for i in range(lo.size):
         out[i] = _mid_key(lo[i], hi[i], f, u)
@@ -289,8 +295,7 @@ def cross_fit(va, la, vb, lb, bit):
     da2 = np.zeros(na + 1, np.int64)
     db1 = np.zeros(nb_ + 1, np.int64)
     db2 = np.zeros(nb_ + 1, np.int64)
-    f = np.zeros(1, np.float32)
-    u = f.view(np.uint32)
+    f, u = _bit_scratch()
     out = np.zeros((2, rows), np.int64)
     for r in range(rows):
         ka1, ka2 = _gains(va, la, r, bit, da1, da2)
@@ -344,8 +349,7 @@ def heldout(va, la, vb, lb, table_a, tie_a, table_b, tie_b):
     nb_ = vb.shape[1]
     ca = np.zeros(na + 1, np.int64)
     cb = np.zeros(nb_ + 1, np.int64)
-    f = np.zeros(1, np.float32)
-    u = f.view(np.uint32)
+    f, u = _bit_scratch()
     out = np.zeros((2, rows), np.int64)
     for r in range(rows):
         ta = _threshold(va, r, _select(va, la, r, table_a, tie_a, ca), f, u)
@@ -595,8 +599,7 @@ def hist_finish(key, B, ctot, n_all, cin, n_in, best, bpos):
         g[i] = np.int64(k >> np.uint64(34))
         us[i] = np.uint32((k >> np.uint64(2)) & np.uint64(0xFFFFFFFF))
         bits[i] = np.uint8(k & np.uint64(3))
-    f = np.zeros(1, np.float32)
-    u = f.view(np.uint32)
+    f, u = _bit_scratch()
     thr = np.zeros((2, R), np.uint32)
     rmax = np.empty(R, np.int64)
     p_int = np.empty(R, np.int64)
