@@ -198,6 +198,12 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
 
 
+# Fewest records per forward block of evaluate: with fewer rows, BLAS takes other kernels whose
+# sums differ in the last bit (MKL on Intel CPUs with AMX: blocks of 1-15 rows), and a record's
+# loss would depend on the block it fell in.
+_MIN_EVAL_ROWS = 16
+
+
 @torch.no_grad()
 def evaluate(
     net: LinearStack | FuncStack,
@@ -216,7 +222,8 @@ def evaluate(
     ``record_chunk``: records per forward pass (default: :meth:`LinearStack.eval_rows`, 4,096
     for other networks). ``sparse``: ``X``'s rows as ``LinearStack.sparse_first_layer`` gives
     them, ``None`` for the dense matmul (``"auto"``: computed here for a :class:`LinearStack`);
-    every (model, record) value depends on that model and record alone, whatever the chunks.
+    every (model, record) value depends on that model and record alone, whatever the chunks
+    (blocks have at least 16 records: a short last block reruns the records before it).
     ``predictions=False``: no predictions (``None``; the training records' are never read).
     """
     n_models = params[0].shape[0]
@@ -230,13 +237,15 @@ def evaluate(
     pred = torch.empty((n_models, n), dtype=torch.int64) if predictions else None
     for lo, hi in _chunks(n_models, model_chunk):
         p = [t[lo:hi] for t in params]
-        rows = record_chunk or (net.eval_rows(hi - lo) if linear else 4096)
+        rows = max(_MIN_EVAL_ROWS, record_chunk or (net.eval_rows(hi - lo) if linear else 4096))
         for r0, r1 in _chunks(n, rows):
+            s0 = min(r0, max(0, r1 - _MIN_EVAL_ROWS))  # a short last block: rerun the rows before it
             if linear:
-                part = None if sparse is None else (sparse[0][r0:r1], sparse[1][r0:r1])
-                z = net.forward(p, X[r0:r1], sparse=part)
+                part = None if sparse is None else (sparse[0][s0:r1], sparse[1][s0:r1])
+                z = net.forward(p, X[s0:r1], sparse=part)
             else:
-                z = net.forward(p, X[r0:r1])
+                z = net.forward(p, X[s0:r1])
+            z = z[:, r0 - s0:]
             yy = y[r0:r1].unsqueeze(0).expand(hi - lo, -1).unsqueeze(-1)
             logp = torch.log_softmax(z, dim=-1)
             zy = z.gather(-1, yy).squeeze(-1)

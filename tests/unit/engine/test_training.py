@@ -503,7 +503,7 @@ def test_sparse_first_layer_trains_like_the_dense_one(data, monkeypatch):
 def test_evaluate_matches_each_model_alone_in_any_blocks(sizes):
     # evaluate: the sparse first layer (one-hot rows), blocks of records and of models; every
     # (model, record) loss, confidence and prediction equals the ordinary torch module's
-    # (float32 rounding) and does not depend on the blocks (bit for bit)
+    # (float32 rounding) and does not depend on the blocks (bit for bit; short last blocks too)
     from fairpriv_lab.engine.models import LinearStack
     from fairpriv_lab.engine.training import evaluate
 
@@ -528,7 +528,7 @@ def test_evaluate_matches_each_model_alone_in_any_blocks(sizes):
         top2 = z.topk(2, -1).values
         clear = (top2[:, 0] - top2[:, 1]) > 1e-5  # predictions of clear winners
         assert torch.equal(pred[m][clear], z.argmax(-1)[clear])
-    for model_chunk, record_chunk in ((1, 7), (2, 64), (5, None)):
+    for model_chunk, record_chunk in ((1, 7), (2, 64), (5, None), (3, 17), (4, 45), (5, 300)):
         other = evaluate(net, params, X, y, model_chunk=model_chunk, record_chunk=record_chunk)
         assert all(torch.equal(a, b) for a, b in zip(other, (losses, conf, pred)))
     # "auto" (the default) is the sparse path; None the dense matmul, equal to float32 rounding
