@@ -647,20 +647,27 @@ def _merge_chunks(parts, test, trained_n, loaded_n, whole=None) -> dict[str, Any
 
 
 def _weighted_telemetry(df: pd.DataFrame) -> pd.DataFrame:
-    """Average the per-chunk telemetry (means over a chunk's models) weighted by chunk size."""
+    """Average the per-chunk telemetry (means over a chunk's models) weighted by chunk size.
+
+    Per (step, group) and column: ``sum(x w) / sum(w)`` over the chunks whose value is finite
+    (NaN where none is); the rows in sorted key order. One ``bincount`` per column.
+    """
     keys = [c for c in ("step", "group") if c in df.columns]
-    values = [c for c in df.columns if c not in keys and c != "_w" and np.issubdtype(df[c].dtype, np.number)]
+    values = [c for c in df.columns if c not in keys and c != "_w" and pd.api.types.is_numeric_dtype(df[c])]
     if not keys:
         return df.drop(columns="_w")
-    out = []
-    for k, part in df.groupby(keys, sort=True):
-        row = dict(zip(keys, k if isinstance(k, tuple) else (k,)))
-        for v in values:
-            x, w = part[v].to_numpy(float), part["_w"].to_numpy(float)
-            ok = np.isfinite(x)
-            row[v] = float(np.sum(x[ok] * w[ok]) / np.sum(w[ok])) if ok.any() else math.nan
-        out.append(row)
-    return pd.DataFrame(out, columns=keys + values)
+    grouped = df.groupby(keys, sort=True)
+    ids, n = grouped.ngroup().to_numpy(), grouped.ngroups
+    out = grouped.size().index.to_frame(index=False)
+    w = df["_w"].to_numpy(float)
+    for v in values:
+        x = df[v].to_numpy(float)
+        ok = np.isfinite(x)
+        num = np.bincount(ids, weights=np.where(ok, x * w, 0.0), minlength=n)
+        den = np.bincount(ids, weights=np.where(ok, w, 0.0), minlength=n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[v] = np.where(den > 0, num / den, math.nan)
+    return out[keys + values]
 
 
 # ---------------------------------------------------------------------------- audit

@@ -1134,12 +1134,17 @@ def chart_shape(spec: Any) -> str:
 
 
 def _spec_of(chart: Any, *, validate: bool) -> dict[str, Any]:
-    """``chart.to_dict()``, schema-validated once per :func:`chart_shape` when ``validate``."""
-    spec = chart.to_dict(validate=False)
+    """Return ``chart.to_dict()``, schema-validated once per :func:`chart_shape` when ``validate``.
+
+    Converted by :func:`~fairpriv_lab.viz.spec_dict` (altair's spec, fewer copies).
+    """
+    from ..viz import spec_dict
+
+    spec = spec_dict(chart)
     if validate:
         shape = chart_shape(spec)
         if shape not in _VALIDATED_SHAPES:
-            spec = chart.to_dict(validate=True)  # raises on an invalid spec
+            spec = spec_dict(chart, validate=True)  # raises on an invalid spec
             _VALIDATED_SHAPES.add(shape)
     return spec
 

@@ -41,6 +41,7 @@ from ._core import (
     altair,
     group_palette,
     series_color,
+    spec_dict,
     title_params,
 )
 from ._export import (
@@ -103,6 +104,7 @@ __all__ = [
     "dp_bound_frame",
     "dp_sgd_step_frame",
     # export and display
+    "spec_dict",
     "save_chart",
     "to_png_bytes",
     "to_svg",

@@ -218,13 +218,13 @@ def roc_by_group(
             x=alt.X("fpr:Q", title="False positive rate (log scale)", scale=scale),
             y=alt.Y("tpr:Q", title="True positive rate (log scale)", scale=scale),
             color=group_color(alt, gdom),
-            order="fpr:Q",
+            order=alt.Order("fpr:Q"),
             tooltip=tip,
         )
     )
     chance = pd.DataFrame({"fpr": [fpr_min, 1.0], "tpr": [fpr_min, 1.0]})
     diag = (
-        alt.Chart(chance).mark_line(color="#777777", strokeDash=[4, 3]).encode(x="fpr:Q", y="tpr:Q")
+        alt.Chart(chance).mark_line(color="#777777", strokeDash=[4, 3]).encode(x=alt.X("fpr:Q"), y=alt.Y("tpr:Q"))
     )
     text = title or "Membership attack ROC by group (log-log)"
     sub = [s for s in (auc_text, "dashed: chance (TPR = FPR)") if s]
@@ -300,7 +300,7 @@ def empirical_vs_accounted_epsilon(
     diag = (
         alt.Chart(line)
         .mark_line(color="#777777", strokeDash=[4, 3])
-        .encode(x="epsilon:Q", y="epsilon_lower:Q")
+        .encode(x=alt.X("epsilon:Q"), y=alt.Y("epsilon_lower:Q"))
     )
     worst = float((frame["epsilon_lower"] / frame["epsilon"]).max())
     sub = [

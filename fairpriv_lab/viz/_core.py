@@ -68,6 +68,63 @@ def altair() -> Any:
         raise ImportError(MISSING_UI_MESSAGE) from exc
 
 
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]] | None:
+    """``frame``'s rows as altair's default data transformer gives them, or ``None``.
+
+    For frames of float, integer, bool and string columns (every frame the charts build):
+    Python scalars, NaN and infinities as ``None``. Other frames (dates, categoricals, a
+    ``MultiIndex``, too many rows) return ``None`` and go through altair's own transformer.
+    """
+    if (isinstance(frame.index, pd.MultiIndex) or isinstance(frame.columns, pd.MultiIndex)
+            or not all(isinstance(c, str) for c in frame.columns) or len(frame) > MAX_ROWS):
+        return None
+    columns = []
+    for name, col in frame.items():
+        kind = col.dtype.kind if isinstance(col.dtype, np.dtype) else None
+        if kind == "f":
+            x = col.to_numpy()
+            values = x.astype(object)
+            values[~np.isfinite(x)] = None
+        elif kind in ("i", "u", "b"):
+            values = col.to_numpy().tolist()
+        elif kind == "O" or pd.api.types.is_string_dtype(col.dtype):
+            x = col.to_numpy(dtype=object)
+            if not all(v is None or isinstance(v, str) for v in x if not (isinstance(v, float) and v != v)):
+                return None
+            values = [None if (v is None or (isinstance(v, float) and v != v)) else v for v in x]
+        else:
+            return None
+        columns.append((name, list(values)))
+    names = [n for n, _ in columns]
+    return [dict(zip(names, row)) for row in zip(*(v for _, v in columns))] if columns else \
+        [{} for _ in range(len(frame))]
+
+
+def fast_data_transformer(data: Any) -> Any:
+    """Return what altair's default data transformer gives, without its per-column pandas copies for plain frames.
+
+    The same ``{"values": [...]}`` (tested against altair's own on every chart of
+    :mod:`fairpriv_lab.viz`); a redraw of the audit panel converts its charts through it.
+    """
+    from altair.vegalite.data import default_data_transformer
+
+    records = _records(data) if isinstance(data, pd.DataFrame) else None
+    return {"values": records} if records is not None else default_data_transformer(data)
+
+
+_FAST_REGISTERED: list[bool] = []
+
+
+def spec_dict(chart: Any, *, validate: bool = False) -> dict[str, Any]:
+    """``chart.to_dict(validate=...)`` with :func:`fast_data_transformer`."""
+    alt = altair()
+    if not _FAST_REGISTERED:  # (registry.names() reads package metadata: tens of ms)
+        alt.data_transformers.register("fairpriv-fast", fast_data_transformer)
+        _FAST_REGISTERED.append(True)
+    with alt.data_transformers.enable("fairpriv-fast"):
+        return chart.to_dict(validate=validate)
+
+
 def vl_convert() -> Any:
     """Import vl_convert on first use, or raise ImportError with :data:`MISSING_UI_MESSAGE`."""
     try:

@@ -119,7 +119,7 @@ def _grouped_gpr(
     layers = [
         base.mark_bar(opacity=0.85).encode(y=alt.Y("gpr:Q", title=y_title), color=color),
         base.mark_errorbar(color="#333333", **WHISKER).encode(
-            y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q"
+            y=alt.Y("ci_low:Q", title=y_title), y2=alt.Y2("ci_high:Q")
         ),
     ]
     if show_floor and "floor" in frame:
@@ -129,7 +129,7 @@ def _grouped_gpr(
             .encode(y=alt.Y("floor:Q", title=y_title), shape=marker_legend(alt, FLOOR_LABEL))
         )
     zero = pd.DataFrame({"gpr": [0.0], "line": [ZERO_LABEL]})
-    layers.append(alt.Chart(zero).mark_rule(color="#777777").encode(y="gpr:Q", strokeDash=lines))
+    layers.append(alt.Chart(zero).mark_rule(color="#777777").encode(y=alt.Y("gpr:Q"), strokeDash=lines))
     subtitle = ["; ".join(_gprp_text(s, gprp[s]) for s in sdom if s in gprp) + " (max - min GPR)"]
     if not multi:
         hi, lo = float(frame["gpr"].max()), float(frame["gpr"].min())
@@ -138,7 +138,7 @@ def _grouped_gpr(
         layers.append(
             alt.Chart(marks)
             .mark_rule(color="#555555")
-            .encode(y="gpr:Q", strokeDash=lines, tooltip=[alt.Tooltip("label:N", title="GPRP end")])
+            .encode(y=alt.Y("gpr:Q"), strokeDash=lines, tooltip=[alt.Tooltip("label:N", title="GPRP end")])
         )
     notes = "bars: GPR, whiskers: bootstrap CI"
     if show_floor and "floor" in frame:
@@ -376,7 +376,7 @@ def ipr_distribution(
             alt.Chart(means)
             .mark_rule(strokeDash=[5, 3], size=2)
             .encode(
-                x="gpr:Q",
+                x=alt.X("gpr:Q"),
                 color=color,
                 tooltip=[
                     alt.Tooltip("group:N", title="Group"),
@@ -398,11 +398,11 @@ def ipr_distribution(
         )
         layers = [
             base.mark_rule(color="#333333").encode(
-                y=alt.Y("whisker_low:Q", title=x_title), y2="whisker_high:Q"
+                y=alt.Y("whisker_low:Q", title=x_title), y2=alt.Y2("whisker_high:Q")
             ),
-            base.mark_bar(size=28, opacity=0.8).encode(y="q1:Q", y2="q3:Q", color=color),
-            base.mark_tick(color="white", size=28, thickness=2).encode(y="median:Q"),
-            base.mark_point(filled=True, color="black", size=30).encode(y="mean:Q"),
+            base.mark_bar(size=28, opacity=0.8).encode(y=alt.Y("q1:Q"), y2=alt.Y2("q3:Q"), color=color),
+            base.mark_tick(color="white", size=28, thickness=2).encode(y=alt.Y("median:Q")),
+            base.mark_point(filled=True, color="black", size=30).encode(y=alt.Y("mean:Q")),
         ]
         sub = "boxes: quartiles; whiskers: 1.5 IQR (outliers not drawn); dot: mean (GPR)"
     return alt.layer(*layers).properties(

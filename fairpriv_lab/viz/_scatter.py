@@ -117,9 +117,9 @@ def loo_vs_aloo(
             .mark_rect()
             .encode(
                 x=alt.X("x0:Q", title=x_title),
-                x2="x1:Q",
+                x2=alt.X2("x1:Q"),
                 y=alt.Y("y0:Q", title=y_title),
-                y2="y1:Q",
+                y2=alt.Y2("y1:Q"),
                 color=alt.Color("count:Q", title="Records", scale=alt.Scale(scheme="viridis")),
                 tooltip=[alt.Tooltip("count:Q", title="Records")],
             )
@@ -224,10 +224,10 @@ def grc_vs_gpr(
     if has_ci:
         layers.append(
             base.mark_errorbar(ticks=True).encode(
-                y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q", color=color
+                y=alt.Y("ci_low:Q", title=y_title), y2=alt.Y2("ci_high:Q"), color=color
             )
         )
-    layers.append(base.mark_text(align="left", dx=8, dy=-8).encode(y="gpr:Q", text="group:N"))
+    layers.append(base.mark_text(align="left", dx=8, dy=-8).encode(y=alt.Y("gpr:Q"), text=alt.Text("group:N")))
     text = title or f"GPR against gradient contribution ({r_text})"
     return alt.layer(*layers).properties(
         width=WIDTH,

@@ -169,7 +169,7 @@ def gprp_vs_epsilon(
     if has_ci:
         layers.append(
             base.mark_errorbar(**WHISKER).encode(
-                y=alt.Y("gprp_ci_low:Q", title=y_title, scale=yscale), y2="gprp_ci_high:Q"
+                y=alt.Y("gprp_ci_low:Q", title=y_title, scale=yscale), y2=alt.Y2("gprp_ci_high:Q")
             )
         )
     entries, dashes = [CI_LABEL, "GPRP at each ε"], [[1, 0], [1, 0]]
@@ -182,10 +182,10 @@ def gprp_vs_epsilon(
         ib = alt.Chart(inf).encode(color=color, tooltip=tip)
         layers.append(ib.mark_rule(size=2).encode(y=alt.Y("gprp:Q", scale=yscale), strokeDash=lines))
         if has_ci:
-            layers.append(ib.mark_rect(opacity=0.12).encode(y="gprp_ci_low:Q", y2="gprp_ci_high:Q"))
+            layers.append(ib.mark_rect(opacity=0.12).encode(y=alt.Y("gprp_ci_low:Q"), y2=alt.Y2("gprp_ci_high:Q")))
         layers.append(
             ib.mark_text(align="right", baseline="bottom", dy=-3, x="width").encode(
-                y="gprp:Q", text="label:N"
+                y=alt.Y("gprp:Q"), text=alt.Text("label:N")
             )
         )
     else:  # the legend still names the whiskers
@@ -253,17 +253,17 @@ def accuracy_gprp_frontier(
     )
     layers = [
         base.mark_line(point=alt.OverlayMarkDef(filled=True, size=60)).encode(
-            y=alt.Y("gprp:Q", title=y_title), order="eps_rank:Q"
+            y=alt.Y("gprp:Q", title=y_title), order=alt.Order("eps_rank:Q")
         ),
         base.transform_filter("datum.show_label").mark_text(
             align="left", baseline="bottom", dx=7, fontSize=10).encode(
-            y="label_y:Q", text="eps_label:N", color=alt.value("#444444")
+            y=alt.Y("label_y:Q"), text=alt.Text("eps_label:N"), color=alt.value("#444444")
         ),
     ]
     if has_ci:
         layers.append(
             base.mark_errorbar(**WHISKER).encode(
-                y=alt.Y("gprp_ci_low:Q", title=y_title), y2="gprp_ci_high:Q"
+                y=alt.Y("gprp_ci_low:Q", title=y_title), y2=alt.Y2("gprp_ci_high:Q")
             )
         )
     lines = line_legend(alt, [CI_LABEL], [[1, 0]])
@@ -433,7 +433,7 @@ def clipping_sweep(
         points = (base.mark_line(point=alt.OverlayMarkDef(filled=True, size=40)) if mark == "line" else
                   base.mark_point(shape="square", size=80, filled=False, strokeWidth=2))
         out = [points.encode(y=y),
-               base.mark_errorbar(**WHISKER).encode(y=alt.Y("seed_ci_low:Q", title=y_title), y2="seed_ci_high:Q")]
+               base.mark_errorbar(**WHISKER).encode(y=alt.Y("seed_ci_low:Q", title=y_title), y2=alt.Y2("seed_ci_high:Q"))]
         if floor and "floor_mean" in frame:
             out.append(base.mark_tick(color="#777777", thickness=2, size=12, orient="horizontal").encode(
                 y=alt.Y("floor_mean:Q", title=y_title), color=alt.value("#777777")))

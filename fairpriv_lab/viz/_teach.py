@@ -68,7 +68,7 @@ def bound_layers(
     )
     first = frame.iloc[0]
     label = alt.Chart(frame.iloc[[0]]).mark_text(align="left", dx=4, dy=-6, color=BOUND_COLOR).encode(
-        x="epsilon:Q", y="bound_pp:Q", text=alt.value("DP ceiling"))
+        x=alt.X("epsilon:Q"), y=alt.Y("bound_pp:Q"), text=alt.value("DP ceiling"))
     sub = (f"grey dotted: DP's ceiling 100·(e^ε'−1+2δ')/(e^ε'+1) ({game}, δ = {delta:g}); "
            f"{first['bound_pp']:.1f} pp at ε = {first['epsilon']:.3g}")
     return [curve, label], sub
@@ -141,7 +141,7 @@ def gpr_vs_epsilon(
     layers = [
         base.mark_line(point=alt.OverlayMarkDef(filled=True, size=60)).encode(
             y=alt.Y("gpr:Q", title=y_title, scale=yscale)),
-        base.mark_errorbar(ticks=True).encode(y=alt.Y("ci_low:Q", title=y_title, scale=yscale), y2="ci_high:Q"),
+        base.mark_errorbar(ticks=True).encode(y=alt.Y("ci_low:Q", title=y_title, scale=yscale), y2=alt.Y2("ci_high:Q")),
         *bound,
     ]
     if len(infinite):
@@ -232,7 +232,7 @@ def membership_game_diagram(
                         legend=None),
         tooltip=["model:N", "truth:N", "guess:N", alt.Tooltip("loss:Q", format=".4f")],
     )
-    rule = alt.Chart(pd.DataFrame({"t": [t_show]})).mark_rule(color="#D55E00", strokeWidth=2).encode(x="t:Q")
+    rule = alt.Chart(pd.DataFrame({"t": [t_show]})).mark_rule(color="#D55E00", strokeWidth=2).encode(x=alt.X("t:Q"))
     attack = alt.layer(dots, rule).properties(
         width=WIDTH, height=110,
         title=title_params(alt, "2. The attacker sees the losses and guesses 'member iff loss < t'",
@@ -324,15 +324,15 @@ def dp_sgd_step_diagram(
     theta = np.linspace(0, 2 * np.pi, 73)
     circle = pd.DataFrame({"x": clip * np.cos(theta), "y": clip * np.sin(theta), "order": np.arange(73)})
     ring = alt.Chart(circle).mark_line(color="#D55E00", strokeDash=[4, 3]).encode(
-        x=alt.X("x:Q", scale=scale, title=None), y=alt.Y("y:Q", scale=scale, title=None), order="order:Q")
+        x=alt.X("x:Q", scale=scale, title=None), y=alt.Y("y:Q", scale=scale, title=None), order=alt.Order("order:Q"))
     side = 190
 
     def arrows(frame: pd.DataFrame, title: str, sub: str, color: Any) -> Any:
         frame = frame.assign(x0=frame.get("x0", 0.0), y0=frame.get("y0", 0.0))
         body = alt.Chart(frame).mark_rule(strokeWidth=2).encode(
             x=alt.X("x0:Q", scale=scale, title=None), y=alt.Y("y0:Q", scale=scale, title=None),
-            x2="x:Q", y2="y:Q", color=color)
-        heads = alt.Chart(frame).mark_point(filled=True, size=40).encode(x="x:Q", y="y:Q", color=color)
+            x2=alt.X2("x:Q"), y2=alt.Y2("y:Q"), color=color)
+        heads = alt.Chart(frame).mark_point(filled=True, size=40).encode(x=alt.X("x:Q"), y=alt.Y("y:Q"), color=color)
         return alt.layer(ring, body, heads).properties(width=side, height=side,
                                                       title=title_params(alt, title, sub))
 

@@ -176,3 +176,53 @@ def test_scaler_reads_no_training_record():
     assert "held-out" in real_train.provenance["scaler"] and "held-out" in real_test.provenance["scaler"]
     cols = real_train.provenance["standardized_columns"]
     np.testing.assert_allclose(real_test.X[:, cols].mean(0), 0, atol=1e-5)
+
+
+def _weighted_telemetry_loop(df):
+    """The obvious reference: a Python loop over (step, group) rows and columns."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    keys = [c for c in ("step", "group") if c in df.columns]
+    values = [c for c in df.columns if c not in keys and c != "_w" and pd.api.types.is_numeric_dtype(df[c])]
+    out = []
+    for k, part in df.groupby(keys, sort=True):
+        row = dict(zip(keys, k if isinstance(k, tuple) else (k,)))
+        for v in values:
+            x, w = part[v].to_numpy(float), part["_w"].to_numpy(float)
+            ok = np.isfinite(x)
+            row[v] = float(np.sum(x[ok] * w[ok]) / np.sum(w[ok])) if ok.any() else math.nan
+        out.append(row)
+    return pd.DataFrame(out, columns=keys + values)
+
+
+@pytest.mark.parametrize("keys", [("step", "group"), ("step",)])
+def test_weighted_telemetry_matches_the_loop(keys):
+    # chunk telemetry merged by weights: NaN values skipped, all-NaN cells NaN, sorted keys,
+    # a non-numeric column dropped; equal to the loop over rows to float64 rounding
+    import numpy as np
+    import pandas as pd
+
+    from fairpriv_lab.experiment.runner import _weighted_telemetry
+
+    rng = np.random.default_rng(0)
+    parts = []
+    for chunk, w in enumerate((16, 16, 5)):
+        n = 12
+        df = pd.DataFrame({"step": np.repeat(np.arange(6)[::-1], 2)})
+        if "group" in keys:
+            df["group"] = np.tile(["Male", "Female"], 6)
+        df["grc"] = rng.normal(size=n)
+        df.loc[rng.random(n) < 0.3, "grc"] = np.nan
+        df["frac"] = np.nan if chunk else rng.random(n)  # only the first chunk has it
+        df["allnan"] = np.nan
+        df["note"] = "x"
+        df["_w"] = float(w)
+        parts.append(df if "group" in keys else df.drop_duplicates("step"))
+    df = pd.concat(parts, ignore_index=True)
+    got, want = _weighted_telemetry(df), _weighted_telemetry_loop(df)
+    assert list(got.columns) == list(want.columns) == [*keys, "grc", "frac", "allnan"]
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-12)
+    assert got["allnan"].isna().all() and list(got["step"]) == sorted(got["step"])
