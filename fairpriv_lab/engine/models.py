@@ -26,7 +26,6 @@ training loop can slice any chunk of models): ``forward(params, x)`` and
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -274,35 +273,14 @@ class Workspace:
         return buf[:n].view(shape)
 
 
-@functools.cache
-def _intel_cpu() -> bool:
-    """Whether this is an Intel CPU (Linux's ``/proc/cpuinfo``; ``False`` where unknown)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("vendor_id"):
-                    return "GenuineIntel" in line
-    except OSError:
-        pass
-    return False
-
-
-def tanh_direct(t: Tensor) -> bool:
-    """Whether ``tanh`` of CPU tensor ``t`` is ``torch.tanh`` (else ``2 sigmoid(2 z) - 1``).
-
-    torch's CPU ``tanh`` is MKL's vector math: on Intel CPUs the fastest form (0.36 ns a value
-    against 0.54 for the sigmoid alone, plus its two passes); elsewhere MKL takes a slow path
-    (about 3 ns a value on the AMD EPYC of the benchmarks, against under 1 for the sigmoid
-    form). Decided by the CPU, so a machine's results never depend on timings. The two forms
-    differ by float32 rounding (at most about 1.2e-7 absolute, from ``2 s - 1`` near 1/2).
-    """
-    return t.device.type == "cpu" and torch.backends.mkl.is_available() and _intel_cpu()
-
-
 def _tanh_(z: Tensor) -> Tensor:
-    """``tanh(z)`` in place: ``torch.tanh`` or ``2 sigmoid(2 z) - 1`` (:func:`tanh_direct`)."""
-    if tanh_direct(z):
-        return _lanewise(torch.tanh, z)
+    """``tanh(z)`` in place, as ``2 sigmoid(2 z) - 1``.
+
+    torch's CPU ``tanh`` calls MKL's vector math (about 3 ns a value on the reference AMD CPU,
+    a quarter of an MLP-256 step); its vectorised sigmoid and two in-place passes take a
+    quarter of that. The result differs from ``tanh`` by float32 rounding (at most about
+    1.2e-7 absolute, from ``2 s - 1`` near ``s = 1/2``).
+    """
     return _lanewise(torch.sigmoid, z.mul_(2.0)).mul_(2.0).sub_(1.0)
 
 
@@ -562,7 +540,7 @@ class LinearStack:
         :class:`BinaryGrads`; otherwise ``delta_L = softmax(z_L) - onehot(y)``,
         ``delta_l = (delta_{l+1} W_{l+1}^T) * (1 - h_l^2)`` and a :class:`LinearGrads`, whose
         ``input_sq`` holds ``||h_l||^2`` of the hidden layers (the squares that tanh's
-        derivative needs anyway). ``tanh`` is :func:`_tanh_` (``torch.tanh`` or ``2 sigmoid(2 z) - 1``, by the CPU).
+        derivative needs anyway). ``tanh`` is computed as ``2 sigmoid(2 z) - 1`` (:func:`_tanh_`).
         ``tests/unit/engine/test_models.py`` holds every path to the per-sample loop.
         """
         if x_sq is None:
@@ -613,8 +591,7 @@ class LinearStack:
         """:meth:`per_sample` for two classes: only the logit difference and ``a`` per sample.
 
         The MLP's per-sample passes over ``(M, B, H)``: the first layer's output (in place:
-        ``tanh``, or ``2 z``, the sigmoid and ``2 s - 1``: :func:`tanh_direct`), ``h w`` and
-        ``h^2`` through one scratch tensor,
+        ``2 z``, the sigmoid, ``2 s - 1``), ``h w`` and ``h^2`` through one scratch tensor,
         ``e = w - h^2 w`` in place of ``h^2``, and the row norms. Every value is computed by
         the same code whatever the chunk of models (:func:`_lanewise`).
         """
@@ -637,25 +614,20 @@ class LinearStack:
         diff, h_sq, e_norm = (W1.new_empty((M, B)) for _ in range(3))
         w = (W2[..., 0] - W2[..., 1]).unsqueeze(1)  # (M, 1, H)
         table = W1.reshape(-1, H)
-        # tanh(z) directly, or 2 sigmoid(2 z) - 1 with 2 z formed exactly (a power of two) in
-        # the matmul (tanh_direct: which is faster depends on the CPU's vector math)
-        direct = tanh_direct(W1)
-        scale = 1.0 if direct else 2.0
-        fn = torch.tanh if direct else torch.sigmoid
-        vals = None if sparse is None else (sparse[1] if direct else sparse[1] * 2.0)
+        twice = None if sparse is None else sparse[1] * 2.0
         # Blocks of models of about _BLOCK_BYTES per (B, H) tensor: the passes below stay in cache.
         step = max(1, _BLOCK_BYTES // max(1, B * H * W1.element_size()))
         for lo in range(0, M, step):
             hi = min(M, lo + step)
             hb, eb, wb = h[lo:hi], e[lo:hi], w[lo:hi]
+            # tanh(z) = 2 sigmoid(2 z) - 1, with 2 z formed exactly (a power of two) in the matmul
             if sparse is not None:
-                z = _bag_sum((sparse[0][lo:hi], vals[lo:hi]), table).view(hi - lo, B, H)
-                _lanewise(fn, z.add_(b1[lo:hi].unsqueeze(1), alpha=scale), hb)
+                z = _bag_sum((sparse[0][lo:hi], twice[lo:hi]), table).view(hi - lo, B, H)
+                _lanewise(torch.sigmoid, z.add_(b1[lo:hi].unsqueeze(1), alpha=2.0), hb)
             else:
-                torch.baddbmm(b1[lo:hi].unsqueeze(1), x[lo:hi], W1[lo:hi], beta=scale, alpha=scale, out=hb)
-                _lanewise(fn, hb)
-            if not direct:
-                hb.mul_(2.0).sub_(1.0)
+                torch.baddbmm(b1[lo:hi].unsqueeze(1), x[lo:hi], W1[lo:hi], beta=2.0, alpha=2.0, out=hb)
+                _lanewise(torch.sigmoid, hb)
+            hb.mul_(2.0).sub_(1.0)
             torch.sum(torch.mul(hb, wb, out=eb), -1, out=diff[lo:hi])
             torch.sum(torch.mul(hb, hb, out=eb), -1, out=h_sq[lo:hi])
             torch.sub(wb, eb.mul_(wb), out=eb)  # w - h^2 w: exact operations only

@@ -67,19 +67,8 @@ def _check(net, params, module_of, x, y, rng_seed=0):
             torch.testing.assert_close(a[:, k], b, rtol=1e-10, atol=1e-12)
 
 
-@pytest.fixture(params=["tanh", "sigmoid"])
-def tanh_form(request, monkeypatch):
-    # both forms of tanh (engine.models.tanh_direct: torch.tanh on Intel CPUs, else
-    # 2 sigmoid(2 z) - 1), whatever CPU runs the tests
-    import fairpriv_lab.engine.models as mo
-
-    monkeypatch.setattr(mo, "_intel_cpu", lambda: request.param == "tanh")
-    assert mo.tanh_direct(torch.zeros(1)) == (request.param == "tanh" and torch.backends.mkl.is_available())
-    return request.param
-
-
 @pytest.mark.parametrize("sizes", [(5, 3), (5, 7, 3), (4, 6, 5, 2), (5, 2), (5, 7, 2)])
-def test_linear_stack_matches_per_sample_loop(sizes, tanh_form):
+def test_linear_stack_matches_per_sample_loop(sizes):
     # (5, 2) and (5, 7, 2): two classes, the factored BinaryGrads path
     torch.manual_seed(0)
     net = LinearStack(sizes)
@@ -276,7 +265,7 @@ def test_sparse_first_layer_matches_dense_and_per_sample_loop():
 
 
 @pytest.mark.parametrize("hidden", [(), (20,)])
-def test_two_class_sparse_paths_match_dense_and_per_sample_loop(hidden, tanh_form):
+def test_two_class_sparse_paths_match_dense_and_per_sample_loop(hidden):
     # Two classes: LR and the MLP take BinaryGrads. LR on sparse rows reads no dense input; the
     # MLP's first-layer clipped sum runs over the transposed rows (transpose_rows), with or
     # without a batch mask, or through the dense matmul when only (cols, vals) come with x.
@@ -339,7 +328,7 @@ def test_lanewise_gives_every_element_the_same_bits_wherever_it_lies(threads):
     torch.set_num_threads(threads)
     try:
         x = torch.randn(150_000, generator=torch.Generator().manual_seed(0)) * 4
-        for fn, arg in ((torch.sigmoid, x), (torch.log1p, x.abs()), (torch.tanh, x)):
+        for fn, arg in ((torch.sigmoid, x), (torch.log1p, x.abs())):
             pieces = torch.cat([_lanewise(fn, arg[i:i + 999].clone()) for i in range(0, arg.numel(), 999)])
             whole = _lanewise(fn, arg.clone())
             assert torch.equal(whole, pieces)
