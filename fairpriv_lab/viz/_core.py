@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -101,10 +102,10 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]] | None:
 
 
 def fast_data_transformer(data: Any) -> Any:
-    """Return what altair's default data transformer gives, without its per-column pandas copies for plain frames.
+    """Return altair's default transformer's ``{"values": [...]}``, without its frame copies.
 
-    The same ``{"values": [...]}`` (tested against altair's own on every chart of
-    :mod:`fairpriv_lab.viz`); a redraw of the audit panel converts its charts through it.
+    Plain frames (:func:`_records`) are converted here; anything else goes to altair's own
+    transformer. Tested against altair's spec for every chart the viz tests build.
     """
     from altair.vegalite.data import default_data_transformer
 
@@ -112,16 +113,21 @@ def fast_data_transformer(data: Any) -> Any:
     return {"values": records} if records is not None else default_data_transformer(data)
 
 
-_FAST_REGISTERED: list[bool] = []
+@functools.cache
+def _register_fast_transformer() -> str:
+    """Register :func:`fast_data_transformer` with altair once (``names()`` would read metadata)."""
+    altair().data_transformers.register("fairpriv-fast", fast_data_transformer)
+    return "fairpriv-fast"
 
 
 def spec_dict(chart: Any, *, validate: bool = False) -> dict[str, Any]:
-    """``chart.to_dict(validate=...)`` with :func:`fast_data_transformer`."""
-    alt = altair()
-    if not _FAST_REGISTERED:  # (registry.names() reads package metadata: tens of ms)
-        alt.data_transformers.register("fairpriv-fast", fast_data_transformer)
-        _FAST_REGISTERED.append(True)
-    with alt.data_transformers.enable("fairpriv-fast"):
+    """Return ``chart.to_dict(validate=...)``, the data converted by :func:`fast_data_transformer`.
+
+    The same spec as altair's ``to_dict``. While it runs the transformer is altair's active
+    one (a process-wide setting: a chart converted meanwhile on another thread gets it too,
+    with the same result).
+    """
+    with altair().data_transformers.enable(_register_fast_transformer()):
         return chart.to_dict(validate=validate)
 
 
