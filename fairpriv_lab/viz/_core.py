@@ -89,10 +89,14 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]] | None:
         elif kind in ("i", "u", "b"):
             values = col.to_numpy().tolist()
         elif kind == "O" or pd.api.types.is_string_dtype(col.dtype):
-            x = col.to_numpy(dtype=object)
-            if not all(v is None or isinstance(v, str) for v in x if not (isinstance(v, float) and v != v)):
-                return None
-            values = [None if (v is None or (isinstance(v, float) and v != v)) else v for v in x]
+            values = []
+            for v in col.to_numpy(dtype=object):  # strings; None and NaN as None; else altair's way
+                if v is None or (isinstance(v, float) and v != v):
+                    values.append(None)
+                elif isinstance(v, str):
+                    values.append(v)
+                else:
+                    return None
         else:
             return None
         columns.append((name, list(values)))
