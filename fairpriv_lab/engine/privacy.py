@@ -20,10 +20,16 @@ teaches this.
 from __future__ import annotations
 
 import abc
+import ast
 import functools
+import importlib
+import importlib.util
 import math
+import sys
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -510,10 +516,57 @@ def _noise_ratio(policy: ClippingPolicy) -> float:
     return effective_noise_multiplier(policy, 1.0)
 
 
-def _rdp_orders() -> tuple[float, ...]:
-    from opacus.accountants import RDPAccountant
+def _opacus_file(*parts: str) -> Path | None:
+    """Return a file of Opacus's installation, found without importing ``opacus`` (``None`` if absent)."""
+    spec = importlib.util.find_spec("opacus")  # a top-level name: found, not imported
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    return path if path.is_file() else None
 
-    return tuple(float(a) for a in RDPAccountant.DEFAULT_ALPHAS)
+
+@functools.cache
+def _opacus_rdp() -> ModuleType:
+    """Opacus's RDP analysis (``opacus.accountants.analysis.rdp``) without importing Opacus.
+
+    Importing any Opacus module first runs ``opacus/__init__``, which loads its whole training
+    stack (optimizers, grad samplers, ``torch.distributed.tensor``, sympy): 0.8 s and 56 MB of
+    a classroom process, only to reach two functions of this file, which needs just numpy and
+    scipy. So the same file of the installed Opacus is loaded as a module of its own; where
+    Opacus is already imported, its module serves (``tests/unit/engine/test_privacy.py``
+    holds both to the same numbers).
+    """
+    name = "opacus.accountants.analysis.rdp"
+    path = None if name in sys.modules else _opacus_file("accountants", "analysis", "rdp.py")
+    if path is None:
+        return importlib.import_module(name)
+    spec = importlib.util.spec_from_file_location("fairpriv_lab._opacus_rdp", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.cache
+def _rdp_orders() -> tuple[float, ...]:
+    """Opacus's default RDP order grid, ``RDPAccountant.DEFAULT_ALPHAS``.
+
+    Read from its source file (the one expression of that class attribute, evaluated with
+    ``range`` and ``list`` only) so that Opacus need not be imported (:func:`_opacus_rdp`);
+    from the class itself where Opacus is imported or its file reads otherwise.
+    """
+    path = None if "opacus.accountants.rdp" in sys.modules else _opacus_file("accountants", "rdp.py")
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RDPAccountant")
+        node = next(n.value for n in cls.body if isinstance(n, ast.Assign)
+                    and [getattr(t, "id", None) for t in n.targets] == ["DEFAULT_ALPHAS"])
+        alphas = eval(compile(ast.Expression(node), str(path), "eval"),  # noqa: S307 (Opacus's own code)
+                      {"__builtins__": {"range": range, "list": list}})
+    except Exception:  # noqa: BLE001 (any other form: ask the class)
+        from opacus.accountants import RDPAccountant
+
+        alphas = RDPAccountant.DEFAULT_ALPHAS
+    return tuple(float(a) for a in alphas)
 
 
 def _compute_rdp(q: float, sigma: float, alpha: float) -> float:
@@ -529,8 +582,7 @@ def _compute_rdp(q: float, sigma: float, alpha: float) -> float:
     (``tests/unit/engine/test_privacy.py::test_vectorised_rdp_equals_opacus``), and its own
     function answers whenever the vectorised sum is not a positive finite number.
     """
-    from opacus.accountants.analysis import rdp
-
+    rdp = _opacus_rdp()
     if q == 0 or sigma == 0 or q == 1.0 or math.isinf(alpha):
         return rdp._compute_rdp(q, sigma, alpha)
     with np.errstate(all="ignore"):
@@ -618,8 +670,7 @@ class _RDPCurve:
 
     def __call__(self, i: int) -> float:
         if i not in self.values:
-            from opacus.accountants.analysis import rdp
-
+            rdp = _opacus_rdp()
             r = _compute_rdp(self.q, self.sigma, self.orders[i]) * self.steps
             with warnings.catch_warnings():
                 # one order is always "at the edge" of a one-order grid
