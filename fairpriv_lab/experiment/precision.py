@@ -126,9 +126,10 @@ class Precision:
 
 
 def _z(p: float) -> float:
-    from scipy.stats import norm
+    """Return the standard normal quantile (``scipy.stats.norm.ppf`` is ``ndtri``; scipy.stats is not imported)."""
+    from scipy import special
 
-    return float(norm.ppf(p))
+    return float(special.ndtri(p))
 
 
 def _audited_counts(config: Any, train: Any) -> tuple[np.ndarray, int]:

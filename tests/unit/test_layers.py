@@ -323,6 +323,22 @@ def test_importing_the_array_layers_does_not_load_torch():
     assert out.stdout.strip() == "False"
 
 
+def test_a_run_loads_no_module_it_does_not_use():
+    # A classroom run (train, account, audit) needs neither Opacus's training stack (its
+    # __init__ loads torch.distributed.tensor and sympy) nor scipy.stats: together about 1.5 s
+    # and 100 MB of a fresh process (docs/design.md section 5)
+    code = ("import sys, fairpriv_lab as fl; "
+            "cfg = fl.ExperimentConfig().replace(**{'data.n': 1000, 'train.model': 'lr', 'game.n_models': 4, "
+            "'train.epochs': 1, 'train.method': 'dpsgd', 'train.epsilon': 10.0, 'audit.n_boot': 20}); "
+            "r = fl.run(cfg, cache=None); assert r.epsilon <= 10.0; "
+            "print(sorted(m for m in ('opacus', 'sympy', 'scipy.stats', 'sklearn', 'fairlearn', 'altair') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_public_api_is_small():
     code = "import fairpriv_lab as fl; print(len([n for n in dir(fl) if not n.startswith('_')]))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
