@@ -228,7 +228,7 @@ def roc_by_group(
     )
     text = title or "Membership attack ROC by group (log-log)"
     sub = [s for s in (auc_text, "dashed: chance (TPR = FPR)") if s]
-    return titled(alt.layer(lines, diag), alt, text, sub, width=HEIGHT + 60, height=HEIGHT + 60)
+    return titled([lines, diag], alt, text, sub, width=HEIGHT + 60, height=HEIGHT + 60)
 
 
 def empirical_vs_accounted_epsilon(
@@ -309,4 +309,4 @@ def empirical_vs_accounted_epsilon(
     if n_inf:
         sub.append(f"{n_inf} row(s) with ε = ∞ (SGD) not shown")
     text = title or "Empirical vs accounted ε by group"
-    return titled(alt.layer(points, diag), alt, text, sub)
+    return titled([points, diag], alt, text, sub)

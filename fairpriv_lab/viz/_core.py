@@ -267,10 +267,25 @@ def title_params(alt: Any, text: str, subtitle: str | Sequence[str] | None = Non
 
 def titled(chart: Any, alt: Any, text: str, subtitle: str | Sequence[str], *,
            width: int = WIDTH, height: int = HEIGHT) -> Any:
-    """Size a chart and give it its title, subtitle and a text description (title. subtitle)."""
+    """Size a chart and give it its title, subtitle and a text description (title. subtitle).
+
+    ``chart``: a chart, or a list of layers, layered here with these properties in one go
+    (``alt.layer(*layers, **properties)``; :func:`layered` says why).
+    """
     sub = subtitle if isinstance(subtitle, str) else " ".join(subtitle)
-    return chart.properties(width=width, height=height, title=title_params(alt, text, subtitle),
-                            description=f"{text}. {sub}")
+    props = {"width": width, "height": height, "title": title_params(alt, text, subtitle),
+             "description": f"{text}. {sub}"}
+    return layered(alt, chart, **props) if isinstance(chart, list) else chart.properties(**props)
+
+
+def layered(alt: Any, layers: Sequence[Any], **properties: Any) -> Any:
+    """``alt.layer(*layers).properties(**properties)``, the same spec, built once.
+
+    altair's layer chart deep-copies its layers when it is made, and ``.properties`` makes it
+    again: the same chart with its properties given at once takes a third of the time (most of
+    a panel's chart building).
+    """
+    return alt.layer(*layers, **properties)
 
 
 def fmt_pp(x: float) -> str:

@@ -20,6 +20,7 @@ from ._core import (
     fmt_pp,
     group_color,
     labels,
+    layered,
     numeric,
     require_frame,
     series_color,
@@ -144,7 +145,7 @@ def _grouped_gpr(
     if show_floor and "floor" in frame:
         notes += "; " + FLOOR_NOTE
     subtitle.append(notes)
-    return titled(alt.layer(*layers), alt, title, subtitle)
+    return titled(list(layers), alt, title, subtitle)
 
 
 def gpr_chart(
@@ -405,7 +406,8 @@ def ipr_distribution(
             base.mark_point(filled=True, color="black", size=30).encode(y=alt.Y("mean:Q")),
         ]
         sub = "boxes: quartiles; whiskers: 1.5 IQR (outliers not drawn); dot: mean (GPR)"
-    return alt.layer(*layers).properties(
+    return layered(
+        alt, layers,
         width=WIDTH,
         height=HEIGHT,
         title=title_params(alt, title, [f"{len(frame):,} records; " + sub]),

@@ -19,6 +19,7 @@ from ._core import (
     domain,
     group_color,
     labels,
+    layered,
     numeric,
     require_frame,
     title_params,
@@ -153,7 +154,7 @@ def loo_vs_aloo(
         line = _identity_line(alt, lo, hi, "aloo_pp", "loo_pp")
     text = title or "Exact PA-LOOA vs approximate PA-ALOOA, per record"
     sub = f"mean |difference| = {mad:.2f} pp over {n:,} records; {r_text}; dashed: y = x"
-    return titled(alt.layer(points, line), alt, text, sub, width=HEIGHT + 60, height=HEIGHT + 60)
+    return titled([points, line], alt, text, sub, width=HEIGHT + 60, height=HEIGHT + 60)
 
 
 def grc_vs_gpr(
@@ -229,7 +230,8 @@ def grc_vs_gpr(
         )
     layers.append(base.mark_text(align="left", dx=8, dy=-8).encode(y=alt.Y("gpr:Q"), text=alt.Text("group:N")))
     text = title or f"GPR against gradient contribution ({r_text})"
-    return alt.layer(*layers).properties(
+    return layered(
+        alt, layers,
         width=WIDTH,
         height=HEIGHT,
         title=title_params(alt, text, f"{len(frame)} groups; {r_text}; GRC = 1: average pull"),

@@ -17,6 +17,7 @@ from ._core import (
     altair,
     domain,
     group_color,
+    layered,
     numeric,
     require_frame,
     series_color,
@@ -196,7 +197,7 @@ def gprp_vs_epsilon(
     text = title or "Group privacy risk parity (GPRP) against ε"
     sub = ["lower is fairer; whiskers: bootstrap CI; dashed: ε = ∞ (no DP), its CI shaded; "
            "y: symmetric log scale", bound_sub]
-    return titled(alt.layer(*layers), alt, text, sub)
+    return titled(list(layers), alt, text, sub)
 
 
 def accuracy_gprp_frontier(
@@ -271,7 +272,7 @@ def accuracy_gprp_frontier(
     text = title or "Accuracy against GPRP (matched-utility comparison)"
     sub = ("better: bottom right (more accurate, fairer); compare methods at equal accuracy; "
            "labels: ε of each run; whiskers: bootstrap CI")
-    return titled(alt.layer(*layers), alt, text, sub)
+    return titled(list(layers), alt, text, sub)
 
 
 def clip_bounds_over_training(
@@ -348,9 +349,7 @@ def clip_bounds_over_training(
     text = title or "Per-group clipping bounds over training"
     sub = "dashed: base bound C" if clip is not None else "one line per group"
     multi = "method" in frame and frame["method"].nunique() > 1
-    chart = alt.layer(*layers, data=frame).properties(
-        width=WIDTH if not multi else 260, height=HEIGHT
-    )
+    chart = layered(alt, layers, data=frame, width=WIDTH if not multi else 260, height=HEIGHT)
     if multi:
         mdom = domain(frame["method"], None, METHOD_ORDER)
         chart = chart.facet(column=alt.Column("method:N", title="Method", sort=mdom))
@@ -446,12 +445,12 @@ def clipping_sweep(
     gcolor = group_color(alt, gdom)
     sub = ("means over retrained seeds; whiskers: seed-level 95 % t CI; grey ticks: zero-leakage floor"
            + ("; open squares: controls" if c is not None else ""))
-    first = titled(alt.layer(*top), alt, title or "The clipping sweep: where the gap between methods opens", sub)
+    first = titled(list(top), alt, title or "The clipping sweep: where the gap between methods opens", sub)
     panels = []
     for frame, y_title, floor in ((per_group[0], "GPR (pp)", True),
                                   (per_group[1], "Fraction clipped (NON-PRIVATE diagnostic)", False)):
-        cols = [alt.layer(*rows(frame[frame["variant"] == v], y_title, gcolor, floor=floor)).properties(
-                    width=max(140, WIDTH // len(variants)), height=HEIGHT * 2 // 3, title=v)
+        cols = [layered(alt, rows(frame[frame["variant"] == v], y_title, gcolor, floor=floor),
+                        width=max(140, WIDTH // len(variants)), height=HEIGHT * 2 // 3, title=v)
                 for v in variants]
         panels.append(alt.hconcat(*cols).resolve_scale(y="shared"))
     return alt.vconcat(first, *panels).resolve_scale(color="independent")

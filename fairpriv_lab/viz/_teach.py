@@ -17,7 +17,7 @@ from .._core.dp import advantage_bound
 from .._core.rng import as_generator
 from .._core.validate import choice, fail, float_array, integer, number, positive
 from ._adapters import by_group_frame
-from ._core import WIDTH, altair, domain, group_color, title_params, titled
+from ._core import WIDTH, altair, domain, group_color, layered, title_params, titled
 
 Neighbours = Literal["add_remove", "substitute"]
 
@@ -150,7 +150,7 @@ def gpr_vs_epsilon(
             y=alt.Y("gpr:Q", scale=yscale), color=color, tooltip=tip))
     text = title or "Group privacy risk against ε, under DP's ceiling"
     sub = [bound_sub, "points: GPR with 95% CI; dashed: SGD (ε = ∞, no ceiling); y: symmetric log scale"]
-    return titled(alt.layer(*layers), alt, text, sub)
+    return titled(list(layers), alt, text, sub)
 
 
 # ---------------------------------------------------------------- the membership game
@@ -233,8 +233,8 @@ def membership_game_diagram(
         tooltip=["model:N", "truth:N", "guess:N", alt.Tooltip("loss:Q", format=".4f")],
     )
     rule = alt.Chart(pd.DataFrame({"t": [t_show]})).mark_rule(color="#D55E00", strokeWidth=2).encode(x=alt.X("t:Q"))
-    attack = alt.layer(dots, rule).properties(
-        width=WIDTH, height=110,
+    attack = layered(
+        alt, [dots, rule], width=WIDTH, height=110,
         title=title_params(alt, "2. The attacker sees the losses and guesses 'member iff loss < t'",
                            f"best t (orange) is right in {100 * acc:.0f} % of models: "
                            f"IPR = 2·accuracy − 1 = {100 * (2 * acc - 1):.0f} pp (in-sample; the audit cross-fits)"))
@@ -333,8 +333,8 @@ def dp_sgd_step_diagram(
             x=alt.X("x0:Q", scale=scale, title=None), y=alt.Y("y0:Q", scale=scale, title=None),
             x2=alt.X2("x:Q"), y2=alt.Y2("y:Q"), color=color)
         heads = alt.Chart(frame).mark_point(filled=True, size=40).encode(x=alt.X("x:Q"), y=alt.Y("y:Q"), color=color)
-        return alt.layer(ring, body, heads).properties(width=side, height=side,
-                                                      title=title_params(alt, title, sub))
+        return layered(alt, [ring, body, heads], width=side, height=side,
+                       title=title_params(alt, title, sub))
 
     ex_color = alt.Color("example:N", legend=None, scale=alt.Scale(scheme="tableau10"))
     n_clipped = int((step["factors"] < 1).sum())

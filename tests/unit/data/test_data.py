@@ -72,6 +72,16 @@ def test_adult_prebuilt_arrays_match_the_pandas_path():
             slow.feature_names, slow.group_names, slow.class_names, slow.provenance)
 
 
+def test_adult_arrays_are_built_once_per_process_and_read_only():
+    a, b = fl.load_dataset("adult", group="sex"), fl.load_dataset("adult", group="race")
+    assert np.shares_memory(a.X, b.X) and not a.X.flags.writeable and not a.y.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        a.X[0, 0] = 1.0
+    assert a.group_names == ("Male", "Female") and b.group_names == ("White", "non-White")
+    assert fl.load_dataset("adult", group="sex").group_sizes == a.group_sizes
+    assert a.provenance is not fl.load_dataset("adult", group="sex").provenance  # each its own dict
+
+
 def test_stale_prebuilt_file_falls_back_to_pandas(monkeypatch, tmp_path):
     from fairpriv_lab.data import _build_adult, tabular
 
