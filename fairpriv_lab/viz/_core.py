@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -61,12 +63,42 @@ WIDTH = 380
 HEIGHT = 260
 
 
+#: An optional import of jsonschema's (which altair imports) that costs a classroom 1.9 s.
+SLOW_OPTIONAL_IMPORT = "rfc3987_syntax"
+
+
 def altair() -> Any:
-    """Import altair on first use, or raise ImportError with :data:`MISSING_UI_MESSAGE`."""
+    """Import altair on first use, or raise ImportError with :data:`MISSING_UI_MESSAGE`.
+
+    altair imports jsonschema, whose format checker imports ``rfc3987_syntax`` when it is
+    installed (Jupyter's ``jupyter-events`` installs it): that package compiles 39 grammars on
+    import, 1.9 s of a panel's first open (``import altair`` 2.5 s instead of 0.4 s), for an
+    "iri" format check that altair never makes (it validates without a format checker). So
+    while altair is imported, and only if jsonschema is not imported yet, that optional
+    import fails as if the package were absent; jsonschema then checks no "iri" format in
+    this process (docs/design.md section 5). Importing ``rfc3987_syntax`` itself later works.
+    """
+    mod = sys.modules.get("altair")
+    if mod is not None:
+        return mod
     try:
-        return importlib.import_module("altair")
+        with _without_slow_optional_import():
+            return importlib.import_module("altair")
     except ImportError as exc:  # pragma: no cover - the test environment has altair
         raise ImportError(MISSING_UI_MESSAGE) from exc
+
+
+@contextlib.contextmanager
+def _without_slow_optional_import() -> Iterable[None]:
+    """Make ``import rfc3987_syntax`` raise ImportError meanwhile, unless jsonschema or it is imported."""
+    block = "jsonschema" not in sys.modules and SLOW_OPTIONAL_IMPORT not in sys.modules
+    if block:
+        sys.modules[SLOW_OPTIONAL_IMPORT] = None  # the import system's "not importable" marker
+    try:
+        yield
+    finally:
+        if block and SLOW_OPTIONAL_IMPORT in sys.modules and sys.modules[SLOW_OPTIONAL_IMPORT] is None:
+            del sys.modules[SLOW_OPTIONAL_IMPORT]
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]] | None:

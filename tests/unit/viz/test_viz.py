@@ -835,3 +835,25 @@ def test_compact_png_keeps_the_picture_in_fewer_bytes():
     assert Image.open(io.BytesIO(viz.to_png_bytes(spec, scale=1.0))).mode == "P"  # what every export stores
     bundle, _ = viz.chart_mimebundle(spec)
     assert Image.open(io.BytesIO(base64.b64decode(bundle["image/png"]))).mode == "P"
+
+
+def test_altair_import_skips_jsonschemas_slow_optional_import():
+    # jsonschema (imported by altair) imports rfc3987_syntax when installed: 1.9 s of grammar
+    # compilation for a format check altair never makes. viz's altair() imports altair without
+    # it unless jsonschema is already imported; a later import of the package still works.
+    import importlib.util
+
+    if importlib.util.find_spec("rfc3987_syntax") is None:
+        pytest.skip("rfc3987_syntax is not installed here: nothing to skip")
+    probe = ("import sys; from fairpriv_lab.viz._core import altair; {pre}alt = altair(); "
+             "print('rfc3987_syntax' in sys.modules, alt.Chart is not None); {post}")
+    runs = {
+        "fresh": probe.format(pre="", post="import rfc3987_syntax; print(rfc3987_syntax.__name__)"),
+        "jsonschema first": probe.format(pre="import jsonschema; ", post=""),
+    }
+    out = {k: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+           for k, code in runs.items()}
+    for k, res in out.items():
+        assert res.returncode == 0, (k, res.stderr)
+    assert out["fresh"].stdout.split() == ["False", "True", "rfc3987_syntax"]
+    assert out["jsonschema first"].stdout.split() == ["True", "True"]
