@@ -6,7 +6,7 @@ import contextlib
 import functools
 import importlib
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,7 +89,7 @@ def altair() -> Any:
 
 
 @contextlib.contextmanager
-def _without_slow_optional_import() -> Iterable[None]:
+def _without_slow_optional_import() -> Iterator[None]:
     """Make ``import rfc3987_syntax`` raise ImportError meanwhile, unless jsonschema or it is imported."""
     block = "jsonschema" not in sys.modules and SLOW_OPTIONAL_IMPORT not in sys.modules
     if block:
