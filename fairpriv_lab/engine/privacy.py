@@ -542,7 +542,10 @@ def _opacus_rdp() -> ModuleType:
         return importlib.import_module(name)
     spec = importlib.util.spec_from_file_location("fairpriv_lab._opacus_rdp", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except ImportError:  # a future version of the file may import within Opacus: import it then
+        return importlib.import_module(name)
     return module
 
 

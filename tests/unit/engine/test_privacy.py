@@ -438,6 +438,20 @@ def test_accounting_does_not_import_opacus_and_uses_its_own_grid_and_file():
                                          rel=1e-12)
 
 
+def test_opacus_rdp_falls_back_to_importing_opacus_when_its_file_cannot_load_alone(monkeypatch, tmp_path):
+    # a future rdp.py importing within Opacus would fail on its own: Opacus's module serves then
+    from fairpriv_lab.engine import privacy
+
+    bad = tmp_path / "rdp.py"
+    bad.write_text("from . import elsewhere\n")
+    monkeypatch.setattr(privacy, "_opacus_file", lambda *parts: bad)
+    privacy._opacus_rdp.cache_clear()
+    try:
+        assert privacy._opacus_rdp().__name__ == "opacus.accountants.analysis.rdp"
+    finally:
+        privacy._opacus_rdp.cache_clear()
+
+
 def test_as_method_sets_a_named_policys_knobs():
     assert as_method("dpsgds", tau=3.0, floor=0.5) == DPSGDS(tau=3.0, floor=0.5)
     assert as_method("dpsgdf", count_noise=2.0) == DPSGDF(count_noise=2.0)
