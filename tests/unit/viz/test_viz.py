@@ -857,3 +857,24 @@ def test_altair_import_skips_jsonschemas_slow_optional_import():
         assert res.returncode == 0, (k, res.stderr)
     assert out["fresh"].stdout.split() == ["False", "True", "rfc3987_syntax"]
     assert out["jsonschema first"].stdout.split() == ["True", "True"]
+
+
+def test_altair_import_retries_as_usual_when_the_guarded_import_fails(monkeypatch):
+    # were the optional package needed after all, the guarded import fails and a plain one serves
+    import importlib
+
+    from fairpriv_lab.viz import _core
+
+    real = importlib.import_module
+    calls = []
+
+    def flaky(name, *args):
+        calls.append(sys.modules.get(_core.SLOW_OPTIONAL_IMPORT, "absent"))
+        if len(calls) == 1:
+            raise ImportError("needs rfc3987_syntax")
+        return real(name, *args)
+
+    monkeypatch.delitem(sys.modules, "altair")
+    monkeypatch.setattr(_core.importlib, "import_module", flaky)
+    assert _core.altair() is real("altair")
+    assert len(calls) == 2 and calls[1] is not None  # the retry ran without the guard
