@@ -84,12 +84,11 @@ def altair() -> Any:
     try:
         with _without_slow_optional_import():
             return importlib.import_module("altair")
-    except ImportError:
-        pass  # e.g. a jsonschema that needs the package after all: import as usual
-    try:
-        return importlib.import_module("altair")
-    except ImportError as exc:  # pragma: no cover - the test environment has altair
-        raise ImportError(MISSING_UI_MESSAGE) from exc
+    except ImportError:  # e.g. a jsonschema that needs the package after all: import as usual
+        try:
+            return importlib.import_module("altair")
+        except ImportError as exc:  # pragma: no cover - the test environment has altair
+            raise ImportError(MISSING_UI_MESSAGE) from exc
 
 
 @contextlib.contextmanager
