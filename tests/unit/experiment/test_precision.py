@@ -7,6 +7,7 @@ import pytest
 
 from fairpriv_lab import ConfigError
 from fairpriv_lab.audit.attacks import RecordRisk, record_risk
+from fairpriv_lab.audit.kernels import CHUNK_ELEMENTS
 from fairpriv_lab.audit.risk import GroupRisk
 from fairpriv_lab.experiment import ExperimentConfig, load_experiment_data, run
 from fairpriv_lab.experiment.precision import group_change, noise_variance, precision
@@ -66,6 +67,31 @@ def test_planner_with_a_pilot_predicts_the_bootstrap_of_a_larger_run_within_25_p
     # at the pilot's own size the plan is the pilot's own spread
     own = precision(_cfg(16), pilot=pilot).by_group["half_width"]
     np.testing.assert_allclose(own, _half_widths(pilot.group_risk["PA-ALOOA"]), rtol=0.1)
+
+
+def test_pilot_halves_on_two_threads_give_the_sequential_numbers(tmp_path, monkeypatch):
+    # a small pilot's two half-audits run on threads of their own: the same numbers as one
+    # after another (FAIRPRIV_LAB_THREADS=1 runs them in turn), and as the halves by hand
+    from fairpriv_lab.experiment import precision as prec
+
+    pilot = run(_cfg(16), cache=tmp_path)
+    names = list(pilot.group_names)
+    assert pilot.losses.size <= 2 * CHUNK_ELEMENTS  # the path that runs the halves on threads
+    monkeypatch.setenv("FAIRPRIV_LAB_THREADS", "2")
+    var2, het2 = prec._pilot_variances(pilot, names, "PA-ALOOA", "cross_fit", 32)
+    monkeypatch.setenv("FAIRPRIV_LAB_THREADS", "1")
+    var1, het1 = prec._pilot_variances(pilot, names, "PA-ALOOA", "cross_fit", 32)
+    np.testing.assert_array_equal(var1, var2)
+    np.testing.assert_array_equal(het1, het2)
+    rr = pilot.record_risk["PA-ALOOA"]
+    first = np.repeat(np.arange(8) < 4, 2)
+    halves = [record_risk(pilot.losses[rows], pilot.game.membership[rows], records=rr.records,
+                          estimator="cross_fit", signal=rr.signal, seed=s).ipr
+              for s, rows in enumerate((first, ~first))]
+    for k in range(len(names)):
+        sel = rr.groups == k
+        want = min(float(np.var(rr.ipr[sel], ddof=1)), max(0.0, float(np.cov(halves[0][sel], halves[1][sel])[0, 1])))
+        assert het1[k] == want
 
 
 def test_planner_counts_aloo_records_and_detectable_differences():
