@@ -26,6 +26,7 @@ training loop can slice any chunk of models): ``forward(params, x)`` and
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -38,6 +39,7 @@ from torch import Tensor, nn
 from .._core import validate as V
 from .._core.exceptions import UnsupportedModelError
 from .._core.vocabulary import MODELS
+from . import tanh
 
 __all__ = [
     "PerSampleGrads",
@@ -273,15 +275,58 @@ class Workspace:
         return buf[:n].view(shape)
 
 
-def _tanh_(z: Tensor) -> Tensor:
-    """``tanh(z)`` in place, as ``2 sigmoid(2 z) - 1``.
+@functools.lru_cache(maxsize=1)
+def _compiled():
+    """Return the compiled kernels' module (:mod:`~fairpriv_lab.engine._fused`), or None after one warning."""
+    try:
+        from . import _fused  # numba: imported on first use, never by ``import fairpriv_lab``
+    except Exception as err:  # noqa: BLE001 -- ImportError, or llvmlite failing to load
+        import warnings
 
-    torch's CPU ``tanh`` calls MKL's vector math (about 3 ns a value on the reference AMD CPU,
-    a quarter of an MLP-256 step); its vectorised sigmoid and two in-place passes take a
-    quarter of that. The result differs from ``tanh`` by float32 rounding (at most about
-    1.2e-7 absolute, from ``2 s - 1`` near ``s = 1/2``).
+        warnings.warn(f"The engine's compiled tanh kernels are unavailable ({type(err).__name__}: {err}); "
+                      "MLPs train with torch's kernels (the same tanh, slower; row sums in torch's "
+                      "order). Install numba (pip install numba).", RuntimeWarning, stacklevel=3)
+        return None
+    return _fused
+
+
+def _on_cpu32(*tensors: Tensor) -> bool:
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+
+
+def _tanh_(t: Tensor) -> Tensor:
+    """Apply the engine's ``tanh`` to ``t`` in place; return ``t``.
+
+    float32 on the CPU: the rational function of :mod:`~fairpriv_lab.engine.tanh` (compiled, or
+    torch's kernels without numba: the same bits); elsewhere (a GPU, float64) torch's tanh.
     """
-    return _lanewise(torch.sigmoid, z.mul_(2.0)).mul_(2.0).sub_(1.0)
+    if not _on_cpu32(t):
+        return t.tanh_()
+    fused = _compiled()
+    return tanh.tanh_torch_(t) if fused is None else fused.tanh_(t)
+
+
+def _binary_hidden(z: Tensor, b1: Tensor, w: Tensor, h: Tensor, e: Tensor,
+                   diff: Tensor, h_sq: Tensor, e_norm: Tensor) -> None:
+    """Compute the two-class MLP's hidden layer for every (model, sample) row, into the given tensors.
+
+    ``z`` ``(M, B, H)``: the first layer's products without the bias ``b1`` ``(M, H)``; ``w``
+    ``(M, H)`` the difference of the output weights. Writes ``h = tanh(z + b1)`` and
+    ``e = w - h^2 w`` ``(M, B, H)`` (``h`` may be ``z`` itself), and per row ``diff = h . w``,
+    ``h_sq = ||h||^2``, ``e_norm = ||e||`` ``(M, B)``. Contiguous tensors. One compiled pass
+    (:func:`fairpriv_lab.engine._fused.binary_hidden`) where :func:`_tanh_` takes the compiled
+    kernel; otherwise torch's passes (row sums in torch's order).
+    """
+    fused = _compiled() if _on_cpu32(z, b1, w, h, e) else None
+    if fused is not None:
+        fused.binary_hidden(z, b1, w, h, e, diff, h_sq, e_norm)
+        return
+    _tanh_(torch.add(z, b1.unsqueeze(1), out=h))
+    wb = w.unsqueeze(1)
+    torch.sum(torch.mul(h, wb, out=e), -1, out=diff)
+    torch.sum(torch.mul(h, h, out=e), -1, out=h_sq)
+    torch.sub(wb, e.mul_(wb), out=e)  # w - h^2 w
+    torch.linalg.vector_norm(e, dim=-1, out=e_norm)
 
 
 def _binary_error(diff: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -540,7 +585,7 @@ class LinearStack:
         :class:`BinaryGrads`; otherwise ``delta_L = softmax(z_L) - onehot(y)``,
         ``delta_l = (delta_{l+1} W_{l+1}^T) * (1 - h_l^2)`` and a :class:`LinearGrads`, whose
         ``input_sq`` holds ``||h_l||^2`` of the hidden layers (the squares that tanh's
-        derivative needs anyway). ``tanh`` is computed as ``2 sigmoid(2 z) - 1`` (:func:`_tanh_`).
+        derivative needs anyway). ``tanh`` is the engine's (:mod:`~fairpriv_lab.engine.tanh`).
         ``tests/unit/engine/test_models.py`` holds every path to the per-sample loop.
         """
         if x_sq is None:
@@ -590,10 +635,10 @@ class LinearStack:
                            workspace: Workspace | None) -> BinaryGrads:
         """:meth:`per_sample` for two classes: only the logit difference and ``a`` per sample.
 
-        The MLP's per-sample passes over ``(M, B, H)``: the first layer's output (in place:
-        ``2 z``, the sigmoid, ``2 s - 1``), ``h w`` and ``h^2`` through one scratch tensor,
-        ``e = w - h^2 w`` in place of ``h^2``, and the row norms. Every value is computed by
-        the same code whatever the chunk of models (:func:`_lanewise`).
+        The MLP's per-sample pass over ``(M, B, H)``: the first layer's products ``z``, then
+        ``h = tanh(z + b_1)``, ``e = w - h^2 w`` and the row sums ``h . w``, ``||h||^2``,
+        ``||e||`` in one fused pass (:func:`_binary_hidden`). Every
+        value is computed row by row, the same whatever the chunk of models.
         """
         d = self.sizes[0]
         M, B = y.shape
@@ -612,26 +657,19 @@ class LinearStack:
         ws = Workspace() if workspace is None else workspace
         h, e = ws.take("h", (M, B, H), W1), ws.take("e", (M, B, H), W1)
         diff, h_sq, e_norm = (W1.new_empty((M, B)) for _ in range(3))
-        w = (W2[..., 0] - W2[..., 1]).unsqueeze(1)  # (M, 1, H)
+        w = W2[..., 0] - W2[..., 1]  # (M, H)
         table = W1.reshape(-1, H)
-        twice = None if sparse is None else sparse[1] * 2.0
-        # Blocks of models of about _BLOCK_BYTES per (B, H) tensor: the passes below stay in cache.
+        # Blocks of models of about _BLOCK_BYTES per (B, H) tensor: z stays in cache for the fused pass.
         step = max(1, _BLOCK_BYTES // max(1, B * H * W1.element_size()))
         for lo in range(0, M, step):
             hi = min(M, lo + step)
-            hb, eb, wb = h[lo:hi], e[lo:hi], w[lo:hi]
-            # tanh(z) = 2 sigmoid(2 z) - 1, with 2 z formed exactly (a power of two) in the matmul
+            hb = h[lo:hi]
             if sparse is not None:
-                z = _bag_sum((sparse[0][lo:hi], twice[lo:hi]), table).view(hi - lo, B, H)
-                _lanewise(torch.sigmoid, z.add_(b1[lo:hi].unsqueeze(1), alpha=2.0), hb)
+                z = _bag_sum((sparse[0][lo:hi], sparse[1][lo:hi]), table).view(hi - lo, B, H)
             else:
-                torch.baddbmm(b1[lo:hi].unsqueeze(1), x[lo:hi], W1[lo:hi], beta=2.0, alpha=2.0, out=hb)
-                _lanewise(torch.sigmoid, hb)
-            hb.mul_(2.0).sub_(1.0)
-            torch.sum(torch.mul(hb, wb, out=eb), -1, out=diff[lo:hi])
-            torch.sum(torch.mul(hb, hb, out=eb), -1, out=h_sq[lo:hi])
-            torch.sub(wb, eb.mul_(wb), out=eb)  # w - h^2 w: exact operations only
-            torch.linalg.vector_norm(eb, dim=-1, out=e_norm[lo:hi])
+                z = torch.bmm(x[lo:hi], W1[lo:hi], out=hb)
+            # h = tanh(z + b_1), e = w - h^2 w and the row sums h . w, ||h||^2, ||e||: one pass
+            _binary_hidden(z, b1[lo:hi], w[lo:hi], hb, e[lo:hi], diff[lo:hi], h_sq[lo:hi], e_norm[lo:hi])
         a, losses = _binary_error(diff.add_((b2[:, 0] - b2[:, 1]).unsqueeze(1)), y)
         return BinaryGrads(a, losses, x, sparse, x_sq, d, h, e, h_sq, e_norm, workspace)
 
@@ -640,7 +678,11 @@ class LinearStack:
         return 4 * 4 * sum(self.sizes) + 64
 
     def to_module(self, params: Sequence[Tensor], m: int) -> nn.Module:
-        """Return model ``m`` as an ordinary ``nn.Sequential`` (weights copied)."""
+        """Return model ``m`` as an ordinary ``nn.Sequential`` (weights copied).
+
+        Its ``nn.Tanh`` is torch's tanh, within 4e-7 of the engine's float32 one
+        (:mod:`~fairpriv_lab.engine.tanh`).
+        """
         layers: list[nn.Module] = []
         n_layers = len(params) // 2
         for layer in range(n_layers):

@@ -1,0 +1,148 @@
+"""Compiled CPU kernels of the engine's tanh (numba), fused with the MLP's per-sample pass (docs/design.md 4.1).
+
+:mod:`~fairpriv_lab.engine.tanh` defines the function; :mod:`~fairpriv_lab.engine.models` chooses
+these kernels for float32 CPU tensors. They compute its bits (``tests/unit/engine/test_fused.py`` holds them to
+``tanh_reference`` and torch's kernels bit for bit, and the row sums to float64 references).
+
+* :func:`tanh_` -- in place, any dense tensor (the forward pass, the multi-class backward).
+* :func:`binary_hidden` -- the two-class MLP's per-sample pass (``BinaryGrads``): from the first
+  layer's ``z`` (without its bias) to ``h = tanh(z + b_1)``, ``e = w - h^2 w`` and the row sums
+  ``h . w``, ``||h||^2``, ``||e||``, in one pass over the (models, batch, hidden) values
+  instead of eleven torch passes (benchmarks/README.md). Row sums add hidden unit ``j`` into
+  lane ``j mod 16``, then the lanes in order: a fixed order, vectorised by LLVM.
+
+Every kernel works row by row (a row: one model's one sample), so a result depends neither on
+how many models share a chunk nor on how rows are split between threads (with more than one
+torch thread, :func:`_rows_in_threads` gives each thread a range of rows; ``nogil``). No
+``fastmath`` (no reassociation, no fused multiply-add): the arithmetic is IEEE's, as torch's.
+``cache=True`` keeps the compiled code on disk (next to this file, or in numba's per-user
+cache when the package directory is read-only).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numba as nb
+import numpy as np
+import torch
+from torch import Tensor
+
+from .tanh import ALPHA, BETA, LANES, TINY, C, tanh_torch_
+
+_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}  # numpy: no zero-division checks
+
+_A1, _A3, _A5, _A7, _A9, _A11, _A13 = ALPHA  # float32 constants in the compiled code
+_B0, _B2, _B4, _B6 = BETA
+#: Values below which a kernel call stays on one thread.
+_MIN_THREADED = 1 << 16
+
+
+@nb.njit(inline="always")
+def _tanh(x):
+    x = min(max(x, -C), C)
+    x2 = x * x
+    p = ((((((_A13 * x2 + _A11) * x2 + _A9) * x2 + _A7) * x2 + _A5) * x2 + _A3) * x2 + _A1) * x
+    q = ((_B6 * x2 + _B4) * x2 + _B2) * x2 + _B0
+    return x if abs(x) < TINY else p / q
+
+
+@nb.njit(**_JIT)
+def _tanh_flat(v, lo, hi):
+    part = v[lo:hi]  # indices from 0: no negative-index check in the loop, so LLVM vectorises it
+    for i in range(part.size):
+        part[i] = _tanh(part[i])
+
+
+@nb.njit(**_JIT)
+def _binary_hidden(z, b1, w, h, e, diff, h_sq, e_norm, lo, hi):
+    """Rows ``lo..hi-1`` of the flattened (models, batch): see :func:`binary_hidden`."""
+    B, H = z.shape[1], z.shape[2]
+    full = H - H % LANES
+    acc_d = np.empty(LANES, np.float32)
+    acc_h = np.empty(LANES, np.float32)
+    acc_e = np.empty(LANES, np.float32)
+    for r in range(lo, hi):
+        m = r // B
+        i = r - m * B
+        zr, hr, er, bm, wm = z[m, i], h[m, i], e[m, i], b1[m], w[m]
+        for j in range(H):
+            t = _tanh(zr[j] + bm[j])
+            hr[j] = t
+            er[j] = wm[j] - (t * t) * wm[j]
+        for k in range(LANES):
+            acc_d[k] = 0.0
+            acc_h[k] = 0.0
+            acc_e[k] = 0.0
+        for j0 in range(0, full, LANES):
+            for k in range(LANES):
+                t = hr[j0 + k]
+                u = er[j0 + k]
+                acc_d[k] += t * wm[j0 + k]
+                acc_h[k] += t * t
+                acc_e[k] += u * u
+        for j in range(full, H):
+            t = hr[j]
+            u = er[j]
+            acc_d[j - full] += t * wm[j]
+            acc_h[j - full] += t * t
+            acc_e[j - full] += u * u
+        sd = acc_d[0]
+        sh = acc_h[0]
+        se = acc_e[0]
+        for k in range(1, LANES):
+            sd += acc_d[k]
+            sh += acc_h[k]
+            se += acc_e[k]
+        diff[m, i] = sd
+        h_sq[m, i] = sh
+        e_norm[m, i] = np.sqrt(se)
+
+
+def _rows_in_threads(kernel, n_rows: int, values_per_row: int, *args) -> None:
+    """``kernel(*args, lo, hi)`` over rows ``0..n_rows-1``: split among torch's threads when large."""
+    threads = max(1, torch.get_num_threads())
+    if threads == 1 or n_rows < 2 or n_rows * values_per_row < _MIN_THREADED:
+        kernel(*args, 0, n_rows)
+        return
+    parts = min(threads, n_rows)
+    cuts = [n_rows * p // parts for p in range(parts + 1)]
+    pool = _POOLS.get(parts - 1)
+    if pool is None:
+        pool = _POOLS[parts - 1] = ThreadPoolExecutor(parts - 1, thread_name_prefix="fairpriv-fused")
+    futures = [pool.submit(kernel, *args, cuts[p], cuts[p + 1]) for p in range(1, parts)]
+    kernel(*args, cuts[0], cuts[1])
+    for f in futures:
+        f.result()
+
+
+#: One pool per number of helper threads, kept for the process (a step calls the kernels often).
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().numpy()
+
+
+def tanh_(t: Tensor) -> Tensor:
+    """Apply the engine's tanh in place (``t``: a float32 CPU tensor whose memory is dense); return ``t``."""
+    base = t if t.is_contiguous() else t.transpose(-1, -2)
+    if not base.is_contiguous():
+        return tanh_torch_(t)
+    flat = _np(base.reshape(-1))
+    _rows_in_threads(_tanh_flat, flat.size, 1, flat)
+    return t
+
+
+def binary_hidden(z: Tensor, b1: Tensor, w: Tensor, h: Tensor, e: Tensor,
+                  diff: Tensor, h_sq: Tensor, e_norm: Tensor) -> None:
+    """Compute the two-class MLP's hidden layer for every (model, sample) row, into the given tensors.
+
+    ``z`` ``(M, B, H)`` the first layer's products without the bias ``b1`` ``(M, H)``; ``w``
+    ``(M, H)``. Writes ``h = tanh(z + b1)`` and ``e = w - h^2 w`` ``(M, B, H)`` (``h`` may be
+    ``z`` itself), and per row ``diff = h . w``, ``h_sq = ||h||^2``, ``e_norm = ||e||``
+    ``(M, B)``. All float32 contiguous CPU tensors.
+    """
+    M, B, H = z.shape
+    _rows_in_threads(_binary_hidden, M * B, H, _np(z), _np(b1), _np(w), _np(h), _np(e),
+                     _np(diff), _np(h_sq), _np(e_norm))
