@@ -34,8 +34,11 @@ _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}  # numpy: no zero-
 
 _A1, _A3, _A5, _A7, _A9, _A11, _A13 = ALPHA  # float32 constants in the compiled code
 _B0, _B2, _B4, _B6 = BETA
-#: Values below which a kernel call stays on one thread.
-_MIN_THREADED = 1 << 16
+#: Values below which a kernel call stays on one thread: the training pass's 1 MB blocks (2**18
+#: values) do (handing half a block to a second thread cost more than it saved: 9.1 ms a step's
+#: pass on one thread, 10.7 ms split on two, benchmarks/bench_mlp_pass.py), evaluation's larger
+#: tanh calls split.
+_MIN_THREADED = 1 << 19
 
 
 @nb.njit(inline="always")

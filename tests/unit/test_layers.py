@@ -326,12 +326,13 @@ def test_importing_the_array_layers_does_not_load_torch():
 def test_a_run_loads_no_module_it_does_not_use():
     # A classroom run (train, account, audit) needs neither Opacus's training stack (its
     # __init__ loads torch.distributed.tensor and sympy) nor scipy.stats: together about 1.5 s
-    # and 100 MB of a fresh process (docs/design.md section 5)
+    # and 100 MB of a fresh process (docs/design.md section 5); an LR run not numba either (the
+    # MLP's compiled tanh kernels and the paper-scale audit kernels load it)
     code = ("import sys, fairpriv_lab as fl; "
             "cfg = fl.ExperimentConfig().replace(**{'data.n': 1000, 'train.model': 'lr', 'game.n_models': 4, "
             "'train.epochs': 1, 'train.method': 'dpsgd', 'train.epsilon': 10.0, 'audit.n_boot': 20}); "
             "r = fl.run(cfg, cache=None); assert r.epsilon <= 10.0; "
-            "print(sorted(m for m in ('opacus', 'sympy', 'scipy.stats', 'sklearn', 'fairlearn', 'altair') "
+            "print(sorted(m for m in ('opacus', 'sympy', 'scipy.stats', 'sklearn', 'fairlearn', 'altair', 'numba') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          timeout=300)

@@ -65,7 +65,8 @@ def test_gpu_and_float64_take_torchs_tanh():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_compiled_tanh_does_not_depend_on_threads(threads):
+def test_compiled_tanh_does_not_depend_on_threads(threads, monkeypatch):
+    monkeypatch.setattr(_fused, "_MIN_THREADED", 1)  # split even this small tensor
     x = torch.randn(300_001, generator=torch.Generator().manual_seed(1)) * 4
     before = torch.get_num_threads()
     try:
@@ -128,18 +129,23 @@ def test_binary_hidden_matches_the_reference(H):
     torch.testing.assert_close(got[1].double(), e64, rtol=1e-5, atol=1e-7)
 
 
-def test_binary_hidden_rows_do_not_depend_on_chunk_or_threads():
+def test_binary_hidden_rows_do_not_depend_on_chunk_or_threads(monkeypatch):
     z, b1, w = _hidden_inputs(9, 64, 256, seed=2)
     whole = _run_hidden(z, b1, w)
     part = _run_hidden(z[2:5], b1[2:5], w[2:5])
     for a, b in zip(whole, part):
         assert torch.equal(a[2:5], b)
+    monkeypatch.setattr(_fused, "_MIN_THREADED", 1)  # rows split between two threads
+    calls = []
+    kernel = _fused._binary_hidden
+    monkeypatch.setattr(_fused, "_binary_hidden", lambda *a: (calls.append(a[-2:]), kernel(*a)))
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
         two = _run_hidden(z, b1, w)
     finally:
         torch.set_num_threads(before)
+    assert sorted(calls) == [(0, 288), (288, 576)]
     for a, b in zip(whole, two):
         assert torch.equal(a, b)
 
