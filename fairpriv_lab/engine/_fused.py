@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .tanh import ALPHA, BETA, LANES, TINY, C, tanh_torch_
+from .tanh import ALPHA, BETA, LANES, TINY, C, tanh_reference, tanh_torch_
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}  # numpy: no zero-division checks
 
@@ -50,14 +50,17 @@ def _tanh(x):
     return x if abs(x) < TINY else p / q
 
 
-@nb.njit(**_JIT)
+_F1, _F2, _F3 = nb.float32[::1], nb.float32[:, ::1], nb.float32[:, :, ::1]
+
+
+@nb.njit(nb.void(_F1, nb.int64, nb.int64), **_JIT)
 def _tanh_flat(v, lo, hi):
     part = v[lo:hi]  # indices from 0: no negative-index check in the loop, so LLVM vectorises it
     for i in range(part.size):
         part[i] = _tanh(part[i])
 
 
-@nb.njit(**_JIT)
+@nb.njit(nb.void(_F3, _F2, _F2, _F3, _F3, _F2, _F2, _F2, nb.int64, nb.int64), **_JIT)
 def _binary_hidden(z, b1, w, h, e, diff, h_sq, e_norm, lo, hi):
     """Rows ``lo..hi-1`` of the flattened (models, batch): see :func:`binary_hidden`."""
     B, H = z.shape[1], z.shape[2]
@@ -100,6 +103,40 @@ def _binary_hidden(z, b1, w, h, e, diff, h_sq, e_norm, lo, hi):
         diff[m, i] = sd
         h_sq[m, i] = sh
         e_norm[m, i] = np.sqrt(se)
+
+
+def _fresh() -> bool:
+    """Whether the kernels compute today's ``tanh_reference`` (a probe of every kernel)."""
+    # a grid over the whole range, and geometric grids around both switches (|x| < TINY, the
+    # clamp at C), so that a change of any constant changes some probed value
+    near = np.concatenate([np.geomspace(TINY / 4, TINY * 4, 64), np.geomspace(C / 1.1, C * 1.1, 64)])
+    x = np.concatenate([np.linspace(-9.0, 9.0, 2 * LANES + 3), near, -near]).astype(np.float32)
+    v = x.copy()
+    _tanh_flat(v, 0, v.size)
+    z, zero = x.reshape(1, 1, -1), np.zeros((1, x.size), np.float32)
+    h, e, out = np.empty_like(z), np.empty_like(z), [np.empty((1, 1), np.float32) for _ in range(3)]
+    _binary_hidden(z, zero, zero, h, e, *out, 0, 1)
+    want = tanh_reference(x)
+    return np.array_equal(v, want) and np.array_equal(h.ravel(), want)
+
+
+def _ensure_fresh() -> None:
+    """Recompile the kernels when their cached machine code computes another tanh.
+
+    The constants are frozen into the compiled code, and numba's on-disk cache is keyed on this
+    file alone: after an edit of ``engine/tanh.py`` a cached kernel would compute the old
+    function. The probe (microseconds) catches that and compiles afresh (overwriting the cache).
+    """
+    if _fresh():
+        return
+    _tanh_flat.recompile()
+    _binary_hidden.recompile()
+    if not _fresh():
+        raise RuntimeError("engine._fused: the compiled tanh kernels disagree with "
+                           "engine.tanh.tanh_reference, even compiled afresh")
+
+
+_ensure_fresh()
 
 
 def _rows_in_threads(kernel, n_rows: int, values_per_row: int, *args) -> None:
@@ -147,5 +184,6 @@ def binary_hidden(z: Tensor, b1: Tensor, w: Tensor, h: Tensor, e: Tensor,
     ``(M, B)``. All float32 contiguous CPU tensors.
     """
     M, B, H = z.shape
+    z, b1, w = z.contiguous(), b1.contiguous(), w.contiguous()  # (views when they are)
     _rows_in_threads(_binary_hidden, M * B, H, _np(z), _np(b1), _np(w), _np(h), _np(e),
                      _np(diff), _np(h_sq), _np(e_norm))

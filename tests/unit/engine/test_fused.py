@@ -186,3 +186,19 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_kernels_compiled_with_other_constants_are_recompiled(monkeypatch):
+    # numba's cache is keyed on _fused.py alone: an edit of engine/tanh.py must not leave stale
+    # machine code. The probe agrees with today's function; against another one it recompiles,
+    # and says so when even fresh code disagrees.
+    assert _fused._fresh()
+    calls = []
+    for kernel in (_fused._tanh_flat, _fused._binary_hidden):
+        monkeypatch.setattr(kernel, "recompile", lambda k=kernel: calls.append(k))
+    _fused._ensure_fresh()
+    assert calls == []
+    monkeypatch.setattr(_fused, "tanh_reference", lambda x: tanh_reference(x) * np.float32(0.5))
+    with pytest.raises(RuntimeError, match="disagree with engine.tanh.tanh_reference"):
+        _fused._ensure_fresh()
+    assert calls == [_fused._tanh_flat, _fused._binary_hidden]
