@@ -1,8 +1,9 @@
-"""Compiled CPU kernels of the engine's tanh (numba), fused with the MLP's per-sample pass (docs/design.md 4.1).
+"""Compiled CPU kernels of the engine's tanh (numba), fused with the MLP's per-sample pass (docs/design.md section 5).
 
-:mod:`~fairpriv_lab.engine.tanh` defines the function; :mod:`~fairpriv_lab.engine.models` chooses
-these kernels for float32 CPU tensors. They compute its bits (``tests/unit/engine/test_fused.py`` holds them to
-``tanh_reference`` and torch's kernels bit for bit, and the row sums to float64 references).
+:mod:`~fairpriv_lab.engine.tanh` defines the function; :mod:`~fairpriv_lab.engine.models`
+chooses these kernels for float32 CPU tensors. They compute its bits
+(``tests/unit/engine/test_fused.py`` holds them to ``tanh_reference`` and torch's kernels bit
+for bit, and the row sums to float64 references).
 
 * :func:`tanh_` -- in place, any dense tensor (the forward pass, the multi-class backward).
 * :func:`binary_hidden` -- the two-class MLP's per-sample pass (``BinaryGrads``): from the first
@@ -12,11 +13,13 @@ these kernels for float32 CPU tensors. They compute its bits (``tests/unit/engin
   lane ``j mod 16``, then the lanes in order: a fixed order, vectorised by LLVM.
 
 Every kernel works row by row (a row: one model's one sample), so a result depends neither on
-how many models share a chunk nor on how rows are split between threads (with more than one
-torch thread, :func:`_rows_in_threads` gives each thread a range of rows; ``nogil``). No
-``fastmath`` (no reassociation, no fused multiply-add): the arithmetic is IEEE's, as torch's.
-``cache=True`` keeps the compiled code on disk (next to this file, or in numba's per-user
-cache when the package directory is read-only).
+how many models share a chunk nor on how rows are split between threads (a call of more than
+``_MIN_THREADED`` values with more than one torch thread: :func:`_rows_in_threads` gives each
+thread a range of rows; ``nogil``). No ``fastmath`` (no reassociation, no fused multiply-add):
+the arithmetic is IEEE's, as torch's. ``cache=True`` keeps the compiled code on disk (next to
+this file, or in numba's per-user cache when the package directory is read-only);
+:func:`_ensure_fresh` recompiles it at import when it computes another function than
+``tanh_reference`` (after an edit of the constants).
 """
 
 from __future__ import annotations
@@ -165,8 +168,12 @@ def _np(t: Tensor) -> np.ndarray:
 
 
 def tanh_(t: Tensor) -> Tensor:
-    """Apply the engine's tanh in place (``t``: a float32 CPU tensor whose memory is dense); return ``t``."""
-    base = t if t.is_contiguous() else t.transpose(-1, -2)
+    """Apply the engine's tanh to a float32 CPU tensor in place; return ``t``.
+
+    Contiguous tensors and transposes of contiguous ones are done through their memory; any
+    other layout by torch's kernels (:func:`~fairpriv_lab.engine.tanh.tanh_torch_`, the same bits).
+    """
+    base = t if t.is_contiguous() or t.dim() < 2 else t.transpose(-1, -2)
     if not base.is_contiguous():
         return tanh_torch_(t)
     flat = _np(base.reshape(-1))

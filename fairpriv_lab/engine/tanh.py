@@ -1,4 +1,4 @@
-"""The engine's tanh: one rational function, the same bits on every CPU (docs/design.md 4.1).
+"""The engine's tanh: one rational function, the same bits on every CPU (docs/design.md section 5).
 
 The hidden layers of :class:`~fairpriv_lab.engine.models.LinearStack` use :func:`tanh_reference`:
 the float32 approximation of Eigen's and XLA's CPU backends (the input clamped to ``[-C, C]``,

@@ -57,6 +57,9 @@ def test_torch_kernels_and_compiled_kernel_give_the_reference_bits():
     models._tanh_(view)
     assert np.array_equal(view.numpy(), tanh_reference(x[:200_000].reshape(400, 500)[:, ::2]))
     assert np.array_equal(base[:, 1::2].numpy(), x[:200_000].reshape(400, 500)[:, 1::2])
+    flat = torch.from_numpy(x[:1001].copy())
+    models._tanh_(flat[::2])  # a strided vector
+    assert np.array_equal(flat[::2].numpy(), want[:1001:2]) and np.array_equal(flat[1::2].numpy(), x[1:1001:2])
 
 
 def test_gpu_and_float64_take_torchs_tanh():
