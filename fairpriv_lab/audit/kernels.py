@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from .._core.exceptions import ConfigError
+from .._core.optional import optional_module
 
 __all__ = [
     "SortedRows",
@@ -1119,16 +1120,10 @@ def _compiled_kernels(n_entries: int):
     """
     if n_entries < _COMPILED_MIN_ENTRIES:
         return None
-    try:
-        from . import _compiled  # numba: imported on first use, never by ``import fairpriv_lab``
-    except Exception as err:  # noqa: BLE001 -- ImportError, or llvmlite failing to load
-        import warnings
-
-        warnings.warn(f"The compiled audit kernels are unavailable ({type(err).__name__}: {err}); "
-                      "auditing with the numpy kernels (the same numbers, slower). Install numba "
-                      "(pip install numba) for paper-scale audits.", RuntimeWarning, stacklevel=2)
-        return None
-    return _compiled
+    # numba: imported on first use, never by ``import fairpriv_lab``
+    return optional_module("._compiled", __package__, "The compiled audit kernels",
+                           "auditing with the numpy kernels (the same numbers, slower). Install "
+                           "numba (pip install numba) for paper-scale audits.")
 
 
 def record_pass(scores: np.ndarray, mem: np.ndarray, inf: np.ndarray, tasks: list, negated: bool = False) -> None:

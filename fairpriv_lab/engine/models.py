@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from .._core import validate as V
 from .._core.exceptions import UnsupportedModelError
+from .._core.optional import optional_module
 from .._core.vocabulary import MODELS
 from . import tanh
 
@@ -278,16 +279,10 @@ class Workspace:
 @functools.lru_cache(maxsize=1)
 def _compiled():
     """Return the compiled kernels' module (:mod:`~fairpriv_lab.engine._fused`), or None after one warning."""
-    try:
-        from . import _fused  # numba: imported on first use, never by ``import fairpriv_lab``
-    except Exception as err:  # noqa: BLE001 -- ImportError, or llvmlite failing to load
-        import warnings
-
-        warnings.warn(f"The engine's compiled tanh kernels are unavailable ({type(err).__name__}: {err}); "
-                      "MLPs train with torch's kernels (the same tanh, slower; row sums in torch's "
-                      "order). Install numba (pip install numba).", RuntimeWarning, stacklevel=3)
-        return None
-    return _fused
+    # numba: imported on an MLP's first use, never by ``import fairpriv_lab``
+    return optional_module("._fused", __package__, "The engine's compiled tanh kernels",
+                           "MLPs train with torch's kernels (the same tanh, slower; row sums in "
+                           "torch's order). Install numba (pip install numba).")
 
 
 def _on_cpu32(*tensors: Tensor) -> bool:
