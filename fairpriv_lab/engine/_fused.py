@@ -24,6 +24,7 @@ this file, or in numba's per-user cache when the package directory is read-only)
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba as nb
@@ -160,7 +161,9 @@ def _rows_in_threads(kernel, n_rows: int, values_per_row: int, *args) -> None:
 
 
 #: One pool per number of helper threads, kept for the process (a step calls the kernels often).
+#: A forked child has none of its threads: it starts with no pools.
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def _np(t: Tensor) -> np.ndarray:

@@ -244,3 +244,27 @@ def test_kernels_cache_in_the_users_cache_from_a_read_only_install(tmp_path):
     finally:
         for path in [pkg, *pkg.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_a_forked_child_gets_fresh_threads():
+    # the kernels keep a thread pool for the process; a child forked after its first use (a
+    # multiprocessing worker) must not wait on the parent's threads, which it does not have
+    code = """
+import os, signal, numpy as np, torch
+from fairpriv_lab.engine import _fused
+torch.set_num_threads(2)
+_fused._MIN_THREADED = 1
+x = torch.linspace(-9, 9, 100_001)
+want = _fused.tanh_(x.clone()).numpy().copy()  # the parent's pool now has a thread
+y = x.clone()
+pid = os.fork()
+if pid == 0:  # no torch kernels here: torch's own OpenMP threads do not survive a fork either
+    signal.alarm(60)  # a hang ends the child with SIGALRM
+    _fused.tanh_(y)
+    os._exit(0 if np.array_equal(y.numpy(), want) else 1)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0"]
