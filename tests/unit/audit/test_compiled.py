@@ -6,8 +6,6 @@ so that small games take the compiled path, and every RecordRisk, empirical epsi
 bound is compared with the numpy path's and with the slow references of ``tests/reference``.
 """
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -188,40 +186,18 @@ def test_compiled_kernels_only_above_the_threshold():
 
 
 @pytest.mark.slow
-def test_compiled_kernels_run_from_a_read_only_install(tmp_path):
+def test_compiled_kernels_run_from_a_read_only_install(read_only_install):
     """With the package directory read-only numba caches in the user's cache, without a warning."""
-    pkg = tmp_path / "site"
-    shutil.copytree(ROOT / "fairpriv_lab", pkg / "fairpriv_lab",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
-    # the tree read-only; as root (who writes anyway) a file where numba would make the cache
-    # directory makes the in-tree cache just as unusable
-    (pkg / "fairpriv_lab" / "audit" / "__pycache__").write_text("")
-    for path in [pkg, *pkg.rglob("*")]:
-        path.chmod(0o555 if path.is_dir() else 0o444)
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "PYTHONPATH": str(pkg)}
-    env.pop("NUMBA_CACHE_DIR", None)
     code = ("import numpy as np\n"
             "from fairpriv_lab.audit import _compiled\n"
-            f"assert _compiled.__file__.startswith({str(pkg)!r})\n"
+            f"assert _compiled.__file__.startswith({str(read_only_install.pkg)!r})\n"
             "from fairpriv_lab.audit.kernels import _f32, _u32\n"
             "k = _u32(np.array([1.0, 2.0], np.float32))\n"
             "print(_f32(_compiled.midpoints(k[:1], k[1:]))[0])\n")
-    try:
-        stamps = []
-        for _ in range(2):  # compile and cache, then load from the cache
-            out = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=tmp_path, env=env,
-                                 capture_output=True, text=True, timeout=600)
-            assert out.returncode == 0, out.stderr
-            assert out.stdout.split() == ["1.5"]
-            stamps.append({p: p.stat().st_mtime_ns for p in home.rglob("*.nb[ic]")})
-        assert not list(pkg.rglob("*.nb[ic]"))
-        assert any(p.name.startswith("_compiled.midpoints") for p in stamps[0]), "no cache in the user's cache"
-        assert stamps[1] == stamps[0]  # the second process loaded, did not compile again
-    finally:
-        for path in [pkg, *pkg.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
+    outputs, stamps = read_only_install.run_twice(code, "audit")
+    assert outputs == [["1.5"], ["1.5"]]
+    assert any(p.name.startswith("_compiled.midpoints") for p in stamps[0]), "no cache in the user's cache"
+    assert stamps[1] == stamps[0]  # the second process loaded, did not compile again
 
 
 def test_audit_goes_on_with_numpy_kernels_when_numba_is_missing(threshold, monkeypatch):

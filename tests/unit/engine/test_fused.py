@@ -1,10 +1,7 @@
 """The engine's tanh (engine.tanh) and its compiled kernels (engine._fused) against slow references."""
 
-import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +9,6 @@ import torch
 
 from fairpriv_lab.engine import _fused, models, tanh
 from fairpriv_lab.engine.tanh import LANES, tanh_reference
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def _grid() -> np.ndarray:
@@ -213,37 +208,17 @@ def test_kernels_compiled_with_other_constants_are_recompiled(monkeypatch):
 
 
 @pytest.mark.slow
-def test_kernels_cache_in_the_users_cache_from_a_read_only_install(tmp_path):
+def test_kernels_cache_in_the_users_cache_from_a_read_only_install(read_only_install):
     """A read-only package directory: numba caches in the user's cache; the second process loads it."""
-    pkg = tmp_path / "site"
-    shutil.copytree(ROOT / "fairpriv_lab", pkg / "fairpriv_lab",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
-    (pkg / "fairpriv_lab" / "engine" / "__pycache__").write_text("")  # unusable even for root
-    for path in [pkg, *pkg.rglob("*")]:
-        path.chmod(0o555 if path.is_dir() else 0o444)
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "PYTHONPATH": str(pkg)}
-    env.pop("NUMBA_CACHE_DIR", None)
     code = ("import numpy as np, torch\n"
             "from fairpriv_lab.engine import _fused, tanh\n"
-            f"assert _fused.__file__.startswith({str(pkg)!r})\n"
+            f"assert _fused.__file__.startswith({str(read_only_install.pkg)!r})\n"
             "x = torch.linspace(-9, 9, 1001)\n"
             "print(np.array_equal(_fused.tanh_(x.clone()).numpy(), tanh.tanh_reference(x.numpy())))\n")
-    try:
-        stamps = []
-        for _ in range(2):  # compile and cache, then load from the cache
-            out = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=tmp_path, env=env,
-                                 capture_output=True, text=True, timeout=600)
-            assert out.returncode == 0, out.stderr
-            assert out.stdout.split() == ["True"]
-            stamps.append({p: p.stat().st_mtime_ns for p in home.rglob("*.nb[ic]")})
-        assert not list(pkg.rglob("*.nb[ic]"))
-        assert any(p.name.startswith("_fused._binary_hidden") for p in stamps[0]), "no cache in the user's cache"
-        assert stamps[1] == stamps[0]  # the second process loaded, did not compile again
-    finally:
-        for path in [pkg, *pkg.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
+    outputs, stamps = read_only_install.run_twice(code, "engine")
+    assert outputs == [["True"], ["True"]]
+    assert any(p.name.startswith("_fused._binary_hidden") for p in stamps[0]), "no cache in the user's cache"
+    assert stamps[1] == stamps[0]  # the second process loaded, did not compile again
 
 
 def test_a_forked_child_gets_fresh_threads():
