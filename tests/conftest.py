@@ -46,13 +46,14 @@ class ReadOnlyInstall:
                         ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
         self.home.mkdir()
 
-    def run_twice(self, code: str, subpackage: str) -> tuple[list[list[str]], list[dict]]:
+    def run_twice(self, code: str, subpackage: str, cached: str) -> list[list[str]]:
         """Run ``code`` in two fresh processes (``-W error``) against the read-only copy.
 
         ``subpackage``'s ``__pycache__`` is made a file first: as root (who writes into
-        read-only directories anyway) that makes the in-tree cache just as unusable. Returns
-        each run's stdout words and the numba cache files under the home after each run
-        (path: mtime); asserts that none landed in the package.
+        read-only directories anyway) that makes the in-tree cache just as unusable. Asserts
+        that numba's cache files landed in the user's cache, none in the package, among them
+        one whose name starts with ``cached``, and that the second process loaded them (no file
+        written again). Returns each run's stdout words.
         """
         (self.pkg / "fairpriv_lab" / subpackage / "__pycache__").write_text("")
         paths = [self.pkg, *self.pkg.rglob("*")]
@@ -73,7 +74,9 @@ class ReadOnlyInstall:
         finally:
             for path in paths:
                 path.chmod(0o755 if path.is_dir() else 0o644)
-        return outputs, stamps
+        assert any(p.name.startswith(cached) for p in stamps[0]), "no cache in the user's cache"
+        assert stamps[1] == stamps[0]  # the second process loaded, did not compile again
+        return outputs
 
 
 @pytest.fixture
