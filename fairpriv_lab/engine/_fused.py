@@ -1,6 +1,6 @@
 """Compiled CPU kernels of the engine's tanh (numba), fused with the MLP's per-sample pass (docs/design.md section 5).
 
-:mod:`~fairpriv_lab.engine.tanh` defines the function; :mod:`~fairpriv_lab.engine.models`
+:mod:`~fairpriv_lab.engine.elementary` defines the function; :mod:`~fairpriv_lab.engine.models`
 chooses these kernels for float32 CPU tensors. They compute its bits
 (``tests/unit/engine/test_fused.py`` holds them to ``tanh_reference`` and torch's kernels bit
 for bit, and the row sums to float64 references).
@@ -11,6 +11,8 @@ for bit, and the row sums to float64 references).
   ``h . w``, ``||h||^2``, ``||e||``, in one pass over the (models, batch, hidden) values
   instead of eleven torch passes (benchmarks/README.md). Row sums add hidden unit ``j`` into
   lane ``j mod 16``, then the lanes in order: a fixed order, vectorised by LLVM.
+* :func:`binary_logit` -- the same logit difference ``h . w`` alone, writing neither ``h`` nor
+  ``e`` (evaluation's forward pass of a two-class MLP: the same bits as training's).
 
 Every kernel works row by row (a row: one model's one sample), so a result depends neither on
 how many models share a chunk nor on how rows are split between threads (a call of more than
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .tanh import ALPHA, BETA, LANES, TINY, C, tanh_reference, tanh_torch_
+from .elementary import ALPHA, BETA, LANES, TINY, C, tanh_reference, tanh_torch_
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}  # numpy: no zero-division checks
 
@@ -109,6 +111,29 @@ def _binary_hidden(z, b1, w, h, e, diff, h_sq, e_norm, lo, hi):
         e_norm[m, i] = np.sqrt(se)
 
 
+@nb.njit(nb.void(_F3, _F2, _F2, _F2, nb.int64, nb.int64), **_JIT)
+def _binary_logit(z, b1, w, diff, lo, hi):
+    """Rows ``lo..hi-1`` of the flattened (models, batch): see :func:`binary_logit`."""
+    B, H = z.shape[1], z.shape[2]
+    full = H - H % LANES
+    acc = np.empty(LANES, np.float32)
+    for r in range(lo, hi):
+        m = r // B
+        i = r - m * B
+        zr, bm, wm = z[m, i], b1[m], w[m]
+        for k in range(LANES):
+            acc[k] = 0.0
+        for j0 in range(0, full, LANES):
+            for k in range(LANES):
+                acc[k] += _tanh(zr[j0 + k] + bm[j0 + k]) * wm[j0 + k]
+        for j in range(full, H):
+            acc[j - full] += _tanh(zr[j] + bm[j]) * wm[j]
+        s = acc[0]
+        for k in range(1, LANES):
+            s += acc[k]
+        diff[m, i] = s
+
+
 def _fresh() -> bool:
     """Whether the kernels compute today's ``tanh_reference`` (a probe of every kernel)."""
     # a grid over the whole range, and geometric grids around both switches (|x| < TINY, the
@@ -121,23 +146,32 @@ def _fresh() -> bool:
     h, e, out = np.empty_like(z), np.empty_like(z), [np.empty((1, 1), np.float32) for _ in range(3)]
     _binary_hidden(z, zero, zero, h, e, *out, 0, 1)
     want = tanh_reference(x)
-    return np.array_equal(v, want) and np.array_equal(h.ravel(), want)
+    one = np.zeros((1, x.size), np.float32)
+    logit = np.empty((1, 1), np.float32)
+    ok = np.array_equal(v, want) and np.array_equal(h.ravel(), want)
+    for j in (0, x.size // 2, x.size - 1):  # one tanh at a time through the logit kernel
+        one[0, j] = 1.0
+        _binary_logit(z, zero, one, logit, 0, 1)
+        one[0, j] = 0.0
+        ok = ok and logit[0, 0] == want[j]
+    return ok
 
 
 def _ensure_fresh() -> None:
     """Recompile the kernels when their cached machine code computes another tanh.
 
     The constants are frozen into the compiled code, and numba's on-disk cache is keyed on this
-    file alone: after an edit of ``engine/tanh.py`` a cached kernel would compute the old
+    file alone: after an edit of ``engine/elementary.py`` a cached kernel would compute the old
     function. The probe (microseconds) catches that and compiles afresh (overwriting the cache).
     """
     if _fresh():
         return
     _tanh_flat.recompile()
     _binary_hidden.recompile()
+    _binary_logit.recompile()
     if not _fresh():
         raise RuntimeError("engine._fused: the compiled tanh kernels disagree with "
-                           "engine.tanh.tanh_reference, even compiled afresh")
+                           "engine.elementary.tanh_reference, even compiled afresh")
 
 
 _ensure_fresh()
@@ -174,7 +208,7 @@ def tanh_(t: Tensor) -> Tensor:
     """Apply the engine's tanh to a float32 CPU tensor in place; return ``t``.
 
     Contiguous tensors and transposes of contiguous ones are done through their memory; any
-    other layout by torch's kernels (:func:`~fairpriv_lab.engine.tanh.tanh_torch_`, the same bits).
+    other layout by torch's kernels (:func:`~fairpriv_lab.engine.elementary.tanh_torch_`, the same bits).
     """
     base = t if t.is_contiguous() or t.dim() < 2 else t.transpose(-1, -2)
     if not base.is_contiguous():
@@ -197,3 +231,16 @@ def binary_hidden(z: Tensor, b1: Tensor, w: Tensor, h: Tensor, e: Tensor,
     z, b1, w = z.contiguous(), b1.contiguous(), w.contiguous()  # (views when they are)
     _rows_in_threads(_binary_hidden, M * B, H, _np(z), _np(b1), _np(w), _np(h), _np(e),
                      _np(diff), _np(h_sq), _np(e_norm))
+
+
+def binary_logit(z: Tensor, b1: Tensor, w: Tensor, diff: Tensor) -> None:
+    """Write the two-class MLP's logit difference without its output bias, ``diff = tanh(z + b1) . w``.
+
+    ``z`` ``(M, B, H)`` the first layer's products without the bias ``b1`` ``(M, H)``, ``w``
+    ``(M, H)``, ``diff`` ``(M, B)``: float32 contiguous CPU tensors. The row sums are
+    :func:`binary_hidden`'s (the same lanes, the same bits), without writing ``h`` or ``e``:
+    evaluation's forward pass.
+    """
+    M, B, H = z.shape
+    z, b1, w = z.contiguous(), b1.contiguous(), w.contiguous()
+    _rows_in_threads(_binary_logit, M * B, H, _np(z), _np(b1), _np(w), _np(diff))

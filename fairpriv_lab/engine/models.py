@@ -40,7 +40,7 @@ from .._core import validate as V
 from .._core.exceptions import UnsupportedModelError
 from .._core.optional import optional_module
 from .._core.vocabulary import MODELS
-from . import tanh
+from . import elementary
 
 __all__ = [
     "PerSampleGrads",
@@ -115,7 +115,7 @@ class LinearGrads:
                 h_sq = h.square().sum(-1)
             term = (h_sq + 1.0) * d.square().sum(-1)
             sq = term if sq is None else sq + term
-        return sq.sqrt()
+        return elementary.sqrt(sq)
 
     def weighted_sum(self, factors: Tensor) -> list[Tensor]:
         out: list[Tensor] = []
@@ -146,6 +146,17 @@ def _bag_sum(sparse: tuple[Tensor, Tensor], table: Tensor) -> Tensor:
     offsets = torch.arange(0, flat.numel(), k, dtype=flat.dtype, device=flat.device)
     return torch.nn.functional.embedding_bag(flat, table, offsets, mode="sum",
                                              per_sample_weights=vals.reshape(-1).to(table.dtype))
+
+
+def _shared_rows_times(W: Tensor, sparse: tuple[Tensor, Tensor]) -> Tensor:
+    """``X W_m`` for every model ``m`` of ``W`` ``(M, d, O)``, ``X`` given by its rows ``(cols, vals)`` ``(B, k)``: ``(M, B, O)``."""
+    M, d = W.shape[0], W.shape[1]
+    cols, vals = sparse
+    if M * d >= 2**31:
+        cols = cols.long()
+    offset = torch.arange(M, device=cols.device, dtype=cols.dtype).mul_(d).view(-1, 1, 1)
+    rows = (cols.unsqueeze(0) + offset, vals.unsqueeze(0).expand(M, -1, -1))
+    return _bag_sum(rows, W.reshape(-1, W.shape[-1])).view(M, cols.shape[0], -1)
 
 
 class SparseBatch(NamedTuple):
@@ -292,13 +303,39 @@ def _on_cpu32(*tensors: Tensor) -> bool:
 def _tanh_(t: Tensor) -> Tensor:
     """Apply the engine's ``tanh`` to ``t`` in place; return ``t``.
 
-    float32 on the CPU: the rational function of :mod:`~fairpriv_lab.engine.tanh` (compiled, or
+    float32 on the CPU: the rational function of :mod:`~fairpriv_lab.engine.elementary` (compiled, or
     torch's kernels without numba: the same bits); elsewhere (a GPU, float64) torch's tanh.
     """
     if not _on_cpu32(t):
         return t.tanh_()
     fused = _compiled()
-    return tanh.tanh_torch_(t) if fused is None else fused.tanh_(t)
+    return elementary.tanh_torch_(t) if fused is None else fused.tanh_(t)
+
+
+def _exp_(t: Tensor) -> Tensor:
+    """Apply the engine's ``exp`` to ``t`` in place; return ``t``.
+
+    float32 on the CPU: :func:`~fairpriv_lab.engine.elementary.exp_torch_` (torch's CPU ``exp``
+    is MKL's vector math, other bits on Intel than on AMD CPUs); elsewhere torch's exp.
+    """
+    return elementary.exp_torch_(t) if _on_cpu32(t) else t.exp_()
+
+
+def _binary_logit(z: Tensor, b1: Tensor, w: Tensor) -> Tensor:
+    """Return ``tanh(z + b1) . w`` per (model, sample) row ``(M, B)``: :func:`_binary_hidden`'s ``diff`` alone.
+
+    The compiled kernel (:func:`fairpriv_lab.engine._fused.binary_logit`: the same lanes, so the
+    same bits as training's pass) where :func:`_binary_hidden` takes it; otherwise torch's
+    passes (``z`` is overwritten).
+    """
+    M, B, _ = z.shape
+    diff = z.new_empty((M, B))
+    fused = _compiled() if _on_cpu32(z, b1, w) else None
+    if fused is not None:
+        fused.binary_logit(z, b1, w, diff)
+        return diff
+    h = _tanh_(z.add_(b1.unsqueeze(1)))
+    return torch.sum(h.mul_(w.unsqueeze(1)), -1, out=diff)
 
 
 def _binary_hidden(z: Tensor, b1: Tensor, w: Tensor, h: Tensor, e: Tensor,
@@ -329,13 +366,23 @@ def _binary_error(diff: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
 
     With the margin ``t = z_y - z_other``: loss ``max(-t, 0) + log1p(exp(-|t|))`` and
     ``p_other = sigmoid(-t)``, both without cancellation; ``a = -p_1`` for ``y = 0`` and
-    ``p_0`` for ``y = 1``. (``exp`` and the exact operations give the same bits in torch's
-    scalar and vector code; ``log1p`` and ``sigmoid`` go through :func:`_lanewise`.)
+    ``p_0`` for ``y = 1``. (The loss: :func:`binary_loss`; ``sigmoid`` goes through
+    :func:`_lanewise`, so every element takes torch's vector code.)
     """
     sign = 1.0 - 2.0 * y.to(diff.dtype)  # +1 for class 0, -1 for class 1
     t = (diff * sign).neg_()
-    losses = _lanewise(torch.log1p, t.abs().neg_().exp_()).add_(t.clamp(min=0.0))
-    return _lanewise(torch.sigmoid, t).mul_(sign).neg_(), losses
+    losses = binary_loss(t)
+    return _lanewise(torch.sigmoid, t).mul_(sign).neg_(), losses  # (sigmoid in place: after the loss)
+
+
+def binary_loss(t: Tensor) -> Tensor:
+    """Cross-entropy ``max(t, 0) + log1p(exp(-|t|))`` from the negated margin ``t = z_other - z_y``.
+
+    ``exp`` is the engine's (:func:`_exp_`), ``log1p`` torch's vector code for every element
+    (:func:`_lanewise`): the same bits on every CPU. Training (:func:`_binary_error`) and
+    evaluation (:func:`~fairpriv_lab.engine.training.evaluate`) share it.
+    """
+    return _lanewise(torch.log1p, _exp_(t.abs().neg_())).add_(t.clamp(min=0.0))
 
 
 @dataclass
@@ -368,7 +415,7 @@ class BinaryGrads:
             sq = (self.x_sq + 1.0) * 2.0
         else:
             sq = (self.x_sq + 1.0) * self.e_norm.square() + (self.h_sq + 1.0) * 2.0
-        return self.a.abs() * sq.sqrt()
+        return self.a.abs() * elementary.sqrt(sq)
 
     def head(self, top: int) -> BinaryGrads:
         """Return the factors of the first ``top`` models."""
@@ -497,20 +544,35 @@ class LinearStack:
         n_layers = len(params) // 2
         for layer in range(n_layers):
             W, b = params[2 * layer], params[2 * layer + 1]
-            if layer == 0 and sparse is not None:
-                M, d = W.shape[0], W.shape[1]
-                cols, vals = sparse
-                if M * d >= 2**31:
-                    cols = cols.long()
-                offset = torch.arange(M, device=cols.device, dtype=cols.dtype).mul_(d).view(-1, 1, 1)
-                rows = (cols.unsqueeze(0) + offset, vals.unsqueeze(0).expand(M, -1, -1))
-                h = _bag_sum(rows, W.reshape(-1, W.shape[-1])).view(M, cols.shape[0], -1)
-            else:
-                h = torch.matmul(h, W)
+            h = _shared_rows_times(W, sparse) if layer == 0 and sparse is not None else torch.matmul(h, W)
             h = h.add_(b.unsqueeze(1))  # in place: a fresh product (no second activation tensor)
             if layer < n_layers - 1:
                 h = _tanh_(h)
         return h
+
+    def logit_difference(self, params: Sequence[Tensor], x: Tensor,
+                         sparse: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """``z_0 - z_1`` ``(M, B)`` of a two-class network (:attr:`binary`), computed as training computes it.
+
+        ``x`` and ``sparse`` as in :meth:`forward`. The logit difference is what
+        :meth:`per_sample`'s two-class path computes (LR: ``x (W_0 - W_1) + b_0 - b_1``; MLP:
+        ``tanh(z + b_1) . (w_0 - w_1)`` in the fused kernel's lanes, :func:`_binary_logit`), so a
+        record's loss from evaluation equals training's at the same parameters, bit for bit, and
+        no BLAS call decides its last bits (MKL's small matmuls run other kernels on Intel than
+        on AMD CPUs). Dense inputs still go through a matmul for the first layer (dense LR: the
+        difference of the two logits, as :meth:`forward` computes them).
+        """
+        W1 = params[0]
+        if len(params) == 2 and sparse is None:  # dense LR: the two logits of one matmul (a one-column
+            z = torch.matmul(x, W1).add_(params[1].unsqueeze(1))  # matmul takes other kernels per chunk size)
+            return z[..., 0] - z[..., 1]
+        if len(params) == 2:
+            diff = _shared_rows_times((W1[..., 0] - W1[..., 1]).unsqueeze(-1), sparse).squeeze(-1)
+        else:
+            z = _shared_rows_times(W1, sparse) if sparse is not None else torch.matmul(x, W1)
+            diff = _binary_logit(z, params[1], params[2][..., 0] - params[2][..., 1])
+        b_out = params[-1]
+        return diff.add_((b_out[:, 0] - b_out[:, 1]).unsqueeze(1))
 
     def eval_rows(self, n_models: int) -> int:
         """Return the records per block of :func:`~fairpriv_lab.engine.training.evaluate`.
@@ -580,7 +642,7 @@ class LinearStack:
         :class:`BinaryGrads`; otherwise ``delta_L = softmax(z_L) - onehot(y)``,
         ``delta_l = (delta_{l+1} W_{l+1}^T) * (1 - h_l^2)`` and a :class:`LinearGrads`, whose
         ``input_sq`` holds ``||h_l||^2`` of the hidden layers (the squares that tanh's
-        derivative needs anyway). ``tanh`` is the engine's (:mod:`~fairpriv_lab.engine.tanh`).
+        derivative needs anyway). ``tanh`` is the engine's (:mod:`~fairpriv_lab.engine.elementary`).
         ``tests/unit/engine/test_models.py`` holds every path to the per-sample loop.
         """
         if x_sq is None:
@@ -607,7 +669,7 @@ class LinearStack:
         yc = y.unsqueeze(dim)
         logp = torch.log_softmax(zc, dim=dim)
         losses = -logp.gather(dim, yc).squeeze(dim)
-        delta = logp.exp_()
+        delta = _exp_(logp)
         delta.scatter_add_(dim, yc, torch.full(yc.shape, -1.0, dtype=delta.dtype, device=delta.device))
         if class_major:
             delta = delta.transpose(1, 2)
@@ -676,7 +738,7 @@ class LinearStack:
         """Return model ``m`` as an ordinary ``nn.Sequential`` (weights copied).
 
         Its ``nn.Tanh`` is torch's tanh, within 4e-7 of the engine's float32 one
-        (:mod:`~fairpriv_lab.engine.tanh`).
+        (:mod:`~fairpriv_lab.engine.elementary`).
         """
         layers: list[nn.Module] = []
         n_layers = len(params) // 2
@@ -723,7 +785,7 @@ class FuncGrads:
 
     def norms(self) -> Tensor:
         sq = sum(g.flatten(2).square().sum(-1) for g in self.grads)
-        return sq.sqrt()
+        return elementary.sqrt(sq)
 
     def weighted_sum(self, factors: Tensor) -> list[Tensor]:
         out = []
@@ -1298,7 +1360,7 @@ class SeqGrads:
                 _, a, b, _, bias = piece
                 term = (a.square().sum(-1) + (1.0 if bias else 0.0)) * b.square().sum(-1)
             sq = term if sq is None else sq + term
-        return sq.sqrt()
+        return elementary.sqrt(sq)
 
     def head(self, top: int) -> SeqGrads:
         """Return the pieces of the first ``top`` models."""
@@ -1441,7 +1503,7 @@ class SeqStack(FuncStack):
         logp = torch.log_softmax(logits, dim=-1)
         yy = y.reshape(N, 1)
         losses = -logp.gather(1, yy).view(M, B)
-        d = logp.exp_()
+        d = _exp_(logp)
         d.scatter_add_(1, yy, torch.full(yy.shape, -1.0, dtype=d.dtype, device=d.device))
         pieces: list[Any] = []
         # Walk back through the layers (saved holds one entry per non-flatten layer).

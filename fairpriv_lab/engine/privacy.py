@@ -40,6 +40,7 @@ from .._core import validate as V
 from .._core.exceptions import PrivacyAccountingError
 from .._core.knobs import CountKnobs, ScaledClipKnobs, knob_names
 from .._core.vocabulary import ACCOUNTANTS, Accountant
+from . import elementary
 
 __all__ = [
     "Mechanism",
@@ -270,7 +271,7 @@ class DPSGDS(ScaledClipKnobs, ClippingPolicy):
         noisy_n = ctx.counts + self.count_noise * ctx.sigma * ctx.noise["counts"]
         if self.statistic == "norm":
             cs = self.tau * ctx.clip if self.stat_clip is None else self.stat_clip
-            stat = torch.einsum("mb,mbk->mk", ctx.norms.clamp(max=cs), ctx.onehot)
+            stat = _per_group_sum(ctx.norms.clamp(max=cs), ctx.onehot)
             stat = stat + sigma1 * cs * ctx.noise["stat"]
             r_k = stat / noisy_n.clamp(min=1.0)
             rbar = stat.sum(1) / noisy_n.sum(1).clamp(min=1.0)
@@ -282,12 +283,12 @@ class DPSGDS(ScaledClipKnobs, ClippingPolicy):
             total_n = noisy_n.sum(1).clamp(min=1.0)
             u_sq = sum(s.sum(1).flatten(1).square().sum(1) for s in sums) / total_n.square()
             uk_sq = sum(s.flatten(2).square().sum(2) for s in sums) / noisy_n.clamp(min=1.0).square()
-            ratio = torch.where(uk_sq > 0, (u_sq.unsqueeze(1) / uk_sq).sqrt(), self.tau)
+            ratio = torch.where(uk_sq > 0, elementary.sqrt(u_sq.unsqueeze(1) / uk_sq), self.tau)
         ratio = ratio.clamp(min=self.floor, max=self.tau)
         bounds = ctx.clip * ratio
         if self.smoothing > 0 and ctx.state is not None:
             bounds = self.smoothing * ctx.state + (1 - self.smoothing) * bounds
-        sample = torch.einsum("mbk,mk->mb", ctx.onehot, bounds)
+        sample = (ctx.onehot * bounds.unsqueeze(1)).sum(-1)  # each sample's group bound
         return ClipDecision(sample, bounds, bounds.max(1).values, bounds)
 
 
@@ -327,7 +328,7 @@ class DPSGDF(CountKnobs, ClippingPolicy):
 
     def bounds(self, ctx: StepContext) -> ClipDecision:
         """``C_k = C_0 (1 + r_k / mean_j r_j)`` from the noisy above/below counts."""
-        above = torch.einsum("mb,mbk->mk", (ctx.norms > ctx.clip).to(ctx.norms.dtype), ctx.onehot)
+        above = _per_group_sum((ctx.norms > ctx.clip).to(ctx.norms.dtype), ctx.onehot)
         below = ctx.counts - above
         sc = self.count_noise * ctx.sigma
         a = above + sc * ctx.noise["counts"][..., 0]
@@ -336,7 +337,7 @@ class DPSGDF(CountKnobs, ClippingPolicy):
         mean_r = r.mean(1, keepdim=True)
         rel = torch.where(mean_r > 0, r / mean_r.clamp(min=1e-12), torch.zeros_like(r))
         bounds = ctx.clip * (1 + rel)
-        sample = torch.einsum("mbk,mk->mb", ctx.onehot, bounds)
+        sample = (ctx.onehot * bounds.unsqueeze(1)).sum(-1)  # each sample's group bound
         return ClipDecision(sample, bounds, bounds.max(1).values)
 
 
@@ -467,8 +468,17 @@ class DPStep:
         frac = None
         if self.diagnostics:
             clipped = (norms > decision.sample_bounds).to(norms.dtype)
-            frac = torch.einsum("mb,mbk->mk", clipped, onehot) / counts.where(counts > 0, torch.nan)
+            frac = _per_group_sum(clipped, onehot) / counts.where(counts > 0, torch.nan)
         return StepOutput(self.scale(noised), decision.group_bounds, frac, counts, decision.state)
+
+
+def _per_group_sum(values: Tensor, onehot: Tensor) -> Tensor:
+    """``sum_b values[m, b] onehot[m, b, k]`` ``(M, K)``: an elementwise product and a sum over the batch.
+
+    Not ``einsum``: above a few hundred products that is MKL's batched matmul, whose sums run
+    in another order on Intel than on AMD CPUs (docs/design.md section 5).
+    """
+    return (values.unsqueeze(-1) * onehot).sum(1)
 
 
 def group_contribution(grads: Any, onehot: Tensor, mask: Tensor) -> Tensor:
@@ -482,8 +492,8 @@ def group_contribution(grads: Any, onehot: Tensor, mask: Tensor) -> Tensor:
     group_sq = sum(s.flatten(2).square().sum(2) for s in sums)
     total_sq = sum(s.sum(1).flatten(1).square().sum(1) for s in sums)
     n = mask.sum(1).clamp(min=1.0)
-    mean_norm = total_sq.sqrt() / n
-    group_norm = group_sq.sqrt() / counts.where(counts > 0, torch.nan)
+    mean_norm = elementary.sqrt(total_sq) / n
+    group_norm = elementary.sqrt(group_sq) / counts.where(counts > 0, torch.nan)
     return group_norm / mean_norm.unsqueeze(1)
 
 

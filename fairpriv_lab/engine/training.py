@@ -37,6 +37,7 @@ from .._core.exceptions import PrivacyWarning, TrainingDivergedError
 from .._core.rng import SeedLike, as_generator, spawn_seed
 from .._core.vocabulary import ACCOUNTANTS, OPTIMIZERS, Accountant, Optimizer, default_delta
 from ..data import GroupedDataset
+from . import elementary
 from .device import resolve_device, training_threads
 from .models import (
     BinaryGrads,
@@ -47,6 +48,7 @@ from .models import (
     SeqGrads,
     SparseBatch,
     Workspace,
+    binary_loss,
     build_model,
     transpose_rows,
 )
@@ -219,6 +221,10 @@ def evaluate(
     """Losses, logit-scaled confidences and predictions ``(n_models, n_records)`` on CPU.
 
     ``confidence = z_y - logsumexp_{j != y} z_j = log p_y - log(1 - p_y)`` (stable form).
+    Two-class :class:`LinearStack` networks go through :meth:`LinearStack.logit_difference` and
+    :func:`~fairpriv_lab.engine.models.binary_loss`, training's own arithmetic: a record's loss
+    here equals training's at the same parameters, and its bits are the same on every CPU
+    (sparse inputs; docs/design.md section 5).
     ``record_chunk``: records per forward pass (default: :meth:`LinearStack.eval_rows`, 4,096
     for other networks). ``sparse``: ``X``'s rows as ``LinearStack.sparse_first_layer`` gives
     them, ``None`` for the dense matmul (``"auto"``: computed here for a :class:`LinearStack`);
@@ -240,6 +246,15 @@ def evaluate(
         rows = max(_MIN_EVAL_ROWS, record_chunk or (net.eval_rows(hi - lo) if linear else 4096))
         for r0, r1 in _chunks(n, rows):
             s0 = min(r0, max(0, r1 - _MIN_EVAL_ROWS))  # a short last block: rerun the rows before it
+            if linear and net.binary:  # the logit difference, as training computes it
+                part = None if sparse is None else (sparse[0][s0:r1], sparse[1][s0:r1])
+                diff = net.logit_difference(p, X[s0:r1], sparse=part)[:, r0 - s0:]
+                margin = diff * (1.0 - 2.0 * y[r0:r1].to(diff.dtype))  # z_y - z_other
+                losses[lo:hi, r0:r1] = binary_loss(margin.neg()).float().cpu()
+                conf[lo:hi, r0:r1] = margin.float().cpu()
+                if pred is not None:
+                    pred[lo:hi, r0:r1] = (diff < 0).long().cpu()  # argmax: class 0 on ties
+                continue
             if linear:
                 part = None if sparse is None else (sparse[0][s0:r1], sparse[1][s0:r1])
                 z = net.forward(p, X[s0:r1], sparse=part)
@@ -280,7 +295,7 @@ class _Optimizer:
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             mhat = m / (1 - b1**self.t)
             vhat = v / (1 - b2**self.t)
-            p.sub_(self.lr * mhat / (vhat.sqrt() + eps))
+            p.sub_(self.lr * mhat / (elementary.sqrt(vhat) + eps))
 
 
 # ----------------------------------------------------------------------------- main entry

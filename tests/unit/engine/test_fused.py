@@ -1,4 +1,4 @@
-"""The engine's tanh (engine.tanh) and its compiled kernels (engine._fused) against slow references."""
+"""The engine's elementary functions (engine.elementary) and its compiled kernels (engine._fused) against slow references."""
 
 import subprocess
 import sys
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from fairpriv_lab.engine import _fused, models, tanh
-from fairpriv_lab.engine.tanh import LANES, tanh_reference
+from fairpriv_lab.engine import _fused, elementary, models
+from fairpriv_lab.engine.elementary import LANES, tanh_reference
 
 
 def _grid() -> np.ndarray:
@@ -17,7 +17,7 @@ def _grid() -> np.ndarray:
     dense = np.linspace(-12, 12, 400_001, dtype=np.float32)
     tiny = np.float32(10.0) ** rng.uniform(-40, -1, 20_000).astype(np.float32)
     huge = np.float32(10.0) ** rng.uniform(1, 38, 2_000).astype(np.float32)
-    special = np.array([0.0, -0.0, np.inf, -np.inf, tanh.C, -tanh.C, 1e-45], dtype=np.float32)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, elementary.C, -elementary.C, 1e-45], dtype=np.float32)
     return np.concatenate([dense, tiny, -tiny, huge, -huge, special])
 
 
@@ -43,7 +43,7 @@ def test_reference_is_within_4e_7_of_the_exact_tanh():
 def test_torch_kernels_and_compiled_kernel_give_the_reference_bits():
     x = _grid()
     want = tanh_reference(x)
-    by_torch = tanh.tanh_torch_(torch.from_numpy(x.copy()))
+    by_torch = elementary.tanh_torch_(torch.from_numpy(x.copy()))
     assert np.array_equal(by_torch.numpy(), want)
     by_numba = _fused.tanh_(torch.from_numpy(x.copy()))
     assert np.array_equal(by_numba.numpy(), want)
@@ -170,12 +170,30 @@ def test_binary_hidden_without_numba_uses_torch_and_agrees(monkeypatch):
     assert torch.equal(h, torch.tanh(z64 + b64.unsqueeze(1)))
 
 
+@pytest.mark.parametrize("H", [1, 5, 16, 37, 256])
+def test_binary_logit_is_the_training_pass_logit_bit_for_bit(H, monkeypatch):
+    # evaluation's forward pass: binary_hidden's diff, without writing h or e
+    z, b1, w = _hidden_inputs(3, 41, H, seed=4)
+    want = _run_hidden(z, b1, w)[2]
+    assert torch.equal(models._binary_logit(z.clone(), b1, w), want)
+    assert torch.equal(models._binary_logit(z[1:].clone(), b1[1:], w[1:]), want[1:])  # any chunk of models
+    monkeypatch.setattr(_fused, "_MIN_THREADED", 1)  # rows split between two threads
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert torch.equal(models._binary_logit(z.clone(), b1, w), want)
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setattr(models, "_compiled", lambda: None)  # torch's passes: row sums in torch's order
+    torch.testing.assert_close(models._binary_logit(z.clone(), b1, w), want, rtol=2e-6, atol=1e-6)
+
+
 def test_a_broken_numba_warns_once_and_training_goes_on():
     code = """
 import sys, warnings
 sys.modules["numba"] = None  # import numba raises ImportError
 import numpy as np, torch
-from fairpriv_lab.engine import models, tanh
+from fairpriv_lab.engine import elementary, models
 x = torch.linspace(-9, 9, 10001)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -183,7 +201,7 @@ with warnings.catch_warnings(record=True) as caught:
     b = models._tanh_(x.clone())
 msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
 assert len(msgs) == 1 and "numba" in msgs[0] and "pip install numba" in msgs[0], msgs
-assert np.array_equal(a.numpy(), tanh.tanh_reference(x.numpy())) and torch.equal(a, b)
+assert np.array_equal(a.numpy(), elementary.tanh_reference(x.numpy())) and torch.equal(a, b)
 print("ok")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -192,7 +210,7 @@ print("ok")
 
 
 def test_kernels_compiled_with_other_constants_are_recompiled(monkeypatch):
-    # numba's cache is keyed on _fused.py alone: an edit of engine/tanh.py must not leave stale
+    # numba's cache is keyed on _fused.py alone: an edit of engine/elementary.py must not leave stale
     # machine code. The probe agrees with today's function; against another one it recompiles,
     # and says so when even fresh code disagrees.
     assert _fused._fresh()
@@ -202,7 +220,7 @@ def test_kernels_compiled_with_other_constants_are_recompiled(monkeypatch):
     _fused._ensure_fresh()
     assert calls == []
     monkeypatch.setattr(_fused, "tanh_reference", lambda x: tanh_reference(x) * np.float32(0.5))
-    with pytest.raises(RuntimeError, match="disagree with engine.tanh.tanh_reference"):
+    with pytest.raises(RuntimeError, match="disagree with engine.elementary.tanh_reference"):
         _fused._ensure_fresh()
     assert calls == [_fused._tanh_flat, _fused._binary_hidden]
 
@@ -211,10 +229,10 @@ def test_kernels_compiled_with_other_constants_are_recompiled(monkeypatch):
 def test_kernels_cache_in_the_users_cache_from_a_read_only_install(read_only_install):
     """A read-only package directory: numba caches in the user's cache; the second process loads it."""
     code = ("import numpy as np, torch\n"
-            "from fairpriv_lab.engine import _fused, tanh\n"
+            "from fairpriv_lab.engine import _fused, elementary\n"
             f"assert _fused.__file__.startswith({str(read_only_install.pkg)!r})\n"
             "x = torch.linspace(-9, 9, 1001)\n"
-            "print(np.array_equal(_fused.tanh_(x.clone()).numpy(), tanh.tanh_reference(x.numpy())))\n")
+            "print(np.array_equal(_fused.tanh_(x.clone()).numpy(), elementary.tanh_reference(x.numpy())))\n")
     assert read_only_install.run_twice(code, "engine", cached="_fused._binary_hidden") == [["True"], ["True"]]
 
 

@@ -499,6 +499,16 @@ def test_sparse_first_layer_trains_like_the_dense_one(data, monkeypatch):
         np.testing.assert_allclose(res.losses, dense.losses, rtol=1e-5, atol=1e-6)
 
 
+def _one_hot_rows(n=301, seed=3, classes=2):
+    """Records of 16 features: a one-hot of 7, a one-hot of 8 holding a normal value, one dense column."""
+    rng = np.random.default_rng(seed)
+    X = np.zeros((n, 16), dtype=np.float32)
+    X[np.arange(n), rng.integers(0, 7, n)] = 1.0
+    X[np.arange(n), 7 + rng.integers(0, 8, n)] = rng.normal(size=n).astype(np.float32)
+    X[:, 15] = rng.normal(size=n)
+    return torch.from_numpy(X), torch.from_numpy(rng.integers(0, classes, n))
+
+
 @pytest.mark.parametrize("sizes", [(16, 2), (16, 24, 2), (16, 24, 3)])
 def test_evaluate_matches_each_model_alone_in_any_blocks(sizes):
     # evaluate: the sparse first layer (one-hot rows), blocks of records and of models; every
@@ -507,13 +517,7 @@ def test_evaluate_matches_each_model_alone_in_any_blocks(sizes):
     from fairpriv_lab.engine.models import LinearStack
     from fairpriv_lab.engine.training import evaluate
 
-    rng = np.random.default_rng(3)
-    n = 301
-    X = np.zeros((n, 16), dtype=np.float32)
-    X[np.arange(n), rng.integers(0, 7, n)] = 1.0
-    X[np.arange(n), 7 + rng.integers(0, 8, n)] = rng.normal(size=n).astype(np.float32)
-    X[:, 15] = rng.normal(size=n)
-    X, y = torch.from_numpy(X), torch.from_numpy(rng.integers(0, sizes[-1], n))
+    X, y = _one_hot_rows(classes=sizes[-1])
     net = LinearStack(sizes)
     params = net.init(5, torch.Generator().manual_seed(0))
     assert net.sparse_first_layer(X) is not None
@@ -541,3 +545,59 @@ def test_evaluate_matches_each_model_alone_in_any_blocks(sizes):
     with pytest.raises(ConfigError, match="sparse"):
         evaluate(net, params, X, y, model_chunk=5, sparse="dense")
     assert evaluate(net, params, X, y, model_chunk=5, predictions=False)[2] is None
+
+
+@pytest.mark.parametrize("sizes", [(16, 2), (16, 24, 2)])
+def test_evaluate_gives_trainings_own_losses_bit_for_bit(sizes):
+    # two classes on sparse rows: evaluation computes the logit difference and the loss with
+    # training's arithmetic, so a record's loss there equals the per-sample pass's
+    from fairpriv_lab.engine.models import LinearStack
+    from fairpriv_lab.engine.training import evaluate
+
+    X, y = _one_hot_rows()
+    net = LinearStack(sizes)
+    M, d = 4, X.shape[1]
+    params = net.init(M, torch.Generator().manual_seed(1))
+    cols, vals = net.sparse_first_layer(X)
+    batch = ((cols.unsqueeze(0) + (torch.arange(M, dtype=cols.dtype) * d).view(-1, 1, 1)),
+             vals.unsqueeze(0).expand(M, -1, -1).contiguous())
+    with torch.no_grad():
+        grads = net.per_sample(params, X.expand(M, -1, -1).contiguous(), y.expand(M, -1).contiguous(), sparse=batch)
+    losses, conf, pred = evaluate(net, params, X, y, model_chunk=3)
+    assert torch.equal(losses, grads.losses)
+    # the confidence is the margin z_y - z_other; the prediction its sign (class 0 on ties)
+    with torch.no_grad():
+        z = torch.stack([net.to_module(params, m)(X) for m in range(M)]).double()
+    zy = z.gather(-1, y.expand(M, -1).unsqueeze(-1)).squeeze(-1)
+    np.testing.assert_allclose(conf.numpy(), (2 * zy - z.sum(-1)).numpy(), rtol=1e-5, atol=1e-5)
+    clear = (z[..., 0] - z[..., 1]).abs() > 1e-5
+    assert torch.equal(pred[clear], z.argmax(-1)[clear])
+
+
+def test_two_class_sparse_runs_call_no_mkl_routine(monkeypatch):
+    # MKL's float32 matmuls, exp and sqrt run other code on Intel than on AMD CPUs (other last
+    # bits, which can move an audited risk): a two-class run on sparse rows (Adult's) trains and
+    # evaluates without them, so its numbers are the same on every CPU (docs/design.md section 5)
+    from fairpriv_lab.data import load_adult
+
+    def refuse(name, orig):
+        def guarded(*args, **kwargs):
+            t = args[0]
+            if isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.device.type == "cpu":
+                raise AssertionError(f"{name} on a float32 CPU tensor")
+            return orig(*args, **kwargs)
+        return guarded
+
+    for name in ("matmul", "bmm", "mm", "exp", "sqrt", "tanh"):
+        monkeypatch.setattr(torch, name, refuse(f"torch.{name}", getattr(torch, name)))
+    einsum = torch.einsum
+    monkeypatch.setattr(torch, "einsum", lambda eq, *ops: refuse("torch.einsum", lambda *o: einsum(eq, *o))(*ops))
+    for name in ("exp", "exp_", "sqrt", "sqrt_", "tanh", "tanh_", "matmul", "__matmul__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse(f"Tensor.{name}", getattr(torch.Tensor, name)))
+    ds = load_adult(group="sex").sample(300, seed=0)
+    member = np.random.default_rng(0).random((3, ds.n_samples)) < 0.5
+    for model in ("lr", "mlp"):
+        for method in ("sgd", "dpsgd", DPSGDS(), DPSGDS(statistic="mean_direction"), DPSGDF()):
+            res = train_ensemble(ds, member, model=model, method=method, noise_multiplier=None if method == "sgd" else 1.0,
+                                 epochs=1, batch_size=32, lr=0.1, seed=0)
+            assert np.isfinite(res.losses).all()
