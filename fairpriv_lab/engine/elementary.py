@@ -6,9 +6,9 @@ one loss can move a record's risk, and so a printed GPR. Library transcendental 
 give that. torch's CPU ``tanh`` and ``exp`` of a float32 tensor are MKL's vector math
 (``vmsTanh``, ``vmsExp``), which runs other code on Intel than on AMD CPUs (on an AMD EPYC about
 1 % of its float32 ``exp`` values are not the correctly rounded ones; Intel's AVX-512 code has
-its own). So the engine computes the two functions it needs itself, from IEEE-exact operations
-only (``min``, ``max``, comparisons, ``floor``, multiplications, additions, divisions and
-exponent bits), which every implementation computes alike: numpy (the ``*_reference``
+its own). So the engine computes tanh and exp itself, from IEEE-exact operations only
+(``min``, ``max``, comparisons, ``floor``, multiplications, additions, divisions and exponent
+bits), which every implementation computes alike: numpy (the ``*_reference``
 definitions the tests hold everything to), torch's elementwise kernels (``*_torch_``) and the
 compiled kernels of :mod:`~fairpriv_lab.engine._fused`.
 

@@ -246,8 +246,8 @@ def evaluate(
         rows = max(_MIN_EVAL_ROWS, record_chunk or (net.eval_rows(hi - lo) if linear else 4096))
         for r0, r1 in _chunks(n, rows):
             s0 = min(r0, max(0, r1 - _MIN_EVAL_ROWS))  # a short last block: rerun the rows before it
+            part = None if sparse is None else (sparse[0][s0:r1], sparse[1][s0:r1])
             if linear and net.binary:  # the logit difference, as training computes it
-                part = None if sparse is None else (sparse[0][s0:r1], sparse[1][s0:r1])
                 diff = net.logit_difference(p, X[s0:r1], sparse=part)[:, r0 - s0:]
                 margin = diff * (1.0 - 2.0 * y[r0:r1].to(diff.dtype))  # z_y - z_other
                 losses[lo:hi, r0:r1] = binary_loss(margin.neg()).float().cpu()
@@ -255,11 +255,7 @@ def evaluate(
                 if pred is not None:
                     pred[lo:hi, r0:r1] = (diff < 0).long().cpu()  # argmax: class 0 on ties
                 continue
-            if linear:
-                part = None if sparse is None else (sparse[0][s0:r1], sparse[1][s0:r1])
-                z = net.forward(p, X[s0:r1], sparse=part)
-            else:
-                z = net.forward(p, X[s0:r1])
+            z = net.forward(p, X[s0:r1], sparse=part) if linear else net.forward(p, X[s0:r1])
             z = z[:, r0 - s0:]
             yy = y[r0:r1].unsqueeze(0).expand(hi - lo, -1).unsqueeze(-1)
             logp = torch.log_softmax(z, dim=-1)
